@@ -1,0 +1,289 @@
+//! Where things live on disk: pure path functions, no I/O.
+//!
+//! ```text
+//! <root>/                                   $RBEE_CACHE_DIR or ~/.cache/rbee/models
+//!   .catalog.lock                           serialises metadata writes between processes
+//!   hf/<org>/<repo>/<variant>/              one artifact (variant: Q4_K_M, default, file-…, …@rev)
+//!     metadata.json                         the record (reference, revision, files, status)
+//!     .lock                                 held by the process downloading this artifact
+//!     files/<path in repo>                  complete, verified files
+//!     files/<path in repo>.part             partial data of an interrupted download
+//!     files/<path in repo>.part.state       which ranges of the partial file are complete
+//!   gh/<owner>/<repo>/<tag or latest>[+asset]/…
+//!   url/<host>/<name>-<hash>/…
+//!   file/<name>-<hash>/…
+//! ```
+//!
+//! An artifact's id is its folder below the root with `--` between the parts
+//! (`hf--TheBloke--TinyLlama-1.1B-Chat-v1.0-GGUF--Q4_K_M`): stable, readable and safe in a URL
+//! path. Folder names never contain `--`, so an id maps back to exactly one folder.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::reference::{ArtifactRef, HfSelector, Scheme};
+
+/// The record file inside an artifact folder.
+pub const METADATA_FILE: &str = "metadata.json";
+/// The per-artifact lock file.
+pub const LOCK_FILE: &str = ".lock";
+/// The folder holding an artifact's files.
+pub const FILES_DIR: &str = "files";
+/// The catalog-wide lock for metadata writes.
+pub const CATALOG_LOCK_FILE: &str = ".catalog.lock";
+/// Suffix of partial files.
+pub const PART_SUFFIX: &str = ".part";
+/// Suffix of the resume state kept beside a partial file (`model.gguf.part.state`).
+pub const PART_STATE_SUFFIX: &str = ".part.state";
+
+/// Where an artifact lives in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CatalogKey {
+    scheme: Scheme,
+    segments: Vec<String>,
+}
+
+impl CatalogKey {
+    /// The key of the artifact a reference names.
+    ///
+    /// ```
+    /// use rbee_artifact_catalog::{ArtifactRef, CatalogKey};
+    /// let r: ArtifactRef = "hf:TheBloke/TinyLlama-GGUF:q4_k_m".parse().unwrap();
+    /// assert_eq!(CatalogKey::of(&r).id(), "hf--TheBloke--TinyLlama-GGUF--Q4_K_M");
+    /// ```
+    pub fn of(reference: &ArtifactRef) -> Self {
+        let (scheme, segments) = match reference {
+            ArtifactRef::HuggingFace(hf) => {
+                let mut variant = match &hf.selector {
+                    HfSelector::Default => "default".to_string(),
+                    HfSelector::Quant(q) => q.clone(),
+                    HfSelector::File(p) => format!("file-{p}"),
+                };
+                if let Some(rev) = hf.revision.as_deref().filter(|r| *r != "main") {
+                    variant = format!("{variant}@{rev}");
+                }
+                (
+                    Scheme::Hf,
+                    vec![segment(&hf.org), segment(&hf.repo), segment(&variant)],
+                )
+            }
+            ArtifactRef::GitHub(gh) => {
+                let mut variant = gh.tag.clone().unwrap_or_else(|| "latest".into());
+                if let Some(asset) = &gh.asset {
+                    variant = format!("{variant}+{asset}");
+                }
+                (
+                    Scheme::Gh,
+                    vec![segment(&gh.owner), segment(&gh.repo), segment(&variant)],
+                )
+            }
+            ArtifactRef::Local(local) => {
+                let raw = local.path.to_string_lossy();
+                let name = local
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "root".into());
+                (
+                    Scheme::File,
+                    vec![format!("{}-{}", segment_body(&name), short_hash(&raw))],
+                )
+            }
+            ArtifactRef::Url(u) => {
+                let host = u.url.host_str().unwrap_or("host");
+                let name = u
+                    .url
+                    .path_segments()
+                    .and_then(|mut s| s.next_back())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("file");
+                let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+                (
+                    Scheme::Url,
+                    vec![
+                        segment(host),
+                        format!("{}-{}", segment_body(&name), short_hash(u.url.as_str())),
+                    ],
+                )
+            }
+        };
+        Self { scheme, segments }
+    }
+
+    /// Parses an id back into a key; `None` when it is not an id this catalog could produce
+    /// (which also rules out any path traversal).
+    pub fn from_id(id: &str) -> Option<Self> {
+        let mut parts = id.split("--");
+        let scheme = Scheme::ALL
+            .into_iter()
+            .find(|s| Some(s.as_str()) == parts.clone().next())?;
+        parts.next();
+        let segments: Vec<String> = parts.map(str::to_string).collect();
+        let expected = match scheme {
+            Scheme::Hf | Scheme::Gh => 3,
+            Scheme::Url => 2,
+            Scheme::File => 1,
+        };
+        if segments.len() != expected || !segments.iter().all(|s| is_clean_segment(s)) {
+            return None;
+        }
+        Some(Self { scheme, segments })
+    }
+
+    /// The vendor scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The stable id, usable in a URL path.
+    pub fn id(&self) -> String {
+        let mut id = self.scheme.as_str().to_string();
+        for s in &self.segments {
+            id.push_str("--");
+            id.push_str(s);
+        }
+        id
+    }
+
+    /// The artifact folder relative to the catalog root.
+    pub fn relative_dir(&self) -> PathBuf {
+        let mut p = PathBuf::from(self.scheme.as_str());
+        p.extend(&self.segments);
+        p
+    }
+}
+
+/// The artifact folder.
+pub fn entry_dir(root: &Path, key: &CatalogKey) -> PathBuf {
+    root.join(key.relative_dir())
+}
+
+/// The folder holding the artifact's files.
+pub fn files_dir(entry_dir: &Path) -> PathBuf {
+    entry_dir.join(FILES_DIR)
+}
+
+/// The final path of a file of an artifact (`rel` already validated).
+pub fn file_path(entry_dir: &Path, rel: &str) -> PathBuf {
+    files_dir(entry_dir).join(rel)
+}
+
+/// The partial-data path for a final path: `model.gguf` → `model.gguf.part`.
+pub fn part_path(final_path: &Path) -> PathBuf {
+    let mut name = final_path.as_os_str().to_owned();
+    name.push(PART_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// A folder name: `[A-Za-z0-9._@+=-]`, no `--`, no leading `.`, at most 80 characters. Lossy
+/// conversions get a short hash of the original so two names never share a folder.
+fn segment(raw: &str) -> String {
+    let body = segment_body(raw);
+    if body == raw {
+        body
+    } else {
+        format!("{body}-{}", short_hash(raw))
+    }
+}
+
+fn segment_body(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        let c = if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | '=' | '-') {
+            c
+        } else {
+            '_'
+        };
+        if c == '-' && out.ends_with('-') {
+            continue;
+        }
+        out.push(c);
+    }
+    let mut out = out.trim_start_matches('.').to_string();
+    out.truncate(80);
+    while out.ends_with('-') {
+        out.pop();
+    }
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+fn is_clean_segment(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.len() <= 100
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'+' | b'=' | b'-')
+        })
+}
+
+fn short_hash(s: &str) -> String {
+    hex::encode(&Sha256::digest(s.as_bytes())[..4])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> CatalogKey {
+        CatalogKey::of(&s.parse().unwrap())
+    }
+
+    #[test]
+    fn ids_are_readable_and_round_trip() {
+        for (r, id) in [
+            ("hf:o/r", "hf--o--r--default"),
+            ("hf:o/r@main:Q8_0", "hf--o--r--Q8_0"),
+            ("hf:o/r@v2:Q8_0", "hf--o--r--Q8_0@v2"),
+            ("gh:o/r@b1/m.gguf", "gh--o--r--b1+m.gguf"),
+            ("gh:o/r", "gh--o--r--latest"),
+        ] {
+            let k = key(r);
+            assert_eq!(k.id(), id);
+            assert_eq!(CatalogKey::from_id(id), Some(k));
+        }
+        let k = key("hf:o/r/sub/x.gguf");
+        assert!(k.id().starts_with("hf--o--r--file-sub_x.gguf-"));
+        assert_eq!(CatalogKey::from_id(&k.id()), Some(k));
+        let k = key("file:/data/my model.gguf");
+        assert!(k.id().starts_with("file--my_model.gguf-"));
+        assert_eq!(k.relative_dir().components().count(), 2);
+        let k = key("https://example.com/a/b.gguf");
+        assert!(k.id().starts_with("url--example.com--b.gguf-"));
+    }
+
+    #[test]
+    fn distinct_refs_get_distinct_dirs() {
+        assert_ne!(key("gh:o/a--b"), key("gh:o/a-b"));
+        assert_ne!(key("file:/x/m.gguf"), key("file:/y/m.gguf"));
+        assert_ne!(key("hf:o/r/a/b.gguf"), key("hf:o/r/a_b.gguf"));
+        assert_eq!(key("hf:o/r:q4_k_m"), key("hf:o/r@main:Q4_K_M"));
+    }
+
+    #[test]
+    fn foreign_ids_are_refused() {
+        for bad in [
+            "",
+            "hf",
+            "hf--..--x--y",
+            "hf--a--b",
+            "s3--a--b--c",
+            "hf--a/b--c--d",
+            "file--.hidden",
+            "hf--a--b--c--d",
+        ] {
+            assert_eq!(CatalogKey::from_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn part_paths() {
+        assert_eq!(
+            part_path(Path::new("/c/files/m.gguf")),
+            PathBuf::from("/c/files/m.gguf.part")
+        );
+    }
+}

@@ -1,0 +1,314 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::reference::Scheme;
+
+fn record(reference: &str, status: ArtifactStatus, files: &[(&str, &[u8])]) -> ArtifactRecord {
+    let reference: ArtifactRef = reference.parse().unwrap();
+    ArtifactRecord {
+        schema: RECORD_SCHEMA,
+        id: CatalogKey::of(&reference).id(),
+        scheme: reference.scheme(),
+        reference,
+        revision: Some("abc".into()),
+        files: files
+            .iter()
+            .map(|(p, data)| FileRecord {
+                path: p.to_string(),
+                size: data.len() as u64,
+                sha256: Some(Sha256Digest::of(data)),
+                version: None,
+                source: None,
+            })
+            .collect(),
+        status,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        notes: vec![],
+    }
+}
+
+/// Saves a record and writes its files.
+fn add(
+    cat: &Catalog,
+    reference: &str,
+    status: ArtifactStatus,
+    files: &[(&str, &[u8])],
+) -> CatalogEntry {
+    let entry = cat.save(&record(reference, status, files)).unwrap();
+    for (p, data) in files {
+        let path = layout::file_path(&entry.dir, p);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, data).unwrap();
+    }
+    entry
+}
+
+#[test]
+fn save_get_list_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    let e = add(
+        &cat,
+        "hf:o/r:Q4_K_M",
+        ArtifactStatus::Ready,
+        &[("m.gguf", b"hello")],
+    );
+    assert_eq!(e.record.id, "hf--o--r--Q4_K_M");
+    let got = cat.get("hf--o--r--Q4_K_M").unwrap().unwrap();
+    assert_eq!(got, e);
+    // The reference, in any accepted spelling, finds it too.
+    assert_eq!(cat.get("o/r:q4_k_m").unwrap().unwrap().record, e.record);
+    assert!(cat.get("hf:o/other").unwrap().is_none());
+    assert!(got.files_present());
+    assert_eq!(
+        got.primary_path(),
+        tmp.path().join("hf/o/r/Q4_K_M/files/m.gguf")
+    );
+    let listing = cat.list().unwrap();
+    assert_eq!(listing.len(), 1);
+    // The record on disk is plain JSON with the documented fields.
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(e.dir.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(json["reference"], "hf:o/r:Q4_K_M");
+    assert_eq!(json["status"]["state"], "ready");
+    assert_eq!(
+        json["files"][0]["sha256"],
+        Sha256Digest::of(b"hello").to_string()
+    );
+    assert_eq!(json["scheme"], "hf");
+}
+
+#[test]
+fn a_damaged_record_does_not_hide_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    add(&cat, "hf:o/a", ArtifactStatus::Ready, &[("a", b"a")]);
+    let bad = add(&cat, "hf:o/b", ArtifactStatus::Ready, &[("b", b"b")]);
+    add(&cat, "gh:o/c@v1", ArtifactStatus::Ready, &[("c", b"c")]);
+    let full = fs::read(bad.dir.join("metadata.json")).unwrap();
+    fs::write(bad.dir.join("metadata.json"), &full[..full.len() / 2]).unwrap();
+
+    let listing = cat.list().unwrap();
+    assert_eq!(listing.len(), 3);
+    let damaged: Vec<_> = listing
+        .iter()
+        .filter_map(|l| match l {
+            Listing::Damaged { id, reason, .. } => Some((id.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(damaged.len(), 1);
+    assert_eq!(damaged[0].0, "hf--o--b--default");
+    assert!(damaged[0].1.contains("not a valid record"));
+    assert!(matches!(
+        cat.get("hf--o--b--default"),
+        Err(Error::Damaged { .. })
+    ));
+    // Garbage is damaged too, and a damaged entry can be removed.
+    fs::write(bad.dir.join("metadata.json"), b"\x00\xffnot json").unwrap();
+    assert!(matches!(cat.get("hf:o/b"), Err(Error::Damaged { .. })));
+    cat.remove("hf--o--b--default").unwrap();
+    assert_eq!(cat.list().unwrap().len(), 2);
+    // Re-opening with a damaged entry works.
+    fs::create_dir_all(tmp.path().join("hf/x/y/default")).unwrap();
+    fs::write(tmp.path().join("hf/x/y/default/metadata.json"), b"{").unwrap();
+    Catalog::open(tmp.path()).unwrap();
+}
+
+#[test]
+fn downloads_left_by_a_dead_process_become_incomplete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    let downloading = ArtifactStatus::Downloading {
+        bytes: 5,
+        total: 10,
+    };
+    add(&cat, "hf:o/dead", downloading.clone(), &[]);
+    add(&cat, "hf:o/alive", downloading.clone(), &[]);
+    // A live download holds its lease (another process, as far as flock is concerned).
+    let lease = cat
+        .try_lease(&"hf:o/alive".parse().unwrap())
+        .unwrap()
+        .unwrap();
+
+    let reopened = Catalog::open(tmp.path()).unwrap();
+    let dead = reopened.get("hf:o/dead").unwrap().unwrap();
+    assert_eq!(
+        dead.record.status,
+        ArtifactStatus::Incomplete {
+            bytes: 5,
+            total: 10
+        }
+    );
+    let alive = reopened.get("hf:o/alive").unwrap().unwrap();
+    assert_eq!(alive.record.status, downloading);
+    drop(lease);
+}
+
+#[test]
+fn leases_are_exclusive_and_block_removal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    let r: ArtifactRef = "hf:o/r".parse().unwrap();
+    add(
+        &cat,
+        "hf:o/r",
+        ArtifactStatus::Downloading { bytes: 0, total: 1 },
+        &[],
+    );
+    let lease = cat.try_lease(&r).unwrap().unwrap();
+    assert!(cat.try_lease(&r).unwrap().is_none());
+    assert!(matches!(cat.remove("hf:o/r"), Err(Error::Busy { .. })));
+    drop(lease);
+    let removed = cat.remove("hf:o/r").unwrap();
+    assert_eq!(removed.id, "hf--o--r--default");
+    assert!(!tmp.path().join("hf").exists(), "empty parents are tidied");
+    assert!(matches!(cat.remove("hf:o/r"), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn verify_detects_changed_and_missing_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    let e = add(
+        &cat,
+        "hf:o/r",
+        ArtifactStatus::Ready,
+        &[("a.safetensors", b"aaaa"), ("b.json", b"{}")],
+    );
+    let mut hashed = 0;
+    let report = cat.verify("hf:o/r", |n| hashed += n).unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(hashed, 6);
+
+    // Same size, different bytes: only the hash can tell.
+    fs::write(layout::file_path(&e.dir, "a.safetensors"), b"aaab").unwrap();
+    let report = cat.verify("hf--o--r--default", |_| {}).unwrap();
+    assert!(!report.ok());
+    assert!(report.problems()[0].starts_with("a.safetensors changed on disk"));
+    let status = cat.get("hf:o/r").unwrap().unwrap().record.status;
+    assert!(matches!(status, ArtifactStatus::Failed { code, .. } if code == "integrity"));
+
+    fs::remove_file(layout::file_path(&e.dir, "b.json")).unwrap();
+    let report = cat.verify("hf:o/r", |_| {}).unwrap();
+    assert_eq!(report.problems().len(), 2);
+
+    // Restoring the bytes makes it ready again.
+    fs::write(layout::file_path(&e.dir, "a.safetensors"), b"aaaa").unwrap();
+    fs::write(layout::file_path(&e.dir, "b.json"), b"{}").unwrap();
+    assert!(cat.verify("hf:o/r", |_| {}).unwrap().ok());
+    assert_eq!(
+        cat.get("hf:o/r").unwrap().unwrap().record.status,
+        ArtifactStatus::Ready
+    );
+}
+
+#[test]
+fn disk_usage_counts_complete_and_partial_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    let e = add(&cat, "hf:o/r", ArtifactStatus::Ready, &[("a", &[1; 100])]);
+    add(&cat, "gh:o/r@v1", ArtifactStatus::Ready, &[("b", &[1; 10])]);
+    fs::write(layout::file_path(&e.dir, "c.part"), [0; 7]).unwrap();
+    let du = cat.disk_usage().unwrap();
+    assert_eq!(du.total_bytes, 110);
+    assert_eq!(du.partial_bytes, 7);
+    assert_eq!(du.entries[0].id, "hf--o--r--default");
+    assert!(du.free_bytes.unwrap() > 0);
+}
+
+#[test]
+fn concurrent_writers_never_lose_updates_or_tear_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    add(
+        &Catalog::open(tmp.path()).unwrap(),
+        "hf:o/r",
+        ArtifactStatus::Ready,
+        &[],
+    );
+    let key = CatalogKey::of(&"hf:o/r".parse().unwrap());
+    // Separate Catalog values have separate in-process mutexes, so only the file lock keeps
+    // them apart — as it does between processes.
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let root = tmp.path().to_path_buf();
+            let key = key.clone();
+            std::thread::spawn(move || {
+                let cat = Catalog::open(root).unwrap();
+                for i in 0..25 {
+                    cat.update(&key, |r| r.notes.push(format!("{t}-{i}")))
+                        .unwrap();
+                    assert!(cat.get("hf:o/r").unwrap().is_some());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let cat = Catalog::open(tmp.path()).unwrap();
+    let notes = cat.get("hf:o/r").unwrap().unwrap().record.notes;
+    assert_eq!(notes.len(), 200);
+    let leftovers: Vec<_> = fs::read_dir(cat.entry_dir(&key))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn in_process_threads_share_one_catalog() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Arc::new(Catalog::open(tmp.path()).unwrap());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let cat = cat.clone();
+            std::thread::spawn(move || {
+                add(
+                    &cat,
+                    &format!("hf:o/r{t}"),
+                    ArtifactStatus::Ready,
+                    &[("f", b"x")],
+                );
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(cat.list().unwrap().len(), 4);
+}
+
+#[test]
+fn find_by_digest_only_offers_ready_intact_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    let d = Sha256Digest::of(b"weights");
+    assert!(cat.find_by_digest(&d, 7).unwrap().is_none());
+    add(
+        &cat,
+        "hf:o/r",
+        ArtifactStatus::Incomplete { bytes: 0, total: 7 },
+        &[("w", b"weights")],
+    );
+    assert!(cat.find_by_digest(&d, 7).unwrap().is_none());
+    let e = add(&cat, "hf:o/s", ArtifactStatus::Ready, &[("w", b"weights")]);
+    assert_eq!(
+        cat.find_by_digest(&d, 7).unwrap(),
+        Some(layout::file_path(&e.dir, "w"))
+    );
+}
+
+#[test]
+fn default_root_honours_rbee_cache_dir() {
+    // Only reads the variable; the test sets nothing process-wide.
+    let root = Catalog::default_root();
+    if let Some(dir) = std::env::var_os("RBEE_CACHE_DIR") {
+        assert_eq!(root, Some(PathBuf::from(dir)));
+    } else {
+        assert!(root.unwrap().ends_with("rbee/models"));
+    }
+    assert_eq!(Scheme::Hf.as_str(), "hf");
+}

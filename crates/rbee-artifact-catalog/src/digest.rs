@@ -1,0 +1,130 @@
+//! SHA-256 digests.
+
+use std::fmt;
+use std::io::Read;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 digest; displays and parses as 64 lower-case hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256Digest([u8; 32]);
+
+impl Sha256Digest {
+    /// Wraps raw digest bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw digest bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Hashes a byte slice.
+    pub fn of(data: &[u8]) -> Self {
+        Self(Sha256::digest(data).into())
+    }
+
+    /// Hashes everything `reader` yields, calling `on_bytes` with each block's length so the
+    /// caller can show progress. Blocking: call from a blocking context.
+    pub fn of_reader(
+        mut reader: impl Read,
+        mut on_bytes: impl FnMut(u64),
+    ) -> std::io::Result<(Self, u64)> {
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            total += n as u64;
+            on_bytes(n as u64);
+        }
+        Ok((Self(hasher.finalize().into()), total))
+    }
+
+    /// Hashes a file. Blocking.
+    pub fn of_file(
+        path: &std::path::Path,
+        on_bytes: impl FnMut(u64),
+    ) -> std::io::Result<(Self, u64)> {
+        Self::of_reader(std::fs::File::open(path)?, on_bytes)
+    }
+}
+
+impl From<sha2::digest::Output<Sha256>> for Sha256Digest {
+    fn from(out: sha2::digest::Output<Sha256>) -> Self {
+        Self(out.into())
+    }
+}
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{self}")
+    }
+}
+
+/// The text is not 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a SHA-256 digest (expected 64 hexadecimal digits)")]
+pub struct InvalidDigest(pub String);
+
+impl FromStr for Sha256Digest {
+    type Err = InvalidDigest;
+
+    /// Accepts 64 hex digits, optionally prefixed with `sha256:` (GitHub's form).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex_part = s.strip_prefix("sha256:").unwrap_or(s);
+        let mut out = [0u8; 32];
+        if hex_part.len() != 64 {
+            return Err(InvalidDigest(s.to_string()));
+        }
+        hex::decode_to_slice(hex_part, &mut out).map_err(|_| InvalidDigest(s.to_string()))?;
+        Ok(Self(out))
+    }
+}
+
+impl Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_vector_and_round_trip() {
+        let d = Sha256Digest::of(b"abc");
+        let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(d.to_string(), hex);
+        assert_eq!(hex.parse::<Sha256Digest>().unwrap(), d);
+        assert_eq!(format!("sha256:{hex}").parse::<Sha256Digest>().unwrap(), d);
+        assert_eq!(hex.to_uppercase().parse::<Sha256Digest>().unwrap(), d);
+        assert!("abc".parse::<Sha256Digest>().is_err());
+        assert!("zz".repeat(32).parse::<Sha256Digest>().is_err());
+        let (r, n) = Sha256Digest::of_reader(&b"abc"[..], |_| {}).unwrap();
+        assert_eq!((r, n), (d, 3));
+    }
+}

@@ -1,0 +1,55 @@
+//! The vocabulary every part of the rbee model provisioner speaks.
+//!
+//! - [`ArtifactRef`]: a parsed reference (`hf:…`, `gh:…`, `file:…`, `https://…`); raw strings
+//!   never cross crate boundaries.
+//! - [`VendorSource`]: the plugin trait a vendor implements (resolve, then download), with
+//!   [`ResolvedArtifact`] as the plan between the two.
+//! - [`DownloadTracker`] and [`ProgressEvent`]: vendor-neutral progress, broadcast to any number
+//!   of subscribers.
+//! - [`Catalog`]: what is on disk, one folder and one `metadata.json` per artifact.
+//! - [`Error`]: one error type with clear messages and stable codes.
+//!
+//! No HTTP lives here.
+//!
+//! ```
+//! use rbee_artifact_catalog::{ArtifactRef, CatalogKey, Scheme};
+//!
+//! let r: ArtifactRef = "hf.co/TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF:Q4_K_M".parse()?;
+//! assert_eq!(r.scheme(), Scheme::Hf);
+//! assert_eq!(CatalogKey::of(&r).id(), "hf--TheBloke--TinyLlama-1.1B-Chat-v1.0-GGUF--Q4_K_M");
+//! # Ok::<(), rbee_artifact_catalog::RefError>(())
+//! ```
+#![deny(missing_docs)]
+
+pub use catalog::{
+    ArtifactRecord, ArtifactStatus, Catalog, CatalogEntry, CatalogKey, CheckOutcome, DiskUsage,
+    DownloadLease, EntryUsage, FileCheck, FileRecord, Listing, RECORD_SCHEMA, Removed,
+    VerifyReport, available_space,
+};
+pub use digest::{InvalidDigest, Sha256Digest};
+pub use error::{BoxError, Error, Result};
+pub use progress::{
+    DownloadTracker, EventKind, FileProgress, FileSnapshot, HeartbeatHandle, JobId, ProgressEvent,
+    ProgressSnapshot, TrackerConfig, human_bytes,
+};
+pub use reference::{
+    ArtifactRef, GhRef, HfRef, HfSelector, LocalRef, RefError, RefErrorKind, Scheme, UrlRef,
+    validate_relative_path,
+};
+pub use secret::Secret;
+pub use vendor::{
+    DownloadedFile, FileSource, ResolveOptions, ResolvedArtifact, ResolvedFile, VendorSource,
+};
+
+/// Path functions of the on-disk layout (pure, no I/O).
+pub mod layout {
+    pub use crate::catalog::layout::*;
+}
+
+mod catalog;
+mod digest;
+mod error;
+mod progress;
+mod reference;
+mod secret;
+mod vendor;

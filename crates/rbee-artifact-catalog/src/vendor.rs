@@ -1,0 +1,147 @@
+//! The plugin trait every vendor implements, and what resolving produces.
+
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::digest::Sha256Digest;
+use crate::error::Result;
+use crate::progress::DownloadTracker;
+use crate::reference::{ArtifactRef, Scheme};
+
+/// A source of artifacts: HuggingFace, GitHub releases, local files, plain URLs, …
+///
+/// # Contract
+/// - [`resolve`](VendorSource::resolve) talks to the vendor's metadata API only and writes no
+///   bytes: it returns every file that would be fetched, with sizes and digests where the vendor
+///   publishes them, so the caller can check disk space, dedupe identical requests and show a
+///   plan (`--dry-run`).
+/// - [`download`](VendorSource::download) fetches the given files of a resolved plan into
+///   `dest` (the artifact's folder), each to `dest/<file.path>`. A file appears under its final
+///   name only when complete and verified; partial data stays in `<name>.part` for a later
+///   resume. Progress goes to the tracker as bytes arrive. On cancellation it returns
+///   [`Error::Cancelled`](crate::Error::Cancelled) promptly (within one read), keeping partial
+///   files.
+/// - Both are called from async tasks; neither may block the executor for long.
+/// - Credentials stay inside the vendor: never in the plan, errors, events or logs.
+#[async_trait]
+pub trait VendorSource: Send + Sync + Debug + 'static {
+    /// The scheme this vendor serves.
+    fn scheme(&self) -> Scheme;
+
+    /// Works out what `reference` means right now: files, sizes, digests, revision.
+    async fn resolve(
+        &self,
+        reference: &ArtifactRef,
+        options: &ResolveOptions,
+        cancel: &CancellationToken,
+    ) -> Result<ResolvedArtifact>;
+
+    /// Fetches `files` (all from `plan`, possibly a subset of its files) into `dest`.
+    async fn download(
+        &self,
+        plan: &ResolvedArtifact,
+        files: &[ResolvedFile],
+        dest: &Path,
+        progress: &DownloadTracker,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<DownloadedFile>>;
+}
+
+/// Knobs for [`VendorSource::resolve`] beyond the reference itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ResolveOptions {
+    /// Globs over file paths: when non-empty, only matching files are taken (overrides the
+    /// vendor's default choice of files).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Globs over file paths to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Use only what is already on this machine; never touch the network.
+    #[serde(default)]
+    pub offline: bool,
+}
+
+impl ResolveOptions {
+    /// Options with these include and exclude globs.
+    pub fn with_globs(include: Vec<String>, exclude: Vec<String>) -> Self {
+        Self {
+            include,
+            exclude,
+            offline: false,
+        }
+    }
+}
+
+/// What a reference resolves to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedArtifact {
+    /// The reference as requested.
+    pub reference: ArtifactRef,
+    /// The exact revision the files come from (commit sha, release tag), when the vendor has one.
+    pub revision: Option<String>,
+    /// The files to fetch, in a stable order.
+    pub files: Vec<ResolvedFile>,
+    /// Vendor notes for people (e.g. "picked Q4_K_M: the default preference").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl ResolvedArtifact {
+    /// Total bytes, counting unknown sizes as zero.
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().filter_map(|f| f.size).sum()
+    }
+}
+
+/// One file of a resolved artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedFile {
+    /// Path within the artifact (`/`-separated, validated by
+    /// [`validate_relative_path`](crate::validate_relative_path)).
+    pub path: String,
+    /// Size in bytes, when the vendor says.
+    pub size: Option<u64>,
+    /// Expected digest, when the vendor publishes one.
+    pub sha256: Option<Sha256Digest>,
+    /// An opaque content identifier from the vendor (git blob id, ETag), used with `sha256` to
+    /// tell whether a file changed since it was last fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Where the bytes are.
+    pub source: FileSource,
+}
+
+/// Where a file's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FileSource {
+    /// An HTTP(S) URL without credentials (the vendor adds them when fetching).
+    Http {
+        /// The URL.
+        url: Url,
+    },
+    /// A file on this machine.
+    Local {
+        /// Its absolute path.
+        path: PathBuf,
+    },
+}
+
+/// A file that is now complete in the artifact's folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadedFile {
+    /// Path within the artifact.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Digest of the bytes on disk.
+    pub sha256: Sha256Digest,
+}
