@@ -59,6 +59,27 @@ impl Sha256Digest {
     }
 }
 
+/// Incremental SHA-256 (for bytes that arrive in pieces).
+#[derive(Debug, Clone, Default)]
+pub struct Sha256Hasher(Sha256);
+
+impl Sha256Hasher {
+    /// A fresh hasher.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds more bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The digest of everything fed.
+    pub fn finalize(self) -> Sha256Digest {
+        Sha256Digest(self.0.finalize().into())
+    }
+}
+
 impl From<sha2::digest::Output<Sha256>> for Sha256Digest {
     fn from(out: sha2::digest::Output<Sha256>) -> Self {
         Self(out.into())
@@ -126,5 +147,9 @@ mod tests {
         assert!("zz".repeat(32).parse::<Sha256Digest>().is_err());
         let (r, n) = Sha256Digest::of_reader(&b"abc"[..], |_| {}).unwrap();
         assert_eq!((r, n), (d, 3));
+        let mut h = Sha256Hasher::new();
+        h.update(b"a");
+        h.update(b"bc");
+        assert_eq!(h.finalize(), d);
     }
 }

@@ -176,6 +176,80 @@ impl Error {
         matches!(self, Error::Cancelled)
     }
 
+    /// An equivalent error for a second caller of a shared operation (errors are not `Clone`
+    /// because their causes are not): same variant and message; an I/O cause keeps its kind and
+    /// text, other causes are folded into the message.
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::InvalidReference(e) => Error::InvalidReference(e.clone()),
+            Error::InvalidRequest(m) => Error::InvalidRequest(m.clone()),
+            Error::NotFound { message } => Error::NotFound {
+                message: message.clone(),
+            },
+            Error::Unauthorized { message } => Error::Unauthorized {
+                message: message.clone(),
+            },
+            Error::RateLimited {
+                message,
+                retry_after,
+            } => Error::RateLimited {
+                message: message.clone(),
+                retry_after: *retry_after,
+            },
+            Error::Integrity {
+                path,
+                expected,
+                actual,
+            } => Error::Integrity {
+                path: path.clone(),
+                expected: expected.clone(),
+                actual: actual.clone(),
+            },
+            Error::SizeMismatch {
+                path,
+                expected,
+                actual,
+            } => Error::SizeMismatch {
+                path: path.clone(),
+                expected: *expected,
+                actual: *actual,
+            },
+            Error::InsufficientSpace {
+                path,
+                needed,
+                available,
+            } => Error::InsufficientSpace {
+                path: path.clone(),
+                needed: *needed,
+                available: *available,
+            },
+            Error::Network { .. } => Error::Network {
+                message: self.report(),
+                source: None,
+            },
+            Error::Protocol { message } => Error::Protocol {
+                message: message.clone(),
+            },
+            Error::Offline { message } => Error::Offline {
+                message: message.clone(),
+            },
+            Error::Io { context, source } => Error::Io {
+                context: context.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Damaged { id, reason } => Error::Damaged {
+                id: id.clone(),
+                reason: reason.clone(),
+            },
+            Error::Busy { id, reason } => Error::Busy {
+                id: id.clone(),
+                reason: reason.clone(),
+            },
+            Error::Cancelled => Error::Cancelled,
+            Error::Unsupported(m) => Error::Unsupported(m.clone()),
+        }
+    }
+
     /// The message followed by each cause, one per line — for people, never containing secrets
     /// as long as the causes do not.
     pub fn report(&self) -> String {

@@ -26,7 +26,7 @@ pub use catalog::{
     DownloadLease, EntryUsage, FileCheck, FileRecord, Listing, RECORD_SCHEMA, Removed,
     VerifyReport, available_space,
 };
-pub use digest::{InvalidDigest, Sha256Digest};
+pub use digest::{InvalidDigest, Sha256Digest, Sha256Hasher};
 pub use error::{BoxError, Error, Result};
 pub use progress::{
     DownloadTracker, EventKind, FileProgress, FileSnapshot, HeartbeatHandle, JobId, ProgressEvent,

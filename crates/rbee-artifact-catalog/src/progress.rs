@@ -615,10 +615,12 @@ impl DownloadTracker {
             let forward = |event: ProgressEvent| {
                 me.inner.bytes.store(source.bytes(), Ordering::Relaxed);
                 me.inner.total.store(source.total(), Ordering::Relaxed);
+                me.inner.moved.store(
+                    source.inner.moved.load(Ordering::Relaxed),
+                    Ordering::Relaxed,
+                );
                 let is_final = event.kind.is_final();
-                if !matches!(event.kind, EventKind::Queued { .. }) {
-                    me.emit(event.kind);
-                }
+                me.emit(event.kind);
                 is_final
             };
             for event in replay {

@@ -1,0 +1,326 @@
+//! The `file:` vendor.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use async_trait::async_trait;
+use rbee_artifact_catalog::layout::part_path;
+use rbee_artifact_catalog::{
+    ArtifactRef, DownloadTracker, DownloadedFile, Error, FileProgress, FileSource, ResolveOptions,
+    ResolvedArtifact, ResolvedFile, Result, Scheme, Sha256Digest, Sha256Hasher, VendorSource,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::scan;
+
+/// Registers files and folders already on this machine.
+///
+/// Files are **hard-linked** into the catalog when the catalog is on the same file system: no
+/// bytes are copied and no space is used twice, and deleting the original keeps the catalog's
+/// copy. The price: the two names share one inode, so editing the original *in place* changes
+/// the catalog's file too — `rbee model verify` detects that against the recorded sha256. Across
+/// file systems (or where links are refused) the file is copied, streamed with progress. Either
+/// way every byte is hashed once and the sha256 is recorded.
+#[derive(Debug, Default, Clone)]
+pub struct LocalVendor;
+
+impl LocalVendor {
+    /// The vendor.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+#[async_trait]
+impl VendorSource for LocalVendor {
+    fn scheme(&self) -> Scheme {
+        Scheme::File
+    }
+
+    async fn resolve(
+        &self,
+        reference: &ArtifactRef,
+        options: &ResolveOptions,
+        _cancel: &CancellationToken,
+    ) -> Result<ResolvedArtifact> {
+        let ArtifactRef::Local(local) = reference else {
+            return Err(Error::Unsupported(format!(
+                "the file: vendor cannot fetch `{reference}`"
+            )));
+        };
+        let path = local.path.clone();
+        let options = options.clone();
+        let reference = reference.clone();
+        tokio::task::spawn_blocking(move || resolve_blocking(reference, &path, &options))
+            .await
+            .map_err(|e| Error::io("scanning local files", std::io::Error::other(e)))?
+    }
+
+    async fn download(
+        &self,
+        _plan: &ResolvedArtifact,
+        files: &[ResolvedFile],
+        dest: &Path,
+        tracker: &DownloadTracker,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<DownloadedFile>> {
+        let mut done = Vec::with_capacity(files.len());
+        for file in files {
+            let FileSource::Local { path: source } = &file.source else {
+                return Err(Error::Unsupported(format!(
+                    "{} is not a local file",
+                    file.path
+                )));
+            };
+            rbee_artifact_catalog::validate_relative_path(&file.path).map_err(|kind| {
+                Error::InvalidRequest(format!("unsafe file name `{}`: {kind}", file.path))
+            })?;
+            let target = dest.join(&file.path);
+            let progress = tracker.file(&file.path, file.size, 0);
+            let job = Job {
+                source: source.clone(),
+                target,
+                rel: file.path.clone(),
+                expected: file.sha256,
+                cancel: cancel.clone(),
+            };
+            let (progress, result) = tokio::task::spawn_blocking(move || {
+                let r = job.run(&progress);
+                (progress, r)
+            })
+            .await
+            .map_err(|e| Error::io("copying a local file", std::io::Error::other(e)))?;
+            let (downloaded, how) = result?;
+            tracker.message(format!("{}: {how}", file.path));
+            progress.done();
+            done.push(downloaded);
+        }
+        Ok(done)
+    }
+}
+
+fn resolve_blocking(
+    reference: ArtifactRef,
+    path: &Path,
+    options: &ResolveOptions,
+) -> Result<ResolvedArtifact> {
+    let meta = fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound {
+            message: format!(
+                "there is no file or folder at {}; check the path",
+                path.display()
+            ),
+        },
+        std::io::ErrorKind::PermissionDenied => Error::Unauthorized {
+            message: format!(
+                "cannot read {}: permission denied; check its permissions",
+                path.display()
+            ),
+        },
+        _ => Error::io(format!("reading {}", path.display()), e),
+    })?;
+    let root = fs::canonicalize(path)
+        .map_err(|e| Error::io(format!("resolving {}", path.display()), e))?;
+    let files = if meta.is_file() {
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| Error::InvalidRequest(format!("{} has no file name", path.display())))?;
+        vec![check_file(&root, name, true)?]
+    } else if meta.is_dir() {
+        scan::model_files(&root, &options.include, &options.exclude)?
+            .into_iter()
+            .map(|f| check_file(&f.absolute, f.relative, false))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        return Err(Error::InvalidRequest(format!(
+            "{} is neither a regular file nor a folder",
+            path.display()
+        )));
+    };
+    Ok(ResolvedArtifact {
+        reference,
+        revision: None,
+        files,
+        notes: vec![],
+    })
+}
+
+/// Checks that a file is readable and not empty, and describes it.
+fn check_file(path: &Path, relative: String, single: bool) -> Result<ResolvedFile> {
+    let file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => Error::Unauthorized {
+            message: format!(
+                "cannot read {}: permission denied; check its permissions",
+                path.display()
+            ),
+        },
+        _ => Error::io(format!("opening {}", path.display()), e),
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if meta.len() == 0 && (single || scan::is_weight(&relative)) {
+        return Err(Error::InvalidRequest(format!(
+            "{} is empty (0 bytes), so it cannot be a model",
+            path.display()
+        )));
+    }
+    Ok(ResolvedFile {
+        path: relative,
+        size: Some(meta.len()),
+        sha256: None,
+        version: Some(version_of(&meta)),
+        source: FileSource::Local {
+            path: path.to_path_buf(),
+        },
+    })
+}
+
+/// Size and modification time: enough to notice that a local file changed.
+fn version_of(meta: &fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    format!(
+        "{}:{}.{:09}",
+        meta.len(),
+        mtime.as_secs(),
+        mtime.subsec_nanos()
+    )
+}
+
+struct Job {
+    source: PathBuf,
+    target: PathBuf,
+    rel: String,
+    expected: Option<Sha256Digest>,
+    cancel: CancellationToken,
+}
+
+impl Job {
+    /// Links (or copies) `source` to `target` through a `.part` name, hashing every byte.
+    fn run(&self, progress: &FileProgress) -> Result<(DownloadedFile, &'static str)> {
+        if let Some(parent) = self.target.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        }
+        let part = part_path(&self.target);
+        let _ = fs::remove_file(&part);
+        let result = match fs::hard_link(&self.source, &part) {
+            Ok(()) => self
+                .hash(&part, progress)
+                .map(|d| (d, "hard-linked (same file system: no bytes copied)")),
+            Err(e) => {
+                tracing::debug!(error = %e, "hard link refused; copying");
+                self.copy(&part, progress)
+                    .map(|d| (d, "copied (the catalog is on another file system)"))
+            }
+        };
+        let (sha256, how) = match result {
+            Ok(ok) => ok,
+            Err(e) => {
+                // A local copy restarts cheaply; never leave a stray partial behind.
+                let _ = fs::remove_file(&part);
+                return Err(e);
+            }
+        };
+        let size = fs::metadata(&part)
+            .map_err(|e| Error::io(format!("reading {}", part.display()), e))?
+            .len();
+        if let Some(expected) = self.expected
+            && expected != sha256
+        {
+            let _ = fs::remove_file(&part);
+            return Err(Error::Integrity {
+                path: self.rel.clone(),
+                expected: expected.to_string(),
+                actual: sha256.to_string(),
+            });
+        }
+        fs::rename(&part, &self.target)
+            .map_err(|e| Error::io(format!("renaming into {}", self.target.display()), e))?;
+        Ok((
+            DownloadedFile {
+                path: self.rel.clone(),
+                size,
+                sha256,
+            },
+            how,
+        ))
+    }
+
+    fn hash(&self, path: &Path, progress: &FileProgress) -> Result<Sha256Digest> {
+        let mut file =
+            File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        self.pump(&mut file, None, progress)
+            .map_err(|e| e.with_context(path))
+    }
+
+    fn copy(&self, part: &Path, progress: &FileProgress) -> Result<Sha256Digest> {
+        let mut src = File::open(&self.source)
+            .map_err(|e| Error::io(format!("opening {}", self.source.display()), e))?;
+        let mut out =
+            File::create(part).map_err(|e| Error::io(format!("creating {}", part.display()), e))?;
+        let digest = self
+            .pump(&mut src, Some(&mut out), progress)
+            .map_err(|e| e.with_context(&self.source))?;
+        out.sync_all()
+            .map_err(|e| Error::io(format!("syncing {}", part.display()), e))?;
+        Ok(digest)
+    }
+
+    /// Reads `src` to the end, hashing, optionally writing to `out`, reporting progress and
+    /// stopping at the first block after cancellation.
+    fn pump(
+        &self,
+        src: &mut File,
+        mut out: Option<&mut File>,
+        progress: &FileProgress,
+    ) -> std::result::Result<Sha256Digest, PumpError> {
+        let mut hasher = Sha256Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(PumpError::Cancelled);
+            }
+            let n = match src.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(PumpError::Io(e)),
+            };
+            hasher.update(&buf[..n]);
+            if let Some(out) = out.as_deref_mut() {
+                out.write_all(&buf[..n]).map_err(PumpError::Write)?;
+            }
+            progress.advance(n as u64);
+        }
+        Ok(hasher.finalize())
+    }
+}
+
+enum PumpError {
+    Cancelled,
+    Io(std::io::Error),
+    Write(std::io::Error),
+}
+
+impl PumpError {
+    fn with_context(self, path: &Path) -> Error {
+        match self {
+            PumpError::Cancelled => Error::Cancelled,
+            PumpError::Io(e) => Error::io(format!("reading {}", path.display()), e),
+            PumpError::Write(e) if e.raw_os_error() == Some(28) => Error::InsufficientSpace {
+                path: path.to_path_buf(),
+                needed: 0,
+                available: 0,
+            },
+            PumpError::Write(e) => Error::io("writing into the catalog", e),
+        }
+    }
+}
