@@ -1,0 +1,37 @@
+//! The provisioner: picks the vendor for a reference, resolves it, checks the catalog and disk
+//! space, shares identical concurrent requests, bounds concurrent downloads with a queue, and
+//! records the result — so that asking for a model is one call that returns local paths.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use rbee_artifact_catalog::{Catalog, DownloadTracker, JobId};
+//! use rbee_model_provisioner::{ProvisionOptions, Provisioner, ProvisionerConfig, VendorRegistry};
+//! use rbee_vendor_local::LocalVendor;
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # async fn demo() -> rbee_artifact_catalog::Result<()> {
+//! let catalog = Arc::new(Catalog::open("/tmp/rbee-demo")?);
+//! let vendors = VendorRegistry::new().with(Arc::new(LocalVendor::new()));
+//! let provisioner = Provisioner::new(catalog, vendors, ProvisionerConfig::default());
+//! let tracker = DownloadTracker::new(JobId::generate());
+//! let ready = provisioner
+//!     .provision(
+//!         "file:/data/models/custom.gguf".parse()?,
+//!         ProvisionOptions::default(),
+//!         &tracker,
+//!         CancellationToken::new(),
+//!     )
+//!     .await?;
+//! println!("{:?}", ready.paths());
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub use provisioner::{
+    ActiveDownload, Outcome, Plan, PlannedFile, ProvisionOptions, Provisioned, Provisioner,
+    ProvisionerConfig,
+};
+pub use registry::VendorRegistry;
+
+mod provisioner;
+mod registry;

@@ -1,0 +1,912 @@
+//! `provision()`: parse → resolve → check the catalog → check disk space → download → verify →
+//! mark ready → return local paths.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use rbee_artifact_catalog::layout::{self, part_path};
+use rbee_artifact_catalog::{
+    ArtifactRecord, ArtifactRef, ArtifactStatus, Catalog, CatalogEntry, CatalogKey, DownloadLease,
+    DownloadTracker, DownloadedFile, Error, FileRecord, FileSource, JobId, RECORD_SCHEMA,
+    ResolveOptions, ResolvedArtifact, ResolvedFile, Result, Sha256Digest, TrackerConfig,
+    available_space, validate_relative_path,
+};
+use serde::Serialize;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::VendorRegistry;
+
+/// Tuning for a [`Provisioner`].
+#[derive(Debug, Clone)]
+pub struct ProvisionerConfig {
+    /// Artifacts downloaded at the same time; further requests wait in a queue (default 2).
+    pub max_concurrent_downloads: usize,
+    /// Interval of `heartbeat` events on each caller's tracker (default 1 s).
+    pub heartbeat_interval: Duration,
+    /// How often a download's byte count is written to its catalog record (default 2 s).
+    pub status_interval: Duration,
+    /// Refuse to start when the file system lacks the space (default on).
+    pub check_disk_space: bool,
+    /// Link files already in the catalog (same sha256) instead of downloading them (default on).
+    pub reuse_by_digest: bool,
+    /// Tuning of the trackers of shared transfers.
+    pub tracker: TrackerConfig,
+}
+
+impl Default for ProvisionerConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_downloads: 2,
+            heartbeat_interval: Duration::from_secs(1),
+            status_interval: Duration::from_secs(2),
+            check_disk_space: true,
+            reuse_by_digest: true,
+            tracker: TrackerConfig::default(),
+        }
+    }
+}
+
+/// Per-request knobs.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ProvisionOptions {
+    /// Passed to the vendor's resolve (globs, offline).
+    pub resolve: ResolveOptions,
+    /// Ask the vendor again even when a pinned artifact is ready (moving references — branches,
+    /// "latest", local files — are always re-checked; that costs one metadata request).
+    pub refresh: bool,
+}
+
+impl ProvisionOptions {
+    /// Options with these resolve options.
+    pub fn new(resolve: ResolveOptions) -> Self {
+        Self {
+            resolve,
+            refresh: false,
+        }
+    }
+}
+
+/// How a provision request was satisfied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It was already ready and current: nothing was fetched.
+    AlreadyReady,
+    /// It was fetched (or completed from a partial).
+    Downloaded,
+    /// It was ready, the vendor had a newer revision, and only changed files were fetched.
+    Updated,
+}
+
+/// A ready artifact.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    /// Its catalog entry.
+    pub entry: CatalogEntry,
+    /// How the request was satisfied.
+    pub outcome: Outcome,
+}
+
+impl Provisioned {
+    /// Absolute paths of the artifact's files.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.entry.paths()
+    }
+}
+
+/// What a download would do (`--dry-run`): nothing is written to make it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Catalog id the artifact would have.
+    pub id: String,
+    /// The canonical reference.
+    pub reference: String,
+    /// The resolved revision.
+    pub revision: Option<String>,
+    /// Where the files would go.
+    pub dir: PathBuf,
+    /// Every file of the artifact.
+    pub files: Vec<PlannedFile>,
+    /// Bytes of all files.
+    pub total_bytes: u64,
+    /// Bytes that would be downloaded (files not yet present, minus partial data on disk).
+    pub bytes_to_fetch: u64,
+    /// Free bytes on the destination file system.
+    pub free_bytes: Option<u64>,
+    /// Vendor notes (what was picked and why).
+    pub notes: Vec<String>,
+}
+
+/// One file of a [`Plan`].
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFile {
+    /// Path within the artifact.
+    pub path: String,
+    /// Size, when known.
+    pub size: Option<u64>,
+    /// Expected digest, when published.
+    pub sha256: Option<String>,
+    /// `fetch`, `resume` (partial data on disk) or `present` (already in the catalog).
+    pub action: &'static str,
+}
+
+/// Provisions artifacts into a catalog using registered vendors. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Provisioner {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    catalog: Arc<Catalog>,
+    vendors: VendorRegistry,
+    config: ProvisionerConfig,
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    inflight: Mutex<HashMap<CatalogKey, Arc<Inflight>>>,
+}
+
+type SharedResult = Option<std::result::Result<Provisioned, Arc<Error>>>;
+
+/// One transfer, shared by every caller that asked for the same artifact.
+#[derive(Debug)]
+struct Inflight {
+    reference: ArtifactRef,
+    tracker: DownloadTracker,
+    result: watch::Receiver<SharedResult>,
+    cancel: CancellationToken,
+    waiters: AtomicUsize,
+}
+
+/// A download in progress, for observers (the daemon's global progress stream).
+#[derive(Debug, Clone)]
+pub struct ActiveDownload {
+    /// Catalog id.
+    pub id: String,
+    /// The reference.
+    pub reference: ArtifactRef,
+    /// The shared transfer's tracker (subscribe to it).
+    pub tracker: DownloadTracker,
+}
+
+impl Provisioner {
+    /// A provisioner over `catalog` with `vendors`.
+    pub fn new(catalog: Arc<Catalog>, vendors: VendorRegistry, config: ProvisionerConfig) -> Self {
+        let slots = Arc::new(Semaphore::new(config.max_concurrent_downloads.max(1)));
+        Self {
+            inner: Arc::new(Inner {
+                catalog,
+                vendors,
+                config,
+                slots,
+                waiting: AtomicUsize::new(0),
+                inflight: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.inner.catalog
+    }
+
+    /// The vendors.
+    pub fn vendors(&self) -> &VendorRegistry {
+        &self.inner.vendors
+    }
+
+    /// Downloads in progress in this process.
+    pub fn active_downloads(&self) -> Vec<ActiveDownload> {
+        lock(&self.inner.inflight)
+            .iter()
+            .map(|(key, job)| ActiveDownload {
+                id: key.id(),
+                reference: job.reference.clone(),
+                tracker: job.tracker.clone(),
+            })
+            .collect()
+    }
+
+    /// Resolves `reference` and says what a download would do, without writing anything.
+    pub async fn plan(
+        &self,
+        reference: &ArtifactRef,
+        options: &ProvisionOptions,
+        cancel: &CancellationToken,
+    ) -> Result<Plan> {
+        let vendor = self.inner.vendors.get(reference.scheme())?;
+        let resolved = vendor.resolve(reference, &options.resolve, cancel).await?;
+        check_paths(&resolved)?;
+        let key = CatalogKey::of(reference);
+        let dir = self.inner.catalog.entry_dir(&key);
+        let existing = self.inner.catalog.read(&key).ok().flatten();
+        let changed = changed_files(existing.as_ref(), &resolved);
+        let mut files = Vec::new();
+        let mut bytes_to_fetch = 0;
+        for f in &resolved.files {
+            let fetch = changed.iter().any(|c| c.path == f.path);
+            let partial = if fetch { partial_len(&dir, &f.path) } else { 0 };
+            if fetch {
+                bytes_to_fetch += f.size.unwrap_or(0).saturating_sub(partial);
+            }
+            files.push(PlannedFile {
+                path: f.path.clone(),
+                size: f.size,
+                sha256: f.sha256.map(|d| d.to_string()),
+                action: match (fetch, partial) {
+                    (false, _) => "present",
+                    (true, 0) => "fetch",
+                    (true, _) => "resume",
+                },
+            });
+        }
+        Ok(Plan {
+            id: key.id(),
+            reference: reference.to_string(),
+            revision: resolved.revision.clone(),
+            total_bytes: resolved.total_size(),
+            bytes_to_fetch,
+            free_bytes: available_space(&dir).ok(),
+            dir: layout::files_dir(&dir),
+            files,
+            notes: resolved.notes,
+        })
+    }
+
+    /// Makes `reference` ready in the catalog and returns it.
+    ///
+    /// Progress goes to `tracker` (its job id is stamped on every event), ending with exactly one
+    /// final event. A request for an artifact another caller is already fetching joins that
+    /// transfer. Cancelling `cancel` detaches this caller at once; the transfer itself stops
+    /// (keeping partial files for a resume) when its last caller has cancelled.
+    pub async fn provision(
+        &self,
+        reference: ArtifactRef,
+        options: ProvisionOptions,
+        tracker: &DownloadTracker,
+        cancel: CancellationToken,
+    ) -> Result<Provisioned> {
+        let result = self
+            .provision_inner(reference, options, tracker, &cancel)
+            .await;
+        // Whatever happened, the caller's stream ends with a final event.
+        if !tracker.is_finished() {
+            match &result {
+                Ok(p) => tracker.completed(
+                    p.entry.record.id.clone(),
+                    p.paths(),
+                    p.entry.record.total_size(),
+                ),
+                Err(e) if e.is_cancelled() => tracker.cancelled(),
+                Err(e) => tracker.failed(e.to_string(), e.code()),
+            }
+        }
+        result
+    }
+
+    async fn provision_inner(
+        &self,
+        reference: ArtifactRef,
+        options: ProvisionOptions,
+        tracker: &DownloadTracker,
+        cancel: &CancellationToken,
+    ) -> Result<Provisioned> {
+        let key = CatalogKey::of(&reference);
+        // A pinned artifact that is ready and intact needs no network at all.
+        if (reference.is_pinned() || options.resolve.offline)
+            && !options.refresh
+            && let Some(entry) = self.ready_entry(&key)
+        {
+            return Ok(Provisioned {
+                entry,
+                outcome: Outcome::AlreadyReady,
+            });
+        }
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+
+        let job = self.join_or_start(&key, reference, options, tracker.job_id());
+        job.waiters.fetch_add(1, Ordering::AcqRel);
+        let follower = tracker.follow(&job.tracker);
+        let _heartbeat = tracker.spawn_heartbeat(self.inner.config.heartbeat_interval);
+
+        let mut result_rx = job.result.clone();
+        let outcome = tokio::select! {
+            r = wait_result(&mut result_rx) => r,
+            () = cancel.cancelled() => {
+                if job.waiters.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    // Last caller: stop the transfer and wait for it to leave the catalog true.
+                    job.cancel.cancel();
+                    let _ = wait_result(&mut result_rx).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), follower).await;
+                } else {
+                    follower.abort();
+                }
+                return Err(Error::Cancelled);
+            }
+        };
+        job.waiters.fetch_sub(1, Ordering::AcqRel);
+        // Let the follower forward the final event before the caller stops listening.
+        let _ = tokio::time::timeout(Duration::from_secs(2), follower).await;
+        outcome
+    }
+
+    fn ready_entry(&self, key: &CatalogKey) -> Option<CatalogEntry> {
+        let entry = self.inner.catalog.read(key).ok().flatten()?;
+        (entry.record.status == ArtifactStatus::Ready && entry.files_present()).then_some(entry)
+    }
+
+    fn join_or_start(
+        &self,
+        key: &CatalogKey,
+        reference: ArtifactRef,
+        options: ProvisionOptions,
+        job_id: &JobId,
+    ) -> Arc<Inflight> {
+        let mut map = lock(&self.inner.inflight);
+        if let Some(job) = map.get(key)
+            && !job.cancel.is_cancelled()
+        {
+            return job.clone();
+        }
+        let tracker =
+            DownloadTracker::with_config(job_id.clone(), self.inner.config.tracker.clone());
+        let (tx, rx) = watch::channel(None);
+        let job = Arc::new(Inflight {
+            reference: reference.clone(),
+            tracker: tracker.clone(),
+            result: rx,
+            cancel: CancellationToken::new(),
+            waiters: AtomicUsize::new(0),
+        });
+        map.insert(key.clone(), job.clone());
+        let this = self.clone();
+        let key = key.clone();
+        let task_job = job.clone();
+        tokio::spawn(async move {
+            let result = this
+                .run(&key, &reference, &options, &tracker, &task_job.cancel)
+                .await;
+            match &result {
+                Ok(p) => tracker.completed(
+                    p.entry.record.id.clone(),
+                    p.paths(),
+                    p.entry.record.total_size(),
+                ),
+                Err(e) if e.is_cancelled() => tracker.cancelled(),
+                Err(e) => tracker.failed(e.to_string(), e.code()),
+            }
+            {
+                let mut map = lock(&this.inner.inflight);
+                if map.get(&key).is_some_and(|j| Arc::ptr_eq(j, &task_job)) {
+                    map.remove(&key);
+                }
+            }
+            let _ = tx.send(Some(result.map_err(Arc::new)));
+        });
+        job
+    }
+
+    /// The shared transfer: queue, resolve, compare with the catalog, lease, fetch, record.
+    async fn run(
+        &self,
+        key: &CatalogKey,
+        reference: &ArtifactRef,
+        options: &ProvisionOptions,
+        tracker: &DownloadTracker,
+        cancel: &CancellationToken,
+    ) -> Result<Provisioned> {
+        let _slot = self.take_slot(tracker, cancel).await?;
+        let catalog = &self.inner.catalog;
+        let vendor = self.inner.vendors.get(reference.scheme())?.clone();
+        let existing = read_existing(catalog, key);
+
+        let resolved = match vendor.resolve(reference, &options.resolve, cancel).await {
+            Ok(resolved) => resolved,
+            Err(e) if is_unreachable(&e) => {
+                if let Some(entry) = self.ready_entry(key) {
+                    tracker.message(format!(
+                        "could not check {reference} for updates ({e}); using the ready copy on disk"
+                    ));
+                    return Ok(Provisioned {
+                        entry,
+                        outcome: Outcome::AlreadyReady,
+                    });
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        check_paths(&resolved)?;
+        if let Some(entry) = self.current(key, &resolved) {
+            return Ok(Provisioned {
+                entry,
+                outcome: Outcome::AlreadyReady,
+            });
+        }
+
+        let lease = self.take_lease(reference, tracker, cancel).await?;
+        // Another process may have finished it while we waited.
+        if let Some(entry) = self.current(key, &resolved) {
+            return Ok(Provisioned {
+                entry,
+                outcome: Outcome::AlreadyReady,
+            });
+        }
+        let existing = read_existing(catalog, key).or(existing);
+        let was_ready = existing
+            .as_ref()
+            .is_some_and(|e| e.record.status == ArtifactStatus::Ready);
+        let to_fetch = changed_files(existing.as_ref(), &resolved);
+        let dir = lease.dir().to_path_buf();
+        let files_dir = lease.files_dir();
+
+        if self.inner.config.check_disk_space {
+            let needed: u64 = to_fetch
+                .iter()
+                .map(|f| {
+                    f.size
+                        .unwrap_or(0)
+                        .saturating_sub(partial_len(&dir, &f.path))
+                })
+                .sum();
+            if let Ok(available) = available_space(&files_dir)
+                && needed > available
+            {
+                return Err(Error::InsufficientSpace {
+                    path: files_dir,
+                    needed,
+                    available,
+                });
+            }
+        }
+
+        let total = resolved.total_size();
+        let mut record = ArtifactRecord {
+            schema: RECORD_SCHEMA,
+            id: key.id(),
+            reference: reference.clone(),
+            scheme: reference.scheme(),
+            revision: resolved.revision.clone(),
+            files: resolved
+                .files
+                .iter()
+                .map(|f| file_record(f, existing.as_ref()))
+                .collect(),
+            status: ArtifactStatus::Downloading { bytes: 0, total },
+            created_at: existing
+                .as_ref()
+                .map(|e| e.record.created_at)
+                .unwrap_or_else(Utc::now),
+            updated_at: Utc::now(),
+            notes: resolved.notes.clone(),
+        };
+        catalog.save(&record)?;
+
+        let result = self
+            .fetch(
+                &vendor,
+                &resolved,
+                to_fetch,
+                &files_dir,
+                tracker,
+                cancel,
+                &mut record,
+                key,
+            )
+            .await;
+        match result {
+            Ok(()) => {
+                remove_stale_files(existing.as_ref(), &resolved, &files_dir);
+                record.status = ArtifactStatus::Ready;
+                record.updated_at = Utc::now();
+                let entry = catalog.save(&record)?;
+                drop(lease);
+                Ok(Provisioned {
+                    entry,
+                    outcome: if was_ready {
+                        Outcome::Updated
+                    } else {
+                        Outcome::Downloaded
+                    },
+                })
+            }
+            Err(e) => {
+                let status = if e.is_cancelled() {
+                    ArtifactStatus::Incomplete {
+                        bytes: tracker.bytes(),
+                        total,
+                    }
+                } else {
+                    ArtifactStatus::Failed {
+                        error: e.to_string(),
+                        code: e.code().to_string(),
+                    }
+                };
+                if let Err(save_error) = catalog.set_status(key, status) {
+                    tracing::warn!(error = %save_error, "could not record the outcome");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch(
+        &self,
+        vendor: &Arc<dyn rbee_artifact_catalog::VendorSource>,
+        resolved: &ResolvedArtifact,
+        mut to_fetch: Vec<ResolvedFile>,
+        files_dir: &Path,
+        tracker: &DownloadTracker,
+        cancel: &CancellationToken,
+        record: &mut ArtifactRecord,
+        key: &CatalogKey,
+    ) -> Result<()> {
+        tracker.started(
+            resolved.reference.to_string(),
+            resolved.total_size(),
+            resolved.files.len(),
+        );
+        for f in &resolved.files {
+            if !to_fetch.iter().any(|t| t.path == f.path) {
+                tracker.file_reused(&f.path, f.size.unwrap_or(0), "unchanged in the catalog");
+            }
+        }
+        if self.inner.config.reuse_by_digest {
+            let mut remaining = Vec::new();
+            for f in to_fetch {
+                match self.reuse_by_digest(&f, files_dir, tracker).await {
+                    Ok(Some(sha)) => set_digest(record, &f.path, sha, f.size.unwrap_or(0)),
+                    Ok(None) => remaining.push(f),
+                    Err(e) => {
+                        tracing::debug!(error = %e, path = %f.path, "could not reuse a local copy");
+                        remaining.push(f)
+                    }
+                }
+            }
+            to_fetch = remaining;
+        }
+
+        if !to_fetch.is_empty() {
+            let updater = self.spawn_status_updater(key.clone(), tracker.clone());
+            let downloaded = vendor
+                .download(resolved, &to_fetch, files_dir, tracker, cancel)
+                .await;
+            updater.abort();
+            let downloaded = downloaded?;
+            check_downloaded(&to_fetch, &downloaded, files_dir)?;
+            for d in downloaded {
+                set_digest(record, &d.path, d.sha256, d.size);
+            }
+        }
+        // Every file must now be in place at its recorded size.
+        for f in &record.files {
+            let path = files_dir.join(&f.path);
+            let actual = std::fs::metadata(&path).map(|m| m.len()).map_err(|e| {
+                Error::io(
+                    format!("{} is missing after the download", path.display()),
+                    e,
+                )
+            })?;
+            if actual != f.size {
+                return Err(Error::SizeMismatch {
+                    path: f.path.clone(),
+                    expected: f.size,
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Links a ready catalog file with the same digest instead of downloading it.
+    async fn reuse_by_digest(
+        &self,
+        file: &ResolvedFile,
+        files_dir: &Path,
+        tracker: &DownloadTracker,
+    ) -> Result<Option<Sha256Digest>> {
+        let (Some(sha), Some(size)) = (file.sha256, file.size) else {
+            return Ok(None);
+        };
+        let Some(source) = self.inner.catalog.find_by_digest(&sha, size)? else {
+            return Ok(None);
+        };
+        let target = files_dir.join(&file.path);
+        if source == target {
+            return Ok(None);
+        }
+        let target_for_task = target.clone();
+        let source_for_task = source.clone();
+        tokio::task::spawn_blocking(move || link_or_copy(&source_for_task, &target_for_task))
+            .await
+            .map_err(|e| Error::io("linking a catalog file", std::io::Error::other(e)))??;
+        tracker.file_reused(&file.path, size, format!("catalog ({})", source.display()));
+        Ok(Some(sha))
+    }
+
+    fn spawn_status_updater(
+        &self,
+        key: CatalogKey,
+        tracker: DownloadTracker,
+    ) -> tokio::task::JoinHandle<()> {
+        let catalog = self.inner.catalog.clone();
+        let interval = self.inner.config.status_interval;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let status = ArtifactStatus::Downloading {
+                    bytes: tracker.bytes(),
+                    total: tracker.total(),
+                };
+                let catalog = catalog.clone();
+                let key = key.clone();
+                let _ = tokio::task::spawn_blocking(move || catalog.set_status(&key, status)).await;
+            }
+        })
+    }
+
+    async fn take_slot(
+        &self,
+        tracker: &DownloadTracker,
+        cancel: &CancellationToken,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(permit) = self.inner.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let position = self.inner.waiting.fetch_add(1, Ordering::AcqRel);
+        tracker.queued(position);
+        let result = tokio::select! {
+            permit = self.inner.slots.clone().acquire_owned() => {
+                permit.map_err(|_| Error::Cancelled)
+            }
+            () = cancel.cancelled() => Err(Error::Cancelled),
+        };
+        self.inner.waiting.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
+
+    /// Takes the artifact's download lease, waiting (cancellably) while another process holds it.
+    async fn take_lease(
+        &self,
+        reference: &ArtifactRef,
+        tracker: &DownloadTracker,
+        cancel: &CancellationToken,
+    ) -> Result<DownloadLease> {
+        let mut told = false;
+        loop {
+            if let Some(lease) = self.inner.catalog.try_lease(reference)? {
+                return Ok(lease);
+            }
+            if !told {
+                tracker.message(format!(
+                    "another rbee process is downloading {reference}; waiting for it to finish"
+                ));
+                told = true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                () = cancel.cancelled() => return Err(Error::Cancelled),
+            }
+        }
+    }
+
+    /// The entry, when it is ready, intact, and holds exactly what `resolved` describes.
+    fn current(&self, key: &CatalogKey, resolved: &ResolvedArtifact) -> Option<CatalogEntry> {
+        let entry = self.ready_entry(key)?;
+        let same_files = entry.record.files.len() == resolved.files.len();
+        (same_files && changed_files(Some(&entry), resolved).is_empty()).then_some(entry)
+    }
+
+    /// Re-hashes an entry's files against their recorded digests (off the async threads).
+    pub async fn verify(
+        &self,
+        id_or_reference: &str,
+    ) -> Result<rbee_artifact_catalog::VerifyReport> {
+        let catalog = self.inner.catalog.clone();
+        let id = id_or_reference.to_string();
+        tokio::task::spawn_blocking(move || catalog.verify(&id, |_| {}))
+            .await
+            .map_err(|e| Error::io("verifying", std::io::Error::other(e)))?
+    }
+}
+
+async fn wait_result(rx: &mut watch::Receiver<SharedResult>) -> Result<Provisioned> {
+    let value = rx
+        .wait_for(Option::is_some)
+        .await
+        .map_err(|_| Error::Cancelled)?;
+    match value.as_ref() {
+        Some(Ok(p)) => Ok(p.clone()),
+        Some(Err(e)) => Err(e.duplicate()),
+        None => Err(Error::Cancelled),
+    }
+}
+
+fn read_existing(catalog: &Catalog, key: &CatalogKey) -> Option<CatalogEntry> {
+    match catalog.read(key) {
+        Ok(entry) => entry,
+        Err(e) => {
+            // A damaged record is replaced by the new download.
+            tracing::warn!(error = %e, "ignoring a damaged catalog record");
+            None
+        }
+    }
+}
+
+/// Errors after which a ready local copy is better than nothing.
+fn is_unreachable(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Network { .. } | Error::Offline { .. } | Error::RateLimited { .. }
+    )
+}
+
+/// Rejects remote file names that would escape the artifact folder, and duplicates.
+fn check_paths(resolved: &ResolvedArtifact) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for f in &resolved.files {
+        validate_relative_path(&f.path).map_err(|kind| Error::Protocol {
+            message: format!(
+                "the vendor named a file `{}` that cannot be stored safely: {kind}",
+                f.path
+            ),
+        })?;
+        if !seen.insert(f.path.as_str()) {
+            return Err(Error::Protocol {
+                message: format!("the vendor listed `{}` twice", f.path),
+            });
+        }
+    }
+    if resolved.files.is_empty() {
+        return Err(Error::NotFound {
+            message: format!("{} has no files to fetch", resolved.reference),
+        });
+    }
+    Ok(())
+}
+
+/// Files of `resolved` that are not already present and identical in `existing`.
+fn changed_files(
+    existing: Option<&CatalogEntry>,
+    resolved: &ResolvedArtifact,
+) -> Vec<ResolvedFile> {
+    resolved
+        .files
+        .iter()
+        .filter(|f| {
+            let Some(entry) = existing else { return true };
+            let Some(old) = entry.record.files.iter().find(|o| o.path == f.path) else {
+                return true;
+            };
+            let complete = entry.record.status == ArtifactStatus::Ready
+                && std::fs::metadata(layout::file_path(&entry.dir, &f.path))
+                    .is_ok_and(|m| m.len() == old.size);
+            !(complete && same_content(old, f))
+        })
+        .cloned()
+        .collect()
+}
+
+fn same_content(old: &FileRecord, new: &ResolvedFile) -> bool {
+    if new.size.is_some_and(|s| s != old.size) {
+        return false;
+    }
+    match (old.sha256, new.sha256, &old.version, &new.version) {
+        (Some(a), Some(b), _, _) => a == b,
+        (_, _, Some(a), Some(b)) => a == b,
+        // Nothing to compare but the size: trust it only when the vendor gave one.
+        _ => new.size.is_some(),
+    }
+}
+
+fn file_record(f: &ResolvedFile, existing: Option<&CatalogEntry>) -> FileRecord {
+    let kept_digest = existing
+        .and_then(|e| e.record.files.iter().find(|o| o.path == f.path))
+        .filter(|old| same_content(old, f))
+        .and_then(|old| old.sha256);
+    FileRecord {
+        path: f.path.clone(),
+        size: f.size.unwrap_or(0),
+        sha256: f.sha256.or(kept_digest),
+        version: f.version.clone(),
+        source: Some(match &f.source {
+            FileSource::Http { url } => url.to_string(),
+            FileSource::Local { path } => path.display().to_string(),
+            other => format!("{other:?}"),
+        }),
+    }
+}
+
+fn set_digest(record: &mut ArtifactRecord, path: &str, sha: Sha256Digest, size: u64) {
+    if let Some(f) = record.files.iter_mut().find(|f| f.path == path) {
+        f.sha256 = Some(sha);
+        f.size = size;
+    }
+}
+
+/// Double-checks the vendor's work against the plan: every requested file came back, with the
+/// announced size and digest.
+fn check_downloaded(
+    wanted: &[ResolvedFile],
+    got: &[DownloadedFile],
+    files_dir: &Path,
+) -> Result<()> {
+    for w in wanted {
+        let Some(d) = got.iter().find(|d| d.path == w.path) else {
+            return Err(Error::Protocol {
+                message: format!("the vendor did not deliver {}", w.path),
+            });
+        };
+        if let Some(expected) = w.sha256
+            && expected != d.sha256
+        {
+            let _ = std::fs::remove_file(files_dir.join(&w.path));
+            return Err(Error::Integrity {
+                path: w.path.clone(),
+                expected: expected.to_string(),
+                actual: d.sha256.to_string(),
+            });
+        }
+        if let Some(size) = w.size
+            && size != d.size
+        {
+            let _ = std::fs::remove_file(files_dir.join(&w.path));
+            return Err(Error::SizeMismatch {
+                path: w.path.clone(),
+                expected: size,
+                actual: d.size,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// After an update, files the new revision no longer has are removed.
+fn remove_stale_files(
+    existing: Option<&CatalogEntry>,
+    resolved: &ResolvedArtifact,
+    files_dir: &Path,
+) {
+    let Some(entry) = existing else { return };
+    for old in &entry.record.files {
+        if !resolved.files.iter().any(|f| f.path == old.path) {
+            let _ = std::fs::remove_file(files_dir.join(&old.path));
+        }
+    }
+}
+
+fn partial_len(dir: &Path, rel: &str) -> u64 {
+    std::fs::metadata(part_path(&layout::file_path(dir, rel)))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+fn link_or_copy(source: &Path, target: &Path) -> Result<()> {
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+    }
+    let part = part_path(target);
+    let _ = std::fs::remove_file(&part);
+    if std::fs::hard_link(source, &part).is_err() {
+        std::fs::copy(source, &part)
+            .map_err(|e| Error::io(format!("copying {}", source.display()), e))?;
+    }
+    std::fs::rename(&part, target)
+        .map_err(|e| Error::io(format!("renaming into {}", target.display()), e))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
