@@ -1,0 +1,48 @@
+//! The rbee download engine: one URL to one file, fast and verified.
+//!
+//! Every HTTP vendor (HuggingFace, GitHub releases, plain URLs) resolves references to
+//! [`FetchRequest`]s and hands them to one [`Transfer`], which
+//! - streams into `<file>.part`, fsyncs and renames: never a final name on unverified bytes;
+//! - resumes with `Range` + `If-Range` from what is on disk, restarting cleanly when the
+//!   remote changed or ignores ranges;
+//! - splits large files into ranges over several connections (more while each connection is
+//!   throttled and the total still grows), writing in place, with the resume state in
+//!   `<file>.part.state` so a killed process re-fetches only missing ranges;
+//! - hashes the contiguous prefix while it downloads and checks the SHA-256 and size;
+//! - retries connection failures, resets, truncations, stalls, 5xx and 429 (honouring
+//!   `Retry-After`) with exponential backoff and jitter;
+//! - holds a rate limit across all its transfers, checks free space first, locks each file
+//!   against a second writer, and never sends `Authorization` to another host.
+//!
+//! ```no_run
+//! use rbee_artifact_catalog::{DownloadTracker, JobId};
+//! use rbee_transfer::{FetchRequest, Transfer, TransferConfig};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # async fn demo() -> Result<(), rbee_artifact_catalog::Error> {
+//! let transfer = Transfer::new(TransferConfig::default())?;
+//! let url = "https://example.com/models/tiny.gguf".parse().unwrap();
+//! let tracker = DownloadTracker::new(JobId::generate());
+//! let files = transfer
+//!     .fetch_all(vec![FetchRequest::new("tiny.gguf", url)], "/tmp/models".as_ref(), &tracker,
+//!                &CancellationToken::new())
+//!     .await?;
+//! println!("{} bytes, sha256 {}", files[0].size, files[0].sha256);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub use config::TransferConfig;
+pub use error::{TransferError, TransferErrorKind, redact_url};
+pub use transfer::{ApiRequest, FetchRequest, Transfer};
+
+mod config;
+mod error;
+mod fetch;
+mod http;
+mod lock;
+mod ranges;
+mod rate;
+mod retry;
+mod state;
+mod transfer;

@@ -1,0 +1,141 @@
+//! When to try again, and how long to wait first.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+/// Exponential backoff with full jitter between `initial` and the cap.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    initial: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
+        Self { initial, max }
+    }
+
+    /// The delay before attempt `attempt` (2 = the first retry): `initial · 2^(attempt-2)`,
+    /// capped, then jittered into its upper half so that many clients do not retry in step.
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(2).min(20);
+        let base = self.initial.saturating_mul(1u32 << exp).min(self.max);
+        let half = base / 2;
+        half + half.mul_f64(jitter())
+    }
+
+    /// The delay before `attempt`, or what the server asked for when it said (`Retry-After`),
+    /// or `None` when the server asks for longer than the cap (not worth waiting for).
+    pub(crate) fn delay_for(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
+        match retry_after {
+            Some(d) if d > self.max => None,
+            Some(d) => Some(d.max(self.delay(attempt).min(Duration::from_millis(100)))),
+            None => Some(self.delay(attempt)),
+        }
+    }
+}
+
+/// A number in `[0, 1)`, different on each call; quality only needs to spread retries.
+fn jitter() -> f64 {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x9e37_79b9_7f4a_7c15);
+            h.finish() | 1
+        });
+    }
+    STATE.with(|s| {
+        // xorshift64*
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Statuses worth another attempt: timeouts, rate limits and server errors.
+pub(crate) fn is_transient_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500..=599)
+}
+
+/// Connection failures, resets and truncated bodies are transient; a malformed request is not.
+pub(crate) fn is_transient_reqwest(e: &reqwest::Error) -> bool {
+    if e.is_builder() || e.is_redirect() {
+        return false;
+    }
+    if e.is_connect() || e.is_timeout() || e.is_body() || e.is_request() || e.is_decode() {
+        return true;
+    }
+    // Anything else that carries an I/O error underneath (reset, broken pipe, EOF).
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        for _ in 0..100 {
+            let d2 = b.delay(2);
+            assert!(d2 >= Duration::from_millis(50) && d2 <= Duration::from_millis(100));
+            let d4 = b.delay(4);
+            assert!(d4 >= Duration::from_millis(200) && d4 <= Duration::from_millis(400));
+            let d30 = b.delay(30);
+            assert!(d30 >= Duration::from_secs(1) && d30 <= Duration::from_secs(2));
+        }
+        assert_eq!(b.delay_for(2, Some(Duration::from_secs(3))), None);
+        assert_eq!(
+            b.delay_for(2, Some(Duration::from_secs(1))),
+            Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn parses_retry_after() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "5".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(5)));
+        let later = SystemTime::now() + Duration::from_secs(60);
+        h.insert(RETRY_AFTER, httpdate::fmt_http_date(later).parse().unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(55) && d <= Duration::from_secs(60),
+            "{d:?}"
+        );
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+        assert!(is_transient_status(503) && is_transient_status(429));
+        assert!(!is_transient_status(404) && !is_transient_status(403));
+    }
+}

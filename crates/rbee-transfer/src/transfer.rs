@@ -1,0 +1,296 @@
+//! [`Transfer`]: the shared engine handle, and the requests it takes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use rbee_artifact_catalog::{
+    DownloadTracker, DownloadedFile, Error, FileProgress, Secret, Sha256Digest,
+    validate_relative_path,
+};
+use reqwest::{Client, Method, Response};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::config::TransferConfig;
+use crate::error::{TransferError, redact_url};
+use crate::http::{self, Outgoing, SendError};
+use crate::rate::RateLimiter;
+use crate::retry::{Backoff, is_transient_status, retry_after};
+
+/// One file to fetch.
+#[derive(Debug, Clone)]
+pub struct FetchRequest {
+    /// Path within the artifact (for events and [`DownloadedFile::path`]).
+    pub path: String,
+    /// Where the bytes are. Redirects are followed; ranges then go to the final URL.
+    pub url: Url,
+    /// Sent as `Authorization: Bearer …` to `url`'s origin only, never after a redirect to
+    /// another host.
+    pub auth: Option<Secret>,
+    /// Extra non-secret headers (e.g. `Accept: application/octet-stream`).
+    pub headers: Vec<(String, String)>,
+    /// The size the vendor announced; checked before the first byte and at the end.
+    pub expected_size: Option<u64>,
+    /// The digest the vendor published; a mismatch is [`Error::Integrity`].
+    pub sha256: Option<Sha256Digest>,
+}
+
+impl FetchRequest {
+    /// A request for `url`, to be known as `path`, without credentials, size or digest.
+    pub fn new(path: impl Into<String>, url: Url) -> Self {
+        Self {
+            path: path.into(),
+            url,
+            auth: None,
+            headers: Vec::new(),
+            expected_size: None,
+            sha256: None,
+        }
+    }
+}
+
+/// An API or metadata request (JSON listings, `HEAD` probes).
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    /// The method.
+    pub method: Method,
+    /// The URL.
+    pub url: Url,
+    /// Sent as `Authorization: Bearer …` to `url`'s origin only.
+    pub auth: Option<Secret>,
+    /// Extra non-secret headers.
+    pub headers: Vec<(String, String)>,
+    /// Follow redirects (without credentials to other hosts); off: return the 3xx itself.
+    pub follow_redirects: bool,
+}
+
+impl ApiRequest {
+    /// A `GET` that follows redirects.
+    pub fn get(url: Url) -> Self {
+        Self {
+            method: Method::GET,
+            url,
+            auth: None,
+            headers: Vec::new(),
+            follow_redirects: true,
+        }
+    }
+
+    /// A `HEAD` that does not follow redirects (to read `Location` and the hub's headers).
+    pub fn head(url: Url) -> Self {
+        Self {
+            method: Method::HEAD,
+            follow_redirects: false,
+            ..Self::get(url)
+        }
+    }
+
+    /// The same request with a credential for its URL's origin.
+    pub fn with_auth(mut self, auth: Option<Secret>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The same request with one more header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// The download engine. Cheap to clone: clones share the HTTP connection pools and the rate
+/// limit.
+///
+/// # Contract
+/// - [`fetch`](Transfer::fetch) writes only `<dest>.part`, `<dest>.part.state`,
+///   `<dest>.part.lock` and, once the bytes are complete and verified, `dest` itself.
+/// - Every method is cancellable: it returns [`Error::Cancelled`] within one network read of
+///   the token firing, keeping partial data for a later resume.
+/// - Nothing here prints; progress goes to the given [`FileProgress`] / [`DownloadTracker`],
+///   diagnostics to `tracing`. Credentials never appear in errors, events or logs.
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: TransferConfig,
+    /// For API calls: may use HTTP/2.
+    pub(crate) api: Client,
+    /// For file bodies: HTTP/1.1, one connection per range.
+    pub(crate) data: Client,
+    pub(crate) limiter: Option<RateLimiter>,
+    pub(crate) backoff: Backoff,
+}
+
+impl Transfer {
+    /// An engine with `config`. Fails only on an invalid configuration (the message names the
+    /// knob) or an unusable proxy variable.
+    pub fn new(config: TransferConfig) -> Result<Transfer, Error> {
+        config
+            .validate()
+            .map_err(|m| Error::InvalidRequest(format!("invalid transfer settings: {m}")))?;
+        let api = http::build_client(&config, false)?;
+        let data = http::build_client(&config, true)?;
+        Ok(Transfer {
+            inner: Arc::new(Inner {
+                limiter: config.rate_limit.map(RateLimiter::new),
+                backoff: Backoff::new(config.initial_backoff, config.max_backoff),
+                api,
+                data,
+                config,
+            }),
+        })
+    }
+
+    /// The settings this engine runs with.
+    pub fn config(&self) -> &TransferConfig {
+        &self.inner.config
+    }
+
+    /// Fetches one file to `dest` (its final path).
+    ///
+    /// Streams into `<dest>.part` (resume state in `<dest>.part.state`), resuming what an
+    /// earlier attempt left when the remote provably has the same bytes, over several ranged
+    /// connections for large files; verifies the size and `sha256`, fsyncs, then renames to
+    /// `dest`. A file already at `dest` with the right size (and digest) is not fetched again.
+    /// Bytes are reported to `progress` as they arrive. While one call writes `dest`, another
+    /// (in this or another process) waits, then reuses the finished file or continues the
+    /// partial.
+    pub async fn fetch(
+        &self,
+        request: &FetchRequest,
+        dest: &Path,
+        progress: &FileProgress,
+        cancel: &CancellationToken,
+    ) -> Result<DownloadedFile, TransferError> {
+        crate::fetch::fetch(&self.inner, request, dest, progress, cancel).await
+    }
+
+    /// Fetches several files of one artifact, [`TransferConfig::files_in_parallel`] at a time,
+    /// each to `dest_dir.join(request.path)` (paths are validated: nothing is written outside
+    /// `dest_dir`). Each file is registered with `tracker.file(..)` when it starts and marked
+    /// done when complete. On the first failure the other files stop (keeping their partials)
+    /// and that failure is returned; results come in the order of `requests`.
+    pub async fn fetch_all(
+        &self,
+        requests: Vec<FetchRequest>,
+        dest_dir: &Path,
+        tracker: &DownloadTracker,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<DownloadedFile>, Error> {
+        for r in &requests {
+            validate_relative_path(&r.path).map_err(|kind| Error::Protocol {
+                message: format!("refusing to write `{}`: {kind}", r.path),
+            })?;
+        }
+        let stop = cancel.child_token();
+        let count = requests.len();
+        let mut jobs = futures::stream::iter(requests.into_iter().enumerate().map(|(i, r)| {
+            let stop = stop.clone();
+            async move {
+                let dest = dest_dir.join(&r.path);
+                let on_disk = crate::fetch::bytes_on_disk(&r, &dest);
+                let progress = tracker.file(r.path.clone(), r.expected_size, on_disk);
+                let result = self.fetch(&r, &dest, &progress, &stop).await;
+                if result.is_ok() {
+                    progress.done();
+                } else {
+                    // The others need not go on once one file has failed.
+                    stop.cancel();
+                }
+                (i, result)
+            }
+        }))
+        .buffer_unordered(self.inner.config.files_in_parallel);
+        let mut done: Vec<Option<DownloadedFile>> = vec![None; count];
+        let mut first_error: Option<TransferError> = None;
+        while let Some((i, result)) = jobs.next().await {
+            match result {
+                Ok(f) => done[i] = Some(f),
+                // A cancellation caused by another file's failure is not the story.
+                Err(e) if e.is_cancelled() && first_error.is_some() => {}
+                Err(e) => {
+                    let replace = match &first_error {
+                        None => true,
+                        Some(prev) => prev.is_cancelled() && !e.is_cancelled(),
+                    };
+                    if replace {
+                        first_error = Some(e);
+                    }
+                }
+            }
+        }
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        if let Some(e) = first_error {
+            return Err(e.into());
+        }
+        Ok(done.into_iter().flatten().collect())
+    }
+
+    /// Bytes of `request` already at `dest` or in its partial file: what a [`fetch`] would
+    /// resume from (for `tracker.file(path, size, resumed_from)`). Reads only small files.
+    ///
+    /// [`fetch`]: Transfer::fetch
+    pub fn bytes_on_disk(&self, request: &FetchRequest, dest: &Path) -> u64 {
+        crate::fetch::bytes_on_disk(request, dest)
+    }
+
+    /// Sends an API or metadata request through the engine's client (proxies, timeouts, user
+    /// agent). Retries connection failures, resets, 5xx and 429 (honouring `Retry-After` up to
+    /// [`TransferConfig::max_backoff`]) with backoff; never sends `auth` to a host other than
+    /// `url`'s. Returns the final response whatever its status: the vendor maps 401, 404, …
+    pub async fn send(
+        &self,
+        request: ApiRequest,
+        cancel: &CancellationToken,
+    ) -> Result<Response, TransferError> {
+        let inner = &self.inner;
+        let headers = http::header_map(&request.headers)?;
+        let what = format!("{} {}", request.method, redact_url(&request.url));
+        let max = inner.config.max_attempts;
+        let mut attempt = 1;
+        loop {
+            let out = Outgoing {
+                method: request.method.clone(),
+                url: request.url.clone(),
+                auth: request.auth.as_ref().map(|s| (s, &request.url)),
+                headers: headers.clone(),
+                follow_redirects: request.follow_redirects,
+            };
+            let delay = match http::send(&inner.api, out, cancel).await {
+                Ok(sent) => {
+                    let status = sent.response.status();
+                    if !is_transient_status(status.as_u16()) || attempt >= max {
+                        return Ok(sent.response);
+                    }
+                    let wait = retry_after(sent.response.headers());
+                    match inner.backoff.delay_for(attempt + 1, wait) {
+                        // The server wants more patience than we have: let the vendor say so.
+                        None => return Ok(sent.response),
+                        Some(d) => {
+                            tracing::debug!(%what, %status, attempt, delay_ms = d.as_millis() as u64, "retrying");
+                            d
+                        }
+                    }
+                }
+                Err(SendError::Cancelled) => return Err(TransferError::cancelled()),
+                Err(e) if e.is_transient() && attempt < max => {
+                    let d = inner.backoff.delay(attempt + 1);
+                    tracing::debug!(%what, error = ?e, attempt, delay_ms = d.as_millis() as u64, "retrying");
+                    d
+                }
+                Err(e) => return Err(e.into_transfer(&what, attempt)),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = cancel.cancelled() => return Err(TransferError::cancelled()),
+            }
+            attempt += 1;
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests of the transfer engine against loopback servers.
+
+mod common;
+mod protocol;
