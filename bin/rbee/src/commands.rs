@@ -1,0 +1,405 @@
+//! `rbee model …`: each command builds its inputs and makes one library call.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use rbee_artifact_catalog::{
+    ArtifactRef, ArtifactStatus, Catalog, CatalogEntry, CatalogKey, CheckOutcome, DownloadTracker,
+    Error, JobId, Listing, ResolveOptions, human_bytes,
+};
+use rbee_model_provisioner::{Outcome, Plan, ProvisionOptions};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::{DownloadArgs, GlobalArgs};
+use crate::render::{self, Mode};
+use crate::setup::{self, TransferSettings};
+
+pub(crate) async fn download(global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
+    let reference = setup::reference(args)?;
+    let settings = TransferSettings::from_args(args)?;
+    let catalog = setup::open_catalog(global)?;
+    let provisioner = setup::provisioner(catalog, &settings)?;
+    let mut resolve = ResolveOptions::with_globs(args.include.clone(), args.exclude.clone());
+    resolve.offline = args.offline;
+    let mut options = ProvisionOptions::new(resolve);
+    options.refresh = args.refresh;
+    let cancel = cancel_on_signals();
+
+    if args.dry_run {
+        let plan = tokio::select! {
+            plan = provisioner.plan(&reference, &options, &cancel) => plan?,
+            () = cancel.cancelled() => return Err(Error::Cancelled.into()),
+        };
+        print_plan(&plan, global.json)?;
+        return Ok(());
+    }
+
+    let tracker = DownloadTracker::new(JobId::generate());
+    let (replay, rx) = tracker.subscribe();
+    let renderer = tokio::spawn(render::render(
+        Mode::choose(global.json, global.quiet),
+        replay,
+        rx,
+    ));
+    let started = Instant::now();
+    let result = provisioner
+        .provision(reference, options, &tracker, cancel)
+        .await;
+    let _ = renderer.await;
+    let provisioned = match result {
+        Ok(p) => p,
+        Err(Error::Cancelled) => {
+            return Err(anyhow::Error::new(Error::Cancelled)
+                .context(format!("{} kept on disk", human_bytes(tracker.bytes()))));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !global.json {
+        let record = &provisioned.entry.record;
+        let how = match provisioned.outcome {
+            Outcome::AlreadyReady => "already present".to_string(),
+            Outcome::Downloaded | Outcome::Updated => {
+                format!("in {:.1}s", started.elapsed().as_secs_f64())
+            }
+        };
+        if !global.quiet {
+            eprintln!(
+                "Ready: {} ({}, {how})",
+                record.id,
+                human_bytes(record.total_size())
+            );
+        }
+        println!("{}", provisioned.entry.primary_path().display());
+    }
+    Ok(())
+}
+
+/// Cancels on Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
+fn cancel_on_signals() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminated => {}
+        }
+        token.cancel();
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("interrupted again; exiting without waiting");
+        std::process::exit(130);
+    });
+    cancel
+}
+
+fn print_plan(plan: &Plan, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(plan)?);
+        return Ok(());
+    }
+    println!("Plan for {} (id {})", plan.reference, plan.id);
+    if let Some(rev) = &plan.revision {
+        println!("  revision: {rev}");
+    }
+    for note in &plan.notes {
+        println!("  note: {note}");
+    }
+    println!("  {:<8} {:>12}  FILE", "ACTION", "SIZE");
+    for f in &plan.files {
+        let size = f.size.map(human_bytes).unwrap_or_else(|| "?".into());
+        println!("  {:<8} {:>12}  {}", f.action, size, f.path);
+    }
+    println!("  total:      {}", human_bytes(plan.total_bytes));
+    println!("  to fetch:   {}", human_bytes(plan.bytes_to_fetch));
+    match plan.free_bytes {
+        Some(free) => {
+            let verdict = if free >= plan.bytes_to_fetch {
+                "enough"
+            } else {
+                "NOT enough"
+            };
+            println!(
+                "  free space: {} in {} ({verdict})",
+                human_bytes(free),
+                plan.dir.display()
+            );
+        }
+        None => println!("  free space: unknown at {}", plan.dir.display()),
+    }
+    println!("Nothing was downloaded (--dry-run).");
+    Ok(())
+}
+
+pub(crate) fn list(global: &GlobalArgs) -> Result<()> {
+    let catalog = setup::open_catalog(global)?;
+    let listing = catalog.list()?;
+    if global.json {
+        let items: Vec<_> = listing.iter().map(listing_json).collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(());
+    }
+    if listing.is_empty() {
+        eprintln!(
+            "The catalog at {} is empty. Try: rbee model download hf:TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF",
+            catalog.root().display()
+        );
+        return Ok(());
+    }
+    println!("{:<11} {:>10}  {:<50} REFERENCE", "STATUS", "SIZE", "ID");
+    for item in &listing {
+        match item {
+            Listing::Entry(e) => println!(
+                "{:<11} {:>10}  {:<50} {}",
+                status_text(&e.record.status),
+                human_bytes(e.record.total_size()),
+                e.record.id,
+                e.record.reference
+            ),
+            Listing::Damaged { id, reason, .. } => {
+                println!("{:<11} {:>10}  {:<50} ({reason})", "damaged", "-", id)
+            }
+        }
+    }
+    Ok(())
+}
+
+fn status_text(status: &ArtifactStatus) -> String {
+    match status {
+        ArtifactStatus::Downloading { bytes, total }
+        | ArtifactStatus::Incomplete { bytes, total }
+            if *total > 0 =>
+        {
+            format!(
+                "{} {:.0}%",
+                status.name(),
+                *bytes as f64 * 100.0 / *total as f64
+            )
+        }
+        other => other.name().to_string(),
+    }
+}
+
+fn listing_json(item: &Listing) -> serde_json::Value {
+    match item {
+        Listing::Entry(e) => entry_json(e),
+        Listing::Damaged { id, dir, reason } => json!({
+            "id": id,
+            "status": {"state": "damaged", "error": reason},
+            "dir": dir,
+        }),
+    }
+}
+
+fn entry_json(e: &CatalogEntry) -> serde_json::Value {
+    let mut value = serde_json::to_value(&e.record).unwrap_or_default();
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("dir".into(), json!(e.dir));
+        obj.insert("path".into(), json!(e.primary_path()));
+        obj.insert("paths".into(), json!(e.paths()));
+        obj.insert("size".into(), json!(e.record.total_size()));
+    }
+    value
+}
+
+pub(crate) fn info(global: &GlobalArgs, model: &str) -> Result<()> {
+    let catalog = setup::open_catalog(global)?;
+    let entry = find(&catalog, model)?;
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&entry_json(&entry))?);
+        return Ok(());
+    }
+    let r = &entry.record;
+    println!("id:        {}", r.id);
+    println!("reference: {}", r.reference);
+    println!("vendor:    {}", r.scheme);
+    if let Some(rev) = &r.revision {
+        println!("revision:  {rev}");
+    }
+    println!("status:    {}", status_text(&r.status));
+    if let ArtifactStatus::Failed { error, .. } = &r.status {
+        println!("error:     {error}");
+    }
+    println!(
+        "size:      {} ({} bytes)",
+        human_bytes(r.total_size()),
+        r.total_size()
+    );
+    println!("path:      {}", entry.primary_path().display());
+    println!("created:   {}", r.created_at.to_rfc3339());
+    println!("updated:   {}", r.updated_at.to_rfc3339());
+    for note in &r.notes {
+        println!("note:      {note}");
+    }
+    println!("files:");
+    for f in &r.files {
+        println!(
+            "  {}  {:>10}  sha256:{}",
+            f.path,
+            human_bytes(f.size),
+            f.sha256
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "unknown".into())
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn verify(global: &GlobalArgs, models: &[String]) -> Result<()> {
+    let catalog = setup::open_catalog(global)?;
+    let ids: Vec<String> = if models.is_empty() {
+        catalog
+            .list()?
+            .into_iter()
+            .filter_map(|l| match l {
+                Listing::Entry(e) if e.record.status == ArtifactStatus::Ready => Some(e.record.id),
+                Listing::Entry(e)
+                    if matches!(&e.record.status, ArtifactStatus::Failed { code, .. } if code == "integrity") =>
+                {
+                    Some(e.record.id)
+                }
+                _ => None,
+            })
+            .collect()
+    } else {
+        models
+            .iter()
+            .map(|m| find(&catalog, m).map(|e| e.record.id))
+            .collect::<Result<_>>()?
+    };
+    let mut reports = Vec::new();
+    let mut failed = 0;
+    for id in ids {
+        let catalog = catalog.clone();
+        let id_for_task = id.clone();
+        let report = tokio::task::spawn_blocking(move || catalog.verify(&id_for_task, |_| {}))
+            .await
+            .context("the verification task failed")??;
+        if !report.ok() {
+            failed += 1;
+        }
+        if !global.json {
+            if report.ok() {
+                let unchecked = report
+                    .files
+                    .iter()
+                    .filter(|f| matches!(f.outcome, CheckOutcome::NoDigest { .. }))
+                    .count();
+                let extra = if unchecked > 0 {
+                    format!(" ({unchecked} file(s) had no recorded digest: size checked only)")
+                } else {
+                    String::new()
+                };
+                println!("ok      {id}{extra}");
+            } else {
+                println!("FAILED  {id}");
+                for problem in report.problems() {
+                    println!("        {problem}");
+                }
+            }
+        }
+        reports.push(report);
+    }
+    if global.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "ok": failed == 0,
+                "reports": reports.iter().map(|r| json!({"id": r.id, "ok": r.ok(), "files": r.files})).collect::<Vec<_>>(),
+            }))?
+        );
+    }
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} model(s) failed verification: their files changed on disk since they were downloaded; run `rbee model download` with the same reference to fetch them again"
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn rm(global: &GlobalArgs, models: &[String]) -> Result<()> {
+    let catalog = setup::open_catalog(global)?;
+    let mut removed = Vec::new();
+    for model in models {
+        let id = match find(&catalog, model) {
+            Ok(entry) => entry.record.id,
+            // A damaged entry can still be removed by id.
+            Err(e) if CatalogKey::from_id(model).is_some() && is_damaged(&e) => model.clone(),
+            Err(e) => return Err(e),
+        };
+        let r = catalog.remove(&id)?;
+        if !global.json {
+            println!("removed {} ({} freed)", r.id, human_bytes(r.bytes));
+        }
+        removed.push(r);
+    }
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&removed)?);
+    }
+    Ok(())
+}
+
+fn is_damaged(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<Error>(), Some(Error::Damaged { .. }))
+}
+
+pub(crate) fn du(global: &GlobalArgs) -> Result<()> {
+    let catalog = setup::open_catalog(global)?;
+    let usage = catalog.disk_usage()?;
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&usage)?);
+        return Ok(());
+    }
+    println!("{:>10} {:>10}  {:<11} ID", "SIZE", "PARTIAL", "STATUS");
+    for e in &usage.entries {
+        println!(
+            "{:>10} {:>10}  {:<11} {}",
+            human_bytes(e.bytes),
+            if e.partial_bytes > 0 {
+                human_bytes(e.partial_bytes)
+            } else {
+                "-".into()
+            },
+            e.status,
+            e.id
+        );
+    }
+    println!(
+        "total {} in {} ({} partial){}",
+        human_bytes(usage.total_bytes),
+        usage.root.display(),
+        human_bytes(usage.partial_bytes),
+        usage
+            .free_bytes
+            .map(|f| format!("; {} free", human_bytes(f)))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// An entry by id or by reference (relative `file:` paths count from the current folder).
+fn find(catalog: &Arc<Catalog>, model: &str) -> Result<CatalogEntry> {
+    let found = match CatalogKey::from_id(model) {
+        Some(key) => catalog.read(&key)?,
+        None => {
+            let reference: ArtifactRef = model.parse()?;
+            catalog.find(&reference.absolutize()?)?
+        }
+    };
+    found.ok_or_else(|| {
+        Error::NotFound {
+            message: format!("`{model}` is not in the catalog; `rbee model list` shows what is"),
+        }
+        .into()
+    })
+}

@@ -1,0 +1,166 @@
+//! Wiring: the catalog, the vendors and the provisioner, from flags and the environment.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rbee_artifact_catalog::{ArtifactRef, Catalog, HfSelector};
+use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorRegistry};
+use rbee_vendor_local::LocalVendor;
+
+use crate::args::{DownloadArgs, GlobalArgs};
+
+/// A mistake in how rbee was called; exits with status 2.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The catalog folder: `--cache-dir`, else `$RBEE_CACHE_DIR`, else the platform cache folder.
+pub(crate) fn cache_dir(global: &GlobalArgs) -> Result<PathBuf> {
+    let dir = match &global.cache_dir {
+        Some(dir) => dir.clone(),
+        None => Catalog::default_root().context(
+            "cannot tell where the cache folder is (no home directory); pass --cache-dir or set RBEE_CACHE_DIR",
+        )?,
+    };
+    // Paths printed for other programs must not depend on this process's folder.
+    std::path::absolute(&dir)
+        .with_context(|| format!("cannot use {} as the cache folder", dir.display()))
+}
+
+/// Opens the catalog (creating it, and recovering downloads left by dead processes).
+pub(crate) fn open_catalog(global: &GlobalArgs) -> Result<Arc<Catalog>> {
+    let dir = cache_dir(global)?;
+    Ok(Arc::new(Catalog::open(&dir)?))
+}
+
+/// Download-related settings for the vendors.
+#[derive(Debug, Default)]
+pub(crate) struct TransferSettings {
+    pub(crate) connections: Option<usize>,
+    pub(crate) rate_limit: Option<u64>,
+    pub(crate) hf_cache: bool,
+    pub(crate) offline: bool,
+}
+
+impl TransferSettings {
+    pub(crate) fn from_args(args: &DownloadArgs) -> Result<Self> {
+        let rate_limit = args.rate_limit.as_deref().map(parse_rate).transpose()?;
+        if args.connections == Some(0) {
+            return Err(UsageError("--connections must be at least 1".into()).into());
+        }
+        Ok(Self {
+            connections: args.connections,
+            rate_limit,
+            hf_cache: args.hf_cache,
+            offline: args.offline,
+        })
+    }
+}
+
+/// Every vendor this build has, configured from the environment and flags.
+pub(crate) fn vendors(_settings: &TransferSettings) -> Result<VendorRegistry> {
+    let mut registry = VendorRegistry::new();
+    registry.register(Arc::new(LocalVendor::new()));
+    Ok(registry)
+}
+
+pub(crate) fn provisioner(
+    catalog: Arc<Catalog>,
+    settings: &TransferSettings,
+) -> Result<Provisioner> {
+    Ok(Provisioner::new(
+        catalog,
+        vendors(settings)?,
+        ProvisionerConfig::default(),
+    ))
+}
+
+/// Parses the reference and folds `--quant` / `--revision` into it.
+pub(crate) fn reference(args: &DownloadArgs) -> Result<ArtifactRef> {
+    let mut reference: ArtifactRef = args.reference.parse().map_err(anyhow::Error::new)?;
+    if let Some(quant) = &args.quant {
+        let ArtifactRef::HuggingFace(hf) = &mut reference else {
+            return Err(UsageError(format!(
+                "--quant applies to hf: references, not to {reference}"
+            ))
+            .into());
+        };
+        let quant = quant.to_ascii_uppercase();
+        match &hf.selector {
+            HfSelector::File(path) => {
+                return Err(UsageError(format!(
+                    "--quant {quant} conflicts with the file {path} named in the reference"
+                ))
+                .into());
+            }
+            HfSelector::Quant(q) if *q != quant => {
+                return Err(UsageError(format!(
+                    "--quant {quant} conflicts with :{q} in the reference"
+                ))
+                .into());
+            }
+            _ => hf.selector = HfSelector::Quant(quant),
+        }
+        // Re-parse so the quant gets the same validation as in a reference.
+        reference = reference.to_string().parse().map_err(anyhow::Error::new)?;
+    }
+    if let Some(rev) = &args.revision {
+        let slot = match &mut reference {
+            ArtifactRef::HuggingFace(hf) => &mut hf.revision,
+            ArtifactRef::GitHub(gh) => &mut gh.tag,
+            other => {
+                return Err(UsageError(format!(
+                    "--revision applies to hf: and gh: references, not to {other}"
+                ))
+                .into());
+            }
+        };
+        if let Some(existing) = slot.as_ref().filter(|e| *e != rev) {
+            return Err(UsageError(format!(
+                "--revision {rev} conflicts with @{existing} in the reference"
+            ))
+            .into());
+        }
+        *slot = Some(rev.clone());
+        reference = reference.to_string().parse().map_err(anyhow::Error::new)?;
+    }
+    reference
+        .absolutize()
+        .context("cannot make the file path absolute")
+}
+
+/// `25MB`, `500KiB`, `1.5GB/s`, `1048576` → bytes per second.
+pub(crate) fn parse_rate(text: &str) -> Result<u64> {
+    let trimmed = text.trim().trim_end_matches("/s").trim();
+    let bytes: bytesize::ByteSize = trimmed.parse().map_err(|_| {
+        UsageError(format!(
+            "--rate-limit {text} is not a rate; write e.g. 20MB, 500KiB or 1048576"
+        ))
+    })?;
+    if bytes.as_u64() == 0 {
+        return Err(UsageError("--rate-limit must be above zero".into()).into());
+    }
+    Ok(bytes.as_u64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("25MB").unwrap(), 25_000_000);
+        assert_eq!(parse_rate("500KiB/s").unwrap(), 512_000);
+        assert_eq!(parse_rate("1048576").unwrap(), 1_048_576);
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("0").is_err());
+    }
+}
