@@ -1,0 +1,5 @@
+//! Integration tests of the HuggingFace vendor: protocol cases against wiremock, whole flows
+//! against the project's fake hub. Everything talks to loopback and writes to temp dirs.
+
+mod common;
+mod protocol;
