@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rbee_artifact_catalog::{ArtifactRef, Catalog, HfSelector};
-use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorRegistry};
-use rbee_vendor_local::LocalVendor;
+use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings, standard_vendors};
+use rbee_transfer::TransferConfig;
 
 use crate::args::{DownloadArgs, GlobalArgs};
 
@@ -65,20 +65,28 @@ impl TransferSettings {
     }
 }
 
-/// Every vendor this build has, configured from the environment and flags.
-pub(crate) fn vendors(_settings: &TransferSettings) -> Result<VendorRegistry> {
-    let mut registry = VendorRegistry::new();
-    registry.register(Arc::new(LocalVendor::new()));
-    Ok(registry)
+/// The vendors and the download engine, tuned by the flags.
+pub(crate) fn vendor_settings(settings: &TransferSettings) -> VendorSettings {
+    let mut transfer = TransferConfig::default();
+    if let Some(n) = settings.connections {
+        transfer.connections = n;
+        transfer.max_connections = transfer.max_connections.max(n);
+    }
+    transfer.rate_limit = settings.rate_limit;
+    let mut vendors = VendorSettings::new(transfer);
+    vendors.write_hf_cache = settings.hf_cache;
+    vendors.offline = settings.offline;
+    vendors
 }
 
 pub(crate) fn provisioner(
     catalog: Arc<Catalog>,
     settings: &TransferSettings,
 ) -> Result<Provisioner> {
+    let vendors = standard_vendors(&vendor_settings(settings))?;
     Ok(Provisioner::new(
         catalog,
-        vendors(settings)?,
+        vendors,
         ProvisionerConfig::default(),
     ))
 }

@@ -32,6 +32,8 @@ pub use provisioner::{
     ProvisionerConfig,
 };
 pub use registry::VendorRegistry;
+pub use vendors::{VendorSettings, standard_vendors};
 
 mod provisioner;
 mod registry;
+mod vendors;
