@@ -496,10 +496,7 @@ impl HuggingFaceVendor {
             if !meta.is_file() || expected.size.is_some_and(|s| s != meta.len()) {
                 return Ok(None);
             }
-            let oid = expected
-                .version
-                .as_deref()
-                .filter(|v| v.len() == 40 && v.bytes().all(|b| b.is_ascii_hexdigit()));
+            let oid = expected_git_oid(&expected);
             let digest = hash_file(&source, expected.sha256.is_none() && oid.is_some(), Some(&stop))?;
             let matches = match (&expected.sha256, oid) {
                 (Some(sha), _) => *sha == digest.sha256,
@@ -728,6 +725,7 @@ impl VendorSource for HuggingFaceVendor {
                 .transfer
                 .fetch_all(requests, dest, progress, cancel)
                 .await?;
+            check_git_blobs(files, &fetched, dest).await?;
             if self.config.write_hf_cache {
                 let at = Pinned {
                     hf,
@@ -742,6 +740,49 @@ impl VendorSource for HuggingFaceVendor {
         done.sort_by_key(|d| files.iter().position(|f| f.path == d.path));
         Ok(done)
     }
+}
+
+/// The git blob id a plan file expects, for files the Hub stores in git rather than LFS (no
+/// sha256 published).
+fn expected_git_oid(file: &ResolvedFile) -> Option<&str> {
+    file.version.as_deref().filter(|v| {
+        file.sha256.is_none() && v.len() == 40 && v.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+/// Files without a published sha256 (configs, tokenizers: stored in git, not LFS) are checked
+/// against their git blob id; a mismatch removes the file and is [`Error::Integrity`].
+async fn check_git_blobs(
+    plan_files: &[ResolvedFile],
+    fetched: &[DownloadedFile],
+    dest: &Path,
+) -> Result<()> {
+    for done in fetched {
+        let Some(expected) = plan_files
+            .iter()
+            .find(|f| f.path == done.path)
+            .and_then(expected_git_oid)
+            .map(str::to_ascii_lowercase)
+        else {
+            continue;
+        };
+        let local = dest.join(safe_path(&done.path)?);
+        let path = local.clone();
+        let digest = tokio::task::spawn_blocking(move || hash_file(&path, true, None))
+            .await
+            .map_err(|e| Error::io("checking a downloaded file", std::io::Error::other(e)))?
+            .map_err(|e| Error::io(format!("checking {}", local.display()), e))?;
+        let actual = digest.git_oid.unwrap_or_default();
+        if actual != expected {
+            let _ = std::fs::remove_file(&local);
+            return Err(Error::Integrity {
+                path: done.path.clone(),
+                expected: format!("git blob {expected}"),
+                actual: format!("git blob {actual}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Reads an error answer's status, `X-Error-Code`, `X-Error-Message` (or the JSON `error` of

@@ -630,3 +630,75 @@ async fn a_sha_mismatch_is_an_error_and_leaves_no_file() {
     assert_eq!(e.code(), "integrity", "{e}");
     assert!(!dest.path().join("m.Q4_K_M.gguf").exists());
 }
+
+#[tokio::test]
+async fn a_git_stored_file_with_other_bytes_is_refused() {
+    let server = MockServer::start().await;
+    let listed = b"{\"vocab\": 1}".to_vec();
+    let served = b"{\"vocab\": 2}".to_vec();
+    assert_eq!(
+        listed.len(),
+        served.len(),
+        "same size: only the blob id can tell"
+    );
+    let siblings = vec![
+        sibling("config.json", &listed, false),
+        sibling("model.safetensors", b"w", true),
+    ];
+    mount_info(&server, "main", info(siblings), 1).await;
+    Mock::given(path(format!("/o/r/resolve/{COMMIT}/config.json")))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(served))
+        .mount(&server)
+        .await;
+    Mock::given(path(format!("/o/r/resolve/{COMMIT}/model.safetensors")))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(b"w".to_vec()))
+        .mount(&server)
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let v = vendor(&server.uri(), home.path(), false);
+    let plan = resolve(&v, "hf:o/r").await.unwrap();
+    assert_eq!(plan.files[0].sha256, None);
+    let dest = tempfile::tempdir().unwrap();
+    let (out, _) = download_all(&v, &plan, dest.path()).await;
+    let e = out.unwrap_err();
+    assert_eq!(e.code(), "integrity", "{e}");
+    assert!(e.to_string().contains(&git_oid(&listed)), "{e}");
+    assert!(!dest.path().join("config.json").exists());
+}
+
+#[tokio::test]
+async fn sizes_missing_everywhere_come_from_the_resolve_headers() {
+    let server = MockServer::start().await;
+    let data = bytes(777, 3);
+    mount_info(
+        &server,
+        "main",
+        json!({"sha": COMMIT, "siblings": [{"rfilename": "m.Q4_K_M.gguf"}]}),
+        1,
+    )
+    .await;
+    Mock::given(path(format!("/api/models/o/r/tree/{COMMIT}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"type": "file", "path": "m.Q4_K_M.gguf", "oid": "p"}
+        ])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("HEAD"))
+        .and(path(format!("/o/r/resolve/{COMMIT}/m.Q4_K_M.gguf")))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("Location", "http://127.0.0.2:9/cdn")
+                .insert_header("X-Repo-Commit", COMMIT)
+                .insert_header("X-Linked-Etag", format!("\"{}\"", sha(&data)).as_str())
+                .insert_header("X-Linked-Size", "777"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let v = vendor(&server.uri(), home.path(), false);
+    let plan = resolve(&v, "hf:o/r").await.unwrap();
+    assert_eq!(plan.files[0].size, Some(777));
+    assert_eq!(plan.files[0].sha256, Some(sha(&data)));
+}
