@@ -102,11 +102,6 @@ pub(crate) fn releases_url(base: &Url, owner: &str, repo: &str) -> Result<Url> {
     Ok(url)
 }
 
-/// `…/repos/{owner}/{repo}`.
-pub(crate) fn repo_url(base: &Url, owner: &str, repo: &str) -> Result<Url> {
-    endpoint(base, &["repos", owner, repo])
-}
-
 /// Whether `url` lies under the API base (same origin, path below the base's path): only such
 /// URLs may carry the token.
 pub(crate) fn is_under_api_base(base: &Url, url: &Url) -> bool {
@@ -146,8 +141,8 @@ mod tests {
         );
         let no_slash = Url::parse("https://ghe.example.com/api/v3").unwrap();
         assert_eq!(
-            repo_url(&no_slash, "o", "r").unwrap().as_str(),
-            "https://ghe.example.com/api/v3/repos/o/r"
+            latest_release_url(&no_slash, "o", "r").unwrap().as_str(),
+            "https://ghe.example.com/api/v3/repos/o/r/releases/latest"
         );
     }
 
