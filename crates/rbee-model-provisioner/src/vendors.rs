@@ -2,9 +2,16 @@
 
 use std::sync::Arc;
 
-use rbee_artifact_catalog::Result;
+use async_trait::async_trait;
+use rbee_artifact_catalog::{
+    ArtifactRef, DownloadTracker, DownloadedFile, Error, ResolveOptions, ResolvedArtifact,
+    ResolvedFile, Result, Scheme, VendorSource,
+};
 use rbee_transfer::{Transfer, TransferConfig};
+use rbee_vendor_huggingface::{HfConfig, HuggingFaceVendor};
 use rbee_vendor_local::LocalVendor;
+use rbee_vendor_url::UrlVendor;
+use tokio_util::sync::CancellationToken;
 
 use crate::registry::VendorRegistry;
 
@@ -18,6 +25,9 @@ pub struct VendorSettings {
     pub write_hf_cache: bool,
     /// Never touch the network.
     pub offline: bool,
+    /// The HuggingFace settings; `None` reads them from the environment (`HF_ENDPOINT`,
+    /// `HF_TOKEN`, `HF_HOME`, `HF_HUB_OFFLINE`).
+    pub huggingface: Option<HfConfig>,
 }
 
 impl VendorSettings {
@@ -31,9 +41,76 @@ impl VendorSettings {
 }
 
 /// Every vendor of this build, sharing one download engine (so a rate limit holds across them).
+///
+/// A vendor whose settings cannot be read (say, no home folder to find the HuggingFace cache
+/// in) is still registered, and explains the problem when it is asked for something, so the
+/// other vendors keep working.
 pub fn standard_vendors(settings: &VendorSettings) -> Result<VendorRegistry> {
-    let _transfer = Transfer::new(settings.transfer.clone())?;
+    let transfer = Transfer::new(settings.transfer.clone())?;
     let mut registry = VendorRegistry::new();
     registry.register(Arc::new(LocalVendor::new()));
+    registry.register(Arc::new(UrlVendor::new(transfer.clone())));
+    let hf = match &settings.huggingface {
+        Some(config) => Ok(config.clone()),
+        None => HfConfig::from_env(),
+    };
+    registry.register(match hf {
+        Ok(mut config) => {
+            config.write_hf_cache |= settings.write_hf_cache;
+            config.offline |= settings.offline;
+            Arc::new(HuggingFaceVendor::new(config, transfer.clone()))
+        }
+        Err(e) => Arc::new(Unavailable::new(Scheme::Hf, e)),
+    });
     Ok(registry)
+}
+
+/// Stands in for a vendor whose configuration failed, reporting why on use.
+#[derive(Debug)]
+struct Unavailable {
+    scheme: Scheme,
+    reason: String,
+}
+
+impl Unavailable {
+    fn new(scheme: Scheme, error: Error) -> Self {
+        Self {
+            scheme,
+            reason: error.to_string(),
+        }
+    }
+
+    fn error(&self) -> Error {
+        Error::InvalidRequest(format!(
+            "the {}: vendor is not configured: {}",
+            self.scheme, self.reason
+        ))
+    }
+}
+
+#[async_trait]
+impl VendorSource for Unavailable {
+    fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    async fn resolve(
+        &self,
+        _: &ArtifactRef,
+        _: &ResolveOptions,
+        _: &CancellationToken,
+    ) -> Result<ResolvedArtifact> {
+        Err(self.error())
+    }
+
+    async fn download(
+        &self,
+        _: &ResolvedArtifact,
+        _: &[ResolvedFile],
+        _: &std::path::Path,
+        _: &DownloadTracker,
+        _: &CancellationToken,
+    ) -> Result<Vec<DownloadedFile>> {
+        Err(self.error())
+    }
 }
