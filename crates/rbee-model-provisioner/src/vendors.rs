@@ -8,6 +8,7 @@ use rbee_artifact_catalog::{
     ResolvedFile, Result, Scheme, VendorSource,
 };
 use rbee_transfer::{Transfer, TransferConfig};
+use rbee_vendor_github::{GitHubConfig, GitHubVendor};
 use rbee_vendor_huggingface::{HfConfig, HuggingFaceVendor};
 use rbee_vendor_local::LocalVendor;
 use rbee_vendor_url::UrlVendor;
@@ -28,6 +29,9 @@ pub struct VendorSettings {
     /// The HuggingFace settings; `None` reads them from the environment (`HF_ENDPOINT`,
     /// `HF_TOKEN`, `HF_HOME`, `HF_HUB_OFFLINE`).
     pub huggingface: Option<HfConfig>,
+    /// The GitHub settings; `None` reads them from the environment (`GITHUB_API_URL`,
+    /// `GITHUB_TOKEN` / `GH_TOKEN`).
+    pub github: Option<GitHubConfig>,
 }
 
 impl VendorSettings {
@@ -61,6 +65,14 @@ pub fn standard_vendors(settings: &VendorSettings) -> Result<VendorRegistry> {
             Arc::new(HuggingFaceVendor::new(config, transfer.clone()))
         }
         Err(e) => Arc::new(Unavailable::new(Scheme::Hf, e)),
+    });
+    let gh = match &settings.github {
+        Some(config) => Ok(config.clone()),
+        None => GitHubConfig::from_env(),
+    };
+    registry.register(match gh {
+        Ok(config) => Arc::new(GitHubVendor::new(config, transfer.clone())),
+        Err(e) => Arc::new(Unavailable::new(Scheme::Gh, e)),
     });
     Ok(registry)
 }
