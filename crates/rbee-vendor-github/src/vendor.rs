@@ -316,6 +316,41 @@ impl GitHubVendor {
     }
 }
 
+impl GitHubVendor {
+    /// Adds what a refused or missing asset download means on GitHub to the engine's error.
+    fn explain_download_error(&self, error: Error) -> Error {
+        let has_token = self.token().is_some();
+        match error {
+            Error::Unauthorized { message } => Error::Unauthorized {
+                message: if has_token {
+                    format!(
+                        "{message}: GitHub refused the asset download; the token lacks access to this repository, or is invalid or expired"
+                    )
+                } else {
+                    format!(
+                        "{message}: GitHub refused the asset download; a private repository needs GITHUB_TOKEN (or GH_TOKEN) set to a token that can read it"
+                    )
+                },
+            },
+            Error::NotFound { message } => Error::NotFound {
+                message: format!(
+                    "{message}: the asset is no longer there (deleted or re-uploaded since the release was read); run the command again to resolve it anew"
+                ),
+            },
+            Error::RateLimited {
+                message,
+                retry_after,
+            } if !has_token => Error::RateLimited {
+                message: format!(
+                    "{message}: GitHub is rate-limiting downloads; set GITHUB_TOKEN (or GH_TOKEN) for a higher limit"
+                ),
+                retry_after,
+            },
+            other => other,
+        }
+    }
+}
+
 /// "recent releases: b4501, b4500 (pre-release); name one as gh:o/r@TAG".
 fn recent_tags(gh: &GhRef, releases: &[Release]) -> String {
     let tags: Vec<String> = releases
@@ -480,6 +515,7 @@ impl VendorSource for GitHubVendor {
         self.transfer
             .fetch_all(requests, dest, progress, cancel)
             .await
+            .map_err(|e| self.explain_download_error(e))
     }
 }
 

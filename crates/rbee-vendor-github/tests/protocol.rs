@@ -865,3 +865,67 @@ async fn an_asset_without_digest_is_size_checked() {
     assert_eq!(e.code(), "size_mismatch", "{e}");
     assert!(!dir.path().join("model.gguf").exists());
 }
+
+#[tokio::test]
+async fn an_asset_gone_since_resolving_says_to_resolve_again() {
+    let api = MockServer::start().await;
+    let body = payload(1024);
+    mount_json(
+        &api,
+        "/repos/o/r/releases/tags/v1",
+        200,
+        release(
+            "v1",
+            false,
+            false,
+            vec![asset(&api, 7, "model.gguf", &body, true)],
+        ),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/o/r/releases/download/v1/model.gguf"))
+        .respond_with(ResponseTemplate::new(404).set_body_string("Not Found"))
+        .mount(&api)
+        .await;
+    let v = vendor(&api, None);
+    let plan = resolve(&v, "gh:o/r@v1").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (result, _) = download(&v, &plan, dir.path()).await;
+    let e = result.unwrap_err();
+    assert_eq!(e.code(), "not_found", "{e}");
+    assert!(e.to_string().contains("run the command again"), "{e}");
+}
+
+#[tokio::test]
+async fn a_refused_private_download_names_the_token() {
+    let api = MockServer::start().await;
+    mount_json(
+        &api,
+        "/repos/o/r/releases/tags/v1",
+        200,
+        release(
+            "v1",
+            false,
+            false,
+            vec![asset(&api, 7, "model.gguf", b"m", true)],
+        ),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/o/r/releases/assets/7"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(json!({"message": format!("token {TOKEN} lacks scope")})),
+        )
+        .mount(&api)
+        .await;
+    let v = vendor(&api, Some(TOKEN));
+    let plan = resolve(&v, "gh:o/r@v1").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (result, events) = download(&v, &plan, dir.path()).await;
+    let e = result.unwrap_err();
+    assert_eq!(e.code(), "unauthorized", "{e}");
+    let shown = format!("{e} {e:?} {}", e.report());
+    assert!(shown.contains("token lacks access"), "{shown}");
+    assert!(!shown.contains(TOKEN) && !events.contains(TOKEN), "{shown}");
+}
