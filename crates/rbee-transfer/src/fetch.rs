@@ -623,6 +623,9 @@ impl<'a> Job<'a> {
 
     /// Writes the resume state if anything changed since the last time.
     async fn save_state(&self) {
+        if !self.shared.armed.load(Ordering::Acquire) {
+            return;
+        }
         {
             let mut b = lock(&self.shared.book);
             if !b.dirty {
@@ -666,6 +669,29 @@ impl<'a> Job<'a> {
         let got = self
             .open_raw(probe_claim.0, probe_claim.1, &mut attempt, &stop)
             .await?;
+        let announced = match &got {
+            Got::Full(r) => r.content_length(),
+            Got::Partial(_, cr) => cr.total,
+            Got::Unsatisfiable(_) => None,
+        };
+        if known_total.is_none()
+            && let Some(total) = announced
+            && lock(&self.shared.book).st.done.len() == 0
+            && let Some(done) = reuse_existing(
+                self.req,
+                self.dest,
+                &self.paths,
+                total,
+                self.progress,
+                self.cancel,
+            )
+            .await?
+        {
+            // The size was unknown before asking; the file at `dest` turns out complete (for
+            // instance another process just finished it).
+            self.shared.armed.store(false, Ordering::Release);
+            return Ok(done);
+        }
         let first = match got {
             Got::Unsatisfiable(total) => {
                 let covered = {
@@ -1121,14 +1147,8 @@ impl<'a> Job<'a> {
                     if attempt > max {
                         return Err(Flow::Fail(e.with_attempts(attempt - 1)));
                     }
-                    let ranged = lock(&self.shared.book).st.validators.total.is_some()
-                        && lock(&self.shared.book).claim_len != u64::MAX
-                        || self.supports_resume();
-                    if !ranged && pos > 0 {
-                        return Err(Flow::Restart(format!(
-                            "{e}; the server does not support resuming"
-                        )));
-                    }
+                    // A server that does not honour ranges answers the retry with the whole
+                    // file, which `open` turns into a clean restart.
                     let delay = self.inner.backoff.delay(attempt);
                     tracing::debug!(url = %redact_url(&self.req.url), error = %e, attempt, "retrying the range");
                     self.progress.retrying(attempt, delay, e.to_string());
@@ -1137,14 +1157,6 @@ impl<'a> Job<'a> {
                 Err(flow) => return Err(flow),
             }
         }
-    }
-
-    fn supports_resume(&self) -> bool {
-        // A server that answered a range with 206 once is trusted to do it again; one that
-        // answered 200 is not.
-        let b = lock(&self.shared.book);
-        b.st.validators.total.is_some()
-            && (b.st.validators.if_range().is_some() || b.st.sha256.is_some())
     }
 
     async fn sleep(&self, delay: Duration, stop: &CancellationToken) -> Result<(), Flow> {

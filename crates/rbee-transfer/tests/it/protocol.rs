@@ -351,3 +351,81 @@ async fn send_retries_and_returns_the_final_status() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+/// A CDN whose links from the first redirect expire after a few requests.
+struct ExpiringCdn {
+    file: FileServer,
+    first_link_uses: AtomicUsize,
+}
+
+impl Respond for ExpiringCdn {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        if req.url.query() == Some("sig=1")
+            && self.first_link_uses.fetch_add(1, Ordering::SeqCst) >= 3
+        {
+            return ResponseTemplate::new(403).set_body_string("Request has expired");
+        }
+        self.file.respond(req)
+    }
+}
+
+/// Redirects to the CDN with a fresh signature each time.
+struct Signer {
+    cdn: String,
+    calls: AtomicUsize,
+}
+
+impl Respond for Signer {
+    fn respond(&self, _req: &Request) -> ResponseTemplate {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        ResponseTemplate::new(302).insert_header("location", format!("{}/blob?sig={n}", self.cdn))
+    }
+}
+
+#[tokio::test]
+async fn expired_redirect_target_is_resolved_again() {
+    let hub = MockServer::start().await;
+    let cdn = MockServer::start().await;
+    let data = body(3 * 1024 * 1024);
+    Mock::given(path("/blob"))
+        .respond_with(ExpiringCdn {
+            file: FileServer::new(data.clone()),
+            first_link_uses: AtomicUsize::new(0),
+        })
+        .mount(&cdn)
+        .await;
+    Mock::given(path("/resolve/m.bin"))
+        .respond_with(Signer {
+            cdn: cdn.uri(),
+            calls: AtomicUsize::new(0),
+        })
+        .mount(&hub)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut req = FetchRequest::new(
+        "m.bin",
+        format!("{}/resolve/m.bin", hub.uri()).parse().unwrap(),
+    );
+    req.expected_size = Some(data.len() as u64);
+    req.sha256 = Some(digest(&data));
+    let t = tracker();
+    let p = progress(&t, req.expected_size);
+    transfer()
+        .fetch(
+            &req,
+            &dir.path().join("m.bin"),
+            &p,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(dir.path().join("m.bin")).unwrap(), data);
+    let hub_calls = hub.received_requests().await.unwrap().len();
+    let cdn_calls = cdn.received_requests().await.unwrap().len();
+    // Ranges go to the CDN; the hub is asked again only when a link expired, not per range.
+    assert!(hub_calls >= 2, "{hub_calls}");
+    assert!(
+        hub_calls < cdn_calls / 2,
+        "hub {hub_calls}, cdn {cdn_calls}"
+    );
+}
