@@ -1,0 +1,90 @@
+//! The test and benchmark server of the rbee model provisioner.
+//!
+//! [`FakeHub`] serves one folder over HTTP/1.1 on two loopback listeners: the **hub**
+//! (`127.0.0.1`, APIs, resolve paths, plain files, redirects) and the **CDN** (`127.0.0.2`, where
+//! redirects point, a different host in URLs so cross-host redirect handling is real). If
+//! `127.0.0.2` cannot be bound, the CDN listens on `127.0.0.1` and is named `localhost`.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault};
+//!
+//! let root = tempfile::tempdir()?;
+//! std::fs::write(root.path().join("big.bin"), vec![7u8; 1 << 20])?;
+//! let hub = FakeHub::start(FakeHubConfig::new(root.path())).await?;
+//! let url = hub.file_url("big.bin"); // http://127.0.0.1:PORT/files/big.bin
+//! // The first download of big.bin is cut after 64 KiB.
+//! hub.set_faults(vec![Fault::drop_after(64 * 1024).path("big.bin").times(1)]);
+//! // … download `url` with the client under test …
+//! let sent = hub.counters_for("/files/big.bin").bytes_sent;
+//! # let _ = (url, sent);
+//! # Ok(()) }
+//! ```
+//!
+//! # What it serves
+//!
+//! | path | listener | what |
+//! |---|---|---|
+//! | `GET/HEAD /files/<path>` | hub and CDN | the file `<root>/<path>` |
+//! | `GET/HEAD /redirect/files/<path>` | hub | 302 to the file on the CDN, signed: `?expires=<unix>&sig=<hex>` |
+//! | `/api/models/…`, `/{org}/{repo}/resolve/…` | hub | the HuggingFace Hub protocol over `<root>/hf/` |
+//! | `/repos/{owner}/{repo}/releases…`, `/{owner}/{repo}/releases/download/…` | hub | the GitHub releases protocol over `<root>/gh/` |
+//! | `/_admin/…` | hub | faults, counters and rate cap at run time (see the README) |
+//!
+//! Files are streamed from disk in `read_chunk` reads (256 KiB) with one read ahead; memory
+//! does not grow with file size. Responses carry `Content-Length`, `Accept-Ranges: bytes`, a
+//! strong `ETag` (size and modification time for plain files; the git blob id or sha256 on
+//! HuggingFace resolve paths) and `Last-Modified`. `Range: bytes=a-b`, `a-` and `-n` answer 206
+//! with `Content-Range`; a range past the end answers 416 with `Content-Range: bytes */len`;
+//! `If-Range` that matches neither the ETag (strongly) nor `Last-Modified` (exactly) gets the
+//! whole file with 200. A multi-range request gets the whole file with 200 (a server may
+//! ignore `Range`). Signed CDN URLs live [`FakeHubConfig::signed_url_ttl`] (300 s); after that
+//! the CDN answers 403 with an S3-style XML error, as GitHub's and the Hub's storage do. A
+//! CDN URL without a query is served unsigned.
+//!
+//! # Faults
+//!
+//! A [`Fault`] pairs a [`FaultAction`] (drop the connection after N body bytes, answer
+//! 500/503, 429 with `Retry-After`, stall or hang mid-body, flip a byte, ignore `Range`,
+//! announce a wrong `Content-Length`, expire redirect targets, GitHub rate limits) with a path
+//! glob, a listener and a count. Faults are set at start ([`FakeHubConfig::faults`], `fake-hub
+//! --fault JSON`), with [`FakeHub::set_faults`] and friends, or over HTTP (`/_admin/faults`).
+//! They apply to every path, the HuggingFace and GitHub ones included.
+//!
+//! # Counters
+//!
+//! Per request path (percent-decoded, without the query; the hub and CDN share a key for the
+//! same path): requests, body bytes, statuses and `Range` headers ([`PathCounters`]), plus a log
+//! of recent requests ([`RequestRecord`]). Body bytes are counted as they are handed to the
+//! connection; when a response does not complete (the client left, or a fault cut it), what
+//! the socket never accepted is taken back, measured on the connection, so the count is what
+//! was written to the socket (to within the few bytes of a `Connection` header the HTTP layer
+//! may add). A completed response counts its whole body. Read counters after the client has
+//! finished: a response still in flight keeps counting.
+//!
+//! # Rate cap
+//!
+//! [`FakeHubConfig::rate_limit`] / [`FakeHub::set_rate_limit`] / `fake-hub --rate-limit` cap
+//! each response body (one connection's transfer) at N bytes/s, sending in slices of about
+//! 1/20 s; changing it applies to bodies in flight too.
+#![deny(missing_docs)]
+
+pub use config::FakeHubConfig;
+pub use counters::{CountersSnapshot, PathCounters, RequestRecord};
+pub use fault::{Fault, FaultAction, FaultError, FaultState, Host};
+pub use server::FakeHub;
+
+mod admin;
+mod app;
+mod body;
+mod config;
+mod counters;
+mod fault;
+mod files;
+mod gh;
+#[allow(dead_code)] // used by the HuggingFace protocol, next
+mod hashes;
+mod hf;
+mod server;
+mod sign;
+mod state;

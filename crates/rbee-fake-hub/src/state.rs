@@ -1,0 +1,77 @@
+//! State shared by every request of one fake hub.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use url::Url;
+
+use crate::config::FakeHubConfig;
+use crate::counters::Counters;
+use crate::fault::{FaultAction, FaultSet, Host, Phase};
+use crate::hashes::HashCache;
+use crate::sign::Signer;
+
+#[derive(Debug)]
+pub(crate) struct HubState {
+    pub(crate) config: FakeHubConfig,
+    pub(crate) hub_url: Url,
+    pub(crate) cdn_url: Url,
+    pub(crate) faults: FaultSet,
+    pub(crate) counters: Counters,
+    /// Bytes per second per response body; 0 means unlimited.
+    pub(crate) rate_limit: Arc<AtomicU64>,
+    pub(crate) signer: Signer,
+    #[allow(dead_code)]
+    pub(crate) hashes: HashCache,
+    /// GitHub API use per identity: (window start, requests in the window).
+    #[allow(dead_code)]
+    pub(crate) gh_usage: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+impl HubState {
+    pub(crate) fn new(config: FakeHubConfig, hub_url: Url, cdn_url: Url) -> io::Result<Self> {
+        let faults = FaultSet::default();
+        faults
+            .set(config.faults.clone())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let state = Self {
+            rate_limit: Arc::new(AtomicU64::new(0)),
+            hub_url,
+            cdn_url,
+            faults,
+            counters: Counters::default(),
+            signer: Signer::new(),
+            hashes: HashCache::default(),
+            gh_usage: Mutex::new(HashMap::new()),
+            config,
+        };
+        state.set_rate_limit(state.config.rate_limit);
+        Ok(state)
+    }
+
+    pub(crate) fn set_rate_limit(&self, bytes_per_sec: Option<u64>) {
+        self.rate_limit
+            .store(bytes_per_sec.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// A signed CDN URL for the file at `rel` (relative to the root), valid for the configured
+    /// lifetime, or for less when an `expire_redirect` fault matches `request_path`.
+    pub(crate) fn signed_cdn_url(&self, rel: &str, request_path: &str) -> Url {
+        let ttl = self
+            .faults
+            .take(Phase::Redirect, Host::Hub, request_path, true)
+            .into_iter()
+            .find_map(|a| match a {
+                FaultAction::ExpireRedirect { after_secs } => Some(Duration::from_secs(after_secs)),
+                _ => None,
+            })
+            .unwrap_or(self.config.signed_url_ttl);
+        let mut url = crate::app::join_encoded(&self.cdn_url, "files", rel);
+        let signed_path = format!("/files/{}", rel.trim_start_matches('/'));
+        url.set_query(Some(&self.signer.query(&signed_path, ttl)));
+        url
+    }
+}

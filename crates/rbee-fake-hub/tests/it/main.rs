@@ -1,0 +1,7 @@
+//! Integration tests: every feature through real HTTP on loopback.
+
+mod admin;
+mod binary;
+mod common;
+mod faults;
+mod files;
