@@ -82,7 +82,6 @@ mod counters;
 mod fault;
 mod files;
 mod gh;
-#[allow(dead_code)] // used by the HuggingFace protocol, next
 mod hashes;
 mod hf;
 mod server;

@@ -197,6 +197,12 @@ impl FakeHub {
         crate::app::join_encoded(&self.state.hub_url, "redirect/files", path)
     }
 
+    /// The HuggingFace resolve URL of `path` in `repo_id` (`org/repo`) at `revision` (a branch,
+    /// tag or commit; percent-encoded whole, so `refs/pr/1` works).
+    pub fn hf_resolve_url(&self, repo_id: &str, revision: &str, path: &str) -> Url {
+        crate::hf::resolve_url(&self.state.hub_url, repo_id, revision, path)
+    }
+
     /// Replaces every fault. Panics on an invalid fault (see [`try_set_faults`](Self::try_set_faults)).
     pub fn set_faults(&self, faults: Vec<Fault>) {
         if let Err(e) = self.try_set_faults(faults) {

@@ -24,7 +24,6 @@ pub(crate) struct HubState {
     /// Bytes per second per response body; 0 means unlimited.
     pub(crate) rate_limit: Arc<AtomicU64>,
     pub(crate) signer: Signer,
-    #[allow(dead_code)]
     pub(crate) hashes: HashCache,
     /// GitHub API use per identity: (window start, requests in the window).
     #[allow(dead_code)]

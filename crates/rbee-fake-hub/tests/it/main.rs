@@ -5,3 +5,5 @@ mod binary;
 mod common;
 mod faults;
 mod files;
+mod hf;
+mod hf_python;
