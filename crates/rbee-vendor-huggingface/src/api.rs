@@ -76,6 +76,20 @@ pub(crate) struct ModelInfo {
     pub sha: Option<String>,
     /// Every file of the repository at that commit.
     pub siblings: Option<Vec<Sibling>>,
+    /// `false`, or `"auto"` / `"manual"` for models whose files need an accepted licence.
+    #[serde(default)]
+    pub gated: Option<serde_json::Value>,
+}
+
+impl ModelInfo {
+    /// Whether downloading needs an accepted licence (the metadata itself stays public).
+    pub(crate) fn is_gated(&self) -> bool {
+        match &self.gated {
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::String(s)) => !s.is_empty() && s != "false",
+            _ => false,
+        }
+    }
 }
 
 /// One file in [`ModelInfo::siblings`].

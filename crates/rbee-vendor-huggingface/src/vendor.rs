@@ -131,7 +131,7 @@ impl HuggingFaceVendor {
         hf: &HfRef,
         revision: &str,
         cancel: &CancellationToken,
-    ) -> Result<(String, Listing)> {
+    ) -> Result<(String, Listing, bool)> {
         let url = api::revision_url(&self.config.endpoint, &hf.org, &hf.repo, revision);
         let ctx = self.context(hf, revision, &url);
         let mut request = ApiRequest::get(url.clone());
@@ -153,12 +153,13 @@ impl HuggingFaceVendor {
             }
         };
         let listing = info.listing()?;
+        let gated = info.is_gated();
         if info.siblings.is_some() && listing.is_complete() {
-            return Ok((commit, listing));
+            return Ok((commit, listing, gated));
         }
         tracing::debug!(repo = %format!("{}/{}", hf.org, hf.repo), "revision listing lacks sizes; reading the tree");
         let listing = self.tree(hf, &commit, cancel).await?;
-        Ok((commit, listing))
+        Ok((commit, listing, gated))
     }
 
     /// Every file at `commit` from the paginated tree endpoint.
@@ -377,7 +378,7 @@ impl HuggingFaceVendor {
         filter: &PathFilter,
         cancel: &CancellationToken,
     ) -> Result<ResolvedArtifact> {
-        let (commit, listing) = self.list(hf, revision, cancel).await?;
+        let (commit, listing, gated) = self.list(hf, revision, cancel).await?;
         let mut notes = Vec::new();
         if !listing.unsafe_names.is_empty() {
             notes.push(format!(
@@ -391,8 +392,12 @@ impl HuggingFaceVendor {
             .into_iter()
             .cloned()
             .collect();
-        for file in chosen.iter_mut().filter(|f| f.size.is_none()) {
-            self.probe(hf, &commit, file, cancel).await?;
+        for (i, file) in chosen.iter_mut().enumerate() {
+            // A gated model's metadata is public but its files are not: ask for one now, so
+            // a missing licence acceptance is reported before any download starts.
+            if file.size.is_none() || (gated && i == 0) {
+                self.probe(hf, &commit, file, cancel).await?;
+            }
         }
         if revision != commit {
             notes.push(format!("{revision} is commit {commit}"));

@@ -702,3 +702,47 @@ async fn sizes_missing_everywhere_come_from_the_resolve_headers() {
     assert_eq!(plan.files[0].size, Some(777));
     assert_eq!(plan.files[0].sha256, Some(sha(&data)));
 }
+
+#[tokio::test]
+async fn a_gated_model_is_reported_at_resolve_time() {
+    let server = MockServer::start().await;
+    let mut body = info(gguf_repo());
+    body["gated"] = json!("manual");
+    mount_info(&server, "main", body, 2).await;
+    let file = format!("/o/r/resolve/{COMMIT}/m.Q4_K_M.gguf");
+    Mock::given(method("HEAD"))
+        .and(path(file.as_str()))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("Location", "http://127.0.0.2:9/cdn")
+                .insert_header("X-Linked-Size", "400"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("HEAD"))
+        .and(path(file.as_str()))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .insert_header("X-Error-Code", "GatedRepo")
+                .insert_header("X-Error-Message", "Access to model o/r is restricted."),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let anonymous = vendor(&server.uri(), home.path(), false);
+    let e = resolve(&anonymous, "hf:o/r").await.unwrap_err();
+    assert_eq!(e.code(), "unauthorized");
+    let m = e.to_string();
+    assert!(
+        m.contains("gated")
+            && m.contains(&format!("{}/o/r", server.uri()))
+            && m.contains("HF_TOKEN"),
+        "{m}"
+    );
+    let signed_in = vendor(&server.uri(), home.path(), true);
+    let plan = resolve(&signed_in, "hf:o/r").await.unwrap();
+    assert_eq!(plan.files[0].path, "m.Q4_K_M.gguf");
+}
