@@ -229,8 +229,9 @@ fn sync_progress(progress: &FileProgress, bytes: u64) {
 enum Flow {
     /// Give up with this error (transient ones are retried by the caller first).
     Fail(TransferError),
-    /// The remote is not what the partial was built from: discard and start over.
-    Restart(String),
+    /// The remote is not what the partial was built from (or answered inconsistently):
+    /// discard and start over. The error, when given, is what to report if restarts run out.
+    Restart(String, Option<TransferError>),
     /// A redirect target stopped working (expired signature): resolve it again.
     Reresolve(TransferError),
 }
@@ -582,13 +583,16 @@ impl<'a> Job<'a> {
                     self.save_state().await;
                     return Err(e);
                 }
-                Err(Flow::Restart(reason)) => {
+                Err(Flow::Restart(reason, error)) => {
                     restarts += 1;
                     if restarts > max_restarts {
-                        return Err(TransferError::protocol(format!(
-                            "{}: {reason}, {restarts} times; giving up",
-                            self.what
-                        )));
+                        self.save_state().await;
+                        return Err(error.unwrap_or_else(|| {
+                            TransferError::protocol(format!(
+                                "{}: {reason}, {restarts} times; giving up",
+                                self.what
+                            ))
+                        }));
                     }
                     tracing::info!(url = %redact_url(&self.req.url), %reason, "starting the file over");
                     self.progress.retrying(
@@ -705,11 +709,16 @@ impl<'a> Job<'a> {
                 }
                 return Err(Flow::Restart(
                     "the server refused the range (416)".to_string(),
+                    None,
                 ));
             }
             Got::Full(resp) => {
                 let total = resp.content_length();
-                self.check_announced(total)?;
+                // A whole-file answer whose length disagrees with the vendor may be a broken
+                // response (a wrong Content-Length): ask again before calling it a mismatch.
+                if let Err(Flow::Fail(e)) = self.check_announced(total) {
+                    return Err(Flow::Restart(e.to_string(), Some(e)));
+                }
                 if lock(&self.shared.book).st.done.len() > 0 {
                     tracing::info!(url = %redact_url(&self.req.url), "the server sent the whole file instead of the missing range; starting over");
                     self.reset_data()?;
@@ -739,6 +748,7 @@ impl<'a> Job<'a> {
                     if b.st.done.len() > 0 && !b.st.validators.same_as(&validators) {
                         return Err(Flow::Restart(
                             "the remote file changed since the partial download".to_string(),
+                            None,
                         ));
                     }
                 }
@@ -1184,6 +1194,7 @@ impl<'a> Job<'a> {
                 {
                     return Err(Flow::Restart(
                         "the remote file changed during the download".to_string(),
+                        None,
                     ));
                 }
                 Ok((resp, end.min(cr.end)))
@@ -1203,10 +1214,12 @@ impl<'a> Job<'a> {
                 }
                 Err(Flow::Restart(
                     "the server sent the whole file in answer to a range request".to_string(),
+                    None,
                 ))
             }
             Got::Unsatisfiable(_) => Err(Flow::Restart(
                 "the server refused the range (416)".to_string(),
+                None,
             )),
         }
     }
@@ -1301,6 +1314,7 @@ impl<'a> Job<'a> {
                 t.generation += 1;
             }
         }
+        let redirected = sent.redirected;
         let resp = sent.response;
         let status = resp.status();
         match status {
@@ -1326,8 +1340,9 @@ impl<'a> Job<'a> {
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_unsatisfied_total),
             )),
-            s if cached && matches!(s.as_u16(), 400 | 401 | 403 | 404 | 410) => {
-                // A signed CDN link that expired: go back to the original URL for a fresh one.
+            s if (cached || redirected) && matches!(s.as_u16(), 400 | 401 | 403 | 404 | 410) => {
+                // A signed CDN link that expired (or was stale when issued): go back to the
+                // original URL for a fresh one. Attempts bound this when the refusal is real.
                 let mut t = lock(&self.shared.target);
                 if t.generation == generation {
                     t.url = self.req.url.clone();

@@ -1,5 +1,6 @@
 //! Integration tests of the transfer engine against loopback servers.
 
 mod common;
+mod faults;
 mod protocol;
 mod resume;
