@@ -2,4 +2,5 @@
 //! against the project's fake hub. Everything talks to loopback and writes to temp dirs.
 
 mod common;
+mod fake_hub;
 mod protocol;
