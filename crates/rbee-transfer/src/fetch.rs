@@ -311,6 +311,8 @@ struct Book {
     claim_len: u64,
     workers: usize,
     notified_prefix: u64,
+    /// Bytes written since the resume state was last saved.
+    unsaved: u64,
 }
 
 impl Book {
@@ -355,6 +357,11 @@ struct Shared {
     state_path: PathBuf,
     /// While set, dropping the job saves the resume state.
     armed: AtomicBool,
+    /// A save runs on a blocking thread.
+    saving: AtomicBool,
+    /// Woken when `unsaved` passes `save_every`.
+    save_soon: tokio::sync::Notify,
+    save_every: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -368,6 +375,12 @@ impl Shared {
             let mut b = lock(&self.book);
             b.st.done.insert(off, off + len);
             b.dirty = true;
+            b.unsaved += len;
+            if b.unsaved >= self.save_every {
+                // Bounds what a kill -9 loses to well under one range, however fast bytes
+                // arrive.
+                self.save_soon.notify_one();
+            }
             let prefix = b.st.done.prefix_end();
             if prefix <= b.notified_prefix {
                 return;
@@ -382,7 +395,12 @@ impl Shared {
 
     /// The resume state as it is now: written ranges plus the hasher's last published state.
     fn snapshot(&self) -> PartState {
-        let mut st = lock(&self.book).st.clone();
+        let mut st = {
+            let mut b = lock(&self.book);
+            b.dirty = false;
+            b.unsaved = 0;
+            b.st.clone()
+        };
         let h = lock(&self.hash.m);
         if h.snapshot.is_some() && h.hashed <= st.done.prefix_end() {
             st.hashed = h.hashed;
@@ -549,6 +567,7 @@ impl<'a> Job<'a> {
                 claim_len: u64::MAX,
                 workers: 1,
                 notified_prefix: 0,
+                unsaved: 0,
             }),
             hash: HashCell::default(),
             target: Mutex::new(Target {
@@ -558,6 +577,9 @@ impl<'a> Job<'a> {
             received: AtomicU64::new(0),
             state_path: paths.state.clone(),
             armed: AtomicBool::new(true),
+            saving: AtomicBool::new(false),
+            save_soon: tokio::sync::Notify::new(),
+            save_every: (inner.config.chunk_size / 4).max(1 << 20),
         });
         Ok(Self {
             inner,
@@ -625,20 +647,42 @@ impl<'a> Job<'a> {
             .map_err(|e| TransferError::io(format!("truncating {}", self.paths.part.display()), e))
     }
 
-    /// Writes the resume state if anything changed since the last time.
+    /// Writes the resume state if anything changed since the last time, and waits for it.
     async fn save_state(&self) {
-        if !self.shared.armed.load(Ordering::Acquire) {
+        self.settle_saves().await;
+        if !self.shared.armed.load(Ordering::Acquire) || !lock(&self.shared.book).dirty {
             return;
-        }
-        {
-            let mut b = lock(&self.shared.book);
-            if !b.dirty {
-                return;
-            }
-            b.dirty = false;
         }
         let shared = self.shared.clone();
         let _ = tokio::task::spawn_blocking(move || shared.save_sync()).await;
+    }
+
+    /// Starts writing the resume state without waiting (the connections keep running); skipped
+    /// while a save is still in flight.
+    fn save_detached(&self) {
+        if !self.shared.armed.load(Ordering::Acquire)
+            || !lock(&self.shared.book).dirty
+            || self.shared.saving.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let st = self.shared.snapshot();
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            if shared.armed.load(Ordering::Acquire)
+                && let Err(e) = st.save(&shared.state_path)
+            {
+                tracing::warn!(path = %shared.state_path.display(), error = %e, "could not save the resume state");
+            }
+            shared.saving.store(false, Ordering::Release);
+        });
+    }
+
+    /// Waits until no detached save is in flight.
+    async fn settle_saves(&self) {
+        while self.shared.saving.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// One pass: probe, then fetch every missing range, then verify and publish.
@@ -915,6 +959,8 @@ impl<'a> Job<'a> {
 
     /// Waits for the hash of all `total` bytes, verifies, fsyncs and publishes the file.
     async fn finish(&self, total: u64, hasher: HashTask) -> Result<DownloadedFile, Flow> {
+        // No save may land after the partial is discarded or published.
+        self.settle_saves().await;
         self.progress.verifying();
         {
             let mut h = lock(&self.shared.hash.m);
@@ -1063,8 +1109,9 @@ impl<'a> Job<'a> {
                         }
                     }
                 },
+                _ = self.shared.save_soon.notified() => self.save_detached(),
                 _ = ticker.tick() => {
-                    self.save_state().await;
+                    self.save_detached();
                     if failure.is_none() {
                         let parallel = lock(&self.shared.book).claim_len != u64::MAX;
                         let add = growth.decide(
