@@ -13,6 +13,9 @@ use crate::common::*;
 
 const GOOD_TOKEN: &str = "hf_fakehub_good_token";
 
+/// A repository: its id and its files (path, bytes).
+type RepoSpec<'a> = (&'a str, &'a [(&'a str, Vec<u8>)]);
+
 struct Hub {
     hub: FakeHub,
     /// Keeps the served folder alive.
@@ -21,7 +24,7 @@ struct Hub {
 }
 
 impl Hub {
-    async fn start(repos: &[(&str, &[(&str, Vec<u8>)])]) -> Self {
+    async fn start(repos: &[RepoSpec<'_>]) -> Self {
         let root = tempfile::tempdir().unwrap();
         for (repo, files) in repos {
             for (path, data) in *files {
