@@ -26,7 +26,6 @@ pub(crate) struct HubState {
     pub(crate) signer: Signer,
     pub(crate) hashes: HashCache,
     /// GitHub API use per identity: (window start, requests in the window).
-    #[allow(dead_code)]
     pub(crate) gh_usage: Mutex<HashMap<String, (u64, u64)>>,
 }
 

@@ -5,5 +5,6 @@ mod binary;
 mod common;
 mod faults;
 mod files;
+mod gh;
 mod hf;
 mod hf_python;
