@@ -107,6 +107,8 @@ impl Env {
     }
 
     /// Runs the download to the end and checks the file and what the server sent for it.
+    /// Prints the bytes fetched twice (visible with `--nocapture`).
+    #[allow(clippy::print_stderr)]
     async fn finish_and_check(&self, first_run: u64) {
         self.hub.reset_counters();
         let out = self
@@ -122,7 +124,6 @@ impl Env {
         let second = self.settled_sent().await;
         let size = self.data.len() as u64;
         let chunk = TransferConfig::default().chunk_size;
-        #[allow(clippy::print_stderr)] // the figure the benchmark reports, visible with --nocapture
         eprintln!(
             "first run sent {first_run} B, second run {second} B of {size}: {} B fetched twice",
             (first_run + second).saturating_sub(size)
