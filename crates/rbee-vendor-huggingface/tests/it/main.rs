@@ -3,4 +3,5 @@
 
 mod common;
 mod fake_hub;
+mod hf_python;
 mod protocol;
