@@ -498,3 +498,58 @@ fn tree_contains(dir: &Path, needle: &str) -> bool {
         }
     })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moving_branch_is_re_resolved_and_only_changed_files_are_fetched() {
+    let env = Env::new(&[(
+        "org/moving",
+        vec![
+            ("config.json", br#"{"v": 1}"#.to_vec()),
+            ("model-00001-of-00002.safetensors", bytes(MIB, 1)),
+            ("model-00002-of-00002.safetensors", bytes(MIB, 2)),
+            ("model.safetensors.index.json", b"{}".to_vec()),
+        ],
+    )])
+    .await;
+    ok(&env.download("c", "hf:org/moving", &[]));
+    let first = env.info("c", "hf--org--moving--default");
+
+    // Asked again, unchanged: nothing but the listing crosses the network.
+    env.hub.reset_counters();
+    ok(&env.download("c", "hf:org/moving", &[]));
+    assert!(
+        env.hub
+            .counters()
+            .paths
+            .keys()
+            .all(|p| p.starts_with("/api/")),
+        "{:?}",
+        env.hub.counters().paths.keys().collect::<Vec<_>>()
+    );
+
+    // `main` moves: one weight file and the config change.
+    let repo = env.repo_dir("org/moving");
+    std::fs::write(repo.join("model-00002-of-00002.safetensors"), bytes(MIB, 9)).unwrap();
+    std::fs::write(repo.join("config.json"), br#"{"v": 2}"#).unwrap();
+    env.hub.reset_counters();
+    ok(&env.download("c", "hf:org/moving", &[]));
+    let second = env.info("c", "hf--org--moving--default");
+    assert_ne!(first["revision"], second["revision"]);
+    assert_eq!(
+        env.cdn_bytes("org/moving", "model-00001-of-00002.safetensors"),
+        0,
+        "an unchanged file was fetched again"
+    );
+    assert!(env.cdn_bytes("org/moving", "model-00002-of-00002.safetensors") >= MIB as u64);
+    let commit = second["revision"].as_str().unwrap();
+    assert_eq!(
+        env.hub
+            .counters_for(&format!("/org/moving/resolve/{commit}/config.json"))
+            .bytes_sent,
+        8,
+        "the changed config was fetched"
+    );
+    let path = PathBuf::from(second["dir"].as_str().unwrap())
+        .join("files/model-00002-of-00002.safetensors");
+    assert_eq!(std::fs::read(path).unwrap(), bytes(MIB, 9));
+}

@@ -691,6 +691,17 @@ impl VendorSource for HuggingFaceVendor {
                     done.push(reused);
                 }
                 FileSource::Http { url } => {
+                    if expected_git_oid(file).is_some()
+                        && let Some(kept) = keep_if_identical(file, dest, cancel).await?
+                    {
+                        progress.file_reused(
+                            &file.path,
+                            kept.size,
+                            "already in the artifact folder",
+                        );
+                        done.push(kept);
+                        continue;
+                    }
                     if self.config.reuse_hf_cache {
                         let source = cached.snapshot_file(commit, &file.path);
                         if let Some(reused) = self.reuse(file, source, dest, cancel).await? {
@@ -753,6 +764,45 @@ fn expected_git_oid(file: &ResolvedFile) -> Option<&str> {
     file.version.as_deref().filter(|v| {
         file.sha256.is_none() && v.len() == 40 && v.bytes().all(|b| b.is_ascii_hexdigit())
     })
+}
+
+/// A git-stored file already at its place in `dest`: kept when its blob id is the one the
+/// plan expects, removed otherwise. (Without a sha256, a file of the right size would pass
+/// for complete downstream, so a changed config of the same length must not stay.)
+async fn keep_if_identical(
+    file: &ResolvedFile,
+    dest: &Path,
+    cancel: &CancellationToken,
+) -> Result<Option<DownloadedFile>> {
+    let Some(expected) = expected_git_oid(file).map(str::to_ascii_lowercase) else {
+        return Ok(None);
+    };
+    let target = dest.join(safe_path(&file.path)?);
+    if !tokio::fs::metadata(&target)
+        .await
+        .is_ok_and(|m| m.is_file())
+    {
+        return Ok(None);
+    }
+    let (path, stop) = (target.clone(), cancel.clone());
+    let digest = tokio::task::spawn_blocking(move || hash_file(&path, true, Some(&stop)))
+        .await
+        .map_err(|e| Error::io("checking a file", std::io::Error::other(e)))?;
+    match digest {
+        Ok(d) if d.git_oid.as_deref() == Some(expected.as_str()) => Ok(Some(DownloadedFile {
+            path: file.path.clone(),
+            size: d.size,
+            sha256: d.sha256,
+        })),
+        Ok(_) => {
+            tokio::fs::remove_file(&target)
+                .await
+                .map_err(|e| Error::io(format!("removing the outdated {}", target.display()), e))?;
+            Ok(None)
+        }
+        Err(_) if cancel.is_cancelled() => Err(Error::Cancelled),
+        Err(e) => Err(Error::io(format!("checking {}", target.display()), e)),
+    }
 }
 
 /// Files without a published sha256 (configs, tokenizers: stored in git, not LFS) are checked

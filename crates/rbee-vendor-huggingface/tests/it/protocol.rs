@@ -746,3 +746,41 @@ async fn a_gated_model_is_reported_at_resolve_time() {
     let plan = resolve(&signed_in, "hf:o/r").await.unwrap();
     assert_eq!(plan.files[0].path, "m.Q4_K_M.gguf");
 }
+
+#[tokio::test]
+async fn a_stale_git_stored_file_of_the_same_size_is_replaced_and_an_identical_one_kept() {
+    let server = MockServer::start().await;
+    let new = b"{\"v\": 2}".to_vec();
+    let same = b"{\"t\": 1}".to_vec();
+    let siblings = vec![
+        sibling("config.json", &new, false),
+        sibling("tokenizer.json", &same, false),
+    ];
+    mount_info(&server, "main", info(siblings), 1).await;
+    Mock::given(path(format!("/o/r/resolve/{COMMIT}/config.json")))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(new.clone()))
+        .expect(1..)
+        .mount(&server)
+        .await;
+    Mock::given(path(format!("/o/r/resolve/{COMMIT}/tokenizer.json")))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(same.clone()))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let v = vendor(&server.uri(), home.path(), false);
+    let plan = resolve_with(
+        &v,
+        "hf:o/r",
+        &ResolveOptions::with_globs(vec!["*.json".into()], vec![]),
+    )
+    .await
+    .unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    std::fs::write(dest.path().join("config.json"), b"{\"v\": 1}").unwrap();
+    std::fs::write(dest.path().join("tokenizer.json"), &same).unwrap();
+    let (out, events) = download_all(&v, &plan, dest.path()).await;
+    assert_eq!(out.unwrap().len(), 2);
+    assert_eq!(std::fs::read(dest.path().join("config.json")).unwrap(), new);
+    assert_eq!(reused_paths(&events), vec!["tokenizer.json"]);
+}
