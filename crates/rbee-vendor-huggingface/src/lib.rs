@@ -34,7 +34,7 @@ pub use config::{DEFAULT_ENDPOINT, HfConfig};
 pub use files::RepoFile;
 pub use quant::{
     DEFAULT_PREFERENCE, GgufName, QuantChoice, available_quants, is_gguf_repo, parse_gguf_name,
-    select_quant,
+    select_quant, split_set_of,
 };
 pub use snapshot::{PathFilter, SnapshotChoice, select_snapshot};
 pub use vendor::HuggingFaceVendor;

@@ -225,6 +225,20 @@ fn gguf_sets(files: &[RepoFile]) -> Vec<GgufSet<'_>> {
     sets
 }
 
+/// Every part of the split set that `path` belongs to, in order, when it is one part of a set
+/// of several (`…-00002-of-00003.gguf`); `None` for any other file. Parts missing from the
+/// listing are simply absent (the caller checks the count).
+pub fn split_set_of(files: &[RepoFile], path: &str) -> Option<(Vec<String>, u32)> {
+    let (_, count) = parse_gguf_name(path)?.split?;
+    if count < 2 {
+        return None;
+    }
+    let set = gguf_sets(files)
+        .into_iter()
+        .find(|s| s.count == count && s.parts.iter().any(|p| p.path == path))?;
+    Some((set.paths(), count))
+}
+
 /// Whether the listing holds a GGUF model (a `.gguf` file that is not a projector).
 pub fn is_gguf_repo(files: &[RepoFile]) -> bool {
     files
@@ -609,6 +623,24 @@ mod tests {
         let broken = files(&[("m-Q4_K_M-00001-of-00002.gguf", 1)]);
         let e = select_quant("o/r", &broken, None).unwrap_err().to_string();
         assert!(e.contains("incomplete") && e.contains("2 parts"), "{e}");
+    }
+
+    #[test]
+    fn a_named_part_brings_its_whole_set() {
+        let f = files(&[
+            ("m-Q8_0-00001-of-00002.gguf", 1),
+            ("m-Q8_0-00002-of-00002.gguf", 1),
+            ("m-Q4_K_M-00001-of-00002.gguf", 1),
+            ("m-Q4_K_M-00002-of-00002.gguf", 1),
+        ]);
+        let (parts, count) = split_set_of(&f, "m-Q8_0-00002-of-00002.gguf").unwrap();
+        assert_eq!(count, 2);
+        assert_eq!(
+            parts,
+            vec!["m-Q8_0-00001-of-00002.gguf", "m-Q8_0-00002-of-00002.gguf"]
+        );
+        assert_eq!(split_set_of(&f, "m.gguf"), None);
+        assert_eq!(split_set_of(&f, "README.md"), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::cache::{HfCache, LocalDigest, hash_file, link_or_copy};
 use crate::config::HfConfig;
 use crate::files::RepoFile;
 use crate::hub_error::{self, Answer, Context};
-use crate::quant::{is_gguf_repo, parse_gguf_name, select_quant};
+use crate::quant::{is_gguf_repo, parse_gguf_name, select_quant, split_set_of};
 use crate::snapshot::{PathFilter, select_snapshot};
 
 /// Where reused files are said to come from, in progress events.
@@ -270,8 +270,21 @@ impl HuggingFaceVendor {
                         "--include/--exclude do not apply when a single file is named".into(),
                     );
                 }
-                if let Some(f) = files.iter().find(|f| &f.path == path) {
-                    return Ok(vec![f]);
+                if files.iter().any(|f| &f.path == path) {
+                    // One part of a split set is useless alone: take the set, as llama.cpp does.
+                    let Some((parts, count)) = split_set_of(files, path) else {
+                        return Ok(files.iter().filter(|f| &f.path == path).collect());
+                    };
+                    if parts.len() != count as usize {
+                        return Err(Error::InvalidRequest(format!(
+                            "{path} is part of a split set of {count} files, but {name} has only {} of them",
+                            parts.len()
+                        )));
+                    }
+                    notes.push(format!(
+                        "{path} is one part of a split set: taking all {count} parts"
+                    ));
+                    return Ok(files.iter().filter(|f| parts.contains(&f.path)).collect());
                 }
                 let known: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
                 let url =

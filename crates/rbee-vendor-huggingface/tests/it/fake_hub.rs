@@ -170,6 +170,11 @@ async fn default_quant_split_set_and_vision_projector() {
             "Q8_0/big-Q8_0-00003-of-00003.gguf"
         ]
     );
+    // Naming one part takes the whole set.
+    let named = resolve(&v, "hf:org/big-GGUF/Q8_0/big-Q8_0-00002-of-00003.gguf")
+        .await
+        .unwrap();
+    assert_eq!(paths(&named), paths(&plan));
     let dest = tempfile::tempdir().unwrap();
     let files = fetch(&v, &plan, dest.path()).await;
     assert_eq!(files.len(), 3);
