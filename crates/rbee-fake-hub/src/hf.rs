@@ -424,6 +424,18 @@ fn query_value(query: Option<&str>, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Splits `{rev}/{path…}`. The revision is one (percent-encoded) segment, except that an
+/// unencoded `refs/pr/N` or `refs/convert/X` takes three, as the Hub accepts both spellings.
+fn split_revision<'a>(tail: &[&'a str]) -> (String, Vec<&'a str>) {
+    match tail {
+        ["refs", kind @ ("pr" | "convert"), n, rest @ ..] => {
+            (format!("refs/{kind}/{n}"), rest.to_vec())
+        }
+        [rev, rest @ ..] => ((*rev).to_owned(), rest.to_vec()),
+        [] => (String::new(), Vec::new()),
+    }
+}
+
 /// `/api/models/{org}/{repo}[/revision/{rev}]` and `/api/models/{org}/{repo}/tree/{rev}[/{path}]`.
 pub(crate) async fn api(State(state): State<AppState>, req: Request) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -439,15 +451,18 @@ pub(crate) async fn api(State(state): State<AppState>, req: Request) -> Response
     let rest: Vec<&str> = segs.iter().skip(2).map(String::as_str).collect();
     let result = match rest.as_slice() {
         [org, name] => model_info(&state, &req, org, name, "main").await,
-        [org, name, "revision", rev] => model_info(&state, &req, org, name, rev).await,
-        [org, name, "tree", rev, path @ ..] => {
+        [org, name, "revision", rev @ ..] if !rev.is_empty() => {
+            model_info(&state, &req, org, name, &rev.join("/")).await
+        }
+        [org, name, "tree", after @ ..] if !after.is_empty() => {
+            let (rev, path) = split_revision(after);
             // The Python client sends the path as one segment with `/` encoded.
             let path: Vec<&str> = path
                 .iter()
                 .flat_map(|s| s.split('/'))
                 .filter(|s| !s.is_empty())
                 .collect();
-            tree(&state, &req, org, name, rev, &path.join("/")).await
+            tree(&state, &req, org, name, &rev, &path.join("/")).await
         }
         _ => {
             return (
@@ -638,14 +653,21 @@ async fn resolve_inner(
     segs: &[String],
 ) -> Result<Response, HubError> {
     let (repo, access) = open_repo(state, &req.headers, &segs[0], &segs[1]).await?;
-    let revision = open_revision(state, &repo, &segs[3]).await?;
+    let tail: Vec<&str> = segs[3..].iter().map(String::as_str).collect();
+    let (rev, path) = split_revision(&tail);
+    let revision = open_revision(state, &repo, &rev).await?;
     if repo.settings.gated().is_some() && !access.valid {
         return Err(HubError::Gated {
             repo: repo.id(),
             authenticated: access.token.is_some(),
         });
     }
-    let path = segs[4..].join("/");
+    let path = path.join("/");
+    if path.is_empty() {
+        return Err(HubError::EntryNotFound {
+            commit: Some(revision.sha.clone()),
+        });
+    }
     let Some(file) = revision.files.iter().find(|f| f.path == path) else {
         return Err(HubError::EntryNotFound {
             commit: Some(revision.sha.clone()),

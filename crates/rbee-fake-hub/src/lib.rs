@@ -31,7 +31,7 @@
 //! | `/repos/{owner}/{repo}/releases…`, `/{owner}/{repo}/releases/download/…` | hub | the GitHub releases protocol over `<root>/gh/` |
 //! | `/_admin/…` | hub | faults, counters and rate cap at run time (see the README) |
 //!
-//! Files are streamed from disk in `read_chunk` reads (256 KiB) with one read ahead; memory
+//! Files are streamed from disk in `read_chunk` reads (1 MiB) with one read ahead; memory
 //! does not grow with file size. Responses carry `Content-Length`, `Accept-Ranges: bytes`, a
 //! strong `ETag` (size and modification time for plain files; the git blob id or sha256 on
 //! HuggingFace resolve paths) and `Last-Modified`. `Range: bytes=a-b`, `a-` and `-n` answer 206
@@ -41,6 +41,25 @@
 //! ignore `Range`). Signed CDN URLs live [`FakeHubConfig::signed_url_ttl`] (300 s); after that
 //! the CDN answers 403 with an S3-style XML error, as GitHub's and the Hub's storage do. A
 //! CDN URL without a query is served unsigned.
+//!
+//! # Folder layout
+//!
+//! ```text
+//! <root>/any/file.bin                 /files/any/file.bin
+//! <root>/hf/<org>/<repo>/…            HuggingFace repo, branch main
+//!   fakehub.json                      {"private", "gated", "tokens", "tags"} (optional)
+//!   .revisions/<name>/…               another branch (<name> percent-decoded: refs%2Fpr%2F1)
+//! <root>/gh/<owner>/<repo>/<tag>/…    GitHub release assets
+//!   ../.repo.json                     {"private", "tokens"} (optional)
+//!   <tag>/.release.json               {"name", "draft", "prerelease", "published_at", …}
+//! ```
+//!
+//! HuggingFace: `*.gguf`, `*.safetensors`, `*.bin`, … and files of at least
+//! [`FakeHubConfig::lfs_threshold`] are LFS files (sha256, pointer blob id, 302 to the CDN);
+//! others are regular git blobs served by the hub with their blob id as ETag. A revision's
+//! commit sha is derived from its listing, so it is stable and changes with content. GitHub:
+//! "latest" is the newest non-draft, non-prerelease release by `published_at`, then tag.
+//! The crate's README has every endpoint, setting and fault with JSON examples.
 //!
 //! # Faults
 //!

@@ -46,6 +46,9 @@ struct Args {
     /// Lifetime of signed redirect targets in seconds.
     #[arg(long, default_value_t = 300)]
     signed_url_ttl: u64,
+    /// Size of the disk reads feeding response bodies.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    read_chunk: usize,
 }
 
 fn main() -> ExitCode {
@@ -87,6 +90,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         config.faults.push(fault);
     }
     config.hf_tokens = args.hf_tokens;
+    config.read_chunk = args.read_chunk.max(4096);
     config.gh_tokens = args.gh_tokens;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -378,6 +378,29 @@ async fn resolve_serves_regular_files_and_redirects_lfs_files() {
         .await
         .unwrap();
     assert_eq!(&pr.bytes().await.unwrap()[..], b"{\"pr\": 1}");
+    // The unencoded spelling of a PR ref is accepted too.
+    let pr = c
+        .get(api(&fx, "org/repo/resolve/refs/pr/1/config.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(&pr.bytes().await.unwrap()[..], b"{\"pr\": 1}");
+    let info: Value = c
+        .get(api(&fx, "api/models/org/repo/revision/refs/pr/1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["siblings"][0]["rfilename"], "config.json");
+    // A resolve path naming no file is an entry error, not a crash.
+    let resp = c
+        .get(api(&fx, "org/repo/resolve/main/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&resp, "x-error-code"), Some("EntryNotFound"));
     let tag = c
         .get(
             fx.hub
