@@ -82,10 +82,7 @@ async fn add_faults(State(state): State<AppState>, body: Bytes) -> Response {
         Ok(f) => f,
         Err(msg) => return bad_request(msg),
     };
-    let mut all: Vec<Fault> = state.faults.list().into_iter().map(|s| s.fault).collect();
-    all.extend(faults);
-    // Validate the whole list before touching the installed one; counts restart.
-    match state.faults.set(all) {
+    match state.faults.extend(faults) {
         Ok(()) => axum::Json(state.faults.list()).into_response(),
         Err(e) => bad_request(e.to_string()),
     }

@@ -406,11 +406,19 @@ impl FaultSet {
         Ok(())
     }
 
+    /// Adds `faults` after the installed ones (all or nothing), keeping their use counts.
+    pub(crate) fn extend(&self, faults: Vec<Fault>) -> Result<(), FaultError> {
+        let compiled = faults
+            .into_iter()
+            .map(Self::compile)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.lock().extend(compiled);
+        Ok(())
+    }
+
     /// Adds `fault` after the installed ones.
     pub(crate) fn add(&self, fault: Fault) -> Result<(), FaultError> {
-        let compiled = Self::compile(fault)?;
-        self.lock().push(compiled);
-        Ok(())
+        self.extend(vec![fault])
     }
 
     pub(crate) fn list(&self) -> Vec<FaultState> {
