@@ -145,7 +145,7 @@ pub(crate) fn select<'a>(
                         "{} has {} model files{filtered}, so which one is meant is ambiguous; {}",
                         label.release,
                         several.len(),
-                        listing(several, label)
+                        listing_of("model files", several, label)
                     )));
                 }
             }
@@ -216,6 +216,10 @@ fn by_name<'a>(
 
 /// "its assets are: a (1 KiB), b (2 MiB); name one: gh:o/r@tag/NAME …".
 fn listing(assets: &[&Asset], label: &ReleaseLabel) -> String {
+    listing_of("assets", assets, label)
+}
+
+fn listing_of(what: &str, assets: &[&Asset], label: &ReleaseLabel) -> String {
     if assets.is_empty() {
         return "it has no (uploaded) assets".to_string();
     }
@@ -228,7 +232,7 @@ fn listing(assets: &[&Asset], label: &ReleaseLabel) -> String {
         names.push(format!("… and {} more", assets.len() - LISTED_ASSETS));
     }
     format!(
-        "its assets are: {}; name one as {}/NAME (a glob such as {}/*.gguf takes several)",
+        "its {what} are: {}; name one as {}/NAME (a glob such as {}/*.gguf takes several)",
         names.join(", "),
         label.reference,
         label.reference
