@@ -1,0 +1,101 @@
+//! Daemon settings, and the rule that keeps an unprotected daemon on loopback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rbee_artifact_catalog::Secret;
+
+/// The address rbee-hive listens on unless told otherwise.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8600";
+
+/// Settings of one daemon. Build with [`HiveConfig::default`] and change what you need.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HiveConfig {
+    /// Bearer token required on every route but `/health`. Required for a non-loopback bind
+    /// (see [`check_bind`]); optional on loopback.
+    pub token: Option<Secret>,
+    /// This hive's name, accepted in a job's `hive_id` (default `localhost`).
+    pub hive_id: String,
+    /// Time limit of every request except the event streams (default 30 s).
+    pub request_timeout: Duration,
+    /// Largest request body accepted (default 64 KiB).
+    pub body_limit: usize,
+    /// Download jobs accepted and not finished (queued, running or paused) at one time; more are
+    /// refused with `queue_full` (default 1024). How many run at once is the provisioner's
+    /// `max_concurrent_downloads`.
+    pub max_jobs: usize,
+    /// Finished jobs kept so their state can still be read; the oldest are forgotten first
+    /// (default 1000).
+    pub max_finished_jobs: usize,
+    /// Interval of keep-alive comments on event streams (default 15 s).
+    pub keep_alive: Duration,
+    /// How long shutdown waits for cancelled downloads to record their state (default 5 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HiveConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            hive_id: "localhost".into(),
+            request_timeout: Duration::from_secs(30),
+            body_limit: 64 * 1024,
+            max_jobs: 1024,
+            max_finished_jobs: 1000,
+            keep_alive: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the daemon refuses to listen where it was asked to.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// A non-loopback address without a token would let anyone on the network download into,
+    /// and delete from, this machine's catalog.
+    #[error(
+        "refusing to listen on {addr} without a token: anyone who can reach it could download and delete models on this machine; set a bearer token with --token or RBEE_HIVE_TOKEN, or bind a loopback address (--bind 127.0.0.1)"
+    )]
+    TokenRequired {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+}
+
+/// Accepts `addr` when it is a loopback address or a token is set.
+///
+/// ```
+/// use rbee_artifact_catalog::Secret;
+/// use rbee_hive::check_bind;
+///
+/// assert!(check_bind(&"127.0.0.1:8600".parse().unwrap(), None).is_ok());
+/// assert!(check_bind(&"0.0.0.0:8600".parse().unwrap(), None).is_err());
+/// let token = Secret::new("s3cret");
+/// assert!(check_bind(&"0.0.0.0:8600".parse().unwrap(), token.as_ref()).is_ok());
+/// ```
+pub fn check_bind(addr: &SocketAddr, token: Option<&Secret>) -> Result<(), BindError> {
+    if addr.ip().is_loopback() || token.is_some() {
+        Ok(())
+    } else {
+        Err(BindError::TokenRequired { addr: *addr })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_needs_no_token_but_other_addresses_do() {
+        for ok in ["127.0.0.1:1", "[::1]:1", "127.1.2.3:8600"] {
+            assert!(check_bind(&ok.parse().unwrap(), None).is_ok(), "{ok}");
+        }
+        for bad in ["0.0.0.0:1", "[::]:1", "192.168.1.5:8600"] {
+            let err = check_bind(&bad.parse().unwrap(), None).unwrap_err();
+            assert!(err.to_string().contains("RBEE_HIVE_TOKEN"), "{err}");
+        }
+        assert_eq!(DEFAULT_ADDR.parse::<SocketAddr>().unwrap().port(), 8600);
+    }
+}

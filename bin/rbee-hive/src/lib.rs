@@ -1,0 +1,47 @@
+//! rbee-hive: the daemon that provisions models for the machine it runs on, over HTTP.
+//!
+//! It is a thin layer over [`rbee_model_provisioner`]: requests become *jobs* (download, list,
+//! get, delete, verify), each job's progress is the provisioner's [`ProgressEvent`]s, streamed
+//! as Server-Sent Events, and jobs can be cancelled, paused and resumed. The API is described
+//! in `docs/http-api.md`.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use rbee_artifact_catalog::Catalog;
+//! use rbee_hive::{HiveConfig, HiveState};
+//! use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings, standard_vendors};
+//!
+//! # async fn demo() -> anyhow::Result<()> {
+//! let catalog = Arc::new(Catalog::open("/tmp/rbee-models")?);
+//! let vendors = standard_vendors(&VendorSettings::default())?;
+//! let provisioner = Provisioner::new(catalog, vendors, ProvisionerConfig::default());
+//! let state = HiveState::new(provisioner, HiveConfig::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8600").await?;
+//! rbee_hive::serve(listener, state, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [`ProgressEvent`]: rbee_artifact_catalog::ProgressEvent
+#![deny(missing_docs)]
+
+pub use config::{BindError, DEFAULT_ADDR, HiveConfig, check_bind};
+pub use error::{ApiError, ErrorBody};
+pub use jobs::{JobState, JobView};
+pub use routes::app;
+pub use serve::serve;
+pub use state::HiveState;
+
+mod auth;
+mod config;
+mod error;
+mod feed;
+mod jobs;
+mod ops;
+mod request;
+mod routes;
+mod serve;
+mod sse;
+mod state;

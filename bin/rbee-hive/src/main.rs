@@ -1,0 +1,268 @@
+//! `rbee-hive`: the model-provisioning daemon. Parses flags, opens the catalog (recovering
+//! downloads a dead process left), wires the vendors, prints where it listens, and serves until
+//! SIGINT or SIGTERM.
+// Printing the listening line and start-up errors is this binary's job; the library logs.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use rbee_artifact_catalog::{Catalog, Secret};
+use rbee_hive::{HiveConfig, HiveState, check_bind};
+use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings, standard_vendors};
+use rbee_transfer::TransferConfig;
+
+/// rbee-hive: provisions models for this machine over HTTP (jobs, Server-Sent Events progress,
+/// cancel, pause, resume). See docs/http-api.md.
+#[derive(Debug, Parser)]
+#[command(name = "rbee-hive", version)]
+#[command(after_help = "On start it prints one JSON line on stdout: \
+{\"event\":\"listening\",\"addr\":…,\"url\":…}. SIGINT or SIGTERM cancels running downloads \
+(partial files are kept for a resume) and exits.")]
+struct Args {
+    /// Address to listen on; anything but loopback needs --token
+    #[arg(
+        long,
+        default_value = "127.0.0.1",
+        value_name = "ADDR",
+        env = "RBEE_HIVE_BIND"
+    )]
+    bind: String,
+    /// Port to listen on (0: any free port)
+    #[arg(long, default_value_t = 8600, env = "RBEE_HIVE_PORT")]
+    port: u16,
+    /// Bearer token required on every route but /health (prefer the environment variable:
+    /// command lines are visible to other users)
+    #[arg(
+        long,
+        env = "RBEE_HIVE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
+    /// Catalog folder [default: $RBEE_CACHE_DIR, else ~/.cache/rbee/models]
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Downloads that run at once; further ones wait in the queue
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    max_concurrent_downloads: usize,
+    /// Download jobs accepted and not finished (queued, running or paused) at once
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    max_jobs: usize,
+    /// Parallel connections per large file
+    #[arg(long, value_name = "N")]
+    connections: Option<usize>,
+    /// Total bandwidth cap across downloads, e.g. 20MB or 500KiB (per second)
+    #[arg(long, value_name = "RATE")]
+    rate_limit: Option<String>,
+    /// Also place HuggingFace files in the HuggingFace cache layout
+    #[arg(long)]
+    hf_cache: bool,
+    /// Use only what is already on this machine
+    #[arg(long, env = "RBEE_OFFLINE")]
+    offline: bool,
+    /// Time limit of each request (event streams excepted), in seconds
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    request_timeout: u64,
+    /// Log more (repeat for more); RUST_LOG overrides
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+/// A mistake in how the daemon was started; exits with status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(if e.is::<UsageError>() { 2 } else { 1 })
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let addr = bind_addr(&args.bind, args.port)?;
+    let token = args.token.as_deref().and_then(Secret::new);
+    check_bind(&addr, token.as_ref()).map_err(|e| UsageError(e.to_string()))?;
+    if args.connections == Some(0) || args.max_concurrent_downloads == 0 || args.max_jobs == 0 {
+        return Err(UsageError(
+            "--connections, --max-concurrent-downloads and --max-jobs must be at least 1".into(),
+        )
+        .into());
+    }
+
+    let root = match &args.cache_dir {
+        Some(dir) => dir.clone(),
+        None => Catalog::default_root().context(
+            "cannot tell where the cache folder is (no home directory); pass --cache-dir or set RBEE_CACHE_DIR",
+        )?,
+    };
+    let root = std::path::absolute(&root)
+        .with_context(|| format!("cannot use {} as the cache folder", root.display()))?;
+    // Opening recovers entries a dead process left `downloading` (they become `incomplete`).
+    let catalog = Arc::new(Catalog::open(&root)?);
+
+    let mut transfer = TransferConfig::default();
+    if let Some(n) = args.connections {
+        transfer.connections = n;
+        transfer.max_connections = transfer.max_connections.max(n);
+    }
+    transfer.rate_limit = args.rate_limit.as_deref().map(parse_rate).transpose()?;
+    let mut vendors = VendorSettings::new(transfer);
+    vendors.write_hf_cache = args.hf_cache;
+    vendors.offline = args.offline;
+    let provisioner = Provisioner::new(
+        catalog,
+        standard_vendors(&vendors)?,
+        ProvisionerConfig {
+            max_concurrent_downloads: args.max_concurrent_downloads,
+            ..ProvisionerConfig::default()
+        },
+    );
+
+    let mut config = HiveConfig::default();
+    config.token = token;
+    config.max_jobs = args.max_jobs;
+    config.request_timeout = Duration::from_secs(args.request_timeout.max(1));
+    let state = HiveState::new(provisioner, config);
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    announce(local, &root)?;
+    tracing::info!(%local, catalog = %root.display(), "rbee-hive listening");
+
+    rbee_hive::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("rbee-hive stopped");
+    Ok(())
+}
+
+/// `--bind` takes an IP, `localhost`, or an `IP:PORT` (whose port wins over `--port`).
+fn bind_addr(bind: &str, port: u16) -> Result<SocketAddr> {
+    if let Ok(addr) = bind.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if bind.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    let ip: IpAddr = bind.trim_matches(['[', ']']).parse().map_err(|_| {
+        UsageError(format!(
+            "--bind {bind} is not an address; write e.g. 127.0.0.1, 0.0.0.0, ::1 or 127.0.0.1:8600"
+        ))
+    })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// One JSON line on stdout, so scripts and tests can find the port (`--port 0`).
+fn announce(addr: SocketAddr, root: &std::path::Path) -> Result<()> {
+    let line = serde_json::json!({
+        "event": "listening",
+        "addr": addr.to_string(),
+        "url": format!("http://{addr}"),
+        "catalog": root,
+        "pid": std::process::id(),
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").context("writing to stdout")?;
+    out.flush().context("writing to stdout")?;
+    Ok(())
+}
+
+/// Completes on the first SIGINT or SIGTERM; a second one exits at once.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tracing::info!("signal received: cancelling downloads and stopping (again to exit at once)");
+    tokio::spawn(async {
+        wait_for_signal().await;
+        eprintln!("rbee-hive: second signal; exiting without waiting");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminated => {}
+    }
+}
+
+/// `25MB`, `500KiB`, `1.5GB/s`, `1048576` → bytes per second.
+fn parse_rate(text: &str) -> Result<u64> {
+    let trimmed = text.trim().trim_end_matches("/s").trim();
+    let bytes: bytesize::ByteSize = trimmed.parse().map_err(|_| {
+        UsageError(format!(
+            "--rate-limit {text} is not a rate; write e.g. 20MB, 500KiB or 1048576"
+        ))
+    })?;
+    if bytes.as_u64() == 0 {
+        return Err(UsageError("--rate-limit must be above zero".into()).into());
+    }
+    Ok(bytes.as_u64())
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug,hyper=info,reqwest=info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_addresses() {
+        assert_eq!(
+            bind_addr("127.0.0.1", 1).unwrap().to_string(),
+            "127.0.0.1:1"
+        );
+        assert_eq!(
+            bind_addr("localhost", 2).unwrap().to_string(),
+            "127.0.0.1:2"
+        );
+        assert_eq!(bind_addr("::1", 3).unwrap().to_string(), "[::1]:3");
+        assert_eq!(bind_addr("0.0.0.0:9", 3).unwrap().to_string(), "0.0.0.0:9");
+        assert!(bind_addr("nowhere", 1).is_err());
+        assert_eq!(parse_rate("1MB").unwrap(), 1_000_000);
+    }
+}

@@ -1,0 +1,237 @@
+//! The HTTP API (see `docs/http-api.md`): routes, and the handlers that turn requests into job
+//! and catalog calls.
+
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{BoxError, Json, Router, middleware};
+use serde_json::json;
+use tower::ServiceBuilder;
+
+use crate::auth::guard;
+use crate::error::ApiError;
+use crate::jobs::{Job, JobView, Stop};
+use crate::ops;
+use crate::request::{self, JsonBody, Operation};
+use crate::sse;
+use crate::state::HiveState;
+
+/// The daemon's router over `state`: every route, the token and host checks, the request
+/// timeout (not on event streams), and JSON errors for unknown routes and methods.
+pub fn app(state: HiveState) -> Router {
+    let timeout = state.config().request_timeout;
+    let api = Router::new()
+        .route("/v1/jobs", post(create_job).get(list_jobs))
+        .route("/v1/jobs/{job_id}", get(get_job))
+        .route("/v1/jobs/{job_id}/cancel", post(cancel_job))
+        .route("/v1/jobs/{job_id}/pause", post(pause_job))
+        .route("/v1/jobs/{job_id}/resume", post(resume_job))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/download", post(download_model))
+        .route("/v1/models/{*id}", get(get_model).delete(delete_model))
+        .route("/health", get(health))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(move |e: BoxError| async move {
+                    timed_out(e, timeout)
+                }))
+                .timeout(timeout),
+        );
+    let streams = Router::new()
+        .route("/v1/jobs/{job_id}/stream", get(job_stream))
+        .route("/v1/models/download/progress", get(downloads_stream));
+    Router::new()
+        .merge(api)
+        .merge(streams)
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+fn timed_out(e: BoxError, limit: Duration) -> ApiError {
+    if e.is::<tower::timeout::error::Elapsed>() {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the request took longer than {} s and was stopped",
+                limit.as_secs()
+            ),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the request failed: {e}"),
+        )
+    }
+}
+
+/// One path parameter, percent-decoded; a bad one is a JSON `invalid_request`.
+#[derive(Debug)]
+struct Param(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Param {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(p)| Param(p))
+            .map_err(|e| {
+                ApiError::invalid_request(format!("bad path parameter: {}", e.body_text()))
+            })
+    }
+}
+
+fn find_job(state: &HiveState, id: &str) -> Result<std::sync::Arc<Job>, ApiError> {
+    state
+        .jobs()
+        .get(id)
+        .ok_or_else(|| ApiError::job_not_found(id))
+}
+
+async fn create_job(State(state): State<HiveState>, body: JsonBody) -> Result<Response, ApiError> {
+    let operation = request::job_operation(body, &state.config().hive_id)?;
+    let job = ops::start(&state, operation)?;
+    Ok(accepted(&job, job.view()))
+}
+
+fn accepted(job: &Job, body: impl serde::Serialize) -> Response {
+    let location = format!("/v1/jobs/{}", job.id);
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response()
+}
+
+async fn list_jobs(State(state): State<HiveState>) -> Json<serde_json::Value> {
+    let jobs: Vec<JobView> = state.jobs().list().iter().map(|j| j.view()).collect();
+    Json(json!({ "jobs": jobs }))
+}
+
+async fn get_job(
+    State(state): State<HiveState>,
+    Param(id): Param,
+) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(find_job(&state, &id)?.view()))
+}
+
+async fn job_stream(
+    State(state): State<HiveState>,
+    Param(id): Param,
+) -> Result<Response, ApiError> {
+    let job = find_job(&state, &id)?;
+    Ok(sse::job_stream(&state, job).into_response())
+}
+
+async fn cancel_job(
+    State(state): State<HiveState>,
+    Param(id): Param,
+) -> Result<Json<JobView>, ApiError> {
+    control(state, id, Stop::Cancel).await
+}
+
+async fn pause_job(
+    State(state): State<HiveState>,
+    Param(id): Param,
+) -> Result<Json<JobView>, ApiError> {
+    control(state, id, Stop::Pause).await
+}
+
+async fn control(state: HiveState, id: String, why: Stop) -> Result<Json<JobView>, ApiError> {
+    let job = find_job(&state, &id)?;
+    ops::stop(&state, &job, why).await?;
+    Ok(Json(job.view()))
+}
+
+async fn resume_job(
+    State(state): State<HiveState>,
+    Param(id): Param,
+) -> Result<Json<JobView>, ApiError> {
+    let job = find_job(&state, &id)?;
+    ops::resume(&state, &job).await?;
+    Ok(Json(job.view()))
+}
+
+async fn download_model(
+    State(state): State<HiveState>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let request = request::model_download(body, &state.config().hive_id)?;
+    let job = ops::start(&state, Operation::Download(request))?;
+    let view = job.view();
+    Ok(accepted(
+        &job,
+        json!({
+            "download_id": view.job_id,
+            "status": view.state,
+            "job_url": format!("/v1/jobs/{}", view.job_id),
+            "sse_url": view.sse_url,
+        }),
+    ))
+}
+
+async fn downloads_stream(State(state): State<HiveState>) -> Response {
+    sse::downloads_stream(&state).into_response()
+}
+
+async fn list_models(State(state): State<HiveState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let (root, listing) = ops::list_models(&state).await?;
+    Ok(Json(ops::listing_json(&root, &listing)))
+}
+
+async fn get_model(
+    State(state): State<HiveState>,
+    Param(id): Param,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let entry = ops::get_model(&state, &id).await?;
+    Ok(Json(ops::model_json(&entry)))
+}
+
+async fn delete_model(
+    State(state): State<HiveState>,
+    Param(id): Param,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let removed = ops::delete_model(&state, &id).await?;
+    Ok(Json(json!(removed)))
+}
+
+async fn health(State(state): State<HiveState>) -> Json<serde_json::Value> {
+    let jobs = state.jobs().list();
+    let active = jobs.iter().filter(|j| !j.is_final()).count();
+    Json(json!({
+        "status": if state.is_shutting_down() { "shutting_down" } else { "ok" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "hive_id": state.config().hive_id,
+        "jobs": { "active": active, "known": jobs.len() },
+        "uptime_secs": state.uptime_secs(),
+    }))
+}
+
+async fn unknown_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_route",
+        format!(
+            "no route {}; see docs/http-api.md (POST /v1/jobs, GET /v1/models, GET /health, …)",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take {method}", uri.path()),
+    )
+}

@@ -1,0 +1,114 @@
+//! What every request handler shares: the provisioner, the jobs, the download feed, and the
+//! shutdown switch.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rbee_model_provisioner::Provisioner;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HiveConfig;
+use crate::feed::Feed;
+use crate::jobs::{Jobs, Stop};
+
+/// The daemon's state. Cheap to clone (an `Arc`).
+#[derive(Debug, Clone)]
+pub struct HiveState {
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    provisioner: Provisioner,
+    config: HiveConfig,
+    jobs: Jobs,
+    feed: Arc<Feed>,
+    stopping: AtomicBool,
+    /// Cancelled once in-flight jobs have been stopped: event streams end.
+    streams_end: CancellationToken,
+    started: Instant,
+}
+
+impl HiveState {
+    /// State over `provisioner` (whose catalog was opened, and so recovered, by the caller).
+    pub fn new(provisioner: Provisioner, config: HiveConfig) -> Self {
+        let jobs = Jobs::new(
+            config.max_jobs,
+            config.max_finished_jobs,
+            Default::default(),
+        );
+        Self {
+            inner: Arc::new(Shared {
+                provisioner,
+                jobs,
+                feed: Arc::new(Feed::new(4096)),
+                config,
+                stopping: AtomicBool::new(false),
+                streams_end: CancellationToken::new(),
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    /// The provisioner.
+    pub fn provisioner(&self) -> &Provisioner {
+        &self.inner.provisioner
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &HiveConfig {
+        &self.inner.config
+    }
+
+    /// Whether [`HiveState::shutdown`] has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.stopping.load(Ordering::Acquire)
+    }
+
+    /// Stops taking jobs, cancels every queued, running and paused job (partial files stay on
+    /// disk and their catalog entries become `incomplete`), waits up to
+    /// [`HiveConfig::shutdown_grace`] for the downloads to record that, then ends every event
+    /// stream (each job stream has sent its final `cancelled` event by then). Safe to call more
+    /// than once.
+    pub async fn shutdown(&self) {
+        if self.inner.stopping.swap(true, Ordering::AcqRel) {
+            self.inner.streams_end.cancelled().await;
+            return;
+        }
+        let mut stopping = Vec::new();
+        for job in self.jobs().list() {
+            if let Ok(Some(attempt)) = crate::ops::begin_stop(self, &job, Stop::Shutdown) {
+                stopping.push(attempt);
+            }
+        }
+        tracing::info!(jobs = stopping.len(), "shutting down: cancelling jobs");
+        let grace = self.config().shutdown_grace;
+        let all = futures::future::join_all(stopping.iter().map(|a| a.wait_ended(grace)));
+        let ended = all.await.into_iter().filter(|ended| *ended).count();
+        if ended < stopping.len() {
+            tracing::warn!(
+                left = stopping.len() - ended,
+                "some downloads did not stop within the grace period"
+            );
+        }
+        self.inner.streams_end.cancel();
+    }
+
+    /// Cancelled when event streams must end (shutdown).
+    pub(crate) fn streams_end(&self) -> &CancellationToken {
+        &self.inner.streams_end
+    }
+
+    pub(crate) fn jobs(&self) -> &Jobs {
+        &self.inner.jobs
+    }
+
+    pub(crate) fn feed(&self) -> &Arc<Feed> {
+        &self.inner.feed
+    }
+
+    pub(crate) fn uptime_secs(&self) -> u64 {
+        self.inner.started.elapsed().as_secs()
+    }
+}
