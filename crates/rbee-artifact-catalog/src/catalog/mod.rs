@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use layout::CatalogKey;
 pub use record::{
@@ -64,7 +64,7 @@ impl DownloadLease {
 }
 
 /// The outcome of [`Catalog::verify`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerifyReport {
     /// The entry id.
     pub id: String,
@@ -102,7 +102,7 @@ impl VerifyReport {
 }
 
 /// The check of one file.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileCheck {
     /// Path within the artifact.
     pub path: String,
@@ -111,7 +111,7 @@ pub struct FileCheck {
 }
 
 /// What verifying one file found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum CheckOutcome {
     /// Size and digest match.
@@ -170,7 +170,7 @@ pub struct EntryUsage {
 }
 
 /// What [`Catalog::remove`] removed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Removed {
     /// Entry id.
     pub id: String,
