@@ -326,3 +326,46 @@ fn interrupt(pid: u32) {
         .success();
     assert!(ok);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_url_whose_content_changed_at_the_same_size_is_fetched_again() {
+    let env = Env::new();
+    let root = env.dir.path().join("served");
+    std::fs::create_dir_all(&root).unwrap();
+    let hub = rbee_fake_hub::FakeHub::start(rbee_fake_hub::FakeHubConfig::new(&root))
+        .await
+        .unwrap();
+    let served = root.join("model.gguf");
+    std::fs::write(&served, b"version one!").unwrap();
+    let url = hub.file_url("model.gguf").to_string();
+    let out = env
+        .rbee()
+        .args(["model", "download", &url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert_eq!(std::fs::read(&path).unwrap(), b"version one!");
+
+    // Same size, new bytes, new modification time (so a new ETag).
+    std::fs::write(&served, b"version two!").unwrap();
+    let f = std::fs::File::options().write(true).open(&served).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    drop(f);
+    let out = env
+        .rbee()
+        .args(["model", "download", &url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"version two!");
+}

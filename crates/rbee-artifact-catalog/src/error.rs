@@ -45,7 +45,7 @@ pub enum Error {
     },
     /// Downloaded or stored bytes do not match the expected digest.
     #[error(
-        "{path}: SHA-256 mismatch (expected {expected}, got {actual}); the bad bytes were not kept as ready"
+        "{path}: the bytes do not match their published digest (expected {expected}, got {actual}); they were not kept"
     )]
     Integrity {
         /// The file, relative to its artifact.

@@ -447,10 +447,16 @@ impl Provisioner {
         let to_fetch = changed_files(existing.as_ref(), &resolved);
         let dir = lease.dir().to_path_buf();
         let files_dir = lease.files_dir();
+        if was_ready {
+            // Files of the old revision that changed: a same-sized stale copy must not pass for
+            // the new one.
+            remove_replaced_files(existing.as_ref(), &to_fetch, &files_dir);
+        }
 
         if self.inner.config.check_disk_space {
             let needed: u64 = to_fetch
                 .iter()
+                .filter(|f| !linkable(f, &dir))
                 .map(|f| {
                     f.size
                         .unwrap_or(0)
@@ -872,6 +878,19 @@ fn check_downloaded(
     Ok(())
 }
 
+fn remove_replaced_files(
+    existing: Option<&CatalogEntry>,
+    to_fetch: &[ResolvedFile],
+    files_dir: &Path,
+) {
+    let Some(entry) = existing else { return };
+    for f in to_fetch {
+        if entry.record.files.iter().any(|old| old.path == f.path) {
+            let _ = std::fs::remove_file(files_dir.join(&f.path));
+        }
+    }
+}
+
 /// After an update, files the new revision no longer has are removed.
 fn remove_stale_files(
     existing: Option<&CatalogEntry>,
@@ -883,6 +902,18 @@ fn remove_stale_files(
         if !resolved.files.iter().any(|f| f.path == old.path) {
             let _ = std::fs::remove_file(files_dir.join(&old.path));
         }
+    }
+}
+
+/// A local file on the catalog's file system is hard-linked: it takes no new space.
+fn linkable(file: &ResolvedFile, dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let FileSource::Local { path } = &file.source else {
+        return false;
+    };
+    match (std::fs::metadata(path), std::fs::metadata(dir)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
     }
 }
 
