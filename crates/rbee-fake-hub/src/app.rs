@@ -147,6 +147,13 @@ async fn hub_file(State(state): State<AppState>, req: Request) -> Response {
 async fn cdn_file(State(state): State<AppState>, req: Request) -> Response {
     let path = decode_path(req.uri().path());
     match state.signer.check(&path, req.uri().query()) {
+        // S3, behind GitHub's and the Hub's download hosts, refuses a signed URL that also
+        // carries credentials: a client forwarding its token to the CDN fails loudly here.
+        Ok(true) if req.headers().contains_key(header::AUTHORIZATION) => s3_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified",
+        ),
         Ok(_) => serve_root_file(&state, req, "/files/").await,
         Err(SignError::Expired) => s3_denied("Request has expired"),
         Err(SignError::BadSignature) => s3_denied(
@@ -157,15 +164,14 @@ async fn cdn_file(State(state): State<AppState>, req: Request) -> Response {
 
 /// How S3 (behind GitHub's and HuggingFace's download hosts) refuses a signed URL.
 fn s3_denied(message: &str) -> Response {
+    s3_error(StatusCode::FORBIDDEN, "AccessDenied", message)
+}
+
+fn s3_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>{message}</Message></Error>\n"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>\n"
     );
-    (
-        StatusCode::FORBIDDEN,
-        [(header::CONTENT_TYPE, "application/xml")],
-        body,
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
 }
 
 async fn serve_root_file(state: &HubState, req: Request, prefix: &str) -> Response {

@@ -226,6 +226,20 @@ async fn redirects_go_to_a_signed_url_on_another_host() {
     let mut forged = location.clone();
     forged.set_query(Some(&q.replace("sig=", "sig=00")));
     assert_eq!(c.get(forged).send().await.unwrap().status(), 403);
+    // A signed URL with credentials as well is refused, as S3 does.
+    let both = c
+        .get(location.clone())
+        .header("authorization", "Bearer hf_secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(both.status(), 400);
+    assert!(
+        both.text()
+            .await
+            .unwrap()
+            .contains("Only one auth mechanism allowed")
+    );
     // A following client gets the file.
     let follow = reqwest::Client::builder().no_proxy().build().unwrap();
     let body = follow
