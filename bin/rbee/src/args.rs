@@ -36,6 +36,19 @@ pub(crate) struct GlobalArgs {
     /// No progress bars
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,
+    /// Work through the rbee-hive daemon at this URL (e.g. http://127.0.0.1:8600) instead of
+    /// in this process; its catalog is used
+    #[arg(long, global = true, env = "RBEE_HIVE_URL", value_name = "URL")]
+    pub(crate) hive: Option<String>,
+    /// Bearer token of the rbee-hive daemon (needed when it listens beyond loopback)
+    #[arg(
+        long,
+        global = true,
+        env = "RBEE_HIVE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub(crate) hive_token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

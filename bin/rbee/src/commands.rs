@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use rbee_artifact_catalog::{
     ArtifactRef, ArtifactStatus, Catalog, CatalogEntry, CatalogKey, CheckOutcome, DownloadTracker,
-    Error, JobId, Listing, ResolveOptions, human_bytes,
+    Error, JobId, Listing, Removed, ResolveOptions, VerifyReport, human_bytes,
 };
 use rbee_model_provisioner::{Outcome, Plan, ProvisionOptions};
 use serde_json::json;
@@ -56,28 +56,44 @@ pub(crate) async fn download(global: &GlobalArgs, args: &DownloadArgs) -> Result
         }
         Err(e) => return Err(e.into()),
     };
-    if !global.json {
-        let record = &provisioned.entry.record;
-        let how = match provisioned.outcome {
-            Outcome::AlreadyReady => "already present".to_string(),
-            Outcome::Downloaded | Outcome::Updated => {
-                format!("in {:.1}s", started.elapsed().as_secs_f64())
-            }
-        };
-        if !global.quiet {
-            eprintln!(
-                "Ready: {} ({}, {how})",
-                record.id,
-                human_bytes(record.total_size())
-            );
-        }
-        println!("{}", provisioned.entry.primary_path().display());
-    }
+    let record = &provisioned.entry.record;
+    print_ready(
+        global,
+        &record.id,
+        record.total_size(),
+        provisioned.outcome == Outcome::AlreadyReady,
+        started,
+        &provisioned.entry.primary_path(),
+    );
     Ok(())
 }
 
+/// The end of a successful download: a summary on stderr, the path on stdout (nothing extra
+/// with `--json`, whose events already said it all).
+pub(crate) fn print_ready(
+    global: &GlobalArgs,
+    id: &str,
+    size: u64,
+    already_present: bool,
+    started: Instant,
+    path: &std::path::Path,
+) {
+    if global.json {
+        return;
+    }
+    let how = if already_present {
+        "already present".to_string()
+    } else {
+        format!("in {:.1}s", started.elapsed().as_secs_f64())
+    };
+    if !global.quiet {
+        eprintln!("Ready: {id} ({}, {how})", human_bytes(size));
+    }
+    println!("{}", path.display());
+}
+
 /// Cancels on Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
-fn cancel_on_signals() -> CancellationToken {
+pub(crate) fn cancel_on_signals() -> CancellationToken {
     let cancel = CancellationToken::new();
     let token = cancel.clone();
     tokio::spawn(async move {
@@ -144,6 +160,15 @@ fn print_plan(plan: &Plan, json: bool) -> Result<()> {
 pub(crate) fn list(global: &GlobalArgs) -> Result<()> {
     let catalog = setup::open_catalog(global)?;
     let listing = catalog.list()?;
+    print_listing(global, catalog.root(), &listing)
+}
+
+/// Prints a catalog listing (a table, or a JSON array with `--json`).
+pub(crate) fn print_listing(
+    global: &GlobalArgs,
+    root: &std::path::Path,
+    listing: &[Listing],
+) -> Result<()> {
     if global.json {
         let items: Vec<_> = listing.iter().map(listing_json).collect();
         println!("{}", serde_json::to_string_pretty(&items)?);
@@ -152,12 +177,12 @@ pub(crate) fn list(global: &GlobalArgs) -> Result<()> {
     if listing.is_empty() {
         eprintln!(
             "The catalog at {} is empty. Try: rbee model download hf:TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF",
-            catalog.root().display()
+            root.display()
         );
         return Ok(());
     }
     println!("{:<11} {:>10}  {:<50} REFERENCE", "STATUS", "SIZE", "ID");
-    for item in &listing {
+    for item in listing {
         match item {
             Listing::Entry(e) => println!(
                 "{:<11} {:>10}  {:<50} {}",
@@ -215,8 +240,13 @@ fn entry_json(e: &CatalogEntry) -> serde_json::Value {
 pub(crate) fn info(global: &GlobalArgs, model: &str) -> Result<()> {
     let catalog = setup::open_catalog(global)?;
     let entry = find(&catalog, model)?;
+    print_info(global, &entry)
+}
+
+/// Prints one entry (or its JSON with `--json`).
+pub(crate) fn print_info(global: &GlobalArgs, entry: &CatalogEntry) -> Result<()> {
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&entry_json(&entry))?);
+        println!("{}", serde_json::to_string_pretty(&entry_json(entry))?);
         return Ok(());
     }
     let r = &entry.record;
@@ -258,19 +288,7 @@ pub(crate) fn info(global: &GlobalArgs, model: &str) -> Result<()> {
 pub(crate) async fn verify(global: &GlobalArgs, models: &[String]) -> Result<()> {
     let catalog = setup::open_catalog(global)?;
     let ids: Vec<String> = if models.is_empty() {
-        catalog
-            .list()?
-            .into_iter()
-            .filter_map(|l| match l {
-                Listing::Entry(e) if e.record.status == ArtifactStatus::Ready => Some(e.record.id),
-                Listing::Entry(e)
-                    if matches!(&e.record.status, ArtifactStatus::Failed { code, .. } if code == "integrity") =>
-                {
-                    Some(e.record.id)
-                }
-                _ => None,
-            })
-            .collect()
+        verifiable(catalog.list()?)
     } else {
         models
             .iter()
@@ -278,38 +296,62 @@ pub(crate) async fn verify(global: &GlobalArgs, models: &[String]) -> Result<()>
             .collect::<Result<_>>()?
     };
     let mut reports = Vec::new();
-    let mut failed = 0;
     for id in ids {
         let catalog = catalog.clone();
         let id_for_task = id.clone();
         let report = tokio::task::spawn_blocking(move || catalog.verify(&id_for_task, |_| {}))
             .await
             .context("the verification task failed")??;
-        if !report.ok() {
-            failed += 1;
-        }
-        if !global.json {
-            if report.ok() {
-                let unchecked = report
-                    .files
-                    .iter()
-                    .filter(|f| matches!(f.outcome, CheckOutcome::NoDigest { .. }))
-                    .count();
-                let extra = if unchecked > 0 {
-                    format!(" ({unchecked} file(s) had no recorded digest: size checked only)")
-                } else {
-                    String::new()
-                };
-                println!("ok      {id}{extra}");
-            } else {
-                println!("FAILED  {id}");
-                for problem in report.problems() {
-                    println!("        {problem}");
-                }
-            }
-        }
+        print_verified(global, &report);
         reports.push(report);
     }
+    finish_verify(global, &reports)
+}
+
+/// What `verify` without arguments checks: ready entries, and those that failed verification.
+pub(crate) fn verifiable(listing: Vec<Listing>) -> Vec<String> {
+    listing
+        .into_iter()
+        .filter_map(|l| match l {
+            Listing::Entry(e) if e.record.status == ArtifactStatus::Ready => Some(e.record.id),
+            Listing::Entry(e)
+                if matches!(&e.record.status, ArtifactStatus::Failed { code, .. } if code == "integrity") =>
+            {
+                Some(e.record.id)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// One verification's line(s), as it finishes (nothing with `--json`).
+pub(crate) fn print_verified(global: &GlobalArgs, report: &VerifyReport) {
+    let id = &report.id;
+    if !global.json {
+        if report.ok() {
+            let unchecked = report
+                .files
+                .iter()
+                .filter(|f| matches!(f.outcome, CheckOutcome::NoDigest { .. }))
+                .count();
+            let extra = if unchecked > 0 {
+                format!(" ({unchecked} file(s) had no recorded digest: size checked only)")
+            } else {
+                String::new()
+            };
+            println!("ok      {id}{extra}");
+        } else {
+            println!("FAILED  {id}");
+            for problem in report.problems() {
+                println!("        {problem}");
+            }
+        }
+    }
+}
+
+/// The summary of a verification run (the JSON document with `--json`); an error if any failed.
+pub(crate) fn finish_verify(global: &GlobalArgs, reports: &[VerifyReport]) -> Result<()> {
+    let failed = reports.iter().filter(|r| !r.ok()).count();
     if global.json {
         println!(
             "{}",
@@ -327,6 +369,21 @@ pub(crate) async fn verify(global: &GlobalArgs, models: &[String]) -> Result<()>
     Ok(())
 }
 
+/// One removal's line (nothing with `--json`).
+pub(crate) fn print_removed(global: &GlobalArgs, r: &Removed) {
+    if !global.json {
+        println!("removed {} ({} freed)", r.id, human_bytes(r.bytes));
+    }
+}
+
+/// The JSON document of `rm --json`.
+pub(crate) fn finish_rm(global: &GlobalArgs, removed: &[Removed]) -> Result<()> {
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(removed)?);
+    }
+    Ok(())
+}
+
 pub(crate) fn rm(global: &GlobalArgs, models: &[String]) -> Result<()> {
     let catalog = setup::open_catalog(global)?;
     let mut removed = Vec::new();
@@ -338,15 +395,10 @@ pub(crate) fn rm(global: &GlobalArgs, models: &[String]) -> Result<()> {
             Err(e) => return Err(e),
         };
         let r = catalog.remove(&id)?;
-        if !global.json {
-            println!("removed {} ({} freed)", r.id, human_bytes(r.bytes));
-        }
+        print_removed(global, &r);
         removed.push(r);
     }
-    if global.json {
-        println!("{}", serde_json::to_string_pretty(&removed)?);
-    }
-    Ok(())
+    finish_rm(global, &removed)
 }
 
 fn is_damaged(e: &anyhow::Error) -> bool {

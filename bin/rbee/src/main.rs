@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod hive;
 mod render;
 mod setup;
 
@@ -43,6 +44,10 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = &cli.global;
+    let hive_url = global.hive.as_deref().filter(|u| !u.trim().is_empty());
+    if let (Some(url), Command::Model(cmd)) = (hive_url, &cli.command) {
+        return hive::run(global, url, cmd).await;
+    }
     match &cli.command {
         Command::Model(cmd) => match cmd {
             ModelCommand::Download(args) => commands::download(global, args).await,
@@ -59,15 +64,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// exit code: 2 for usage mistakes, 130 for cancellation, 1 otherwise.
 fn report(e: &anyhow::Error, json: bool) -> ExitCode {
     let typed = e.chain().find_map(|c| c.downcast_ref::<Error>());
+    // An error the daemon answered (`--hive`) keeps its code.
+    let remote = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<hive::RemoteError>());
     let usage = e
         .chain()
         .any(|c| c.is::<UsageError>() || c.is::<RefError>())
-        || typed.is_some_and(Error::is_usage);
+        || typed.is_some_and(Error::is_usage)
+        || remote.is_some_and(hive::RemoteError::is_usage);
     let cancelled = typed.is_some_and(Error::is_cancelled);
     let code = match (usage, cancelled) {
         (true, _) => "usage",
         (_, true) => "cancelled",
-        _ => typed.map(Error::code).unwrap_or("error"),
+        _ => typed
+            .map(Error::code)
+            .or(remote.map(|r| r.code.as_str()))
+            .unwrap_or("error"),
     };
     if cancelled {
         eprintln!(
