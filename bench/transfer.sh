@@ -108,24 +108,42 @@ bench "$case" $size "aria2c -x8 -s8" aria2c -q -x8 -s8 --allow-overwrite=true --
 bench "$case" $size "aria2c -x16 -s16" aria2c -q -x16 -s16 --allow-overwrite=true --auto-file-renaming=false -d "$OUT" -o "$f" "$url"
 bench "$case" $size "rbee (sha256 verified)" $(rbee_cmd "$url#sha256=$sha")
 
-# Resume after kill -9 at about half way, on the capped file.
+# Resume after kill -9 at about half way, on the capped file. The server's counters are polled
+# directly (every few ms) so the kill lands near 50%.
 rm -rf "${OUT:?}"/*
-reset_counters
-"$RBEE" --cache-dir "$OUT/cache" --quiet model download "$url#sha256=$sha" >/dev/null 2>&1 &
-PID=$!
-for _ in $(seq 600); do
-    sent=$(bytes_sent "/files/$f")
-    [ "$sent" -ge $((size / 2)) ] && break
-    sleep 0.05
-done
-kill -9 $PID 2>/dev/null || true
-wait $PID 2>/dev/null || true
-first=$(bytes_sent "/files/$f")
-reset_counters
-"$RBEE" --cache-dir "$OUT/cache" --quiet model download "$url#sha256=$sha" >/dev/null
-second=$(bytes_sent "/files/$f")
-refetched=$((first + second - size))
-RESUME="kill -9 at $((first * 100 / size))%: first run sent $first B, second run $second B; bytes fetched twice: $refetched (chunk: 16 MiB = 16777216)"
+RESUME=$(python3 - "$RBEE" "$OUT/cache" "$url#sha256=$sha" "$HUB" "/files/$f" "$size" <<'PY'
+import json, subprocess, sys, time, urllib.request
+rbee, cache, url, hub, path, size = sys.argv[1:7]
+size = int(size)
+def sent():
+    with urllib.request.urlopen(hub + "_admin/counters") as r:
+        return json.load(r)["paths"].get(path, {}).get("bytes_sent", 0)
+def reset():
+    urllib.request.urlopen(urllib.request.Request(hub + "_admin/counters/reset", method="POST")).read()
+def settled():
+    last = sent()
+    while True:
+        time.sleep(0.3)
+        now = sent()
+        if now == last:
+            return now
+        last = now
+reset()
+cmd = [rbee, "--cache-dir", cache, "--quiet", "model", "download", url]
+p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+while sent() < size // 2 and p.poll() is None:
+    time.sleep(0.003)
+p.kill()
+p.wait()
+first = settled()
+reset()
+subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+second = settled()
+twice = first + second - size
+print(f"kill -9 at {first * 100 // size}% (server had sent {first} B, including what sat unread in socket buffers); "
+      f"the second run fetched {second} B; bytes fetched twice: {twice} ({twice / (16 << 20):.2f} chunks of 16 MiB)")
+PY
+)
 echo "$RESUME" >&2
 
 # Cancel latency: SIGINT to the `cancelled` JSON event.

@@ -36,7 +36,7 @@ use crate::state::{PartState, Validators, serialize_hasher, source_id};
 use crate::transfer::{FetchRequest, Inner};
 
 /// Bytes a connection gathers before one positional write.
-const WRITE_BUFFER: usize = 256 << 10;
+const WRITE_BUFFER: usize = 128 << 10;
 /// The smallest range handed out near the end of a file.
 const MIN_CLAIM: u64 = 1 << 20;
 /// Read size of the hasher.
