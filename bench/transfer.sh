@@ -111,9 +111,9 @@ bench "$case" $size "rbee (sha256 verified)" $(rbee_cmd "$url#sha256=$sha")
 # Resume after kill -9 at about half way, on the capped file. The server's counters are polled
 # directly (every few ms) so the kill lands near 50%.
 rm -rf "${OUT:?}"/*
-RESUME=$(python3 - "$RBEE" "$OUT/cache" "$url#sha256=$sha" "$HUB" "/files/$f" "$size" <<'PY'
+RESUME=$(python3 - "$RBEE" "$OUT/cache" "$url#sha256=$sha" "$HUB" "/files/$f" "$size" "$WORK/files/$f" <<'PY'
 import json, subprocess, sys, time, urllib.request
-rbee, cache, url, hub, path, size = sys.argv[1:7]
+rbee, cache, url, hub, path, size, source = sys.argv[1:8]
 size = int(size)
 def sent():
     with urllib.request.urlopen(hub + "_admin/counters") as r:
@@ -136,12 +136,27 @@ while sent() < size // 2 and p.poll() is None:
 p.kill()
 p.wait()
 first = settled()
+# What the killed run really left on disk: 4 KiB blocks of the partial equal to the source.
+import glob, os
+part = glob.glob(os.path.join(cache, "**", "*.part"), recursive=True)
+on_disk = 0
+if part:
+    with open(part[0], "rb") as a, open(source, "rb") as b:
+        while True:
+            x, y = a.read(1 << 20), b.read(1 << 20)
+            if not y:
+                break
+            for i in range(0, len(y), 4096):
+                if x[i:i + 4096] == y[i:i + 4096]:
+                    on_disk += len(y[i:i + 4096])
 reset()
 subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 second = settled()
 twice = first + second - size
-print(f"kill -9 at {first * 100 // size}% (server had sent {first} B, including what sat unread in socket buffers); "
-      f"the second run fetched {second} B; bytes fetched twice: {twice} ({twice / (16 << 20):.2f} chunks of 16 MiB)")
+missing = size - on_disk
+print(f"kill -9 at {first * 100 // size}%: {on_disk} B were on disk (checked against the source), {missing} B missing; "
+      f"the second run fetched {second} B = missing + {second - missing} B ({(second - missing) / (16 << 20):.2f} chunks of 16 MiB). "
+      f"Counting from what the server wrote to its sockets instead, {twice} B went out twice (bytes unread in socket buffers at the kill included).")
 PY
 )
 echo "$RESUME" >&2
