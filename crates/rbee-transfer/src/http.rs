@@ -37,7 +37,7 @@ pub(crate) fn build_client(
     }
     b = b.no_proxy();
     if config.use_env_proxy {
-        for proxy in env_proxies()? {
+        for proxy in env_proxies(|name| std::env::var(name).ok())? {
             b = b.proxy(proxy);
         }
     }
@@ -47,11 +47,11 @@ pub(crate) fn build_client(
 
 /// Proxies named by the usual variables. Loopback is never proxied: a proxy cannot reach
 /// this machine's own servers (local mirrors, test servers).
-fn env_proxies() -> Result<Vec<reqwest::Proxy>, TransferError> {
+fn env_proxies(env: impl Fn(&str) -> Option<String>) -> Result<Vec<reqwest::Proxy>, TransferError> {
     let var = |names: &[&str]| {
         names
             .iter()
-            .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+            .find_map(|n| env(n).filter(|v| !v.trim().is_empty()))
     };
     let mut no_proxy = var(&["NO_PROXY", "no_proxy"]).unwrap_or_default();
     if !no_proxy.is_empty() {
@@ -73,7 +73,7 @@ fn env_proxies() -> Result<Vec<reqwest::Proxy>, TransferError> {
         );
     }
     // Like curl, ignore HTTP_PROXY inside CGI handlers, where it can come from a request header.
-    if std::env::var_os("REQUEST_METHOD").is_none()
+    if env("REQUEST_METHOD").is_none()
         && let Some(p) = var(&["HTTP_PROXY", "http_proxy"])
     {
         out.push(
@@ -269,6 +269,31 @@ mod tests {
             &Url::parse("http://127.0.0.1:1/").unwrap(),
             &Url::parse("http://127.0.0.1:2/").unwrap()
         ));
+    }
+
+    #[tokio::test]
+    async fn loopback_bypasses_proxies_from_the_environment() {
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(ResponseTemplate::new(204))
+            .mount(&server)
+            .await;
+        // A proxy nobody listens on: any request sent through it fails.
+        let dead = "http://127.0.0.1:9".to_string();
+        let env = |name: &str| match name {
+            "HTTP_PROXY" | "HTTPS_PROXY" | "ALL_PROXY" => Some(dead.clone()),
+            "NO_PROXY" => Some("example.internal".to_string()),
+            _ => None,
+        };
+        let mut b = Client::builder().no_proxy();
+        for p in env_proxies(env).unwrap() {
+            b = b.proxy(p);
+        }
+        let client = b.build().unwrap();
+        let resp = client.get(server.uri()).send().await.unwrap();
+        assert_eq!(resp.status(), 204);
+        assert!(env_proxies(|n| (n == "HTTPS_PROXY").then(|| "::bad::".to_string())).is_err());
     }
 
     #[test]
