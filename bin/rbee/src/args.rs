@@ -103,7 +103,8 @@ pub(crate) struct DownloadArgs {
     /// Leave out files matching this glob (repeatable)
     #[arg(long, value_name = "GLOB")]
     pub(crate) exclude: Vec<String>,
-    /// Parallel connections per large file
+    /// Parallel connections per large file, exactly [default: 8, growing up to 32 while each
+    /// connection is slow and the total still rises]
     #[arg(long, value_name = "N")]
     pub(crate) connections: Option<usize>,
     /// Total bandwidth cap, e.g. 20MB, 500KiB (per second)

@@ -69,8 +69,9 @@ impl TransferSettings {
 pub(crate) fn vendor_settings(settings: &TransferSettings) -> VendorSettings {
     let mut transfer = TransferConfig::default();
     if let Some(n) = settings.connections {
+        // An explicit count is used as given: no adaptive growth beyond it.
         transfer.connections = n;
-        transfer.max_connections = transfer.max_connections.max(n);
+        transfer.max_connections = n;
     }
     transfer.rate_limit = settings.rate_limit;
     let mut vendors = VendorSettings::new(transfer);
