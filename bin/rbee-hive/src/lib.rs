@@ -45,3 +45,4 @@ mod routes;
 mod serve;
 mod sse;
 mod state;
+mod web;

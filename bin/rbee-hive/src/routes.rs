@@ -52,6 +52,8 @@ pub fn app(state: HiveState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+        // The page carries no data and must load before the user has entered a token.
+        .merge(crate::web::router())
 }
 
 fn timed_out(e: BoxError, limit: Duration) -> ApiError {
