@@ -178,7 +178,7 @@ fn free_port() -> u16 {
 /// A WebDriver session in a fresh headless Chromium.
 struct Browser {
     client: Client,
-    _driver: tokio::process::Child,
+    driver: tokio::process::Child,
     driver_log: PathBuf,
     _profile: tempfile::TempDir,
 }
@@ -247,7 +247,7 @@ impl Browser {
             });
         Browser {
             client,
-            _driver: child,
+            driver: child,
             driver_log,
             _profile: profile,
         }
@@ -265,12 +265,14 @@ where
         return;
     };
     let _one = ONE_BROWSER.lock().await;
-    let browser = Browser::start(&chromium, &driver).await;
+    let mut browser = Browser::start(&chromium, &driver).await;
     let page = Page {
         client: browser.client.clone(),
     };
     let outcome = AssertUnwindSafe(scenario(page)).catch_unwind().await;
     let closed = browser.client.clone().close().await;
+    // Ending the session quits Chromium; then chromedriver can go (and is reaped).
+    let _ = browser.driver.kill().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
@@ -594,7 +596,8 @@ async fn download_watch_cancel_and_delete_in_the_browser() {
         assert_eq!(revision.len(), 40, "{hf}");
         assert_eq!(hf["revision"], &revision[..12]);
 
-        // Start a download from the form, with the Enter key.
+        // Start a download from the form, with the Enter key (slow enough to watch).
+        hub.set_rate_limit(Some(2_000_000));
         page.fill("#ref-input", &model_a).await;
         page.client
             .find(Locator::Id("ref-input"))
@@ -639,7 +642,7 @@ async fn download_watch_cancel_and_delete_in_the_browser() {
             .row(
                 "A in the catalog while downloading",
                 &model_a,
-                "r.status !== 'downloading' || parseInt(r.note) >= 20",
+                "r.status === 'downloading' && r.note.endsWith('%') && parseInt(r.note) >= 20",
             )
             .await;
         let shot = page.screenshot("mid-download.png").await;
@@ -667,6 +670,8 @@ async fn download_watch_cancel_and_delete_in_the_browser() {
             "the page shows where the file is"
         );
         let id_a = row["id"].as_str().unwrap().to_string();
+
+        hub.set_rate_limit(Some(3_000_000));
 
         // Verify re-hashes the files.
         page.press(&format!("Verify {model_a}")).await;
@@ -709,7 +714,6 @@ async fn download_watch_cancel_and_delete_in_the_browser() {
         page.press(&format!("Resume {model_b}")).await;
         page.row("B to be ready", &model_b, "r.status === 'ready'")
             .await;
-        hub.set_rate_limit(Some(3_000_000));
 
         // A file changed on disk fails verification, in words, in its row.
         let mut bytes = std::fs::read(&path_a).unwrap();
