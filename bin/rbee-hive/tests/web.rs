@@ -227,7 +227,7 @@ impl Browser {
                     "--disable-quic",
                     "--disable-dev-shm-usage",
                     "--no-proxy-server",
-                    "--window-size=1280,1100",
+                    "--window-size=1280,1250",
                     format!("--user-data-dir={}", user_data.display()),
                 ],
             },
@@ -436,7 +436,7 @@ struct Hive {
 }
 
 impl Hive {
-    async fn start(dir: &Path, hub: &FakeHub, token: Option<&str>) -> Hive {
+    async fn start(dir: &Path, hub: &FakeHub, token: Option<&str>, args: &[&str]) -> Hive {
         std::fs::create_dir_all(dir.join("home")).unwrap();
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_rbee-hive"));
         cmd.env_clear()
@@ -447,6 +447,7 @@ impl Hive {
             .env("RUST_LOG", "info")
             .args(["--port", "0", "--cache-dir"])
             .arg(dir.join("cache"))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("hive.log")).unwrap())
@@ -529,9 +530,11 @@ async fn hub(dir: &Path) -> FakeHub {
 async fn download_watch_cancel_and_delete_in_the_browser() {
     let dir = tempfile::tempdir().unwrap();
     let hub = hub(dir.path()).await;
-    let hive = Hive::start(dir.path(), &hub, None).await;
+    // One download at a time, so a second one waits in the queue.
+    let hive = Hive::start(dir.path(), &hub, None, &["--max-concurrent-downloads", "1"]).await;
     let model_a = hub.file_url("big/model-a.gguf").to_string();
     let model_b = hub.file_url("big/model-b.gguf").to_string();
+    let small = hub.file_url("small/tiny.gguf").to_string();
 
     with_browser(|page| async move {
         page.client.goto(&format!("{}/", hive.url)).await.unwrap();
@@ -615,6 +618,14 @@ async fn download_watch_cancel_and_delete_in_the_browser() {
             .await;
         assert_eq!(first["badge"], "downloading");
         assert_eq!(first["label"], format!("Progress of {model_a}"));
+        // Another download meanwhile waits for the only slot, and says so.
+        page.fill("#ref-input", &small).await;
+        page.click("#download-button").await;
+        let queued = page
+            .card("the second download to queue", &small, "c.state === 'queued'")
+            .await;
+        assert_eq!(queued["badge"], "queued");
+        assert_eq!(queued["message"], "Waiting for a download slot");
         // The bar moves: a later read shows more, in the attribute and in the drawn width.
         let later = page
             .card(
@@ -646,6 +657,8 @@ async fn download_watch_cancel_and_delete_in_the_browser() {
             )
             .await;
         let shot = page.screenshot("mid-download.png").await;
+        let waiting = page.card("the queued download", &small, "true").await;
+        assert_eq!(waiting["state"], "queued", "still queued while A runs");
         assert!(
             std::fs::metadata(&shot).unwrap().len() > 10_000,
             "{downloading}"
@@ -656,6 +669,8 @@ async fn download_watch_cancel_and_delete_in_the_browser() {
             .await;
         assert_eq!(done["badge"], "ready");
         assert_eq!(done["value"], 100.0);
+        page.card("the queued download to finish", &small, "c.state === 'done'")
+            .await;
         let row = page
             .row("A in the catalog", &model_a, "r.status === 'ready'")
             .await;
@@ -693,6 +708,21 @@ async fn download_watch_cancel_and_delete_in_the_browser() {
                 "c.state === 'running' && c.value > 0",
             )
             .await;
+        // Pause and resume it, then cancel it.
+        page.press(&format!("Pause download of {model_b}")).await;
+        page.card(
+            "download B to pause",
+            &model_b,
+            "c.state === 'paused' && c.badge === 'paused'",
+        )
+        .await;
+        page.press(&format!("Resume download of {model_b}")).await;
+        page.card(
+            "download B to resume",
+            &model_b,
+            &format!("c.state === 'running' && c.value >= {}", running["value"]),
+        )
+        .await;
         page.press(&format!("Cancel download of {model_b}")).await;
         let cancelled = page
             .card("download B to be cancelled", &model_b, "c.state === 'cancelled'")
@@ -836,7 +866,7 @@ async fn the_page_asks_for_the_token() {
     const TOKEN: &str = "hive-token-0123456789";
     let dir = tempfile::tempdir().unwrap();
     let hub = hub(dir.path()).await;
-    let hive = Hive::start(dir.path(), &hub, Some(TOKEN)).await;
+    let hive = Hive::start(dir.path(), &hub, Some(TOKEN), &[]).await;
     let small = hub.file_url("small/tiny.gguf").to_string();
 
     with_browser(|page| async move {

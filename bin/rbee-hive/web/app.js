@@ -320,6 +320,8 @@
         scheduleCatalog();
         break;
       case 'progress':
+        // Heartbeats also come while a download waits for a slot, or from a paused attempt.
+        if (data.event === 'heartbeat' && (job.state === 'queued' || job.state === 'paused')) return;
         if (!setState(job, 'running')) return;
         job.progress = {
           bytes: data.bytes,
