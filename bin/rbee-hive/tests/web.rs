@@ -429,7 +429,7 @@ impl Page {
 // The daemon and the hub
 
 struct Hive {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     url: String,
     token: Option<String>,
     http: reqwest::Client,
@@ -445,13 +445,16 @@ impl Hive {
             .env("HF_HOME", dir.join("home/hf"))
             .env("HF_ENDPOINT", hub.url().as_str())
             .env("RUST_LOG", "info")
-            .args(["--port", "0", "--cache-dir"])
+            .arg("--cache-dir")
             .arg(dir.join("cache"))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("hive.log")).unwrap())
             .kill_on_drop(true);
+        if !args.contains(&"--port") {
+            cmd.args(["--port", "0"]);
+        }
         if let Some(token) = token {
             cmd.env("RBEE_HIVE_TOKEN", token);
         }
@@ -469,7 +472,7 @@ impl Hive {
             });
         let listening: Value = serde_json::from_str(&line).unwrap();
         Hive {
-            _child: child,
+            child,
             url: listening["url"].as_str().unwrap().to_string(),
             token: token.map(str::to_string),
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
@@ -929,7 +932,32 @@ async fn the_page_asks_for_the_token() {
         page.row("the catalog after a reload", &small, "r.status === 'ready'")
             .await;
 
-        // Forgetting it brings the prompt back.
+        // The daemon goes away: the page says so, and picks up again when it is back.
+        let port = hive.url.rsplit(':').next().unwrap().to_string();
+        let mut hive = hive;
+        hive.child.kill().await.unwrap();
+        let lost = page
+            .wait_for(
+                "the page to notice the daemon is gone",
+                "const c = document.getElementById('connection');
+                 return c.dataset.state === 'lost' && c.textContent",
+                vec![],
+            )
+            .await;
+        assert!(
+            lost.as_str().unwrap().starts_with("Disconnected: "),
+            "{lost}"
+        );
+        let _hive = Hive::start(dir.path(), &hub, Some(TOKEN), &["--port", &port]).await;
+        page.wait_live().await;
+        page.row(
+            "the catalog after the restart",
+            &small,
+            "r.status === 'ready'",
+        )
+        .await;
+
+        // Forgetting the token brings the prompt back.
         page.click("#forget-token").await;
         page.wait_for(
             "the prompt after forgetting the token",

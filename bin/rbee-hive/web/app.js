@@ -63,7 +63,7 @@
   }
 
   const unreachable = () =>
-    new ApiError(0, 'unreachable', 'rbee-hive did not answer; check that it is still running, then reload this page.');
+    new ApiError(0, 'unreachable', 'rbee-hive did not answer (is it still running?)');
 
   async function readBody(response) {
     const text = await response.text().catch(() => '');
@@ -295,7 +295,7 @@
   function retryFeed(controller, why) {
     const wait = page.retryMs;
     page.retryMs = Math.min(wait * 2, 15000);
-    setConnection('lost', `Disconnected: ${why}. Retrying in ${Math.round(wait / 1000)} s…`);
+    setConnection('lost', `Disconnected: ${why.replace(/\.$/, '')}; retrying in ${Math.round(wait / 1000)} s…`);
     setTimeout(() => {
       if (page.feed !== controller || page.needToken) return;
       loadCatalog().catch(() => {});
