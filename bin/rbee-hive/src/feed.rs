@@ -43,7 +43,7 @@ impl Feed {
     /// Forwards `attempt`'s events to the feed until its final event. Subscribes before
     /// returning, so nothing the attempt emits afterwards is missed.
     pub(crate) fn follow(self: &Arc<Self>, model: String, attempt: Arc<Attempt>) {
-        let (replay, mut rx) = attempt.tracker.subscribe();
+        let (replay, rx) = attempt.subscribe();
         let feed = self.clone();
         tokio::spawn(async move {
             for event in replay {
@@ -51,6 +51,7 @@ impl Feed {
                     return;
                 }
             }
+            let Some(mut rx) = rx else { return };
             loop {
                 match rx.recv().await {
                     Ok(event) => {

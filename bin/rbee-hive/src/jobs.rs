@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rbee_artifact_catalog::{
-    CatalogKey, DownloadTracker, EventKind, JobId, ProgressSnapshot, TrackerConfig,
+    CatalogKey, DownloadTracker, EventKind, JobId, ProgressEvent, ProgressSnapshot, TrackerConfig,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ApiError, ErrorBody};
@@ -106,21 +106,93 @@ pub(crate) enum Stop {
 #[derive(Debug)]
 pub(crate) struct Attempt {
     pub(crate) number: u32,
-    pub(crate) tracker: DownloadTracker,
     pub(crate) cancel: CancellationToken,
+    tracker: Mutex<Tracked>,
     stop: Mutex<Option<Stop>>,
     ended: watch::Sender<bool>,
+}
+
+/// An attempt's events: a live tracker, or — once its job is over and retired — just what a
+/// late subscriber needs, so the tracker's buffers are freed (finished jobs are kept a while).
+#[derive(Debug)]
+enum Tracked {
+    Live(DownloadTracker),
+    Archived {
+        replay: Vec<ProgressEvent>,
+        snapshot: ProgressSnapshot,
+    },
 }
 
 impl Attempt {
     fn new(job_id: &JobId, number: u32, tracker: TrackerConfig) -> Arc<Self> {
         Arc::new(Self {
             number,
-            tracker: DownloadTracker::with_config(job_id.clone(), tracker),
+            tracker: Mutex::new(Tracked::Live(DownloadTracker::with_config(
+                job_id.clone(),
+                tracker,
+            ))),
             cancel: CancellationToken::new(),
             stop: Mutex::new(None),
             ended: watch::Sender::new(false),
         })
+    }
+
+    /// The live tracker (`None` once archived).
+    pub(crate) fn tracker(&self) -> Option<DownloadTracker> {
+        match &*lock(&self.tracker) {
+            Tracked::Live(t) => Some(t.clone()),
+            Tracked::Archived { .. } => None,
+        }
+    }
+
+    /// The events so far that describe the attempt, and (while live) a receiver for the rest.
+    pub(crate) fn subscribe(
+        &self,
+    ) -> (
+        Vec<ProgressEvent>,
+        Option<tokio::sync::broadcast::Receiver<ProgressEvent>>,
+    ) {
+        match &*lock(&self.tracker) {
+            Tracked::Live(t) => {
+                let (replay, rx) = t.subscribe();
+                (replay, Some(rx))
+            }
+            Tracked::Archived { replay, .. } => (replay.clone(), None),
+        }
+    }
+
+    /// Bytes, total, speed and ETA now (or when the attempt ended).
+    pub(crate) fn snapshot(&self) -> ProgressSnapshot {
+        match &*lock(&self.tracker) {
+            Tracked::Live(t) => t.snapshot(),
+            Tracked::Archived { snapshot, .. } => snapshot.clone(),
+        }
+    }
+
+    /// The attempt's final event, once it has one.
+    pub(crate) fn final_event(&self) -> Option<ProgressEvent> {
+        match &*lock(&self.tracker) {
+            Tracked::Live(t) => t.final_event(),
+            Tracked::Archived { replay, .. } => {
+                replay.iter().rev().find(|e| e.kind.is_final()).cloned()
+            }
+        }
+    }
+
+    /// Keeps only the replay of a finished attempt. Subscribers already reading keep their own
+    /// receivers (and so the buffer) until they finish.
+    fn archive(&self) {
+        let mut tracked = lock(&self.tracker);
+        if let Tracked::Live(t) = &*tracked
+            && t.is_finished()
+        {
+            let (replay, _) = t.subscribe();
+            let mut snapshot = t.snapshot();
+            // Nothing moves any more.
+            snapshot.bytes_per_sec = 0.0;
+            snapshot.eta_secs = None;
+            *tracked = Tracked::Archived { replay, snapshot };
+        }
     }
 
     /// Why it was stopped, if it was.
@@ -167,7 +239,6 @@ pub(crate) struct Job {
     created_ms: u64,
     tracker_config: TrackerConfig,
     inner: Mutex<JobInner>,
-    version: watch::Sender<u64>,
 }
 
 #[derive(Debug)]
@@ -178,6 +249,38 @@ struct JobInner {
     error: Option<ErrorBody>,
     summary: Option<String>,
     updated_ms: u64,
+    /// Event streams waiting for a paused job to resume.
+    waiters: Vec<oneshot::Sender<Subscription>>,
+}
+
+/// An attempt with a subscription to its events taken before it ran.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    pub(crate) attempt: Arc<Attempt>,
+    pub(crate) replay: Vec<ProgressEvent>,
+    pub(crate) rx: Option<tokio::sync::broadcast::Receiver<ProgressEvent>>,
+}
+
+impl Subscription {
+    fn of(attempt: &Arc<Attempt>) -> Self {
+        let (replay, rx) = attempt.subscribe();
+        Self {
+            attempt: attempt.clone(),
+            replay,
+            rx,
+        }
+    }
+}
+
+/// What a stream finds after a pause.
+#[derive(Debug)]
+pub(crate) enum AfterPause {
+    /// The job was resumed (the subscription is to the new attempt).
+    Resumed(Subscription),
+    /// Still paused: this completes on resume, or closes if the job ends instead.
+    Waiting(oneshot::Receiver<Subscription>),
+    /// The job is over (cancelled while paused).
+    Over,
 }
 
 /// How a finished attempt turned out.
@@ -212,14 +315,37 @@ impl Job {
                 error: None,
                 summary: None,
                 updated_ms: now,
+                waiters: Vec::new(),
             }),
-            version: watch::Sender::new(0),
         })
     }
 
     /// The current attempt.
     pub(crate) fn attempt(&self) -> Arc<Attempt> {
         self.lock().attempt.clone()
+    }
+
+    /// The current attempt with a subscription to its events.
+    pub(crate) fn subscribe(&self) -> Subscription {
+        Subscription::of(&self.lock().attempt)
+    }
+
+    /// For a stream that saw attempt `number` paused: the next attempt if there is one, else a
+    /// way to wait for it. A resume subscribes every waiting stream before the new attempt
+    /// starts, so none misses its first events.
+    pub(crate) fn after_pause(&self, number: u32) -> AfterPause {
+        let mut inner = self.lock();
+        match inner.phase {
+            Phase::Done | Phase::Failed | Phase::Cancelled => AfterPause::Over,
+            _ if inner.attempt.number > number => {
+                AfterPause::Resumed(Subscription::of(&inner.attempt))
+            }
+            _ => {
+                let (tx, rx) = oneshot::channel();
+                inner.waiters.push(tx);
+                AfterPause::Waiting(rx)
+            }
+        }
     }
 
     /// Whether the job is a download.
@@ -258,11 +384,6 @@ impl Job {
         self.lock().summary.clone()
     }
 
-    /// Notified on every state change (finish, pause, resume, cancel).
-    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
-        self.version.subscribe()
-    }
-
     /// The state as clients see it.
     pub(crate) fn view(&self) -> JobView {
         let (phase, attempt, result, error, updated_ms) = {
@@ -276,7 +397,7 @@ impl Job {
             )
         };
         let (state, queue_position) = match phase {
-            Phase::Active if self.is_download() => live_state(&attempt.tracker),
+            Phase::Active if self.is_download() => live_state(&attempt),
             Phase::Active => (JobState::Running, None),
             Phase::Paused => (JobState::Paused, None),
             Phase::Done => (JobState::Done, None),
@@ -290,7 +411,7 @@ impl Job {
             state,
             attempt: attempt.number,
             queue_position,
-            progress: self.is_download().then(|| attempt.tracker.snapshot()),
+            progress: self.is_download().then(|| attempt.snapshot()),
             result,
             error,
             created_at_ms: self.created_ms,
@@ -302,36 +423,32 @@ impl Job {
     /// Records how `attempt` ended, unless a newer attempt has replaced it. Returns whether the
     /// job is now over.
     pub(crate) fn finish(&self, attempt: &Arc<Attempt>, finish: Finish) -> bool {
-        let is_final = {
-            let mut inner = self.lock();
-            if !Arc::ptr_eq(&inner.attempt, attempt) || inner.phase != Phase::Active {
-                return false;
+        let mut inner = self.lock();
+        if !Arc::ptr_eq(&inner.attempt, attempt) || inner.phase != Phase::Active {
+            return false;
+        }
+        match finish {
+            Finish::Done { result, summary } => {
+                inner.phase = Phase::Done;
+                inner.result = Some(result);
+                inner.summary = Some(summary);
             }
-            match finish {
-                Finish::Done { result, summary } => {
-                    inner.phase = Phase::Done;
-                    inner.result = Some(result);
-                    inner.summary = Some(summary);
-                }
-                Finish::Failed { error, result } => {
-                    inner.phase = Phase::Failed;
-                    inner.summary = Some(format!("Failed: {}", error.message));
-                    inner.error = Some(error);
-                    inner.result = result;
-                }
-                Finish::Stopped => {
-                    inner.phase = if attempt.paused() {
-                        Phase::Paused
-                    } else {
-                        Phase::Cancelled
-                    };
-                }
+            Finish::Failed { error, result } => {
+                inner.phase = Phase::Failed;
+                inner.summary = Some(format!("Failed: {}", error.message));
+                inner.error = Some(error);
+                inner.result = result;
             }
-            inner.updated_ms = unix_millis();
-            inner.phase != Phase::Paused
-        };
-        self.bump();
-        is_final
+            Finish::Stopped => {
+                inner.phase = if attempt.paused() {
+                    Phase::Paused
+                } else {
+                    Phase::Cancelled
+                };
+            }
+        }
+        inner.updated_ms = unix_millis();
+        inner.phase != Phase::Paused
     }
 
     /// Asks the running attempt to stop for `why`. A paused job cancelled (or shut down) is
@@ -359,9 +476,10 @@ impl Job {
                     inner.attempt.request_stop(why);
                     inner.phase = Phase::Cancelled;
                     inner.updated_ms = unix_millis();
+                    // Waiting streams see their channel close and send the final event.
+                    inner.waiters.clear();
                     let attempt = inner.attempt.clone();
                     drop(inner);
-                    self.bump();
                     Ok(Stopping::CancelledWhilePaused(attempt))
                 }
             },
@@ -392,8 +510,10 @@ impl Job {
                 inner.attempt = next.clone();
                 inner.phase = Phase::Active;
                 inner.updated_ms = unix_millis();
+                for waiter in inner.waiters.drain(..) {
+                    let _ = waiter.send(Subscription::of(&next));
+                }
                 drop(inner);
-                self.bump();
                 Ok(Resume::Started(next))
             }
             Phase::Active if inner.attempt.paused() => Ok(Resume::WaitFor(inner.attempt.clone())),
@@ -404,10 +524,6 @@ impl Job {
                 phase_name(phase)
             ))),
         }
-    }
-
-    fn bump(&self) {
-        self.version.send_modify(|v| *v += 1);
     }
 
     fn lock(&self) -> MutexGuard<'_, JobInner> {
@@ -449,8 +565,8 @@ fn phase_name(phase: Phase) -> &'static str {
 
 /// An active download is queued until its transfer starts (the `started` event), then running.
 /// (Heartbeats flow while a job waits, so they say nothing about its state.)
-fn live_state(tracker: &DownloadTracker) -> (JobState, Option<usize>) {
-    let (replay, _) = tracker.subscribe();
+fn live_state(attempt: &Attempt) -> (JobState, Option<usize>) {
+    let (replay, _) = attempt.subscribe();
     let mut position = None;
     for event in &replay {
         match &event.kind {
@@ -536,8 +652,10 @@ impl Jobs {
             .cloned()
     }
 
-    /// Notes that `job` is over; the oldest finished jobs beyond the limit are forgotten.
+    /// Notes that `job` is over (its final event sent); the oldest finished jobs beyond the
+    /// limit are forgotten.
     pub(crate) fn retire(&self, job: &Job) {
+        job.attempt().archive();
         let mut registry = lock(&self.registry);
         if registry.finished.contains(&job.id) {
             return;

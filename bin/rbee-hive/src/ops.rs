@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use rbee_artifact_catalog::{CatalogEntry, Error, Listing, Removed, VerifyReport, human_bytes};
+use rbee_artifact_catalog::{
+    CatalogEntry, DownloadTracker, Error, Listing, Removed, VerifyReport, human_bytes,
+};
 use rbee_model_provisioner::{Outcome, Provisioned};
 use serde_json::{Value, json};
 
@@ -50,8 +52,7 @@ pub(crate) fn begin_stop(
         Stopping::Wait(attempt) => Ok(Some(attempt)),
         Stopping::CancelledWhilePaused(attempt) => {
             // The paused attempt already told the feed "paused"; now the download is over.
-            if let (Some(model), Some(event)) =
-                (job.operation.model(), attempt.tracker.final_event())
+            if let (Some(model), Some(event)) = (job.operation.model(), attempt.final_event())
                 && let Some(item) = feed_item(&event, &model, false)
             {
                 state.feed().publish(item);
@@ -90,13 +91,17 @@ pub(crate) async fn resume(state: &HiveState, job: &Arc<Job>) -> Result<(), ApiE
 fn run_attempt(state: &HiveState, job: &Arc<Job>, attempt: Arc<Attempt>) {
     let state = state.clone();
     let job = job.clone();
+    // A new attempt is live; only a retired (finished) one has no tracker.
+    let Some(tracker) = attempt.tracker() else {
+        return;
+    };
     match job.operation.clone() {
         Operation::Download(request) => {
             state
                 .feed()
                 .follow(request.reference.to_string(), attempt.clone());
             tokio::spawn(async move {
-                let result = download(&state, &request, &attempt).await;
+                let result = download(&state, &request, &tracker, &attempt).await;
                 let finish = match result {
                     Ok(p) => Finish::Done {
                         summary: format!(
@@ -123,8 +128,7 @@ fn run_attempt(state: &HiveState, job: &Arc<Job>, attempt: Arc<Attempt>) {
         }
         operation => {
             tokio::spawn(async move {
-                let tracker = &attempt.tracker;
-                let outcome = catalog_operation(&state, &operation, &attempt).await;
+                let outcome = catalog_operation(&state, &operation, &tracker).await;
                 let line = match outcome {
                     Ok(done) => {
                         let summary = done.summary.clone();
@@ -160,6 +164,7 @@ fn run_attempt(state: &HiveState, job: &Arc<Job>, attempt: Arc<Attempt>) {
 async fn download(
     state: &HiveState,
     request: &DownloadRequest,
+    tracker: &DownloadTracker,
     attempt: &Attempt,
 ) -> rbee_artifact_catalog::Result<Provisioned> {
     state
@@ -167,7 +172,7 @@ async fn download(
         .provision(
             request.reference.clone(),
             request.options.clone(),
-            &attempt.tracker,
+            tracker,
             attempt.cancel.clone(),
         )
         .await
@@ -204,9 +209,8 @@ type Failure = (ApiError, Option<Value>);
 async fn catalog_operation(
     state: &HiveState,
     operation: &Operation,
-    attempt: &Attempt,
+    tracker: &DownloadTracker,
 ) -> Result<Done, Failure> {
-    let tracker = &attempt.tracker;
     match operation {
         Operation::List => {
             tracker.message("Listing the catalog");

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::feed::{FeedItem, feed_item};
-use crate::jobs::{Attempt, Job, unix_millis};
+use crate::jobs::{AfterPause, Attempt, Job, Subscription, unix_millis};
 use crate::state::HiveState;
 
 /// How long a stream waits for a finished attempt to record its outcome before sending the
@@ -72,7 +72,7 @@ pub(crate) fn downloads_stream(state: &HiveState) -> Sse<KeepAliveStream<EventSt
         .flat_map(|job| {
             let attempt = job.attempt();
             let model = job.operation.model().unwrap_or_default();
-            let (replay, _) = attempt.tracker.subscribe();
+            let (replay, _) = attempt.subscribe();
             replay
                 .into_iter()
                 .filter(|e| !e.kind.is_final())
@@ -132,9 +132,10 @@ impl Out {
 /// attempt was paused — a `paused` event, and on resume a `resumed` event and the next
 /// attempt's events.
 async fn pump_job(job: &Job, out: &Out) {
-    let mut attempt = job.attempt();
+    let mut subscription = job.subscribe();
     loop {
-        let Ok(Some(last)) = forward_attempt(&attempt, out).await else {
+        let attempt = subscription.attempt.clone();
+        let Ok(Some(last)) = forward_attempt(subscription, out).await else {
             return;
         };
         // Let the attempt record its outcome (paused or cancelled, the result) first.
@@ -146,30 +147,35 @@ async fn pump_job(job: &Job, out: &Out) {
         if out.send(paused_event(job, &attempt, &last)).await.is_err() {
             return;
         }
-        let mut changes = job.changes();
-        loop {
+        let next = match job.after_pause(attempt.number) {
+            AfterPause::Resumed(next) => Some(next),
+            AfterPause::Waiting(resumed) => resumed.await.ok(),
+            AfterPause::Over => None,
+        };
+        let Some(next) = next else {
+            // Cancelled while paused (or shut down): the job ends here.
             if job.is_cancelled() {
                 let _ = out.send(final_event(job, &attempt, &last)).await;
-                return;
             }
-            let current = job.attempt();
-            if current.number > attempt.number {
-                attempt = current;
-                if out.send(resumed_event(job, &attempt)).await.is_err() {
-                    return;
-                }
-                break;
-            }
-            if changes.changed().await.is_err() {
-                return;
-            }
+            return;
+        };
+        if out.send(resumed_event(job, &next.attempt)).await.is_err() {
+            return;
         }
+        subscription = next;
     }
 }
 
 /// Forwards an attempt's events up to (not including) its final event, which it returns.
-async fn forward_attempt(attempt: &Attempt, out: &Out) -> Result<Option<ProgressEvent>, Gone> {
-    let (replay, mut rx) = attempt.tracker.subscribe();
+async fn forward_attempt(
+    subscription: Subscription,
+    out: &Out,
+) -> Result<Option<ProgressEvent>, Gone> {
+    let Subscription {
+        attempt,
+        replay,
+        rx,
+    } = subscription;
     for event in replay {
         if event.kind.is_final() {
             return Ok(Some(event));
@@ -177,6 +183,7 @@ async fn forward_attempt(attempt: &Attempt, out: &Out) -> Result<Option<Progress
         out.send(job_event(&event, attempt.number, event.narration(), None))
             .await?;
     }
+    let Some(mut rx) = rx else { return Ok(None) };
     loop {
         match rx.recv().await {
             Ok(event) if event.kind.is_final() => return Ok(Some(event)),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use rbee_artifact_catalog::TrackerConfig;
 use rbee_model_provisioner::Provisioner;
 use tokio_util::sync::CancellationToken;
 
@@ -33,11 +34,14 @@ struct Shared {
 impl HiveState {
     /// State over `provisioner` (whose catalog was opened, and so recovered, by the caller).
     pub fn new(provisioner: Provisioner, config: HiveConfig) -> Self {
-        let jobs = Jobs::new(
-            config.max_jobs,
-            config.max_finished_jobs,
-            Default::default(),
-        );
+        // Every job keeps its tracker (a late subscriber reads its final event from it), and a
+        // tracker's broadcast buffer is allocated up front: keep it small. A subscriber further
+        // behind than this skips progress events, never the final one.
+        let tracker = TrackerConfig {
+            channel_capacity: 256,
+            ..TrackerConfig::default()
+        };
+        let jobs = Jobs::new(config.max_jobs, config.max_finished_jobs, tracker);
         Self {
             inner: Arc::new(Shared {
                 provisioner,

@@ -340,6 +340,7 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
     ));
     let cancel = commands::cancel_on_signals();
     let mut cancelling: Option<Instant> = None;
+    let mut files = std::collections::HashSet::new();
     let last = loop {
         let next = tokio::select! {
             next = events.next() => next,
@@ -358,6 +359,9 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
         match next {
             Ok(Some(event)) => {
                 if let Some(progress) = event.progress_event() {
+                    for start in unseen_files(&progress, &mut files) {
+                        let _ = tx.send(start);
+                    }
                     let _ = tx.send(progress);
                 }
                 if event.is_final() {
@@ -426,6 +430,35 @@ async fn verify(hive: &Hive, global: &GlobalArgs, models: &[String]) -> Result<(
         reports.push(report);
     }
     commands::finish_verify(global, &reports)
+}
+
+/// `file_started` events for files a progress event lists but the stream has not announced:
+/// a stream opened after a file started reports it only in progress snapshots, and the
+/// renderer draws a file's bar from its `file_started`.
+fn unseen_files(
+    event: &ProgressEvent,
+    seen: &mut std::collections::HashSet<String>,
+) -> Vec<ProgressEvent> {
+    match &event.kind {
+        EventKind::FileStarted { path, .. } => {
+            seen.insert(path.clone());
+            Vec::new()
+        }
+        EventKind::Progress(snapshot) | EventKind::Heartbeat(snapshot) => snapshot
+            .files
+            .iter()
+            .filter(|f| seen.insert(f.path.clone()))
+            .map(|f| ProgressEvent {
+                kind: EventKind::FileStarted {
+                    path: f.path.clone(),
+                    size: (f.total > 0).then_some(f.total),
+                    resumed_from: 0,
+                },
+                ..event.clone()
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// How a job ended.
@@ -588,6 +621,29 @@ mod tests {
             EventKind::Completed { .. }
         ));
         assert!(matches!(Final::of(done), Final::Done(r) if r["id"] == "x"));
+    }
+
+    #[test]
+    fn files_first_seen_in_progress_get_a_start_event() {
+        let mut seen = std::collections::HashSet::new();
+        let progress: ProgressEvent = serde_json::from_value(json!({
+            "job_id": "j", "seq": 3, "timestamp_ms": 1, "event": "progress",
+            "bytes": 5, "total": 20, "percent": 25.0, "bytes_per_sec": 1.0, "eta_secs": 15.0,
+            "files": [{"path": "a.gguf", "bytes": 5, "total": 10}, {"path": "b.gguf", "bytes": 0, "total": 10}]
+        }))
+        .unwrap();
+        let started: ProgressEvent = serde_json::from_value(json!({
+            "job_id": "j", "seq": 2, "timestamp_ms": 1, "event": "file_started",
+            "path": "a.gguf", "size": 10, "resumed_from": 0
+        }))
+        .unwrap();
+        assert!(unseen_files(&started, &mut seen).is_empty());
+        let made = unseen_files(&progress, &mut seen);
+        assert_eq!(made.len(), 1);
+        assert!(
+            matches!(&made[0].kind, EventKind::FileStarted { path, size: Some(10), .. } if path == "b.gguf")
+        );
+        assert!(unseen_files(&progress, &mut seen).is_empty());
     }
 
     #[test]
