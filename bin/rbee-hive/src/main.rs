@@ -46,6 +46,14 @@ struct Args {
         value_name = "TOKEN"
     )]
     token: Option<String>,
+    /// This hive's name, accepted in a job's `hive_id`
+    #[arg(
+        long,
+        default_value = "localhost",
+        env = "RBEE_HIVE_ID",
+        value_name = "NAME"
+    )]
+    hive_id: String,
     /// Catalog folder [default: $RBEE_CACHE_DIR, else ~/.cache/rbee/models]
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -144,6 +152,7 @@ async fn run(args: Args) -> Result<()> {
 
     let mut config = HiveConfig::default();
     config.token = token;
+    config.hive_id = args.hive_id.clone();
     config.max_jobs = args.max_jobs;
     config.request_timeout = Duration::from_secs(args.request_timeout.max(1));
     let state = HiveState::new(provisioner, config);
