@@ -46,8 +46,9 @@ impl Feed {
         let (replay, rx) = attempt.subscribe();
         let feed = self.clone();
         tokio::spawn(async move {
+            let mut started = false;
             for event in replay {
-                if feed.forward(&event, &model, &attempt) {
+                if feed.forward(&event, &model, &attempt, &mut started) {
                     return;
                 }
             }
@@ -55,7 +56,7 @@ impl Feed {
             loop {
                 match rx.recv().await {
                     Ok(event) => {
-                        if feed.forward(&event, &model, &attempt) {
+                        if feed.forward(&event, &model, &attempt, &mut started) {
                             return;
                         }
                     }
@@ -68,19 +69,36 @@ impl Feed {
     }
 
     /// Publishes `event` if the feed carries its kind; returns whether it was final.
-    fn forward(&self, event: &ProgressEvent, model: &str, attempt: &Attempt) -> bool {
-        if let Some(item) = feed_item(event, model, attempt.paused()) {
+    fn forward(
+        &self,
+        event: &ProgressEvent,
+        model: &str,
+        attempt: &Attempt,
+        started: &mut bool,
+    ) -> bool {
+        if let Some(item) = feed_item(event, model, attempt.paused(), started) {
             self.publish(item);
         }
         event.kind.is_final()
     }
 }
 
-/// The feed's version of a job event, or `None` for kinds the feed leaves out.
-pub(crate) fn feed_item(event: &ProgressEvent, model: &str, paused: bool) -> Option<FeedItem> {
+/// The feed's version of a job event, or `None` for kinds the feed leaves out. `started` says
+/// whether the attempt's `started` event has passed (and is set by it): the heartbeats of a job
+/// still waiting in the queue are not progress.
+pub(crate) fn feed_item(
+    event: &ProgressEvent,
+    model: &str,
+    paused: bool,
+    started: &mut bool,
+) -> Option<FeedItem> {
     let name = match &event.kind {
         EventKind::Queued { .. } => "queued",
-        EventKind::Started { .. } => "started",
+        EventKind::Started { .. } => {
+            *started = true;
+            "started"
+        }
+        EventKind::Progress(_) | EventKind::Heartbeat(_) if !*started => return None,
         EventKind::Progress(_) | EventKind::Heartbeat(_) => "progress",
         EventKind::Completed { .. } => "complete",
         EventKind::Failed { .. } => "error",
@@ -108,4 +126,34 @@ pub(crate) fn feed_item(event: &ProgressEvent, model: &str, paused: bool) -> Opt
         name,
         data: data.to_string().into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rbee_artifact_catalog::{DownloadTracker, JobId};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_feed_names_events_and_skips_heartbeats_of_queued_jobs() {
+        let tracker = DownloadTracker::new(JobId::from("job-1"));
+        let (_, mut rx) = tracker.subscribe();
+        tracker.queued(0);
+        let beat = tracker.spawn_heartbeat(std::time::Duration::from_millis(1));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tracker.started("hf:a/b", 10, 1);
+        tracker.completed("hf--a--b--Q4_K_M", vec![], 10);
+        drop(beat);
+        let mut started = false;
+        let mut names = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            if let Some(item) = feed_item(&event, "hf:a/b", false, &mut started) {
+                let data: serde_json::Value = serde_json::from_str(&item.data).unwrap();
+                assert_eq!(data["download_id"], "job-1");
+                assert_eq!(data["model"], "hf:a/b");
+                names.push(item.name);
+            }
+        }
+        assert_eq!(names, ["queued", "started", "complete"]);
+    }
 }

@@ -53,7 +53,7 @@ pub(crate) fn begin_stop(
         Stopping::CancelledWhilePaused(attempt) => {
             // The paused attempt already told the feed "paused"; now the download is over.
             if let (Some(model), Some(event)) = (job.operation.model(), attempt.final_event())
-                && let Some(item) = feed_item(&event, &model, false)
+                && let Some(item) = feed_item(&event, &model, false, &mut true)
             {
                 state.feed().publish(item);
             }

@@ -73,10 +73,11 @@ pub(crate) fn downloads_stream(state: &HiveState) -> Sse<KeepAliveStream<EventSt
             let attempt = job.attempt();
             let model = job.operation.model().unwrap_or_default();
             let (replay, _) = attempt.subscribe();
+            let mut started = false;
             replay
                 .into_iter()
                 .filter(|e| !e.kind.is_final())
-                .filter_map(|e| feed_item(&e, &model, false))
+                .filter_map(|e| feed_item(&e, &model, false, &mut started))
                 .collect::<Vec<_>>()
         })
         .collect();
