@@ -89,7 +89,7 @@ pub(crate) fn print_ready(
     if !global.quiet {
         eprintln!("Ready: {id} ({}, {how})", human_bytes(size));
     }
-    println!("{}", path.display());
+    out!("{}", path.display());
 }
 
 /// Cancels on Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
@@ -121,23 +121,23 @@ pub(crate) fn cancel_on_signals() -> CancellationToken {
 
 fn print_plan(plan: &Plan, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(plan)?);
+        out!("{}", serde_json::to_string_pretty(plan)?);
         return Ok(());
     }
-    println!("Plan for {} (id {})", plan.reference, plan.id);
+    out!("Plan for {} (id {})", plan.reference, plan.id);
     if let Some(rev) = &plan.revision {
-        println!("  revision: {rev}");
+        out!("  revision: {rev}");
     }
     for note in &plan.notes {
-        println!("  note: {note}");
+        out!("  note: {note}");
     }
-    println!("  {:<8} {:>12}  FILE", "ACTION", "SIZE");
+    out!("  {:<8} {:>12}  FILE", "ACTION", "SIZE");
     for f in &plan.files {
         let size = f.size.map(human_bytes).unwrap_or_else(|| "?".into());
-        println!("  {:<8} {:>12}  {}", f.action, size, f.path);
+        out!("  {:<8} {:>12}  {}", f.action, size, f.path);
     }
-    println!("  total:      {}", human_bytes(plan.total_bytes));
-    println!("  to fetch:   {}", human_bytes(plan.bytes_to_fetch));
+    out!("  total:      {}", human_bytes(plan.total_bytes));
+    out!("  to fetch:   {}", human_bytes(plan.bytes_to_fetch));
     match plan.free_bytes {
         Some(free) => {
             let verdict = if free >= plan.bytes_to_fetch {
@@ -145,15 +145,15 @@ fn print_plan(plan: &Plan, json: bool) -> Result<()> {
             } else {
                 "NOT enough"
             };
-            println!(
+            out!(
                 "  free space: {} in {} ({verdict})",
                 human_bytes(free),
                 plan.dir.display()
             );
         }
-        None => println!("  free space: unknown at {}", plan.dir.display()),
+        None => out!("  free space: unknown at {}", plan.dir.display()),
     }
-    println!("Nothing was downloaded (--dry-run).");
+    out!("Nothing was downloaded (--dry-run).");
     Ok(())
 }
 
@@ -171,7 +171,7 @@ pub(crate) fn print_listing(
 ) -> Result<()> {
     if global.json {
         let items: Vec<_> = listing.iter().map(listing_json).collect();
-        println!("{}", serde_json::to_string_pretty(&items)?);
+        out!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(());
     }
     if listing.is_empty() {
@@ -181,10 +181,10 @@ pub(crate) fn print_listing(
         );
         return Ok(());
     }
-    println!("{:<11} {:>10}  {:<50} REFERENCE", "STATUS", "SIZE", "ID");
+    out!("{:<11} {:>10}  {:<50} REFERENCE", "STATUS", "SIZE", "ID");
     for item in listing {
         match item {
-            Listing::Entry(e) => println!(
+            Listing::Entry(e) => out!(
                 "{:<11} {:>10}  {:<50} {}",
                 status_text(&e.record.status),
                 human_bytes(e.record.total_size()),
@@ -192,7 +192,7 @@ pub(crate) fn print_listing(
                 e.record.reference
             ),
             Listing::Damaged { id, reason, .. } => {
-                println!("{:<11} {:>10}  {:<50} ({reason})", "damaged", "-", id)
+                out!("{:<11} {:>10}  {:<50} ({reason})", "damaged", "-", id)
             }
         }
     }
@@ -246,34 +246,34 @@ pub(crate) fn info(global: &GlobalArgs, model: &str) -> Result<()> {
 /// Prints one entry (or its JSON with `--json`).
 pub(crate) fn print_info(global: &GlobalArgs, entry: &CatalogEntry) -> Result<()> {
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&entry_json(entry))?);
+        out!("{}", serde_json::to_string_pretty(&entry_json(entry))?);
         return Ok(());
     }
     let r = &entry.record;
-    println!("id:        {}", r.id);
-    println!("reference: {}", r.reference);
-    println!("vendor:    {}", r.scheme);
+    out!("id:        {}", r.id);
+    out!("reference: {}", r.reference);
+    out!("vendor:    {}", r.scheme);
     if let Some(rev) = &r.revision {
-        println!("revision:  {rev}");
+        out!("revision:  {rev}");
     }
-    println!("status:    {}", status_text(&r.status));
+    out!("status:    {}", status_text(&r.status));
     if let ArtifactStatus::Failed { error, .. } = &r.status {
-        println!("error:     {error}");
+        out!("error:     {error}");
     }
-    println!(
+    out!(
         "size:      {} ({} bytes)",
         human_bytes(r.total_size()),
         r.total_size()
     );
-    println!("path:      {}", entry.primary_path().display());
-    println!("created:   {}", r.created_at.to_rfc3339());
-    println!("updated:   {}", r.updated_at.to_rfc3339());
+    out!("path:      {}", entry.primary_path().display());
+    out!("created:   {}", r.created_at.to_rfc3339());
+    out!("updated:   {}", r.updated_at.to_rfc3339());
     for note in &r.notes {
-        println!("note:      {note}");
+        out!("note:      {note}");
     }
-    println!("files:");
+    out!("files:");
     for f in &r.files {
-        println!(
+        out!(
             "  {}  {:>10}  sha256:{}",
             f.path,
             human_bytes(f.size),
@@ -339,11 +339,11 @@ pub(crate) fn print_verified(global: &GlobalArgs, report: &VerifyReport) {
             } else {
                 String::new()
             };
-            println!("ok      {id}{extra}");
+            out!("ok      {id}{extra}");
         } else {
-            println!("FAILED  {id}");
+            out!("FAILED  {id}");
             for problem in report.problems() {
-                println!("        {problem}");
+                out!("        {problem}");
             }
         }
     }
@@ -353,7 +353,7 @@ pub(crate) fn print_verified(global: &GlobalArgs, report: &VerifyReport) {
 pub(crate) fn finish_verify(global: &GlobalArgs, reports: &[VerifyReport]) -> Result<()> {
     let failed = reports.iter().filter(|r| !r.ok()).count();
     if global.json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "ok": failed == 0,
@@ -372,14 +372,14 @@ pub(crate) fn finish_verify(global: &GlobalArgs, reports: &[VerifyReport]) -> Re
 /// One removal's line (nothing with `--json`).
 pub(crate) fn print_removed(global: &GlobalArgs, r: &Removed) {
     if !global.json {
-        println!("removed {} ({} freed)", r.id, human_bytes(r.bytes));
+        out!("removed {} ({} freed)", r.id, human_bytes(r.bytes));
     }
 }
 
 /// The JSON document of `rm --json`.
 pub(crate) fn finish_rm(global: &GlobalArgs, removed: &[Removed]) -> Result<()> {
     if global.json {
-        println!("{}", serde_json::to_string_pretty(removed)?);
+        out!("{}", serde_json::to_string_pretty(removed)?);
     }
     Ok(())
 }
@@ -409,12 +409,12 @@ pub(crate) fn du(global: &GlobalArgs) -> Result<()> {
     let catalog = setup::open_catalog(global)?;
     let usage = catalog.disk_usage()?;
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&usage)?);
+        out!("{}", serde_json::to_string_pretty(&usage)?);
         return Ok(());
     }
-    println!("{:>10} {:>10}  {:<11} ID", "SIZE", "PARTIAL", "STATUS");
+    out!("{:>10} {:>10}  {:<11} ID", "SIZE", "PARTIAL", "STATUS");
     for e in &usage.entries {
-        println!(
+        out!(
             "{:>10} {:>10}  {:<11} {}",
             human_bytes(e.bytes),
             if e.partial_bytes > 0 {
@@ -426,7 +426,7 @@ pub(crate) fn du(global: &GlobalArgs) -> Result<()> {
             e.id
         );
     }
-    println!(
+    out!(
         "total {} in {} ({} partial){}",
         human_bytes(usage.total_bytes),
         usage.root.display(),

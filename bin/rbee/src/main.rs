@@ -2,6 +2,19 @@
 // Printing is this binary's job; libraries log instead.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// `println!` that ends the process quietly when the reader has gone (`rbee model list | head`)
+/// instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 mod args;
 mod commands;
 mod hive;
@@ -94,7 +107,7 @@ fn report(e: &anyhow::Error, json: bool) -> ExitCode {
         };
         eprintln!("error: {message}");
         if json {
-            println!(
+            out!(
                 "{}",
                 serde_json::json!({"error": {"code": code, "message": message}})
             );
