@@ -9,6 +9,8 @@ use assert_cmd::prelude::*;
 use predicates::prelude::*;
 use serde_json::Value;
 
+use crate::support::{interrupt, json_lines};
+
 struct Env {
     dir: tempfile::TempDir,
 }
@@ -50,14 +52,6 @@ impl Env {
         );
         serde_json::from_slice(&out.stdout).unwrap()
     }
-}
-
-fn json_lines(stdout: &[u8]) -> Vec<Value> {
-    stdout
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect()
 }
 
 #[test]
@@ -316,15 +310,6 @@ fn ctrl_c_cancels_with_exit_130_and_keeps_the_catalog_true() {
     );
     let info = env.json(&["model", "info", "file:huge.gguf"]);
     assert_eq!(info["status"]["state"], "incomplete");
-}
-
-fn interrupt(pid: u32) {
-    let ok = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
 }
 
 #[tokio::test(flavor = "multi_thread")]

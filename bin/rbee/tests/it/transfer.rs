@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use rbee_fake_hub::{FakeHub, FakeHubConfig};
 use rbee_transfer::TransferConfig;
 
+use crate::support::interrupt_and_wait;
+
 const MIB: u64 = 1 << 20;
 const FILE: &str = "model.gguf";
 
@@ -184,23 +186,7 @@ async fn sigint_cancels_with_130_keeps_the_partial_and_resumes() {
         s
     });
     env.wait_for_bytes(16 * MIB, &mut child).await;
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "rbee did not stop after SIGINT"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    assert_eq!(code, Some(130));
+    assert_eq!(interrupt_and_wait(&mut child).await, Some(130));
     let lines = reader.join().unwrap();
     assert!(
         lines.contains("\"cancelled\""),

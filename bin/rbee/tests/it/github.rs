@@ -12,20 +12,10 @@ use rbee_artifact_catalog::Sha256Digest;
 use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault};
 use serde_json::Value;
 
+use crate::support::{bytes, events, failure, file_paths, interrupt_and_wait, text};
+
 const MIB: usize = 1 << 20;
 const TOKEN: &str = "ghp_CliTestTokenNeverShown0123456789";
-
-fn bytes(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(seed);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 struct Env {
     dir: tempfile::TempDir,
@@ -148,23 +138,6 @@ fn secret_model() -> Vec<u8> {
     bytes(8 * MIB, 6)
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn events(out: &Output) -> Vec<Value> {
-    out.stdout
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| serde_json::from_slice(l).ok())
-        .collect()
-}
-
 fn ok(out: &Output) {
     assert!(out.status.success(), "{}", text(out));
     assert!(
@@ -172,30 +145,6 @@ fn ok(out: &Output) {
         "{}",
         text(out)
     );
-}
-
-/// The error of a failed `--json` run: (exit code, code, message).
-fn failure(out: &Output) -> (i32, String, String) {
-    let code = out.status.code().unwrap();
-    assert_ne!(code, 0, "{}", text(out));
-    let error = events(out)
-        .into_iter()
-        .find_map(|e| e.get("error").filter(|e| e.is_object()).cloned())
-        .unwrap_or_else(|| panic!("no JSON error: {}", text(out)));
-    (
-        code,
-        error["code"].as_str().unwrap().to_string(),
-        error["message"].as_str().unwrap().to_string(),
-    )
-}
-
-fn file_paths(record: &Value) -> Vec<String> {
-    record["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,23 +413,7 @@ async fn a_cancelled_private_download_exits_130_and_resumes_through_the_asset_ap
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let started = Instant::now();
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no stop after SIGINT"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    assert_eq!(code, Some(130));
+    assert_eq!(interrupt_and_wait(&mut child).await, Some(130));
     assert!(reader.join().unwrap().contains("\"cancelled\""));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let first = sent();

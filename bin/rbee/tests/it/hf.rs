@@ -9,20 +9,10 @@ use rbee_artifact_catalog::Sha256Digest;
 use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault};
 use serde_json::Value;
 
+use crate::support::{bytes, events, failure, file_paths, text};
+
 const MIB: usize = 1 << 20;
 const TOKEN: &str = "hf_cli_test_token_0123456789";
-
-fn bytes(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(seed);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Files of one repository: (path, bytes).
 type Files = Vec<(&'static str, Vec<u8>)>;
@@ -116,24 +106,6 @@ impl Env {
     }
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The events of a `--json` download, one JSON object a line.
-fn events(out: &Output) -> Vec<Value> {
-    out.stdout
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| serde_json::from_slice(l).ok())
-        .collect()
-}
-
 fn ok(out: &Output) -> Vec<Value> {
     assert!(out.status.success(), "{}", text(out));
     let events = events(out);
@@ -143,30 +115,6 @@ fn ok(out: &Output) -> Vec<Value> {
         text(out)
     );
     events
-}
-
-/// The error of a failed `--json` run: (exit code, code, message).
-fn failure(out: &Output) -> (i32, String, String) {
-    let code = out.status.code().unwrap();
-    assert_ne!(code, 0, "{}", text(out));
-    let error = events(out)
-        .into_iter()
-        .find_map(|e| e.get("error").filter(|e| e.is_object()).cloned())
-        .unwrap_or_else(|| panic!("no JSON error: {}", text(out)));
-    (
-        code,
-        error["code"].as_str().unwrap().to_string(),
-        error["message"].as_str().unwrap().to_string(),
-    )
-}
-
-fn file_paths(record: &Value) -> Vec<String> {
-    record["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn gguf_repo() -> Files {

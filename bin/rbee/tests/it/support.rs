@@ -1,0 +1,93 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Deterministic pseudo-random bytes (xorshift), different per seed.
+pub(crate) fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(seed);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A run's status and output, for assertion messages.
+pub(crate) fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The JSON lines of a `--json` run's stdout.
+pub(crate) fn events(out: &Output) -> Vec<Value> {
+    json_lines(&out.stdout)
+}
+
+/// One JSON object per line; lines that are not JSON are skipped.
+pub(crate) fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect()
+}
+
+/// The error of a failed `--json` run: (exit code, code, message).
+pub(crate) fn failure(out: &Output) -> (i32, String, String) {
+    let code = out.status.code().unwrap();
+    assert_ne!(code, 0, "{}", text(out));
+    let error = events(out)
+        .into_iter()
+        .find_map(|e| e.get("error").filter(|e| e.is_object()).cloned())
+        .unwrap_or_else(|| panic!("no JSON error: {}", text(out)));
+    (
+        code,
+        error["code"].as_str().unwrap().to_string(),
+        error["message"].as_str().unwrap().to_string(),
+    )
+}
+
+/// The `path`s of a catalog record's files.
+pub(crate) fn file_paths(record: &Value) -> Vec<String> {
+    record["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Sends SIGINT (what Ctrl-C sends).
+pub(crate) fn interrupt(pid: u32) {
+    let sent = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// Interrupts `child` and waits (at most 10 s) for it to exit; returns its exit code.
+pub(crate) async fn interrupt_and_wait(child: &mut Child) -> Option<i32> {
+    interrupt(child.id());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "rbee did not stop within 10 s of SIGINT"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
