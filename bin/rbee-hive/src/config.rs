@@ -32,6 +32,10 @@ pub struct HiveConfig {
     pub keep_alive: Duration,
     /// How long shutdown waits for cancelled downloads to record their state (default 5 s).
     pub shutdown_grace: Duration,
+    /// Folders whose files `file:` downloads may read (default none). The daemon reads with its
+    /// own rights on behalf of whoever calls it, so local files are refused unless their real
+    /// path (links resolved) lies inside one of these.
+    pub local_roots: Vec<std::path::PathBuf>,
 }
 
 impl Default for HiveConfig {
@@ -45,6 +49,7 @@ impl Default for HiveConfig {
             max_finished_jobs: 1000,
             keep_alive: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(5),
+            local_roots: Vec::new(),
         }
     }
 }

@@ -75,6 +75,10 @@ struct Args {
     /// Use only what is already on this machine
     #[arg(long, env = "RBEE_OFFLINE")]
     offline: bool,
+    /// Let file: downloads read files inside this folder (repeatable). Without it the daemon
+    /// refuses file: references: it would read any file it can, for any caller
+    #[arg(long = "allow-local", value_name = "DIR")]
+    allow_local: Vec<PathBuf>,
     /// Time limit of each request (event streams excepted), in seconds
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     request_timeout: u64,
@@ -154,6 +158,7 @@ async fn run(args: Args) -> Result<()> {
     config.token = token;
     config.hive_id = args.hive_id.clone();
     config.max_jobs = args.max_jobs;
+    config.local_roots = args.allow_local.clone();
     config.request_timeout = Duration::from_secs(args.request_timeout.max(1));
     let state = HiveState::new(provisioner, config);
 

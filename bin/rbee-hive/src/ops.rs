@@ -14,16 +14,20 @@ use serde_json::{Value, json};
 use crate::error::{ApiError, ErrorBody};
 use crate::feed::feed_item;
 use crate::jobs::{Attempt, Finish, Job, Resume, Stop, Stopping};
-use crate::request::{DownloadRequest, Operation, model_key};
+use crate::request::{DownloadRequest, Operation, check_local_access, model_key};
 use crate::state::HiveState;
 
 /// How long `cancel` and `pause` wait for the transfer to stop and record its state.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// Registers a job for `operation` and starts it.
-pub(crate) fn start(state: &HiveState, operation: Operation) -> Result<Arc<Job>, ApiError> {
+pub(crate) fn start(state: &HiveState, mut operation: Operation) -> Result<Arc<Job>, ApiError> {
     if state.is_shutting_down() {
         return Err(ApiError::shutting_down());
+    }
+    if let Operation::Download(request) = &mut operation {
+        request.reference = check_local_access(&request.reference, &state.config().local_roots)?;
+        request.key = rbee_artifact_catalog::CatalogKey::of(&request.reference);
     }
     let job = state.jobs().create(operation)?;
     let attempt = job.attempt();

@@ -266,6 +266,12 @@ impl Job {
             .map_err(|e| Error::io(format!("opening {}", self.source.display()), e))?;
         let mut out =
             File::create(part).map_err(|e| Error::io(format!("creating {}", part.display()), e))?;
+        // The copy is no more readable than the original.
+        if let Ok(meta) = src.metadata() {
+            out.set_permissions(meta.permissions()).map_err(|e| {
+                Error::io(format!("setting the permissions of {}", part.display()), e)
+            })?;
+        }
         let digest = self
             .pump(&mut src, Some(&mut out), progress)
             .map_err(|e| e.with_context(&self.source))?;

@@ -84,6 +84,7 @@ async fn across_file_systems_the_file_is_copied() {
     }
     let src = src_dir.path().join("m.safetensors");
     std::fs::write(&src, b"weights").unwrap();
+    std::fs::set_permissions(&src, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let plan = resolve(&src).await.unwrap();
     let tracker = DownloadTracker::new("job".into());
     let got = LocalVendor::new()
@@ -103,6 +104,8 @@ async fn across_file_systems_the_file_is_copied() {
         std::fs::metadata(&src).unwrap().ino()
     );
     assert_eq!(got[0].sha256, Sha256Digest::of(b"weights"));
+    // The copy is no more readable than the original.
+    assert_eq!(std::fs::metadata(&out).unwrap().mode() & 0o777, 0o600);
 }
 
 #[tokio::test]

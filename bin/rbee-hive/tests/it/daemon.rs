@@ -523,8 +523,28 @@ async fn every_vendor_downloads_through_the_daemon_and_the_feed_reports_them() {
     let url = env.write_file("plain/weights.bin", 100_000);
     let local_path = env.dir.path().join("local.gguf");
     std::fs::write(&local_path, crate::support::noise(50_000, 9)).unwrap();
-    let hive = Daemon::start(&env, &["--max-concurrent-downloads", "1"]).await;
+    let local_root = env.dir.path().to_str().unwrap().to_string();
+    let hive = Daemon::start(
+        &env,
+        &[
+            "--max-concurrent-downloads",
+            "1",
+            "--allow-local",
+            &local_root,
+        ],
+    )
+    .await;
     let mut feed = hive.sse("/v1/models/download/progress").await;
+
+    // Local files outside the allowed folder are not read for callers.
+    let (status, body) = hive
+        .post(
+            "/v1/models/download",
+            json!({"model_ref": "file:/etc/hostname"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "local_files_not_allowed");
 
     let cases = [
         ("hf:org/tiny-GGUF:Q4_K_M".to_string(), hf),

@@ -171,6 +171,15 @@ async fn every_bad_input_gets_a_json_error_with_a_stable_code() {
             "invalid_request",
         ),
         (
+            // The router's state allows no local folder: the daemon reads files for callers.
+            post_json(
+                "/v1/jobs",
+                r#"{"operation":"model_download","model":"file:/etc/passwd"}"#,
+            ),
+            StatusCode::FORBIDDEN,
+            "local_files_not_allowed",
+        ),
+        (
             post_json(
                 "/v1/jobs",
                 r#"{"operation":"model_download","model":"hf:a/b","include":["[z"]}"#,
