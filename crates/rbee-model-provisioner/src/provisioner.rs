@@ -313,7 +313,6 @@ impl Provisioner {
         }
 
         let job = self.join_or_start(&key, reference, options, tracker.job_id());
-        job.waiters.fetch_add(1, Ordering::AcqRel);
         let follower = tracker.follow(&job.tracker);
         let _heartbeat = tracker.spawn_heartbeat(self.inner.config.heartbeat_interval);
 
@@ -321,9 +320,16 @@ impl Provisioner {
         let outcome = tokio::select! {
             r = wait_result(&mut result_rx) => r,
             () = cancel.cancelled() => {
-                if job.waiters.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    // Last caller: stop the transfer and wait for it to leave the catalog true.
-                    job.cancel.cancel();
+                let last = {
+                    let _map = lock(&self.inner.inflight);
+                    let last = job.waiters.fetch_sub(1, Ordering::AcqRel) == 1;
+                    if last {
+                        job.cancel.cancel();
+                    }
+                    last
+                };
+                if last {
+                    // Last caller: the transfer stops; wait for it to leave the catalog true.
                     let _ = wait_result(&mut result_rx).await;
                     let _ = tokio::time::timeout(Duration::from_secs(2), follower).await;
                 } else {
@@ -354,6 +360,9 @@ impl Provisioner {
         if let Some(job) = map.get(key)
             && !job.cancel.is_cancelled()
         {
+            // Registered under the map lock, so a last caller cancelling at the same moment
+            // sees this one.
+            job.waiters.fetch_add(1, Ordering::AcqRel);
             return job.clone();
         }
         let tracker =
@@ -364,16 +373,33 @@ impl Provisioner {
             tracker: tracker.clone(),
             result: rx,
             cancel: CancellationToken::new(),
-            waiters: AtomicUsize::new(0),
+            waiters: AtomicUsize::new(1),
         });
         map.insert(key.clone(), job.clone());
         let this = self.clone();
         let key = key.clone();
         let task_job = job.clone();
         tokio::spawn(async move {
-            let result = this
-                .run(&key, &reference, &options, &tracker, &task_job.cancel)
-                .await;
+            // Run in a task of its own so that even a panic ends with the map cleaned and every
+            // caller answered, instead of a dead entry that every later request would join.
+            let work = {
+                let (this, key, tracker, cancel) = (
+                    this.clone(),
+                    key.clone(),
+                    tracker.clone(),
+                    task_job.cancel.clone(),
+                );
+                tokio::spawn(async move {
+                    this.run(&key, &reference, &options, &tracker, &cancel)
+                        .await
+                })
+            };
+            let result = match work.await {
+                Ok(result) => result,
+                Err(e) => Err(Error::Protocol {
+                    message: format!("internal error: the download task failed ({e})"),
+                }),
+            };
             match &result {
                 Ok(p) => tracker.completed(
                     p.entry.record.id.clone(),
@@ -632,9 +658,21 @@ impl Provisioner {
         }
         let target_for_task = target.clone();
         let source_for_task = source.clone();
-        tokio::task::spawn_blocking(move || link_or_copy(&source_for_task, &target_for_task))
-            .await
-            .map_err(|e| Error::io("linking a catalog file", std::io::Error::other(e)))??;
+        // The other entry's record is not proof: its file may have changed on disk since.
+        let intact = tokio::task::spawn_blocking(move || {
+            let (actual, _) = Sha256Digest::of_file(&source_for_task, |_| {})
+                .map_err(|e| Error::io(format!("reading {}", source_for_task.display()), e))?;
+            if actual != sha {
+                return Ok(false);
+            }
+            link_or_copy(&source_for_task, &target_for_task).map(|()| true)
+        })
+        .await
+        .map_err(|e| Error::io("linking a catalog file", std::io::Error::other(e)))??;
+        if !intact {
+            tracing::warn!(source = %source.display(), "a catalog file no longer matches its recorded digest; downloading instead");
+            return Ok(None);
+        }
         tracker.file_reused(&file.path, size, format!("catalog ({})", source.display()));
         Ok(Some(sha))
     }
@@ -657,7 +695,16 @@ impl Provisioner {
                 };
                 let catalog = catalog.clone();
                 let key = key.clone();
-                let _ = tokio::task::spawn_blocking(move || catalog.set_status(&key, status)).await;
+                // Only while still downloading: an update that lands after the final status
+                // was written (abort does not stop a blocking write) must not undo it.
+                let _ = tokio::task::spawn_blocking(move || {
+                    catalog.update(&key, |r| {
+                        if matches!(r.status, ArtifactStatus::Downloading { .. }) {
+                            r.status = status;
+                        }
+                    })
+                })
+                .await;
             }
         })
     }
@@ -758,7 +805,11 @@ fn is_unreachable(e: &Error) -> bool {
     )
 }
 
-/// Rejects remote file names that would escape the artifact folder, and duplicates.
+/// Suffixes of the files the engine keeps beside a download.
+const ENGINE_SUFFIXES: [&str; 4] = [".part", ".part.state", ".part.lock", ".rbee-reuse.tmp"];
+
+/// Rejects remote file names that would escape the artifact folder, collide with the engine's
+/// own files, or repeat.
 fn check_paths(resolved: &ResolvedArtifact) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for f in &resolved.files {
@@ -768,6 +819,17 @@ fn check_paths(resolved: &ResolvedArtifact) -> Result<()> {
                 f.path
             ),
         })?;
+        if ENGINE_SUFFIXES
+            .iter()
+            .any(|suffix| f.path.ends_with(suffix))
+        {
+            return Err(Error::Protocol {
+                message: format!(
+                    "the vendor named a file `{}`, which would collide with rbee's partial-download files",
+                    f.path
+                ),
+            });
+        }
         if !seen.insert(f.path.as_str()) {
             return Err(Error::Protocol {
                 message: format!("the vendor listed `{}` twice", f.path),
@@ -932,6 +994,7 @@ fn link_or_copy(source: &Path, target: &Path) -> Result<()> {
     let _ = std::fs::remove_file(&part);
     if std::fs::hard_link(source, &part).is_err() {
         std::fs::copy(source, &part)
+            .and_then(|_| std::fs::File::open(&part)?.sync_all())
             .map_err(|e| Error::io(format!("copying {}", source.display()), e))?;
     }
     std::fs::rename(&part, target)

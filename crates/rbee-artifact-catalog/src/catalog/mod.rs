@@ -381,13 +381,21 @@ impl Catalog {
             .write(true)
             .open(&lock_path)
             .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-        if let Err(fs::TryLockError::WouldBlock) = lock.try_lock() {
-            return Err(Error::Busy {
-                id,
-                reason: "it is being downloaded; cancel that download first".into(),
-            });
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::Busy {
+                    id,
+                    reason: "it is being downloaded; cancel that download first".into(),
+                });
+            }
+            // Without the lock nothing proves that no download is writing here.
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", lock_path.display()), e));
+            }
         }
-        let bytes = dir_size(&dir).0 + dir_size(&dir).1;
+        let (complete, partial) = dir_size(&dir);
+        let bytes = complete + partial;
         let _guard = self.write_guard()?;
         // Remove the record first so a crash mid-removal leaves no entry pointing at missing files.
         fs::remove_file(dir.join(layout::METADATA_FILE))
@@ -420,6 +428,17 @@ impl Catalog {
                 "`{id_or_reference}` is not in the catalog; `rbee model list` shows what is"
             ),
         })?;
+        // Holding the lease keeps a download (in any process) from changing the files and the
+        // status while they are checked.
+        let _lease = self
+            .try_lease(&entry.record.reference)?
+            .ok_or_else(|| Error::Busy {
+                id: entry.record.id.clone(),
+                reason: "it is being downloaded; verify it once the download ends".into(),
+            })?;
+        let entry = self
+            .read(&CatalogKey::of(&entry.record.reference))?
+            .unwrap_or(entry);
         let mut files = Vec::new();
         for f in &entry.record.files {
             let path = layout::file_path(&entry.dir, &f.path);
