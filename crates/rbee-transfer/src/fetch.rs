@@ -277,7 +277,8 @@ fn parse_content_range(v: &str) -> Option<ContentRange> {
     }
     Some(ContentRange {
         start,
-        end: last + 1,
+        // A hostile `bytes 0-18446744073709551615/*` must not overflow.
+        end: last.checked_add(1)?,
         total,
     })
 }

@@ -108,6 +108,35 @@ pub(crate) enum SendError {
 }
 
 impl SendError {
+    /// For logs: the cause without its URL (a signed redirect target carries credentials in
+    /// its query).
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            SendError::Cancelled => "cancelled".to_string(),
+            SendError::Http(e) => {
+                // reqwest's own message names the URL; its kind and causes do not.
+                let mut text = if e.is_connect() {
+                    "could not connect"
+                } else if e.is_timeout() {
+                    "timed out"
+                } else if e.is_body() || e.is_decode() {
+                    "the response body failed"
+                } else {
+                    "the request failed"
+                }
+                .to_string();
+                let mut source = std::error::Error::source(e);
+                while let Some(cause) = source {
+                    text.push_str(": ");
+                    text.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                text
+            }
+            SendError::Redirect(m) => m.clone(),
+        }
+    }
+
     pub(crate) fn into_transfer(self, what: &str, attempts: u32) -> TransferError {
         match self {
             SendError::Cancelled => TransferError::cancelled(),

@@ -32,10 +32,12 @@
 //! ```
 #![deny(missing_docs)]
 
+pub use body::read_body;
 pub use config::TransferConfig;
 pub use error::{TransferError, TransferErrorKind, redact_url};
 pub use transfer::{ApiRequest, FetchRequest, Transfer};
 
+mod body;
 mod config;
 mod error;
 mod fetch;

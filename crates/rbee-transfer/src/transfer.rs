@@ -281,7 +281,7 @@ impl Transfer {
                 Err(SendError::Cancelled) => return Err(TransferError::cancelled()),
                 Err(e) if e.is_transient() && attempt < max => {
                     let d = inner.backoff.delay(attempt + 1);
-                    tracing::debug!(%what, error = ?e, attempt, delay_ms = d.as_millis() as u64, "retrying");
+                    tracing::debug!(%what, error = %e.describe(), attempt, delay_ms = d.as_millis() as u64, "retrying");
                     d
                 }
                 Err(e) => return Err(e.into_transfer(&what, attempt)),

@@ -100,7 +100,7 @@ impl GitHubVendor {
             let response = self.transfer.send(request, cancel).await?;
             let status = response.status();
             let headers = response.headers().clone();
-            let body = read_body(response, url, cancel).await?;
+            let body = rbee_transfer::read_body(response, MAX_API_BODY, cancel).await?;
             if status.is_success() {
                 return serde_json::from_slice(&body).map(Answer::Found).map_err(|e| {
                     Error::Protocol {
@@ -393,39 +393,6 @@ fn asset_digest(asset: &Asset, notes: &mut Vec<String>) -> Option<Sha256Digest> 
                 asset.name
             ));
             None
-        }
-    }
-}
-
-async fn read_body(
-    mut response: reqwest::Response,
-    url: &Url,
-    cancel: &CancellationToken,
-) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let chunk = tokio::select! {
-            () = cancel.cancelled() => return Err(Error::Cancelled),
-            chunk = response.chunk() => chunk,
-        };
-        match chunk {
-            Ok(Some(bytes)) => {
-                if body.len() + bytes.len() > MAX_API_BODY {
-                    return Err(Error::Protocol {
-                        message: format!(
-                            "the GitHub API answer from {url} is larger than {MAX_API_BODY} bytes"
-                        ),
-                    });
-                }
-                body.extend_from_slice(&bytes);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => {
-                return Err(Error::Network {
-                    message: format!("reading the GitHub API answer from {url} failed"),
-                    source: Some(Box::new(e.without_url())),
-                });
-            }
         }
     }
 }

@@ -23,6 +23,9 @@ use crate::hub_error::{self, Answer, Context};
 use crate::quant::{is_gguf_repo, parse_gguf_name, select_quant, split_set_of};
 use crate::snapshot::{PathFilter, select_snapshot};
 
+/// The largest metadata answer read (a listing of tens of thousands of files fits easily).
+const MAX_API_BODY: usize = 64 << 20;
+
 /// Where reused files are said to come from, in progress events.
 const FROM_HF_CACHE: &str = "HuggingFace cache";
 
@@ -110,13 +113,7 @@ impl HuggingFaceVendor {
         url: &Url,
         cancel: &CancellationToken,
     ) -> Result<T> {
-        let body = tokio::select! {
-            body = response.bytes() => body.map_err(|e| Error::Network {
-                message: format!("reading the answer of {} failed", redact(url)),
-                source: Some(Box::new(e)),
-            })?,
-            () = cancel.cancelled() => return Err(Error::Cancelled),
-        };
+        let body = rbee_transfer::read_body(response, MAX_API_BODY, cancel).await?;
         serde_json::from_slice(&body).map_err(|e| Error::Protocol {
             message: format!(
                 "{} answered JSON this client does not understand ({e}); is HF_ENDPOINT a HuggingFace Hub?",
