@@ -413,9 +413,17 @@ impl Shared {
         st
     }
 
+    /// Writes the resume state, after making the bytes it describes durable: a state that
+    /// claims ranges (and a hash of them) the disk may not hold would, after a power loss,
+    /// resume over holes and publish them.
+    fn persist(&self, st: &PartState) -> std::io::Result<()> {
+        self.file.sync_data()?;
+        st.save(&self.state_path)
+    }
+
     fn save_sync(&self) {
         let st = self.snapshot();
-        if let Err(e) = st.save(&self.state_path) {
+        if let Err(e) = self.persist(&st) {
             tracing::warn!(path = %self.state_path.display(), error = %e, "could not save the resume state");
         }
     }
@@ -671,7 +679,7 @@ impl<'a> Job<'a> {
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
             if shared.armed.load(Ordering::Acquire)
-                && let Err(e) = st.save(&shared.state_path)
+                && let Err(e) = shared.persist(&st)
             {
                 tracing::warn!(path = %shared.state_path.display(), error = %e, "could not save the resume state");
             }
