@@ -520,6 +520,9 @@ impl SseEvent {
     }
 }
 
+/// Longest silence accepted on an event stream.
+const STREAM_IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Reads `text/event-stream` from a response.
 struct EventReader {
     body: futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
@@ -547,7 +550,17 @@ impl EventReader {
                     return Ok(Some(event));
                 }
             }
-            match self.body.next().await {
+            // The daemon sends a keep-alive every 15 s: a minute of silence is a dead link
+            // (a half-open connection would otherwise wait forever).
+            let next = tokio::time::timeout(STREAM_IDLE_LIMIT, self.body.next())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "the event stream from rbee-hive went silent for {} s; the daemon or the network is gone (the job may still be running there)",
+                        STREAM_IDLE_LIMIT.as_secs()
+                    )
+                })?;
+            match next {
                 None => return Ok(None),
                 Some(Err(e)) => {
                     return Err(anyhow::anyhow!(
