@@ -16,7 +16,7 @@ use clap::Parser;
 use rbee_artifact_catalog::{Catalog, Secret};
 use rbee_hive::{HiveConfig, HiveState, check_bind};
 use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings, standard_vendors};
-use rbee_transfer::TransferConfig;
+use rbee_transfer::parse_rate;
 
 /// rbee-hive: provisions models for this machine over HTTP (jobs, Server-Sent Events progress,
 /// cancel, pause, resume). See docs/http-api.md.
@@ -63,7 +63,8 @@ struct Args {
     /// Download jobs accepted and not finished (queued, running or paused) at once
     #[arg(long, default_value_t = 1024, value_name = "N")]
     max_jobs: usize,
-    /// Parallel connections per large file
+    /// Parallel connections per large file, exactly [default: 8, growing up to 32 while each
+    /// connection is slow and the total still rises]
     #[arg(long, value_name = "N")]
     connections: Option<usize>,
     /// Total bandwidth cap across downloads, e.g. 20MB or 500KiB (per second)
@@ -125,26 +126,17 @@ async fn run(args: Args) -> Result<()> {
         .into());
     }
 
-    let root = match &args.cache_dir {
-        Some(dir) => dir.clone(),
-        None => Catalog::default_root().context(
-            "cannot tell where the cache folder is (no home directory); pass --cache-dir or set RBEE_CACHE_DIR",
-        )?,
-    };
-    let root = std::path::absolute(&root)
-        .with_context(|| format!("cannot use {} as the cache folder", root.display()))?;
+    let root = Catalog::resolve_root(args.cache_dir.as_deref())?;
     // Opening recovers entries a dead process left `downloading` (they become `incomplete`).
     let catalog = Arc::new(Catalog::open(&root)?);
 
-    let mut transfer = TransferConfig::default();
-    if let Some(n) = args.connections {
-        transfer.connections = n;
-        transfer.max_connections = transfer.max_connections.max(n);
-    }
-    transfer.rate_limit = args.rate_limit.as_deref().map(parse_rate).transpose()?;
-    let mut vendors = VendorSettings::new(transfer);
-    vendors.write_hf_cache = args.hf_cache;
-    vendors.offline = args.offline;
+    let rate_limit = args
+        .rate_limit
+        .as_deref()
+        .map(|text| parse_rate(text).map_err(|e| UsageError(format!("--rate-limit: {e}"))))
+        .transpose()?;
+    let vendors =
+        VendorSettings::from_options(args.connections, rate_limit, args.hf_cache, args.offline);
     let provisioner = Provisioner::new(
         catalog,
         standard_vendors(&vendors)?,
@@ -232,20 +224,6 @@ async fn wait_for_signal() {
     }
 }
 
-/// `25MB`, `500KiB`, `1.5GB/s`, `1048576` → bytes per second.
-fn parse_rate(text: &str) -> Result<u64> {
-    let trimmed = text.trim().trim_end_matches("/s").trim();
-    let bytes: bytesize::ByteSize = trimmed.parse().map_err(|_| {
-        UsageError(format!(
-            "--rate-limit {text} is not a rate; write e.g. 20MB, 500KiB or 1048576"
-        ))
-    })?;
-    if bytes.as_u64() == 0 {
-        return Err(UsageError("--rate-limit must be above zero".into()).into());
-    }
-    Ok(bytes.as_u64())
-}
-
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "info",
@@ -277,6 +255,5 @@ mod tests {
         assert_eq!(bind_addr("::1", 3).unwrap().to_string(), "[::1]:3");
         assert_eq!(bind_addr("0.0.0.0:9", 3).unwrap().to_string(), "0.0.0.0:9");
         assert!(bind_addr("nowhere", 1).is_err());
-        assert_eq!(parse_rate("1MB").unwrap(), 1_000_000);
     }
 }

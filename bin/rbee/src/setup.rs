@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use rbee_artifact_catalog::{ArtifactRef, Catalog, HfSelector};
 use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings, standard_vendors};
-use rbee_transfer::TransferConfig;
+use rbee_transfer::parse_rate;
 
 use crate::args::{DownloadArgs, GlobalArgs};
 
@@ -24,15 +24,7 @@ impl std::error::Error for UsageError {}
 
 /// The catalog folder: `--cache-dir`, else `$RBEE_CACHE_DIR`, else the platform cache folder.
 pub(crate) fn cache_dir(global: &GlobalArgs) -> Result<PathBuf> {
-    let dir = match &global.cache_dir {
-        Some(dir) => dir.clone(),
-        None => Catalog::default_root().context(
-            "cannot tell where the cache folder is (no home directory); pass --cache-dir or set RBEE_CACHE_DIR",
-        )?,
-    };
-    // Paths printed for other programs must not depend on this process's folder.
-    std::path::absolute(&dir)
-        .with_context(|| format!("cannot use {} as the cache folder", dir.display()))
+    Ok(Catalog::resolve_root(global.cache_dir.as_deref())?)
 }
 
 /// Opens the catalog (creating it, and recovering downloads left by dead processes).
@@ -52,7 +44,11 @@ pub(crate) struct TransferSettings {
 
 impl TransferSettings {
     pub(crate) fn from_args(args: &DownloadArgs) -> Result<Self> {
-        let rate_limit = args.rate_limit.as_deref().map(parse_rate).transpose()?;
+        let rate_limit = args
+            .rate_limit
+            .as_deref()
+            .map(|text| parse_rate(text).map_err(|e| UsageError(format!("--rate-limit: {e}"))))
+            .transpose()?;
         if args.connections == Some(0) {
             return Err(UsageError("--connections must be at least 1".into()).into());
         }
@@ -67,17 +63,12 @@ impl TransferSettings {
 
 /// The vendors and the download engine, tuned by the flags.
 pub(crate) fn vendor_settings(settings: &TransferSettings) -> VendorSettings {
-    let mut transfer = TransferConfig::default();
-    if let Some(n) = settings.connections {
-        // An explicit count is used as given: no adaptive growth beyond it.
-        transfer.connections = n;
-        transfer.max_connections = n;
-    }
-    transfer.rate_limit = settings.rate_limit;
-    let mut vendors = VendorSettings::new(transfer);
-    vendors.write_hf_cache = settings.hf_cache;
-    vendors.offline = settings.offline;
-    vendors
+    VendorSettings::from_options(
+        settings.connections,
+        settings.rate_limit,
+        settings.hf_cache,
+        settings.offline,
+    )
 }
 
 pub(crate) fn provisioner(
@@ -144,32 +135,4 @@ pub(crate) fn reference(args: &DownloadArgs) -> Result<ArtifactRef> {
     reference
         .absolutize()
         .context("cannot make the file path absolute")
-}
-
-/// `25MB`, `500KiB`, `1.5GB/s`, `1048576` → bytes per second.
-pub(crate) fn parse_rate(text: &str) -> Result<u64> {
-    let trimmed = text.trim().trim_end_matches("/s").trim();
-    let bytes: bytesize::ByteSize = trimmed.parse().map_err(|_| {
-        UsageError(format!(
-            "--rate-limit {text} is not a rate; write e.g. 20MB, 500KiB or 1048576"
-        ))
-    })?;
-    if bytes.as_u64() == 0 {
-        return Err(UsageError("--rate-limit must be above zero".into()).into());
-    }
-    Ok(bytes.as_u64())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rates() {
-        assert_eq!(parse_rate("25MB").unwrap(), 25_000_000);
-        assert_eq!(parse_rate("500KiB/s").unwrap(), 512_000);
-        assert_eq!(parse_rate("1048576").unwrap(), 1_048_576);
-        assert!(parse_rate("fast").is_err());
-        assert!(parse_rate("0").is_err());
-    }
 }

@@ -275,18 +275,9 @@ impl Provisioner {
         let result = self
             .provision_inner(reference, options, tracker, &cancel)
             .await;
-        // Whatever happened, the caller's stream ends with a final event.
-        if !tracker.is_finished() {
-            match &result {
-                Ok(p) => tracker.completed(
-                    p.entry.record.id.clone(),
-                    p.paths(),
-                    p.entry.record.total_size(),
-                ),
-                Err(e) if e.is_cancelled() => tracker.cancelled(),
-                Err(e) => tracker.failed(e.to_string(), e.code()),
-            }
-        }
+        // Whatever happened, the caller's stream ends with a final event (a tracker that already
+        // has one ignores another).
+        finish(tracker, &result);
         result
     }
 
@@ -400,15 +391,7 @@ impl Provisioner {
                     message: format!("internal error: the download task failed ({e})"),
                 }),
             };
-            match &result {
-                Ok(p) => tracker.completed(
-                    p.entry.record.id.clone(),
-                    p.paths(),
-                    p.entry.record.total_size(),
-                ),
-                Err(e) if e.is_cancelled() => tracker.cancelled(),
-                Err(e) => tracker.failed(e.to_string(), e.code()),
-            }
+            finish(&tracker, &result);
             {
                 let mut map = lock(&this.inner.inflight);
                 if map.get(&key).is_some_and(|j| Arc::ptr_eq(j, &task_job)) {
@@ -592,10 +575,12 @@ impl Provisioner {
                 tracker.file_reused(&f.path, f.size.unwrap_or(0), "unchanged in the catalog");
             }
         }
-        if self.inner.config.reuse_by_digest {
+        let wants_digest = to_fetch.iter().any(|f| f.sha256.is_some());
+        if self.inner.config.reuse_by_digest && wants_digest {
+            let index = self.inner.catalog.digest_index()?;
             let mut remaining = Vec::new();
             for f in to_fetch {
-                match self.reuse_by_digest(&f, files_dir, tracker).await {
+                match self.reuse_by_digest(&index, &f, files_dir, tracker).await {
                     Ok(Some(sha)) => set_digest(record, &f.path, sha, f.size.unwrap_or(0)),
                     Ok(None) => remaining.push(f),
                     Err(e) => {
@@ -642,6 +627,7 @@ impl Provisioner {
     /// Links a ready catalog file with the same digest instead of downloading it.
     async fn reuse_by_digest(
         &self,
+        index: &HashMap<(Sha256Digest, u64), PathBuf>,
         file: &ResolvedFile,
         files_dir: &Path,
         tracker: &DownloadTracker,
@@ -649,7 +635,7 @@ impl Provisioner {
         let (Some(sha), Some(size)) = (file.sha256, file.size) else {
             return Ok(None);
         };
-        let Some(source) = self.inner.catalog.find_by_digest(&sha, size)? else {
+        let Some(source) = index.get(&(sha, size)).cloned() else {
             return Ok(None);
         };
         let target = files_dir.join(&file.path);
@@ -771,6 +757,19 @@ impl Provisioner {
         tokio::task::spawn_blocking(move || catalog.verify(&id, |_| {}))
             .await
             .map_err(|e| Error::io("verifying", std::io::Error::other(e)))?
+    }
+}
+
+/// Sends the final event that matches a provision outcome.
+fn finish(tracker: &DownloadTracker, result: &Result<Provisioned>) {
+    match result {
+        Ok(p) => tracker.completed(
+            p.entry.record.id.clone(),
+            p.paths(),
+            p.entry.record.total_size(),
+        ),
+        Err(e) if e.is_cancelled() => tracker.cancelled(),
+        Err(e) => tracker.failed(e.to_string(), e.code()),
     }
 }
 

@@ -42,6 +42,27 @@ impl VendorSettings {
             ..Self::default()
         }
     }
+
+    /// Settings from the download options every binary offers: an exact connection count (no
+    /// adaptive growth past it) and a total rate limit, else the engine's defaults.
+    pub fn from_options(
+        connections: Option<usize>,
+        rate_limit: Option<u64>,
+        write_hf_cache: bool,
+        offline: bool,
+    ) -> Self {
+        let mut transfer = TransferConfig::default();
+        if let Some(n) = connections {
+            transfer.connections = n;
+            transfer.max_connections = n;
+        }
+        transfer.rate_limit = rate_limit;
+        Self {
+            write_hf_cache,
+            offline,
+            ..Self::new(transfer)
+        }
+    }
 }
 
 /// Every vendor of this build, sharing one download engine (so a rate limit holds across them).

@@ -110,3 +110,30 @@ impl TransferConfig {
         Ok(())
     }
 }
+
+/// Parses a bandwidth such as `25MB`, `500KiB`, `1.5GB/s` or `1048576` into bytes per second.
+/// The error says what was wrong and shows valid forms.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim().trim_end_matches("/s").trim();
+    let bytes: bytesize::ByteSize = trimmed.parse().map_err(|_| {
+        format!("`{text}` is not a rate; write e.g. 20MB, 500KiB or 1048576 (bytes per second)")
+    })?;
+    match bytes.as_u64() {
+        0 => Err("a rate limit must be above zero".into()),
+        n => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("25MB"), Ok(25_000_000));
+        assert_eq!(parse_rate("500KiB/s"), Ok(512_000));
+        assert_eq!(parse_rate("1048576"), Ok(1_048_576));
+        assert!(parse_rate("fast").unwrap_err().contains("not a rate"));
+        assert!(parse_rate("0").is_err());
+    }
+}

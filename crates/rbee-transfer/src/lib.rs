@@ -33,7 +33,7 @@
 #![deny(missing_docs)]
 
 pub use body::read_body;
-pub use config::TransferConfig;
+pub use config::{TransferConfig, parse_rate};
 pub use error::{TransferError, TransferErrorKind, redact_url};
 pub use transfer::{ApiRequest, FetchRequest, Transfer};
 

@@ -14,6 +14,7 @@
 pub(crate) mod layout;
 mod record;
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -188,6 +189,22 @@ impl Catalog {
         }
     }
 
+    /// The root a binary should open: `explicit` (a `--cache-dir` flag) else
+    /// [`default_root`](Self::default_root), made absolute so that paths handed to other
+    /// programs do not depend on the current folder.
+    pub fn resolve_root(explicit: Option<&Path>) -> Result<PathBuf> {
+        let dir = match explicit {
+            Some(dir) => dir.to_path_buf(),
+            None => Self::default_root().ok_or_else(|| {
+                Error::InvalidRequest(
+                    "cannot tell where the cache folder is (no home directory); pass --cache-dir or set RBEE_CACHE_DIR".into(),
+                )
+            })?,
+        };
+        std::path::absolute(&dir)
+            .map_err(|e| Error::io(format!("using {} as the cache folder", dir.display()), e))
+    }
+
     /// Opens (creating if needed) the catalog at `root`, and marks entries left `downloading`
     /// by a dead process as `incomplete`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
@@ -277,7 +294,12 @@ impl Catalog {
 
     /// Takes the download lease of an artifact if no other download holds it.
     pub fn try_lease(&self, reference: &ArtifactRef) -> Result<Option<DownloadLease>> {
-        let (file, key, dir) = self.open_lock(reference)?;
+        self.try_lease_key(CatalogKey::of(reference))
+    }
+
+    fn try_lease_key(&self, key: CatalogKey) -> Result<Option<DownloadLease>> {
+        let dir = self.entry_dir(&key);
+        let file = open_lock_file(&dir)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(DownloadLease {
                 _lock: file,
@@ -285,38 +307,11 @@ impl Catalog {
                 dir,
             })),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
+            // Without the lock nothing proves that no download is writing here.
             Err(fs::TryLockError::Error(e)) => {
                 Err(Error::io(format!("locking {}", dir.display()), e))
             }
         }
-    }
-
-    /// Takes the download lease, waiting for another download of the same artifact to end.
-    /// Blocking.
-    pub fn lease_blocking(&self, reference: &ArtifactRef) -> Result<DownloadLease> {
-        let (file, key, dir) = self.open_lock(reference)?;
-        file.lock()
-            .map_err(|e| Error::io(format!("locking {}", dir.display()), e))?;
-        Ok(DownloadLease {
-            _lock: file,
-            key,
-            dir,
-        })
-    }
-
-    fn open_lock(&self, reference: &ArtifactRef) -> Result<(File, CatalogKey, PathBuf)> {
-        let key = CatalogKey::of(reference);
-        let dir = self.entry_dir(&key);
-        fs::create_dir_all(layout::files_dir(&dir))
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let path = dir.join(layout::LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        Ok((file, key, dir))
     }
 
     /// Writes a whole record (atomically) into the folder of its key.
@@ -374,26 +369,10 @@ impl Catalog {
             });
         }
         // Holding the lease proves no download is writing into the folder.
-        let lock_path = dir.join(layout::LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(Error::Busy {
-                    id,
-                    reason: "it is being downloaded; cancel that download first".into(),
-                });
-            }
-            // Without the lock nothing proves that no download is writing here.
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(Error::io(format!("locking {}", lock_path.display()), e));
-            }
-        }
+        let lease = self.try_lease_key(key)?.ok_or_else(|| Error::Busy {
+            id: id.clone(),
+            reason: "it is being downloaded; cancel that download first".into(),
+        })?;
         let (complete, partial) = dir_size(&dir);
         let bytes = complete + partial;
         let _guard = self.write_guard()?;
@@ -402,7 +381,7 @@ impl Catalog {
             .map_err(|e| Error::io(format!("removing the record in {}", dir.display()), e))?;
         fs::remove_dir_all(&dir)
             .map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
-        drop(lock);
+        drop(lease);
         // Tidy empty parents (org/repo folders), never the root.
         let mut parent = dir.parent();
         while let Some(p) = parent {
@@ -527,6 +506,13 @@ impl Catalog {
     /// A ready file anywhere in the catalog with this digest and size, to link instead of
     /// downloading the same bytes twice.
     pub fn find_by_digest(&self, sha256: &Sha256Digest, size: u64) -> Result<Option<PathBuf>> {
+        Ok(self.digest_index()?.remove(&(*sha256, size)))
+    }
+
+    /// Every present file of every ready entry, by (digest, size): one pass over the catalog
+    /// for a download that wants to reuse several files.
+    pub fn digest_index(&self) -> Result<HashMap<(Sha256Digest, u64), PathBuf>> {
+        let mut index = HashMap::new();
         for listing in self.list()? {
             let Listing::Entry(entry) = listing else {
                 continue;
@@ -535,15 +521,14 @@ impl Catalog {
                 continue;
             }
             for f in &entry.record.files {
-                if f.sha256.as_ref() == Some(sha256) && f.size == size {
-                    let path = layout::file_path(&entry.dir, &f.path);
-                    if fs::metadata(&path).is_ok_and(|m| m.len() == size) {
-                        return Ok(Some(path));
-                    }
+                let Some(sha256) = f.sha256 else { continue };
+                let path = layout::file_path(&entry.dir, &f.path);
+                if fs::metadata(&path).is_ok_and(|m| m.len() == f.size) {
+                    index.entry((sha256, f.size)).or_insert(path);
                 }
             }
         }
-        Ok(None)
+        Ok(index)
     }
 
     fn id_of_dir(&self, dir: &Path) -> String {
@@ -595,6 +580,19 @@ impl Catalog {
 struct WriteGuard<'a> {
     _file: File,
     _guard: std::sync::MutexGuard<'a, ()>,
+}
+
+/// Opens (creating the artifact's folders if needed) its lock file.
+fn open_lock_file(dir: &Path) -> Result<File> {
+    fs::create_dir_all(layout::files_dir(dir))
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let path = dir.join(layout::LOCK_FILE);
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))
 }
 
 fn read_record(dir: &Path) -> std::result::Result<Option<ArtifactRecord>, String> {
