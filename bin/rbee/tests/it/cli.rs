@@ -114,7 +114,8 @@ fn list_info_verify_du_rm_work_and_speak_json() {
         .success();
 
     let list = env.json(&["model", "list"]);
-    let items = list.as_array().unwrap();
+    assert_eq!(list["version"], 1);
+    let items = list["models"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     let id = items[0]["id"].as_str().unwrap().to_string();
     assert_eq!(items[0]["status"]["state"], "ready");
@@ -141,8 +142,14 @@ fn list_info_verify_du_rm_work_and_speak_json() {
         .stdout(predicate::str::contains(&id));
 
     let removed = env.json(&["model", "rm", &id]);
-    assert_eq!(removed[0]["id"], id.as_str());
-    assert_eq!(env.json(&["model", "list"]).as_array().unwrap().len(), 0);
+    assert_eq!(removed["removed"][0]["id"], id.as_str());
+    assert_eq!(
+        env.json(&["model", "list"])["models"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
     // The original file is untouched.
     assert_eq!(std::fs::read(&src).unwrap(), b"GGUF tiny model");
 
@@ -219,7 +226,7 @@ fn bad_references_exit_2_naming_the_part() {
         .args(["--json", "model", "download", "hf:o/r:Q4 K"])
         .assert()
         .code(2)
-        .stdout(predicate::str::contains("\"code\":\"usage\""));
+        .stdout(predicate::str::contains("\"code\":\"invalid_reference\""));
 }
 
 #[test]
@@ -245,7 +252,13 @@ fn missing_or_unusable_files_exit_1_with_a_clear_message() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("holds no model files"));
-    assert_eq!(env.json(&["model", "list"]).as_array().unwrap().len(), 0);
+    assert_eq!(
+        env.json(&["model", "list"])["models"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 #[test]
@@ -263,7 +276,13 @@ fn dry_run_fetches_nothing() {
     assert_eq!(plan["total_bytes"], 4096);
     assert_eq!(plan["files"][0]["action"], "fetch");
     assert!(plan["free_bytes"].as_u64().unwrap() > 0);
-    assert_eq!(env.json(&["model", "list"]).as_array().unwrap().len(), 0);
+    assert_eq!(
+        env.json(&["model", "list"])["models"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 #[test]
@@ -302,11 +321,16 @@ fn ctrl_c_cancels_with_exit_130_and_keeps_the_catalog_true() {
         rest.last().unwrap().contains("\"event\":\"cancelled\""),
         "{rest:?}"
     );
+    // With --json the final event says it all; nothing is repeated on stderr.
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(
-        stderr.contains("run the same command again to resume"),
-        "{stderr}"
+    assert!(!stderr.contains("Cancelled"), "{stderr}");
+    assert_eq!(
+        rest.iter()
+            .filter(|l| l.contains("\"event\":\"cancelled\""))
+            .count(),
+        1,
+        "{rest:?}"
     );
     let info = env.json(&["model", "info", "file:huge.gguf"]);
     assert_eq!(info["status"]["state"], "incomplete");

@@ -374,7 +374,8 @@ async fn each_hub_error_has_its_message_and_exit_code() {
         .unwrap();
     let list: Value = serde_json::from_slice(&list.stdout).unwrap();
     assert!(
-        list.as_array()
+        list["models"]
+            .as_array()
             .unwrap()
             .iter()
             .all(|e| e["status"]["state"] != "ready"),

@@ -184,7 +184,7 @@ async fn download_list_info_verify_rm_through_the_daemon_print_like_embedded_mod
 
     let list: Value =
         serde_json::from_str(&ok(&env.via(&hive, &["--json", "model", "list"]).await)).unwrap();
-    let id = list[0]["id"].as_str().unwrap().to_string();
+    let id = list["models"][0]["id"].as_str().unwrap().to_string();
     for args in [
         vec!["model", "list"],
         vec!["--json", "model", "list"],
@@ -394,9 +394,13 @@ async fn a_daemon_with_a_token_takes_it_from_rbee_hive_token() {
             .await
             .unwrap();
         assert_eq!(out.status.code(), Some(1));
-        assert!(stderr(&out).contains("bearer token"), "{}", stderr(&out));
         let error: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(error["error"]["code"], "unauthorized");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("bearer token"), "{message}");
+        // What to do on this side: the flag or variable that carries the token.
+        assert!(message.contains("--hive-token"), "{message}");
+        assert!(!stderr(&out).contains("bearer token"), "{}", stderr(&out));
         let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
         assert!(!all.contains(token));
     }
