@@ -110,7 +110,13 @@ fn network_advice(message: &str, e: &anyhow::Error) -> String {
             "{message}\n  check the network or proxy, or use --offline for what is on disk"
         );
     };
-    let mirror = if host.ends_with("huggingface.co") || host == "hf.co" {
+    let endpoint = std::env::var("HF_ENDPOINT")
+        .ok()
+        .and_then(|e| reqwest::Url::parse(&e).ok())
+        .and_then(|u| u.host_str().map(str::to_string));
+    let mirror = if endpoint.as_deref() == Some(host.as_str()) {
+        ", check HF_ENDPOINT (the HuggingFace endpoint in use)"
+    } else if host.ends_with("huggingface.co") || host == "hf.co" {
         ", set HF_ENDPOINT for a mirror"
     } else {
         ""

@@ -800,8 +800,35 @@ async fn wait_result(rx: &mut watch::Receiver<SharedResult>) -> Result<Provision
         .map_err(|_| Error::Cancelled)?;
     match value.as_ref() {
         Some(Ok(p)) => Ok(p.clone()),
-        Some(Err(e)) => Err(e.duplicate()),
+        Some(Err(e)) => Err(match &**e {
+            // Keep the causes (a name that does not resolve, a refused connection) for the
+            // callers that explain them.
+            Error::Network {
+                message,
+                source: Some(_),
+            } => Error::Network {
+                message: message.clone(),
+                source: Some(Box::new(SharedCause(e.clone()))),
+            },
+            _ => e.duplicate(),
+        }),
         None => Err(Error::Cancelled),
+    }
+}
+
+/// The causes of an error that several callers of one transfer share.
+#[derive(Debug)]
+struct SharedCause(Arc<Error>);
+
+impl std::fmt::Display for SharedCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0)
     }
 }
 
