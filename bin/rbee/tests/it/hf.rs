@@ -618,3 +618,27 @@ async fn without_a_network_the_error_says_what_to_do() {
     );
     assert!(!stderr.contains("retrying"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_of_a_ready_model_works_without_the_network() {
+    let env = Env::new(&[("org/tiny-GGUF", gguf_repo())]).await;
+    ok(&env.download("c", "hf:org/tiny-GGUF:Q4_K_M", &[]));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for extra in [&[][..], &["--offline"][..]] {
+        let out = env
+            .rbee("c")
+            .env("HF_ENDPOINT", format!("http://{closed}"))
+            .args(["--json", "pull", "--dry-run", "hf:org/tiny-GGUF:Q4_K_M"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{extra:?}: {}", text(&out));
+        let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(plan["bytes_to_fetch"], 0, "{plan}");
+        assert_eq!(plan["files"][0]["action"], "present", "{plan}");
+        assert_eq!(plan["files"][0]["path"], "tiny.Q4_K_M.gguf");
+    }
+}
