@@ -2,19 +2,21 @@
 
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 /// rbee: get models onto this machine — fast, verified, resumable — and keep a catalog of them.
 #[derive(Debug, Parser)]
-#[command(name = "rbee", version, propagate_version = true)]
+#[command(name = "rbee", version = crate::build_info::VERSION, propagate_version = true)]
 #[command(after_help = "References:\n  \
     hf:ORG/REPO[:QUANT]          a HuggingFace GGUF repo, one quantization (default Q4_K_M)\n  \
     hf:ORG/REPO[@REV]/PATH       one file of a HuggingFace repo\n  \
-    ORG/REPO, hf.co/ORG/REPO     the same, as llama.cpp and Ollama write it\n  \
+    ORG/REPO, hf.co/ORG/REPO     the same, as llama.cpp and Ollama write it (also hf://ORG/REPO;\n                               \
+    :latest means the default quantization)\n  \
     gh:OWNER/REPO[@TAG][/ASSET]  a GitHub release asset\n  \
-    file:PATH                    a file or folder on this machine\n  \
+    file:PATH, /PATH, ./PATH     a file or folder on this machine\n  \
     https://HOST/PATH            any file over HTTP(S); #sha256=HEX to verify it\n\n\
-Exit codes: 0 ok, 1 failure, 2 usage error, 130 cancelled (Ctrl-C).")]
+Exit codes: 0 ok, 1 failure, 2 usage error, 130 cancelled (Ctrl-C), 143 terminated (SIGTERM).")]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalArgs,
@@ -27,18 +29,26 @@ pub(crate) struct GlobalArgs {
     /// Catalog folder [default: $RBEE_CACHE_DIR, else ~/.cache/rbee/models]
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
-    /// Machine-readable output: JSON lines for progress, a JSON document otherwise
+    /// Machine-readable output: JSON lines for downloads, one JSON document otherwise
+    /// (see docs/cli.md)
     #[arg(long, global = true)]
     pub(crate) json: bool,
-    /// Log what happens (repeat for more detail); RUST_LOG overrides
+    /// Log what happens, and show the full cause of errors (repeat for more detail); RUST_LOG
+    /// overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
-    /// No progress bars
+    /// No progress
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,
     /// Work through the rbee-hive daemon at this URL (e.g. http://127.0.0.1:8600) instead of
     /// in this process; its catalog is used
-    #[arg(long, global = true, env = "RBEE_HIVE_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "RBEE_HIVE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub(crate) hive: Option<String>,
     /// Bearer token of the rbee-hive daemon (needed when it listens beyond loopback)
     #[arg(
@@ -56,6 +66,43 @@ pub(crate) enum Command {
     /// Models and other artifacts in the catalog
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Download a model (or make sure it is present) and print its local path (= model download)
+    Pull(DownloadArgs),
+    /// List the catalog (= model list)
+    Ls,
+    /// Remove entries with their files and partial downloads (= model rm)
+    Rm(RmArgs),
+    /// Jobs of a rbee-hive daemon (needs --hive): list them, or cancel, pause or resume one
+    Ps {
+        #[command(subcommand)]
+        action: Option<PsAction>,
+    },
+    /// Print a shell completion script, e.g. `rbee completions bash > ~/.local/share/bash-completion/completions/rbee`
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `rbee man | man -l -`
+    Man,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub(crate) enum PsAction {
+    /// Cancel a job (its partial files stay for a later download)
+    Cancel {
+        /// The job id (`rbee ps` lists them)
+        job: String,
+    },
+    /// Pause a download (it keeps its place and its partial files)
+    Pause {
+        /// The job id
+        job: String,
+    },
+    /// Resume a paused download
+    Resume {
+        /// The job id
+        job: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,13 +125,36 @@ pub(crate) enum ModelCommand {
     },
     /// Remove entries with their files and partial downloads
     #[command(visible_alias = "remove")]
-    Rm {
-        /// Catalog ids or references
-        #[arg(required = true)]
-        models: Vec<String>,
-    },
+    Rm(RmArgs),
     /// Disk use of the catalog
     Du,
+}
+
+impl Command {
+    /// The catalog command a top-level verb stands for (`pull` is `model download`, …).
+    pub(crate) fn into_model_command(self) -> Result<ModelCommand, Box<Command>> {
+        match self {
+            Command::Model(cmd) => Ok(cmd),
+            Command::Pull(args) => Ok(ModelCommand::Download(args)),
+            Command::Ls => Ok(ModelCommand::List),
+            Command::Rm(args) => Ok(ModelCommand::Rm(args)),
+            other => Err(Box::new(other)),
+        }
+    }
+}
+
+impl ModelCommand {
+    /// Whether `--json` output is a stream of event lines (else one document).
+    pub(crate) fn streams(&self) -> bool {
+        matches!(self, ModelCommand::Download(args) if !args.dry_run)
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RmArgs {
+    /// Catalog ids or references
+    #[arg(required = true)]
+    pub(crate) models: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -103,8 +173,9 @@ pub(crate) struct DownloadArgs {
     /// Leave out files matching this glob (repeatable)
     #[arg(long, value_name = "GLOB")]
     pub(crate) exclude: Vec<String>,
-    /// Parallel connections per large file, exactly [default: 8, growing up to 32 while each
-    /// connection is slow and the total still rises]
+    /// Parallel connections per file, exactly N for every file large enough to split (smaller
+    /// files use one) [default: 8, growing up to 32 while each connection is slow and the
+    /// total still rises]
     #[arg(long, value_name = "N")]
     pub(crate) connections: Option<usize>,
     /// Total bandwidth cap, e.g. 20MB, 500KiB (per second)
@@ -113,8 +184,14 @@ pub(crate) struct DownloadArgs {
     /// Show what would be downloaded, and the free space, without fetching anything
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// Use only what is already on this machine
-    #[arg(long, env = "RBEE_OFFLINE")]
+    /// Use only what is already on this machine (RBEE_OFFLINE accepts 1/0, true/false, yes/no)
+    #[arg(
+        long,
+        env = "RBEE_OFFLINE",
+        hide_env_values = true,
+        action = clap::ArgAction::SetTrue,
+        value_parser = BoolishValueParser::new()
+    )]
     pub(crate) offline: bool,
     /// Ask the vendor again even when a pinned model is ready
     #[arg(long)]
@@ -123,4 +200,38 @@ pub(crate) struct DownloadArgs {
     /// llama.cpp -hf)
     #[arg(long)]
     pub(crate) hf_cache: bool,
+    /// Also place the files under DIR (hard links to the catalog's copies when DIR is on the
+    /// same file system, else copies), like `hf download --local-dir`; prints the path there
+    #[arg(long, value_name = "DIR")]
+    pub(crate) local_dir: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn top_level_verbs_are_the_catalog_commands() {
+        let cli = Cli::try_parse_from(["rbee", "pull", "hf:o/r", "--local-dir", "m"]).unwrap();
+        let Ok(ModelCommand::Download(args)) = cli.command.into_model_command() else {
+            panic!()
+        };
+        assert_eq!(args.local_dir, Some(PathBuf::from("m")));
+        let cli = Cli::try_parse_from(["rbee", "rm", "x", "y"]).unwrap();
+        assert!(
+            matches!(cli.command.into_model_command(), Ok(ModelCommand::Rm(a)) if a.models == ["x", "y"])
+        );
+        let cli = Cli::try_parse_from(["rbee", "ps", "cancel", "job-1"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Ps { action: Some(PsAction::Cancel { ref job }) } if job == "job-1"
+        ));
+    }
 }

@@ -5,67 +5,182 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use rbee_artifact_catalog::{
-    ArtifactRef, ArtifactStatus, Catalog, CatalogEntry, CatalogKey, CheckOutcome, DownloadTracker,
-    Error, JobId, Listing, Removed, ResolveOptions, VerifyReport, human_bytes,
+    ArtifactStatus, Catalog, CatalogEntry, CatalogKey, CheckOutcome, DownloadTracker, Error, JobId,
+    Listing, Removed, ResolveOptions, VerifyReport, human_bytes, layout,
 };
 use rbee_model_provisioner::{Outcome, Plan, ProvisionOptions};
 use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{DownloadArgs, GlobalArgs};
-use crate::render::{self, Mode};
-use crate::setup::{self, TransferSettings};
+use crate::args::{DownloadArgs, GlobalArgs, ModelCommand};
+use crate::failure::{self, Failure};
+use crate::logging;
+use crate::render::{self, JSON_VERSION, Mode, Seen, Update};
+use crate::setup::{self, CliError, TransferSettings};
 
-pub(crate) async fn download(global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
+/// Runs a catalog command in this process.
+pub(crate) async fn run(global: &GlobalArgs, command: &ModelCommand) -> Result<()> {
+    match command {
+        ModelCommand::Download(args) if args.dry_run => dry_run(global, args).await,
+        ModelCommand::Download(args) => download(global, args).await,
+        ModelCommand::List => list(global),
+        ModelCommand::Info { model } => info(global, model),
+        ModelCommand::Verify { models } => verify(global, models).await,
+        ModelCommand::Rm(args) => rm(global, &args.models),
+        ModelCommand::Du => du(global),
+    }
+}
+
+async fn dry_run(global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
     let reference = setup::reference(args)?;
     let settings = TransferSettings::from_args(args)?;
     let catalog = setup::open_catalog(global)?;
     let provisioner = setup::provisioner(catalog, &settings)?;
+    let options = provision_options(args);
+    let cancel = cancel_on_signals();
+    let plan = tokio::select! {
+        plan = provisioner.plan(&reference, &options, &cancel) => plan?,
+        () = cancel.cancelled() => return Err(Error::Cancelled.into()),
+    };
+    print_plan(&plan, global.json)
+}
+
+fn provision_options(args: &DownloadArgs) -> ProvisionOptions {
     let mut resolve = ResolveOptions::with_globs(args.include.clone(), args.exclude.clone());
     resolve.offline = args.offline;
     let mut options = ProvisionOptions::new(resolve);
     options.refresh = args.refresh;
-    let cancel = cancel_on_signals();
+    options
+}
 
-    if args.dry_run {
-        let plan = tokio::select! {
-            plan = provisioner.plan(&reference, &options, &cancel) => plan?,
-            () = cancel.cancelled() => return Err(Error::Cancelled.into()),
-        };
-        print_plan(&plan, global.json)?;
-        return Ok(());
-    }
-
+async fn download(global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
     let tracker = DownloadTracker::new(JobId::generate());
-    let (replay, rx) = tracker.subscribe();
+    let (tx, rx) = mpsc::channel(1024);
     let renderer = tokio::spawn(render::render(
         Mode::choose(global.json, global.quiet),
-        replay,
+        args.reference.trim().to_string(),
         rx,
     ));
+    let forwarder = tokio::spawn(forward(tracker.clone(), tx));
+    // Retries while resolving are logged by the engine; they reach the display as narration.
+    let notes = logging::take_notes().map(|mut notes| {
+        let tracker = tracker.clone();
+        tokio::spawn(async move {
+            while let Some(note) = notes.recv().await {
+                tracker.message(note);
+            }
+        })
+    });
     let started = Instant::now();
-    let result = provisioner
-        .provision(reference, options, &tracker, cancel)
-        .await;
-    let _ = renderer.await;
+    let result = provision(global, args, &tracker).await;
+    if let Err(e) = &result
+        && !tracker.is_finished()
+    {
+        // Failed before the job could say so (a bad flag, an unusable catalog folder): the
+        // display still ends with one final event.
+        let failure = Failure::of(e, global.verbose > 0);
+        if failure.code == "cancelled" {
+            tracker.cancelled();
+        } else {
+            tracker.failed(failure.message, failure.code);
+        }
+    }
+    if let Some(notes) = notes {
+        notes.abort();
+    }
+    let _ = forwarder.await;
+    let seen = renderer.await.unwrap_or_default();
     let provisioned = match result {
         Ok(p) => p,
-        Err(Error::Cancelled) => {
-            return Err(anyhow::Error::new(Error::Cancelled)
-                .context(format!("{} kept on disk", human_bytes(tracker.bytes()))));
+        Err(e) if e.downcast_ref::<Error>().is_some_and(Error::is_cancelled) => {
+            return Err(e.context(format!("{} kept on disk", human_bytes(tracker.bytes()))));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
-    let record = &provisioned.entry.record;
+    let entry = &provisioned.entry;
+    let path = match &args.local_dir {
+        Some(dir) => place_in(entry, dir)?,
+        None => entry.primary_path(),
+    };
     print_ready(
         global,
-        &record.id,
-        record.total_size(),
+        &entry.record.id,
+        entry.record.total_size(),
         provisioned.outcome == Outcome::AlreadyReady,
         started,
-        &provisioned.entry.primary_path(),
+        seen,
+        &path,
     );
     Ok(())
+}
+
+/// The provision itself, every step of which may fail into the tracker's final event.
+async fn provision(
+    global: &GlobalArgs,
+    args: &DownloadArgs,
+    tracker: &DownloadTracker,
+) -> Result<rbee_model_provisioner::Provisioned> {
+    let reference = setup::reference(args)?;
+    let settings = TransferSettings::from_args(args)?;
+    let catalog = setup::open_catalog(global)?;
+    let provisioner = setup::provisioner(catalog, &settings)?;
+    let cancel = cancel_on_signals();
+    Ok(provisioner
+        .provision(reference, provision_options(args), tracker, cancel)
+        .await?)
+}
+
+/// Sends the tracker's events to the display until the final one.
+async fn forward(tracker: DownloadTracker, tx: mpsc::Sender<Update>) {
+    let (replay, mut rx) = tracker.subscribe();
+    for event in replay {
+        let last = event.kind.is_final();
+        if tx.send(Update::Event(event)).await.is_err() || last {
+            return;
+        }
+    }
+    loop {
+        match rx.recv().await {
+            Ok(event) => {
+                let last = event.kind.is_final();
+                if tx.send(Update::Event(event)).await.is_err() || last {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// `--local-dir DIR`: each file of `entry` also at `DIR/<its path>` (a hard link to the
+/// catalog's verified copy where possible, else a copy); returns the path to hand a runtime.
+fn place_in(entry: &CatalogEntry, dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let dir = std::path::absolute(dir)
+        .with_context(|| format!("cannot use {} as --local-dir", dir.display()))?;
+    for f in &entry.record.files {
+        let source = layout::file_path(&entry.dir, &f.path);
+        let target = dir.join(&f.path);
+        if same_file(&source, &target) {
+            continue;
+        }
+        rbee_model_provisioner::link_or_copy(&source, &target)?;
+    }
+    let primary = entry.primary_path();
+    Ok(match primary.strip_prefix(entry.files_dir()) {
+        Ok(rel) if !rel.as_os_str().is_empty() => dir.join(rel),
+        _ => dir,
+    })
+}
+
+/// Whether two paths are one file (a link placed by an earlier run).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// The end of a successful download: a summary on stderr, the path on stdout (nothing extra
@@ -76,15 +191,23 @@ pub(crate) fn print_ready(
     size: u64,
     already_present: bool,
     started: Instant,
+    seen: Seen,
     path: &std::path::Path,
 ) {
     if global.json {
         return;
     }
+    let secs = started.elapsed().as_secs_f64();
     let how = if already_present {
         "already present".to_string()
+    } else if seen.fetched > 0 {
+        format!(
+            "fetched {} in {secs:.1}s, {}/s",
+            human_bytes(seen.fetched),
+            human_bytes((seen.fetched as f64 / secs.max(0.001)) as u64)
+        )
     } else {
-        format!("in {:.1}s", started.elapsed().as_secs_f64())
+        format!("in {secs:.1}s")
     };
     if !global.quiet {
         eprintln!("Ready: {id} ({}, {how})", human_bytes(size));
@@ -92,36 +215,40 @@ pub(crate) fn print_ready(
     out!("{}", path.display());
 }
 
-/// Cancels on Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
+/// Cancels on Ctrl-C or SIGTERM (remembering which, for the exit status); a second signal
+/// exits at once.
 pub(crate) fn cancel_on_signals() -> CancellationToken {
+    use tokio::signal::unix::{SignalKind, signal};
     let cancel = CancellationToken::new();
     let token = cancel.clone();
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let terminated = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending().await,
-            }
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
         };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = terminated => {}
+            _ = int.recv() => failure::set_signal(2),
+            _ = term.recv() => failure::set_signal(15),
         }
         token.cancel();
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = int.recv() => failure::set_signal(2),
+            _ = term.recv() => failure::set_signal(15),
+        }
         eprintln!("interrupted again; exiting without waiting");
-        std::process::exit(130);
+        std::process::exit(i32::from(failure::signal_exit()));
     });
     cancel
 }
 
 fn print_plan(plan: &Plan, json: bool) -> Result<()> {
     if json {
-        out!("{}", serde_json::to_string_pretty(plan)?);
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&versioned(serde_json::to_value(plan)?))?
+        );
         return Ok(());
     }
     out!("Plan for {} (id {})", plan.reference, plan.id);
@@ -157,13 +284,25 @@ fn print_plan(plan: &Plan, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn list(global: &GlobalArgs) -> Result<()> {
-    let catalog = setup::open_catalog(global)?;
-    let listing = catalog.list()?;
-    print_listing(global, catalog.root(), &listing)
+/// A JSON document with the output's version (an object gains a `version` field).
+pub(crate) fn versioned(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("version".into(), JSON_VERSION.into());
+    }
+    value
 }
 
-/// Prints a catalog listing (a table, or a JSON array with `--json`).
+pub(crate) fn list(global: &GlobalArgs) -> Result<()> {
+    let (root, catalog) = setup::existing_catalog(global)?;
+    let listing = match &catalog {
+        Some(catalog) => catalog.list()?,
+        None => Vec::new(),
+    };
+    print_listing(global, &root, &listing)
+}
+
+/// Prints a catalog listing: a table whose columns fit the longest id (the reference is cut to
+/// the terminal's width, never the id), or one JSON document with `--json`.
 pub(crate) fn print_listing(
     global: &GlobalArgs,
     root: &std::path::Path,
@@ -171,29 +310,65 @@ pub(crate) fn print_listing(
 ) -> Result<()> {
     if global.json {
         let items: Vec<_> = listing.iter().map(listing_json).collect();
-        out!("{}", serde_json::to_string_pretty(&items)?);
+        let doc = json!({"version": JSON_VERSION, "root": root, "models": items});
+        out!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
     if listing.is_empty() {
         eprintln!(
-            "The catalog at {} is empty. Try: rbee model download hf:TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF",
+            "The catalog at {} is empty. Try: rbee pull hf:TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF",
             root.display()
         );
         return Ok(());
     }
-    out!("{:<11} {:>10}  {:<50} REFERENCE", "STATUS", "SIZE", "ID");
-    for item in listing {
-        match item {
-            Listing::Entry(e) => out!(
-                "{:<11} {:>10}  {:<50} {}",
+    let rows: Vec<[String; 4]> = listing
+        .iter()
+        .map(|item| match item {
+            Listing::Entry(e) => [
                 status_text(&e.record.status),
                 human_bytes(e.record.total_size()),
-                e.record.id,
-                e.record.reference
-            ),
-            Listing::Damaged { id, reason, .. } => {
-                out!("{:<11} {:>10}  {:<50} ({reason})", "damaged", "-", id)
+                e.record.id.clone(),
+                e.record.reference.to_string(),
+            ],
+            Listing::Damaged { id, reason, .. } => [
+                "damaged".into(),
+                "-".into(),
+                id.clone(),
+                format!("({reason})"),
+            ],
+        })
+        .collect();
+    let header = ["STATUS", "SIZE", "ID", "REFERENCE"].map(String::from);
+    let widths: [usize; 3] = std::array::from_fn(|i| {
+        rows.iter()
+            .chain([&header])
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    });
+    let terminal = crate::terminal::stdout_width();
+    for row in std::iter::once(&header).chain(&rows) {
+        let line = format!(
+            "{:<w0$} {:>w1$}  {:<w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        // Only the last column gives way, so ids stay whole for copying.
+        let fixed = widths[0] + widths[1] + widths[2] + 5;
+        match terminal {
+            Some(cols) if line.chars().count() > cols && cols > fixed + 8 => {
+                out!(
+                    "{}{}",
+                    &line[..line.len() - row[3].len()],
+                    crate::terminal::fit(&row[3], cols - fixed)
+                )
             }
+            _ => out!("{line}"),
         }
     }
     Ok(())
@@ -238,15 +413,17 @@ fn entry_json(e: &CatalogEntry) -> serde_json::Value {
 }
 
 pub(crate) fn info(global: &GlobalArgs, model: &str) -> Result<()> {
-    let catalog = setup::open_catalog(global)?;
-    let entry = find(&catalog, model)?;
+    let entry = find(&setup::existing_catalog(global)?.1, model)?;
     print_info(global, &entry)
 }
 
-/// Prints one entry (or its JSON with `--json`).
+/// Prints one entry (or its JSON document with `--json`).
 pub(crate) fn print_info(global: &GlobalArgs, entry: &CatalogEntry) -> Result<()> {
     if global.json {
-        out!("{}", serde_json::to_string_pretty(&entry_json(entry))?);
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&versioned(entry_json(entry)))?
+        );
         return Ok(());
     }
     let r = &entry.record;
@@ -286,24 +463,26 @@ pub(crate) fn print_info(global: &GlobalArgs, entry: &CatalogEntry) -> Result<()
 }
 
 pub(crate) async fn verify(global: &GlobalArgs, models: &[String]) -> Result<()> {
-    let catalog = setup::open_catalog(global)?;
-    let ids: Vec<String> = if models.is_empty() {
-        verifiable(catalog.list()?)
-    } else {
-        models
+    let catalog = setup::existing_catalog(global)?.1;
+    let ids: Vec<String> = match (&catalog, models.is_empty()) {
+        (None, true) => Vec::new(),
+        (Some(catalog), true) => verifiable(catalog.list()?),
+        (_, false) => models
             .iter()
             .map(|m| find(&catalog, m).map(|e| e.record.id))
-            .collect::<Result<_>>()?
+            .collect::<Result<_>>()?,
     };
     let mut reports = Vec::new();
-    for id in ids {
-        let catalog = catalog.clone();
-        let id_for_task = id.clone();
-        let report = tokio::task::spawn_blocking(move || catalog.verify(&id_for_task, |_| {}))
-            .await
-            .context("the verification task failed")??;
-        print_verified(global, &report);
-        reports.push(report);
+    if let Some(catalog) = catalog {
+        for id in ids {
+            let catalog = catalog.clone();
+            let id_for_task = id.clone();
+            let report = tokio::task::spawn_blocking(move || catalog.verify(&id_for_task, |_| {}))
+                .await
+                .context("the verification task failed")??;
+            print_verified(global, &report);
+            reports.push(report);
+        }
     }
     finish_verify(global, &reports)
 }
@@ -349,24 +528,46 @@ pub(crate) fn print_verified(global: &GlobalArgs, report: &VerifyReport) {
     }
 }
 
-/// The summary of a verification run (the JSON document with `--json`); an error if any failed.
+/// The end of a verification run: with `--json` one document (the reports, and the error when
+/// one failed); an error (exit 1) if any failed.
 pub(crate) fn finish_verify(global: &GlobalArgs, reports: &[VerifyReport]) -> Result<()> {
     let failed = reports.iter().filter(|r| !r.ok()).count();
+    let error = (failed > 0).then(|| CliError::new(
+        "integrity",
+        format!("{failed} model(s) failed verification: their files changed on disk since they were downloaded; run `rbee pull` with the same reference to fetch them again"),
+    ));
     if global.json {
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "ok": failed == 0,
-                "reports": reports.iter().map(|r| json!({"id": r.id, "ok": r.ok(), "files": r.files})).collect::<Vec<_>>(),
-            }))?
-        );
+        let mut doc = json!({
+            "version": JSON_VERSION,
+            "ok": failed == 0,
+            "reports": reports.iter().map(|r| json!({"id": r.id, "ok": r.ok(), "files": r.files})).collect::<Vec<_>>(),
+        });
+        if let Some(e) = &error {
+            doc["error"] = json!({"code": e.code, "message": e.message});
+        }
+        out!("{}", serde_json::to_string_pretty(&doc)?);
     }
-    if failed > 0 {
-        anyhow::bail!(
-            "{failed} model(s) failed verification: their files changed on disk since they were downloaded; run `rbee model download` with the same reference to fetch them again"
-        );
+    match error {
+        Some(e) => Err(ReportedError(e).into()),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// A failure whose JSON document was already printed (with the command's result): it only sets
+/// the exit status.
+#[derive(Debug)]
+pub(crate) struct ReportedError(pub(crate) CliError);
+
+impl std::fmt::Display for ReportedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ReportedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 /// One removal's line (nothing with `--json`).
@@ -379,13 +580,14 @@ pub(crate) fn print_removed(global: &GlobalArgs, r: &Removed) {
 /// The JSON document of `rm --json`.
 pub(crate) fn finish_rm(global: &GlobalArgs, removed: &[Removed]) -> Result<()> {
     if global.json {
-        out!("{}", serde_json::to_string_pretty(removed)?);
+        let doc = json!({"version": JSON_VERSION, "removed": removed});
+        out!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(())
 }
 
 pub(crate) fn rm(global: &GlobalArgs, models: &[String]) -> Result<()> {
-    let catalog = setup::open_catalog(global)?;
+    let catalog = setup::existing_catalog(global)?.1;
     let mut removed = Vec::new();
     for model in models {
         let id = match find(&catalog, model) {
@@ -394,7 +596,10 @@ pub(crate) fn rm(global: &GlobalArgs, models: &[String]) -> Result<()> {
             Err(e) if CatalogKey::from_id(model).is_some() && is_damaged(&e) => model.clone(),
             Err(e) => return Err(e),
         };
-        let r = catalog.remove(&id)?;
+        let r = catalog
+            .as_ref()
+            .ok_or_else(|| not_found(model))?
+            .remove(&id)?;
         print_removed(global, &r);
         removed.push(r);
     }
@@ -406,10 +611,25 @@ fn is_damaged(e: &anyhow::Error) -> bool {
 }
 
 pub(crate) fn du(global: &GlobalArgs) -> Result<()> {
-    let catalog = setup::open_catalog(global)?;
-    let usage = catalog.disk_usage()?;
+    let (root, catalog) = setup::existing_catalog(global)?;
+    let usage = match &catalog {
+        Some(catalog) => catalog.disk_usage()?,
+        None => {
+            // Nothing there yet: an empty catalog, without creating its folder.
+            if global.json {
+                let doc = json!({"version": JSON_VERSION, "root": root, "entries": [], "total_bytes": 0, "partial_bytes": 0, "free_bytes": null});
+                out!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                out!("total 0 B in {} (no catalog there yet)", root.display());
+            }
+            return Ok(());
+        }
+    };
     if global.json {
-        out!("{}", serde_json::to_string_pretty(&usage)?);
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&versioned(serde_json::to_value(&usage)?))?
+        );
         return Ok(());
     }
     out!("{:>10} {:>10}  {:<11} ID", "SIZE", "PARTIAL", "STATUS");
@@ -440,18 +660,21 @@ pub(crate) fn du(global: &GlobalArgs) -> Result<()> {
 }
 
 /// An entry by id or by reference (relative `file:` paths count from the current folder).
-fn find(catalog: &Arc<Catalog>, model: &str) -> Result<CatalogEntry> {
-    let found = match CatalogKey::from_id(model) {
-        Some(key) => catalog.read(&key)?,
-        None => {
-            let reference: ArtifactRef = model.parse()?;
-            catalog.find(&reference.absolutize()?)?
-        }
+fn find(catalog: &Option<Arc<Catalog>>, model: &str) -> Result<CatalogEntry> {
+    let key = match CatalogKey::from_id(model) {
+        Some(key) => key,
+        None => CatalogKey::of(&setup::parse_reference(model)?),
     };
-    found.ok_or_else(|| {
-        Error::NotFound {
-            message: format!("`{model}` is not in the catalog; `rbee model list` shows what is"),
-        }
-        .into()
-    })
+    let found = match catalog {
+        Some(catalog) => catalog.read(&key)?,
+        None => None,
+    };
+    found.ok_or_else(|| not_found(model))
+}
+
+fn not_found(model: &str) -> anyhow::Error {
+    Error::NotFound {
+        message: format!("`{model}` is not in the catalog; `rbee ls` shows what is"),
+    }
+    .into()
 }

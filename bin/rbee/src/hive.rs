@@ -13,12 +13,12 @@ use rbee_artifact_catalog::{
 };
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 
-use crate::args::{DownloadArgs, GlobalArgs, ModelCommand};
+use crate::args::{DownloadArgs, GlobalArgs, ModelCommand, PsAction};
 use crate::commands;
-use crate::render::{self, Mode};
-use crate::setup::{self, UsageError};
+use crate::render::{self, JSON_VERSION, Mode, Update};
+use crate::setup::{self, CliError, UsageError};
 
 /// How long to wait for the daemon's final event after asking it to cancel.
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
@@ -49,11 +49,27 @@ impl RemoteError {
 
 /// Runs `command` through the daemon at `url`.
 pub(crate) async fn run(global: &GlobalArgs, url: &str, command: &ModelCommand) -> Result<()> {
+    let from_env = hive_from_env();
     if global.cache_dir.is_some() {
-        return Err(UsageError(
-            "--cache-dir does not apply with --hive: the daemon uses its own catalog".into(),
-        )
+        let why = if from_env {
+            "; RBEE_HIVE_URL is set, unset it to use a local catalog"
+        } else {
+            ""
+        };
+        return Err(UsageError::argument(format!(
+            "--cache-dir does not apply with --hive: the daemon uses its own catalog{why}"
+        ))
         .into());
+    }
+    if from_env && !global.json && !global.quiet {
+        let ignored = if std::env::var_os("RBEE_CACHE_DIR").is_some_and(|v| !v.is_empty()) {
+            " (RBEE_CACHE_DIR is ignored)"
+        } else {
+            ""
+        };
+        eprintln!(
+            "Working through rbee-hive at {url} (RBEE_HIVE_URL); its catalog is used{ignored}"
+        );
     }
     let hive = Hive::new(url, global.hive_token.as_deref())?;
     match command {
@@ -67,12 +83,13 @@ pub(crate) async fn run(global: &GlobalArgs, url: &str, command: &ModelCommand) 
             commands::print_info(global, &entry)
         }
         ModelCommand::Verify { models } => verify(&hive, global, models).await,
-        ModelCommand::Rm { models } => {
+        ModelCommand::Rm(args) => {
             let mut removed = Vec::new();
-            for model in models {
-                let value = hive
-                    .call(Method::DELETE, &hive.model_url(model)?, None)
-                    .await?;
+            for model in &args.models {
+                let value = match hive.call(Method::DELETE, &hive.model_url(model)?, None).await {
+                    Ok(value) => value,
+                    Err(e) => return Err(hive.explain_busy(e, model).await),
+                };
                 let r: Removed = serde_json::from_value(value)
                     .context("rbee-hive answered the removal with something unexpected")?;
                 commands::print_removed(global, &r);
@@ -80,11 +97,85 @@ pub(crate) async fn run(global: &GlobalArgs, url: &str, command: &ModelCommand) 
             }
             commands::finish_rm(global, &removed)
         }
-        ModelCommand::Du => Err(UsageError(
-            "`rbee model du` measures a local catalog and is not available with --hive; `rbee --hive URL model list` shows sizes".into(),
+        ModelCommand::Du => Err(UsageError::argument(
+            "`rbee model du` measures a local catalog and is not available with --hive; `rbee --hive URL ls` shows sizes",
         )
         .into()),
     }
+}
+
+/// Whether the daemon was named by `RBEE_HIVE_URL` rather than `--hive`.
+fn hive_from_env() -> bool {
+    std::env::var_os("RBEE_HIVE_URL").is_some_and(|v| !v.is_empty())
+        && !std::env::args().any(|a| a == "--hive" || a.starts_with("--hive="))
+}
+
+/// `rbee ps [cancel|pause|resume JOB]`: the daemon's jobs, or one of them changed.
+pub(crate) async fn ps(global: &GlobalArgs, url: &str, action: Option<&PsAction>) -> Result<()> {
+    let hive = Hive::new(url, global.hive_token.as_deref())?;
+    let Some(action) = action else {
+        let value = hive
+            .call(Method::GET, &hive.url(&["v1", "jobs"]), None)
+            .await?;
+        let jobs = value["jobs"].as_array().cloned().unwrap_or_default();
+        if global.json {
+            let doc = json!({"version": JSON_VERSION, "jobs": jobs});
+            out!("{}", serde_json::to_string_pretty(&doc)?);
+            return Ok(());
+        }
+        if jobs.is_empty() {
+            eprintln!("rbee-hive at {} has no jobs", hive.base);
+            return Ok(());
+        }
+        let rows: Vec<[String; 4]> = jobs.iter().map(job_row).collect();
+        let id_width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(3);
+        out!(
+            "{:<id_width$}  {:<10} {:>22}  MODEL",
+            "JOB",
+            "STATE",
+            "PROGRESS"
+        );
+        for [id, state, progress, model] in rows {
+            out!("{id:<id_width$}  {state:<10} {progress:>22}  {model}");
+        }
+        return Ok(());
+    };
+    let (verb, job) = match action {
+        PsAction::Cancel { job } => ("cancel", job),
+        PsAction::Pause { job } => ("pause", job),
+        PsAction::Resume { job } => ("resume", job),
+    };
+    let value = hive
+        .call(Method::POST, &hive.url(&["v1", "jobs", job, verb]), None)
+        .await?;
+    if global.json {
+        let doc = json!({"version": JSON_VERSION, "job": value});
+        out!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        let [id, state, progress, model] = job_row(&value);
+        out!("{id}: {state} {progress} {model}");
+    }
+    Ok(())
+}
+
+/// A job's state as table cells: id, state, progress, model.
+fn job_row(job: &Value) -> [String; 4] {
+    let p = &job["progress"];
+    let bytes = p["bytes"].as_u64().unwrap_or(0);
+    let progress = match (p["percent"].as_f64(), job["operation"].as_str()) {
+        (Some(pct), _) => format!(
+            "{pct:.0}% of {}",
+            human_bytes(p["total"].as_u64().unwrap_or(0))
+        ),
+        (None, Some("model_download")) if bytes > 0 => human_bytes(bytes),
+        _ => "-".into(),
+    };
+    [
+        job["job_id"].as_str().unwrap_or_default().to_string(),
+        job["state"].as_str().unwrap_or_default().to_string(),
+        progress,
+        job["model"].as_str().unwrap_or_default().to_string(),
+    ]
 }
 
 /// A daemon: its base URL, a client, and the token for it.
@@ -97,12 +188,12 @@ struct Hive {
 impl Hive {
     fn new(url: &str, token: Option<&str>) -> Result<Self> {
         let mut base = Url::parse(url.trim()).map_err(|e| {
-            UsageError(format!(
+            UsageError::argument(format!(
                 "--hive {url} is not a URL ({e}); write e.g. http://127.0.0.1:8600"
             ))
         })?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(UsageError(format!(
+            return Err(UsageError::argument(format!(
                 "--hive {url} must be an http:// or https:// URL, e.g. http://127.0.0.1:8600"
             ))
             .into());
@@ -138,13 +229,7 @@ impl Hive {
     fn model_url(&self, model: &str) -> Result<Url> {
         let name = match CatalogKey::from_id(model) {
             Some(_) => model.to_string(),
-            None => {
-                let reference: ArtifactRef = model.parse()?;
-                reference
-                    .absolutize()
-                    .context("cannot make the file path absolute")?
-                    .to_string()
-            }
+            None => setup::parse_reference(model)?.to_string(),
         };
         Ok(self.url(&["v1", "models", &name]))
     }
@@ -172,17 +257,76 @@ impl Hive {
         if status.is_success() {
             return Ok(value);
         }
-        Err(remote_error(status, &value).into())
+        Err(self.refused(status, &value).into())
+    }
+
+    /// The daemon's error answer, with what to do when that is about this side's token.
+    fn refused(&self, status: StatusCode, value: &Value) -> RemoteError {
+        let mut e = remote_error(status, value);
+        if e.code == "unauthorized" {
+            let what = if self.token.is_some() {
+                "the token given was refused; check --hive-token / RBEE_HIVE_TOKEN"
+            } else {
+                "pass the daemon's token with --hive-token TOKEN or RBEE_HIVE_TOKEN"
+            };
+            e.message = format!("{} ({what})", e.message);
+        }
+        e
+    }
+
+    /// A refused removal of a model a job is downloading says which `rbee ps cancel` frees it.
+    async fn explain_busy(&self, e: anyhow::Error, model: &str) -> anyhow::Error {
+        if e.downcast_ref::<RemoteError>()
+            .is_none_or(|r| r.code != "busy")
+        {
+            return e;
+        }
+        let key = match CatalogKey::from_id(model) {
+            Some(key) => key,
+            None => match setup::parse_reference(model) {
+                Ok(r) => CatalogKey::of(&r),
+                Err(_) => return e,
+            },
+        };
+        let Ok(jobs) = self
+            .call(Method::GET, &self.url(&["v1", "jobs"]), None)
+            .await
+        else {
+            return e;
+        };
+        let job = jobs["jobs"].as_array().into_iter().flatten().find(|j| {
+            j["operation"] == "model_download"
+                && matches!(j["state"].as_str(), Some("queued" | "running" | "paused"))
+                && j["model"]
+                    .as_str()
+                    .and_then(|m| m.parse::<ArtifactRef>().ok())
+                    .is_some_and(|r| CatalogKey::of(&r) == key)
+        });
+        match job.and_then(|j| j["job_id"].as_str()) {
+            Some(id) => RemoteError {
+                code: "busy".into(),
+                message: format!(
+                    "`{model}` is being downloaded by job {id}; cancel it first with `rbee --hive {} ps cancel {id}`, then remove the model",
+                    self.base.as_str().trim_end_matches('/')
+                ),
+            }
+            .into(),
+            None => e,
+        }
     }
 
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
         let cause = e
             .source_chain()
             .unwrap_or_else(|| "the connection failed".into());
-        anyhow::anyhow!(
-            "cannot reach rbee-hive at {}: {cause}; is it running? (start it with `rbee-hive`, or leave out --hive / RBEE_HIVE_URL to work in this process)",
-            self.base
+        CliError::new(
+            "hive_unreachable",
+            format!(
+                "cannot reach rbee-hive at {}: {cause}; is it running? (start it with `rbee-hive`, or leave out --hive / RBEE_HIVE_URL to work in this process)",
+                self.base
+            ),
         )
+        .into()
     }
 
     async fn listing(&self) -> Result<(std::path::PathBuf, Vec<Listing>)> {
@@ -227,7 +371,7 @@ impl Hive {
         if !response.status().is_success() {
             let status = response.status();
             let value = response.json().await.unwrap_or(Value::Null);
-            return Err(remote_error(status, &value).into());
+            return Err(self.refused(status, &value).into());
         }
         Ok(EventReader::new(response))
     }
@@ -278,9 +422,14 @@ fn remote_error(status: StatusCode, value: &Value) -> RemoteError {
 }
 
 fn lost_stream(base: &Url, job_id: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "lost the event stream of job {job_id} before it finished (did rbee-hive stop?); its state: GET {base}v1/jobs/{job_id}"
+    CliError::new(
+        "hive_stream_lost",
+        format!(
+            "lost the event stream of job {job_id} before it finished (did rbee-hive stop?); see it with `rbee --hive {} ps`",
+            base.as_str().trim_end_matches('/')
+        ),
     )
+    .into()
 }
 
 /// A model as the daemon shows it → the catalog entry it describes.
@@ -311,10 +460,11 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
         (args.connections.is_some(), "--connections"),
         (args.rate_limit.is_some(), "--rate-limit"),
         (args.hf_cache, "--hf-cache"),
+        (args.local_dir.is_some(), "--local-dir"),
     ] {
         if set {
-            return Err(UsageError(format!(
-                "{flag} is not available with --hive: the daemon's own settings apply (see `rbee-hive --help`)"
+            return Err(UsageError::argument(format!(
+                "{flag} is not available with --hive: the daemon's own settings and disk apply (see `rbee-hive --help`)"
             ))
             .into());
         }
@@ -332,10 +482,10 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
         .await?;
     let started = Instant::now();
     let mut events = hive.stream(&job_id).await?;
-    let (tx, rx) = broadcast::channel(1024);
+    let (tx, rx) = mpsc::channel(1024);
     let renderer = tokio::spawn(render::render(
         Mode::choose(global.json, global.quiet),
-        Vec::new(),
+        reference.to_string(),
         rx,
     ));
     let cancel = commands::cancel_on_signals();
@@ -360,9 +510,14 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
             Ok(Some(event)) => {
                 if let Some(progress) = event.progress_event() {
                     for start in unseen_files(&progress, &mut files) {
-                        let _ = tx.send(start);
+                        let _ = tx.send(Update::Event(start)).await;
                     }
-                    let _ = tx.send(progress);
+                    let update = if event.name == "paused" {
+                        Update::Paused(progress)
+                    } else {
+                        Update::Event(progress)
+                    };
+                    let _ = tx.send(update).await;
                 }
                 if event.is_final() {
                     break Some(event);
@@ -377,7 +532,7 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
         }
     };
     drop(tx);
-    let _ = renderer.await;
+    let seen = renderer.await.unwrap_or_default();
     let Some(last) = last else {
         if cancelling.is_some() {
             return Err(anyhow::Error::new(Error::Cancelled)
@@ -393,6 +548,7 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
                 result["size"].as_u64().unwrap_or(0),
                 result["outcome"] == "already_ready",
                 started,
+                seen,
                 std::path::Path::new(result["path"].as_str().unwrap_or_default()),
             );
             Ok(())

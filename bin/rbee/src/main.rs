@@ -17,28 +17,37 @@ macro_rules! out {
 
 mod args;
 mod commands;
+mod failure;
 mod hive;
+mod logging;
 mod render;
 mod setup;
+mod spelling;
+mod terminal;
+
+mod build_info {
+    /// `0.1.0 (commit 1a2b3c4d5e6f, built 2025-06-01)`, stamped by build.rs.
+    pub(crate) const VERSION: &str = env!("RBEE_VERSION");
+}
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use rbee_artifact_catalog::{Error, RefError};
+use clap::{CommandFactory, Parser};
 
-use crate::args::{Cli, Command, ModelCommand};
+use crate::args::{Cli, Command};
+use crate::failure::Failure;
 use crate::setup::UsageError;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(e) => return usage_failure(&e),
     };
-    init_logging(cli.global.verbose);
+    logging::init(cli.global.verbose, terminal::stderr_color());
     let json = cli.global.json;
+    let verbose = cli.global.verbose > 0;
+    let streams = matches!(&cli.command, Command::Model(c) if c.streams())
+        || matches!(&cli.command, Command::Pull(a) if !a.dry_run);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,86 +60,94 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report(&e, json),
+        Err(e) => report(&e, json, streams, verbose),
     }
+}
+
+/// A command line clap could not parse: its own message (help and version go to stdout with
+/// status 0), or with `--json` one error document.
+fn usage_failure(e: &clap::Error) -> ExitCode {
+    if !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if std::env::args().any(|a| a == "--json") {
+        let message = e.kind().as_str().map_or_else(
+            || e.to_string().trim().to_string(),
+            |kind| format!("{kind}: {}", e.to_string().trim()),
+        );
+        print_error_document("invalid_argument", &message);
+    } else {
+        let _ = e.print();
+    }
+    ExitCode::from(2)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let global = &cli.global;
-    let hive_url = global.hive.as_deref().filter(|u| !u.trim().is_empty());
-    if let (Some(url), Command::Model(cmd)) = (hive_url, &cli.command) {
-        return hive::run(global, url, cmd).await;
-    }
-    match &cli.command {
-        Command::Model(cmd) => match cmd {
-            ModelCommand::Download(args) => commands::download(global, args).await,
-            ModelCommand::List => commands::list(global),
-            ModelCommand::Info { model } => commands::info(global, model),
-            ModelCommand::Verify { models } => commands::verify(global, models).await,
-            ModelCommand::Rm { models } => commands::rm(global, models),
-            ModelCommand::Du => commands::du(global),
-        },
-    }
-}
-
-/// Prints the error for people (and, with `--json`, as a JSON object on stdout) and picks the
-/// exit code: 2 for usage mistakes, 130 for cancellation, 1 otherwise.
-fn report(e: &anyhow::Error, json: bool) -> ExitCode {
-    let typed = e.chain().find_map(|c| c.downcast_ref::<Error>());
-    // An error the daemon answered (`--hive`) keeps its code.
-    let remote = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<hive::RemoteError>());
-    let usage = e
-        .chain()
-        .any(|c| c.is::<UsageError>() || c.is::<RefError>())
-        || typed.is_some_and(Error::is_usage)
-        || remote.is_some_and(hive::RemoteError::is_usage);
-    let cancelled = typed.is_some_and(Error::is_cancelled);
-    let code = match (usage, cancelled) {
-        (true, _) => "usage",
-        (_, true) => "cancelled",
-        _ => typed
-            .map(Error::code)
-            .or(remote.map(|r| r.code.as_str()))
-            .unwrap_or("error"),
+    let Cli { global, command } = cli;
+    let hive_url = global.hive.clone().filter(|u| !u.trim().is_empty());
+    let command = match command.into_model_command() {
+        Ok(model) => {
+            return match &hive_url {
+                Some(url) => hive::run(&global, url, &model).await,
+                None => commands::run(&global, &model).await,
+            };
+        }
+        Err(other) => other,
     };
-    if cancelled {
-        eprintln!(
-            "Cancelled ({}). Partial files were kept: run the same command again to resume.",
-            e
-        );
-    } else {
-        let message = match typed {
-            Some(t) if e.chain().count() == 1 => t.report(),
-            _ => format!("{e:#}"),
-        };
-        eprintln!("error: {message}");
-        if json {
-            out!(
-                "{}",
-                serde_json::json!({"error": {"code": code, "message": message}})
-            );
+    match *command {
+        Command::Ps { action } => match &hive_url {
+            Some(url) => hive::ps(&global, url, action.as_ref()).await,
+            None => Err(UsageError::argument(
+                "`rbee ps` shows the jobs of a rbee-hive daemon: pass --hive URL or set RBEE_HIVE_URL (a download run by this command line stops with Ctrl-C)",
+            )
+            .into()),
+        },
+        Command::Completions { shell } => {
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut Cli::command(), "rbee", &mut out);
+            Ok(())
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            out!("{}", String::from_utf8_lossy(&page).trim_end());
+            Ok(())
+        }
+        Command::Model(_) | Command::Pull(_) | Command::Ls | Command::Rm(_) => {
+            unreachable!("catalog commands were dispatched above")
         }
     }
-    ExitCode::from(match (usage, cancelled) {
-        (true, _) => 2,
-        (_, true) => 130,
-        _ => 1,
-    })
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info,rbee=debug",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .try_init();
+/// Tells the person what went wrong (on stderr), or a program (one JSON document on stdout,
+/// or for a download the final JSON event, never both), and picks the exit status.
+fn report(e: &anyhow::Error, json: bool, streams: bool, verbose: bool) -> ExitCode {
+    let failure = Failure::of(e, verbose);
+    let cancelled = failure.code == "cancelled";
+    if json {
+        if streams {
+            render::print_final_json("", &failure.code, &failure.message);
+        } else {
+            print_error_document(&failure.code, &failure.message);
+        }
+    } else if cancelled {
+        eprintln!(
+            "Cancelled ({e}). Partial files were kept: run the same command again to resume."
+        );
+    } else {
+        eprintln!("error: {}", failure.message);
+    }
+    ExitCode::from(failure.exit)
+}
+
+/// `{"version": 1, "error": {"code", "message"}}` on stdout.
+fn print_error_document(code: &str, message: &str) {
+    out!(
+        "{}",
+        serde_json::json!({
+            "version": render::JSON_VERSION,
+            "error": {"code": code, "message": message},
+        })
+    );
 }

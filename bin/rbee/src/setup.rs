@@ -9,18 +9,65 @@ use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings, sta
 use rbee_transfer::parse_rate;
 
 use crate::args::{DownloadArgs, GlobalArgs};
+use crate::spelling;
 
 /// A mistake in how rbee was called; exits with status 2.
 #[derive(Debug)]
-pub(crate) struct UsageError(pub(crate) String);
+pub(crate) struct UsageError {
+    /// Stable code for `--json`: `invalid_argument` or `invalid_reference`.
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+}
+
+impl UsageError {
+    /// A flag or argument that cannot be used as given.
+    pub(crate) fn argument(message: impl Into<String>) -> Self {
+        Self {
+            code: "invalid_argument",
+            message: message.into(),
+        }
+    }
+
+    /// A reference that does not name anything this tool can fetch.
+    pub(crate) fn reference(message: impl Into<String>) -> Self {
+        Self {
+            code: "invalid_reference",
+            message: message.into(),
+        }
+    }
+}
 
 impl std::fmt::Display for UsageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for UsageError {}
+
+/// A failure of this program's own (not the catalog's, not the daemon's), with its stable code.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+}
+
+impl CliError {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
 
 /// The catalog folder: `--cache-dir`, else `$RBEE_CACHE_DIR`, else the platform cache folder.
 pub(crate) fn cache_dir(global: &GlobalArgs) -> Result<PathBuf> {
@@ -31,6 +78,16 @@ pub(crate) fn cache_dir(global: &GlobalArgs) -> Result<PathBuf> {
 pub(crate) fn open_catalog(global: &GlobalArgs) -> Result<Arc<Catalog>> {
     let dir = cache_dir(global)?;
     Ok(Arc::new(Catalog::open(&dir)?))
+}
+
+/// The catalog if its folder exists: commands that only read (or remove) never create it.
+pub(crate) fn existing_catalog(global: &GlobalArgs) -> Result<(PathBuf, Option<Arc<Catalog>>)> {
+    let dir = cache_dir(global)?;
+    if !dir.exists() {
+        return Ok((dir, None));
+    }
+    let catalog = Arc::new(Catalog::open(&dir)?);
+    Ok((dir, Some(catalog)))
 }
 
 /// Download-related settings for the vendors.
@@ -47,10 +104,12 @@ impl TransferSettings {
         let rate_limit = args
             .rate_limit
             .as_deref()
-            .map(|text| parse_rate(text).map_err(|e| UsageError(format!("--rate-limit: {e}"))))
+            .map(|text| {
+                parse_rate(text).map_err(|e| UsageError::argument(format!("--rate-limit: {e}")))
+            })
             .transpose()?;
         if args.connections == Some(0) {
-            return Err(UsageError("--connections must be at least 1".into()).into());
+            return Err(UsageError::argument("--connections must be at least 1").into());
         }
         Ok(Self {
             connections: args.connections,
@@ -83,12 +142,30 @@ pub(crate) fn provisioner(
     ))
 }
 
+/// A reference as typed: the grammar's spellings, plus a path to something that exists on this
+/// machine (`/data/m.gguf`, `./m.gguf`, `~/m.gguf`); a near miss says what was probably meant.
+/// Relative `file:` paths are made absolute here, where they were typed.
+pub(crate) fn parse_reference(text: &str) -> Result<ArtifactRef> {
+    let parsed = match spelling::as_local_path(text) {
+        Some(Ok(path)) => Ok(ArtifactRef::Local(rbee_artifact_catalog::LocalRef { path })),
+        Some(Err(message)) => return Err(UsageError::reference(message).into()),
+        None => text.parse::<ArtifactRef>(),
+    };
+    let reference = parsed.map_err(|e| match spelling::suggest(text, &e) {
+        Some(better) => UsageError::reference(format!("{e}\n  did you mean {better}?")).into(),
+        None => anyhow::Error::new(e),
+    })?;
+    reference
+        .absolutize()
+        .context("cannot make the file path absolute")
+}
+
 /// Parses the reference and folds `--quant` / `--revision` into it.
 pub(crate) fn reference(args: &DownloadArgs) -> Result<ArtifactRef> {
-    let mut reference: ArtifactRef = args.reference.parse().map_err(anyhow::Error::new)?;
+    let mut reference = parse_reference(&args.reference)?;
     if let Some(quant) = &args.quant {
         let ArtifactRef::HuggingFace(hf) = &mut reference else {
-            return Err(UsageError(format!(
+            return Err(UsageError::argument(format!(
                 "--quant applies to hf: references, not to {reference}"
             ))
             .into());
@@ -96,13 +173,13 @@ pub(crate) fn reference(args: &DownloadArgs) -> Result<ArtifactRef> {
         let quant = quant.to_ascii_uppercase();
         match &hf.selector {
             HfSelector::File(path) => {
-                return Err(UsageError(format!(
+                return Err(UsageError::argument(format!(
                     "--quant {quant} conflicts with the file {path} named in the reference"
                 ))
                 .into());
             }
             HfSelector::Quant(q) if *q != quant => {
-                return Err(UsageError(format!(
+                return Err(UsageError::argument(format!(
                     "--quant {quant} conflicts with :{q} in the reference"
                 ))
                 .into());
@@ -117,14 +194,14 @@ pub(crate) fn reference(args: &DownloadArgs) -> Result<ArtifactRef> {
             ArtifactRef::HuggingFace(hf) => &mut hf.revision,
             ArtifactRef::GitHub(gh) => &mut gh.tag,
             other => {
-                return Err(UsageError(format!(
+                return Err(UsageError::argument(format!(
                     "--revision applies to hf: and gh: references, not to {other}"
                 ))
                 .into());
             }
         };
         if let Some(existing) = slot.as_ref().filter(|e| *e != rev) {
-            return Err(UsageError(format!(
+            return Err(UsageError::argument(format!(
                 "--revision {rev} conflicts with @{existing} in the reference"
             ))
             .into());
@@ -132,7 +209,5 @@ pub(crate) fn reference(args: &DownloadArgs) -> Result<ArtifactRef> {
         *slot = Some(rev.clone());
         reference = reference.to_string().parse().map_err(anyhow::Error::new)?;
     }
-    reference
-        .absolutize()
-        .context("cannot make the file path absolute")
+    Ok(reference)
 }

@@ -30,7 +30,7 @@ pub use digest::{InvalidDigest, Sha256Digest, Sha256Hasher};
 pub use error::{BoxError, Error, Result};
 pub use progress::{
     DownloadTracker, EventKind, FileProgress, FileSnapshot, HeartbeatHandle, JobId, ProgressEvent,
-    ProgressSnapshot, TrackerConfig, human_bytes,
+    ProgressSnapshot, TrackerConfig, human_bytes, human_duration,
 };
 pub use reference::{
     ArtifactRef, GhRef, HfRef, HfSelector, LocalRef, RefError, RefErrorKind, Scheme, UrlRef,

@@ -217,6 +217,12 @@ pub struct FileSnapshot {
     pub bytes: u64,
     /// Size, 0 when unknown.
     pub total: u64,
+    /// This file's bytes per second over the recent window (bytes moved by this run only).
+    #[serde(default)]
+    pub bytes_per_sec: f64,
+    /// Seconds until this file is complete at its current speed, when computable.
+    #[serde(default)]
+    pub eta_secs: Option<f64>,
 }
 
 impl ProgressEvent {
@@ -297,7 +303,13 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-fn human_duration(secs: f64) -> String {
+/// Seconds left for `total - bytes` at `rate`, when both are known.
+fn eta(bytes: u64, total: u64, rate: f64) -> Option<f64> {
+    (total > 0 && rate > 0.0).then(|| total.saturating_sub(bytes) as f64 / rate)
+}
+
+/// `45s`, `3m05s`, `2h10m`-style durations.
+pub fn human_duration(secs: f64) -> String {
     let s = secs.round() as u64;
     match s {
         0..60 => format!("{s}s"),
@@ -350,6 +362,9 @@ struct Inner {
     files: Mutex<Vec<Arc<FileState>>>,
     speed: Mutex<SpeedWindow>,
     state: Mutex<ReplayState>,
+    /// The shared transfer this tracker mirrors ([`DownloadTracker::follow`]): its snapshot is
+    /// the source's, whose speed window sees every byte.
+    source: Mutex<Option<DownloadTracker>>,
 }
 
 #[derive(Debug)]
@@ -357,6 +372,9 @@ struct FileState {
     path: String,
     bytes: AtomicU64,
     total: AtomicU64,
+    /// Bytes of this file moved by this run (for its speed; a resumed prefix is not speed).
+    moved: AtomicU64,
+    speed: Mutex<SpeedWindow>,
 }
 
 /// What a late subscriber needs to draw the job as it is now.
@@ -375,6 +393,14 @@ struct SpeedWindow {
 }
 
 impl SpeedWindow {
+    /// Starts the window at `moved` now, unless it has started already, so the first reading
+    /// after bytes begin to move is a real rate instead of 0.
+    fn start(&mut self, now: Instant, moved: u64) {
+        if self.samples.is_empty() {
+            self.samples.push_back((now, moved));
+        }
+    }
+
     fn rate(&mut self, now: Instant, moved: u64, window: Duration) -> f64 {
         let newest_is_recent = self
             .samples
@@ -425,6 +451,7 @@ impl DownloadTracker {
                 files: Mutex::new(Vec::new()),
                 speed: Mutex::new(SpeedWindow::default()),
                 state: Mutex::new(ReplayState::default()),
+                source: Mutex::new(None),
             }),
         }
     }
@@ -473,31 +500,40 @@ impl DownloadTracker {
         self.inner.total.load(Ordering::Relaxed)
     }
 
-    /// Bytes, percentage, speed and ETA now.
+    /// Bytes, percentage, speed and ETA now. Speed counts only bytes moved by this run, over
+    /// [`TrackerConfig::speed_window`]; bytes found on disk (a resume) are present, not speed.
     pub fn snapshot(&self) -> ProgressSnapshot {
+        let source = lock(&self.inner.source).clone();
+        if let Some(source) = source {
+            return source.snapshot();
+        }
         let bytes = self.bytes();
         let total = self.total();
         let now = Instant::now();
+        let window = self.inner.config.speed_window;
         let moved = self.inner.moved.load(Ordering::Relaxed);
-        let bytes_per_sec =
-            lock(&self.inner.speed).rate(now, moved, self.inner.config.speed_window);
-        let percent = (total > 0).then(|| (bytes.min(total) as f64 / total as f64) * 100.0);
-        let eta_secs = (total > 0 && bytes_per_sec > 0.0)
-            .then(|| total.saturating_sub(bytes) as f64 / bytes_per_sec);
+        let bytes_per_sec = lock(&self.inner.speed).rate(now, moved, window);
         let files = lock(&self.inner.files)
             .iter()
-            .map(|f| FileSnapshot {
-                path: f.path.clone(),
-                bytes: f.bytes.load(Ordering::Relaxed),
-                total: f.total.load(Ordering::Relaxed),
+            .map(|f| {
+                let bytes = f.bytes.load(Ordering::Relaxed);
+                let total = f.total.load(Ordering::Relaxed);
+                let rate = lock(&f.speed).rate(now, f.moved.load(Ordering::Relaxed), window);
+                FileSnapshot {
+                    path: f.path.clone(),
+                    bytes,
+                    total,
+                    bytes_per_sec: rate,
+                    eta_secs: eta(bytes, total, rate),
+                }
             })
             .collect();
         ProgressSnapshot {
             bytes,
             total,
-            percent,
+            percent: (total > 0).then(|| (bytes.min(total) as f64 / total as f64) * 100.0),
             bytes_per_sec,
-            eta_secs,
+            eta_secs: eta(bytes, total, bytes_per_sec),
             files,
         }
     }
@@ -526,11 +562,17 @@ impl DownloadTracker {
         resumed_from: u64,
     ) -> FileProgress {
         let path = path.into();
+        let now = Instant::now();
+        let mut window = SpeedWindow::default();
+        window.start(now, 0);
         let state = Arc::new(FileState {
             path: path.clone(),
             bytes: AtomicU64::new(resumed_from),
             total: AtomicU64::new(size.unwrap_or(0)),
+            moved: AtomicU64::new(0),
+            speed: Mutex::new(window),
         });
+        lock(&self.inner.speed).start(now, self.inner.moved.load(Ordering::Relaxed));
         self.inner.bytes.fetch_add(resumed_from, Ordering::Relaxed);
         lock(&self.inner.files).push(state.clone());
         self.emit(EventKind::FileStarted {
@@ -609,6 +651,7 @@ impl DownloadTracker {
     /// finishes. Counters follow the source's.
     pub fn follow(&self, source: &DownloadTracker) -> tokio::task::JoinHandle<()> {
         let (replay, mut rx) = source.subscribe();
+        *lock(&self.inner.source) = Some(source.clone());
         let me = self.clone();
         let source = source.clone();
         tokio::spawn(async move {
@@ -718,6 +761,7 @@ impl FileProgress {
     /// `n` more bytes arrived and were written.
     pub fn advance(&self, n: u64) {
         self.state.bytes.fetch_add(n, Ordering::Relaxed);
+        self.state.moved.fetch_add(n, Ordering::Relaxed);
         self.tracker.add_bytes(n);
     }
 
@@ -1010,6 +1054,76 @@ mod tests {
         drop(hb);
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(drain(&mut rx).is_empty(), "heartbeat stops when dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_reading_mid_transfer_is_a_real_speed_without_the_resumed_prefix() {
+        let t = DownloadTracker::new("job-resume".into());
+        t.started("x", 10_000, 1);
+        // 6000 bytes were on disk from an earlier run; 1000 more arrive in 2 s.
+        let f = t.file("a", Some(10_000), 6000);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        f.advance(1000);
+        let s = t.snapshot();
+        assert_eq!(s.bytes, 7000);
+        assert!((s.bytes_per_sec - 500.0).abs() < 1.0, "{}", s.bytes_per_sec);
+        assert!((s.eta_secs.unwrap() - 6.0).abs() < 0.1, "{:?}", s.eta_secs);
+        let file = &s.files[0];
+        assert_eq!((file.bytes, file.total), (7000, 10_000));
+        assert!(
+            (file.bytes_per_sec - 500.0).abs() < 1.0,
+            "{}",
+            file.bytes_per_sec
+        );
+        assert!((file.eta_secs.unwrap() - 6.0).abs() < 0.1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn files_have_their_own_speed() {
+        let t = DownloadTracker::new("job-files".into());
+        t.started("x", 4000, 2);
+        let a = t.file("a", Some(2000), 0);
+        let b = t.file("b", Some(2000), 1500);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        a.advance(600);
+        b.advance(100);
+        let s = t.snapshot();
+        assert!((s.bytes_per_sec - 700.0).abs() < 1.0, "{}", s.bytes_per_sec);
+        let rate = |p: &str| s.files.iter().find(|f| f.path == p).unwrap().bytes_per_sec;
+        assert!((rate("a") - 600.0).abs() < 1.0, "{}", rate("a"));
+        assert!((rate("b") - 100.0).abs() < 1.0, "{}", rate("b"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_followers_first_heartbeat_mid_transfer_reports_the_real_speed() {
+        let source = DownloadTracker::new("job-src".into());
+        source.started("x", 100_000, 1);
+        let f = source.file("a", Some(100_000), 0);
+        let follower = DownloadTracker::new("job-follow".into());
+        let (_, mut rx) = follower.subscribe();
+        let _task = follower.follow(&source);
+        let _hb = follower.spawn_heartbeat(Duration::from_secs(2));
+        // 1000 bytes every 100 ms: 10 kB/s.
+        for _ in 0..25 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            f.advance(1000);
+        }
+        tokio::task::yield_now().await;
+        let beat = drain(&mut rx)
+            .into_iter()
+            .find_map(|e| match e.kind {
+                EventKind::Heartbeat(s) => Some(s),
+                _ => None,
+            })
+            .expect("a heartbeat");
+        assert!(beat.bytes >= 19_000, "{beat:?}");
+        assert!(
+            (beat.bytes_per_sec - 10_000.0).abs() < 1500.0,
+            "{}",
+            beat.bytes_per_sec
+        );
+        assert!(beat.eta_secs.is_some());
+        assert_eq!(beat.files.len(), 1);
     }
 
     #[tokio::test]

@@ -3,7 +3,8 @@
 //! ```text
 //! hf:ORG/REPO[@REV][:QUANT]        a HuggingFace repo, optionally one GGUF quantization
 //! hf:ORG/REPO[@REV]/PATH           exactly one file of a HuggingFace repo
-//! ORG/REPO…, hf.co/ORG/REPO…       accepted spellings of the same
+//! ORG/REPO…, hf.co/ORG/REPO…       accepted spellings of the same (also hf://ORG/REPO…;
+//!                                  `:latest` means the default quantization)
 //! https://huggingface.co/ORG/REPO[/blob|resolve|tree/REV[/PATH]]
 //! gh:OWNER/REPO[@TAG][/ASSET]      a GitHub release asset (name or glob); no tag = latest release
 //! https://github.com/OWNER/REPO/releases/download/TAG/ASSET
@@ -370,7 +371,10 @@ fn parse(raw: &str) -> Result<ArtifactRef, RefError> {
         ));
     };
     match scheme {
-        Scheme::Hf => parse_hf(body).map_err(|k| fail(k, scheme)),
+        // `hf://ORG/REPO` is huggingface_hub's filesystem spelling of the same.
+        Scheme::Hf => {
+            parse_hf(body.strip_prefix("//").unwrap_or(body)).map_err(|k| fail(k, scheme))
+        }
         Scheme::Gh => parse_gh(body).map_err(|k| fail(k, scheme)),
         Scheme::File => parse_file(body).map_err(|k| fail(k, scheme)),
         Scheme::Url => parse_url(input).map_err(|(k, s)| fail(k, s)),
@@ -403,7 +407,12 @@ fn parse_hf(body: &str) -> Result<ArtifactRef, RefErrorKind> {
             }
             _ => quant,
         };
-        HfSelector::Quant(check_quant(quant)?)
+        // Ollama's default tag: whatever quantization a plain `ORG/REPO` would pick.
+        if quant.eq_ignore_ascii_case("latest") {
+            HfSelector::Default
+        } else {
+            HfSelector::Quant(check_quant(quant)?)
+        }
     } else if let Some(path) = tail.strip_prefix('/') {
         HfSelector::File(check_repo_path(path)?)
     } else if tail.is_empty() {
@@ -855,6 +864,30 @@ mod tests {
         assert_eq!(h.selector, HfSelector::Default);
         let h = hf("https://huggingface.co/org/repo");
         assert_eq!(h.selector, HfSelector::Default);
+    }
+
+    #[test]
+    fn hf_filesystem_spelling_and_ollamas_latest_tag() {
+        let h = hf("hf://org/repo:Q4_K_M");
+        assert_eq!((h.org.as_str(), h.repo.as_str()), ("org", "repo"));
+        assert_eq!(h.selector, HfSelector::Quant("Q4_K_M".into()));
+        assert_eq!(
+            hf("hf://org/repo/dir/f.gguf").selector,
+            HfSelector::File("dir/f.gguf".into())
+        );
+        for s in [
+            "hf.co/org/repo:latest",
+            "org/repo:LATEST",
+            "hf:org/repo@v2:latest",
+        ] {
+            let r: ArtifactRef = s.parse().unwrap();
+            let ArtifactRef::HuggingFace(h) = &r else {
+                panic!("{s}")
+            };
+            assert_eq!(h.selector, HfSelector::Default, "{s}");
+            // `:latest` is a spelling, not part of the identity.
+            assert!(!r.to_string().contains("latest"), "{r}");
+        }
     }
 
     #[test]

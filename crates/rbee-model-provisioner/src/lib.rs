@@ -29,7 +29,7 @@
 
 pub use provisioner::{
     ActiveDownload, Outcome, Plan, PlannedFile, ProvisionOptions, Provisioned, Provisioner,
-    ProvisionerConfig,
+    ProvisionerConfig, link_or_copy,
 };
 pub use registry::VendorRegistry;
 pub use vendors::{VendorSettings, standard_vendors};

@@ -221,9 +221,29 @@ impl Provisioner {
         cancel: &CancellationToken,
     ) -> Result<Plan> {
         let vendor = self.inner.vendors.get(reference.scheme())?;
-        let resolved = vendor.resolve(reference, &options.resolve, cancel).await?;
-        check_paths(&resolved)?;
         let key = CatalogKey::of(reference);
+        // The same shortcuts as `provision`: what it would return without the network, the plan
+        // shows without the network.
+        if (reference.is_pinned() || options.resolve.offline)
+            && !options.refresh
+            && let Some(entry) = self.ready_entry(&key)
+        {
+            return Ok(ready_plan(&key, entry, Vec::new()));
+        }
+        let resolved = match vendor.resolve(reference, &options.resolve, cancel).await {
+            Ok(resolved) => resolved,
+            Err(e) if is_unreachable(&e) => match self.ready_entry(&key) {
+                Some(entry) => {
+                    let note = format!(
+                        "could not check {reference} for updates ({e}); the ready copy on disk would be used"
+                    );
+                    return Ok(ready_plan(&key, entry, vec![note]));
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
+        check_paths(&resolved)?;
         let dir = self.inner.catalog.entry_dir(&key);
         let existing = self.inner.catalog.read(&key).ok().flatten();
         let changed = changed_files(existing.as_ref(), &resolved);
@@ -780,8 +800,60 @@ async fn wait_result(rx: &mut watch::Receiver<SharedResult>) -> Result<Provision
         .map_err(|_| Error::Cancelled)?;
     match value.as_ref() {
         Some(Ok(p)) => Ok(p.clone()),
-        Some(Err(e)) => Err(e.duplicate()),
+        Some(Err(e)) => Err(match &**e {
+            // Keep the causes (a name that does not resolve, a refused connection) for the
+            // callers that explain them.
+            Error::Network {
+                message,
+                source: Some(_),
+            } => Error::Network {
+                message: message.clone(),
+                source: Some(Box::new(SharedCause(e.clone()))),
+            },
+            _ => e.duplicate(),
+        }),
         None => Err(Error::Cancelled),
+    }
+}
+
+/// The causes of an error that several callers of one transfer share.
+#[derive(Debug)]
+struct SharedCause(Arc<Error>);
+
+impl std::fmt::Display for SharedCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0)
+    }
+}
+
+/// The plan for a ready entry that would be used as it is: every file present, nothing to fetch.
+fn ready_plan(key: &CatalogKey, entry: CatalogEntry, notes: Vec<String>) -> Plan {
+    let record = &entry.record;
+    Plan {
+        id: key.id(),
+        reference: record.reference.to_string(),
+        revision: record.revision.clone(),
+        total_bytes: record.total_size(),
+        bytes_to_fetch: 0,
+        free_bytes: available_space(&entry.dir).ok(),
+        dir: entry.files_dir(),
+        files: record
+            .files
+            .iter()
+            .map(|f| PlannedFile {
+                path: f.path.clone(),
+                size: Some(f.size),
+                sha256: f.sha256.map(|d| d.to_string()),
+                action: "present",
+            })
+            .collect(),
+        notes,
     }
 }
 
@@ -984,7 +1056,9 @@ fn partial_len(dir: &Path, rel: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn link_or_copy(source: &Path, target: &Path) -> Result<()> {
+/// Puts `source` at `target`: a hard link when both are on one file system, else a copy
+/// (synced), written beside `target` and renamed over it so `target` is never half there.
+pub fn link_or_copy(source: &Path, target: &Path) -> Result<()> {
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;

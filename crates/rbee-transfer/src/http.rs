@@ -27,6 +27,7 @@ pub(crate) fn build_client(
         .read_timeout(config.read_timeout)
         .pool_max_idle_per_host(config.max_connections.max(8))
         .tcp_nodelay(true)
+        .dns_resolver(std::sync::Arc::new(crate::dns::SystemResolver))
         // Content encodings would make byte ranges and sizes meaningless.
         .no_gzip()
         .no_brotli()

@@ -10,7 +10,8 @@
 //!   `<file>.part.state` so a killed process re-fetches only missing ranges;
 //! - hashes the contiguous prefix while it downloads and checks the SHA-256 and size;
 //! - retries connection failures, resets, truncations, stalls, 5xx and 429 (honouring
-//!   `Retry-After`) with exponential backoff and jitter;
+//!   `Retry-After`) with exponential backoff and jitter, but not a host name that does not
+//!   resolve or a certificate that is not trusted;
 //! - holds a rate limit across all its transfers, checks free space first, locks each file
 //!   against a second writer, and never sends `Authorization` to another host.
 //!
@@ -34,11 +35,13 @@
 
 pub use body::read_body;
 pub use config::{TransferConfig, parse_rate};
+pub use dns::NameNotResolved;
 pub use error::{TransferError, TransferErrorKind, redact_url};
-pub use transfer::{ApiRequest, FetchRequest, Transfer};
+pub use transfer::{ApiRequest, FetchRequest, RETRY_LOG_TARGET, Transfer};
 
 mod body;
 mod config;
+mod dns;
 mod error;
 mod fetch;
 mod http;

@@ -80,9 +80,10 @@ pub(crate) fn is_transient_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500..=599)
 }
 
-/// Connection failures, resets and truncated bodies are transient; a malformed request is not.
+/// Connection failures, resets and truncated bodies are transient; a malformed request, a
+/// host name that does not resolve and an untrusted certificate are not.
 pub(crate) fn is_transient_reqwest(e: &reqwest::Error) -> bool {
-    if e.is_builder() || e.is_redirect() {
+    if e.is_builder() || e.is_redirect() || is_permanent_cause(e) {
         return false;
     }
     if e.is_connect() || e.is_timeout() || e.is_body() || e.is_request() || e.is_decode() {
@@ -97,6 +98,37 @@ pub(crate) fn is_transient_reqwest(e: &reqwest::Error) -> bool {
         source = s.source();
     }
     false
+}
+
+/// Whether `e` or one of its causes is a failure another attempt cannot fix: the host name
+/// does not resolve, or the server's certificate is not trusted.
+pub(crate) fn is_permanent_cause(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.is::<crate::NameNotResolved>() || s.downcast_ref().is_some_and(is_certificate_error) {
+            return true;
+        }
+        // TLS errors travel inside an `io::Error`, whose `source()` skips them.
+        if let Some(inner) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            && (inner.is::<crate::NameNotResolved>()
+                || inner.downcast_ref().is_some_and(is_certificate_error))
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn is_certificate_error(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::UnsupportedNameType
+    )
 }
 
 #[cfg(test)]
@@ -119,6 +151,27 @@ mod tests {
             b.delay_for(2, Some(Duration::from_secs(1))),
             Some(Duration::from_secs(1))
         );
+    }
+
+    #[test]
+    fn unresolvable_names_and_untrusted_certificates_are_permanent() {
+        let dns = crate::NameNotResolved {
+            host: "x.invalid".into(),
+            source: std::io::Error::other("Name or service not known"),
+        };
+        assert!(is_permanent_cause(&dns));
+        let wrapped = std::io::Error::other(dns);
+        assert!(is_permanent_cause(&wrapped));
+        let tls = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert!(is_permanent_cause(&tls));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(!is_permanent_cause(&reset));
+        let garbled =
+            std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::DecryptError);
+        assert!(!is_permanent_cause(&garbled));
     }
 
     #[test]

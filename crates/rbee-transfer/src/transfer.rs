@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use rbee_artifact_catalog::{
@@ -273,7 +274,7 @@ impl Transfer {
                         // The server wants more patience than we have: let the vendor say so.
                         None => return Ok(sent.response),
                         Some(d) => {
-                            tracing::debug!(%what, %status, attempt, delay_ms = d.as_millis() as u64, "retrying");
+                            retry_note(&request.url, status.as_u16(), "", attempt + 1, max, d);
                             d
                         }
                     }
@@ -281,7 +282,7 @@ impl Transfer {
                 Err(SendError::Cancelled) => return Err(TransferError::cancelled()),
                 Err(e) if e.is_transient() && attempt < max => {
                     let d = inner.backoff.delay(attempt + 1);
-                    tracing::debug!(%what, error = %e.describe(), attempt, delay_ms = d.as_millis() as u64, "retrying");
+                    retry_note(&request.url, 0, &e.describe(), attempt + 1, max, d);
                     d
                 }
                 Err(e) => return Err(e.into_transfer(&what, attempt)),
@@ -293,4 +294,23 @@ impl Transfer {
             attempt += 1;
         }
     }
+}
+
+/// Target of the record [`Transfer::send`] logs before each retry, so a front end can show it
+/// (the metadata requests that resolve a reference happen before there is a file to report on).
+pub const RETRY_LOG_TARGET: &str = "rbee_transfer::retry";
+
+/// Logs one retry of an API request: the host, the status (0 for a failed connection) or the
+/// error, the attempt about to be made of how many, and the wait before it.
+fn retry_note(url: &Url, status: u16, error: &str, attempt: u32, of: u32, delay: Duration) {
+    tracing::info!(
+        target: RETRY_LOG_TARGET,
+        host = url.host_str().unwrap_or_default(),
+        status,
+        error,
+        attempt,
+        of,
+        delay_ms = delay.as_millis() as u64,
+        "retrying"
+    );
 }

@@ -90,7 +90,14 @@ async fn download_streams_narrated_progress_to_done_and_a_repeat_is_not_an_error
 
     // A late subscriber to a finished job gets its final event at once, then the stream ends.
     let events = hive.stream(&job).await.until_final().await;
-    assert_eq!(names(&events), ["queued", "started", "progress", "done"]);
+    let names = names(&events);
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(
+        (names[0], names[1], names[3]),
+        ("queued", "started", "done")
+    );
+    // The latest progress: a throttled `progress` or a `heartbeat`, whichever came last.
+    assert!(matches!(names[2], "progress" | "heartbeat"), "{names:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

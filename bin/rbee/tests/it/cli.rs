@@ -114,7 +114,8 @@ fn list_info_verify_du_rm_work_and_speak_json() {
         .success();
 
     let list = env.json(&["model", "list"]);
-    let items = list.as_array().unwrap();
+    assert_eq!(list["version"], 1);
+    let items = list["models"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     let id = items[0]["id"].as_str().unwrap().to_string();
     assert_eq!(items[0]["status"]["state"], "ready");
@@ -141,8 +142,14 @@ fn list_info_verify_du_rm_work_and_speak_json() {
         .stdout(predicate::str::contains(&id));
 
     let removed = env.json(&["model", "rm", &id]);
-    assert_eq!(removed[0]["id"], id.as_str());
-    assert_eq!(env.json(&["model", "list"]).as_array().unwrap().len(), 0);
+    assert_eq!(removed["removed"][0]["id"], id.as_str());
+    assert_eq!(
+        env.json(&["model", "list"])["models"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
     // The original file is untouched.
     assert_eq!(std::fs::read(&src).unwrap(), b"GGUF tiny model");
 
@@ -219,7 +226,7 @@ fn bad_references_exit_2_naming_the_part() {
         .args(["--json", "model", "download", "hf:o/r:Q4 K"])
         .assert()
         .code(2)
-        .stdout(predicate::str::contains("\"code\":\"usage\""));
+        .stdout(predicate::str::contains("\"code\":\"invalid_reference\""));
 }
 
 #[test]
@@ -245,7 +252,13 @@ fn missing_or_unusable_files_exit_1_with_a_clear_message() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("holds no model files"));
-    assert_eq!(env.json(&["model", "list"]).as_array().unwrap().len(), 0);
+    assert_eq!(
+        env.json(&["model", "list"])["models"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 #[test]
@@ -263,7 +276,13 @@ fn dry_run_fetches_nothing() {
     assert_eq!(plan["total_bytes"], 4096);
     assert_eq!(plan["files"][0]["action"], "fetch");
     assert!(plan["free_bytes"].as_u64().unwrap() > 0);
-    assert_eq!(env.json(&["model", "list"]).as_array().unwrap().len(), 0);
+    assert_eq!(
+        env.json(&["model", "list"])["models"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 #[test]
@@ -302,11 +321,16 @@ fn ctrl_c_cancels_with_exit_130_and_keeps_the_catalog_true() {
         rest.last().unwrap().contains("\"event\":\"cancelled\""),
         "{rest:?}"
     );
+    // With --json the final event says it all; nothing is repeated on stderr.
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(
-        stderr.contains("run the same command again to resume"),
-        "{stderr}"
+    assert!(!stderr.contains("Cancelled"), "{stderr}");
+    assert_eq!(
+        rest.iter()
+            .filter(|l| l.contains("\"event\":\"cancelled\""))
+            .count(),
+        1,
+        "{rest:?}"
     );
     let info = env.json(&["model", "info", "file:huge.gguf"]);
     assert_eq!(info["status"]["state"], "incomplete");
@@ -353,4 +377,321 @@ async fn a_url_whose_content_changed_at_the_same_size_is_fetched_again() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(std::fs::read(&path).unwrap(), b"version two!");
+}
+
+/// stdout of a `--json` run that is exactly one JSON document of this output's version.
+fn one_document(out: &std::process::Output) -> Value {
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", crate::support::text(out)));
+    assert_eq!(doc["version"], 1, "{doc}");
+    doc
+}
+
+#[test]
+fn json_gives_one_document_per_command_and_one_final_event_per_download() {
+    let env = Env::new();
+    env.file("m.gguf", b"GGUF json contract");
+    let run = |args: &[&str]| env.rbee().arg("--json").args(args).output().unwrap();
+
+    for args in [
+        vec!["ls"],
+        vec!["model", "du"],
+        vec!["model", "verify"],
+        vec!["pull", "--dry-run", "file:m.gguf"],
+    ] {
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            crate::support::text(&out)
+        );
+        one_document(&out);
+    }
+    // Failures: one document, a specific code, nothing repeated on stderr.
+    for (args, exit, code) in [
+        (vec!["model", "info", "hf:o/nothing"], 1, "not_found"),
+        (vec!["rm", "hf:o/nothing"], 1, "not_found"),
+        (vec!["model", "info", "hg:o/r"], 2, "invalid_reference"),
+        (vec!["ls", "--no-such-flag"], 2, "invalid_argument"),
+        (vec!["ps"], 2, "invalid_argument"),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(exit), "{args:?}");
+        let doc = one_document(&out);
+        assert_eq!(doc["error"]["code"], code, "{args:?}: {doc}");
+        let message = doc["error"]["message"].as_str().unwrap();
+        assert!(!message.is_empty());
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains(message),
+            "{args:?}"
+        );
+    }
+    // A download: JSON lines, the last (and only final) one saying how it ended, also when it
+    // fails before it starts.
+    for (args, last, code) in [
+        (vec!["pull", "file:m.gguf"], "completed", None),
+        (
+            vec!["pull", "file:m.gguf", "--rate-limit", "fast"],
+            "failed",
+            Some("invalid_argument"),
+        ),
+        (
+            vec!["pull", "file:nothing.gguf"],
+            "failed",
+            Some("not_found"),
+        ),
+    ] {
+        let out = run(&args);
+        let lines = json_lines(&out.stdout);
+        let finals: Vec<&Value> = lines
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e["event"].as_str(),
+                    Some("completed" | "failed" | "cancelled")
+                )
+            })
+            .collect();
+        assert_eq!(finals.len(), 1, "{args:?}: {lines:?}");
+        let end = lines.last().unwrap();
+        assert_eq!(end["event"], last, "{args:?}: {lines:?}");
+        assert!(lines.iter().all(|l| l["version"] == 1), "{lines:?}");
+        if let Some(code) = code {
+            assert_eq!(end["code"], code, "{end}");
+            assert_ne!(out.status.code(), Some(0));
+            assert!(
+                out.stderr.is_empty(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn paths_are_references_and_near_misses_say_what_was_meant() {
+    let env = Env::new();
+    let src = env.file("m.gguf", b"GGUF a bare path");
+    for typed in ["./m.gguf".to_string(), src.display().to_string()] {
+        let out = env.rbee().args(["pull", &typed]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{typed}: {}",
+            crate::support::text(&out)
+        );
+    }
+    let list = env.json(&["ls"]);
+    assert_eq!(list["models"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(
+        list["models"][0]["reference"],
+        format!("file:{}", src.display())
+    );
+
+    for (typed, says) in [
+        ("hg:org/repo", "did you mean hf:org/repo?"),
+        ("m.gguf", "did you mean file:m.gguf?"),
+        ("/no/such/m.gguf", "file:PATH"),
+    ] {
+        env.rbee()
+            .args(["pull", typed])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(says));
+    }
+}
+
+#[test]
+fn environment_conventions() {
+    let env = Env::new();
+    env.file("m.gguf", b"GGUF env");
+    // Read-only commands leave no catalog folder behind.
+    for args in [
+        vec!["ls"],
+        vec!["model", "du"],
+        vec!["model", "verify"],
+        vec!["model", "info", "hf:o/r"],
+        vec!["rm", "hf:o/r"],
+    ] {
+        let _ = env.rbee().args(&args).output().unwrap();
+        assert!(!env.cache().exists(), "{args:?} created the catalog folder");
+    }
+    // Boolean variables take the usual spellings.
+    for value in ["1", "yes", "true", "0", "no", "false"] {
+        env.rbee()
+            .env("RBEE_OFFLINE", value)
+            .args(["pull", "file:m.gguf"])
+            .assert()
+            .success();
+    }
+    env.rbee()
+        .env("RBEE_OFFLINE", "maybe")
+        .args(["pull", "file:m.gguf"])
+        .assert()
+        .code(2);
+    // `~` in RBEE_CACHE_DIR is the home folder, not a folder named `~`.
+    let out = Command::new(env!("CARGO_BIN_EXE_rbee"))
+        .current_dir(env.dir.path())
+        .env("HOME", env.dir.path().join("home"))
+        .env("RBEE_CACHE_DIR", "~/models")
+        .args(["pull", "file:m.gguf"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::support::text(&out));
+    let path = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        path.starts_with(env.dir.path().join("home/models").to_str().unwrap()),
+        "{path}"
+    );
+    assert!(!env.dir.path().join("~").exists());
+    // Help names the variables without a dangling `=`, whatever they hold.
+    let help = env
+        .rbee()
+        .env("RBEE_HIVE_URL", "")
+        .env("RBEE_OFFLINE", "1")
+        .args(["pull", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("[env: RBEE_OFFLINE]"), "{help}");
+    assert!(help.contains("[env: RBEE_HIVE_URL]"), "{help}");
+    assert!(
+        !help.contains("RBEE_OFFLINE=") && !help.contains("RBEE_HIVE_URL="),
+        "{help}"
+    );
+}
+
+#[test]
+fn top_level_verbs_completions_man_page_and_version() {
+    let env = Env::new();
+    let src = env.file("m.gguf", b"GGUF verbs");
+    env.rbee().args(["pull", "file:m.gguf"]).assert().success();
+    env.rbee()
+        .args(["ls"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("file--m.gguf-"));
+    let id = env.json(&["ls"])["models"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.rbee()
+        .args(["rm", &id])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("removed {id}")));
+    assert!(src.exists());
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = env.rbee().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            script.contains("rbee") && script.contains("pull"),
+            "{shell}"
+        );
+    }
+    let man = env.rbee().arg("man").output().unwrap();
+    let man = String::from_utf8(man.stdout).unwrap();
+    assert!(man.starts_with(".ie") || man.contains(".TH rbee"), "{man}");
+    assert!(man.contains("pull"));
+    let version = env.rbee().arg("--version").output().unwrap();
+    let version = String::from_utf8(version.stdout).unwrap();
+    assert!(version.starts_with("rbee 0.1.0 ("), "{version}");
+    assert!(version.contains("built 20"), "{version}");
+    env.rbee()
+        .arg("ps")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--hive URL"));
+}
+
+#[test]
+fn local_dir_places_the_catalogs_verified_files_where_asked() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    env.file("m.gguf", b"GGUF local dir");
+    std::fs::create_dir(env.dir.path().join("snap")).unwrap();
+    env.file("snap/a.safetensors", b"weights a");
+    env.file("snap/config.json", b"{}");
+
+    let out = env
+        .rbee()
+        .args(["pull", "file:m.gguf", "--local-dir", "out"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::support::text(&out));
+    let placed = env.dir.path().join("out/m.gguf");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        placed.to_str().unwrap()
+    );
+    assert_eq!(std::fs::read(&placed).unwrap(), b"GGUF local dir");
+    let info = env.json(&["model", "info", "file:m.gguf"]);
+    assert_eq!(info["status"]["state"], "ready");
+    let in_catalog = std::fs::metadata(info["path"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        std::fs::metadata(&placed).unwrap().ino(),
+        in_catalog.ino(),
+        "a hard link"
+    );
+    env.rbee().args(["model", "verify"]).assert().success();
+    // Again: nothing to do, same answer.
+    env.rbee()
+        .args(["pull", "file:m.gguf", "--local-dir", "out"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(placed.to_str().unwrap()));
+
+    // A folder: every file under DIR, and DIR is the path to use.
+    let out = env
+        .rbee()
+        .args(["pull", "file:snap", "--local-dir", "snap-out"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::support::text(&out));
+    let dir = env.dir.path().join("snap-out");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        dir.to_str().unwrap()
+    );
+    assert_eq!(
+        std::fs::read(dir.join("a.safetensors")).unwrap(),
+        b"weights a"
+    );
+    assert_eq!(std::fs::read(dir.join("config.json")).unwrap(), b"{}");
+}
+
+#[test]
+fn sigterm_cancels_with_exit_143() {
+    let env = Env::new();
+    let src = env.dir.path().join("huge.gguf");
+    let f = std::fs::File::create(&src).unwrap();
+    f.set_len(64 << 30).unwrap();
+    drop(f);
+    let mut child = env
+        .rbee()
+        .args(["--json", "pull", "file:huge.gguf"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("events until terminated").unwrap();
+        if line.contains("\"event\":\"progress\"") {
+            break;
+        }
+    }
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    assert!(
+        rest.last().unwrap().contains("\"event\":\"cancelled\""),
+        "{rest:?}"
+    );
+    let info = env.json(&["model", "info", "file:huge.gguf"]);
+    assert_eq!(info["status"]["state"], "incomplete");
 }

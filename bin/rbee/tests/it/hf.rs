@@ -374,7 +374,8 @@ async fn each_hub_error_has_its_message_and_exit_code() {
         .unwrap();
     let list: Value = serde_json::from_slice(&list.stdout).unwrap();
     assert!(
-        list.as_array()
+        list["models"]
+            .as_array()
             .unwrap()
             .iter()
             .all(|e| e["status"]["state"] != "ready"),
@@ -500,4 +501,144 @@ async fn a_moving_branch_is_re_resolved_and_only_changed_files_are_fetched() {
     let path = PathBuf::from(second["dir"].as_str().unwrap())
         .join("files/model-00002-of-00002.safetensors");
     assert_eq!(std::fs::read(path).unwrap(), bytes(MIB, 9));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spellings_of_other_tools_name_the_same_models() {
+    let env = Env::new(&[("org/tiny-GGUF", gguf_repo())]).await;
+    // huggingface_hub's filesystem spelling.
+    ok(&env.download("c", "hf://org/tiny-GGUF:Q4_K_M", &[]));
+    assert_eq!(
+        file_paths(&env.info("c", "hf--org--tiny-GGUF--Q4_K_M")),
+        vec!["tiny.Q4_K_M.gguf"]
+    );
+    // Ollama's default tag is the default quantization.
+    ok(&env.download("c", "hf.co/org/tiny-GGUF:latest", &[]));
+    assert_eq!(
+        file_paths(&env.info("c", "hf--org--tiny-GGUF--default")),
+        vec!["tiny.Q4_K_M.gguf"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_a_terminal_progress_comes_as_plain_lines_with_retry_notes_and_a_summary() {
+    let env = Env::new(&[("org/tiny-GGUF", gguf_repo())]).await;
+    env.hub.set_faults(vec![
+        Fault::status(503)
+            .path("/api/models/org/tiny-GGUF/revision/*")
+            .times(1),
+    ]);
+    // About two seconds for 2 MiB: several lines, at 10 % steps.
+    env.hub.set_rate_limit(Some(MIB as u64));
+    let out = env
+        .rbee("c")
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .args(["pull", "hf:org/tiny-GGUF:Q4_K_M"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("Resolving hf:org/tiny-GGUF:Q4_K_M …\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("503 from 127.0.0.1, retrying in ") && stderr.contains("(attempt 2 of "),
+        "{stderr}"
+    );
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("tiny.Q4_K_M.gguf: ") && l.contains("%) at "))
+        .collect();
+    assert!(lines.len() >= 3, "{stderr}");
+    assert!(lines.iter().any(|l| l.contains(", ETA ")), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l
+                .starts_with("Ready: hf--org--tiny-GGUF--Q4_K_M (2.0 MiB, fetched 2.0 MiB in ")),
+        "{stderr}"
+    );
+    // Not a terminal: no colour codes, in progress or logs.
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_network_the_error_says_what_to_do() {
+    let env = Env::new(&[]).await;
+    // A loopback port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = env
+        .rbee("c")
+        .env("HF_ENDPOINT", format!("http://{closed}"))
+        .args(["pull", "hf:org/tiny-GGUF"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error: cannot reach 127.0.0.1 (the connection was refused) — check the network or proxy, check HF_ENDPOINT"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("use --offline for what is on disk"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("caused by"), "{stderr}");
+    // The whole story with -v.
+    let out = env
+        .rbee("c")
+        .env("HF_ENDPOINT", format!("http://{closed}"))
+        .args(["-v", "pull", "hf:org/tiny-GGUF"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("could not connect"), "{stderr}");
+
+    // A name that cannot resolve fails at once instead of being retried. Its 70-character label
+    // cannot be put in a DNS query, so the system resolver refuses it without asking anyone.
+    let host = format!("{}.invalid", "a".repeat(70));
+    let out = env
+        .rbee("c")
+        .env("HF_ENDPOINT", format!("http://{host}"))
+        .args(["pull", "hf:org/tiny-GGUF"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach {host} (the host name does not resolve)"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("retrying"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_of_a_ready_model_works_without_the_network() {
+    let env = Env::new(&[("org/tiny-GGUF", gguf_repo())]).await;
+    ok(&env.download("c", "hf:org/tiny-GGUF:Q4_K_M", &[]));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for extra in [&[][..], &["--offline"][..]] {
+        let out = env
+            .rbee("c")
+            .env("HF_ENDPOINT", format!("http://{closed}"))
+            .args(["--json", "pull", "--dry-run", "hf:org/tiny-GGUF:Q4_K_M"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{extra:?}: {}", text(&out));
+        let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(plan["bytes_to_fetch"], 0, "{plan}");
+        assert_eq!(plan["files"][0]["action"], "present", "{plan}");
+        assert_eq!(plan["files"][0]["path"], "tiny.Q4_K_M.gguf");
+    }
 }

@@ -184,7 +184,7 @@ async fn download_list_info_verify_rm_through_the_daemon_print_like_embedded_mod
 
     let list: Value =
         serde_json::from_str(&ok(&env.via(&hive, &["--json", "model", "list"]).await)).unwrap();
-    let id = list[0]["id"].as_str().unwrap().to_string();
+    let id = list["models"][0]["id"].as_str().unwrap().to_string();
     for args in [
         vec!["model", "list"],
         vec!["--json", "model", "list"],
@@ -394,11 +394,74 @@ async fn a_daemon_with_a_token_takes_it_from_rbee_hive_token() {
             .await
             .unwrap();
         assert_eq!(out.status.code(), Some(1));
-        assert!(stderr(&out).contains("bearer token"), "{}", stderr(&out));
         let error: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(error["error"]["code"], "unauthorized");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("bearer token"), "{message}");
+        // What to do on this side: the flag or variable that carries the token.
+        assert!(message.contains("--hive-token"), "{message}");
+        assert!(!stderr(&out).contains("bearer token"), "{}", stderr(&out));
         let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
         assert!(!all.contains(token));
     }
+    hive.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ps_lists_pauses_resumes_and_cancels_jobs_and_rm_of_a_busy_model_names_the_job() {
+    let env = Env::new().await;
+    let (reference, _) = env.file("slow.gguf", 8 * MIB);
+    env.hub.set_rate_limit(Some(MIB as u64 / 2));
+    let hive = Hive::start(&env.cache(), None).await;
+    let mut child = env
+        .rbee()
+        .args(["--hive", &hive.url, "pull", &reference])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the job to be running.
+    let job = loop {
+        let out = env.via(&hive, &["--json", "ps"]).await;
+        let doc: Value = serde_json::from_str(&ok(&out)).unwrap();
+        assert_eq!(doc["version"], 1);
+        let running = doc["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["state"] == "running")
+            .map(|j| j["job_id"].as_str().unwrap().to_string());
+        if let Some(job) = running {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let table = ok(&env.via(&hive, &["ps"]).await);
+    assert!(table.starts_with("JOB"), "{table}");
+    assert!(table.contains(&job) && table.contains("running"), "{table}");
+
+    // Removing it now is refused, and the message says how to free it.
+    let out = env.via(&hive, &["rm", &reference]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let says = format!("rbee --hive {} ps cancel {job}", hive.url);
+    assert!(stderr(&out).contains(&says), "{}", stderr(&out));
+
+    let out = env.via(&hive, &["ps", "pause", &job]).await;
+    assert!(ok(&out).contains(&format!("{job}: paused")));
+    let out = env.via(&hive, &["ps", "resume", &job]).await;
+    let line = ok(&out);
+    assert!(
+        line.starts_with(&format!("{job}: ")) && !line.contains("paused"),
+        "{line}"
+    );
+    let out = env.via(&hive, &["--json", "ps", "cancel", &job]).await;
+    let doc: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(doc["job"]["state"], "cancelled", "{doc}");
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the pull ends with its job")
+        .unwrap();
+    // Cancelled is cancelled, whoever asked: the partial stays for a later pull.
+    assert_eq!(status.code(), Some(130));
     hive.stop().await;
 }

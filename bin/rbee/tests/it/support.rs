@@ -42,19 +42,45 @@ pub(crate) fn json_lines(stdout: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-/// The error of a failed `--json` run: (exit code, code, message).
+/// The error of a failed `--json` run: (exit code, code, message). A download's is its one
+/// final `failed` event; any other command's, its one document's `error`. Nothing is repeated on
+/// stderr.
 pub(crate) fn failure(out: &Output) -> (i32, String, String) {
     let code = out.status.code().unwrap();
     assert_ne!(code, 0, "{}", text(out));
-    let error = events(out)
-        .into_iter()
-        .find_map(|e| e.get("error").filter(|e| e.is_object()).cloned())
-        .unwrap_or_else(|| panic!("no JSON error: {}", text(out)));
-    (
-        code,
-        error["code"].as_str().unwrap().to_string(),
-        error["message"].as_str().unwrap().to_string(),
-    )
+    let lines = events(out);
+    let finals: Vec<&Value> = lines
+        .iter()
+        .filter(|e| {
+            matches!(
+                e["event"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            )
+        })
+        .collect();
+    let (code_text, message) = match finals.as_slice() {
+        [] => {
+            assert_eq!(lines.len(), 1, "one JSON document: {}", text(out));
+            let error = &lines[0]["error"];
+            (error["code"].clone(), error["message"].clone())
+        }
+        [last] => {
+            assert_eq!(last["event"], "failed", "{}", text(out));
+            assert!(
+                std::ptr::eq(*last, lines.last().unwrap()),
+                "the final event is the last line"
+            );
+            (last["code"].clone(), last["error"].clone())
+        }
+        _ => panic!("more than one final event: {}", text(out)),
+    };
+    let message = message.as_str().unwrap().to_string();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(&message),
+        "the message is not repeated on stderr: {}",
+        text(out)
+    );
+    (code, code_text.as_str().unwrap().to_string(), message)
 }
 
 /// The `path`s of a catalog record's files.

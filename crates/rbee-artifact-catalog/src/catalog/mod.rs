@@ -179,12 +179,24 @@ pub struct Removed {
     pub bytes: u64,
 }
 
+/// `~` or `~/…` made relative to `home`: a quoted path or a variable is not expanded by the
+/// shell, and a folder literally named `~` is never what was meant.
+fn expand_home(path: PathBuf, home: Option<PathBuf>) -> PathBuf {
+    let Some(home) = home else {
+        return path;
+    };
+    match path.strip_prefix("~") {
+        Ok(rest) => home.join(rest),
+        Err(_) => path,
+    }
+}
+
 impl Catalog {
     /// The default root: `$RBEE_CACHE_DIR`, else the platform cache folder + `rbee/models`
     /// (`~/.cache/rbee/models` on Linux). Binaries call this; libraries take the root explicitly.
     pub fn default_root() -> Option<PathBuf> {
         match std::env::var_os("RBEE_CACHE_DIR") {
-            Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+            Some(dir) if !dir.is_empty() => Some(expand_home(PathBuf::from(dir), dirs::home_dir())),
             _ => dirs::cache_dir().map(|d| d.join("rbee").join("models")),
         }
     }
@@ -194,7 +206,7 @@ impl Catalog {
     /// programs do not depend on the current folder.
     pub fn resolve_root(explicit: Option<&Path>) -> Result<PathBuf> {
         let dir = match explicit {
-            Some(dir) => dir.to_path_buf(),
+            Some(dir) => expand_home(dir.to_path_buf(), dirs::home_dir()),
             None => Self::default_root().ok_or_else(|| {
                 Error::InvalidRequest(
                     "cannot tell where the cache folder is (no home directory); pass --cache-dir or set RBEE_CACHE_DIR".into(),

@@ -312,3 +312,25 @@ fn default_root_honours_rbee_cache_dir() {
     }
     assert_eq!(Scheme::Hf.as_str(), "hf");
 }
+
+#[test]
+fn a_tilde_in_the_cache_folder_means_home() {
+    let home = Some(PathBuf::from("/home/u"));
+    assert_eq!(
+        expand_home("~/models".into(), home.clone()),
+        PathBuf::from("/home/u/models")
+    );
+    assert_eq!(
+        expand_home("~".into(), home.clone()),
+        PathBuf::from("/home/u")
+    );
+    assert_eq!(
+        expand_home("~other/x".into(), home.clone()),
+        PathBuf::from("~other/x")
+    );
+    assert_eq!(
+        expand_home("/data/~/x".into(), home),
+        PathBuf::from("/data/~/x")
+    );
+    assert_eq!(expand_home("~/x".into(), None), PathBuf::from("~/x"));
+}
