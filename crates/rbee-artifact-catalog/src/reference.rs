@@ -22,11 +22,15 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::digest::Sha256Digest;
+use crate::redact::redacted_url;
 
 /// A parsed reference to an artifact at some vendor.
 ///
 /// Parse with [`str::parse`]; [`Display`](fmt::Display) writes the canonical form, which parses
-/// back to an equal value.
+/// back to an equal value — except that credentials in a URL's query string (a pre-signed URL's
+/// signature, say) are written as `REDACTED` ([`redact_url`](crate::redact_url)). The parsed
+/// value keeps them for the request itself; the redacted and the full form have the same
+/// catalog key, so a record (which holds the redacted form) is found again by the full URL.
 ///
 /// ```
 /// use rbee_artifact_catalog::{ArtifactRef, HfSelector};
@@ -94,12 +98,23 @@ pub struct LocalRef {
 }
 
 /// A direct HTTP(S) URL, optionally with an expected digest.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct UrlRef {
-    /// The URL, without fragment.
+    /// The URL, without fragment, as given: with any credential in its query string. Fetch
+    /// from it; show or record it only through [`redact_url`](crate::redact_url).
     pub url: Url,
     /// Expected SHA-256 from a `#sha256=` fragment.
     pub sha256: Option<Sha256Digest>,
+}
+
+impl fmt::Debug for UrlRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Debug output ends up in logs too.
+        f.debug_struct("UrlRef")
+            .field("url", &redacted_url(&self.url).as_str())
+            .field("sha256", &self.sha256)
+            .finish()
+    }
 }
 
 /// The vendor a reference belongs to.
@@ -291,7 +306,7 @@ impl fmt::Display for ArtifactRef {
             }
             ArtifactRef::Local(l) => write!(f, "file:{}", l.path.display()),
             ArtifactRef::Url(u) => {
-                write!(f, "{}", u.url)?;
+                write!(f, "{}", redacted_url(&u.url))?;
                 if let Some(d) = &u.sha256 {
                     write!(f, "#sha256={d}")?;
                 }

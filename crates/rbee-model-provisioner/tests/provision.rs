@@ -422,7 +422,7 @@ async fn failures_are_recorded_and_reported() {
     assert_eq!(err.code(), "network");
     let status = s.catalog.get("hf:o/r").unwrap().unwrap().record.status;
     assert!(
-        matches!(status, ArtifactStatus::Failed { ref code, ref error } if code == "network" && error.contains("8 attempts"))
+        matches!(status, ArtifactStatus::Failed { ref code, ref error, .. } if code == "network" && error.contains("8 attempts"))
     );
     let events = drain(&mut rx);
     assert!(

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::reference::Scheme;
+use crate::selection::Selection;
 
 fn record(reference: &str, status: ArtifactStatus, files: &[(&str, &[u8])]) -> ArtifactRecord {
     let reference: ArtifactRef = reference.parse().unwrap();
@@ -10,6 +11,7 @@ fn record(reference: &str, status: ArtifactStatus, files: &[(&str, &[u8])]) -> A
         id: CatalogKey::of(&reference).id(),
         scheme: reference.scheme(),
         reference,
+        selection: Selection::default(),
         revision: Some("abc".into()),
         files: files
             .iter()
