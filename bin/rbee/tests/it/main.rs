@@ -1,6 +1,7 @@
 //! End-to-end tests of the real `rbee` binary: one integration-test binary, a module per area.
 
 mod cli;
+mod full_disk;
 mod github;
 mod hf;
 mod hive;
