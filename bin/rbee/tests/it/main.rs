@@ -6,5 +6,6 @@ mod github;
 mod hf;
 mod hive;
 mod integrity;
+mod local_state;
 mod support;
 mod transfer;
