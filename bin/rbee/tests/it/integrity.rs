@@ -285,3 +285,67 @@ impl Env {
             .sum()
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_urls_credentials_are_never_recorded_or_shown() {
+    let env = Env::new(&[("plain/signed.bin", bytes(MIB, 61))]).await;
+    let base = env.hub.file_url("plain/signed.bin");
+    let signed = format!(
+        "{base}?versionId=7&X-Amz-Credential=AKIASECRETCRED&X-Amz-Signature=deadbeefsecret&token=tok-secret"
+    );
+    let secrets = ["AKIASECRETCRED", "deadbeefsecret", "tok-secret", "cafebabe"];
+    let shows_no_secret = |what: &str, out: &Output| {
+        let all = text(out);
+        for secret in secrets {
+            assert!(!all.contains(secret), "{what} shows {secret}: {all}");
+        }
+    };
+    let out = env
+        .rbee()
+        .args(["-vv", "--json", "model", "download", &signed])
+        .output()
+        .unwrap();
+    shows_no_secret("download", &out);
+    let id = id_of(&out);
+
+    let record_text = std::fs::read_to_string(
+        PathBuf::from(env.info(&id)["dir"].as_str().unwrap()).join("metadata.json"),
+    )
+    .unwrap();
+    for secret in secrets {
+        assert!(!record_text.contains(secret), "the record holds {secret}");
+    }
+    assert!(record_text.contains("versionId=7"), "{record_text}");
+    for args in [
+        vec!["model", "list"],
+        vec!["model", "info", &id],
+        vec!["model", "du"],
+    ] {
+        shows_no_secret(
+            &format!("{args:?}"),
+            &env.rbee().args(&args).output().unwrap(),
+        );
+        shows_no_secret(&format!("{args:?}"), &env.run(&args));
+    }
+
+    // The same URL, also signed anew, finds the same entry.
+    let out = env.download(&signed, &[]);
+    assert_eq!(id_of(&out), id);
+    let resigned = signed.replace("deadbeefsecret", "cafebabe");
+    let out = env.download(&resigned, &[]);
+    shows_no_secret("a second signature", &out);
+    assert_eq!(id_of(&out), id);
+
+    // Errors do not show them either.
+    let missing = format!(
+        "{}?X-Amz-Signature=deadbeefsecret&token=tok-secret",
+        env.hub.file_url("plain/missing.bin")
+    );
+    let out = env
+        .rbee()
+        .args(["model", "download", &missing])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    shows_no_secret("an error", &out);
+}

@@ -118,7 +118,10 @@ impl Env {
         assert_eq!(info["status"]["state"], "ready", "{info}");
         let path = PathBuf::from(info["path"].as_str().unwrap());
         assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
-        assert!(std::fs::read(&path).unwrap() == self.data, "other bytes are ready");
+        assert!(
+            std::fs::read(&path).unwrap() == self.data,
+            "other bytes are ready"
+        );
     }
 }
 
@@ -186,10 +189,7 @@ async fn digest_reuse_never_links_a_file_outside_the_catalog() {
         r["files"][0]["path"] = relative(&dir.join("files"), &env.victim).into();
         r["files"][0]["sha256"] = digest.to_string().into();
     });
-    let url = format!(
-        "{}#sha256={digest}",
-        env.hub.file_url("same-as-victim.bin")
-    );
+    let url = format!("{}#sha256={digest}", env.hub.file_url("same-as-victim.bin"));
     let out = env.download(&url, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let done = events(&out)

@@ -49,7 +49,8 @@ fn record_strategy() -> impl Strategy<Value = ArtifactRecord> {
         Just("https://example.com/a/m.gguf?sig=abc&file=1"),
         Just("file:/data/m.gguf"),
     ];
-    let files = prop::collection::btree_map("[a-z]{1,6}(/[a-z]{1,6}){0,2}\\.bin", any::<u64>(), 1..4);
+    let files =
+        prop::collection::btree_map("[a-z]{1,6}(/[a-z]{1,6}){0,2}\\.bin", any::<u64>(), 1..4);
     let include = prop::collection::vec("[a-z*.]{1,6}", 0..3);
     (reference, files, include).prop_map(|(r, files, include)| {
         let files: Vec<(&str, u64)> = files.iter().map(|(p, s)| (p.as_str(), *s)).collect();
