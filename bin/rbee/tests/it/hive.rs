@@ -402,3 +402,48 @@ async fn a_daemon_with_a_token_takes_it_from_rbee_hive_token() {
     }
     hive.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_another_selection_never_joins_a_running_one() {
+    let env = Env::new().await;
+    let (reference, bytes) = env.file("sel.bin", 4 * MIB);
+    env.hub.set_rate_limit(Some(4 * MIB as u64));
+    let hive = Hive::start(&env.cache(), None).await;
+    let run = |args: Vec<String>| {
+        let mut cmd = env.rbee();
+        cmd.arg("--hive")
+            .arg(&hive.url)
+            .args(["--json", "model", "download"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let plain = run(vec![reference.clone()]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while env.hub.counters_for("/files/sel.bin").bytes_sent == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first job never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let selected = run(vec![reference, "--include".into(), "*.bin".into()]);
+    let id_of = |out: Output| -> String {
+        let lines = json_lines(&ok(&out));
+        lines.last().unwrap()["id"].as_str().unwrap().to_string()
+    };
+    let plain_id = id_of(plain.wait_with_output().await.unwrap());
+    let selected_id = id_of(selected.wait_with_output().await.unwrap());
+    assert_ne!(plain_id, selected_id, "the second job joined the first");
+    assert!(selected_id.contains("=sel-"), "{selected_id}");
+    let models = hive.get("/v1/models").await;
+    let listed = models["models"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{models}");
+    for m in listed {
+        assert_eq!(m["status"]["state"], "ready", "{m}");
+        let path = PathBuf::from(m["path"].as_str().unwrap());
+        assert!(std::fs::read(path).unwrap() == bytes);
+    }
+    hive.stop().await;
+}
