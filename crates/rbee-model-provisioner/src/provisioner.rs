@@ -487,7 +487,7 @@ impl Provisioner {
         // copies of changed files, which must not pass for the new ones by their size.
         let suspect = suspect_files(existing.as_ref());
         for f in &to_fetch {
-            let distrusted = !trusted || suspect.iter().any(|s| *s == f.path);
+            let distrusted = !trusted || suspect.contains(&f.path);
             let replaced = was_ready && existing_lists(existing.as_ref(), &f.path);
             if distrusted {
                 remove_with_partials(&files_dir, &f.path);
