@@ -265,6 +265,22 @@ impl ArtifactRef {
         }
     }
 
+    /// The reference with any credential in a URL's query string left in: what another process
+    /// (a daemon) needs to fetch it. Only for handing the request on — never show or record it;
+    /// [`Display`](fmt::Display) is the safe form.
+    pub fn to_request_string(&self) -> String {
+        match self {
+            ArtifactRef::Url(u) => {
+                let mut s = u.url.to_string();
+                if let Some(d) = &u.sha256 {
+                    s.push_str(&format!("#sha256={d}"));
+                }
+                s
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Makes a relative `file:` path absolute against the current directory (no file-system
     /// access); other references are returned unchanged. Binaries call this at the edge so the
     /// same file always has the same catalog entry.
@@ -997,6 +1013,20 @@ mod tests {
             msg.contains("`..`") && msg.contains("hf:TheBloke/"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_signed_url_is_shown_redacted_and_handed_on_whole() {
+        let signed = "https://h.example/m.gguf?X-Amz-Signature=abc&v=1";
+        let r: ArtifactRef = signed.parse().unwrap();
+        assert_eq!(
+            r.to_string(),
+            "https://h.example/m.gguf?X-Amz-Signature=REDACTED&v=1"
+        );
+        assert_eq!(r.to_request_string(), signed);
+        assert_eq!(r.to_request_string().parse::<ArtifactRef>().unwrap(), r);
+        let plain: ArtifactRef = "hf:o/r:Q8_0".parse().unwrap();
+        assert_eq!(plain.to_request_string(), plain.to_string());
     }
 
     #[test]

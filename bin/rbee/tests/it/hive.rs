@@ -447,3 +447,41 @@ async fn a_job_with_another_selection_never_joins_a_running_one() {
     }
     hive.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_url_reaches_the_daemon_whole_and_is_shown_redacted() {
+    let env = Env::new().await;
+    let (_, bytes) = env.file("signed.bin", MIB);
+    // A URL the CDN only serves with its signature.
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(env.hub.redirect_url("signed.bin"))
+        .send()
+        .await
+        .unwrap();
+    let signed = response.headers()["location"].to_str().unwrap().to_string();
+    let sig = signed
+        .split("sig=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .unwrap_or_else(|| panic!("not a signed URL: {signed}"))
+        .to_string();
+    let hive = Hive::start(&env.cache(), None).await;
+    let out = env
+        .via(&hive, &["--json", "model", "download", &signed])
+        .await;
+    let stdout = ok(&out);
+    assert!(
+        !stdout.contains(&sig) && !stderr(&out).contains(&sig),
+        "{stdout}{}",
+        stderr(&out)
+    );
+    let models = hive.get("/v1/models").await;
+    assert!(!models.to_string().contains(&sig), "{models}");
+    let path = PathBuf::from(models["models"][0]["path"].as_str().unwrap());
+    assert!(std::fs::read(path).unwrap() == bytes);
+    hive.stop().await;
+}
