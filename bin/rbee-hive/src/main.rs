@@ -88,6 +88,24 @@ struct Args {
     verbose: u8,
 }
 
+/// Free space below which the daemon warns at start: no download could even write its record.
+const FULL_DISK_BYTES: u64 = 1 << 20;
+
+/// Says so when the catalog's file system is full: the daemon still starts (listing, info and
+/// removal work), but downloads will fail until there is room.
+fn warn_if_full(root: &std::path::Path) {
+    if let Ok(free) = rbee_artifact_catalog::available_space(root)
+        && free < FULL_DISK_BYTES
+    {
+        let message = format!(
+            "the file system of the catalog {} is full ({free} bytes free): downloads will fail until space is freed; remove models with `rbee model rm ID` or DELETE /v1/models/ID",
+            root.display()
+        );
+        tracing::warn!("{message}");
+        eprintln!("warning: {message}");
+    }
+}
+
 /// A mistake in how the daemon was started; exits with status 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -129,6 +147,7 @@ async fn run(args: Args) -> Result<()> {
     let root = Catalog::resolve_root(args.cache_dir.as_deref())?;
     // Opening recovers entries a dead process left `downloading` (they become `incomplete`).
     let catalog = Arc::new(Catalog::open(&root)?);
+    warn_if_full(&root);
 
     let rate_limit = args
         .rate_limit

@@ -27,7 +27,7 @@ pub(crate) fn start(state: &HiveState, mut operation: Operation) -> Result<Arc<J
     }
     if let Operation::Download(request) = &mut operation {
         request.reference = check_local_access(&request.reference, &state.config().local_roots)?;
-        request.key = rbee_artifact_catalog::CatalogKey::of(&request.reference);
+        request.key = request.options.key(&request.reference);
     }
     let job = state.jobs().create(operation)?;
     let attempt = job.attempt();

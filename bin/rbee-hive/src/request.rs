@@ -275,7 +275,7 @@ fn download(model: &str, fields: DownloadFields) -> Result<DownloadRequest, ApiE
     let mut options = ProvisionOptions::new(resolve);
     options.refresh = fields.refresh;
     Ok(DownloadRequest {
-        key: CatalogKey::of(&reference),
+        key: options.key(&reference),
         reference,
         options,
     })

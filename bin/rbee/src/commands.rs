@@ -429,6 +429,9 @@ pub(crate) fn print_info(global: &GlobalArgs, entry: &CatalogEntry) -> Result<()
     let r = &entry.record;
     out!("id:        {}", r.id);
     out!("reference: {}", r.reference);
+    if !r.selection.is_empty() {
+        out!("files:     {} (--include/--exclude)", r.selection);
+    }
     out!("vendor:    {}", r.scheme);
     if let Some(rev) = &r.revision {
         out!("revision:  {rev}");
@@ -526,6 +529,11 @@ pub(crate) fn print_verified(global: &GlobalArgs, report: &VerifyReport) {
             }
         }
     }
+    if let Some(why) = &report.not_recorded {
+        eprintln!(
+            "warning: the result for {id} could not be saved in the catalog ({why}); run `rbee model verify {id}` again once there is space"
+        );
+    }
 }
 
 /// The end of a verification run: with `--json` one document (the reports, and the error when
@@ -540,7 +548,7 @@ pub(crate) fn finish_verify(global: &GlobalArgs, reports: &[VerifyReport]) -> Re
         let mut doc = json!({
             "version": JSON_VERSION,
             "ok": failed == 0,
-            "reports": reports.iter().map(|r| json!({"id": r.id, "ok": r.ok(), "files": r.files})).collect::<Vec<_>>(),
+            "reports": reports.iter().map(|r| json!({"id": r.id, "ok": r.ok(), "files": r.files, "not_recorded": r.not_recorded})).collect::<Vec<_>>(),
         });
         if let Some(e) = &error {
             doc["error"] = json!({"code": e.code, "message": e.message});

@@ -473,7 +473,8 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
     let job_id = hive
         .start_job(json!({
             "operation": "model_download",
-            "model": reference.to_string(),
+            // The daemon fetches it: a signed URL goes whole (it shows and records it redacted).
+            "model": reference.to_request_string(),
             "include": args.include,
             "exclude": args.exclude,
             "offline": args.offline,

@@ -8,6 +8,7 @@
 //!   of subscribers.
 //! - [`Catalog`]: what is on disk, one folder and one `metadata.json` per artifact.
 //! - [`Error`]: one error type with clear messages and stable codes.
+//! - [`redact_url`]: the one place that decides what of a URL may be recorded or shown.
 //!
 //! No HTTP lives here.
 //!
@@ -32,11 +33,13 @@ pub use progress::{
     DownloadTracker, EventKind, FileProgress, FileSnapshot, HeartbeatHandle, JobId, ProgressEvent,
     ProgressSnapshot, TrackerConfig, human_bytes, human_duration,
 };
+pub use redact::{REDACTED, is_credential_param, redact_url, redacted_url};
 pub use reference::{
     ArtifactRef, GhRef, HfRef, HfSelector, LocalRef, RefError, RefErrorKind, Scheme, UrlRef,
     validate_relative_path,
 };
 pub use secret::Secret;
+pub use selection::Selection;
 pub use vendor::{
     DownloadedFile, FileSource, ResolveOptions, ResolvedArtifact, ResolvedFile, VendorSource,
 };
@@ -50,6 +53,8 @@ mod catalog;
 mod digest;
 mod error;
 mod progress;
+mod redact;
 mod reference;
 mod secret;
+mod selection;
 mod vendor;

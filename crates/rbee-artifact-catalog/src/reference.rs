@@ -23,11 +23,15 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::digest::Sha256Digest;
+use crate::redact::redacted_url;
 
 /// A parsed reference to an artifact at some vendor.
 ///
 /// Parse with [`str::parse`]; [`Display`](fmt::Display) writes the canonical form, which parses
-/// back to an equal value.
+/// back to an equal value — except that credentials in a URL's query string (a pre-signed URL's
+/// signature, say) are written as `REDACTED` ([`redact_url`](crate::redact_url)). The parsed
+/// value keeps them for the request itself; the redacted and the full form have the same
+/// catalog key, so a record (which holds the redacted form) is found again by the full URL.
 ///
 /// ```
 /// use rbee_artifact_catalog::{ArtifactRef, HfSelector};
@@ -95,12 +99,23 @@ pub struct LocalRef {
 }
 
 /// A direct HTTP(S) URL, optionally with an expected digest.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct UrlRef {
-    /// The URL, without fragment.
+    /// The URL, without fragment, as given: with any credential in its query string. Fetch
+    /// from it; show or record it only through [`redact_url`](crate::redact_url).
     pub url: Url,
     /// Expected SHA-256 from a `#sha256=` fragment.
     pub sha256: Option<Sha256Digest>,
+}
+
+impl fmt::Debug for UrlRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Debug output ends up in logs too.
+        f.debug_struct("UrlRef")
+            .field("url", &redacted_url(&self.url).as_str())
+            .field("sha256", &self.sha256)
+            .finish()
+    }
 }
 
 /// The vendor a reference belongs to.
@@ -251,6 +266,22 @@ impl ArtifactRef {
         }
     }
 
+    /// The reference with any credential in a URL's query string left in: what another process
+    /// (a daemon) needs to fetch it. Only for handing the request on — never show or record it;
+    /// [`Display`](fmt::Display) is the safe form.
+    pub fn to_request_string(&self) -> String {
+        match self {
+            ArtifactRef::Url(u) => {
+                let mut s = u.url.to_string();
+                if let Some(d) = &u.sha256 {
+                    s.push_str(&format!("#sha256={d}"));
+                }
+                s
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Makes a relative `file:` path absolute against the current directory (no file-system
     /// access); other references are returned unchanged. Binaries call this at the edge so the
     /// same file always has the same catalog entry.
@@ -292,7 +323,7 @@ impl fmt::Display for ArtifactRef {
             }
             ArtifactRef::Local(l) => write!(f, "file:{}", l.path.display()),
             ArtifactRef::Url(u) => {
-                write!(f, "{}", u.url)?;
+                write!(f, "{}", redacted_url(&u.url))?;
                 if let Some(d) = &u.sha256 {
                     write!(f, "#sha256={d}")?;
                 }
@@ -1015,6 +1046,20 @@ mod tests {
             msg.contains("`..`") && msg.contains("hf:TheBloke/"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_signed_url_is_shown_redacted_and_handed_on_whole() {
+        let signed = "https://h.example/m.gguf?X-Amz-Signature=abc&v=1";
+        let r: ArtifactRef = signed.parse().unwrap();
+        assert_eq!(
+            r.to_string(),
+            "https://h.example/m.gguf?X-Amz-Signature=REDACTED&v=1"
+        );
+        assert_eq!(r.to_request_string(), signed);
+        assert_eq!(r.to_request_string().parse::<ArtifactRef>().unwrap(), r);
+        let plain: ArtifactRef = "hf:o/r:Q8_0".parse().unwrap();
+        assert_eq!(plain.to_request_string(), plain.to_string());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::digest::Sha256Digest;
 use crate::error::Result;
 use crate::progress::DownloadTracker;
 use crate::reference::{ArtifactRef, Scheme};
+use crate::selection::Selection;
 
 /// A source of artifacts: HuggingFace, GitHub releases, local files, plain URLs, …
 ///
@@ -69,6 +70,11 @@ pub struct ResolveOptions {
 }
 
 impl ResolveOptions {
+    /// The include and exclude globs: part of what a request is (see [`Selection`]).
+    pub fn selection(&self) -> Selection {
+        Selection::new(self.include.clone(), self.exclude.clone())
+    }
+
     /// Options with these include and exclude globs.
     pub fn with_globs(include: Vec<String>, exclude: Vec<String>) -> Self {
         Self {
@@ -94,9 +100,19 @@ pub struct ResolvedArtifact {
 }
 
 impl ResolvedArtifact {
-    /// Total bytes, counting unknown sizes as zero.
+    /// Total bytes, counting unknown sizes as zero; `None` when the announced sizes add up to
+    /// more than a `u64` holds (a vendor that lies).
+    pub fn checked_total_size(&self) -> Option<u64> {
+        self.files
+            .iter()
+            .filter_map(|f| f.size)
+            .try_fold(0u64, |total, size| total.checked_add(size))
+    }
+
+    /// Total bytes, counting unknown sizes as zero (saturating; see
+    /// [`checked_total_size`](Self::checked_total_size)).
     pub fn total_size(&self) -> u64 {
-        self.files.iter().filter_map(|f| f.size).sum()
+        self.checked_total_size().unwrap_or(u64::MAX)
     }
 }
 

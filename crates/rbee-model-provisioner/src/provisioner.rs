@@ -13,7 +13,7 @@ use rbee_artifact_catalog::{
     ArtifactRecord, ArtifactRef, ArtifactStatus, Catalog, CatalogEntry, CatalogKey, DownloadLease,
     DownloadTracker, DownloadedFile, Error, FileRecord, FileSource, JobId, RECORD_SCHEMA,
     ResolveOptions, ResolvedArtifact, ResolvedFile, Result, Sha256Digest, TrackerConfig,
-    available_space, validate_relative_path,
+    available_space, redact_url,
 };
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
@@ -69,6 +69,13 @@ impl ProvisionOptions {
             resolve,
             refresh: false,
         }
+    }
+
+    /// The catalog entry a request for `reference` with these options writes to: the reference
+    /// and the selection (`--include`/`--exclude`) together. Requests share an entry, and a
+    /// transfer, only when both are equal.
+    pub fn key(&self, reference: &ArtifactRef) -> CatalogKey {
+        CatalogKey::of_request(reference, &self.resolve.selection())
     }
 }
 
@@ -221,25 +228,26 @@ impl Provisioner {
         cancel: &CancellationToken,
     ) -> Result<Plan> {
         let vendor = self.inner.vendors.get(reference.scheme())?;
-        let key = CatalogKey::of(reference);
+        let key = options.key(reference);
         // The same shortcuts as `provision`: what it would return without the network, the plan
         // shows without the network.
         if (reference.is_pinned() || options.resolve.offline)
             && !options.refresh
             && let Some(entry) = self.ready_entry(&key)
+            && pin_holds(reference, &entry)?
         {
             return Ok(ready_plan(&key, entry, Vec::new()));
         }
         let resolved = match vendor.resolve(reference, &options.resolve, cancel).await {
             Ok(resolved) => resolved,
             Err(e) if is_unreachable(&e) => match self.ready_entry(&key) {
-                Some(entry) => {
+                Some(entry) if pin_holds(reference, &entry).unwrap_or(false) => {
                     let note = format!(
                         "could not check {reference} for updates ({e}); the ready copy on disk would be used"
                     );
                     return Ok(ready_plan(&key, entry, vec![note]));
                 }
-                None => return Err(e),
+                _ => return Err(e),
             },
             Err(e) => return Err(e),
         };
@@ -253,7 +261,10 @@ impl Provisioner {
             let fetch = changed.iter().any(|c| c.path == f.path);
             let partial = if fetch { partial_len(&dir, &f.path) } else { 0 };
             if fetch {
-                bytes_to_fetch += f.size.unwrap_or(0).saturating_sub(partial);
+                bytes_to_fetch = u64::saturating_add(
+                    bytes_to_fetch,
+                    f.size.unwrap_or(0).saturating_sub(partial),
+                );
             }
             files.push(PlannedFile {
                 path: f.path.clone(),
@@ -308,11 +319,13 @@ impl Provisioner {
         tracker: &DownloadTracker,
         cancel: &CancellationToken,
     ) -> Result<Provisioned> {
-        let key = CatalogKey::of(&reference);
-        // A pinned artifact that is ready and intact needs no network at all.
+        let key = options.key(&reference);
+        // A pinned artifact that is ready, intact and holds what the pin promises needs no
+        // network at all.
         if (reference.is_pinned() || options.resolve.offline)
             && !options.refresh
             && let Some(entry) = self.ready_entry(&key)
+            && pin_holds(&reference, &entry)?
         {
             return Ok(Provisioned {
                 entry,
@@ -435,12 +448,14 @@ impl Provisioner {
         let _slot = self.take_slot(tracker, cancel).await?;
         let catalog = &self.inner.catalog;
         let vendor = self.inner.vendors.get(reference.scheme())?.clone();
-        let existing = read_existing(catalog, key);
 
         let resolved = match vendor.resolve(reference, &options.resolve, cancel).await {
             Ok(resolved) => resolved,
             Err(e) if is_unreachable(&e) => {
-                if let Some(entry) = self.ready_entry(key) {
+                // Never a copy that breaks the reference's pin, even offline.
+                if let Some(entry) = self.ready_entry(key)
+                    && pin_holds(reference, &entry).unwrap_or(false)
+                {
                     tracker.message(format!(
                         "could not check {reference} for updates ({e}); using the ready copy on disk"
                     ));
@@ -461,7 +476,7 @@ impl Provisioner {
             });
         }
 
-        let lease = self.take_lease(reference, tracker, cancel).await?;
+        let lease = self.take_lease(key, reference, tracker, cancel).await?;
         // Another process may have finished it while we waited.
         if let Some(entry) = self.current(key, &resolved) {
             return Ok(Provisioned {
@@ -469,29 +484,55 @@ impl Provisioner {
                 outcome: Outcome::AlreadyReady,
             });
         }
-        let existing = read_existing(catalog, key).or(existing);
+        // Read again under the lease: another process may have changed it while we waited. A
+        // record that cannot be read vouches for nothing on disk.
+        let (existing, trusted) = match catalog.read(key) {
+            Ok(entry) => (entry, true),
+            Err(e) => {
+                tracing::warn!(error = %e, "replacing a damaged catalog record");
+                (None, false)
+            }
+        };
         let was_ready = existing
             .as_ref()
             .is_some_and(|e| e.record.status == ArtifactStatus::Ready);
         let to_fetch = changed_files(existing.as_ref(), &resolved);
         let dir = lease.dir().to_path_buf();
         let files_dir = lease.files_dir();
-        if was_ready {
-            // Files of the old revision that changed: a same-sized stale copy must not pass for
-            // the new one.
-            remove_replaced_files(existing.as_ref(), &to_fetch, &files_dir);
+        for f in &to_fetch {
+            self.check_no_links(&dir, &f.path)?;
+        }
+        // Bytes at a final name are only ever adopted (by a vendor that finds a complete file
+        // in place) when the record vouches for them. Delete those it does not: files a check
+        // found wrong, files of a record that cannot be read, and — after a change — the old
+        // copies of changed files, which must not pass for the new ones by their size.
+        let suspect = suspect_files(existing.as_ref());
+        for f in &to_fetch {
+            let distrusted = !trusted || suspect.contains(&f.path);
+            let replaced = was_ready && existing_lists(existing.as_ref(), &f.path);
+            if distrusted {
+                remove_with_partials(&files_dir, &f.path);
+            } else if replaced {
+                remove_final(&files_dir, &f.path);
+            }
         }
 
         if self.inner.config.check_disk_space {
-            let needed: u64 = to_fetch
+            let needed = to_fetch
                 .iter()
                 .filter(|f| !linkable(f, &dir))
-                .map(|f| {
-                    f.size
-                        .unwrap_or(0)
-                        .saturating_sub(partial_len(&dir, &f.path))
+                .try_fold(0u64, |needed, f| {
+                    needed.checked_add(
+                        f.size
+                            .unwrap_or(0)
+                            .saturating_sub(partial_len(&dir, &f.path)),
+                    )
                 })
-                .sum();
+                .ok_or_else(|| Error::Protocol {
+                    message: format!(
+                        "the sizes the vendor announced for {reference} add up to more than 16 EiB; it is not telling the truth, nothing was downloaded"
+                    ),
+                })?;
             if let Ok(available) = available_space(&files_dir)
                 && needed > available
             {
@@ -503,11 +544,16 @@ impl Provisioner {
             }
         }
 
-        let total = resolved.total_size();
+        let total = resolved.checked_total_size().ok_or_else(|| Error::Protocol {
+            message: format!(
+                "the sizes the vendor announced for {reference} add up to more than 16 EiB; it is not telling the truth, nothing was downloaded"
+            ),
+        })?;
         let mut record = ArtifactRecord {
             schema: RECORD_SCHEMA,
             id: key.id(),
             reference: reference.clone(),
+            selection: options.resolve.selection(),
             scheme: reference.scheme(),
             revision: resolved.revision.clone(),
             files: resolved
@@ -539,7 +585,7 @@ impl Provisioner {
             .await;
         match result {
             Ok(()) => {
-                remove_stale_files(existing.as_ref(), &resolved, &files_dir);
+                remove_stale_files(existing.as_ref(), &resolved, &files_dir, catalog);
                 record.status = ArtifactStatus::Ready;
                 record.updated_at = Utc::now();
                 let entry = catalog.save(&record)?;
@@ -563,10 +609,18 @@ impl Provisioner {
                     ArtifactStatus::Failed {
                         error: e.to_string(),
                         code: e.code().to_string(),
+                        suspect: match &e {
+                            Error::Integrity { path, .. } | Error::SizeMismatch { path, .. } => {
+                                vec![path.clone()]
+                            }
+                            _ => Vec::new(),
+                        },
                     }
                 };
+                // On a full disk this write fails too; readers then see the entry as
+                // incomplete once the lease is released.
                 if let Err(save_error) = catalog.set_status(key, status) {
-                    tracing::warn!(error = %save_error, "could not record the outcome");
+                    tracing::warn!(error = %save_error.report(), "could not record the outcome");
                 }
                 Err(e)
             }
@@ -624,15 +678,23 @@ impl Provisioner {
                 set_digest(record, &d.path, d.sha256, d.size);
             }
         }
-        // Every file must now be in place at its recorded size.
+        // Every file must now be in place at its recorded size, as a regular file.
         for f in &record.files {
-            let path = files_dir.join(&f.path);
-            let actual = std::fs::metadata(&path).map(|m| m.len()).map_err(|e| {
-                Error::io(
-                    format!("{} is missing after the download", path.display()),
-                    e,
-                )
-            })?;
+            let path = self.check_no_links(files_dir.parent().unwrap_or(files_dir), &f.path)?;
+            let actual = std::fs::symlink_metadata(&path)
+                .and_then(|m| {
+                    if m.is_file() {
+                        Ok(m.len())
+                    } else {
+                        Err(std::io::Error::other("it is not a regular file"))
+                    }
+                })
+                .map_err(|e| {
+                    Error::io(
+                        format!("{} is missing after the download", path.display()),
+                        e,
+                    )
+                })?;
             if actual != f.size {
                 return Err(Error::SizeMismatch {
                     path: f.path.clone(),
@@ -659,7 +721,7 @@ impl Provisioner {
             return Ok(None);
         };
         let target = files_dir.join(&file.path);
-        if source == target {
+        if source == target || !self.inner.catalog.is_inside(&source) {
             return Ok(None);
         }
         let target_for_task = target.clone();
@@ -735,16 +797,35 @@ impl Provisioner {
         result
     }
 
+    /// The final path of `rel` in the entry at `dir`, refused when it, its partial files or a
+    /// folder on the way is a symbolic link (rbee never makes one there).
+    fn check_no_links(&self, dir: &Path, rel: &str) -> Result<PathBuf> {
+        let path = self.inner.catalog.file_inside(dir, rel)?;
+        for partial in [part_path(&path), partial_state_path(&path)] {
+            if !self.inner.catalog.is_inside(&partial) {
+                return Err(Error::Damaged {
+                    id: self.inner.catalog.id_of(dir),
+                    reason: format!(
+                        "{} is a symbolic link; rbee does not follow links inside its catalog",
+                        partial.display()
+                    ),
+                });
+            }
+        }
+        Ok(path)
+    }
+
     /// Takes the artifact's download lease, waiting (cancellably) while another process holds it.
     async fn take_lease(
         &self,
+        key: &CatalogKey,
         reference: &ArtifactRef,
         tracker: &DownloadTracker,
         cancel: &CancellationToken,
     ) -> Result<DownloadLease> {
         let mut told = false;
         loop {
-            if let Some(lease) = self.inner.catalog.try_lease(reference)? {
+            if let Some(lease) = self.inner.catalog.try_lease_key(key.clone())? {
                 return Ok(lease);
             }
             if !told {
@@ -857,17 +938,6 @@ fn ready_plan(key: &CatalogKey, entry: CatalogEntry, notes: Vec<String>) -> Plan
     }
 }
 
-fn read_existing(catalog: &Catalog, key: &CatalogKey) -> Option<CatalogEntry> {
-    match catalog.read(key) {
-        Ok(entry) => entry,
-        Err(e) => {
-            // A damaged record is replaced by the new download.
-            tracing::warn!(error = %e, "ignoring a damaged catalog record");
-            None
-        }
-    }
-}
-
 /// Errors after which a ready local copy is better than nothing.
 fn is_unreachable(e: &Error) -> bool {
     matches!(
@@ -876,31 +946,17 @@ fn is_unreachable(e: &Error) -> bool {
     )
 }
 
-/// Suffixes of the files the engine keeps beside a download.
-const ENGINE_SUFFIXES: [&str; 4] = [".part", ".part.state", ".part.lock", ".rbee-reuse.tmp"];
-
 /// Rejects remote file names that would escape the artifact folder, collide with the engine's
-/// own files, or repeat.
+/// own files, or repeat (the same rule as for paths in records read from disk).
 fn check_paths(resolved: &ResolvedArtifact) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for f in &resolved.files {
-        validate_relative_path(&f.path).map_err(|kind| Error::Protocol {
+        layout::check_file_path(&f.path).map_err(|why| Error::Protocol {
             message: format!(
-                "the vendor named a file `{}` that cannot be stored safely: {kind}",
-                f.path
+                "the vendor named a file `{}` that cannot be stored safely: {why}",
+                f.path.escape_debug()
             ),
         })?;
-        if ENGINE_SUFFIXES
-            .iter()
-            .any(|suffix| f.path.ends_with(suffix))
-        {
-            return Err(Error::Protocol {
-                message: format!(
-                    "the vendor named a file `{}`, which would collide with rbee's partial-download files",
-                    f.path
-                ),
-            });
-        }
         if !seen.insert(f.path.as_str()) {
             return Err(Error::Protocol {
                 message: format!("the vendor listed `{}` twice", f.path),
@@ -960,7 +1016,7 @@ fn file_record(f: &ResolvedFile, existing: Option<&CatalogEntry>) -> FileRecord 
         sha256: f.sha256.or(kept_digest),
         version: f.version.clone(),
         source: Some(match &f.source {
-            FileSource::Http { url } => url.to_string(),
+            FileSource::Http { url } => redact_url(url),
             FileSource::Local { path } => path.display().to_string(),
             other => format!("{other:?}"),
         }),
@@ -1011,17 +1067,70 @@ fn check_downloaded(
     Ok(())
 }
 
-fn remove_replaced_files(
-    existing: Option<&CatalogEntry>,
-    to_fetch: &[ResolvedFile],
-    files_dir: &Path,
-) {
-    let Some(entry) = existing else { return };
-    for f in to_fetch {
-        if entry.record.files.iter().any(|old| old.path == f.path) {
-            let _ = std::fs::remove_file(files_dir.join(&f.path));
+/// Whether a pinned reference's promise holds for its ready entry. A `#sha256=` that differs
+/// from the recorded digest is refused at once (the ready copy stays); a commit or tag that the
+/// record does not show is resolved again (`false`).
+fn pin_holds(reference: &ArtifactRef, entry: &CatalogEntry) -> Result<bool> {
+    let record = &entry.record;
+    match reference {
+        ArtifactRef::Url(u) => {
+            let Some(pin) = u.sha256 else {
+                return Ok(true);
+            };
+            match record.files.as_slice() {
+                [only] if only.sha256 == Some(pin) => Ok(true),
+                [only] if only.sha256.is_some() => Err(Error::InvalidRequest(format!(
+                    "the catalog holds {} (id {}) with sha256 {}, but the reference pins sha256 {pin}; nothing was downloaded. If the file at that URL changed, add --refresh to fetch it again and check it against the pin; otherwise correct the digest",
+                    redact_url(&u.url),
+                    record.id,
+                    only.sha256.map(|d| d.to_string()).unwrap_or_default(),
+                ))),
+                _ => Ok(false),
+            }
         }
+        ArtifactRef::HuggingFace(hf) => Ok(match (&hf.revision, &record.revision) {
+            (Some(pin), Some(recorded)) => pin.eq_ignore_ascii_case(recorded),
+            (None, _) => true,
+            (Some(_), None) => false,
+        }),
+        ArtifactRef::GitHub(gh) => Ok(match &gh.tag {
+            Some(tag) => record.revision.as_deref() == Some(tag.as_str()),
+            None => true,
+        }),
+        _ => Ok(true),
     }
+}
+
+/// Files of an entry that a check found wrong.
+fn suspect_files(existing: Option<&CatalogEntry>) -> Vec<String> {
+    match existing.map(|e| &e.record.status) {
+        Some(ArtifactStatus::Failed { suspect, .. }) => suspect.clone(),
+        _ => Vec::new(),
+    }
+}
+
+fn existing_lists(existing: Option<&CatalogEntry>, path: &str) -> bool {
+    existing.is_some_and(|e| e.record.files.iter().any(|old| old.path == path))
+}
+
+/// Removes a file's final copy (`rel` is a checked path, its folders are not links: a link at
+/// the last component is removed itself, never its target).
+fn remove_final(files_dir: &Path, rel: &str) {
+    let _ = std::fs::remove_file(files_dir.join(rel));
+}
+
+/// Removes a file's final copy and its partial data, so nothing of it is adopted or resumed.
+fn remove_with_partials(files_dir: &Path, rel: &str) {
+    let path = files_dir.join(rel);
+    for p in [part_path(&path), partial_state_path(&path), path] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+fn partial_state_path(final_path: &Path) -> PathBuf {
+    let mut name = final_path.as_os_str().to_owned();
+    name.push(layout::PART_STATE_SUFFIX);
+    PathBuf::from(name)
 }
 
 /// After an update, files the new revision no longer has are removed.
@@ -1029,11 +1138,14 @@ fn remove_stale_files(
     existing: Option<&CatalogEntry>,
     resolved: &ResolvedArtifact,
     files_dir: &Path,
+    catalog: &Catalog,
 ) {
     let Some(entry) = existing else { return };
     for old in &entry.record.files {
-        if !resolved.files.iter().any(|f| f.path == old.path) {
-            let _ = std::fs::remove_file(files_dir.join(&old.path));
+        if !resolved.files.iter().any(|f| f.path == old.path)
+            && catalog.file_inside(&entry.dir, &old.path).is_ok()
+        {
+            remove_final(files_dir, &old.path);
         }
     }
 }

@@ -67,7 +67,7 @@ impl VendorSource for Scripted {
     async fn resolve(
         &self,
         reference: &ArtifactRef,
-        _: &ResolveOptions,
+        options: &ResolveOptions,
         _: &CancellationToken,
     ) -> Result<ResolvedArtifact> {
         if let Some(make) = *self.resolve_error.lock().unwrap() {
@@ -89,6 +89,10 @@ impl VendorSource for Scripted {
             })
             .collect();
         files.extend(self.extra_files.lock().unwrap().iter().cloned());
+        // Include globs, spelled as exact names here.
+        if !options.include.is_empty() {
+            files.retain(|f| options.include.contains(&f.path));
+        }
         Ok(ResolvedArtifact {
             reference: reference.clone(),
             revision: Some(self.revision.lock().unwrap().clone()),
@@ -422,7 +426,7 @@ async fn failures_are_recorded_and_reported() {
     assert_eq!(err.code(), "network");
     let status = s.catalog.get("hf:o/r").unwrap().unwrap().record.status;
     assert!(
-        matches!(status, ArtifactStatus::Failed { ref code, ref error } if code == "network" && error.contains("8 attempts"))
+        matches!(status, ArtifactStatus::Failed { ref code, ref error, .. } if code == "network" && error.contains("8 attempts"))
     );
     let events = drain(&mut rx);
     assert!(
@@ -602,4 +606,163 @@ async fn an_unknown_scheme_is_a_typed_error() {
         .unwrap_err();
     assert!(matches!(err, Error::Unsupported(_)));
     assert!(err.to_string().contains("gh:"));
+}
+
+/// Opens the gate of a gated vendor until `done` says every download is through.
+async fn open_gate_until(vendor: &Scripted, mut done: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        vendor.gate.notify_waiters();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the downloads did not finish");
+}
+
+fn selecting(include: &[&str]) -> ProvisionOptions {
+    ProvisionOptions::new(ResolveOptions::with_globs(
+        include.iter().map(|s| s.to_string()).collect(),
+        vec![],
+    ))
+}
+
+#[tokio::test]
+async fn requests_with_other_selections_never_share_a_transfer_or_an_entry() {
+    let vendor = Arc::new(Scripted::gated(&[
+        ("a.gguf", b"aaaa"),
+        ("b.gguf", b"bbbbbb"),
+    ]));
+    let s = setup(
+        vendor.clone(),
+        ProvisionerConfig {
+            reuse_by_digest: false,
+            ..Default::default()
+        },
+    );
+    let start = |options: ProvisionOptions, job: &str| {
+        let p = s.provisioner.clone();
+        let tracker = DownloadTracker::new(job.into());
+        tokio::spawn(async move {
+            p.provision(r("hf:o/r"), options, &tracker, CancellationToken::new())
+                .await
+        })
+    };
+    let all = start(ProvisionOptions::default(), "all");
+    wait_until("the plain request starts", || vendor.download_count() == 1).await;
+    let narrow = start(selecting(&["a.gguf"]), "narrow");
+    wait_until("the narrow request starts a transfer of its own", || {
+        vendor.download_count() == 2
+    })
+    .await;
+    assert_eq!(s.provisioner.active_downloads().len(), 2);
+    // The same selection, written with a repeat, joins the narrow transfer.
+    let same = start(selecting(&["a.gguf", "a.gguf"]), "same");
+    wait_until("the third request joins", || {
+        s.provisioner.active_downloads().len() == 2
+    })
+    .await;
+    open_gate_until(&vendor, || {
+        all.is_finished() && narrow.is_finished() && same.is_finished()
+    })
+    .await;
+    let (all, narrow, same) = (
+        all.await.unwrap().unwrap(),
+        narrow.await.unwrap().unwrap(),
+        same.await.unwrap().unwrap(),
+    );
+    assert_eq!(vendor.download_count(), 2, "{:?}", vendor.downloads);
+    assert_ne!(all.entry.dir, narrow.entry.dir);
+    assert_eq!(narrow.entry.dir, same.entry.dir);
+    assert_eq!(all.paths().len(), 2);
+    assert_eq!(narrow.paths().len(), 1);
+    assert_eq!(
+        narrow.entry.record.selection.include(),
+        ["a.gguf".to_string()]
+    );
+
+    // Asking for either again fetches nothing and leaves the other's files in place.
+    for options in [ProvisionOptions::default(), selecting(&["a.gguf"])] {
+        let again = s
+            .provisioner
+            .provision(
+                r("hf:o/r"),
+                options,
+                &DownloadTracker::new("again".into()),
+                CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again.outcome, Outcome::AlreadyReady);
+    }
+    assert_eq!(vendor.download_count(), 2);
+    for p in all.paths().iter().chain(&narrow.paths()) {
+        assert!(p.is_file(), "{}", p.display());
+    }
+}
+
+#[tokio::test]
+async fn sizes_that_overflow_when_summed_are_refused_before_any_byte() {
+    for check_disk_space in [true, false] {
+        let vendor = Arc::new(Scripted::new(&[("m.gguf", b"x")]));
+        for name in ["huge-1.gguf", "huge-2.gguf"] {
+            vendor.extra_files.lock().unwrap().push(ResolvedFile {
+                path: name.into(),
+                size: Some(u64::MAX / 2 + 1),
+                sha256: None,
+                version: None,
+                source: FileSource::Http {
+                    url: "http://vendor.invalid/huge".parse().unwrap(),
+                },
+            });
+        }
+        let s = setup(
+            vendor.clone(),
+            ProvisionerConfig {
+                check_disk_space,
+                ..Default::default()
+            },
+        );
+        let err = provision(&s.provisioner, "hf:o/r", &DownloadTracker::new("j".into()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "protocol", "{err}");
+        assert!(err.to_string().contains("16 EiB"), "{err}");
+        assert_eq!(vendor.download_count(), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_file_that_failed_verification_is_deleted_before_it_is_fetched_again() {
+    let vendor = Arc::new(Scripted::new(&[("m.gguf", b"published bytes")]));
+    let s = setup(vendor.clone(), ProvisionerConfig::default());
+    let got = provision(&s.provisioner, "hf:o/r", &DownloadTracker::new("1".into()))
+        .await
+        .unwrap();
+    let path = got.paths()[0].clone();
+    std::fs::write(&path, b"PUBLISHED BYTES").unwrap();
+    let mut part = path.as_os_str().to_owned();
+    part.push(".part");
+    std::fs::write(&part, b"stale partial").unwrap();
+    let report = s.provisioner.verify(&got.entry.record.id).await.unwrap();
+    assert!(!report.ok());
+    let entry = s.catalog.get(&got.entry.record.id).unwrap().unwrap();
+    assert!(
+        matches!(&entry.record.status, ArtifactStatus::Failed { suspect, .. } if suspect == &["m.gguf".to_string()]),
+        "{:?}",
+        entry.record.status
+    );
+
+    // A vendor that adopts whatever complete file it finds in place (as a resuming engine
+    // would) must find nothing.
+    let again = provision(&s.provisioner, "hf:o/r", &DownloadTracker::new("2".into()))
+        .await
+        .unwrap();
+    assert_eq!(again.outcome, Outcome::Downloaded);
+    assert_eq!(std::fs::read(&path).unwrap(), b"published bytes");
+    assert!(
+        !std::path::Path::new(&part).exists(),
+        "the partial was kept"
+    );
+    assert_eq!(vendor.download_count(), 2);
 }

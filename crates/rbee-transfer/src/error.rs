@@ -329,20 +329,10 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
     }
 }
 
-/// A URL safe to show: no credentials, no query string (signed URLs carry secrets there),
-/// no fragment.
+/// A URL safe to show: no user info, no fragment, no credential in the query string (see
+/// [`rbee_artifact_catalog::redact_url`], the one home of that rule).
 pub fn redact_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    let had_query = shown.query().is_some_and(|q| !q.is_empty());
-    shown.set_query(None);
-    shown.set_fragment(None);
-    let mut s = shown.to_string();
-    if had_query {
-        s.push_str("?…");
-    }
-    s
+    rbee_artifact_catalog::redact_url(url)
 }
 
 #[cfg(test)]
@@ -353,7 +343,10 @@ mod tests {
     fn redacts_credentials_and_queries() {
         let u =
             Url::parse("https://user:pw@cdn.example/a/b.gguf?X-Amz-Signature=abc#frag").unwrap();
-        assert_eq!(redact_url(&u), "https://cdn.example/a/b.gguf?…");
+        assert_eq!(
+            redact_url(&u),
+            "https://cdn.example/a/b.gguf?X-Amz-Signature=REDACTED"
+        );
         let u = Url::parse("http://h:8080/x").unwrap();
         assert_eq!(redact_url(&u), "http://h:8080/x");
     }

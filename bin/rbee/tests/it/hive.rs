@@ -465,3 +465,86 @@ async fn ps_lists_pauses_resumes_and_cancels_jobs_and_rm_of_a_busy_model_names_t
     assert_eq!(status.code(), Some(130));
     hive.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_another_selection_never_joins_a_running_one() {
+    let env = Env::new().await;
+    let (reference, bytes) = env.file("sel.bin", 4 * MIB);
+    env.hub.set_rate_limit(Some(4 * MIB as u64));
+    let hive = Hive::start(&env.cache(), None).await;
+    let run = |args: Vec<String>| {
+        let mut cmd = env.rbee();
+        cmd.arg("--hive")
+            .arg(&hive.url)
+            .args(["--json", "model", "download"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let plain = run(vec![reference.clone()]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while env.hub.counters_for("/files/sel.bin").bytes_sent == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first job never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let selected = run(vec![reference, "--include".into(), "*.bin".into()]);
+    let id_of = |out: Output| -> String {
+        let lines = json_lines(&ok(&out));
+        lines.last().unwrap()["id"].as_str().unwrap().to_string()
+    };
+    let plain_id = id_of(plain.wait_with_output().await.unwrap());
+    let selected_id = id_of(selected.wait_with_output().await.unwrap());
+    assert_ne!(plain_id, selected_id, "the second job joined the first");
+    assert!(selected_id.contains("=sel-"), "{selected_id}");
+    let models = hive.get("/v1/models").await;
+    let listed = models["models"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{models}");
+    for m in listed {
+        assert_eq!(m["status"]["state"], "ready", "{m}");
+        let path = PathBuf::from(m["path"].as_str().unwrap());
+        assert!(std::fs::read(path).unwrap() == bytes);
+    }
+    hive.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_url_reaches_the_daemon_whole_and_is_shown_redacted() {
+    let env = Env::new().await;
+    let (_, bytes) = env.file("signed.bin", MIB);
+    // A URL the CDN only serves with its signature.
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(env.hub.redirect_url("signed.bin"))
+        .send()
+        .await
+        .unwrap();
+    let signed = response.headers()["location"].to_str().unwrap().to_string();
+    let sig = signed
+        .split("sig=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .unwrap_or_else(|| panic!("not a signed URL: {signed}"))
+        .to_string();
+    let hive = Hive::start(&env.cache(), None).await;
+    let out = env
+        .via(&hive, &["--json", "model", "download", &signed])
+        .await;
+    let stdout = ok(&out);
+    assert!(
+        !stdout.contains(&sig) && !stderr(&out).contains(&sig),
+        "{stdout}{}",
+        stderr(&out)
+    );
+    let models = hive.get("/v1/models").await;
+    assert!(!models.to_string().contains(&sig), "{models}");
+    let path = PathBuf::from(models["models"][0]["path"].as_str().unwrap());
+    assert!(std::fs::read(path).unwrap() == bytes);
+    hive.stop().await;
+}

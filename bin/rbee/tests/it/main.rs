@@ -1,9 +1,12 @@
 //! End-to-end tests of the real `rbee` binary: one integration-test binary, a module per area.
 
 mod cli;
+mod full_disk;
 mod github;
 mod hf;
 mod hive;
 mod soak;
+mod integrity;
+mod local_state;
 mod support;
 mod transfer;

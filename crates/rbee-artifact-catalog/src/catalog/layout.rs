@@ -3,7 +3,8 @@
 //! ```text
 //! <root>/                                   $RBEE_CACHE_DIR or ~/.cache/rbee/models
 //!   .catalog.lock                           serialises metadata writes between processes
-//!   hf/<org>/<repo>/<variant>/              one artifact (variant: Q4_K_M, default, file-…, …@rev)
+//!   hf/<org>/<repo>/<variant>/              one artifact (variant: Q4_K_M, default, file-…, …@rev;
+//!                                           `…=sel-<hash>` when --include/--exclude chose files)
 //!     metadata.json                         the record (reference, revision, files, status)
 //!     .lock                                 held by the process downloading this artifact
 //!     files/<path in repo>                  complete, verified files
@@ -22,7 +23,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::reference::{ArtifactRef, HfSelector, Scheme};
+use crate::redact::redacted_url;
+use crate::reference::{ArtifactRef, HfSelector, Scheme, check_repo_path};
+use crate::selection::Selection;
 
 /// The record file inside an artifact folder.
 pub const METADATA_FILE: &str = "metadata.json";
@@ -36,6 +39,14 @@ pub const CATALOG_LOCK_FILE: &str = ".catalog.lock";
 pub const PART_SUFFIX: &str = ".part";
 /// Suffix of the resume state kept beside a partial file (`model.gguf.part.state`).
 pub const PART_STATE_SUFFIX: &str = ".part.state";
+/// Endings of the files rbee keeps beside a download (partial data, resume state, the
+/// per-file lock, a copy being reused); no file of an artifact may be named like them.
+pub const RESERVED_SUFFIXES: [&str; 4] = [
+    PART_SUFFIX,
+    PART_STATE_SUFFIX,
+    ".part.lock",
+    ".rbee-reuse.tmp",
+];
 
 /// Where an artifact lives in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -53,6 +64,34 @@ impl CatalogKey {
     /// assert_eq!(CatalogKey::of(&r).id(), "hf--TheBloke--TinyLlama-GGUF--Q4_K_M");
     /// ```
     pub fn of(reference: &ArtifactRef) -> Self {
+        Self::of_request(reference, &Selection::default())
+    }
+
+    /// The key of a request: its reference and its selection. A non-empty selection gets an
+    /// entry of its own (`…--default=sel-1a2b3c4d`), so requests that want other files never
+    /// share or overwrite each other's entries.
+    ///
+    /// ```
+    /// use rbee_artifact_catalog::{ArtifactRef, CatalogKey, Selection};
+    /// let r: ArtifactRef = "hf:o/r".parse().unwrap();
+    /// let json = Selection::new(vec!["*.json".into()], vec![]);
+    /// let key = CatalogKey::of_request(&r, &json);
+    /// assert!(key.id().starts_with("hf--o--r--default=sel-"));
+    /// assert_eq!(CatalogKey::of_request(&r, &Selection::default()), CatalogKey::of(&r));
+    /// assert_eq!(CatalogKey::from_id(&key.id()), Some(key));
+    /// ```
+    pub fn of_request(reference: &ArtifactRef, selection: &Selection) -> Self {
+        let mut key = Self::of_reference(reference);
+        if !selection.is_empty()
+            && let Some(last) = key.segments.last_mut()
+        {
+            last.push_str("=sel-");
+            last.push_str(&short_hash(&selection.canonical_text()));
+        }
+        key
+    }
+
+    fn of_reference(reference: &ArtifactRef) -> Self {
         let (scheme, segments) = match reference {
             ArtifactRef::HuggingFace(hf) => {
                 let mut variant = match &hf.selector {
@@ -91,9 +130,11 @@ impl CatalogKey {
                 )
             }
             ArtifactRef::Url(u) => {
-                let host = u.url.host_str().unwrap_or("host");
-                let name = u
-                    .url
+                // The redacted form: it is what the record holds, and every signature of the
+                // same object finds the same entry.
+                let url = redacted_url(&u.url);
+                let host = url.host_str().unwrap_or("host");
+                let name = url
                     .path_segments()
                     .and_then(|mut s| s.next_back())
                     .filter(|s| !s.is_empty())
@@ -103,7 +144,7 @@ impl CatalogKey {
                     Scheme::Url,
                     vec![
                         segment(host),
-                        format!("{}-{}", segment_body(&name), short_hash(u.url.as_str())),
+                        format!("{}-{}", segment_body(&name), short_hash(url.as_str())),
                     ],
                 )
             }
@@ -169,6 +210,34 @@ pub fn file_path(entry_dir: &Path, rel: &str) -> PathBuf {
     files_dir(entry_dir).join(rel)
 }
 
+/// Checks the path of a file inside an artifact, wherever it comes from (a vendor's listing or a
+/// record read from disk): a safe relative path (no `..`, not absolute, no empty segments, no
+/// backslash), no control characters, and not named like rbee's own partial-download files.
+/// Returns why it is refused.
+///
+/// ```
+/// use rbee_artifact_catalog::layout::check_file_path;
+/// assert!(check_file_path("sub/model.gguf").is_ok());
+/// assert!(check_file_path("../../victim").is_err());
+/// assert!(check_file_path("/etc/passwd").is_err());
+/// assert!(check_file_path("model.gguf.part").is_err());
+/// ```
+pub fn check_file_path(path: &str) -> Result<(), String> {
+    if let Some(c) = path.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "it contains the control character {}",
+            c.escape_debug()
+        ));
+    }
+    check_repo_path(path).map_err(|kind| kind.to_string())?;
+    if let Some(suffix) = RESERVED_SUFFIXES.iter().find(|s| path.ends_with(*s)) {
+        return Err(format!(
+            "it ends in `{suffix}`, like rbee's own partial-download files"
+        ));
+    }
+    Ok(())
+}
+
 /// The partial-data path for a final path: `model.gguf` → `model.gguf.part`.
 pub fn part_path(final_path: &Path) -> PathBuf {
     let mut name = final_path.as_os_str().to_owned();
@@ -214,7 +283,7 @@ fn segment_body(raw: &str) -> String {
 fn is_clean_segment(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with('.')
-        && s.len() <= 100
+        && s.len() <= 120
         && s.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'+' | b'=' | b'-')
         })

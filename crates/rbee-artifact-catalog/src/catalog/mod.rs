@@ -6,17 +6,30 @@
 //! - Read-modify-write of a record happens under a catalog-wide file lock, so two processes
 //!   (or threads) never lose each other's updates.
 //! - A process downloading an artifact holds that artifact's `.lock` ([`DownloadLease`]) for the
-//!   whole download. At [`Catalog::open`], an entry still marked `downloading` whose lock nobody
-//!   holds was left by a dead process and becomes `incomplete`.
+//!   whole download. An entry marked `downloading` whose lock nobody holds was left by a dead
+//!   process: reads show it as `incomplete`, and [`Catalog::open`] records that when it can.
+//!
+//! # Reading never needs writing
+//! Opening, listing, reading, verifying and removing work on a full disk: recovery and status
+//! updates are best effort (a failed write is logged, the answer is still given), and removal
+//! only unlinks.
+//!
+//! # Untrusted local state
+//! A record is checked like data from the network when it is read ([`ArtifactRecord::decode`]),
+//! and nothing inside the catalog is reached through a symbolic link (see `contain`): a
+//! tampered record or a planted link shows as a damaged entry or a failed check, never as a read,
+//! write or deletion outside the catalog.
 //! - Methods do blocking file I/O; they are small except [`Catalog::verify`], which hashes
 //!   every file (call it from a blocking context).
 
+mod contain;
 pub(crate) mod layout;
 mod record;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -71,6 +84,10 @@ pub struct VerifyReport {
     pub id: String,
     /// One check per file.
     pub files: Vec<FileCheck>,
+    /// Why the outcome could not be written to the record (a full disk, say); the report
+    /// itself is still true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_recorded: Option<String>,
 }
 
 impl VerifyReport {
@@ -95,6 +112,7 @@ impl VerifyReport {
                     CheckOutcome::DigestMismatch { expected, actual } => {
                         format!("changed on disk: sha256 is {actual}, expected {expected}")
                     }
+                    CheckOutcome::Refused { reason } => format!("was not read: {reason}"),
                 };
                 Some(format!("{} {what}", f.path))
             })
@@ -137,6 +155,12 @@ pub enum CheckOutcome {
         expected: String,
         /// Digest on disk.
         actual: String,
+    },
+    /// The file was not read: it is (or is reached through) a symbolic link, or is not a
+    /// regular file.
+    Refused {
+        /// What was found.
+        reason: String,
     },
 }
 
@@ -218,16 +242,21 @@ impl Catalog {
     }
 
     /// Opens (creating if needed) the catalog at `root`, and marks entries left `downloading`
-    /// by a dead process as `incomplete`.
+    /// by a dead process as `incomplete`. An existing catalog opens without writing anything:
+    /// when that mark cannot be written (a full disk), it is logged and reads show the entries
+    /// as `incomplete` anyway.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        fs::create_dir_all(&root)
-            .map_err(|e| Error::io(format!("creating the catalog folder {}", root.display()), e))?;
+        if !root.is_dir() {
+            fs::create_dir_all(&root).map_err(|e| {
+                Error::io(format!("creating the catalog folder {}", root.display()), e)
+            })?;
+        }
         let catalog = Self {
             root,
             write_lock: Mutex::new(()),
         };
-        catalog.recover()?;
+        catalog.recover();
         Ok(catalog)
     }
 
@@ -256,17 +285,43 @@ impl Catalog {
     }
 
     /// Reads the entry at `key`; `Ok(None)` when there is none, [`Error::Damaged`] when its
-    /// record cannot be read.
+    /// record cannot be read or cannot be trusted. A `downloading` entry that no process is
+    /// downloading reads as `incomplete`.
     pub fn read(&self, key: &CatalogKey) -> Result<Option<CatalogEntry>> {
         let dir = self.entry_dir(key);
-        match read_record(&dir) {
-            Ok(Some(record)) => Ok(Some(CatalogEntry { record, dir })),
+        match self.read_checked(key, &dir) {
+            Ok(Some(record)) => Ok(Some(CatalogEntry {
+                record: shown_status(&dir, record),
+                dir,
+            })),
             Ok(None) => Ok(None),
             Err(reason) => Err(Error::Damaged {
                 id: key.id(),
                 reason,
             }),
         }
+    }
+
+    /// The record at `dir`, checked: reached without links, decodable, valid, and describing
+    /// the entry that lives in this folder.
+    fn read_checked(
+        &self,
+        key: &CatalogKey,
+        dir: &Path,
+    ) -> std::result::Result<Option<ArtifactRecord>, String> {
+        if let Some(link) = contain::first_link(&self.root, &dir.join(layout::METADATA_FILE)) {
+            return Err(contain::link_reason(&link));
+        }
+        let Some(record) = read_record(dir)? else {
+            return Ok(None);
+        };
+        if record.key() != *key {
+            return Err(format!(
+                "its record describes `{}`, which belongs in another folder",
+                record.id.escape_debug()
+            ));
+        }
+        Ok(Some(record))
     }
 
     /// Every entry, damaged ones included, sorted by id.
@@ -279,11 +334,22 @@ impl Catalog {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
             };
-            let has_record = dir != self.root && dir.join(layout::METADATA_FILE).exists();
+            let has_record =
+                dir != self.root && fs::symlink_metadata(dir.join(layout::METADATA_FILE)).is_ok();
             if has_record {
                 let id = self.id_of_dir(&dir);
-                match read_record(&dir) {
-                    Ok(Some(record)) => out.push(Listing::Entry(CatalogEntry { record, dir })),
+                let read = match CatalogKey::from_id(&id) {
+                    Some(key) => self.read_checked(&key, &dir),
+                    None => Err(format!(
+                        "its folder {} is not one rbee makes",
+                        dir.display()
+                    )),
+                };
+                match read {
+                    Ok(Some(record)) => out.push(Listing::Entry(CatalogEntry {
+                        record: shown_status(&dir, record),
+                        dir,
+                    })),
                     Ok(None) => {}
                     Err(reason) => out.push(Listing::Damaged { id, dir, reason }),
                 }
@@ -309,8 +375,12 @@ impl Catalog {
         self.try_lease_key(CatalogKey::of(reference))
     }
 
-    fn try_lease_key(&self, key: CatalogKey) -> Result<Option<DownloadLease>> {
+    /// Takes the download lease of the entry at `key` if no other download holds it. Refused
+    /// (as [`Error::Damaged`]) when the entry's folder is reached through a symbolic link.
+    pub fn try_lease_key(&self, key: CatalogKey) -> Result<Option<DownloadLease>> {
         let dir = self.entry_dir(&key);
+        self.check_inside(&key, &layout::files_dir(&dir))?;
+        self.check_inside(&key, &dir.join(layout::LOCK_FILE))?;
         let file = open_lock_file(&dir)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(DownloadLease {
@@ -326,10 +396,47 @@ impl Catalog {
         }
     }
 
+    /// Refuses a path of the entry at `key` that is reached through a symbolic link.
+    fn check_inside(&self, key: &CatalogKey, path: &Path) -> Result<()> {
+        match contain::first_link(&self.root, path) {
+            Some(link) => Err(Error::Damaged {
+                id: key.id(),
+                reason: contain::link_reason(&link),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A file of the entry at `dir`, when it is reached without following any link (from the
+    /// catalog root down to the file itself). [`Error::Damaged`] names the link otherwise.
+    /// `rel` must be a checked file path (as every record's are).
+    pub fn file_inside(&self, dir: &Path, rel: &str) -> Result<PathBuf> {
+        let path = layout::file_path(dir, rel);
+        match contain::first_link(&self.root, &path) {
+            Some(link) => Err(Error::Damaged {
+                id: self.id_of_dir(dir),
+                reason: contain::link_reason(&link),
+            }),
+            None => Ok(path),
+        }
+    }
+
+    /// Whether `path` lies below the catalog root and is reached without following any
+    /// symbolic link (the root itself may be one).
+    pub fn is_inside(&self, path: &Path) -> bool {
+        contain::first_link(&self.root, path).is_none()
+    }
+
+    /// The id an entry folder implies (its path below the root, joined with `--`).
+    pub fn id_of(&self, dir: &Path) -> String {
+        self.id_of_dir(dir)
+    }
+
     /// Writes a whole record (atomically) into the folder of its key.
     pub fn save(&self, record: &ArtifactRecord) -> Result<CatalogEntry> {
-        let key = CatalogKey::of(&record.reference);
+        let key = record.key();
         let dir = self.entry_dir(&key);
+        self.check_inside(&key, &dir.join(layout::METADATA_FILE))?;
         let _guard = self.write_guard()?;
         write_record(&dir, record)?;
         Ok(CatalogEntry {
@@ -345,6 +452,7 @@ impl Catalog {
         change: impl FnOnce(&mut ArtifactRecord),
     ) -> Result<CatalogEntry> {
         let dir = self.entry_dir(key);
+        self.check_inside(key, &dir.join(layout::METADATA_FILE))?;
         let _guard = self.write_guard()?;
         let mut record = read_record(&dir)
             .map_err(|reason| Error::Damaged {
@@ -354,7 +462,12 @@ impl Catalog {
             .ok_or_else(|| Error::NotFound {
                 message: format!("`{}` is not in the catalog", key.id()),
             })?;
+        let before = record.clone();
         change(&mut record);
+        // Nothing changed: nothing to write (and nothing that can fail on a full disk).
+        if record == before {
+            return Ok(CatalogEntry { record, dir });
+        }
         record.updated_at = Utc::now();
         write_record(&dir, &record)?;
         Ok(CatalogEntry { record, dir })
@@ -373,7 +486,22 @@ impl Catalog {
         };
         let dir = self.entry_dir(&key);
         let id = key.id();
-        if !dir.join(layout::METADATA_FILE).exists() {
+        if let Some(link) = contain::first_link(&self.root, &dir) {
+            if link != dir {
+                return Err(Error::Damaged {
+                    id,
+                    reason: format!(
+                        "{}; remove that link yourself (what it points to is not rbee's)",
+                        contain::link_reason(&link)
+                    ),
+                });
+            }
+            // The entry's own folder is a planted link: remove the link, never its target.
+            fs::remove_file(&dir)
+                .map_err(|e| Error::io(format!("removing the link {}", dir.display()), e))?;
+            return Ok(Removed { id, bytes: 0 });
+        }
+        if fs::symlink_metadata(dir.join(layout::METADATA_FILE)).is_err() {
             return Err(Error::NotFound {
                 message: format!(
                     "`{id_or_reference}` is not in the catalog; `rbee model list` shows what is"
@@ -406,9 +534,10 @@ impl Catalog {
     }
 
     /// Re-hashes every file of an entry against its recorded digest and size. A mismatch marks
-    /// the entry `failed` (so the next provision fetches it again); a clean check of an entry
-    /// that had failed verification marks it `ready` again. `on_bytes` sees hashing progress.
-    /// Blocking.
+    /// the entry `failed` with the files that failed (so the next provision deletes and fetches
+    /// them again); a clean check of an entry that had failed verification marks it `ready`
+    /// again. When that mark cannot be written (a full disk), the report says so in
+    /// [`VerifyReport::not_recorded`]. `on_bytes` sees hashing progress. Blocking.
     pub fn verify(
         &self,
         id_or_reference: &str,
@@ -421,27 +550,38 @@ impl Catalog {
         })?;
         // Holding the lease keeps a download (in any process) from changing the files and the
         // status while they are checked.
+        let key = entry.record.key();
         let _lease = self
-            .try_lease(&entry.record.reference)?
+            .try_lease_key(key.clone())?
             .ok_or_else(|| Error::Busy {
                 id: entry.record.id.clone(),
                 reason: "it is being downloaded; verify it once the download ends".into(),
             })?;
-        let entry = self
-            .read(&CatalogKey::of(&entry.record.reference))?
-            .unwrap_or(entry);
+        let entry = self.read(&key)?.unwrap_or(entry);
         let mut files = Vec::new();
         for f in &entry.record.files {
             let path = layout::file_path(&entry.dir, &f.path);
-            let outcome = match fs::metadata(&path) {
+            if let Some(link) = contain::first_link(&entry.dir, &path) {
+                files.push(FileCheck {
+                    path: f.path.clone(),
+                    outcome: CheckOutcome::Refused {
+                        reason: contain::link_reason(&link),
+                    },
+                });
+                continue;
+            }
+            let outcome = match fs::symlink_metadata(&path) {
                 Err(_) => CheckOutcome::Missing,
-                Ok(m) if !m.is_file() => CheckOutcome::Missing,
+                Ok(m) if !m.is_file() => CheckOutcome::Refused {
+                    reason: format!("{} is not a regular file", path.display()),
+                },
                 Ok(m) if m.len() != f.size => CheckOutcome::SizeMismatch {
                     expected: f.size,
                     actual: m.len(),
                 },
                 Ok(_) => {
-                    let (actual, _) = Sha256Digest::of_file(&path, &mut on_bytes)
+                    let (actual, _) = contain::open_regular(&path)
+                        .and_then(|file| Sha256Digest::of_reader(file, &mut on_bytes))
                         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
                     match f.sha256 {
                         Some(expected) if expected == actual => CheckOutcome::Ok,
@@ -460,23 +600,35 @@ impl Catalog {
                 outcome,
             });
         }
-        let report = VerifyReport {
+        let mut report = VerifyReport {
             id: entry.record.id.clone(),
             files,
+            not_recorded: None,
         };
-        let key = CatalogKey::of(&entry.record.reference);
-        if !report.ok() {
-            let error = format!("verification failed: {}", report.problems().join("; "));
-            self.set_status(
-                &key,
-                ArtifactStatus::Failed {
-                    error,
-                    code: "integrity".into(),
-                },
-            )?;
+        let status = if !report.ok() {
+            Some(ArtifactStatus::Failed {
+                error: format!("verification failed: {}", report.problems().join("; ")),
+                code: "integrity".into(),
+                suspect: report
+                    .files
+                    .iter()
+                    .filter(|f| {
+                        !matches!(f.outcome, CheckOutcome::Ok | CheckOutcome::NoDigest { .. })
+                    })
+                    .map(|f| f.path.clone())
+                    .collect(),
+            })
         } else if matches!(&entry.record.status, ArtifactStatus::Failed { code, .. } if code == "integrity")
         {
-            self.set_status(&key, ArtifactStatus::Ready)?;
+            Some(ArtifactStatus::Ready)
+        } else {
+            None
+        };
+        if let Some(status) = status
+            && let Err(e) = self.set_status(&key, status)
+        {
+            tracing::warn!(id = %report.id, error = %e.report(), "could not record the outcome of a verification");
+            report.not_recorded = Some(e.report());
         }
         Ok(report)
     }
@@ -505,11 +657,13 @@ impl Catalog {
                 partial_bytes,
             });
         }
-        entries.sort_by_key(|e| std::cmp::Reverse(e.bytes + e.partial_bytes));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.bytes.saturating_add(e.partial_bytes)));
         Ok(DiskUsage {
             root: self.root.clone(),
-            total_bytes: entries.iter().map(|e| e.bytes).sum(),
-            partial_bytes: entries.iter().map(|e| e.partial_bytes).sum(),
+            total_bytes: entries.iter().fold(0u64, |t, e| t.saturating_add(e.bytes)),
+            partial_bytes: entries
+                .iter()
+                .fold(0u64, |t, e| t.saturating_add(e.partial_bytes)),
             free_bytes: available_space(&self.root).ok(),
             entries,
         })
@@ -522,7 +676,8 @@ impl Catalog {
     }
 
     /// Every present file of every ready entry, by (digest, size): one pass over the catalog
-    /// for a download that wants to reuse several files.
+    /// for a download that wants to reuse several files. Files reached through a symbolic link
+    /// are never offered.
     pub fn digest_index(&self) -> Result<HashMap<(Sha256Digest, u64), PathBuf>> {
         let mut index = HashMap::new();
         for listing in self.list()? {
@@ -535,7 +690,9 @@ impl Catalog {
             for f in &entry.record.files {
                 let Some(sha256) = f.sha256 else { continue };
                 let path = layout::file_path(&entry.dir, &f.path);
-                if fs::metadata(&path).is_ok_and(|m| m.len() == f.size) {
+                if contain::first_link(&entry.dir, &path).is_none()
+                    && fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == f.size)
+                {
                     index.entry((sha256, f.size)).or_insert(path);
                 }
             }
@@ -552,33 +709,44 @@ impl Catalog {
             .join("--")
     }
 
-    fn recover(&self) -> Result<()> {
-        for listing in self.list()? {
+    /// Records downloads left by dead processes as `incomplete`. Best effort: reads already
+    /// show them so, and a catalog on a full disk must still open.
+    fn recover(&self) {
+        let listing = match self.list() {
+            Ok(listing) => listing,
+            Err(e) => {
+                tracing::warn!(error = %e.report(), "could not look for downloads left by a dead process");
+                return;
+            }
+        };
+        for listing in listing {
             let Listing::Entry(entry) = listing else {
                 continue;
             };
-            let ArtifactStatus::Downloading { bytes, total } = entry.record.status else {
+            // `list` already shows a dead process's download as incomplete; the record on disk
+            // may still say downloading.
+            let ArtifactStatus::Incomplete { bytes, total } = entry.record.status else {
                 continue;
             };
-            if let Ok(Some(_lease)) = self.try_lease(&entry.record.reference) {
-                tracing::info!(id = %entry.record.id, "download left by a dead process; marking incomplete");
-                self.set_status(
-                    &CatalogKey::of(&entry.record.reference),
-                    ArtifactStatus::Incomplete { bytes, total },
-                )?;
+            let key = entry.record.key();
+            let Ok(Some(_lease)) = self.try_lease_key(key.clone()) else {
+                continue;
+            };
+            let result = self.update(&key, |r| {
+                if matches!(r.status, ArtifactStatus::Downloading { .. }) {
+                    r.status = ArtifactStatus::Incomplete { bytes, total };
+                }
+            });
+            if let Err(e) = result {
+                tracing::warn!(id = %entry.record.id, error = %e.report(), "could not record a dead process's download as incomplete; it is shown so anyway");
             }
         }
-        Ok(())
     }
 
     fn write_guard(&self) -> Result<WriteGuard<'_>> {
         let guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         let path = self.root.join(layout::CATALOG_LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
+        let file = contain::open_lock(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         file.lock()
             .map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
@@ -594,37 +762,76 @@ struct WriteGuard<'a> {
     _guard: std::sync::MutexGuard<'a, ()>,
 }
 
-/// Opens (creating the artifact's folders if needed) its lock file.
+/// Opens (creating the artifact's folders if needed) its lock file. Creates nothing when they
+/// exist, so a lease can be taken on a full disk.
 fn open_lock_file(dir: &Path) -> Result<File> {
-    fs::create_dir_all(layout::files_dir(dir))
-        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let files = layout::files_dir(dir);
+    if !files.is_dir() {
+        fs::create_dir_all(&files)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
     let path = dir.join(layout::LOCK_FILE);
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
+    contain::open_lock(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))
+}
+
+/// Whether a download holds the lease of the entry at `dir`. Opens the lock file read-only and
+/// never creates it: an entry without one has no download.
+fn lease_held(dir: &Path) -> bool {
+    let path = dir.join(layout::LOCK_FILE);
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        // Cannot tell: do not claim the download is dead.
+        Err(_) => return true,
+    };
+    match file.try_lock_shared() {
+        Ok(()) => false,
+        Err(fs::TryLockError::WouldBlock) => true,
+        Err(fs::TryLockError::Error(_)) => true,
+    }
+}
+
+/// A record as readers should see it: `downloading` without a live download is `incomplete`
+/// (its process died, or could not write its final status).
+fn shown_status(dir: &Path, mut record: ArtifactRecord) -> ArtifactRecord {
+    if let ArtifactStatus::Downloading { bytes, total } = record.status
+        && !lease_held(dir)
+    {
+        record.status = ArtifactStatus::Incomplete { bytes, total };
+    }
+    record
 }
 
 fn read_record(dir: &Path) -> std::result::Result<Option<ArtifactRecord>, String> {
     let path = dir.join(layout::METADATA_FILE);
-    let text = match fs::read(&path) {
+    let text = match contain::open_regular(&path).and_then(|file| {
+        // A record is a few KiB; a huge file here is not one, and must not fill memory.
+        let mut text = Vec::new();
+        file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut text)?;
+        Ok(text)
+    }) {
+        Ok(text) if text.len() as u64 > MAX_RECORD_BYTES => {
+            return Err(format!(
+                "{} is larger than {MAX_RECORD_BYTES} bytes: not a record",
+                path.display()
+            ));
+        }
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let record: ArtifactRecord = serde_json::from_slice(&text)
-        .map_err(|e| format!("{} is not a valid record: {e}", path.display()))?;
-    if record.schema > RECORD_SCHEMA {
-        return Err(format!(
-            "{} was written by a newer rbee (record schema {}); upgrade rbee",
-            path.display(),
-            record.schema
-        ));
-    }
-    Ok(Some(record))
+    ArtifactRecord::decode(&text)
+        .map(Some)
+        .map_err(|why| format!("{}: {why}", path.display()))
 }
+
+/// The largest `metadata.json` read (a record of a snapshot with thousands of files is well
+/// under a MiB).
+const MAX_RECORD_BYTES: u64 = 16 << 20;
 
 /// Temp file in the same folder, fsync, rename over the record, fsync the folder.
 fn write_record(dir: &Path, record: &ArtifactRecord) -> Result<()> {

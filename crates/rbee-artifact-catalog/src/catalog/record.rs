@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Sha256Digest;
 use crate::reference::{ArtifactRef, Scheme};
+use crate::selection::Selection;
+
+use super::layout::{self, CatalogKey};
 
 /// The version of the record format written by this build.
 pub const RECORD_SCHEMA: u32 = 1;
@@ -18,8 +21,12 @@ pub struct ArtifactRecord {
     pub schema: u32,
     /// Stable id (see [`CatalogKey`](crate::CatalogKey)).
     pub id: String,
-    /// The reference, canonical form.
+    /// The reference, canonical form (credentials in a URL's query string redacted).
     pub reference: ArtifactRef,
+    /// The files the request chose beyond its reference (`--include`/`--exclude`); part of the
+    /// entry's identity.
+    #[serde(default, skip_serializing_if = "Selection::is_empty")]
+    pub selection: Selection,
     /// The vendor.
     pub scheme: Scheme,
     /// The exact revision the files came from, when the vendor has one.
@@ -38,9 +45,55 @@ pub struct ArtifactRecord {
 }
 
 impl ArtifactRecord {
-    /// Total bytes of all files.
+    /// Total bytes of all files (saturating: a record read from disk may claim anything).
     pub fn total_size(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum()
+        self.files
+            .iter()
+            .fold(0u64, |total, f| total.saturating_add(f.size))
+    }
+
+    /// The key of the entry this record describes: its reference and selection.
+    pub fn key(&self) -> CatalogKey {
+        CatalogKey::of_request(&self.reference, &self.selection)
+    }
+
+    /// Decodes a `metadata.json` and checks it as strictly as data from the network: the
+    /// format version, the id against the reference and selection, the scheme, and every file
+    /// path ([`layout::check_file_path`]: nothing absolute, no `..`, no repeats). The error says
+    /// what is wrong, for a "damaged" listing.
+    pub fn decode(json: &[u8]) -> Result<Self, String> {
+        let record: ArtifactRecord =
+            serde_json::from_slice(json).map_err(|e| format!("it is not a valid record: {e}"))?;
+        if record.schema > RECORD_SCHEMA {
+            return Err(format!(
+                "it was written by a newer rbee (record schema {}); upgrade rbee",
+                record.schema
+            ));
+        }
+        let key = record.key();
+        if record.id != key.id() {
+            return Err(format!(
+                "its id `{}` does not belong to its reference {} (expected `{}`)",
+                record.id.escape_debug(),
+                record.reference,
+                key.id()
+            ));
+        }
+        if record.scheme != record.reference.scheme() {
+            return Err(format!(
+                "its scheme `{}` does not match its reference {}",
+                record.scheme, record.reference
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for f in &record.files {
+            layout::check_file_path(&f.path)
+                .map_err(|why| format!("it names a file `{}`: {why}", f.path.escape_debug()))?;
+            if !seen.insert(f.path.as_str()) {
+                return Err(format!("it lists the file `{}` twice", f.path));
+            }
+        }
+        Ok(record)
     }
 }
 
@@ -80,6 +133,11 @@ pub enum ArtifactStatus {
         error: String,
         /// Stable error code.
         code: String,
+        /// Files whose bytes a check found wrong (`verify`, or a digest or size mismatch while
+        /// downloading). The next download deletes them first: they are fetched again, never
+        /// adopted, resumed from or re-hashed into the record.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        suspect: Vec<String>,
     },
     /// Interrupted (cancelled, or its process died); partial files can resume.
     Incomplete {
@@ -139,11 +197,13 @@ impl CatalogEntry {
         }
     }
 
-    /// Whether every file is present with its recorded size (cheap; no hashing).
+    /// Whether every file is present with its recorded size (cheap; no hashing), as a regular
+    /// file reached without following any symbolic link.
     pub fn files_present(&self) -> bool {
         self.record.files.iter().all(|f| {
-            std::fs::metadata(super::layout::file_path(&self.dir, &f.path))
-                .is_ok_and(|m| m.is_file() && m.len() == f.size)
+            let path = super::layout::file_path(&self.dir, &f.path);
+            super::contain::first_link(&self.dir, &path).is_none()
+                && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == f.size)
         })
     }
 }

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::reference::Scheme;
+use crate::selection::Selection;
 
 fn record(reference: &str, status: ArtifactStatus, files: &[(&str, &[u8])]) -> ArtifactRecord {
     let reference: ArtifactRef = reference.parse().unwrap();
@@ -10,6 +11,7 @@ fn record(reference: &str, status: ArtifactStatus, files: &[(&str, &[u8])]) -> A
         id: CatalogKey::of(&reference).id(),
         scheme: reference.scheme(),
         reference,
+        selection: Selection::default(),
         revision: Some("abc".into()),
         files: files
             .iter()
@@ -333,4 +335,88 @@ fn a_tilde_in_the_cache_folder_means_home() {
         PathBuf::from("/data/~/x")
     );
     assert_eq!(expand_home("~/x".into(), None), PathBuf::from("~/x"));
+fn links_inside_the_catalog_are_never_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path().join("root")).unwrap();
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let e = add(
+        &cat,
+        "hf:o/r:Q8_0",
+        ArtifactStatus::Ready,
+        &[("m.gguf", b"x")],
+    );
+    let key = e.record.key();
+    // Move the entry out and leave a link in its place.
+    fs::rename(&e.dir, outside.join("moved")).unwrap();
+    std::os::unix::fs::symlink(outside.join("moved"), &e.dir).unwrap();
+    assert_eq!(cat.read(&key).unwrap_err().code(), "damaged");
+    assert_eq!(
+        cat.try_lease_key(key.clone()).unwrap_err().code(),
+        "damaged"
+    );
+    assert!(cat.digest_index().unwrap().is_empty());
+    let removed = cat.remove(&key.id()).unwrap();
+    assert_eq!(removed.bytes, 0);
+    assert!(fs::symlink_metadata(&e.dir).is_err(), "the link is gone");
+    assert!(
+        outside.join("moved/files/m.gguf").is_file(),
+        "its target is not"
+    );
+
+    // A linked folder above an entry: refused, nothing removed or created through it.
+    let e = add(
+        &cat,
+        "hf:o2/r:Q8_0",
+        ArtifactStatus::Ready,
+        &[("m.gguf", b"y")],
+    );
+    let org = e.dir.parent().unwrap().parent().unwrap().to_path_buf();
+    fs::rename(&org, outside.join("org")).unwrap();
+    std::os::unix::fs::symlink(outside.join("org"), &org).unwrap();
+    let err = cat.remove(&e.record.id).unwrap_err();
+    assert_eq!(err.code(), "damaged", "{err}");
+    assert!(outside.join("org/r/Q8_0/files/m.gguf").is_file());
+    let err = cat.save(&e.record).unwrap_err();
+    assert_eq!(err.code(), "damaged", "{err}");
+}
+
+#[test]
+fn a_dead_download_reads_as_incomplete_and_an_unchanged_update_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    let e = add(
+        &cat,
+        "hf:o/r:Q8_0",
+        ArtifactStatus::Downloading { bytes: 1, total: 2 },
+        &[],
+    );
+    let key = e.record.key();
+    // Nobody holds the lease: readers see what it is.
+    let read = cat.read(&key).unwrap().unwrap();
+    assert_eq!(
+        read.record.status,
+        ArtifactStatus::Incomplete { bytes: 1, total: 2 }
+    );
+    // While a download holds it, it is downloading.
+    let lease = cat.try_lease_key(key.clone()).unwrap().unwrap();
+    assert!(matches!(
+        cat.read(&key).unwrap().unwrap().record.status,
+        ArtifactStatus::Downloading { .. }
+    ));
+    drop(lease);
+    let before = fs::metadata(e.dir.join("metadata.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    cat.update(&key, |_| {}).unwrap();
+    let after = fs::metadata(e.dir.join("metadata.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        before, after,
+        "an update that changes nothing writes nothing"
+    );
 }

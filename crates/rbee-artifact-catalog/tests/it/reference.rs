@@ -1,7 +1,9 @@
-//! Property tests of the reference grammar.
+//! Property tests of the reference grammar, catalog keys and URL redaction.
 
 use proptest::prelude::*;
-use rbee_artifact_catalog::{ArtifactRef, CatalogKey};
+use rbee_artifact_catalog::{
+    ArtifactRef, CatalogKey, REDACTED, Selection, is_credential_param, redacted_url,
+};
 
 fn name() -> impl Strategy<Value = String> {
     "[A-Za-z0-9][A-Za-z0-9._-]{0,20}".prop_filter("not dots", |s| s != "." && s != "..")
@@ -97,6 +99,69 @@ proptest! {
         // Every catalog id maps back to the same key, and never to a path outside the catalog.
         let key = CatalogKey::of(&r);
         prop_assert_eq!(CatalogKey::from_id(&key.id()), Some(key.clone()));
+        prop_assert!(key.relative_dir().components().all(|c| matches!(c, std::path::Component::Normal(_))));
+    }
+
+    #[test]
+    fn a_signed_url_never_shows_its_credentials_and_keeps_its_entry(
+        path in "[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}\\.gguf",
+        plain in prop::collection::vec(("(file|rev|part|v)", "[A-Za-z0-9._-]{0,8}"), 0..3),
+        secrets in prop::collection::vec((
+            prop_oneof![
+                Just("X-Amz-Signature"), Just("X-Amz-Credential"), Just("X-Amz-Security-Token"),
+                Just("sig"), Just("Signature"), Just("token"), Just("access_token"), Just("key"),
+                Just("Expires"), Just("Policy"), Just("Key-Pair-Id"), Just("X-Goog-Signature"),
+            ],
+            "[A-Za-z0-9%+/=_-]{6,24}",
+        ), 1..4),
+        other in "[A-Za-z0-9_-]{6,24}",
+    ) {
+        let mut query: Vec<String> = plain.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        query.extend(secrets.iter().map(|(k, v)| format!("{k}={v}")));
+        let signed = format!("https://cdn.example/{path}?{}", query.join("&"));
+        let r: ArtifactRef = signed.parse().map_err(|e| TestCaseError::fail(format!("{signed}: {e}")))?;
+        let shown = r.to_string();
+        for (name, value) in &secrets {
+            prop_assert!(is_credential_param(name));
+            prop_assert!(!shown.contains(&format!("{name}={value}")), "{} shows {}", shown, value);
+        }
+        for (k, v) in &plain {
+            prop_assert!(shown.contains(&format!("{k}={v}")), "{} lost {}={}", shown, k, v);
+        }
+        // The record's form finds the same entry, and so does the same URL signed again.
+        let recorded: ArtifactRef = shown.parse().unwrap();
+        prop_assert_eq!(CatalogKey::of(&recorded), CatalogKey::of(&r));
+        prop_assert_eq!(recorded.to_string(), shown.clone());
+        let resigned = signed.replace(
+            &format!("{}={}", secrets[0].0, secrets[0].1),
+            &format!("{}={other}", secrets[0].0),
+        );
+        let resigned: ArtifactRef = resigned.parse().unwrap();
+        prop_assert_eq!(CatalogKey::of(&resigned), CatalogKey::of(&r));
+        let ArtifactRef::Url(u) = &r else { panic!("{r:?}") };
+        prop_assert_eq!(u.url.as_str(), signed.as_str());
+        let debug = format!("{r:?}");
+        let first_secret = format!("{}={}", secrets[0].0, secrets[0].1);
+        prop_assert!(!debug.contains(&first_secret), "{} in {}", first_secret, debug);
+        let once = redacted_url(&u.url);
+        prop_assert_eq!(redacted_url(&once), once.clone());
+        prop_assert!(once.as_str().contains(REDACTED));
+    }
+
+    #[test]
+    fn a_selection_gets_its_own_entry_that_maps_back(
+        s in valid_reference(),
+        include in prop::collection::vec("[A-Za-z0-9*?._/-]{1,12}", 0..4),
+        exclude in prop::collection::vec("[A-Za-z0-9*?._/-]{1,12}", 0..4),
+    ) {
+        let r: ArtifactRef = s.parse().unwrap();
+        let selection = Selection::new(include.clone(), exclude.clone());
+        let key = CatalogKey::of_request(&r, &selection);
+        prop_assert_eq!(CatalogKey::from_id(&key.id()), Some(key.clone()));
+        prop_assert_eq!(selection.is_empty(), key == CatalogKey::of(&r));
+        let mut reversed = include;
+        reversed.reverse();
+        prop_assert_eq!(CatalogKey::of_request(&r, &Selection::new(reversed, exclude)), key.clone());
         prop_assert!(key.relative_dir().components().all(|c| matches!(c, std::path::Component::Normal(_))));
     }
 }
