@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rbee_artifact_catalog::Secret;
+use rbee_vendor_local::LocalAccess;
 
 /// The address rbee-hive listens on unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8600";
@@ -34,7 +35,9 @@ pub struct HiveConfig {
     pub shutdown_grace: Duration,
     /// Folders whose files `file:` downloads may read (default none). The daemon reads with its
     /// own rights on behalf of whoever calls it, so local files are refused unless their real
-    /// path (links resolved) lies inside one of these.
+    /// path (links resolved) lies inside one of these: a request is checked when it arrives,
+    /// and the provisioner's `file:` vendor must hold every file it reads to the same folders
+    /// ([`crate::hive_vendors`] builds it so).
     pub local_roots: Vec<std::path::PathBuf>,
 }
 
@@ -51,6 +54,13 @@ impl Default for HiveConfig {
             shutdown_grace: Duration::from_secs(5),
             local_roots: Vec::new(),
         }
+    }
+}
+
+impl HiveConfig {
+    /// What `file:` downloads may read: the real paths inside [`HiveConfig::local_roots`].
+    pub fn local_access(&self) -> LocalAccess {
+        LocalAccess::within(self.local_roots.iter().cloned())
     }
 }
 

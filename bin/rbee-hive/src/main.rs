@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use rbee_artifact_catalog::{Catalog, Secret};
-use rbee_hive::{HiveConfig, HiveState, check_bind};
-use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings, standard_vendors};
+use rbee_hive::{HiveConfig, HiveState, check_bind, hive_vendors};
+use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings};
 use rbee_transfer::parse_rate;
 
 /// rbee-hive: provisions models for this machine over HTTP (jobs, Server-Sent Events progress,
@@ -76,8 +76,9 @@ struct Args {
     /// Use only what is already on this machine
     #[arg(long, env = "RBEE_OFFLINE")]
     offline: bool,
-    /// Let file: downloads read files inside this folder (repeatable). Without it the daemon
-    /// refuses file: references: it would read any file it can, for any caller
+    /// Let file: downloads read files inside this folder (repeatable), judged by real path: a
+    /// link inside it that leads elsewhere is refused. Without it the daemon refuses file:
+    /// references: it would read any file it can, for any caller
     #[arg(long = "allow-local", value_name = "DIR")]
     allow_local: Vec<PathBuf>,
     /// Time limit of each request (event streams excepted), in seconds
@@ -126,6 +127,16 @@ async fn run(args: Args) -> Result<()> {
         .into());
     }
 
+    for dir in &args.allow_local {
+        if !std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+            return Err(UsageError(format!(
+                "--allow-local {}: there is no folder there; name an existing folder",
+                dir.display()
+            ))
+            .into());
+        }
+    }
+
     let root = Catalog::resolve_root(args.cache_dir.as_deref())?;
     // Opening recovers entries a dead process left `downloading` (they become `incomplete`).
     let catalog = Arc::new(Catalog::open(&root)?);
@@ -135,23 +146,23 @@ async fn run(args: Args) -> Result<()> {
         .as_deref()
         .map(|text| parse_rate(text).map_err(|e| UsageError(format!("--rate-limit: {e}"))))
         .transpose()?;
-    let vendors =
-        VendorSettings::from_options(args.connections, rate_limit, args.hf_cache, args.offline);
-    let provisioner = Provisioner::new(
-        catalog,
-        standard_vendors(&vendors)?,
-        ProvisionerConfig {
-            max_concurrent_downloads: args.max_concurrent_downloads,
-            ..ProvisionerConfig::default()
-        },
-    );
-
     let mut config = HiveConfig::default();
     config.token = token;
     config.hive_id = args.hive_id.clone();
     config.max_jobs = args.max_jobs;
     config.local_roots = args.allow_local.clone();
     config.request_timeout = Duration::from_secs(args.request_timeout.max(1));
+
+    let vendors =
+        VendorSettings::from_options(args.connections, rate_limit, args.hf_cache, args.offline);
+    let provisioner = Provisioner::new(
+        catalog,
+        hive_vendors(&vendors, &config)?,
+        ProvisionerConfig {
+            max_concurrent_downloads: args.max_concurrent_downloads,
+            ..ProvisionerConfig::default()
+        },
+    );
     let state = HiveState::new(provisioner, config);
 
     let listener = tokio::net::TcpListener::bind(addr)
