@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use rbee_artifact_catalog::Secret;
 use sha2::{Digest, Sha256};
 
+use crate::connections::RequestSlot;
 use crate::error::ApiError;
 use crate::state::HiveState;
 
@@ -47,6 +48,10 @@ pub(crate) async fn guard(State(state): State<HiveState>, req: Request, next: Ne
                 return e.into_response();
             }
         }
+    }
+    // A client the daemon works for: its connection is not closed to make room for others.
+    if let Some(slot) = req.extensions().get::<RequestSlot>() {
+        slot.authorize();
     }
     next.run(req).await
 }

@@ -28,7 +28,9 @@
 //! [`ProgressEvent`]: rbee_artifact_catalog::ProgressEvent
 #![deny(missing_docs)]
 
-pub use config::{BindError, DEFAULT_ADDR, HiveConfig, check_bind};
+pub use config::{
+    BindError, DEFAULT_ADDR, DEFAULT_MAX_CONNECTIONS, HiveConfig, check_bind, connection_cap,
+};
 pub use error::{ApiError, ErrorBody};
 pub use jobs::{JobState, JobView};
 pub use routes::app;
@@ -38,6 +40,7 @@ pub use vendors::hive_vendors;
 
 mod auth;
 mod config;
+mod connections;
 mod error;
 mod feed;
 mod jobs;

@@ -14,7 +14,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use rbee_artifact_catalog::{Catalog, Secret};
-use rbee_hive::{HiveConfig, HiveState, check_bind, hive_vendors};
+use rbee_hive::{
+    DEFAULT_MAX_CONNECTIONS, HiveConfig, HiveState, check_bind, connection_cap, hive_vendors,
+};
 use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings};
 use rbee_transfer::parse_rate;
 
@@ -84,6 +86,15 @@ struct Args {
     /// Time limit of each request (event streams excepted), in seconds
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     request_timeout: u64,
+    /// Connections held open at once; at the cap a new one replaces the oldest that is not
+    /// serving an authorized request. Lowered if the open-files limit cannot fit it beside the
+    /// downloads [default: 512]
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Seconds a connection may take to send its request headers, or sit idle between requests,
+    /// before it is closed
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    header_timeout: u64,
     /// Log more (repeat for more); RUST_LOG overrides
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -120,9 +131,14 @@ async fn run(args: Args) -> Result<()> {
     let addr = bind_addr(&args.bind, args.port)?;
     let token = args.token.as_deref().and_then(Secret::new);
     check_bind(&addr, token.as_ref()).map_err(|e| UsageError(e.to_string()))?;
-    if args.connections == Some(0) || args.max_concurrent_downloads == 0 || args.max_jobs == 0 {
+    if args.connections == Some(0)
+        || args.max_concurrent_downloads == 0
+        || args.max_jobs == 0
+        || args.max_connections == Some(0)
+        || args.header_timeout == 0
+    {
         return Err(UsageError(
-            "--connections, --max-concurrent-downloads and --max-jobs must be at least 1".into(),
+            "--connections, --max-concurrent-downloads, --max-jobs, --max-connections and --header-timeout must be at least 1".into(),
         )
         .into());
     }
@@ -152,9 +168,26 @@ async fn run(args: Args) -> Result<()> {
     config.max_jobs = args.max_jobs;
     config.local_roots = args.allow_local.clone();
     config.request_timeout = Duration::from_secs(args.request_timeout.max(1));
+    config.header_timeout = Duration::from_secs(args.header_timeout);
 
     let vendors =
         VendorSettings::from_options(args.connections, rate_limit, args.hf_cache, args.offline);
+    let wanted = args.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let open_files = raise_open_files_limit();
+    let reserve = descriptors_for_downloads(
+        args.max_concurrent_downloads,
+        vendors.transfer.max_connections,
+    );
+    config.max_connections = connection_cap(wanted, open_files, reserve);
+    if config.max_connections < wanted {
+        tracing::warn!(
+            wanted,
+            cap = config.max_connections,
+            open_files_limit = open_files,
+            reserved_for_downloads = reserve,
+            "the open-files limit cannot fit that many connections beside the downloads; holding fewer (raise it with `ulimit -n`)"
+        );
+    }
     let provisioner = Provisioner::new(
         catalog,
         hive_vendors(&vendors, &config)?,
@@ -175,6 +208,33 @@ async fn run(args: Args) -> Result<()> {
     rbee_hive::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("rbee-hive stopped");
     Ok(())
+}
+
+/// File descriptors kept free for the downloads: each running one holds its connections to the
+/// hub, its files and the catalog's metadata; the process needs some of its own (catalog
+/// lease, logs, the listener).
+fn descriptors_for_downloads(downloads: usize, connections_per_download: usize) -> usize {
+    64 + downloads.saturating_mul(connections_per_download.saturating_add(16))
+}
+
+/// Raises the soft open-files limit to the hard one (the soft one is often 1024, far below
+/// what the system allows), and returns the soft limit in force, if it can be read.
+fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    // `None` is "unlimited", which `Option`'s order would put below any number.
+    let below_hard = match (limit.current, limit.maximum) {
+        (Some(soft), Some(hard)) => soft < hard,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if below_hard {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(error = %e, "could not raise the open-files limit");
+        }
+    }
+    getrlimit(Resource::Nofile).current
 }
 
 /// `--bind` takes an IP, `localhost`, or an `IP:PORT` (whose port wins over `--port`).
