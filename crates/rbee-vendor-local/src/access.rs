@@ -93,7 +93,7 @@ impl Roots {
                     return Err(follow_link(path).err().unwrap_or_else(|| changed(path)));
                 }
                 Err(match e.kind() {
-                    ErrorKind::NotFound => Error::NotFound {
+                    ErrorKind::NotFound | ErrorKind::NotADirectory => Error::NotFound {
                         message: format!(
                             "there is no file or folder at {}; check the path",
                             path.display()
@@ -101,7 +101,11 @@ impl Roots {
                     },
                     ErrorKind::PermissionDenied => permission_denied(path),
                     _ if is_link_loop(&e) => link_loop(path),
-                    _ => Error::io(format!("resolving {}", path.display()), e),
+                    // A name too long, a NUL byte…: the path itself is at fault.
+                    _ => Error::InvalidRequest(format!(
+                        "{} cannot be resolved ({e}); check the path",
+                        path.display()
+                    )),
                 })
             }
         }
@@ -288,6 +292,14 @@ mod tests {
                 .check(&allowed.join("out.gguf"))
                 .is_ok()
         );
+
+        // Paths that cannot be resolved are the caller's to fix, not a failure of the reader.
+        assert!(matches!(
+            access.check(&allowed.join("m.gguf/x")),
+            Err(Error::NotFound { .. })
+        ));
+        let long = allowed.join("n".repeat(300));
+        assert!(matches!(access.check(&long), Err(Error::InvalidRequest(_))));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod connections;
 mod daemon;
+mod fuzz;
 mod local_files;
 mod router;
 mod support;
