@@ -27,6 +27,9 @@ const CONNECTION_GRACE: Duration = Duration::from_secs(3);
 /// How long to wait before accepting again when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// At most one warning about refused connections per this interval.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Serves the API on `listener` until `shutdown` completes, then shuts down gracefully: new jobs
 /// are refused, in-flight jobs are cancelled (partial files stay resumable, catalog entries
 /// become `incomplete`), event streams send their final events and end, and open connections
@@ -62,6 +65,8 @@ pub async fn serve(
     let (alive_tx, alive_rx) = watch::channel(());
 
     let stopping = state.clone();
+    let mut refused = 0u64;
+    let mut last_warning: Option<std::time::Instant> = None;
     let mut signal = std::pin::pin!(async move {
         shutdown.await;
         tracing::info!("shutdown requested");
@@ -90,7 +95,20 @@ pub async fn serve(
                     alive_rx.clone(),
                 ));
             }
-            Admission::Full => refuse(&stream, connections.limit()),
+            Admission::Full => {
+                refuse(&stream, connections.limit());
+                refused += 1;
+                // One line per interval however many arrive: a flood must not flood the log.
+                if last_warning.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL) {
+                    tracing::warn!(
+                        limit = connections.limit(),
+                        refused,
+                        "connections refused: every connection is serving a client (--max-connections)"
+                    );
+                    last_warning = Some(std::time::Instant::now());
+                    refused = 0;
+                }
+            }
         }
     }
     drop(listener);
@@ -136,7 +154,6 @@ fn refuse(stream: &TcpStream, limit: usize) {
     if let Err(e) = stream.try_write(response.as_bytes()) {
         tracing::debug!(error = %e, "could not tell a refused connection why");
     }
-    tracing::warn!(limit, "connection refused: every connection is busy");
 }
 
 async fn serve_connection(
@@ -147,6 +164,10 @@ async fn serve_connection(
     closing: CancellationToken,
     _alive: watch::Receiver<()>,
 ) {
+    // Event streams are many small writes; do not hold them back waiting for acknowledgements.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
     let guard = Arc::new(guard);
     let service = {
         let guard = guard.clone();

@@ -89,8 +89,16 @@ async fn download_streams_narrated_progress_to_done_and_a_repeat_is_not_an_error
     assert_eq!(env.sent("models/tiny.gguf"), sent);
 
     // A late subscriber to a finished job gets its final event at once, then the stream ends.
+    // The latest progress is a heartbeat when one ticked after the last throttled update.
     let events = hive.stream(&job).await.until_final().await;
-    assert_eq!(names(&events), ["queued", "started", "progress", "done"]);
+    let seen = names(&events);
+    assert!(
+        matches!(
+            seen.as_slice(),
+            ["queued", "started", "progress" | "heartbeat", "done"]
+        ),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
