@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rbee_artifact_catalog::Secret;
+use rbee_vendor_local::LocalAccess;
 
 /// The address rbee-hive listens on unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8600";
@@ -34,8 +35,18 @@ pub struct HiveConfig {
     pub shutdown_grace: Duration,
     /// Folders whose files `file:` downloads may read (default none). The daemon reads with its
     /// own rights on behalf of whoever calls it, so local files are refused unless their real
-    /// path (links resolved) lies inside one of these.
+    /// path (links resolved) lies inside one of these: a request is checked when it arrives,
+    /// and the provisioner's `file:` vendor must hold every file it reads to the same folders
+    /// ([`crate::hive_vendors`] builds it so).
     pub local_roots: Vec<std::path::PathBuf>,
+    /// Connections held open at once (default 512). At the cap, a new connection takes the
+    /// place of the oldest one that is not serving an authorized request (silent, idle between
+    /// requests, or unauthenticated); when every one is, the new one is answered `503` and
+    /// closed. See [`connection_cap`] for fitting it under the open-files limit.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers, and may sit idle between
+    /// requests, before it is closed (default 10 s).
+    pub header_timeout: Duration,
 }
 
 impl Default for HiveConfig {
@@ -50,8 +61,42 @@ impl Default for HiveConfig {
             keep_alive: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(5),
             local_roots: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout: Duration::from_secs(10),
         }
     }
+}
+
+impl HiveConfig {
+    /// What `file:` downloads may read: the real paths inside [`HiveConfig::local_roots`].
+    pub fn local_access(&self) -> LocalAccess {
+        LocalAccess::within(self.local_roots.iter().cloned())
+    }
+}
+
+/// Connections held open at once unless told otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// The connection cap that fits under an open-files limit: `wanted`, lowered when fewer than
+/// `wanted + reserve` files may be open, so that clients alone can never use the descriptors a
+/// running download needs for its sockets, its files and the catalog's metadata. Never below
+/// one.
+///
+/// ```
+/// use rbee_hive::connection_cap;
+///
+/// assert_eq!(connection_cap(512, Some(1_048_576), 200), 512);
+/// assert_eq!(connection_cap(512, Some(600), 200), 400);
+/// assert_eq!(connection_cap(512, Some(100), 200), 1);
+/// ```
+pub fn connection_cap(wanted: usize, open_files_limit: Option<u64>, reserve: usize) -> usize {
+    let Some(limit) = open_files_limit else {
+        return wanted;
+    };
+    let available = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(reserve);
+    wanted.min(available).max(1)
 }
 
 /// Why the daemon refuses to listen where it was asked to.

@@ -8,14 +8,15 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use rbee_artifact_catalog::Catalog;
-//! use rbee_hive::{HiveConfig, HiveState};
-//! use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings, standard_vendors};
+//! use rbee_hive::{HiveConfig, HiveState, hive_vendors};
+//! use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings};
 //!
 //! # async fn demo() -> anyhow::Result<()> {
 //! let catalog = Arc::new(Catalog::open("/tmp/rbee-models")?);
-//! let vendors = standard_vendors(&VendorSettings::default())?;
+//! let config = HiveConfig::default();
+//! let vendors = hive_vendors(&VendorSettings::default(), &config)?;
 //! let provisioner = Provisioner::new(catalog, vendors, ProvisionerConfig::default());
-//! let state = HiveState::new(provisioner, HiveConfig::default());
+//! let state = HiveState::new(provisioner, config);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8600").await?;
 //! rbee_hive::serve(listener, state, async {
 //!     let _ = tokio::signal::ctrl_c().await;
@@ -27,15 +28,19 @@
 //! [`ProgressEvent`]: rbee_artifact_catalog::ProgressEvent
 #![deny(missing_docs)]
 
-pub use config::{BindError, DEFAULT_ADDR, HiveConfig, check_bind};
+pub use config::{
+    BindError, DEFAULT_ADDR, DEFAULT_MAX_CONNECTIONS, HiveConfig, check_bind, connection_cap,
+};
 pub use error::{ApiError, ErrorBody};
 pub use jobs::{JobState, JobView};
 pub use routes::app;
 pub use serve::serve;
 pub use state::HiveState;
+pub use vendors::hive_vendors;
 
 mod auth;
 mod config;
+mod connections;
 mod error;
 mod feed;
 mod jobs;
@@ -45,4 +50,5 @@ mod routes;
 mod serve;
 mod sse;
 mod state;
+mod vendors;
 mod web;

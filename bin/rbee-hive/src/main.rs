@@ -14,8 +14,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use rbee_artifact_catalog::{Catalog, Secret};
-use rbee_hive::{HiveConfig, HiveState, check_bind};
-use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings, standard_vendors};
+use rbee_hive::{
+    DEFAULT_MAX_CONNECTIONS, HiveConfig, HiveState, check_bind, connection_cap, hive_vendors,
+};
+use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings};
 use rbee_transfer::parse_rate;
 
 /// rbee-hive: provisions models for this machine over HTTP (jobs, Server-Sent Events progress,
@@ -76,13 +78,23 @@ struct Args {
     /// Use only what is already on this machine
     #[arg(long, env = "RBEE_OFFLINE")]
     offline: bool,
-    /// Let file: downloads read files inside this folder (repeatable). Without it the daemon
-    /// refuses file: references: it would read any file it can, for any caller
+    /// Let file: downloads read files inside this folder (repeatable), judged by real path: a
+    /// link inside it that leads elsewhere is refused. Without it the daemon refuses file:
+    /// references: it would read any file it can, for any caller
     #[arg(long = "allow-local", value_name = "DIR")]
     allow_local: Vec<PathBuf>,
     /// Time limit of each request (event streams excepted), in seconds
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     request_timeout: u64,
+    /// Connections held open at once; at the cap a new one replaces the oldest that is not
+    /// serving an authorized request. Lowered if the open-files limit cannot fit it beside the
+    /// downloads [default: 512]
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Seconds a connection may take to send its request headers, or sit idle between requests,
+    /// before it is closed
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    header_timeout: u64,
     /// Log more (repeat for more); RUST_LOG overrides
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -137,11 +149,26 @@ async fn run(args: Args) -> Result<()> {
     let addr = bind_addr(&args.bind, args.port)?;
     let token = args.token.as_deref().and_then(Secret::new);
     check_bind(&addr, token.as_ref()).map_err(|e| UsageError(e.to_string()))?;
-    if args.connections == Some(0) || args.max_concurrent_downloads == 0 || args.max_jobs == 0 {
+    if args.connections == Some(0)
+        || args.max_concurrent_downloads == 0
+        || args.max_jobs == 0
+        || args.max_connections == Some(0)
+        || args.header_timeout == 0
+    {
         return Err(UsageError(
-            "--connections, --max-concurrent-downloads and --max-jobs must be at least 1".into(),
+            "--connections, --max-concurrent-downloads, --max-jobs, --max-connections and --header-timeout must be at least 1".into(),
         )
         .into());
+    }
+
+    for dir in &args.allow_local {
+        if !std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+            return Err(UsageError(format!(
+                "--allow-local {}: there is no folder there; name an existing folder",
+                dir.display()
+            ))
+            .into());
+        }
     }
 
     let root = Catalog::resolve_root(args.cache_dir.as_deref())?;
@@ -154,23 +181,40 @@ async fn run(args: Args) -> Result<()> {
         .as_deref()
         .map(|text| parse_rate(text).map_err(|e| UsageError(format!("--rate-limit: {e}"))))
         .transpose()?;
-    let vendors =
-        VendorSettings::from_options(args.connections, rate_limit, args.hf_cache, args.offline);
-    let provisioner = Provisioner::new(
-        catalog,
-        standard_vendors(&vendors)?,
-        ProvisionerConfig {
-            max_concurrent_downloads: args.max_concurrent_downloads,
-            ..ProvisionerConfig::default()
-        },
-    );
-
     let mut config = HiveConfig::default();
     config.token = token;
     config.hive_id = args.hive_id.clone();
     config.max_jobs = args.max_jobs;
     config.local_roots = args.allow_local.clone();
     config.request_timeout = Duration::from_secs(args.request_timeout.max(1));
+    config.header_timeout = Duration::from_secs(args.header_timeout);
+
+    let vendors =
+        VendorSettings::from_options(args.connections, rate_limit, args.hf_cache, args.offline);
+    let wanted = args.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let open_files = raise_open_files_limit();
+    let reserve = descriptors_for_downloads(
+        args.max_concurrent_downloads,
+        vendors.transfer.max_connections,
+    );
+    config.max_connections = connection_cap(wanted, open_files, reserve);
+    if config.max_connections < wanted {
+        tracing::warn!(
+            wanted,
+            cap = config.max_connections,
+            open_files_limit = open_files,
+            reserved_for_downloads = reserve,
+            "the open-files limit cannot fit that many connections beside the downloads; holding fewer (raise it with `ulimit -n`)"
+        );
+    }
+    let provisioner = Provisioner::new(
+        catalog,
+        hive_vendors(&vendors, &config)?,
+        ProvisionerConfig {
+            max_concurrent_downloads: args.max_concurrent_downloads,
+            ..ProvisionerConfig::default()
+        },
+    );
     let state = HiveState::new(provisioner, config);
 
     let listener = tokio::net::TcpListener::bind(addr)
@@ -183,6 +227,33 @@ async fn run(args: Args) -> Result<()> {
     rbee_hive::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("rbee-hive stopped");
     Ok(())
+}
+
+/// File descriptors kept free for the downloads: each running one holds its connections to the
+/// hub, its files and the catalog's metadata; the process needs some of its own (catalog
+/// lease, logs, the listener).
+fn descriptors_for_downloads(downloads: usize, connections_per_download: usize) -> usize {
+    64 + downloads.saturating_mul(connections_per_download.saturating_add(16))
+}
+
+/// Raises the soft open-files limit to the hard one (the soft one is often 1024, far below
+/// what the system allows), and returns the soft limit in force, if it can be read.
+fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    // `None` is "unlimited", which `Option`'s order would put below any number.
+    let below_hard = match (limit.current, limit.maximum) {
+        (Some(soft), Some(hard)) => soft < hard,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if below_hard {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(error = %e, "could not raise the open-files limit");
+        }
+    }
+    getrlimit(Resource::Nofile).current
 }
 
 /// `--bind` takes an IP, `localhost`, or an `IP:PORT` (whose port wins over `--port`).

@@ -21,13 +21,12 @@ use crate::state::HiveState;
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// Registers a job for `operation` and starts it.
-pub(crate) fn start(state: &HiveState, mut operation: Operation) -> Result<Arc<Job>, ApiError> {
+pub(crate) fn start(state: &HiveState, operation: Operation) -> Result<Arc<Job>, ApiError> {
     if state.is_shutting_down() {
         return Err(ApiError::shutting_down());
     }
-    if let Operation::Download(request) = &mut operation {
-        request.reference = check_local_access(&request.reference, &state.config().local_roots)?;
-        request.key = request.options.key(&request.reference);
+    if let Operation::Download(request) = &operation {
+        check_local_access(&request.reference, &state.config().local_access())?;
     }
     let job = state.jobs().create(operation)?;
     let attempt = job.attempt();

@@ -1,12 +1,11 @@
 //! Request bodies: read with a size limit, parsed as JSON, then validated into typed operations.
 
-use std::path::PathBuf;
-
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use rbee_artifact_catalog::{ArtifactRef, CatalogKey, Error, ResolveOptions};
 use rbee_model_provisioner::ProvisionOptions;
+use rbee_vendor_local::LocalAccess;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -296,46 +295,28 @@ pub(crate) fn parse_reference(text: &str) -> Result<ArtifactRef, ApiError> {
     Ok(reference)
 }
 
-/// A `file:` download is allowed only inside the configured roots, judged by the real path
-/// (links resolved); the reference returned names that real path, so a link swapped after the
-/// check cannot redirect the read. Other references pass unchanged.
+/// A `file:` download is refused at once unless its real path (links resolved) lies inside
+/// the allowed folders. This is the early answer; the `file:` vendor holds every file it reads,
+/// including links inside a folder, to the same folders. Other references pass.
 pub(crate) fn check_local_access(
     reference: &ArtifactRef,
-    roots: &[PathBuf],
-) -> Result<ArtifactRef, ApiError> {
+    access: &LocalAccess,
+) -> Result<(), ApiError> {
     let ArtifactRef::Local(local) = reference else {
-        return Ok(reference.clone());
+        return Ok(());
     };
-    let refused = || {
-        ApiError::new(
+    match access.check(&local.path) {
+        Ok(_) => Ok(()),
+        Err(Error::Unauthorized { .. }) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "local_files_not_allowed",
             format!(
-                "rbee-hive reads local files only inside the folders it was started with (--allow-local DIR); {} is not inside one",
+                "rbee-hive reads local files only inside the folders it was started with (--allow-local DIR), links resolved; {} is not inside one",
                 local.path.display()
             ),
-        )
-    };
-    if roots.is_empty() {
-        return Err(refused());
+        )),
+        Err(e) => Err(e.into()),
     }
-    let real = std::fs::canonicalize(&local.path).map_err(|_| {
-        ApiError::from(Error::NotFound {
-            message: format!(
-                "there is no readable file or folder at {}",
-                local.path.display()
-            ),
-        })
-    })?;
-    let inside = roots
-        .iter()
-        .any(|root| std::fs::canonicalize(root).is_ok_and(|root| real.starts_with(root)));
-    if !inside {
-        return Err(refused());
-    }
-    let mut checked = local.clone();
-    checked.path = real;
-    Ok(ArtifactRef::Local(checked))
 }
 
 /// The catalog key for a model named by id or by reference.

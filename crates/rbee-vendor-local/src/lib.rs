@@ -2,6 +2,11 @@
 //! already on this machine, by hard link when possible, else by a streamed copy, hashing every
 //! byte so the catalog can verify them later.
 //!
+//! Links are followed to the files they lead to (a HuggingFace cache snapshot is a folder of
+//! links into its `blobs/`), and the catalog stores those real files under the links' names.
+//! [`LocalAccess`] decides how far links may lead: anywhere for a program acting with its own
+//! user's rights, only inside given folders for a daemon acting for its callers.
+//!
 //! ```no_run
 //! use rbee_artifact_catalog::{ResolveOptions, VendorSource};
 //! use rbee_vendor_local::LocalVendor;
@@ -16,7 +21,9 @@
 //! ```
 #![deny(missing_docs)]
 
+pub use access::LocalAccess;
 pub use vendor::LocalVendor;
 
+mod access;
 mod scan;
 mod vendor;

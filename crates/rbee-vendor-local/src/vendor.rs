@@ -13,6 +13,7 @@ use rbee_artifact_catalog::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::access::{LocalAccess, Roots, same_file};
 use crate::scan;
 
 /// Registers files and folders already on this machine.
@@ -23,13 +24,32 @@ use crate::scan;
 /// the catalog's file too — `rbee model verify` detects that against the recorded sha256. Across
 /// file systems (or where links are refused) the file is copied, streamed with progress. Either
 /// way every byte is hashed once and the sha256 is recorded.
+///
+/// **Links** (a HuggingFace cache snapshot is a folder of them) are followed to the file they
+/// lead to, within the vendor's [`LocalAccess`]; the catalog stores that real file under the
+/// link's name, never the link itself. A dangling link, a link loop, or a link leading where
+/// the access does not reach is an error naming the link.
 #[derive(Debug, Default, Clone)]
-pub struct LocalVendor;
+pub struct LocalVendor {
+    access: LocalAccess,
+}
 
 impl LocalVendor {
-    /// The vendor.
+    /// A vendor that reads any file this process can read, following links anywhere: for a
+    /// program acting with its own user's rights (the CLI).
     pub fn new() -> Self {
-        Self
+        Self::default()
+    }
+
+    /// A vendor that reads only files whose real path `access` admits: for a daemon reading on
+    /// behalf of its callers.
+    pub fn with_access(access: LocalAccess) -> Self {
+        Self { access }
+    }
+
+    /// What this vendor may read.
+    pub fn access(&self) -> &LocalAccess {
+        &self.access
     }
 }
 
@@ -53,7 +73,8 @@ impl VendorSource for LocalVendor {
         let path = local.path.clone();
         let options = options.clone();
         let reference = reference.clone();
-        tokio::task::spawn_blocking(move || resolve_blocking(reference, &path, &options))
+        let roots = self.access.real_roots();
+        tokio::task::spawn_blocking(move || resolve_blocking(reference, &path, &roots, &options))
             .await
             .map_err(|e| Error::io("scanning local files", std::io::Error::other(e)))?
     }
@@ -67,6 +88,7 @@ impl VendorSource for LocalVendor {
         cancel: &CancellationToken,
     ) -> Result<Vec<DownloadedFile>> {
         let mut done = Vec::with_capacity(files.len());
+        let roots = self.access.real_roots();
         for file in files {
             let FileSource::Local { path: source } = &file.source else {
                 return Err(Error::Unsupported(format!(
@@ -80,6 +102,7 @@ impl VendorSource for LocalVendor {
             let target = dest.join(&file.path);
             let progress = tracker.file(&file.path, file.size, 0);
             let job = Job {
+                roots: roots.clone(),
                 source: source.clone(),
                 target,
                 rel: file.path.clone(),
@@ -104,35 +127,24 @@ impl VendorSource for LocalVendor {
 fn resolve_blocking(
     reference: ArtifactRef,
     path: &Path,
+    roots: &Roots,
     options: &ResolveOptions,
 ) -> Result<ResolvedArtifact> {
-    let meta = fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound {
-            message: format!(
-                "there is no file or folder at {}; check the path",
-                path.display()
-            ),
-        },
-        std::io::ErrorKind::PermissionDenied => Error::Unauthorized {
-            message: format!(
-                "cannot read {}: permission denied; check its permissions",
-                path.display()
-            ),
-        },
-        _ => Error::io(format!("reading {}", path.display()), e),
-    })?;
-    let root = fs::canonicalize(path)
-        .map_err(|e| Error::io(format!("resolving {}", path.display()), e))?;
+    let root = roots.check(path)?;
+    let meta =
+        fs::metadata(&root).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let files = if meta.is_file() {
-        let name = root
+        // Named as asked: a link keeps its own name, not its target's.
+        let name = path
             .file_name()
+            .or_else(|| root.file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| Error::InvalidRequest(format!("{} has no file name", path.display())))?;
-        vec![check_file(&root, name, true)?]
+        vec![check_file(roots, &root, name, true)?]
     } else if meta.is_dir() {
-        scan::model_files(&root, &options.include, &options.exclude)?
+        scan::model_files(&root, roots, &options.include, &options.exclude)?
             .into_iter()
-            .map(|f| check_file(&f.absolute, f.relative, false))
+            .map(|f| check_file(roots, &f.absolute, f.relative, false))
             .collect::<Result<Vec<_>>>()?
     } else {
         return Err(Error::InvalidRequest(format!(
@@ -148,20 +160,10 @@ fn resolve_blocking(
     })
 }
 
-/// Checks that a file is readable and not empty, and describes it.
-fn check_file(path: &Path, relative: String, single: bool) -> Result<ResolvedFile> {
-    let file = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::PermissionDenied => Error::Unauthorized {
-            message: format!(
-                "cannot read {}: permission denied; check its permissions",
-                path.display()
-            ),
-        },
-        _ => Error::io(format!("opening {}", path.display()), e),
-    })?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+/// Checks that the file at the real path `path` may be read and is not empty, and describes
+/// it.
+fn check_file(roots: &Roots, path: &Path, relative: String, single: bool) -> Result<ResolvedFile> {
+    let (_, meta) = roots.open(path)?;
     if meta.len() == 0 && (single || scan::is_weight(&relative)) {
         return Err(Error::InvalidRequest(format!(
             "{} is empty (0 bytes), so it cannot be a model",
@@ -195,6 +197,8 @@ fn version_of(meta: &fs::Metadata) -> String {
 }
 
 struct Job {
+    roots: Roots,
+    /// Real path of the file to register.
     source: PathBuf,
     target: PathBuf,
     rel: String,
@@ -209,15 +213,25 @@ impl Job {
             fs::create_dir_all(parent)
                 .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
         }
+        // Everything below reads through this handle, the file that was checked.
+        let (mut src, src_meta) = self.roots.open(&self.source)?;
         let part = part_path(&self.target);
         let _ = fs::remove_file(&part);
         let result = match fs::hard_link(&self.source, &part) {
-            Ok(()) => self
-                .hash(&part, progress)
+            // The name may have been swapped between the check and the link: keep the link
+            // only when it is the very file opened.
+            Ok(()) if fs::symlink_metadata(&part).is_ok_and(|m| same_file(&m, &src_meta)) => self
+                .pump(&mut src, None, progress)
+                .map_err(|e| e.with_context(&self.source))
                 .map(|d| (d, "hard-linked (same file system: no bytes copied)")),
+            Ok(()) => {
+                let _ = fs::remove_file(&part);
+                self.copy(&mut src, &src_meta, &part, progress)
+                    .map(|d| (d, "copied"))
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "hard link refused; copying");
-                self.copy(&part, progress)
+                self.copy(&mut src, &src_meta, &part, progress)
                     .map(|d| (d, "copied (the catalog is on another file system)"))
             }
         };
@@ -254,26 +268,20 @@ impl Job {
         ))
     }
 
-    fn hash(&self, path: &Path, progress: &FileProgress) -> Result<Sha256Digest> {
-        let mut file =
-            File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        self.pump(&mut file, None, progress)
-            .map_err(|e| e.with_context(path))
-    }
-
-    fn copy(&self, part: &Path, progress: &FileProgress) -> Result<Sha256Digest> {
-        let mut src = File::open(&self.source)
-            .map_err(|e| Error::io(format!("opening {}", self.source.display()), e))?;
+    fn copy(
+        &self,
+        src: &mut File,
+        src_meta: &fs::Metadata,
+        part: &Path,
+        progress: &FileProgress,
+    ) -> Result<Sha256Digest> {
         let mut out =
             File::create(part).map_err(|e| Error::io(format!("creating {}", part.display()), e))?;
         // The copy is no more readable than the original.
-        if let Ok(meta) = src.metadata() {
-            out.set_permissions(meta.permissions()).map_err(|e| {
-                Error::io(format!("setting the permissions of {}", part.display()), e)
-            })?;
-        }
+        out.set_permissions(src_meta.permissions())
+            .map_err(|e| Error::io(format!("setting the permissions of {}", part.display()), e))?;
         let digest = self
-            .pump(&mut src, Some(&mut out), progress)
+            .pump(src, Some(&mut out), progress)
             .map_err(|e| e.with_context(&self.source))?;
         out.sync_all()
             .map_err(|e| Error::io(format!("syncing {}", part.display()), e))?;

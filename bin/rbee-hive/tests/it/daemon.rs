@@ -89,15 +89,16 @@ async fn download_streams_narrated_progress_to_done_and_a_repeat_is_not_an_error
     assert_eq!(env.sent("models/tiny.gguf"), sent);
 
     // A late subscriber to a finished job gets its final event at once, then the stream ends.
+    // The latest progress is a heartbeat when one ticked after the last throttled update.
     let events = hive.stream(&job).await.until_final().await;
-    let names = names(&events);
-    assert_eq!(names.len(), 4, "{names:?}");
-    assert_eq!(
-        (names[0], names[1], names[3]),
-        ("queued", "started", "done")
+    let seen = names(&events);
+    assert!(
+        matches!(
+            seen.as_slice(),
+            ["queued", "started", "progress" | "heartbeat", "done"]
+        ),
+        "{seen:?}"
     );
-    // The latest progress: a throttled `progress` or a `heartbeat`, whichever came last.
-    assert!(matches!(names[2], "progress" | "heartbeat"), "{names:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,9 @@
 //! rbee-hive integration tests: the router in-process, and the real binary end to end.
 
+mod connections;
 mod daemon;
 mod full_disk;
+mod fuzz;
+mod local_files;
 mod router;
 mod support;

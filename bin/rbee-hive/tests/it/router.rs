@@ -399,6 +399,60 @@ async fn without_a_token_only_loopback_hosts_and_no_foreign_origins_are_served()
 }
 
 #[tokio::test]
+async fn a_host_is_exactly_host_and_port_or_the_request_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = state(dir.path(), HiveConfig::default());
+    let mut config = HiveConfig::default();
+    config.token = Secret::new("tok-123");
+    let protected = state(dir.path(), config);
+    let list = |uri: &str, hosts: &[&str]| {
+        let mut r = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, "Bearer tok-123");
+        for h in hosts {
+            r = r.header(header::HOST, *h);
+        }
+        r.body(Body::from(r#"{"operation":"model_list"}"#)).unwrap()
+    };
+    let malformed: Vec<(&str, Vec<&str>)> = vec![
+        // Read loosely, this is "localhost" with port "1@evil.example".
+        ("/v1/jobs", vec!["localhost:1@evil.example"]),
+        ("/v1/jobs", vec!["user@localhost:8600"]),
+        ("/v1/jobs", vec!["localhost:8600/evil"]),
+        ("/v1/jobs", vec!["localhost:99999"]),
+        ("/v1/jobs", vec!["[::1"]),
+        ("/v1/jobs", vec!["localhost", "evil.example"]),
+        ("http://evil.example/v1/jobs", vec!["localhost"]),
+        ("http://user@localhost/v1/jobs", vec!["localhost"]),
+    ];
+    for state in [&open, &protected] {
+        for (uri, hosts) in &malformed {
+            let (status, body) = send(state, list(uri, hosts)).await;
+            assert_error_in(
+                &format!("{uri} {hosts:?}"),
+                status,
+                &body,
+                StatusCode::BAD_REQUEST,
+                "invalid_host",
+            );
+        }
+        let (status, body) = send(
+            state,
+            list("http://localhost:8600/v1/jobs", &["localhost:8600"]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    // /health too: nothing reads a malformed host.
+    let request = Request::get("/health")
+        .header(header::HOST, "localhost:1@evil.example")
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = send(&open, request).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_host");
+}
+
+#[tokio::test]
 async fn downloads_beyond_the_queue_bound_are_refused_and_shutdown_cancels_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = HiveConfig::default();

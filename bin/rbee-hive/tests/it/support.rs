@@ -101,6 +101,16 @@ impl Daemon {
         args: &[&str],
         vars: &[(&str, &str)],
     ) -> Result<Daemon, String> {
+        Self::try_start_limited(env, args, vars, None).await
+    }
+
+    /// As `try_start`, with the process's limits set first by `ulimit <ulimit>` (e.g. `-n 256`).
+    pub(crate) async fn try_start_limited(
+        env: &TestEnv,
+        args: &[&str],
+        vars: &[(&str, &str)],
+        ulimit: Option<&str>,
+    ) -> Result<Daemon, String> {
         let stderr = env.dir.path().join(format!(
             "hive-{}.log",
             std::time::SystemTime::now()
@@ -108,7 +118,17 @@ impl Daemon {
                 .unwrap()
                 .as_nanos()
         ));
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_rbee-hive"));
+        let binary = env!("CARGO_BIN_EXE_rbee-hive");
+        let mut cmd = match ulimit {
+            None => tokio::process::Command::new(binary),
+            Some(limits) => {
+                let mut sh = tokio::process::Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit {limits} && exec \"$0\" \"$@\""))
+                    .arg(binary);
+                sh
+            }
+        };
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", env.dir.path().join("home"))
