@@ -335,6 +335,9 @@ fn a_tilde_in_the_cache_folder_means_home() {
         PathBuf::from("/data/~/x")
     );
     assert_eq!(expand_home("~/x".into(), None), PathBuf::from("~/x"));
+}
+
+#[test]
 fn links_inside_the_catalog_are_never_followed() {
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path().join("root")).unwrap();
