@@ -43,6 +43,7 @@ mod error;
 mod fetch;
 mod http;
 mod lock;
+mod nofollow;
 mod ranges;
 mod rate;
 mod retry;
