@@ -239,5 +239,6 @@ impl VendorSource for UrlVendor {
         self.transfer
             .fetch_all(requests, dest, progress, cancel)
             .await
+            .map_err(Error::from)
     }
 }
