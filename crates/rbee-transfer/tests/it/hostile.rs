@@ -63,6 +63,8 @@ impl Setup {
         self.out.path().join("m.bin.part")
     }
 
+    /// Fetches, failing the test as soon as the partial grows past the announced size (so an
+    /// engine that writes an endless body fails here instead of filling the disk).
     async fn fetch(
         &self,
         t: &Transfer,
@@ -74,12 +76,26 @@ impl Setup {
             req.expected_size,
             t.bytes_on_disk(req, &self.dest()),
         );
-        tokio::time::timeout(
-            SAFETY,
-            t.fetch(req, &self.dest(), &p, &CancellationToken::new()),
-        )
-        .await
-        .expect("the engine must not loop or wait forever on a lying server")
+        let dest = self.dest();
+        let cancel = CancellationToken::new();
+        let fetch = t.fetch(req, &dest, &p, &cancel);
+        let part = self.part();
+        let limit = req.expected_size.unwrap_or(u64::MAX);
+        let guard = async {
+            loop {
+                let len = std::fs::metadata(&part).map_or(0, |m| m.len());
+                assert!(
+                    len <= limit,
+                    "{len} bytes written for a file announced at {limit}"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::select! {
+            r = fetch => r,
+            () = guard => unreachable!(),
+            () = tokio::time::sleep(SAFETY) => panic!("the engine must not loop or wait forever on a lying server"),
+        }
     }
 
     /// Starts a fetch, waits until at least `bytes` of it are hashed and saved for a resume,
@@ -274,7 +290,8 @@ async fn vanished_validators_and_ignored_if_range_restart_instead_of_mixing() {
     let s = Setup::new(3 * MIB).await;
     s.hub
         .set_faults(vec![Fault::hang(MIB as u64).path("m.bin").times(1)]);
-    s.interrupt_after(&single(), &s.sized(), MIB as u64).await;
+    s.interrupt_after(&single(), &s.sized(), MIB as u64 / 2)
+        .await;
     let v2: Vec<u8> = s.data.iter().map(|b| b ^ 0x33).collect();
     s.replace_file(&v2);
     s.hub.set_faults(vec![
@@ -301,7 +318,7 @@ async fn a_mixed_resume_under_a_digest_restarts_cleanly() {
     req.sha256 = Some(digest(&v2));
     s.hub
         .set_faults(vec![Fault::hang(MIB as u64).path("m.bin").times(1)]);
-    s.interrupt_after(&single(), &req, MIB as u64).await;
+    s.interrupt_after(&single(), &req, MIB as u64 / 2).await;
     s.replace_file(&v2);
     s.hub.set_faults(vec![
         Fault::no_validators().path("m.bin"),
