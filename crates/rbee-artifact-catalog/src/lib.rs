@@ -34,7 +34,7 @@ pub use progress::{
 };
 pub use reference::{
     ArtifactRef, GhRef, HfRef, HfSelector, LocalRef, RefError, RefErrorKind, Scheme, UrlRef,
-    validate_relative_path,
+    quote_untrusted, validate_relative_path,
 };
 pub use secret::Secret;
 pub use vendor::{

@@ -11,7 +11,9 @@
 //! file name is refused (a hostile API must not make us write outside the artifact folder).
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use rbee_artifact_catalog::{Error, ResolveOptions, Result, human_bytes, validate_relative_path};
+use rbee_artifact_catalog::{
+    Error, ResolveOptions, Result, human_bytes, quote_untrusted, validate_relative_path,
+};
 
 use crate::api::Asset;
 
@@ -226,7 +228,7 @@ fn listing_of(what: &str, assets: &[&Asset], label: &ReleaseLabel) -> String {
     let mut names: Vec<String> = assets
         .iter()
         .take(LISTED_ASSETS)
-        .map(|a| format!("{} ({})", a.name, human_bytes(a.size)))
+        .map(|a| format!("{} ({})", shown(&a.name), human_bytes(a.size)))
         .collect();
     if assets.len() > LISTED_ASSETS {
         names.push(format!("… and {} more", assets.len() - LISTED_ASSETS));
@@ -239,6 +241,15 @@ fn listing_of(what: &str, assets: &[&Asset], label: &ReleaseLabel) -> String {
     )
 }
 
+/// An asset name for a message: as it is when safe, else quoted and escaped.
+pub(crate) fn shown(name: &str) -> String {
+    if validate_relative_path(name).is_ok() {
+        name.to_string()
+    } else {
+        quote_untrusted(name)
+    }
+}
+
 fn check_safe_name(name: &str) -> Result<()> {
     let reason = if name.contains('/') {
         Some("it contains `/`".to_string())
@@ -246,11 +257,11 @@ fn check_safe_name(name: &str) -> Result<()> {
         validate_relative_path(name).err().map(|e| e.to_string())
     };
     match reason {
-        None if !name.chars().any(char::is_control) => Ok(()),
-        reason => Err(Error::Protocol {
+        None => Ok(()),
+        Some(reason) => Err(Error::Protocol {
             message: format!(
-                "the GitHub API listed an asset named {name:?}, which is not a safe file name ({}); refusing to write it",
-                reason.unwrap_or_else(|| "it contains a control character".to_string())
+                "the GitHub API listed an asset named {}, which is not a safe file name ({reason}); refusing to write it",
+                quote_untrusted(name)
             ),
         }),
     }

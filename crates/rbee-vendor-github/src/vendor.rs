@@ -495,19 +495,27 @@ impl VendorSource for GitHubVendor {
 
 /// "release `Name` (tag b4500, from master, published 2025-01-15T10:00:00Z)".
 fn release_note(release: &Release) -> String {
-    let mut parts = vec![format!("tag {}", release.tag_name)];
+    // Release names and tags are the server's text: escaped before they reach a terminal.
+    let text = |t: &str| {
+        if t.chars().any(char::is_control) {
+            rbee_artifact_catalog::quote_untrusted(t)
+        } else {
+            t.to_string()
+        }
+    };
+    let mut parts = vec![format!("tag {}", text(&release.tag_name))];
     if let Some(commitish) = release
         .target_commitish
         .as_deref()
         .filter(|c| !c.is_empty())
     {
-        parts.push(format!("from {commitish}"));
+        parts.push(format!("from {}", text(commitish)));
     }
     if let Some(at) = &release.published_at {
-        parts.push(format!("published {at}"));
+        parts.push(format!("published {}", text(at)));
     }
     match release.name.as_deref().filter(|n| !n.is_empty()) {
-        Some(name) => format!("release `{name}` ({})", parts.join(", ")),
+        Some(name) => format!("release `{}` ({})", text(name), parts.join(", ")),
         None => format!("release ({})", parts.join(", ")),
     }
 }

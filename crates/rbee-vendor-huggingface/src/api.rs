@@ -13,7 +13,7 @@
 //!
 //! A revision is one path segment: `refs/pr/1` travels as `refs%2Fpr%2F1`.
 
-use rbee_artifact_catalog::{Error, Sha256Digest, validate_relative_path};
+use rbee_artifact_catalog::{Error, Sha256Digest, quote_untrusted, validate_relative_path};
 use serde::Deserialize;
 use url::Url;
 
@@ -143,17 +143,18 @@ impl Listing {
         sha256: Option<&str>,
         oid: Option<String>,
     ) -> Result<(), Error> {
-        if validate_relative_path(&path).is_err() {
-            tracing::warn!(path = %path.escape_debug(), "the Hub listed a file name that is not a safe relative path; ignoring it");
-            self.unsafe_names.push(path.escape_debug().to_string());
+        if let Err(why) = validate_relative_path(&path) {
+            let shown = quote_untrusted(&path);
+            tracing::warn!(path = %shown, %why, "the Hub listed a file name that is not a safe relative path; ignoring it");
+            self.unsafe_names.push(format!("{shown} ({why})"));
             return Ok(());
         }
         let sha256 = sha256
             .map(|s| {
                 s.parse::<Sha256Digest>().map_err(|_| Error::Protocol {
                     message: format!(
-                        "the Hub listed `{path}` with `{}` as its sha256, which is not 64 hex digits",
-                        s.escape_debug()
+                        "the Hub listed `{path}` with {} as its sha256, which is not 64 hex digits",
+                        quote_untrusted(s)
                     ),
                 })
             })
@@ -275,7 +276,8 @@ mod tests {
         );
         let listing = info.listing().unwrap();
         assert_eq!(listing.files.len(), 2);
-        assert_eq!(listing.unsafe_names, vec!["../evil.gguf"]);
+        assert_eq!(listing.unsafe_names.len(), 1);
+        assert!(listing.unsafe_names[0].starts_with("\"../evil.gguf\" ("));
         assert_eq!(listing.files[1].sha256.unwrap().to_string(), sha);
         assert_eq!(listing.files[1].cache_etag().unwrap(), sha);
         assert_eq!(listing.files[0].cache_etag().unwrap(), "b1");
@@ -295,7 +297,8 @@ mod tests {
             "the LFS size, not the pointer's"
         );
         assert_eq!(listing.files[0].oid.as_deref(), Some("b3"));
-        assert_eq!(listing.unsafe_names, vec!["/abs"]);
+        assert_eq!(listing.unsafe_names.len(), 1);
+        assert!(listing.unsafe_names[0].starts_with("\"/abs\" ("));
 
         let bad: ModelInfo = serde_json::from_str(
             r#"{"sha":"x","siblings":[{"rfilename":"m.gguf","lfs":{"sha256":"nothex"}}]}"#,
