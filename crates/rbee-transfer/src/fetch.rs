@@ -1851,6 +1851,45 @@ mod tests {
         assert_eq!(parse_unsatisfied_total("bytes */77"), Some(77));
     }
 
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any header text: no panic, and what parses is a sane range.
+            #[test]
+            fn content_range_never_panics(text in "\\PC{0,64}") {
+                if let Some(cr) = parse_content_range(&text) {
+                    prop_assert!(cr.start < cr.end);
+                    prop_assert!(cr.total.is_none_or(|t| cr.end <= t));
+                }
+                let _ = parse_unsatisfied_total(&text);
+            }
+
+            /// Near-valid headers with extreme numbers (overflow at `u64::MAX`).
+            #[test]
+            fn content_range_extremes(
+                a in prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()],
+                b in prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()],
+                t in proptest::option::of(prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()]),
+                pad in "[ ]{0,2}",
+            ) {
+                let total = t.map_or("*".to_string(), |t| t.to_string());
+                let text = format!("bytes {pad}{a}-{b}/{total}{pad}");
+                match parse_content_range(&text) {
+                    Some(cr) => {
+                        prop_assert_eq!(cr.start, a);
+                        prop_assert_eq!(cr.end - 1, b);
+                        prop_assert!(a <= b && t.is_none_or(|t| b < t));
+                    }
+                    None => prop_assert!(b < a || t.is_some_and(|t| b >= t) || b == u64::MAX || !pad.is_empty()),
+                }
+            }
+        }
+    }
+
     #[test]
     fn paths_sit_beside_the_file() {
         let p = Paths::new(Path::new("/c/files/m.gguf"));

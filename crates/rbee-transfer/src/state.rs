@@ -272,4 +272,49 @@ mod tests {
         }));
         assert!(weak.proves_same(&weak.clone()), "the same Last-Modified");
     }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn state_json() -> impl Strategy<Value = String> {
+            (
+                proptest::collection::vec((any::<u64>(), any::<u64>()), 0..40),
+                proptest::option::of(any::<u64>()),
+                any::<u64>(),
+                proptest::option::of("[0-9a-f]{0,260}"),
+                proptest::option::of("\\PC{0,20}"),
+            )
+                .prop_map(|(done, total, hashed, hasher, etag)| {
+                    serde_json::json!({
+                        "version": 1, "source": "x", "done": done, "total": total,
+                        "etag": etag, "hashed": hashed, "hasher": hasher,
+                    })
+                    .to_string()
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// A tampered or garbage state file: no panic, and what loads is consistent.
+            #[test]
+            fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = PartState::decode(&bytes, Path::new("x.part.state"));
+            }
+
+            #[test]
+            fn decoded_states_are_consistent(json in state_json()) {
+                if let Some(s) = PartState::decode(json.as_bytes(), Path::new("x.part.state")) {
+                    prop_assert!(s.validators.total.is_none_or(|t| s.done.fits(t)));
+                    for w in s.done.ranges().windows(2) {
+                        prop_assert!(w[0].1 < w[1].0);
+                    }
+                    if let Some((n, _)) = s.restore_hasher() {
+                        prop_assert!(n <= s.done.prefix_end());
+                    }
+                }
+            }
+        }
+    }
 }

@@ -473,4 +473,64 @@ mod tests {
         let msg = message(pick(&a, None, &[], &[]));
         assert!(msg.contains("… and 10 more"), "{msg}");
     }
+
+    mod fuzz {
+        use super::super::*;
+        use super::label;
+        use crate::api::Release;
+        use proptest::prelude::*;
+
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z0-9._-]{1,20}\\.gguf",
+                "\\PC{0,30}",
+                "(\\.\\.|/|[\\x00-\\x1f\\u{1b}\\u{9b}]){0,3}[a-z]{0,8}(\\.gguf)?",
+                "[a-z]{250,300}\\.gguf",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// Garbage bodies: no panic.
+            #[test]
+            fn release_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = serde_json::from_slice::<Release>(&bytes);
+                let _ = serde_json::from_slice::<Vec<Release>>(&bytes);
+            }
+
+            /// Releases with hostile asset names: whatever is chosen is a safe file name, and
+            /// no message carries a control character.
+            #[test]
+            fn chosen_assets_have_safe_names(
+                names in proptest::collection::vec(name(), 0..8),
+                wanted in proptest::option::of(name()),
+            ) {
+                let assets: Vec<serde_json::Value> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| serde_json::json!({
+                        "id": i, "name": n, "url": "https://api.github.com/x", "size": 10,
+                        "browser_download_url": "https://github.com/x",
+                    }))
+                    .collect();
+                let body = serde_json::json!({ "tag_name": "v1", "assets": assets }).to_string();
+                let release: Release = serde_json::from_str(&body).unwrap();
+                let options = ResolveOptions::default();
+                match select(&release.assets, wanted.as_deref(), &options, &label()) {
+                    Ok(s) => {
+                        for a in &s.assets {
+                            prop_assert!(validate_relative_path(&a.name).is_ok() && !a.name.contains('/'));
+                        }
+                        prop_assert!(!s.note.chars().any(char::is_control) || wanted.is_some());
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        let from_user = wanted.as_deref().is_some_and(|w| w.chars().any(char::is_control));
+                        prop_assert!(from_user || !text.chars().any(char::is_control), "{text:?}");
+                    }
+                }
+            }
+        }
+    }
 }

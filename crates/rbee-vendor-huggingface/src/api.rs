@@ -330,4 +330,82 @@ mod tests {
         assert!(!is_commit("main"));
         assert!(!is_commit("0123456789abcdef"));
     }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z0-9._/-]{0,30}",
+                "\\PC{0,30}",
+                "(\\.\\./|/|[\\x00-\\x1f\\x7f\\u{9b}\\u{202e}]){0,4}[a-z]{0,8}",
+                "[a-z]{250,300}",
+            ]
+        }
+
+        fn sibling() -> impl Strategy<Value = serde_json::Value> {
+            (
+                name(),
+                proptest::option::of(any::<u64>()),
+                proptest::option::of("[0-9a-fA-Fx]{0,70}"),
+            )
+                .prop_map(|(n, size, sha)| {
+                    let mut v = serde_json::json!({ "rfilename": n, "size": size });
+                    if let Some(sha) = sha {
+                        v["lfs"] = serde_json::json!({ "sha256": sha, "size": size });
+                    }
+                    v
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// Garbage bodies: no panic (a clear error is the caller's `serde_json` message).
+            #[test]
+            fn bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(info) = serde_json::from_slice::<ModelInfo>(&bytes) {
+                    let _ = info.listing();
+                    let _ = info.is_gated();
+                }
+                if let Ok(page) = serde_json::from_slice::<Vec<TreeEntry>>(&bytes) {
+                    let _ = add_tree_page(page, &mut Listing::default());
+                }
+            }
+
+            /// Listings with hostile names and digests: every file kept has a safe path, every
+            /// digest kept is a digest; a bad digest is a clear error, not a panic.
+            #[test]
+            fn listings_keep_only_safe_names(
+                siblings in proptest::collection::vec(sibling(), 0..12),
+                sha in proptest::option::of("[0-9a-f]{40}|\\PC{0,10}"),
+            ) {
+                let body = serde_json::json!({ "sha": sha, "siblings": siblings }).to_string();
+                let info: ModelInfo = serde_json::from_str(&body).unwrap();
+                match info.listing() {
+                    Ok(listing) => {
+                        for f in &listing.files {
+                            prop_assert!(validate_relative_path(&f.path).is_ok(), "{:?}", f.path);
+                        }
+                        for n in &listing.unsafe_names {
+                            prop_assert!(!n.chars().any(char::is_control), "{n:?}");
+                            prop_assert!(n.len() < 400);
+                        }
+                    }
+                    Err(e) => prop_assert!(e.to_string().contains("sha256")),
+                }
+                let tree: Vec<serde_json::Value> = siblings
+                    .iter()
+                    .map(|s| serde_json::json!({ "type": "file", "path": s["rfilename"], "size": s["size"] }))
+                    .collect();
+                let page: Vec<TreeEntry> = serde_json::from_value(serde_json::Value::Array(tree)).unwrap();
+                let mut listing = Listing::default();
+                add_tree_page(page, &mut listing).unwrap();
+                for f in &listing.files {
+                    prop_assert!(validate_relative_path(&f.path).is_ok());
+                }
+            }
+        }
+    }
 }

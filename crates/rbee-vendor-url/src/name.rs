@@ -119,4 +119,28 @@ mod tests {
             "a decoded `..` is not a name"
         );
     }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any header: no panic; a name that comes out is one plain, safe file name.
+            #[test]
+            fn content_disposition_never_panics(
+                value in prop_oneof![
+                    "\\PC{0,80}",
+                    "attachment; filename\\*?=[\"']?(\\PC|%[0-9A-F]{2}){0,40}[\"']?",
+                    "attachment; filename\\*=(UTF-8)?'[a-z]{0,2}'(%[0-9A-Fa-f]{2}|[a-z./\\\\]){0,40}",
+                ]
+            ) {
+                if let Ok(Some(name)) = from_content_disposition(&value) {
+                    prop_assert!(validate_relative_path(&name).is_ok(), "{name:?}");
+                    prop_assert!(!name.contains(['/', '\\']) && !name.starts_with('.'));
+                }
+            }
+        }
+    }
 }
