@@ -160,7 +160,8 @@ pub(crate) async fn fetch(
     {
         return Ok(done);
     }
-    let job = Job::new(inner, req, dest, paths, headers, progress, cancel, fresh)?;
+    let mut job = Job::new(inner, req, dest, paths, headers, progress, cancel)?;
+    job.fresh = fresh;
     job.run().await
 }
 
@@ -612,7 +613,6 @@ impl<'a> Job<'a> {
         headers: HeaderMap,
         progress: &'a FileProgress,
         cancel: &'a CancellationToken,
-        fresh: bool,
     ) -> Result<Self, TransferError> {
         let file = crate::nofollow::open_rw(&paths.part)
             .map_err(|e| TransferError::io(format!("opening {}", paths.part.display()), e))?;
@@ -675,7 +675,7 @@ impl<'a> Job<'a> {
             what: format!("GET {}", redact_url(&req.url)),
             shared,
             resumed: AtomicBool::new(resumed),
-            fresh,
+            fresh: false,
         })
     }
 
@@ -737,6 +737,7 @@ impl<'a> Job<'a> {
         };
         let tampered = match restored {
             Some((hashed, saved)) if hashed > 0 => {
+                let started = std::time::Instant::now();
                 let shared = self.shared.clone();
                 let on_disk = hash_blocking(self.cancel, move |stop| {
                     hash_range(&shared.file, hashed, stop)
@@ -749,6 +750,11 @@ impl<'a> Job<'a> {
                         TransferError::io(format!("reading {}", self.paths.part.display()), e)
                     }
                 })?;
+                tracing::debug!(
+                    bytes = hashed,
+                    ms = started.elapsed().as_millis() as u64,
+                    "re-hashed the saved prefix of the partial"
+                );
                 serialize_hasher(&on_disk) != serialize_hasher(&saved)
             }
             // A state that names a hashed prefix but whose hash state does not restore.

@@ -477,7 +477,7 @@ async fn redirects_to_other_schemes_and_hosts_are_refused_or_verified() {
         s.assert_nothing_wrong();
     }
     // Another host serving other bytes: followed, and the digest refuses them.
-    std::fs::write(s.root.path().join("other.bin"), body(MIB + 1)[1..].to_vec()).unwrap();
+    std::fs::write(s.root.path().join("other.bin"), &body(MIB + 1)[1..]).unwrap();
     let elsewhere = s.hub.cdn_file_url("other.bin");
     s.hub.set_faults(vec![
         Fault::redirect_to(elsewhere.as_str())
