@@ -45,6 +45,8 @@ const MIN_CLAIM: u64 = 1 << 20;
 const HASH_BLOCK: usize = 1 << 20;
 /// The hasher publishes its state for the resume file at least this often (bytes).
 const HASH_PUBLISH: u64 = 32 << 20;
+/// How long a stopping transfer lets the hasher catch up with what was written.
+const HASH_DRAIN: Duration = Duration::from_millis(500);
 /// How long connection growth measures before deciding.
 const GROWTH_WINDOW: Duration = Duration::from_millis(500);
 /// A connection at least this fast is not being throttled: more would not help.
@@ -999,8 +1001,7 @@ impl<'a> Job<'a> {
         let hasher = self.start_hasher();
         let result = self.run_workers(first, &stop, attempt).await;
         if let Err(flow) = result {
-            self.shared.stop_hasher();
-            let _ = hasher.await;
+            self.drain_hasher(hasher).await;
             return Err(flow);
         }
         let total = {
@@ -1165,6 +1166,23 @@ impl<'a> Job<'a> {
         }
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || hash_loop(shared, hasher, hashed))
+    }
+
+    /// Lets the hasher catch up with the bytes written before the transfer stops, for a
+    /// moment at most: without a published digest, a resume keeps only the hashed prefix.
+    async fn drain_hasher(&self, hasher: HashTask) {
+        {
+            let mut h = lock(&self.shared.hash.m);
+            let prefix = lock(&self.shared.book).st.done.prefix_end();
+            h.available = h.available.max(prefix);
+            h.finish_at = Some(h.available);
+            self.shared.hash.cv.notify_all();
+        }
+        if tokio::time::timeout(HASH_DRAIN, hasher).await.is_err() {
+            tracing::debug!("the hasher did not catch up in time; the resume state keeps less");
+        }
+        self.shared.stop_hasher();
+        lock(&self.shared.book).dirty = true;
     }
 
     /// Waits for the hash of all `total` bytes, verifies, fsyncs and publishes the file.
