@@ -36,7 +36,7 @@ pub use progress::{
 pub use redact::{REDACTED, is_credential_param, redact_url, redacted_url};
 pub use reference::{
     ArtifactRef, GhRef, HfRef, HfSelector, LocalRef, RefError, RefErrorKind, Scheme, UrlRef,
-    validate_relative_path,
+    quote_untrusted, validate_relative_path,
 };
 pub use secret::Secret;
 pub use selection::Selection;

@@ -819,13 +819,54 @@ fn check_asset(asset: &str) -> Result<String, RefErrorKind> {
 }
 
 /// Checks that `path` is a safe relative path (as used for files inside an artifact):
-/// `/`-separated, no empty, `.` or `..` segments, no backslash, not absolute.
+/// `/`-separated, no empty, `.` or `..` segments, no backslash, not absolute, no control
+/// characters (ANSI escapes included) or text-direction overrides, no segment longer than
+/// 255 bytes and at most 1024 bytes in all.
 ///
-/// Vendors call this on every remote file name before writing it, so a hostile server cannot
-/// write outside the artifact's folder.
+/// Vendors call this on every remote file name before writing or showing it, so a hostile
+/// server can neither write outside the artifact's folder nor write to the terminal.
 pub fn validate_relative_path(path: &str) -> Result<&Path, RefErrorKind> {
+    // Checked first, so that later messages may quote the path.
+    if let Some(position) = path
+        .char_indices()
+        .find_map(|(i, c)| unshowable(c).then_some(i))
+    {
+        return Err(RefErrorKind::ControlCharacter { position });
+    }
+    if path.len() > MAX_PATH_BYTES || path.split('/').any(|s| s.len() > MAX_NAME_BYTES) {
+        let preview: String = path.chars().take(40).collect();
+        return Err(RefErrorKind::Invalid {
+            part: "path",
+            value: format!("{preview}… ({} bytes)", path.len()),
+            reason: "a file name is at most 255 bytes and a path at most 1024",
+        });
+    }
     check_repo_path(path)?;
     Ok(Path::new(path))
+}
+
+/// Longest file name (one path segment) accepted from a remote, in bytes: what file systems
+/// store.
+const MAX_NAME_BYTES: usize = 255;
+/// Longest relative path accepted from a remote, in bytes.
+const MAX_PATH_BYTES: usize = 1024;
+
+/// A name from a remote as it may be shown in a message: quoted, control characters escaped,
+/// cut after 60 characters (a refused name can be megabytes long).
+pub fn quote_untrusted(text: &str) -> String {
+    const SHOWN: usize = 60;
+    let head: String = text.chars().take(SHOWN).collect();
+    if head.len() < text.len() {
+        format!("{:?}… ({} bytes)", head, text.len())
+    } else {
+        format!("{head:?}")
+    }
+}
+
+/// Characters that must not reach a terminal or a file name: control characters (C0, DEL, C1,
+/// so every ANSI escape) and the bidirectional overrides that reorder what is displayed.
+fn unshowable(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -1073,5 +1114,42 @@ mod tests {
                 .is_pinned()
         );
         assert!("gh:o/r@v1".parse::<ArtifactRef>().unwrap().is_pinned());
+    }
+
+    #[test]
+    fn remote_names_with_escapes_or_absurd_lengths_are_refused() {
+        assert!(validate_relative_path("sub/model.gguf").is_ok());
+        assert!(validate_relative_path("模型/ünïcode name.gguf").is_ok());
+        for bad in [
+            "../x",
+            "a/../b",
+            "/etc/passwd",
+            "\u{1b}[31mred.gguf",
+            "a\u{9b}31m.gguf",
+            "tab\there",
+            "line\nbreak",
+            "evil\u{202E}fugg.exe",
+            "del\u{7f}",
+        ] {
+            assert!(validate_relative_path(bad).is_err(), "{bad:?}");
+        }
+        let long = "a".repeat(256);
+        let err = validate_relative_path(&long).unwrap_err().to_string();
+        assert!(
+            err.contains("at most 255 bytes") && err.len() < 200,
+            "{err}"
+        );
+        assert!(validate_relative_path(&"a".repeat(255)).is_ok());
+        let deep = vec!["d"; 600].join("/");
+        assert!(validate_relative_path(&deep).is_err());
+        assert_eq!(quote_untrusted("a\u{1b}b"), "\"a\\u{1b}b\"");
+        assert!(quote_untrusted(&long).ends_with("… (256 bytes)"));
+        let err = validate_relative_path("x\u{1b}[2J")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains('\u{1b}'),
+            "the message never carries the escape: {err:?}"
+        );
     }
 }

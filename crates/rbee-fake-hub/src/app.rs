@@ -257,6 +257,10 @@ async fn shape(State(state): State<AppState>, mut req: Request, next: Next) -> R
     let answer = state.faults.take(Phase::Answer, host, &path, true).pop();
     let resp = if let Some(action) = answer {
         tracing::debug!(%path, ?action, "fault answers the request");
+        if action == FaultAction::NoResponse {
+            // Hold the request until the client gives up or the hub stops.
+            std::future::pending::<()>().await;
+        }
         fault_answer(&state, &action)
     } else {
         if range.is_some()
@@ -268,11 +272,20 @@ async fn shape(State(state): State<AppState>, mut req: Request, next: Next) -> R
             req.headers_mut().remove(header::RANGE);
             req.headers_mut().remove(header::IF_RANGE);
         }
+        if req.headers().contains_key(header::IF_RANGE)
+            && !state
+                .faults
+                .take(Phase::IfRange, host, &path, true)
+                .is_empty()
+        {
+            req.headers_mut().remove(header::IF_RANGE);
+        }
         next.run(req).await
     };
     meter.status(resp.status().as_u16());
 
     let (mut parts, body) = resp.into_parts();
+    lie_in_headers(&state, host, &path, &mut parts);
     if !parts.headers.contains_key(header::DATE)
         && let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now()))
     {
@@ -310,6 +323,13 @@ async fn shape(State(state): State<AppState>, mut req: Request, next: Next) -> R
                     plan.stall = Some((after_bytes, pause));
                 }
                 FaultAction::FlipByte { offset } => plan.flip_at = offset.checked_sub(origin),
+                FaultAction::LongBody { extra_bytes } => {
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                    plan.trailing = Some(extra_bytes.unwrap_or(u64::MAX));
+                }
+                FaultAction::NoContentLength => {
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                }
                 FaultAction::WrongContentLength { extra } => {
                     let announced = parts
                         .headers
@@ -343,6 +363,72 @@ async fn shape(State(state): State<AppState>, mut req: Request, next: Next) -> R
         announced,
     );
     Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// Applies the header lies (`Content-Range`, validators, `Content-Disposition`) that match.
+fn lie_in_headers(state: &HubState, host: crate::fault::Host, path: &str, parts: &mut Parts) {
+    let status = parts.status;
+    let file_answer = status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT;
+    let applies = |action: &FaultAction| match action {
+        FaultAction::ContentRange { .. } => status == StatusCode::PARTIAL_CONTENT,
+        FaultAction::ContentDisposition { .. } => file_answer,
+        _ => true,
+    };
+    for action in state
+        .faults
+        .take_where(Phase::Headers, host, path, false, applies)
+    {
+        tracing::debug!(%path, ?action, "fault shapes the headers");
+        let h = &mut parts.headers;
+        match action {
+            FaultAction::ContentRange { value } => {
+                let truth = h
+                    .get(header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes "))
+                    .and_then(|v| v.split_once('/'))
+                    .and_then(|(range, total)| {
+                        let (a, b) = range.split_once('-')?;
+                        Some((a.to_owned(), b.to_owned(), total.to_owned()))
+                    });
+                if let Some((start, end, total)) = truth {
+                    let lie = value
+                        .replace("{start}", &start)
+                        .replace("{end}", &end)
+                        .replace("{total}", &total);
+                    if let Ok(v) = HeaderValue::from_str(&lie) {
+                        h.insert(header::CONTENT_RANGE, v);
+                    }
+                }
+            }
+            FaultAction::ChangingValidators => {
+                let n = state.next_lie();
+                let etag = format!("\"fakehub-changed-{n}\"");
+                let when = SystemTime::now() + std::time::Duration::from_secs(n);
+                for name in [header::ETAG.as_str(), "x-linked-etag"] {
+                    if h.contains_key(name)
+                        && let Ok(v) = HeaderValue::from_str(&etag)
+                    {
+                        h.insert(name, v);
+                    }
+                }
+                if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(when)) {
+                    h.insert(header::LAST_MODIFIED, v);
+                }
+            }
+            FaultAction::NoValidators => {
+                h.remove(header::ETAG);
+                h.remove(header::LAST_MODIFIED);
+                h.remove("x-linked-etag");
+            }
+            FaultAction::ContentDisposition { value } => {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    h.insert(header::CONTENT_DISPOSITION, v);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Bytes of the response head as HTTP/1.1 writes it (status line, headers, blank line), so the
@@ -415,6 +501,10 @@ fn fault_answer(state: &HubState, action: &FaultAction) -> Response {
             h.insert("x-ratelimit-resource", HeaderValue::from_static("core"));
             resp
         }
+        FaultAction::Redirect { ref location } => match HeaderValue::from_str(location) {
+            Ok(v) => (StatusCode::FOUND, [(header::LOCATION, v)]).into_response(),
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        },
         FaultAction::SecondaryRateLimit {
             status,
             retry_after,

@@ -32,7 +32,12 @@ pub(crate) struct BodyPlan {
     pub(crate) flip_at: Option<u64>,
     /// The announced length is longer than the body: close after the last byte.
     pub(crate) short: bool,
+    /// Bytes of filler sent after the body (`u64::MAX`: without end).
+    pub(crate) trailing: Option<u64>,
 }
+
+/// The filler of a body longer than its file.
+static FILLER: [u8; 64 * 1024] = [0x5a; 64 * 1024];
 
 #[derive(Debug, Clone, Copy)]
 enum Terminal {
@@ -172,6 +177,16 @@ impl Stream for ShapedStream {
             }
 
             if this.pending.is_none() {
+                if this.inner_done
+                    && let Some(left) = this.plan.trailing.filter(|&n| n > 0)
+                {
+                    let n = left.min(FILLER.len() as u64);
+                    this.pending = Some(Bytes::from_static(&FILLER[..n as usize]));
+                    if left != u64::MAX {
+                        this.plan.trailing = Some(left - n);
+                    }
+                    continue;
+                }
                 if this.inner_done {
                     if this.plan.short {
                         this.terminal = Some((Terminal::End, Instant::now() + FLUSH_DEADLINE));

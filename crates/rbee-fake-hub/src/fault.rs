@@ -130,6 +130,64 @@ pub enum FaultAction {
         /// `Retry-After` in seconds.
         retry_after: u64,
     },
+
+    // Hostile mode: a server that lies rather than fails.
+    /// Send the body, then `extra_bytes` more (without end when absent), with no
+    /// `Content-Length`: a body longer than anything announced.
+    LongBody {
+        /// Bytes sent after the real body; absent: an endless body.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extra_bytes: Option<u64>,
+    },
+    /// Leave `Content-Length` out (a chunked body): its end is only known when it comes.
+    NoContentLength,
+    /// Replace the `Content-Range` of a 206 with `value`, in which `{start}`, `{end}` and
+    /// `{total}` stand for the true values: `bytes {start}-{end}/*` hides the size,
+    /// `bytes 0-{end}/{total}` labels the bytes as another range.
+    ContentRange {
+        /// The header value sent.
+        value: String,
+    },
+    /// Every answer carries a new `ETag` and `Last-Modified` (and `X-Linked-Etag`), as if
+    /// the file changed between any two requests.
+    ChangingValidators,
+    /// Answers carry no `ETag`, `Last-Modified` or `X-Linked-Etag`: nothing proves that two
+    /// answers serve the same file.
+    NoValidators,
+    /// Honour `Range` but ignore `If-Range`: after the file changed, its new bytes are sent as
+    /// the continuation of the old ones.
+    IgnoreIfRange,
+    /// Add `Content-Disposition: value` to a 200 or 206 answer (or its `HEAD`).
+    ContentDisposition {
+        /// The header value, e.g. `attachment; filename*=UTF-8''%1B%5B31mx.gguf`.
+        value: String,
+    },
+    /// Answer `302 Found` with `Location: location` (another scheme, another host).
+    Redirect {
+        /// Where the redirect points.
+        location: String,
+    },
+    /// Take the request and never answer: no status line, no headers, the connection open.
+    NoResponse,
+    /// Listings (HuggingFace revision and tree, `X-Linked-Size`; GitHub assets) announce
+    /// `size` for the matching files. Listing lies match the path the file is served at,
+    /// `files/<path under the root>` (e.g. `files/hf/org/repo/m.gguf`, or just `m.gguf`).
+    ListedSize {
+        /// The size announced.
+        size: u64,
+    },
+    /// Listings (HuggingFace `lfs.sha256`, tree `lfs.oid`, `X-Linked-Etag`; GitHub `digest`)
+    /// announce `sha256` (64 hex digits) for the matching files.
+    ListedSha256 {
+        /// The digest announced.
+        sha256: String,
+    },
+    /// Listings name the matching files `name` (with `..`, `/`, control characters or an
+    /// absurd length); downloads still use the real name.
+    ListedName {
+        /// The name announced.
+        name: String,
+    },
 }
 
 fn default_extra() -> u64 {
@@ -228,6 +286,81 @@ impl Fault {
         })
     }
 
+    /// The body, then `extra_bytes` more, without `Content-Length`.
+    pub fn long_body(extra_bytes: u64) -> Self {
+        Self::new(FaultAction::LongBody {
+            extra_bytes: Some(extra_bytes),
+        })
+    }
+
+    /// The body, then bytes without end, without `Content-Length`.
+    pub fn endless_body() -> Self {
+        Self::new(FaultAction::LongBody { extra_bytes: None })
+    }
+
+    /// No `Content-Length` (a chunked body).
+    pub fn no_content_length() -> Self {
+        Self::new(FaultAction::NoContentLength)
+    }
+
+    /// A 206's `Content-Range` replaced by `value` (`{start}`, `{end}`, `{total}` filled in).
+    pub fn content_range(value: impl Into<String>) -> Self {
+        Self::new(FaultAction::ContentRange {
+            value: value.into(),
+        })
+    }
+
+    /// New validators on every answer.
+    pub fn changing_validators() -> Self {
+        Self::new(FaultAction::ChangingValidators)
+    }
+
+    /// No validators at all.
+    pub fn no_validators() -> Self {
+        Self::new(FaultAction::NoValidators)
+    }
+
+    /// `Range` honoured, `If-Range` ignored.
+    pub fn ignore_if_range() -> Self {
+        Self::new(FaultAction::IgnoreIfRange)
+    }
+
+    /// `Content-Disposition: value` on file answers.
+    pub fn content_disposition(value: impl Into<String>) -> Self {
+        Self::new(FaultAction::ContentDisposition {
+            value: value.into(),
+        })
+    }
+
+    /// A 302 to `location`.
+    pub fn redirect_to(location: impl Into<String>) -> Self {
+        Self::new(FaultAction::Redirect {
+            location: location.into(),
+        })
+    }
+
+    /// No answer at all, ever.
+    pub fn no_response() -> Self {
+        Self::new(FaultAction::NoResponse)
+    }
+
+    /// Listings announce `size` for the file.
+    pub fn listed_size(size: u64) -> Self {
+        Self::new(FaultAction::ListedSize { size })
+    }
+
+    /// Listings announce `sha256` for the file.
+    pub fn listed_sha256(sha256: impl Into<String>) -> Self {
+        Self::new(FaultAction::ListedSha256 {
+            sha256: sha256.into(),
+        })
+    }
+
+    /// Listings call the file `name`.
+    pub fn listed_name(name: impl Into<String>) -> Self {
+        Self::new(FaultAction::ListedName { name: name.into() })
+    }
+
     /// Only paths matching `glob` (see [`Fault`]).
     pub fn path(mut self, glob: impl Into<String>) -> Self {
         self.path = Some(glob.into());
@@ -274,6 +407,21 @@ pub enum FaultError {
         /// The duration as given.
         secs: f64,
     },
+    /// A header value (`Content-Range`, `Content-Disposition`, `Location`) that HTTP cannot
+    /// carry.
+    #[error(
+        "invalid header value {value:?} in fault: control characters cannot be sent raw; percent-encode them (filename*=UTF-8''%1B…)"
+    )]
+    HeaderValue {
+        /// The value as given.
+        value: String,
+    },
+    /// A listed digest that is not 64 hex digits.
+    #[error("invalid sha256 {value:?} in fault: use 64 hex digits")]
+    Sha256 {
+        /// The value as given.
+        value: String,
+    },
 }
 
 /// A fault with its use count, as listed by [`FakeHub::faults`](crate::FakeHub::faults).
@@ -297,6 +445,12 @@ pub(crate) enum Phase {
     Body,
     /// A signed redirect being issued.
     Redirect,
+    /// A request with an `If-Range` header.
+    IfRange,
+    /// The head of an answer, before it is sent.
+    Headers,
+    /// A file described in a listing (or a resolve answer's `X-Linked-*`).
+    Listing,
 }
 
 impl FaultAction {
@@ -305,13 +459,25 @@ impl FaultAction {
             Self::Status { .. }
             | Self::TooManyRequests { .. }
             | Self::RateLimited { .. }
-            | Self::SecondaryRateLimit { .. } => Phase::Answer,
+            | Self::SecondaryRateLimit { .. }
+            | Self::Redirect { .. }
+            | Self::NoResponse => Phase::Answer,
             Self::IgnoreRange => Phase::Range,
+            Self::IgnoreIfRange => Phase::IfRange,
             Self::Drop { .. }
             | Self::Stall { .. }
             | Self::FlipByte { .. }
-            | Self::WrongContentLength { .. } => Phase::Body,
+            | Self::WrongContentLength { .. }
+            | Self::LongBody { .. }
+            | Self::NoContentLength => Phase::Body,
             Self::ExpireRedirect { .. } => Phase::Redirect,
+            Self::ContentRange { .. }
+            | Self::ChangingValidators
+            | Self::NoValidators
+            | Self::ContentDisposition { .. } => Phase::Headers,
+            Self::ListedSize { .. } | Self::ListedSha256 { .. } | Self::ListedName { .. } => {
+                Phase::Listing
+            }
         }
     }
 
@@ -333,6 +499,22 @@ impl FaultAction {
             }
             Self::Stall { secs, .. } if !secs.is_finite() || secs < 0.0 => {
                 Err(FaultError::Stall { secs })
+            }
+            Self::ContentRange { ref value }
+            | Self::ContentDisposition { ref value }
+            | Self::Redirect {
+                location: ref value,
+            } if axum::http::HeaderValue::from_str(value).is_err() => {
+                Err(FaultError::HeaderValue {
+                    value: value.clone(),
+                })
+            }
+            Self::ListedSha256 { ref sha256 }
+                if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                Err(FaultError::Sha256 {
+                    value: sha256.clone(),
+                })
             }
             _ => Ok(()),
         }
@@ -439,6 +621,19 @@ impl FaultSet {
         path: &str,
         first_only: bool,
     ) -> Vec<FaultAction> {
+        self.take_where(phase, host, path, first_only, |_| true)
+    }
+
+    /// Like [`take`](Self::take), for the faults `applies` accepts (the others are not used
+    /// up: they take effect on another answer).
+    pub(crate) fn take_where(
+        &self,
+        phase: Phase,
+        host: Host,
+        path: &str,
+        first_only: bool,
+        applies: impl Fn(&FaultAction) -> bool,
+    ) -> Vec<FaultAction> {
         let mut taken = Vec::new();
         let mut installed = self.lock();
         for i in installed.iter_mut() {
@@ -446,6 +641,7 @@ impl FaultSet {
                 || i.fault.host.is_some_and(|h| h != host)
                 || i.fault.times.is_some_and(|t| i.used >= t)
                 || i.matcher.as_ref().is_some_and(|m| !m.matches(path))
+                || !applies(&i.fault.action)
             {
                 continue;
             }
@@ -490,6 +686,36 @@ mod tests {
         let back: Fault = serde_json::from_value(serde_json::to_value(&f).unwrap()).unwrap();
         assert_eq!(back, f);
         assert!(serde_json::from_str::<Fault>(r#"{"kind":"explode"}"#).is_err());
+    }
+
+    #[test]
+    fn hostile_actions_in_json() {
+        let f: Fault = serde_json::from_str(r#"{"path":"m.bin","kind":"long_body"}"#).unwrap();
+        assert_eq!(f, Fault::endless_body().path("m.bin"));
+        let f: Fault =
+            serde_json::from_str(r#"{"kind":"content_range","value":"bytes {start}-{end}/*"}"#)
+                .unwrap();
+        assert_eq!(f, Fault::content_range("bytes {start}-{end}/*"));
+        for f in [
+            Fault::long_body(10),
+            Fault::no_content_length(),
+            Fault::changing_validators(),
+            Fault::no_validators(),
+            Fault::ignore_if_range(),
+            Fault::content_disposition("attachment; filename=\"x\""),
+            Fault::redirect_to("file:///etc/passwd"),
+            Fault::no_response(),
+            Fault::listed_size(1),
+            Fault::listed_sha256("ab".repeat(32)),
+            Fault::listed_name("../x"),
+        ] {
+            let back: Fault = serde_json::from_value(serde_json::to_value(&f).unwrap()).unwrap();
+            assert_eq!(back, f);
+        }
+        let set = FaultSet::default();
+        let err = set.add(Fault::content_disposition("a\u{1b}b")).unwrap_err();
+        assert!(err.to_string().contains("percent-encode"), "{err}");
+        assert!(set.add(Fault::listed_sha256("xyz")).is_err());
     }
 
     #[test]

@@ -273,17 +273,18 @@ fn asset_json(state: &HubState, repo: &Repo, release: &Release, a: &Asset) -> Va
     let base = api_base(state);
     let (o, r) = (&repo.owner, &repo.name);
     let created = rfc3339(DateTime::<Utc>::from(a.mtime));
+    let lies = state.listed_lies(&format!("gh/{o}/{r}/{}/{}", release.folder, a.name));
     json!({
         "url": format!("{base}/repos/{o}/{r}/releases/assets/{}", a.id),
         "id": a.id,
         "node_id": format!("RA_{}", a.id),
-        "name": a.name,
+        "name": lies.name.as_deref().unwrap_or(&a.name),
         "label": "",
         "uploader": { "login": o, "id": stable_id("user", o), "type": "User" },
         "content_type": content_type(&a.name),
         "state": "uploaded",
-        "size": a.size,
-        "digest": format!("sha256:{}", a.sha256),
+        "size": lies.size.unwrap_or(a.size),
+        "digest": format!("sha256:{}", lies.sha256.as_deref().unwrap_or(&a.sha256)),
         "download_count": 0,
         "created_at": created,
         "updated_at": created,

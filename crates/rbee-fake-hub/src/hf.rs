@@ -489,14 +489,16 @@ async fn model_info(
         .files
         .iter()
         .map(|f| {
-            let mut s = json!({ "rfilename": f.path });
+            let lies = state.listed_lies(&format!("{}/{}", revision.rel_dir, f.path));
+            let size = lies.size.unwrap_or(f.size);
+            let mut s = json!({ "rfilename": lies.name.as_deref().unwrap_or(&f.path) });
             if blobs {
-                s["size"] = json!(f.size);
+                s["size"] = json!(size);
                 s["blobId"] = json!(f.oid);
                 if let Some(lfs) = &f.lfs {
                     s["lfs"] = json!({
-                        "sha256": lfs.sha256,
-                        "size": f.size,
+                        "sha256": lies.sha256.as_deref().unwrap_or(&lfs.sha256),
+                        "size": size,
                         "pointerSize": lfs.pointer_size,
                     });
                 }
@@ -588,10 +590,13 @@ async fn tree(
                 .push_str(&format!("{} {}\n", f.oid, f.path));
         }
         if recursive || parts.len() == 1 {
-            let mut e = json!({ "type": "file", "oid": f.oid, "size": f.size, "path": f.path });
+            let lies = state.listed_lies(&format!("{}/{}", revision.rel_dir, f.path));
+            let size = lies.size.unwrap_or(f.size);
+            let path = lies.name.as_deref().unwrap_or(&f.path);
+            let mut e = json!({ "type": "file", "oid": f.oid, "size": size, "path": path });
             if let Some(lfs) = &f.lfs {
-                e["lfs"] =
-                    json!({ "oid": lfs.sha256, "size": f.size, "pointerSize": lfs.pointer_size });
+                let sha256 = lies.sha256.as_deref().unwrap_or(&lfs.sha256);
+                e["lfs"] = json!({ "oid": sha256, "size": size, "pointerSize": lfs.pointer_size });
             }
             entries.push((f.path.clone(), e));
         }
@@ -680,15 +685,19 @@ async fn resolve_inner(
             let rel = format!("{}/{}", revision.rel_dir, file.path);
             let request_path = crate::app::decode_path(req.uri.path());
             let location = state.signed_cdn_url(&rel, &request_path);
+            let lies = state.listed_lies(&rel);
             let mut resp = redirect(&location);
             let h = resp.headers_mut();
-            let quoted = format!("\"{}\"", lfs.sha256);
+            let quoted = format!("\"{}\"", lies.sha256.as_deref().unwrap_or(&lfs.sha256));
             h.insert("x-repo-commit", commit);
             if let Ok(v) = HeaderValue::from_str(&quoted) {
                 h.insert("x-linked-etag", v.clone());
                 h.insert(header::ETAG, v);
             }
-            h.insert("x-linked-size", HeaderValue::from(file.size));
+            h.insert(
+                "x-linked-size",
+                HeaderValue::from(lies.size.unwrap_or(file.size)),
+            );
             h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
             Ok(resp)
         }

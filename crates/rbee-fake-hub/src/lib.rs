@@ -70,6 +70,13 @@
 //! --fault JSON`), with [`FakeHub::set_faults`] and friends, or over HTTP (`/_admin/faults`).
 //! They apply to every path, the HuggingFace and GitHub ones included.
 //!
+//! **Hostile mode** is the same mechanism for a server that lies instead of failing: bodies
+//! longer than announced or without end, no `Content-Length`, `Content-Range` for another range
+//! or `*`, validators that change or vanish, `If-Range` ignored, `Content-Disposition` and
+//! listing names with `..`, escapes or absurd lengths, listed sizes and digests that are not the
+//! body's, redirects to other schemes and hosts, and requests never answered
+//! ([`Fault::endless_body`], [`Fault::listed_sha256`], [`Fault::no_response`], …).
+//!
 //! # Counters
 //!
 //! Per request path (percent-decoded, without the query; the hub and CDN share a key for the

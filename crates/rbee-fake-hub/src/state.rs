@@ -27,6 +27,16 @@ pub(crate) struct HubState {
     pub(crate) hashes: HashCache,
     /// GitHub API use per identity: (window start, requests in the window).
     pub(crate) gh_usage: Mutex<HashMap<String, (u64, u64)>>,
+    /// Numbers the validators a `changing_validators` fault invents.
+    lies: AtomicU64,
+}
+
+/// What the listing lies say about one file (see [`FaultAction::ListedSize`] and friends).
+#[derive(Debug, Default)]
+pub(crate) struct ListedLies {
+    pub(crate) size: Option<u64>,
+    pub(crate) sha256: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 impl HubState {
@@ -44,10 +54,31 @@ impl HubState {
             signer: Signer::new(),
             hashes: HashCache::default(),
             gh_usage: Mutex::new(HashMap::new()),
+            lies: AtomicU64::new(0),
             config,
         };
         state.set_rate_limit(state.config.rate_limit);
         Ok(state)
+    }
+
+    /// A new number for an invented validator.
+    pub(crate) fn next_lie(&self) -> u64 {
+        self.lies.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The listing lies about the file served at `files/<rel>`.
+    pub(crate) fn listed_lies(&self, rel: &str) -> ListedLies {
+        let path = format!("/files/{}", rel.trim_start_matches('/'));
+        let mut lies = ListedLies::default();
+        for action in self.faults.take(Phase::Listing, Host::Hub, &path, false) {
+            match action {
+                FaultAction::ListedSize { size } => lies.size = Some(size),
+                FaultAction::ListedSha256 { sha256 } => lies.sha256 = Some(sha256),
+                FaultAction::ListedName { name } => lies.name = Some(name),
+                _ => {}
+            }
+        }
+        lies
     }
 
     pub(crate) fn set_rate_limit(&self, bytes_per_sec: Option<u64>) {

@@ -34,6 +34,10 @@ pub struct TransferConfig {
     /// Time allowed for each read of a response (headers or body) before the request fails as
     /// transient (default 60 s).
     pub read_timeout: Duration,
+    /// Time allowed between sending a request and receiving its response headers (default
+    /// 30 s). A server that accepts connections but never answers is given one more try, so it
+    /// holds a download for about twice this long, not for every attempt.
+    pub response_timeout: Duration,
     /// Bytes per second across all transfers of this `Transfer`, `None` for no limit.
     pub rate_limit: Option<u64>,
     /// `User-Agent` header.
@@ -66,6 +70,7 @@ impl Default for TransferConfig {
             stall_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
+            response_timeout: Duration::from_secs(30),
             rate_limit: None,
             user_agent: concat!("rbee/", env!("CARGO_PKG_VERSION")).to_string(),
             check_disk_space: true,
@@ -106,6 +111,9 @@ impl TransferConfig {
         }
         if self.stall_timeout.is_zero() {
             return Err("stall_timeout must be more than zero".into());
+        }
+        if self.response_timeout.is_zero() {
+            return Err("response_timeout must be more than zero".into());
         }
         Ok(())
     }

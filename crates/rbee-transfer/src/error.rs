@@ -19,6 +19,8 @@ pub enum TransferErrorKind {
     Network,
     /// No byte arrived for the stall timeout.
     Stalled,
+    /// The server sent no response headers within the response timeout.
+    NoResponse,
     /// The bytes do not match the expected SHA-256.
     Integrity,
     /// The size differs from what was announced.
@@ -136,6 +138,22 @@ impl TransferError {
         }
     }
 
+    /// The server took the request and sent no response headers within `timeout`.
+    pub(crate) fn no_response(what: &str, timeout: Duration, attempts: u32) -> Self {
+        Self {
+            repr: Box::new(Repr::Network {
+                message: format!(
+                    "{what}: the server accepted the request but sent no response within {:.1} s{}; it may be overloaded or not an HTTP server",
+                    timeout.as_secs_f64(),
+                    attempts_suffix(attempts)
+                ),
+                kind: TransferErrorKind::NoResponse,
+                transient: true,
+                source: None,
+            }),
+        }
+    }
+
     pub(crate) fn protocol(message: impl Into<String>) -> Self {
         Self {
             repr: Box::new(Repr::Protocol(message.into())),
@@ -197,6 +215,15 @@ impl TransferError {
         }
     }
 
+    /// Every header of the failing response, if the failure was an error status (to read
+    /// vendor-specific answers such as GitHub's `X-RateLimit-*`).
+    pub fn headers(&self) -> Option<&HeaderMap> {
+        match &*self.repr {
+            Repr::Status { headers, .. } => Some(headers),
+            _ => None,
+        }
+    }
+
     /// How long the server asked us to wait (`Retry-After`), when it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match &*self.repr {
@@ -228,9 +255,21 @@ impl TransferError {
                 message,
                 status,
                 retry_after,
-                ..
+                headers,
             } => match status {
                 404 | 410 => Error::NotFound { message },
+                // A 403 that says a quota ran out is a rate limit, not a refusal of access.
+                403 if is_rate_limit(&headers) => {
+                    let wait = retry_after.or_else(|| rate_limit_reset(&headers));
+                    Error::RateLimited {
+                        message: format!(
+                            "{message} (rate limit reached{}); try again later",
+                            wait.map(|w| format!("; it lifts in {} s", w.as_secs()))
+                                .unwrap_or_default()
+                        ),
+                        retry_after: wait,
+                    }
+                }
                 401 | 403 => Error::Unauthorized { message },
                 429 => Error::RateLimited {
                     message,
@@ -294,6 +333,32 @@ impl std::error::Error for TransferError {
             _ => None,
         }
     }
+}
+
+/// Whether an error answer says a quota ran out (`X-RateLimit-Remaining: 0`, as GitHub and
+/// many APIs send, or a `Retry-After`).
+fn is_rate_limit(headers: &HeaderMap) -> bool {
+    let remaining = headers
+        .get("x-ratelimit-remaining")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    remaining == Some("0") || headers.contains_key(reqwest::header::RETRY_AFTER)
+}
+
+/// The wait until `X-RateLimit-Reset` (epoch seconds), when given.
+fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
+    let reset: u64 = headers
+        .get("x-ratelimit-reset")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(reset);
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 fn attempts_suffix(attempts: u32) -> String {
@@ -386,6 +451,11 @@ mod tests {
             1,
         );
         assert_eq!(Error::from(e).code(), "unauthorized");
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        let e = TransferError::from_status("GET http://h/x", reqwest::StatusCode::FORBIDDEN, h, 1);
+        assert_eq!(e.headers().map(HeaderMap::len), Some(1));
+        assert_eq!(Error::from(e).code(), "rate_limited");
         assert!(TransferError::cancelled().is_cancelled());
         assert_eq!(Error::from(TransferError::cancelled()).code(), "cancelled");
     }

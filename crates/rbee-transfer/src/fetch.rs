@@ -10,10 +10,10 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -29,9 +29,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::error::{TransferError, redact_url};
+use crate::error::{TransferError, TransferErrorKind, redact_url};
 use crate::http::{self, Outgoing, SendError};
 use crate::lock::FileLock;
+use crate::ranges::RangeSet;
+use crate::retry::MAX_SILENT_ANSWERS;
 use crate::state::{PartState, Validators, serialize_hasher, source_id};
 use crate::transfer::{FetchRequest, Inner};
 
@@ -43,6 +45,8 @@ const MIN_CLAIM: u64 = 1 << 20;
 const HASH_BLOCK: usize = 1 << 20;
 /// The hasher publishes its state for the resume file at least this often (bytes).
 const HASH_PUBLISH: u64 = 32 << 20;
+/// How long a stopping transfer lets the hasher catch up with what was written.
+const HASH_DRAIN: Duration = Duration::from_millis(500);
 /// How long connection growth measures before deciding.
 const GROWTH_WINDOW: Duration = Duration::from_millis(500);
 /// A connection at least this fast is not being throttled: more would not help.
@@ -73,17 +77,36 @@ impl Paths {
 
 /// Bytes of `req` present at `dest` or in its partial file.
 pub(crate) fn bytes_on_disk(req: &FetchRequest, dest: &Path) -> u64 {
-    if let Ok(m) = std::fs::metadata(dest)
+    // Only a published digest can prove a complete file; without one it is fetched again.
+    if req.sha256.is_some()
+        && let Ok(m) = std::fs::symlink_metadata(dest)
         && m.is_file()
         && req.expected_size == Some(m.len())
     {
         return m.len();
     }
     let paths = Paths::new(dest);
-    let part_len = std::fs::metadata(&paths.part).map(|m| m.len()).unwrap_or(0);
+    let part_len = std::fs::symlink_metadata(&paths.part)
+        .ok()
+        .filter(|m| m.is_file())
+        .map_or(0, |m| m.len());
     match PartState::load(&paths.state) {
-        Some(s) if usable_state(&s, req, part_len) => s.done.len(),
+        Some(s) if usable_state(&s, req, part_len) => provable_ranges(&s, req).len(),
         _ => 0,
+    }
+}
+
+/// The written ranges of a saved partial that a resume may keep: all of them when a published
+/// digest will check the whole file at the end; without one, only the prefix the saved hash
+/// state covers (checked against the disk before it is trusted), since nothing else proves
+/// that the bytes on disk are still the ones that arrived.
+fn provable_ranges(s: &PartState, req: &FetchRequest) -> RangeSet {
+    if req.sha256.is_some() {
+        return s.done.clone();
+    }
+    match s.restore_hasher() {
+        Some((hashed, _)) if hashed > 0 => RangeSet::from_ranges([(0, hashed)]),
+        _ => RangeSet::new(),
     }
 }
 
@@ -129,29 +152,50 @@ pub(crate) async fn fetch(
             .await
             .map_err(|e| TransferError::io(format!("creating {}", parent.display()), e))?;
     }
-    let (_lock, _waited) = FileLock::acquire(&paths.lock, cancel).await?;
+    let before = file_identity(dest);
+    let (_lock, waited) = FileLock::acquire(&paths.lock, cancel).await?;
+    // A file put in place while we waited was published by another transfer of this file,
+    // which verified what it could: that, and only that, may be adopted without a digest.
+    let fresh = waited && file_identity(dest).is_some_and(|id| Some(id) != before);
     if let Some(size) = req.expected_size
-        && let Some(done) = reuse_existing(req, dest, &paths, size, progress, cancel).await?
+        && let Some(done) = reuse_existing(req, dest, &paths, size, fresh, progress, cancel).await?
     {
         return Ok(done);
     }
-    let job = Job::new(inner, req, dest, paths, headers, progress, cancel)?;
+    let mut job = Job::new(inner, req, dest, paths, headers, progress, cancel)?;
+    job.fresh = fresh;
     job.run().await
 }
 
-/// A complete file already at `dest` (right size and, when known, digest).
+/// Which file is at `path` (device and inode), not following a link.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// A complete file already at `dest`: the right size and the published digest, or, when none
+/// was published, a file another transfer of it has just put there (`fresh`). A file of the
+/// right size without a digest proves nothing (it may be one that failed verification, or
+/// was changed since): it is fetched again.
 async fn reuse_existing(
     req: &FetchRequest,
     dest: &Path,
     paths: &Paths,
     size: u64,
+    fresh: bool,
     progress: &FileProgress,
     cancel: &CancellationToken,
 ) -> Result<Option<DownloadedFile>, TransferError> {
-    let Ok(meta) = tokio::fs::metadata(dest).await else {
+    let Ok(meta) = tokio::fs::symlink_metadata(dest).await else {
         return Ok(None);
     };
     if !meta.is_file() || meta.len() != size {
+        return Ok(None);
+    }
+    if req.sha256.is_none() && !fresh {
+        tracing::info!(path = %dest.display(), "a file of the right size is in the way, but without a published digest nothing proves its bytes; fetching it again");
         return Ok(None);
     }
     progress.verifying();
@@ -176,42 +220,60 @@ async fn reuse_existing(
 
 /// Hashes a file on a blocking thread; stops early when cancelled.
 async fn hash_file(path: &Path, cancel: &CancellationToken) -> Result<Sha256Digest, TransferError> {
-    let stop = Arc::new(AtomicBool::new(false));
     let path_buf = path.to_path_buf();
+    let hasher = hash_blocking(cancel, move |stop| {
+        let file = crate::nofollow::open_read(&path_buf)?;
+        hash_range(&file, u64::MAX, stop)
+    })
+    .await
+    .map_err(|e| TransferError::io(format!("reading {}", path.display()), e))?;
+    Ok(hasher.finalize().into())
+}
+
+/// Runs `work` (hashing) on a blocking thread, telling it to stop when `cancel` fires.
+async fn hash_blocking<F>(cancel: &CancellationToken, work: F) -> Result<Sha256, std::io::Error>
+where
+    F: FnOnce(&AtomicBool) -> std::io::Result<Option<Sha256>> + Send + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    let task = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Sha256Digest>> {
-        let file = File::open(&path_buf)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; HASH_BLOCK];
-        let mut off = 0u64;
-        loop {
-            if flag.load(Ordering::Relaxed) {
-                return Ok(None);
-            }
-            let n = file.read_at(&mut buf, off)?;
-            if n == 0 {
-                return Ok(Some(hasher.finalize().into()));
-            }
-            hasher.update(&buf[..n]);
-            off += n as u64;
-        }
-    });
+    let task = tokio::task::spawn_blocking(move || work(&flag));
     let result = tokio::select! {
         r = task => r,
         _ = cancel.cancelled() => {
             stop.store(true, Ordering::Relaxed);
-            return Err(TransferError::cancelled());
+            return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "cancelled"));
         }
     };
     match result {
-        Ok(Ok(Some(d))) => Ok(d),
-        Ok(Ok(None)) => Err(TransferError::cancelled()),
-        Ok(Err(e)) => Err(TransferError::io(format!("reading {}", path.display()), e)),
-        Err(e) => Err(TransferError::io(
-            format!("hashing {}", path.display()),
-            std::io::Error::other(e),
+        Ok(Ok(Some(h))) => Ok(h),
+        Ok(Ok(None)) => Err(std::io::Error::new(
+            std::io::ErrorKind::Interrupted,
+            "cancelled",
         )),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(std::io::Error::other(e)),
     }
+}
+
+/// SHA-256 of bytes `[0, end)` of `file` (to its end when shorter); `None` when `stop` is set.
+fn hash_range(file: &File, end: u64, stop: &AtomicBool) -> std::io::Result<Option<Sha256>> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; HASH_BLOCK];
+    let mut off = 0u64;
+    while off < end {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let want = (end - off).min(HASH_BLOCK as u64) as usize;
+        let n = file.read_at(&mut buf[..want], off)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        off += n as u64;
+    }
+    Ok(Some(hasher))
 }
 
 /// Makes `progress` show `bytes` for this file.
@@ -234,6 +296,8 @@ enum Flow {
     Restart(String, Option<TransferError>),
     /// A redirect target stopped working (expired signature): resolve it again.
     Reresolve(TransferError),
+    /// Try again from the probe, with what this attempt learnt (nothing was written).
+    Again,
 }
 
 impl From<TransferError> for Flow {
@@ -314,6 +378,9 @@ struct Book {
     notified_prefix: u64,
     /// Bytes written since the resume state was last saved.
     unsaved: u64,
+    /// One connection, one open-ended request: the server gives no validator, so separate
+    /// range requests could not be proven to come from the same version of the file.
+    single: bool,
 }
 
 impl Book {
@@ -363,6 +430,8 @@ struct Shared {
     /// Woken when `unsaved` passes `save_every`.
     save_soon: tokio::sync::Notify,
     save_every: u64,
+    /// Requests answered by silence so far (see [`MAX_SILENT_ANSWERS`]).
+    silent: AtomicU32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -491,12 +560,17 @@ fn hash_loop(
             if hashed - last_publish >= HASH_PUBLISH || hashed == available {
                 last_publish = hashed;
                 let snapshot = serialize_hasher(&hasher);
-                let mut h = lock(&shared.hash.m);
-                if h.abort {
-                    return Ok(None);
+                {
+                    let mut h = lock(&shared.hash.m);
+                    if h.abort {
+                        return Ok(None);
+                    }
+                    h.hashed = hashed;
+                    h.snapshot = Some(snapshot);
                 }
-                h.hashed = hashed;
-                h.snapshot = Some(snapshot);
+                // The saved state should carry it: without a published digest, a resume keeps
+                // only the prefix this hash covers.
+                lock(&shared.book).dirty = true;
             }
         }
     }
@@ -515,6 +589,10 @@ struct Job<'a> {
     cancel: &'a CancellationToken,
     what: String,
     shared: Arc<Shared>,
+    /// The partial was continued from an earlier run (its bytes did not all arrive now).
+    resumed: AtomicBool,
+    /// `dest` was published by another transfer while this one waited (see `reuse_existing`).
+    fresh: bool,
 }
 
 impl Drop for Job<'_> {
@@ -538,12 +616,7 @@ impl<'a> Job<'a> {
         progress: &'a FileProgress,
         cancel: &'a CancellationToken,
     ) -> Result<Self, TransferError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&paths.part)
+        let file = crate::nofollow::open_rw(&paths.part)
             .map_err(|e| TransferError::io(format!("opening {}", paths.part.display()), e))?;
         let part_len = file
             .metadata()
@@ -566,6 +639,7 @@ impl<'a> Job<'a> {
                 PartState::new(source_id(&req.url), sha_hex)
             }
         };
+        let resumed = st.done.len() > 0;
         sync_progress(progress, st.done.len());
         let shared = Arc::new(Shared {
             file,
@@ -577,6 +651,7 @@ impl<'a> Job<'a> {
                 workers: 1,
                 notified_prefix: 0,
                 unsaved: 0,
+                single: false,
             }),
             hash: HashCell::default(),
             target: Mutex::new(Target {
@@ -589,6 +664,7 @@ impl<'a> Job<'a> {
             saving: AtomicBool::new(false),
             save_soon: tokio::sync::Notify::new(),
             save_every: (inner.config.chunk_size / 4).max(1 << 20),
+            silent: AtomicU32::new(0),
         });
         Ok(Self {
             inner,
@@ -600,15 +676,26 @@ impl<'a> Job<'a> {
             cancel,
             what: format!("GET {}", redact_url(&req.url)),
             shared,
+            resumed: AtomicBool::new(resumed),
+            fresh: false,
         })
     }
 
     async fn run(self) -> Result<DownloadedFile, TransferError> {
+        self.prove_resume().await?;
         let max_restarts = self.inner.config.max_attempts;
         let mut restarts = 0;
+        let mut agains = 0;
         loop {
             match self.attempt().await {
                 Ok(done) => return Ok(done),
+                Err(Flow::Again) if agains < 2 => agains += 1,
+                Err(Flow::Again) => {
+                    return Err(TransferError::protocol(format!(
+                        "{}: the server keeps changing how it answers; giving up",
+                        self.what
+                    )));
+                }
                 Err(Flow::Fail(e)) => {
                     self.shared.stop_hasher();
                     self.save_state().await;
@@ -638,8 +725,68 @@ impl<'a> Job<'a> {
         }
     }
 
+    /// Decides how much of a partial left by an earlier run may be continued: the prefix its
+    /// saved hash state covers must still hash to that state on disk (else the file changed
+    /// since, and everything starts over); without a published digest, ranges past that prefix
+    /// prove nothing and are fetched again.
+    async fn prove_resume(&self) -> Result<(), TransferError> {
+        let (restored, kept) = {
+            let b = lock(&self.shared.book);
+            if b.st.done.len() == 0 {
+                return Ok(());
+            }
+            (b.st.restore_hasher(), provable_ranges(&b.st, self.req))
+        };
+        let tampered = match restored {
+            Some((hashed, saved)) if hashed > 0 => {
+                let started = std::time::Instant::now();
+                let shared = self.shared.clone();
+                let on_disk = hash_blocking(self.cancel, move |stop| {
+                    hash_range(&shared.file, hashed, stop)
+                })
+                .await
+                .map_err(|e| {
+                    if self.cancel.is_cancelled() {
+                        TransferError::cancelled()
+                    } else {
+                        TransferError::io(format!("reading {}", self.paths.part.display()), e)
+                    }
+                })?;
+                tracing::debug!(
+                    bytes = hashed,
+                    ms = started.elapsed().as_millis() as u64,
+                    "re-hashed the saved prefix of the partial"
+                );
+                serialize_hasher(&on_disk) != serialize_hasher(&saved)
+            }
+            // A state that names a hashed prefix but whose hash state does not restore.
+            None => lock(&self.shared.book).st.hashed > 0,
+            Some(_) => false,
+        };
+        if tampered {
+            tracing::warn!(path = %self.paths.part.display(), "the partial file no longer matches the hash saved with it (changed on disk?); starting over");
+            self.progress.retrying(
+                1,
+                Duration::ZERO,
+                "the partial file changed on disk; starting over",
+            );
+            return self.reset_data();
+        }
+        let mut b = lock(&self.shared.book);
+        let dropped = b.st.done.len() - kept.len();
+        if dropped > 0 {
+            tracing::info!(path = %self.paths.part.display(), kept = kept.len(), dropped, "without a published digest only the verified prefix of a partial is kept");
+            self.progress.rewind(dropped);
+            b.st.done = kept;
+            b.dirty = true;
+        }
+        self.resumed.store(b.st.done.len() > 0, Ordering::Release);
+        Ok(())
+    }
+
     /// Forgets every byte of the partial (the remote changed or ignores ranges).
     fn reset_data(&self) -> Result<(), TransferError> {
+        self.resumed.store(false, Ordering::Release);
         let mut b = lock(&self.shared.book);
         self.progress.rewind(b.st.done.len());
         let source = b.st.source.clone();
@@ -739,6 +886,7 @@ impl<'a> Job<'a> {
                 self.dest,
                 &self.paths,
                 total,
+                self.fresh,
                 self.progress,
                 self.cancel,
             )
@@ -776,6 +924,8 @@ impl<'a> Job<'a> {
                     tracing::info!(url = %redact_url(&self.req.url), "the server sent the whole file instead of the missing range; starting over");
                     self.reset_data()?;
                 }
+                // Without a Content-Length the body is bounded by the size the vendor announced.
+                let total = total.or(self.req.expected_size);
                 let validators = validators_of(resp.headers(), total);
                 {
                     let mut b = lock(&self.shared.book);
@@ -795,14 +945,12 @@ impl<'a> Job<'a> {
                         self.what, probe_claim.0, cr.start
                     ))));
                 }
-                let validators = validators_of(resp.headers(), cr.total);
+                // `bytes a-b/*`: the server does not say how long the file is.
+                let validators = validators_of(resp.headers(), cr.total.or(known_total));
                 {
                     let b = lock(&self.shared.book);
-                    if b.st.done.len() > 0 && !b.st.validators.same_as(&validators) {
-                        return Err(Flow::Restart(
-                            "the remote file changed since the partial download".to_string(),
-                            None,
-                        ));
+                    if b.st.done.len() > 0 && !self.same_remote(&b.st.validators, &validators) {
+                        return Err(Flow::Restart(self.changed_reason(&validators), None));
                     }
                 }
                 self.check_announced(cr.total)?;
@@ -814,8 +962,27 @@ impl<'a> Job<'a> {
                         self.plan(total);
                         self.shared.claim().unwrap_or((cr.start, total))
                     }
-                    (None, None) => (cr.start, u64::MAX),
+                    (None, None) => {
+                        return Err(Flow::Fail(TransferError::protocol(format!(
+                            "{}: the server sent bytes {}-{} without saying how long the file is (`Content-Range: bytes {}-{}/*`), and nothing else announced its size, so a complete file cannot be told from a cut one; refusing it (a server that names the size, or a listing that does, is needed)",
+                            self.what,
+                            cr.start,
+                            cr.end - 1,
+                            cr.start,
+                            cr.end - 1
+                        ))));
+                    }
                 };
+                let proven = self.req.sha256.is_some() || validators.if_range().is_some();
+                let single = lock(&self.shared.book).single;
+                let file_end = cr.total.or(known_total).unwrap_or(u64::MAX);
+                if !proven && !single && claim.1.min(cr.end) < file_end {
+                    // Ranges fetched separately could come from different versions: fetch
+                    // the rest in one open-ended request instead.
+                    tracing::debug!(url = %redact_url(&self.req.url), "no validator and no digest: one connection");
+                    lock(&self.shared.book).single = true;
+                    return Err(Flow::Again);
+                }
                 {
                     let mut b = lock(&self.shared.book);
                     b.st.validators = validators;
@@ -834,8 +1001,7 @@ impl<'a> Job<'a> {
         let hasher = self.start_hasher();
         let result = self.run_workers(first, &stop, attempt).await;
         if let Err(flow) = result {
-            self.shared.stop_hasher();
-            let _ = hasher.await;
+            self.drain_hasher(hasher).await;
             return Err(flow);
         }
         let total = {
@@ -856,8 +1022,8 @@ impl<'a> Job<'a> {
     /// Sets up range hand-out for a file of `total` bytes.
     fn plan(&self, total: u64) {
         let config = &self.inner.config;
-        let parallel = total >= config.parallel_threshold && config.connections > 1;
         let mut b = lock(&self.shared.book);
+        let parallel = total >= config.parallel_threshold && config.connections > 1 && !b.single;
         b.unclaimed = b.st.done.gaps(total).into();
         b.claim_len = if parallel {
             config.chunk_size
@@ -882,6 +1048,42 @@ impl<'a> Job<'a> {
             ));
         }
         Ok(())
+    }
+
+    /// Whether a response with `new` validators serves the bytes that `saved` described. With
+    /// a published digest a mix would be caught at the end (and restarts cleanly), so only a
+    /// contradiction counts; without one, the validators must prove it.
+    fn same_remote(&self, saved: &Validators, new: &Validators) -> bool {
+        if self.req.sha256.is_some() {
+            saved.same_as(new)
+        } else {
+            saved.proves_same(new)
+        }
+    }
+
+    fn changed_reason(&self, new: &Validators) -> String {
+        if new.if_range().is_none() {
+            "the server sent no ETag or Last-Modified, so the bytes already here cannot be proven to be the same file".to_string()
+        } else {
+            "the remote file changed since the partial download".to_string()
+        }
+    }
+
+    /// The size the whole file must have, when anyone announced it.
+    fn file_end(&self) -> Option<u64> {
+        lock(&self.shared.book).total().or(self.req.expected_size)
+    }
+
+    /// A response went on past the size announced for the file: nothing of it past that size
+    /// was written, and the partial is removed (a server that lies about one thing is not
+    /// trusted with the rest).
+    fn too_long(&self, end: u64) -> Flow {
+        self.discard();
+        Flow::Fail(TransferError::protocol(format!(
+            "{}: the server sent more than the {end} bytes announced for `{}`; the extra bytes were not written and the partial file was removed (the server or a proxy is not serving what was listed; try again later, or report it)",
+            self.what,
+            self.req.path.escape_debug()
+        )))
     }
 
     fn check_space(&self, total: u64) -> Result<(), Flow> {
@@ -966,6 +1168,23 @@ impl<'a> Job<'a> {
         tokio::task::spawn_blocking(move || hash_loop(shared, hasher, hashed))
     }
 
+    /// Lets the hasher catch up with the bytes written before the transfer stops, for a
+    /// moment at most: without a published digest, a resume keeps only the hashed prefix.
+    async fn drain_hasher(&self, hasher: HashTask) {
+        {
+            let mut h = lock(&self.shared.hash.m);
+            let prefix = lock(&self.shared.book).st.done.prefix_end();
+            h.available = h.available.max(prefix);
+            h.finish_at = Some(h.available);
+            self.shared.hash.cv.notify_all();
+        }
+        if tokio::time::timeout(HASH_DRAIN, hasher).await.is_err() {
+            tracing::debug!("the hasher did not catch up in time; the resume state keeps less");
+        }
+        self.shared.stop_hasher();
+        lock(&self.shared.book).dirty = true;
+    }
+
     /// Waits for the hash of all `total` bytes, verifies, fsyncs and publishes the file.
     async fn finish(&self, total: u64, hasher: HashTask) -> Result<DownloadedFile, Flow> {
         // No save may land after the partial is discarded or published.
@@ -1019,15 +1238,23 @@ impl<'a> Job<'a> {
         if let Some(expected) = self.req.sha256
             && expected != digest
         {
+            let error: TransferError = Error::Integrity {
+                path: self.req.path.clone(),
+                expected: expected.to_string(),
+                actual: digest.to_string(),
+            }
+            .into();
+            if self.resumed.swap(false, Ordering::AcqRel) {
+                // Bytes from an earlier run (another version, or changed on disk) may be
+                // what is wrong: fetch everything afresh once before calling it a mismatch.
+                return Err(Flow::Restart(
+                    "the file resumed from an earlier attempt does not match its published digest"
+                        .to_string(),
+                    Some(error),
+                ));
+            }
             self.discard();
-            return Err(Flow::Fail(
-                Error::Integrity {
-                    path: self.req.path.clone(),
-                    expected: expected.to_string(),
-                    actual: digest.to_string(),
-                }
-                .into(),
-            ));
+            return Err(Flow::Fail(error));
         }
         let shared = self.shared.clone();
         let part = self.paths.part.clone();
@@ -1242,16 +1469,21 @@ impl<'a> Job<'a> {
     ) -> Result<(Response, u64), Flow> {
         match self.open_raw(pos, end, attempt, stop).await? {
             Got::Partial(resp, cr) => {
-                let validators = validators_of(resp.headers(), cr.total);
                 let b = lock(&self.shared.book);
-                if cr.start != pos
-                    || (b.st.validators.total.is_some() && cr.total != b.st.validators.total)
-                    || !b.st.validators.same_as(&validators)
-                {
+                let validators = validators_of(resp.headers(), cr.total.or(b.st.validators.total));
+                if cr.start != pos {
                     return Err(Flow::Restart(
-                        "the remote file changed during the download".to_string(),
+                        format!(
+                            "asked for bytes from {pos}, the server sent bytes from {}",
+                            cr.start
+                        ),
                         None,
                     ));
+                }
+                if cr.total.is_some_and(|t| Some(t) != b.st.validators.total)
+                    || !self.same_remote(&b.st.validators, &validators)
+                {
+                    return Err(Flow::Restart(self.changed_reason(&validators), None));
                 }
                 Ok((resp, end.min(cr.end)))
             }
@@ -1259,12 +1491,13 @@ impl<'a> Job<'a> {
                 let b = lock(&self.shared.book);
                 let total = resp.content_length();
                 let single = b.claim_len == u64::MAX;
+                let known = b.st.validators.total;
                 if pos == 0
                     && single
-                    && (b.st.validators.total.is_none() || b.st.validators.total == total)
+                    && total.is_none_or(|t| known.is_none_or(|k| k == t))
                     && b.st
                         .validators
-                        .same_as(&validators_of(resp.headers(), total))
+                        .same_as(&validators_of(resp.headers(), total.or(known)))
                 {
                     return Ok((resp, end));
                 }
@@ -1304,6 +1537,13 @@ impl<'a> Job<'a> {
                         "the download link expired; resolving it again",
                     );
                     continue;
+                }
+                Err(Flow::Fail(e))
+                    if e.kind() == TransferErrorKind::NoResponse
+                        && self.shared.silent.fetch_add(1, Ordering::AcqRel) + 1
+                            >= MAX_SILENT_ANSWERS =>
+                {
+                    return Err(Flow::Fail(e.with_attempts(*attempt)));
                 }
                 Err(Flow::Fail(e)) if e.is_transient() => e,
                 Err(flow) => return Err(flow),
@@ -1357,6 +1597,7 @@ impl<'a> Job<'a> {
             auth: self.req.auth.as_ref().map(|s| (s, &self.req.url)),
             headers,
             follow_redirects: true,
+            response_timeout: self.inner.config.response_timeout,
         };
         let sent = match http::send(&self.inner.data, out, stop).await {
             Ok(sent) => sent,
@@ -1430,6 +1671,8 @@ impl<'a> Job<'a> {
         stop: &CancellationToken,
     ) -> Result<(), Flow> {
         let stall = self.inner.config.stall_timeout;
+        // Where the file itself ends: a body that reaches it must end there too.
+        let at_file_end = self.file_end() == Some(end);
         let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
         loop {
             let next = tokio::select! {
@@ -1452,6 +1695,11 @@ impl<'a> Job<'a> {
                 Some(Ok(Ok(Some(bytes)))) => {
                     let room = end - (*pos + buf.len() as u64);
                     let take = (bytes.len() as u64).min(room) as usize;
+                    if take < bytes.len() && at_file_end {
+                        buf.extend_from_slice(&bytes[..take]);
+                        self.flush(&mut buf, pos).await?;
+                        return Err(self.too_long(end));
+                    }
                     if take > 0 {
                         if let Some(limiter) = &self.inner.limiter
                             && !limiter.acquire(take as u64, stop).await
@@ -1471,6 +1719,9 @@ impl<'a> Job<'a> {
             match outcome {
                 Ok(true) => {
                     self.flush(&mut buf, pos).await?;
+                    if at_file_end && self.body_goes_on(&mut resp, stop).await {
+                        return Err(self.too_long(end));
+                    }
                     return Ok(());
                 }
                 Ok(false) => {
@@ -1483,6 +1734,20 @@ impl<'a> Job<'a> {
                     self.flush(&mut buf, pos).await?;
                     return Err(Flow::Fail(e));
                 }
+            }
+        }
+    }
+
+    /// Whether a body that delivered the whole file still has bytes to send. An honest body
+    /// ends at once (its length or final chunk says so); one that says nothing for the stall
+    /// timeout has sent the file and is left.
+    async fn body_goes_on(&self, resp: &mut Response, stop: &CancellationToken) -> bool {
+        let stall = self.inner.config.stall_timeout;
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => false,
+            r = tokio::time::timeout(stall, resp.chunk()) => {
+                matches!(r, Ok(Ok(Some(b))) if !b.is_empty())
             }
         }
     }
@@ -1608,6 +1873,45 @@ mod tests {
         assert_eq!(parse_content_range("bytes 0-100/100"), None);
         assert_eq!(parse_content_range("items 0-1/2"), None);
         assert_eq!(parse_unsatisfied_total("bytes */77"), Some(77));
+    }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any header text: no panic, and what parses is a sane range.
+            #[test]
+            fn content_range_never_panics(text in "\\PC{0,64}") {
+                if let Some(cr) = parse_content_range(&text) {
+                    prop_assert!(cr.start < cr.end);
+                    prop_assert!(cr.total.is_none_or(|t| cr.end <= t));
+                }
+                let _ = parse_unsatisfied_total(&text);
+            }
+
+            /// Near-valid headers with extreme numbers (overflow at `u64::MAX`).
+            #[test]
+            fn content_range_extremes(
+                a in prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()],
+                b in prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()],
+                t in proptest::option::of(prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()]),
+                pad in "[ ]{0,2}",
+            ) {
+                let total = t.map_or("*".to_string(), |t| t.to_string());
+                let text = format!("bytes {pad}{a}-{b}/{total}{pad}");
+                match parse_content_range(&text) {
+                    Some(cr) => {
+                        prop_assert_eq!(cr.start, a);
+                        prop_assert_eq!(cr.end - 1, b);
+                        prop_assert!(a <= b && t.is_none_or(|t| b < t));
+                    }
+                    None => prop_assert!(b < a || t.is_some_and(|t| b >= t) || b == u64::MAX || !pad.is_empty()),
+                }
+            }
+        }
     }
 
     #[test]

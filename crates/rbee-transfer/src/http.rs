@@ -1,6 +1,8 @@
 //! The HTTP plumbing under the engine: clients, and requests that follow redirects by hand so
 //! credentials never leave their host.
 
+use std::time::Duration;
+
 use rbee_artifact_catalog::Secret;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, LOCATION};
 use reqwest::{Client, Method, Response, StatusCode};
@@ -106,6 +108,8 @@ pub(crate) enum SendError {
     Cancelled,
     Http(reqwest::Error),
     Redirect(String),
+    /// The server took the request but sent no response headers in time.
+    NoResponse(Duration),
 }
 
 impl SendError {
@@ -135,6 +139,7 @@ impl SendError {
                 text
             }
             SendError::Redirect(m) => m.clone(),
+            SendError::NoResponse(t) => no_response_text(*t),
         }
     }
 
@@ -143,15 +148,24 @@ impl SendError {
             SendError::Cancelled => TransferError::cancelled(),
             SendError::Http(e) => TransferError::network(what, e, attempts),
             SendError::Redirect(m) => TransferError::protocol(format!("{what}: {m}")),
+            SendError::NoResponse(t) => TransferError::no_response(what, t, attempts),
         }
     }
 
     pub(crate) fn is_transient(&self) -> bool {
         match self {
             SendError::Http(e) => crate::retry::is_transient_reqwest(e),
+            SendError::NoResponse(_) => true,
             _ => false,
         }
     }
+}
+
+fn no_response_text(t: Duration) -> String {
+    format!(
+        "the server accepted the request but sent no response within {:.1} s",
+        t.as_secs_f64()
+    )
 }
 
 /// A response and where it came from.
@@ -174,6 +188,8 @@ pub(crate) struct Outgoing<'a> {
     /// Headers sent on every hop (never secrets).
     pub(crate) headers: HeaderMap,
     pub(crate) follow_redirects: bool,
+    /// How long each hop may take to send its response headers.
+    pub(crate) response_timeout: Duration,
 }
 
 /// Sends `out`, following redirects by hand when asked: `Authorization` goes only to the
@@ -204,7 +220,10 @@ pub(crate) async fn send(
             req = req.header(AUTHORIZATION, value);
         }
         let response = tokio::select! {
-            r = req.send() => r.map_err(SendError::Http)?,
+            r = tokio::time::timeout(out.response_timeout, req.send()) => match r {
+                Ok(r) => r.map_err(SendError::Http)?,
+                Err(_) => return Err(SendError::NoResponse(out.response_timeout)),
+            },
             _ = cancel.cancelled() => return Err(SendError::Cancelled),
         };
         let status = response.status();

@@ -15,6 +15,13 @@
 //! - holds a rate limit across all its transfers, checks free space first, locks each file
 //!   against a second writer, and never sends `Authorization` to another host.
 //!
+//! It trusts neither the server nor what is on disk: a complete file without a published
+//! digest is fetched again; a partial is continued only as far as its bytes still hash to the
+//! state saved with them and the server's validators (`ETag`, `Last-Modified`) prove the same
+//! version on both sides (or a published digest will check the whole); nothing is written past
+//! the size the vendor announced; links planted in place of its files are never followed; a
+//! server that sends no response headers is given [`TransferConfig::response_timeout`] twice.
+//!
 //! ```no_run
 //! use rbee_artifact_catalog::{DownloadTracker, JobId};
 //! use rbee_transfer::{FetchRequest, Transfer, TransferConfig};
@@ -46,6 +53,7 @@ mod error;
 mod fetch;
 mod http;
 mod lock;
+mod nofollow;
 mod ranges;
 mod rate;
 mod retry;

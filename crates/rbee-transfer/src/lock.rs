@@ -1,6 +1,6 @@
 //! An exclusive lock beside a partial file, so two processes never write the same file.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,15 +27,9 @@ impl FileLock {
     ) -> Result<(Self, bool), TransferError> {
         let mut waited = false;
         loop {
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .open(path)
-                .map_err(|e| {
-                    TransferError::io(format!("creating the lock file {}", path.display()), e)
-                })?;
+            let file = crate::nofollow::open_rw(path).map_err(|e| {
+                TransferError::io(format!("creating the lock file {}", path.display()), e)
+            })?;
             match file.try_lock() {
                 Ok(()) => {
                     // The previous holder removes the file when done; if it did so between our

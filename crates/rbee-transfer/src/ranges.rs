@@ -78,8 +78,11 @@ impl RangeSet {
 
     /// Rebuilds from untrusted input (a state file), normalising it.
     pub(crate) fn from_ranges(ranges: impl IntoIterator<Item = (u64, u64)>) -> Self {
+        let mut sorted: Vec<(u64, u64)> = ranges.into_iter().collect();
+        // Sorted, each insert merges at the end: linear however many ranges a file lists.
+        sorted.sort_unstable();
         let mut set = Self::new();
-        for (s, e) in ranges {
+        for (s, e) in sorted {
             set.insert(s, e);
         }
         set

@@ -4,6 +4,11 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
+/// Requests answered by silence (no response headers in time) allowed in a row for one
+/// transfer: a second silent answer ends it, so a server that accepts and never answers does
+/// not hold a download for every attempt.
+pub(crate) const MAX_SILENT_ANSWERS: u32 = 2;
+
 /// Exponential backoff with full jitter between `initial` and the cap.
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {

@@ -18,6 +18,10 @@ use crate::ranges::RangeSet;
 
 const VERSION: u32 = 1;
 
+/// Larger than any state this engine writes (a few thousand ranges); bounds what a tampered
+/// file can make it read.
+const MAX_STATE_BYTES: u64 = 4 << 20;
+
 /// What identifies the remote bytes of a partial file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Validators {
@@ -38,7 +42,30 @@ impl Validators {
         }
     }
 
-    /// Whether a response with validators `other` serves the same bytes as these.
+    /// Whether a response with validators `other` provably serves the same bytes as these: the
+    /// same strong `ETag`, or (when neither side has one) the same `Last-Modified`. A validator
+    /// missing on either side proves nothing; nor does a weak `ETag`, which only promises
+    /// equivalent content, not identical bytes.
+    pub(crate) fn proves_same(&self, other: &Validators) -> bool {
+        if let (Some(a), Some(b)) = (self.total, other.total)
+            && a != b
+        {
+            return false;
+        }
+        let strong = |e: &Option<String>| e.clone().filter(|e| !e.starts_with("W/"));
+        match (strong(&self.etag), strong(&other.etag)) {
+            (Some(a), Some(b)) => a == b,
+            (Some(_), None) | (None, Some(_)) => false,
+            (None, None) => match (&self.last_modified, &other.last_modified) {
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            },
+        }
+    }
+
+    /// Whether a response with validators `other` may serve the same bytes as these: nothing
+    /// contradicts it (validators missing on one side are not a contradiction). Only for when
+    /// a published digest checks the result.
     pub(crate) fn same_as(&self, other: &Validators) -> bool {
         let weak = |e: &str| e.trim_start_matches("W/").to_string();
         if let (Some(a), Some(b)) = (self.total, other.total)
@@ -93,8 +120,24 @@ impl PartState {
     /// Reads a state file; `None` when it is missing or unusable (a partial without a usable
     /// state is restarted, never trusted).
     pub(crate) fn load(path: &Path) -> Option<Self> {
-        let bytes = std::fs::read(path).ok()?;
-        match serde_json::from_slice::<PartState>(&bytes) {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        // A link planted in its place is not read; a huge file is not a state file.
+        crate::nofollow::open_read(path)
+            .ok()?
+            .take(MAX_STATE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        if bytes.len() as u64 > MAX_STATE_BYTES {
+            tracing::warn!(path = %path.display(), "ignoring a resume state larger than any this engine writes");
+            return None;
+        }
+        Self::decode(&bytes, path)
+    }
+
+    /// Parses the bytes of a state file; `None` when they are not a usable state.
+    pub(crate) fn decode(bytes: &[u8], path: &Path) -> Option<Self> {
+        match serde_json::from_slice::<PartState>(bytes) {
             Ok(mut s) if s.version == VERSION => {
                 s.done = RangeSet::from_ranges(s.done.ranges().iter().copied());
                 if let Some(total) = s.validators.total
@@ -123,7 +166,7 @@ impl PartState {
         ));
         let tmp = PathBuf::from(tmp);
         let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = crate::nofollow::create_new(&tmp)?;
             f.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
             std::fs::rename(&tmp, path)
         })();
@@ -215,5 +258,63 @@ mod tests {
             ..a.clone()
         };
         assert!(!a.same_as(&bigger));
+        // Proof needs a validator on both sides.
+        assert!(a.proves_same(&a.clone()));
+        assert!(!a.proves_same(&other));
+        let bare = Validators {
+            total: Some(5),
+            ..Validators::default()
+        };
+        assert!(a.same_as(&bare) && !a.proves_same(&bare) && !bare.proves_same(&bare));
+        assert!(!weak.proves_same(&Validators {
+            last_modified: None,
+            ..weak.clone()
+        }));
+        assert!(weak.proves_same(&weak.clone()), "the same Last-Modified");
+    }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn state_json() -> impl Strategy<Value = String> {
+            (
+                proptest::collection::vec((any::<u64>(), any::<u64>()), 0..40),
+                proptest::option::of(any::<u64>()),
+                any::<u64>(),
+                proptest::option::of("[0-9a-f]{0,260}"),
+                proptest::option::of("\\PC{0,20}"),
+            )
+                .prop_map(|(done, total, hashed, hasher, etag)| {
+                    serde_json::json!({
+                        "version": 1, "source": "x", "done": done, "total": total,
+                        "etag": etag, "hashed": hashed, "hasher": hasher,
+                    })
+                    .to_string()
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// A tampered or garbage state file: no panic, and what loads is consistent.
+            #[test]
+            fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = PartState::decode(&bytes, Path::new("x.part.state"));
+            }
+
+            #[test]
+            fn decoded_states_are_consistent(json in state_json()) {
+                if let Some(s) = PartState::decode(json.as_bytes(), Path::new("x.part.state")) {
+                    prop_assert!(s.validators.total.is_none_or(|t| s.done.fits(t)));
+                    for w in s.done.ranges().windows(2) {
+                        prop_assert!(w[0].1 < w[1].0);
+                    }
+                    if let Some((n, _)) = s.restore_hasher() {
+                        prop_assert!(n <= s.done.prefix_end());
+                    }
+                }
+            }
+        }
     }
 }

@@ -17,7 +17,7 @@ use crate::config::TransferConfig;
 use crate::error::{TransferError, redact_url};
 use crate::http::{self, Outgoing, SendError};
 use crate::rate::RateLimiter;
-use crate::retry::{Backoff, is_transient_status, retry_after};
+use crate::retry::{Backoff, MAX_SILENT_ANSWERS, is_transient_status, retry_after};
 
 /// One file to fetch.
 #[derive(Debug, Clone)]
@@ -174,17 +174,21 @@ impl Transfer {
     /// each to `dest_dir.join(request.path)` (paths are validated: nothing is written outside
     /// `dest_dir`). Each file is registered with `tracker.file(..)` when it starts and marked
     /// done when complete. On the first failure the other files stop (keeping their partials)
-    /// and that failure is returned; results come in the order of `requests`.
+    /// and that failure is returned, with the status and headers of a refusing server for the
+    /// vendor to interpret (it converts into [`Error`] with `?`); results come in the order of
+    /// `requests`.
     pub async fn fetch_all(
         &self,
         requests: Vec<FetchRequest>,
         dest_dir: &Path,
         tracker: &DownloadTracker,
         cancel: &CancellationToken,
-    ) -> Result<Vec<DownloadedFile>, Error> {
+    ) -> Result<Vec<DownloadedFile>, TransferError> {
         for r in &requests {
-            validate_relative_path(&r.path).map_err(|kind| Error::Protocol {
-                message: format!("refusing to write `{}`: {kind}", r.path),
+            validate_relative_path(&r.path).map_err(|kind| {
+                TransferError::from(Error::Protocol {
+                    message: format!("refusing to write {:?}: {kind}", r.path),
+                })
             })?;
         }
         let stop = cancel.child_token();
@@ -225,10 +229,10 @@ impl Transfer {
             }
         }
         if cancel.is_cancelled() {
-            return Err(Error::Cancelled);
+            return Err(TransferError::cancelled());
         }
         if let Some(e) = first_error {
-            return Err(e.into());
+            return Err(e);
         }
         Ok(done.into_iter().flatten().collect())
     }
@@ -255,6 +259,7 @@ impl Transfer {
         let what = format!("{} {}", request.method, redact_url(&request.url));
         let max = inner.config.max_attempts;
         let mut attempt = 1;
+        let mut silent = 0;
         loop {
             let out = Outgoing {
                 method: request.method.clone(),
@@ -262,6 +267,7 @@ impl Transfer {
                 auth: request.auth.as_ref().map(|s| (s, &request.url)),
                 headers: headers.clone(),
                 follow_redirects: request.follow_redirects,
+                response_timeout: inner.config.response_timeout,
             };
             let delay = match http::send(&inner.api, out, cancel).await {
                 Ok(sent) => {
@@ -280,7 +286,13 @@ impl Transfer {
                     }
                 }
                 Err(SendError::Cancelled) => return Err(TransferError::cancelled()),
+                Err(e @ SendError::NoResponse(_)) if silent + 1 >= MAX_SILENT_ANSWERS => {
+                    return Err(e.into_transfer(&what, attempt));
+                }
                 Err(e) if e.is_transient() && attempt < max => {
+                    if matches!(e, SendError::NoResponse(_)) {
+                        silent += 1;
+                    }
                     let d = inner.backoff.delay(attempt + 1);
                     retry_note(&request.url, 0, &e.describe(), attempt + 1, max, d);
                     d

@@ -11,7 +11,9 @@
 //! file name is refused (a hostile API must not make us write outside the artifact folder).
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use rbee_artifact_catalog::{Error, ResolveOptions, Result, human_bytes, validate_relative_path};
+use rbee_artifact_catalog::{
+    Error, ResolveOptions, Result, human_bytes, quote_untrusted, validate_relative_path,
+};
 
 use crate::api::Asset;
 
@@ -226,7 +228,7 @@ fn listing_of(what: &str, assets: &[&Asset], label: &ReleaseLabel) -> String {
     let mut names: Vec<String> = assets
         .iter()
         .take(LISTED_ASSETS)
-        .map(|a| format!("{} ({})", a.name, human_bytes(a.size)))
+        .map(|a| format!("{} ({})", shown(&a.name), human_bytes(a.size)))
         .collect();
     if assets.len() > LISTED_ASSETS {
         names.push(format!("… and {} more", assets.len() - LISTED_ASSETS));
@@ -239,6 +241,15 @@ fn listing_of(what: &str, assets: &[&Asset], label: &ReleaseLabel) -> String {
     )
 }
 
+/// An asset name for a message: as it is when safe, else quoted and escaped.
+pub(crate) fn shown(name: &str) -> String {
+    if validate_relative_path(name).is_ok() {
+        name.to_string()
+    } else {
+        quote_untrusted(name)
+    }
+}
+
 fn check_safe_name(name: &str) -> Result<()> {
     let reason = if name.contains('/') {
         Some("it contains `/`".to_string())
@@ -246,11 +257,11 @@ fn check_safe_name(name: &str) -> Result<()> {
         validate_relative_path(name).err().map(|e| e.to_string())
     };
     match reason {
-        None if !name.chars().any(char::is_control) => Ok(()),
-        reason => Err(Error::Protocol {
+        None => Ok(()),
+        Some(reason) => Err(Error::Protocol {
             message: format!(
-                "the GitHub API listed an asset named {name:?}, which is not a safe file name ({}); refusing to write it",
-                reason.unwrap_or_else(|| "it contains a control character".to_string())
+                "the GitHub API listed an asset named {}, which is not a safe file name ({reason}); refusing to write it",
+                quote_untrusted(name)
             ),
         }),
     }
@@ -461,5 +472,65 @@ mod tests {
         let a = release(&refs);
         let msg = message(pick(&a, None, &[], &[]));
         assert!(msg.contains("… and 10 more"), "{msg}");
+    }
+
+    mod fuzz {
+        use super::super::*;
+        use super::label;
+        use crate::api::Release;
+        use proptest::prelude::*;
+
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z0-9._-]{1,20}\\.gguf",
+                "\\PC{0,30}",
+                "(\\.\\.|/|[\\x00-\\x1f\\u{1b}\\u{9b}]){0,3}[a-z]{0,8}(\\.gguf)?",
+                "[a-z]{250,300}\\.gguf",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// Garbage bodies: no panic.
+            #[test]
+            fn release_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = serde_json::from_slice::<Release>(&bytes);
+                let _ = serde_json::from_slice::<Vec<Release>>(&bytes);
+            }
+
+            /// Releases with hostile asset names: whatever is chosen is a safe file name, and
+            /// no message carries a control character.
+            #[test]
+            fn chosen_assets_have_safe_names(
+                names in proptest::collection::vec(name(), 0..8),
+                wanted in proptest::option::of(name()),
+            ) {
+                let assets: Vec<serde_json::Value> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| serde_json::json!({
+                        "id": i, "name": n, "url": "https://api.github.com/x", "size": 10,
+                        "browser_download_url": "https://github.com/x",
+                    }))
+                    .collect();
+                let body = serde_json::json!({ "tag_name": "v1", "assets": assets }).to_string();
+                let release: Release = serde_json::from_str(&body).unwrap();
+                let options = ResolveOptions::default();
+                match select(&release.assets, wanted.as_deref(), &options, &label()) {
+                    Ok(s) => {
+                        for a in &s.assets {
+                            prop_assert!(validate_relative_path(&a.name).is_ok() && !a.name.contains('/'));
+                        }
+                        prop_assert!(!s.note.chars().any(char::is_control) || wanted.is_some());
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        let from_user = wanted.as_deref().is_some_and(|w| w.chars().any(char::is_control));
+                        prop_assert!(from_user || !text.chars().any(char::is_control), "{text:?}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@ use rbee_artifact_catalog::{
     ResolvedArtifact, ResolvedFile, Result, Scheme, Secret, Sha256Digest, VendorSource,
     validate_relative_path,
 };
-use rbee_transfer::{ApiRequest, FetchRequest, Transfer};
+use rbee_transfer::{ApiRequest, FetchRequest, Transfer, TransferError};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -317,10 +317,17 @@ impl GitHubVendor {
 }
 
 impl GitHubVendor {
-    /// Adds what a refused or missing asset download means on GitHub to the engine's error.
-    fn explain_download_error(&self, error: Error) -> Error {
+    /// Adds what a refused or missing asset download means on GitHub to the engine's error: a
+    /// rate limit (403 or 429 with GitHub's headers) says when it resets and what helps, as it
+    /// does for API calls.
+    fn explain_download_error(&self, error: TransferError) -> Error {
         let has_token = self.token().is_some();
-        match error {
+        if let (Some(status), Some(headers)) = (error.status(), error.headers())
+            && let Some(limit) = rate_limit::detect(status, headers, None, SystemTime::now())
+        {
+            return rate_limit::exceeded(&limit, has_token);
+        }
+        match Error::from(error) {
             Error::Unauthorized { message } => Error::Unauthorized {
                 message: if has_token {
                     format!(
@@ -488,19 +495,27 @@ impl VendorSource for GitHubVendor {
 
 /// "release `Name` (tag b4500, from master, published 2025-01-15T10:00:00Z)".
 fn release_note(release: &Release) -> String {
-    let mut parts = vec![format!("tag {}", release.tag_name)];
+    // Release names and tags are the server's text: escaped before they reach a terminal.
+    let text = |t: &str| {
+        if t.chars().any(char::is_control) {
+            rbee_artifact_catalog::quote_untrusted(t)
+        } else {
+            t.to_string()
+        }
+    };
+    let mut parts = vec![format!("tag {}", text(&release.tag_name))];
     if let Some(commitish) = release
         .target_commitish
         .as_deref()
         .filter(|c| !c.is_empty())
     {
-        parts.push(format!("from {commitish}"));
+        parts.push(format!("from {}", text(commitish)));
     }
     if let Some(at) = &release.published_at {
-        parts.push(format!("published {at}"));
+        parts.push(format!("published {}", text(at)));
     }
     match release.name.as_deref().filter(|n| !n.is_empty()) {
-        Some(name) => format!("release `{name}` ({})", parts.join(", ")),
+        Some(name) => format!("release `{}` ({})", text(name), parts.join(", ")),
         None => format!("release ({})", parts.join(", ")),
     }
 }

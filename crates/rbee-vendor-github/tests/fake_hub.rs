@@ -321,3 +321,56 @@ async fn missing_things_have_their_own_messages() {
     let plan = resolve(&v, "gh:o/r@v1/*.gguf").await.unwrap();
     assert_eq!(plan.files.len(), 2);
 }
+
+/// A rate limit that hits the asset download itself (not the API call before it) is reported
+/// as GitHub's rate limit, with its reset time and what helps, not as a refusal of access.
+#[tokio::test]
+async fn a_rate_limit_during_the_asset_download_says_when_it_resets() {
+    let data = bytes(100_000, 5);
+    let env = Env::new(&[("o/r", ("v1", None, vec![("m.gguf", data)]))]).await;
+    let v = env.vendor(None);
+    let plan = resolve(&v, "gh:o/r@v1/m.gguf").await.unwrap();
+    env.hub.set_faults(vec![
+        Fault::rate_limited(403, 3600).path("m.gguf").on(Host::Hub),
+    ]);
+    let (result, _) = fetch(&v, &plan, &env.dest("out")).await;
+    match result.unwrap_err() {
+        Error::RateLimited {
+            message,
+            retry_after,
+        } => {
+            assert!(message.contains("resets at"), "{message}");
+            assert!(message.contains("GITHUB_TOKEN"), "{message}");
+            assert!(retry_after.is_some_and(|w| w > Duration::from_secs(3000)));
+        }
+        other => panic!("expected a rate limit, got {other:?}"),
+    }
+    assert!(!env.dest("out").join("m.gguf").exists());
+}
+
+/// Asset listings that lie about names, sizes or digests: refused or caught, never final.
+#[tokio::test]
+async fn asset_listing_lies_are_refused_or_caught() {
+    let data = bytes(300_000, 9);
+    let env = Env::new(&[("o/r", ("v1", None, vec![("m.gguf", data)]))]).await;
+    let v = env.vendor(None);
+    for name in ["\u{1b}]0;pwned\u{7}m.gguf", "..", &"n".repeat(4000)] {
+        env.hub
+            .set_faults(vec![Fault::listed_name(name).path("m.gguf")]);
+        let err = resolve(&v, "gh:o/r@v1").await.unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains('\u{1b}') && text.len() < 2000, "{text:?}");
+    }
+    let other = Sha256Digest::of(b"other").to_string();
+    for (lie, code) in [
+        (Fault::listed_sha256(other), "integrity"),
+        (Fault::listed_size(1000), "size_mismatch"),
+    ] {
+        env.hub.set_faults(vec![lie.path("m.gguf")]);
+        let plan = resolve(&v, "gh:o/r@v1/m.gguf").await.unwrap();
+        let dest = env.dest(code);
+        let (result, _) = fetch(&v, &plan, &dest).await;
+        assert_eq!(result.unwrap_err().code(), code);
+        assert!(!dest.join("m.gguf").exists());
+    }
+}

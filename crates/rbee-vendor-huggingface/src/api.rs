@@ -13,7 +13,7 @@
 //!
 //! A revision is one path segment: `refs/pr/1` travels as `refs%2Fpr%2F1`.
 
-use rbee_artifact_catalog::{Error, Sha256Digest, validate_relative_path};
+use rbee_artifact_catalog::{Error, Sha256Digest, quote_untrusted, validate_relative_path};
 use serde::Deserialize;
 use url::Url;
 
@@ -143,17 +143,18 @@ impl Listing {
         sha256: Option<&str>,
         oid: Option<String>,
     ) -> Result<(), Error> {
-        if validate_relative_path(&path).is_err() {
-            tracing::warn!(path = %path.escape_debug(), "the Hub listed a file name that is not a safe relative path; ignoring it");
-            self.unsafe_names.push(path.escape_debug().to_string());
+        if let Err(why) = validate_relative_path(&path) {
+            let shown = quote_untrusted(&path);
+            tracing::warn!(path = %shown, %why, "the Hub listed a file name that is not a safe relative path; ignoring it");
+            self.unsafe_names.push(format!("{shown} ({why})"));
             return Ok(());
         }
         let sha256 = sha256
             .map(|s| {
                 s.parse::<Sha256Digest>().map_err(|_| Error::Protocol {
                     message: format!(
-                        "the Hub listed `{path}` with `{}` as its sha256, which is not 64 hex digits",
-                        s.escape_debug()
+                        "the Hub listed `{path}` with {} as its sha256, which is not 64 hex digits",
+                        quote_untrusted(s)
                     ),
                 })
             })
@@ -275,7 +276,8 @@ mod tests {
         );
         let listing = info.listing().unwrap();
         assert_eq!(listing.files.len(), 2);
-        assert_eq!(listing.unsafe_names, vec!["../evil.gguf"]);
+        assert_eq!(listing.unsafe_names.len(), 1);
+        assert!(listing.unsafe_names[0].starts_with("\"../evil.gguf\" ("));
         assert_eq!(listing.files[1].sha256.unwrap().to_string(), sha);
         assert_eq!(listing.files[1].cache_etag().unwrap(), sha);
         assert_eq!(listing.files[0].cache_etag().unwrap(), "b1");
@@ -295,7 +297,8 @@ mod tests {
             "the LFS size, not the pointer's"
         );
         assert_eq!(listing.files[0].oid.as_deref(), Some("b3"));
-        assert_eq!(listing.unsafe_names, vec!["/abs"]);
+        assert_eq!(listing.unsafe_names.len(), 1);
+        assert!(listing.unsafe_names[0].starts_with("\"/abs\" ("));
 
         let bad: ModelInfo = serde_json::from_str(
             r#"{"sha":"x","siblings":[{"rfilename":"m.gguf","lfs":{"sha256":"nothex"}}]}"#,
@@ -326,5 +329,83 @@ mod tests {
         assert!(is_commit("0123456789abcdef0123456789abcdef01234567"));
         assert!(!is_commit("main"));
         assert!(!is_commit("0123456789abcdef"));
+    }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z0-9._/-]{0,30}",
+                "\\PC{0,30}",
+                "(\\.\\./|/|[\\x00-\\x1f\\x7f\\u{9b}\\u{202e}]){0,4}[a-z]{0,8}",
+                "[a-z]{250,300}",
+            ]
+        }
+
+        fn sibling() -> impl Strategy<Value = serde_json::Value> {
+            (
+                name(),
+                proptest::option::of(any::<u64>()),
+                proptest::option::of("[0-9a-fA-Fx]{0,70}"),
+            )
+                .prop_map(|(n, size, sha)| {
+                    let mut v = serde_json::json!({ "rfilename": n, "size": size });
+                    if let Some(sha) = sha {
+                        v["lfs"] = serde_json::json!({ "sha256": sha, "size": size });
+                    }
+                    v
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// Garbage bodies: no panic (a clear error is the caller's `serde_json` message).
+            #[test]
+            fn bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(info) = serde_json::from_slice::<ModelInfo>(&bytes) {
+                    let _ = info.listing();
+                    let _ = info.is_gated();
+                }
+                if let Ok(page) = serde_json::from_slice::<Vec<TreeEntry>>(&bytes) {
+                    let _ = add_tree_page(page, &mut Listing::default());
+                }
+            }
+
+            /// Listings with hostile names and digests: every file kept has a safe path, every
+            /// digest kept is a digest; a bad digest is a clear error, not a panic.
+            #[test]
+            fn listings_keep_only_safe_names(
+                siblings in proptest::collection::vec(sibling(), 0..12),
+                sha in proptest::option::of("[0-9a-f]{40}|\\PC{0,10}"),
+            ) {
+                let body = serde_json::json!({ "sha": sha, "siblings": siblings }).to_string();
+                let info: ModelInfo = serde_json::from_str(&body).unwrap();
+                match info.listing() {
+                    Ok(listing) => {
+                        for f in &listing.files {
+                            prop_assert!(validate_relative_path(&f.path).is_ok(), "{:?}", f.path);
+                        }
+                        for n in &listing.unsafe_names {
+                            prop_assert!(!n.chars().any(char::is_control), "{n:?}");
+                            prop_assert!(n.len() < 400);
+                        }
+                    }
+                    Err(e) => prop_assert!(e.to_string().contains("sha256")),
+                }
+                let tree: Vec<serde_json::Value> = siblings
+                    .iter()
+                    .map(|s| serde_json::json!({ "type": "file", "path": s["rfilename"], "size": s["size"] }))
+                    .collect();
+                let page: Vec<TreeEntry> = serde_json::from_value(serde_json::Value::Array(tree)).unwrap();
+                let mut listing = Listing::default();
+                add_tree_page(page, &mut listing).unwrap();
+                for f in &listing.files {
+                    prop_assert!(validate_relative_path(&f.path).is_ok());
+                }
+            }
+        }
     }
 }

@@ -391,10 +391,13 @@ impl HuggingFaceVendor {
         let (commit, listing, gated) = self.list(hf, revision, cancel).await?;
         let mut notes = Vec::new();
         if !listing.unsafe_names.is_empty() {
+            const SHOWN: usize = 5;
+            let more = listing.unsafe_names.len().saturating_sub(SHOWN);
             notes.push(format!(
-                "ignored {} file name(s) that are not safe relative paths: {}",
+                "refused {} file name(s) from the listing that are not safe relative paths (they are not downloaded): {}{}",
                 listing.unsafe_names.len(),
-                listing.unsafe_names.join(", ")
+                listing.unsafe_names[..listing.unsafe_names.len().min(SHOWN)].join(", "),
+                if more > 0 { format!(", and {more} more") } else { String::new() }
             ));
         }
         let mut chosen: Vec<RepoFile> = self

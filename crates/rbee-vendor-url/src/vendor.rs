@@ -70,7 +70,7 @@ impl UrlVendor {
             return Ok(Head {
                 size: header(h, CONTENT_LENGTH).and_then(|v| v.trim().parse().ok()),
                 etag: header(h, ETAG).map(str::to_string),
-                name: header(h, CONTENT_DISPOSITION).and_then(name::from_content_disposition),
+                name: disposition_name(h, &shown)?,
             });
         }
         // Some servers (and URLs signed for GET only) refuse HEAD: ask for one byte instead.
@@ -85,12 +85,12 @@ impl UrlVendor {
                         .and_then(|v| v.rsplit_once('/'))
                         .and_then(|(_, total)| total.trim().parse().ok()),
                     etag: header(h, ETAG).map(str::to_string),
-                    name: header(h, CONTENT_DISPOSITION).and_then(name::from_content_disposition),
+                    name: disposition_name(h, &shown)?,
                 },
                 s if s.is_success() => Head {
                     size: header(h, CONTENT_LENGTH).and_then(|v| v.trim().parse().ok()),
                     etag: header(h, ETAG).map(str::to_string),
-                    name: header(h, CONTENT_DISPOSITION).and_then(name::from_content_disposition),
+                    name: disposition_name(h, &shown)?,
                 },
                 s => return Err(status_error(&shown, s)),
             };
@@ -100,6 +100,18 @@ impl UrlVendor {
         }
         Err(status_error(&shown, status))
     }
+}
+
+/// The file name a response's `Content-Disposition` gives, refusing unsafe ones.
+fn disposition_name(headers: &HeaderMap, url: &str) -> Result<Option<String>> {
+    let Some(value) = header(headers, CONTENT_DISPOSITION) else {
+        return Ok(None);
+    };
+    name::from_content_disposition(value).map_err(|why| Error::Protocol {
+        message: format!(
+            "{url} names the file {why} in its Content-Disposition header, which is not a safe file name; refusing the download (the server is broken or hostile: ask its owner, or use another link)"
+        ),
+    })
 }
 
 /// A clear error for an HTTP status that ends resolution.
@@ -239,5 +251,6 @@ impl VendorSource for UrlVendor {
         self.transfer
             .fetch_all(requests, dest, progress, cancel)
             .await
+            .map_err(Error::from)
     }
 }

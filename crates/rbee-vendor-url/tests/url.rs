@@ -204,3 +204,78 @@ async fn offline_and_globs() {
         .unwrap_err();
     assert_eq!(err.code(), "invalid_request");
 }
+
+mod hostile {
+    //! The URL vendor against fake-hub's hostile mode.
+
+    use rbee_artifact_catalog::{
+        ArtifactRef, DownloadTracker, JobId, ResolveOptions, VendorSource,
+    };
+    use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault};
+    use tokio_util::sync::CancellationToken;
+
+    async fn hub(size: usize) -> (FakeHub, tempfile::TempDir) {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("m.gguf"), vec![7u8; size]).unwrap();
+        let hub = FakeHub::start(FakeHubConfig::new(root.path()))
+            .await
+            .unwrap();
+        (hub, root)
+    }
+
+    #[tokio::test]
+    async fn content_disposition_names_that_are_paths_or_escapes_are_refused() {
+        let (hub, _root) = hub(1000).await;
+        let r: ArtifactRef = hub.file_url("m.gguf").as_str().parse().unwrap();
+        let long = format!("attachment; filename=\"{}.gguf\"", "a".repeat(3000));
+        for value in [
+            "attachment; filename=\"../../.bashrc\"",
+            "attachment; filename=\"sub/m.gguf\"",
+            "attachment; filename*=UTF-8''%1B%5B2J%1B%5B31mm.gguf",
+            long.as_str(),
+        ] {
+            hub.set_faults(vec![Fault::content_disposition(value).path("m.gguf")]);
+            let err = super::vendor()
+                .resolve(&r, &ResolveOptions::default(), &CancellationToken::new())
+                .await
+                .unwrap_err();
+            let text = err.to_string();
+            assert_eq!(err.code(), "protocol", "{value}: {text}");
+            assert!(text.contains("Content-Disposition"), "{text}");
+            assert!(!text.contains('\u{1b}') && text.len() < 500, "{text:?}");
+        }
+    }
+
+    /// `HEAD` announces 1000 bytes; the `GET` goes on past them.
+    #[tokio::test]
+    async fn a_body_longer_than_head_announced_is_cut_and_refused() {
+        let (hub, _root) = hub(1000).await;
+        let r: ArtifactRef = hub.file_url("m.gguf").as_str().parse().unwrap();
+        let v = super::vendor();
+        let plan = v
+            .resolve(&r, &ResolveOptions::default(), &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(plan.files[0].size, Some(1000));
+        hub.set_faults(vec![Fault::long_body(8 << 20).path("m.gguf")]);
+        let dest = tempfile::tempdir().unwrap();
+        let tracker = DownloadTracker::new(JobId::from("job-url"));
+        let err = v
+            .download(
+                &plan,
+                &plan.files,
+                dest.path(),
+                &tracker,
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("more than the 1000 bytes announced"),
+            "{err}"
+        );
+        assert!(!dest.path().join("m.gguf").exists());
+        assert!(!dest.path().join("m.gguf.part").exists());
+    }
+}

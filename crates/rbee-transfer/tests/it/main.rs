@@ -2,5 +2,6 @@
 
 mod common;
 mod faults;
+mod hostile;
 mod protocol;
 mod resume;

@@ -420,3 +420,65 @@ async fn a_connection_cut_mid_file_resumes_to_the_right_bytes() {
             >= 2
     );
 }
+
+/// A hub whose listing lies about a file's size or digest: nothing it serves becomes final.
+#[tokio::test]
+async fn listing_lies_about_size_or_digest_never_leave_a_file() {
+    let data = bytes(2 * MIB, 7);
+    let hub = Hub::start(&[("org/liar-GGUF", &[("liar.Q4_K_M.gguf", data.clone())])]).await;
+    let other = sha(b"not these bytes").to_string();
+    for (lie, kind) in [
+        // The CDN's honest Content-Range then contradicts the listing.
+        (Fault::listed_size(MIB as u64), "size_mismatch"),
+        (Fault::listed_sha256(other), "integrity"),
+    ] {
+        hub.hub.set_faults(vec![lie.path("liar.Q4_K_M.gguf")]);
+        let v = hub.vendor();
+        let plan = resolve(&v, "hf:org/liar-GGUF:Q4_K_M").await.unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let (out, _) = download_all(&v, &plan, dest.path()).await;
+        let err = out.unwrap_err();
+        assert_eq!(err.code(), kind, "{err}");
+        assert!(!dest.path().join("liar.Q4_K_M.gguf").exists());
+    }
+}
+
+/// Names with escapes, `..` or absurd lengths in the listing are refused, shown escaped and
+/// bounded, and never reach the plan or the disk.
+#[tokio::test]
+async fn hostile_names_in_listings_are_refused() {
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("a.Q4_K_M.gguf", bytes(1000, 1)),
+        ("b.Q5_K_M.gguf", bytes(1000, 2)),
+        ("c.Q8_0.gguf", bytes(1000, 3)),
+        ("d.Q6_K.gguf", bytes(1000, 4)),
+    ];
+    let hub = Hub::start(&[("org/names-GGUF", &files)]).await;
+    let long = format!("{}.Q4_0.gguf", "x".repeat(5000));
+    hub.hub.set_faults(vec![
+        Fault::listed_name("\u{1b}[31mred.Q4_K_M.gguf").path("a.Q4_K_M.gguf"),
+        Fault::listed_name("../../outside.Q5_K_M.gguf").path("b.Q5_K_M.gguf"),
+        Fault::listed_name(long.as_str()).path("c.Q8_0.gguf"),
+    ]);
+    let v = hub.vendor();
+    let plan = resolve(&v, "hf:org/names-GGUF:Q6_K").await.unwrap();
+    assert_eq!(
+        paths(&plan),
+        vec!["d.Q6_K.gguf"],
+        "only the safe file is planned"
+    );
+    let note = plan
+        .notes
+        .iter()
+        .find(|n| n.contains("not safe relative paths"))
+        .expect("a note names the refused files");
+    assert!(note.contains("refused 3 file name(s)"), "{note}");
+    assert!(!note.contains('\u{1b}'), "escaped: {note:?}");
+    assert!(note.contains("\\u{1b}[31mred"), "{note}");
+    assert!(note.len() < 1000, "bounded: {} bytes", note.len());
+    // Asking for the refused file by its real name is an ordinary "not there".
+    let err = resolve(&v, "hf:org/names-GGUF/a.Q4_K_M.gguf")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains('\u{1b}'), "{err}");
+}
