@@ -5,22 +5,14 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rbee_artifact_catalog::Error;
-use serde::{Deserialize, Serialize};
+
+use crate::api::{ErrorBody, ErrorResponse};
 
 /// An error answered to an HTTP client.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
-}
-
-/// The `error` object of an error response, also used in job states.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// Stable, machine-readable code (see `docs/http-api.md`).
-    pub code: String,
-    /// What happened and what to do, for people.
-    pub message: String,
 }
 
 impl ApiError {
@@ -122,7 +114,7 @@ fn status_of(e: &Error) -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "error": self.body }))).into_response()
+        (self.status, Json(ErrorResponse { error: self.body })).into_response()
     }
 }
 

@@ -14,75 +14,13 @@ use std::time::Duration;
 use rbee_artifact_catalog::{
     CatalogKey, DownloadTracker, EventKind, JobId, ProgressEvent, ProgressSnapshot, TrackerConfig,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{ApiError, ErrorBody};
+pub(crate) use crate::api::{ErrorBody, JobState, JobView};
+use crate::error::ApiError;
 use crate::request::Operation;
-
-/// Where a job stands, as clients see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    /// Accepted; waiting for a download slot, or resolving what to fetch.
-    Queued,
-    /// Working: files are being fetched (or, for catalog operations, the operation runs).
-    Running,
-    /// Stopped by `pause`, partial files kept; `resume` continues it.
-    Paused,
-    /// Finished successfully.
-    Done,
-    /// Finished with an error.
-    Failed,
-    /// Cancelled; partial files are kept for a later download of the same model.
-    Cancelled,
-}
-
-impl JobState {
-    /// Whether the job is over (`done`, `failed` or `cancelled`).
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            JobState::Done | JobState::Failed | JobState::Cancelled
-        )
-    }
-}
-
-/// A job as `GET /v1/jobs/{job_id}` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobView {
-    /// The job's id.
-    pub job_id: JobId,
-    /// `model_download`, `model_list`, `model_get`, `model_delete` or `model_verify`.
-    pub operation: String,
-    /// The model the job is about (canonical reference for downloads, as given otherwise).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    /// Where the job stands.
-    pub state: JobState,
-    /// Which attempt this is (1, then one more per resume).
-    pub attempt: u32,
-    /// Jobs ahead in the download queue, while queued.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue_position: Option<usize>,
-    /// Bytes, total, percent, speed and ETA of a download.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub progress: Option<ProgressSnapshot>,
-    /// What a finished job produced (see `docs/http-api.md`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    /// Why a job failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorBody>,
-    /// When the job was created (ms since the Unix epoch).
-    pub created_at_ms: u64,
-    /// When its state last changed.
-    pub updated_at_ms: u64,
-    /// Its event stream.
-    pub sse_url: String,
-}
 
 /// The stored state; `Active` is shown as queued or running depending on the attempt's events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,17 +28,19 @@
 //! [`ProgressEvent`]: rbee_artifact_catalog::ProgressEvent
 #![deny(missing_docs)]
 
+pub use api::{ErrorBody, JobState, JobView};
 pub use config::{
     BindError, DEFAULT_ADDR, DEFAULT_MAX_CONNECTIONS, HiveConfig, check_bind, connection_cap,
 };
-pub use error::{ApiError, ErrorBody};
-pub use jobs::{JobState, JobView};
+pub use error::ApiError;
 pub use routes::app;
 pub use serve::serve;
 pub use state::HiveState;
 pub use vendors::hive_vendors;
 
+pub mod api;
 mod auth;
+pub mod client;
 mod config;
 mod connections;
 mod error;

@@ -11,7 +11,9 @@ use rbee_artifact_catalog::{
 use rbee_model_provisioner::{Outcome, Provisioned};
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, ErrorBody};
+use crate::api::ErrorBody;
+use crate::api::{ModelList, ModelView};
+use crate::error::ApiError;
 use crate::feed::feed_item;
 use crate::jobs::{Attempt, Finish, Job, Resume, Stop, Stopping};
 use crate::request::{DownloadRequest, Operation, check_local_access, model_key};
@@ -397,28 +399,10 @@ fn not_in_catalog(model: &str) -> ApiError {
 
 /// An entry as the API shows it: its record plus where its files are.
 pub(crate) fn model_json(entry: &CatalogEntry) -> Value {
-    let mut value = serde_json::to_value(&entry.record).unwrap_or_default();
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("dir".into(), json!(entry.dir));
-        obj.insert("path".into(), json!(entry.primary_path()));
-        obj.insert("paths".into(), json!(entry.paths()));
-        obj.insert("size".into(), json!(entry.record.total_size()));
-    }
-    value
+    serde_json::to_value(ModelView::of(entry)).unwrap_or_default()
 }
 
 /// `GET /v1/models`: the root and every entry (damaged ones with their reason).
 pub(crate) fn listing_json(root: &std::path::Path, listing: &[Listing]) -> Value {
-    let models: Vec<Value> = listing
-        .iter()
-        .map(|item| match item {
-            Listing::Entry(e) => model_json(e),
-            Listing::Damaged { id, dir, reason } => json!({
-                "id": id,
-                "status": {"state": "damaged", "error": reason},
-                "dir": dir,
-            }),
-        })
-        .collect();
-    json!({ "root": root, "models": models })
+    serde_json::to_value(ModelList::of(root, listing)).unwrap_or_default()
 }

@@ -6,20 +6,11 @@ use axum::http::{StatusCode, header};
 use rbee_artifact_catalog::{ArtifactRef, CatalogKey, Error, ResolveOptions};
 use rbee_model_provisioner::ProvisionOptions;
 use rbee_vendor_local::LocalAccess;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::api::{JobRequest, ModelDownloadRequest, OPERATIONS};
 use crate::error::ApiError;
 use crate::state::HiveState;
-
-/// The operations `POST /v1/jobs` accepts.
-pub(crate) const OPERATIONS: [&str; 5] = [
-    "model_download",
-    "model_list",
-    "model_get",
-    "model_delete",
-    "model_verify",
-];
 
 /// A JSON request body: `Content-Type: application/json`, at most the configured size.
 ///
@@ -128,46 +119,7 @@ pub(crate) struct DownloadRequest {
     pub(crate) options: ProvisionOptions,
 }
 
-/// The fields of `POST /v1/jobs`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JobFields {
-    // Read (and checked) before the rest of the body, for a clearer error.
-    #[serde(rename = "operation")]
-    _operation: String,
-    #[serde(default)]
-    hive_id: Option<String>,
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    include: Vec<String>,
-    #[serde(default)]
-    exclude: Vec<String>,
-    #[serde(default)]
-    offline: bool,
-    #[serde(default)]
-    refresh: bool,
-}
-
-/// The fields of `POST /v1/models/download`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModelDownloadFields {
-    model_ref: String,
-    #[serde(default)]
-    hive_id: Option<String>,
-    #[serde(default)]
-    include: Vec<String>,
-    #[serde(default)]
-    exclude: Vec<String>,
-    #[serde(default)]
-    offline: bool,
-    #[serde(default)]
-    refresh: bool,
-}
-
-/// Download options, accepted by both download routes. (Spelled out in each body rather than
-/// flattened: serde cannot refuse unknown fields next to a flattened struct.)
+/// Download options, accepted by both download routes.
 #[derive(Debug, Default)]
 struct DownloadFields {
     /// Only files matching these globs.
@@ -180,8 +132,16 @@ struct DownloadFields {
     refresh: bool,
 }
 
+/// The download options, which only `model_download` takes.
+const DOWNLOAD_OPTIONS: [&str; 4] = ["include", "exclude", "offline", "refresh"];
+
 /// Parses `POST /v1/jobs`.
-pub(crate) fn job_operation(body: JsonBody, hive_id: &str) -> Result<Operation, ApiError> {
+///
+/// A few questions are answered before [`JobRequest`] reads the body, so their errors say
+/// more than serde's would: a missing or unknown `operation`, a missing `model`, and download
+/// options sent with another operation. Fields that earlier daemons ignored with their default
+/// value (download options elsewhere, `model` with `model_list`) are still ignored.
+pub(crate) fn job_operation(mut body: JsonBody, hive_id: &str) -> Result<Operation, ApiError> {
     let operation = match body.0.get("operation") {
         Some(serde_json::Value::String(op)) => op.clone(),
         Some(_) => return Err(ApiError::invalid_request("`operation` must be a string")),
@@ -202,48 +162,72 @@ pub(crate) fn job_operation(body: JsonBody, hive_id: &str) -> Result<Operation, 
             ),
         ));
     }
-    let fields: JobFields = body.parse()?;
-    check_hive(fields.hive_id.as_deref(), hive_id)?;
-    let options = DownloadFields {
-        include: fields.include,
-        exclude: fields.exclude,
-        offline: fields.offline,
-        refresh: fields.refresh,
-    };
-    let needs_model = || {
-        fields.model.clone().filter(|m| !m.trim().is_empty()).ok_or_else(|| {
-            ApiError::invalid_request(format!(
-                "`{operation}` needs `model`: a catalog id or a reference such as hf:TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF:Q4_K_M"
-            ))
-        })
-    };
-    let has_download_options = !options.include.is_empty()
-        || !options.exclude.is_empty()
-        || options.offline
-        || options.refresh;
-    if operation != "model_download" && has_download_options {
-        return Err(ApiError::invalid_request(format!(
-            "`include`, `exclude`, `offline` and `refresh` apply to model_download, not to {operation}"
-        )));
+    if let Some(fields) = body.0.as_object_mut() {
+        if operation != "model_download" {
+            let mut has_download_options = false;
+            for name in DOWNLOAD_OPTIONS {
+                let Some(value) = fields.remove(name) else {
+                    continue;
+                };
+                has_download_options |= if name.ends_with("clude") {
+                    !JsonBody(value).parse::<Vec<String>>()?.is_empty()
+                } else {
+                    JsonBody(value).parse::<bool>()?
+                };
+            }
+            if has_download_options {
+                return Err(ApiError::invalid_request(format!(
+                    "`include`, `exclude`, `offline` and `refresh` apply to model_download, not to {operation}"
+                )));
+            }
+        }
+        if operation == "model_list" {
+            if let Some(model) = fields.remove("model") {
+                JsonBody(model).parse::<Option<String>>()?;
+            }
+        } else {
+            let model = fields.get("model");
+            let blank = match model {
+                None | Some(serde_json::Value::Null) => true,
+                Some(serde_json::Value::String(m)) => m.trim().is_empty(),
+                Some(_) => false,
+            };
+            if blank {
+                return Err(ApiError::invalid_request(format!(
+                    "`{operation}` needs `model`: a catalog id or a reference such as hf:TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF:Q4_K_M"
+                )));
+            }
+        }
     }
-    Ok(match operation.as_str() {
-        "model_download" => Operation::Download(download(&needs_model()?, options)?),
-        "model_list" => Operation::List,
-        "model_get" => Operation::Get {
-            model: needs_model()?,
-        },
-        "model_delete" => Operation::Delete {
-            model: needs_model()?,
-        },
-        _ => Operation::Verify {
-            model: needs_model()?,
-        },
+    let request: JobRequest = body.parse()?;
+    check_hive(request.hive_id(), hive_id)?;
+    Ok(match request {
+        JobRequest::ModelDownload {
+            model,
+            include,
+            exclude,
+            offline,
+            refresh,
+            ..
+        } => Operation::Download(download(
+            &model,
+            DownloadFields {
+                include,
+                exclude,
+                offline,
+                refresh,
+            },
+        )?),
+        JobRequest::ModelList { .. } => Operation::List,
+        JobRequest::ModelGet { model, .. } => Operation::Get { model },
+        JobRequest::ModelDelete { model, .. } => Operation::Delete { model },
+        JobRequest::ModelVerify { model, .. } => Operation::Verify { model },
     })
 }
 
 /// Parses `POST /v1/models/download`.
 pub(crate) fn model_download(body: JsonBody, hive_id: &str) -> Result<DownloadRequest, ApiError> {
-    let fields: ModelDownloadFields = body.parse()?;
+    let fields: ModelDownloadRequest = body.parse()?;
     check_hive(fields.hive_id.as_deref(), hive_id)?;
     let options = DownloadFields {
         include: fields.include,
@@ -387,6 +371,27 @@ mod tests {
             assert_eq!(e.code(), code, "{body}: {}", e.body().message);
             assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         }
+    }
+
+    #[test]
+    fn fields_left_at_their_default_are_still_ignored_where_they_do_not_apply() {
+        assert!(matches!(
+            op(serde_json::json!({"operation": "model_list", "model": "x"})).unwrap(),
+            Operation::List
+        ));
+        assert!(matches!(
+            op(serde_json::json!({"operation": "model_get", "model": "x", "include": [], "offline": false})).unwrap(),
+            Operation::Get { .. }
+        ));
+        let e = op(serde_json::json!({"operation": "model_get", "model": "x", "include": "*"}))
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+        let e = op(serde_json::json!({"operation": "model_verify"})).unwrap_err();
+        assert!(
+            e.body().message.contains("needs `model`"),
+            "{}",
+            e.body().message
+        );
     }
 
     #[test]

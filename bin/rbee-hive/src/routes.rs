@@ -13,6 +13,7 @@ use axum::{BoxError, Json, Router, middleware};
 use serde_json::json;
 use tower::ServiceBuilder;
 
+use crate::api::{DownloadAccepted, JobList};
 use crate::auth::guard;
 use crate::error::ApiError;
 use crate::jobs::{Job, JobView, Stop};
@@ -115,9 +116,9 @@ fn accepted(job: &Job, body: impl serde::Serialize) -> Response {
         .into_response()
 }
 
-async fn list_jobs(State(state): State<HiveState>) -> Json<serde_json::Value> {
+async fn list_jobs(State(state): State<HiveState>) -> Json<JobList> {
     let jobs: Vec<JobView> = state.jobs().list().iter().map(|j| j.view()).collect();
-    Json(json!({ "jobs": jobs }))
+    Json(JobList { jobs })
 }
 
 async fn get_job(
@@ -173,12 +174,12 @@ async fn download_model(
     let view = job.view();
     Ok(accepted(
         &job,
-        json!({
-            "download_id": view.job_id,
-            "status": view.state,
-            "job_url": format!("/v1/jobs/{}", view.job_id),
-            "sse_url": view.sse_url,
-        }),
+        DownloadAccepted {
+            job_url: format!("/v1/jobs/{}", view.job_id),
+            download_id: view.job_id,
+            status: view.state,
+            sse_url: view.sse_url,
+        },
     ))
 }
 

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
 use rbee_artifact_catalog::{EventKind, ProgressEvent, human_bytes};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::api::{JobEvent, PausedEvent, ResumedEvent};
 use crate::feed::{FeedItem, feed_item};
 use crate::jobs::{AfterPause, Attempt, Job, Subscription, unix_millis};
 use crate::state::HiveState;
@@ -214,18 +215,16 @@ fn job_event(
     message: String,
     result: Option<&Value>,
 ) -> Event {
-    let mut data = serde_json::to_value(event).unwrap_or_else(|_| json!({}));
-    if let Some(obj) = data.as_object_mut() {
-        obj.insert("attempt".into(), attempt.into());
-        obj.insert("message".into(), message.into());
-        if let Some(result) = result {
-            obj.insert("result".into(), result.clone());
-        }
-    }
+    let data = JobEvent {
+        event: event.clone(),
+        attempt,
+        message,
+        result: result.cloned(),
+    };
     Event::default()
         .event(event_name(&event.kind))
         .id(format!("{attempt}.{}", event.seq))
-        .data(data.to_string())
+        .data(serde_json::to_string(&data).unwrap_or_else(|_| "{}".into()))
 }
 
 fn paused_event(job: &Job, attempt: &Attempt, last: &ProgressEvent) -> Event {
@@ -233,38 +232,38 @@ fn paused_event(job: &Job, attempt: &Attempt, last: &ProgressEvent) -> Event {
         EventKind::Cancelled { bytes_on_disk } => bytes_on_disk,
         _ => 0,
     };
-    let data = json!({
-        "job_id": job.id,
-        "seq": last.seq,
-        "timestamp_ms": last.timestamp_ms,
-        "event": "paused",
-        "bytes_on_disk": bytes_on_disk,
-        "attempt": attempt.number,
-        "message": format!(
+    let data = PausedEvent {
+        job_id: job.id.clone(),
+        seq: last.seq,
+        timestamp_ms: last.timestamp_ms,
+        event: "paused".into(),
+        bytes_on_disk,
+        attempt: attempt.number,
+        message: format!(
             "Paused; {} kept on disk; POST /v1/jobs/{}/resume continues",
             human_bytes(bytes_on_disk),
             job.id
         ),
-    });
+    };
     Event::default()
         .event("paused")
         .id(format!("{}.{}", attempt.number, last.seq))
-        .data(data.to_string())
+        .data(serde_json::to_string(&data).unwrap_or_else(|_| "{}".into()))
 }
 
 fn resumed_event(job: &Job, attempt: &Attempt) -> Event {
-    let data = json!({
-        "job_id": job.id,
-        "seq": 0,
-        "timestamp_ms": unix_millis(),
-        "event": "resumed",
-        "attempt": attempt.number,
-        "message": format!("Resumed (attempt {})", attempt.number),
-    });
+    let data = ResumedEvent {
+        job_id: job.id.clone(),
+        seq: 0,
+        timestamp_ms: unix_millis(),
+        event: "resumed".into(),
+        attempt: attempt.number,
+        message: format!("Resumed (attempt {})", attempt.number),
+    };
     Event::default()
         .event("resumed")
         .id(format!("{}.0", attempt.number))
-        .data(data.to_string())
+        .data(serde_json::to_string(&data).unwrap_or_else(|_| "{}".into()))
 }
 
 fn feed_event(item: &FeedItem) -> Event {

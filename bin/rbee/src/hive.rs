@@ -6,12 +6,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use futures::StreamExt;
 use rbee_artifact_catalog::{
-    ArtifactRecord, ArtifactRef, CatalogEntry, CatalogKey, Error, EventKind, JobId, Listing,
-    ProgressEvent, Removed, Secret, VerifyReport, human_bytes,
+    ArtifactRef, CatalogEntry, CatalogKey, Error, EventKind, Listing, ProgressEvent, Removed,
+    Secret, VerifyReport, human_bytes,
 };
-use reqwest::{Method, StatusCode, Url};
+use rbee_hive::api::{JobEvent, JobRequest, JobView, PausedEvent, ResumedEvent};
+use rbee_hive::client::{ClientError, HiveClient, SseEvent};
+use reqwest::Url;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -86,12 +87,10 @@ pub(crate) async fn run(global: &GlobalArgs, url: &str, command: &ModelCommand) 
         ModelCommand::Rm(args) => {
             let mut removed = Vec::new();
             for model in &args.models {
-                let value = match hive.call(Method::DELETE, &hive.model_url(model)?, None).await {
-                    Ok(value) => value,
-                    Err(e) => return Err(hive.explain_busy(e, model).await),
+                let r: Removed = match hive.client.delete_model(&model_name(model)?).await {
+                    Ok(removed) => removed,
+                    Err(e) => return Err(hive.explain_busy(hive.error(e), model).await),
                 };
-                let r: Removed = serde_json::from_value(value)
-                    .context("rbee-hive answered the removal with something unexpected")?;
                 commands::print_removed(global, &r);
                 removed.push(r);
             }
@@ -114,17 +113,14 @@ fn hive_from_env() -> bool {
 pub(crate) async fn ps(global: &GlobalArgs, url: &str, action: Option<&PsAction>) -> Result<()> {
     let hive = Hive::new(url, global.hive_token.as_deref())?;
     let Some(action) = action else {
-        let value = hive
-            .call(Method::GET, &hive.url(&["v1", "jobs"]), None)
-            .await?;
-        let jobs = value["jobs"].as_array().cloned().unwrap_or_default();
+        let jobs = hive.client.jobs().await.map_err(|e| hive.error(e))?.jobs;
         if global.json {
             let doc = json!({"version": JSON_VERSION, "jobs": jobs});
             out!("{}", serde_json::to_string_pretty(&doc)?);
             return Ok(());
         }
         if jobs.is_empty() {
-            eprintln!("rbee-hive at {} has no jobs", hive.base);
+            eprintln!("rbee-hive at {} has no jobs", hive.client.base());
             return Ok(());
         }
         let rows: Vec<[String; 4]> = jobs.iter().map(job_row).collect();
@@ -140,14 +136,12 @@ pub(crate) async fn ps(global: &GlobalArgs, url: &str, action: Option<&PsAction>
         }
         return Ok(());
     };
-    let (verb, job) = match action {
-        PsAction::Cancel { job } => ("cancel", job),
-        PsAction::Pause { job } => ("pause", job),
-        PsAction::Resume { job } => ("resume", job),
-    };
-    let value = hive
-        .call(Method::POST, &hive.url(&["v1", "jobs", job, verb]), None)
-        .await?;
+    let value = match action {
+        PsAction::Cancel { job } => hive.client.cancel(job).await,
+        PsAction::Pause { job } => hive.client.pause(job).await,
+        PsAction::Resume { job } => hive.client.resume(job).await,
+    }
+    .map_err(|e| hive.error(e))?;
     if global.json {
         let doc = json!({"version": JSON_VERSION, "job": value});
         out!("{}", serde_json::to_string_pretty(&doc)?);
@@ -159,35 +153,33 @@ pub(crate) async fn ps(global: &GlobalArgs, url: &str, action: Option<&PsAction>
 }
 
 /// A job's state as table cells: id, state, progress, model.
-fn job_row(job: &Value) -> [String; 4] {
-    let p = &job["progress"];
-    let bytes = p["bytes"].as_u64().unwrap_or(0);
-    let progress = match (p["percent"].as_f64(), job["operation"].as_str()) {
-        (Some(pct), _) => format!(
-            "{pct:.0}% of {}",
-            human_bytes(p["total"].as_u64().unwrap_or(0))
-        ),
-        (None, Some("model_download")) if bytes > 0 => human_bytes(bytes),
+fn job_row(job: &JobView) -> [String; 4] {
+    let bytes = job.progress.as_ref().map_or(0, |p| p.bytes);
+    let percent = job
+        .progress
+        .as_ref()
+        .and_then(|p| p.percent.map(|pct| (pct, p.total)));
+    let progress = match (percent, job.operation.as_str()) {
+        (Some((pct, total)), _) => format!("{pct:.0}% of {}", human_bytes(total)),
+        (None, "model_download") if bytes > 0 => human_bytes(bytes),
         _ => "-".into(),
     };
     [
-        job["job_id"].as_str().unwrap_or_default().to_string(),
-        job["state"].as_str().unwrap_or_default().to_string(),
+        job.job_id.0.clone(),
+        job.state.as_str().to_string(),
         progress,
-        job["model"].as_str().unwrap_or_default().to_string(),
+        job.model.clone().unwrap_or_default(),
     ]
 }
 
-/// A daemon: its base URL, a client, and the token for it.
+/// A daemon, reached through its client; errors become the CLI's errors.
 struct Hive {
-    base: Url,
-    client: reqwest::Client,
-    token: Option<Secret>,
+    client: HiveClient,
 }
 
 impl Hive {
     fn new(url: &str, token: Option<&str>) -> Result<Self> {
-        let mut base = Url::parse(url.trim()).map_err(|e| {
+        let base = Url::parse(url.trim()).map_err(|e| {
             UsageError::argument(format!(
                 "--hive {url} is not a URL ({e}); write e.g. http://127.0.0.1:8600"
             ))
@@ -198,80 +190,45 @@ impl Hive {
             ))
             .into());
         }
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
-        let client = reqwest::Client::builder()
-            // The token is for the daemon only: never follow it anywhere else.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .build()
+        let client = HiveClient::new(base, token.and_then(Secret::new))
             .context("building the HTTP client")?;
-        Ok(Self {
-            base,
-            client,
-            token: token.and_then(Secret::new),
-        })
+        Ok(Self { client })
     }
 
-    /// `base` + `segments`, each percent-encoded as one path segment.
-    fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
-        }
-        url
+    /// The base URL as typed in commands (no trailing `/`).
+    fn base(&self) -> &str {
+        self.client.base().as_str().trim_end_matches('/')
     }
 
-    /// `/v1/models/{model}`, naming the model by id, or by reference (a relative `file:` path
-    /// is made absolute here, where it was typed).
-    fn model_url(&self, model: &str) -> Result<Url> {
-        let name = match CatalogKey::from_id(model) {
-            Some(_) => model.to_string(),
-            None => setup::parse_reference(model)?.to_string(),
-        };
-        Ok(self.url(&["v1", "models", &name]))
-    }
-
-    fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
-        let request = self.client.request(method, url);
-        match &self.token {
-            Some(token) => request.bearer_auth(token.expose()),
-            None => request,
+    /// The client's error as the CLI reports it: the daemon's answer as a [`RemoteError`]
+    /// (with what to do when it is about this side's token), an unreachable daemon with how
+    /// to start one.
+    fn error(&self, e: ClientError) -> anyhow::Error {
+        match e {
+            ClientError::Api { body, .. } => {
+                let mut e = RemoteError {
+                    code: body.code,
+                    message: body.message,
+                };
+                if e.code == "unauthorized" {
+                    let what = if self.client.has_token() {
+                        "the token given was refused; check --hive-token / RBEE_HIVE_TOKEN"
+                    } else {
+                        "pass the daemon's token with --hive-token TOKEN or RBEE_HIVE_TOKEN"
+                    };
+                    e.message = format!("{} ({what})", e.message);
+                }
+                e.into()
+            }
+            ClientError::Unreachable { base, cause } => CliError::new(
+                "hive_unreachable",
+                format!(
+                    "cannot reach rbee-hive at {base}: {cause}; is it running? (start it with `rbee-hive`, or leave out --hive / RBEE_HIVE_URL to work in this process)"
+                ),
+            )
+            .into(),
+            other => other.into(),
         }
-    }
-
-    /// Sends a request and returns the JSON body; an error answer becomes a [`RemoteError`].
-    async fn call(&self, method: Method, url: &Url, body: Option<Value>) -> Result<Value> {
-        let mut request = self
-            .request(method, url.clone())
-            .timeout(Duration::from_secs(120));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.map_err(|e| self.unreachable(e))?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| self.unreachable(e))?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(value);
-        }
-        Err(self.refused(status, &value).into())
-    }
-
-    /// The daemon's error answer, with what to do when that is about this side's token.
-    fn refused(&self, status: StatusCode, value: &Value) -> RemoteError {
-        let mut e = remote_error(status, value);
-        if e.code == "unauthorized" {
-            let what = if self.token.is_some() {
-                "the token given was refused; check --hive-token / RBEE_HIVE_TOKEN"
-            } else {
-                "pass the daemon's token with --hive-token TOKEN or RBEE_HIVE_TOKEN"
-            };
-            e.message = format!("{} ({what})", e.message);
-        }
-        e
     }
 
     /// A refused removal of a model a job is downloading says which `rbee ps cancel` frees it.
@@ -288,26 +245,23 @@ impl Hive {
                 Err(_) => return e,
             },
         };
-        let Ok(jobs) = self
-            .call(Method::GET, &self.url(&["v1", "jobs"]), None)
-            .await
-        else {
+        let Ok(jobs) = self.client.jobs().await else {
             return e;
         };
-        let job = jobs["jobs"].as_array().into_iter().flatten().find(|j| {
-            j["operation"] == "model_download"
-                && matches!(j["state"].as_str(), Some("queued" | "running" | "paused"))
-                && j["model"]
-                    .as_str()
+        let job = jobs.jobs.iter().find(|j| {
+            j.operation == "model_download"
+                && !j.state.is_final()
+                && j.model
+                    .as_deref()
                     .and_then(|m| m.parse::<ArtifactRef>().ok())
                     .is_some_and(|r| CatalogKey::of(&r) == key)
         });
-        match job.and_then(|j| j["job_id"].as_str()) {
+        match job.map(|j| &j.job_id.0) {
             Some(id) => RemoteError {
                 code: "busy".into(),
                 message: format!(
                     "`{model}` is being downloaded by job {id}; cancel it first with `rbee --hive {} ps cancel {id}`, then remove the model",
-                    self.base.as_str().trim_end_matches('/')
+                    self.base()
                 ),
             }
             .into(),
@@ -315,143 +269,79 @@ impl Hive {
         }
     }
 
-    fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
-        let cause = e
-            .source_chain()
-            .unwrap_or_else(|| "the connection failed".into());
-        CliError::new(
-            "hive_unreachable",
-            format!(
-                "cannot reach rbee-hive at {}: {cause}; is it running? (start it with `rbee-hive`, or leave out --hive / RBEE_HIVE_URL to work in this process)",
-                self.base
-            ),
-        )
-        .into()
-    }
-
     async fn listing(&self) -> Result<(std::path::PathBuf, Vec<Listing>)> {
-        let value = self
-            .call(Method::GET, &self.url(&["v1", "models"]), None)
-            .await?;
-        let root = value["root"].as_str().unwrap_or_default().into();
-        let listing = value["models"]
-            .as_array()
-            .context("rbee-hive's model list has no `models`")?
-            .iter()
-            .map(listing_of)
-            .collect::<Result<_>>()?;
-        Ok((root, listing))
+        let list = self.client.models().await.map_err(|e| self.error(e))?;
+        let listing = list.models.into_iter().map(|m| m.into_listing()).collect();
+        Ok((list.root, listing))
     }
 
     async fn model(&self, model: &str) -> Result<CatalogEntry> {
-        let value = self
-            .call(Method::GET, &self.model_url(model)?, None)
-            .await?;
-        entry_of(&value)
+        let view = self
+            .client
+            .model(&model_name(model)?)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(view.into_entry())
     }
 
     /// Starts a job and returns its id.
-    async fn start_job(&self, body: Value) -> Result<String> {
-        let created = self
-            .call(Method::POST, &self.url(&["v1", "jobs"]), Some(body))
-            .await?;
-        created["job_id"]
-            .as_str()
-            .map(str::to_string)
-            .context("rbee-hive did not say which job it started")
+    async fn start_job(&self, request: &JobRequest) -> Result<String> {
+        let job = self
+            .client
+            .start_job(request)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(job.job_id.0)
     }
 
     /// Opens a job's event stream.
-    async fn stream(&self, job_id: &str) -> Result<EventReader> {
-        let response = self
-            .request(Method::GET, self.url(&["v1", "jobs", job_id, "stream"]))
-            .send()
+    async fn stream(&self, job_id: &str) -> Result<rbee_hive::client::EventStream> {
+        self.client
+            .job_events(job_id)
             .await
-            .map_err(|e| self.unreachable(e))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let value = response.json().await.unwrap_or(Value::Null);
-            return Err(self.refused(status, &value).into());
-        }
-        Ok(EventReader::new(response))
+            .map_err(|e| self.error(e))
     }
 
     async fn cancel(&self, job_id: &str) -> Result<()> {
-        let url = self.url(&["v1", "jobs", job_id, "cancel"]);
-        match self.call(Method::POST, &url, None).await {
+        match self.client.cancel(job_id).await {
             Ok(_) => Ok(()),
             // It finished meanwhile: its final event says how.
-            Err(e)
-                if e.downcast_ref::<RemoteError>()
-                    .is_some_and(|r| r.code == "invalid_state") =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
+            Err(e) if e.code() == Some("invalid_state") => Ok(()),
+            Err(e) => Err(self.error(e)),
         }
     }
 
     /// Runs a catalog job to its final event; returns it.
-    async fn run_job(&self, body: Value) -> Result<Final> {
-        let job_id = self.start_job(body).await?;
+    async fn run_job(&self, request: &JobRequest) -> Result<Final> {
+        let job_id = self.start_job(request).await?;
         let mut events = self.stream(&job_id).await?;
         loop {
-            match events.next().await? {
-                Some(e) if e.is_final() => return Ok(Final::of(e)),
+            match events.next().await.map_err(|e| self.error(e))? {
+                Some(e) if e.is_final() => return Ok(Final::of(&e)),
                 Some(_) => {}
-                None => return Err(lost_stream(&self.base, &job_id)),
+                None => return Err(lost_stream(self.base(), &job_id)),
             }
         }
     }
 }
 
-fn remote_error(status: StatusCode, value: &Value) -> RemoteError {
-    match (
-        value["error"]["code"].as_str(),
-        value["error"]["message"].as_str(),
-    ) {
-        (Some(code), Some(message)) => RemoteError {
-            code: code.to_string(),
-            message: message.to_string(),
-        },
-        _ => RemoteError {
-            code: "protocol".into(),
-            message: format!("rbee-hive answered {status} without an explanation"),
-        },
-    }
+/// A model named by id or by reference, as the daemon's routes take it (a relative `file:`
+/// path is made absolute here, where it was typed).
+fn model_name(model: &str) -> Result<String> {
+    Ok(match CatalogKey::from_id(model) {
+        Some(_) => model.to_string(),
+        None => setup::parse_reference(model)?.to_string(),
+    })
 }
 
-fn lost_stream(base: &Url, job_id: &str) -> anyhow::Error {
+fn lost_stream(base: &str, job_id: &str) -> anyhow::Error {
     CliError::new(
         "hive_stream_lost",
         format!(
-            "lost the event stream of job {job_id} before it finished (did rbee-hive stop?); see it with `rbee --hive {} ps`",
-            base.as_str().trim_end_matches('/')
+            "lost the event stream of job {job_id} before it finished (did rbee-hive stop?); see it with `rbee --hive {base} ps`"
         ),
     )
     .into()
-}
-
-/// A model as the daemon shows it → the catalog entry it describes.
-fn entry_of(value: &Value) -> Result<CatalogEntry> {
-    let record: ArtifactRecord = serde_json::from_value(value.clone())
-        .context("rbee-hive described a model in a way this rbee does not understand")?;
-    let dir = value["dir"].as_str().unwrap_or_default().into();
-    Ok(CatalogEntry { record, dir })
-}
-
-fn listing_of(value: &Value) -> Result<Listing> {
-    if value["status"]["state"] == "damaged" {
-        return Ok(Listing::Damaged {
-            id: value["id"].as_str().unwrap_or_default().to_string(),
-            dir: value["dir"].as_str().unwrap_or_default().into(),
-            reason: value["status"]["error"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        });
-    }
-    entry_of(value).map(Listing::Entry)
 }
 
 async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
@@ -471,15 +361,15 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
     }
     let reference = setup::reference(args)?;
     let job_id = hive
-        .start_job(json!({
-            "operation": "model_download",
+        .start_job(&JobRequest::ModelDownload {
             // The daemon fetches it: a signed URL goes whole (it shows and records it redacted).
-            "model": reference.to_request_string(),
-            "include": args.include,
-            "exclude": args.exclude,
-            "offline": args.offline,
-            "refresh": args.refresh,
-        }))
+            model: reference.to_request_string(),
+            hive_id: None,
+            include: args.include.clone(),
+            exclude: args.exclude.clone(),
+            offline: args.offline,
+            refresh: args.refresh,
+        })
         .await?;
     let started = Instant::now();
     let mut events = hive.stream(&job_id).await?;
@@ -507,9 +397,9 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
                 continue;
             }
         };
-        match next {
+        match next.map_err(|e| hive.error(e)) {
             Ok(Some(event)) => {
-                if let Some(progress) = event.progress_event() {
+                if let Some(progress) = progress_event(&event) {
                     for start in unseen_files(&progress, &mut files) {
                         let _ = tx.send(Update::Event(start)).await;
                     }
@@ -536,12 +426,14 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
     let seen = renderer.await.unwrap_or_default();
     let Some(last) = last else {
         if cancelling.is_some() {
-            return Err(anyhow::Error::new(Error::Cancelled)
-                .context(format!("job {job_id} on {} was asked to cancel", hive.base)));
+            return Err(anyhow::Error::new(Error::Cancelled).context(format!(
+                "job {job_id} on {} was asked to cancel",
+                hive.client.base()
+            )));
         }
-        return Err(lost_stream(&hive.base, &job_id));
+        return Err(lost_stream(hive.base(), &job_id));
     };
-    match Final::of(last) {
+    match Final::of(&last) {
         Final::Done(result) => {
             commands::print_ready(
                 global,
@@ -573,7 +465,10 @@ async fn verify(hive: &Hive, global: &GlobalArgs, models: &[String]) -> Result<(
     let mut reports = Vec::new();
     for id in ids {
         let report = match hive
-            .run_job(json!({"operation": "model_verify", "model": id}))
+            .run_job(&JobRequest::ModelVerify {
+                model: id,
+                hive_id: None,
+            })
             .await?
         {
             Final::Done(result) | Final::Error(_, Some(result)) => {
@@ -629,15 +524,16 @@ enum Final {
 }
 
 impl Final {
-    fn of(event: SseEvent) -> Self {
-        let result = event.data.get("result").cloned();
+    fn of(event: &SseEvent) -> Self {
+        let data: Value = event.json().unwrap_or(Value::Null);
+        let result = data.get("result").cloned();
         match event.name.as_str() {
             "done" => Final::Done(result.unwrap_or(Value::Null)),
-            "cancelled" => Final::Cancelled(event.data["bytes_on_disk"].as_u64().unwrap_or(0)),
+            "cancelled" => Final::Cancelled(data["bytes_on_disk"].as_u64().unwrap_or(0)),
             _ => Final::Error(
                 RemoteError {
-                    code: event.data["code"].as_str().unwrap_or("error").to_string(),
-                    message: event.data["error"]
+                    code: data["code"].as_str().unwrap_or("error").to_string(),
+                    message: data["error"]
                         .as_str()
                         .unwrap_or("the job failed")
                         .to_string(),
@@ -648,119 +544,25 @@ impl Final {
     }
 }
 
-/// One Server-Sent Event: its name and JSON data.
-#[derive(Debug)]
-struct SseEvent {
-    name: String,
-    data: Value,
-}
-
-impl SseEvent {
-    fn is_final(&self) -> bool {
-        matches!(self.name.as_str(), "done" | "error" | "cancelled")
-    }
-
-    /// The event for the renderer: the daemon's event as it is, or — for the daemon's own
-    /// `paused` and `resumed` — a line of narration.
-    fn progress_event(&self) -> Option<ProgressEvent> {
-        match self.name.as_str() {
-            "paused" | "resumed" => Some(ProgressEvent {
-                job_id: JobId(self.data["job_id"].as_str()?.to_string()),
-                seq: self.data["seq"].as_u64().unwrap_or(0),
-                timestamp_ms: self.data["timestamp_ms"].as_u64().unwrap_or(0),
-                kind: EventKind::Message {
-                    message: self.data["message"].as_str()?.to_string(),
-                },
-            }),
-            _ => serde_json::from_value(self.data.clone()).ok(),
+/// The event for the renderer: the daemon's event as it is, or — for the daemon's own
+/// `paused` and `resumed` — a line of narration.
+fn progress_event(event: &SseEvent) -> Option<ProgressEvent> {
+    let message = |job_id, seq, timestamp_ms, message| ProgressEvent {
+        job_id,
+        seq,
+        timestamp_ms,
+        kind: EventKind::Message { message },
+    };
+    match event.name.as_str() {
+        "paused" => {
+            let p: PausedEvent = event.json().ok()?;
+            Some(message(p.job_id, p.seq, p.timestamp_ms, p.message))
         }
-    }
-}
-
-/// Longest silence accepted on an event stream.
-const STREAM_IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Reads `text/event-stream` from a response.
-struct EventReader {
-    body: futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
-    buf: Vec<u8>,
-}
-
-impl EventReader {
-    fn new(response: reqwest::Response) -> Self {
-        Self {
-            body: response
-                .bytes_stream()
-                .map(|chunk| chunk.map(|b| b.to_vec()))
-                .boxed(),
-            buf: Vec::new(),
+        "resumed" => {
+            let r: ResumedEvent = event.json().ok()?;
+            Some(message(r.job_id, r.seq, r.timestamp_ms, r.message))
         }
-    }
-
-    /// The next event with data (comments and keep-alives are skipped); `None` at the end.
-    async fn next(&mut self) -> Result<Option<SseEvent>> {
-        loop {
-            // Blocks end with a blank line; the server writes `\n` line ends.
-            while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = self.buf.drain(..end + 2).collect();
-                if let Some(event) = parse_block(&String::from_utf8_lossy(&block)) {
-                    return Ok(Some(event));
-                }
-            }
-            // The daemon sends a keep-alive every 15 s: a minute of silence is a dead link
-            // (a half-open connection would otherwise wait forever).
-            let next = tokio::time::timeout(STREAM_IDLE_LIMIT, self.body.next())
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "the event stream from rbee-hive went silent for {} s; the daemon or the network is gone (the job may still be running there)",
-                        STREAM_IDLE_LIMIT.as_secs()
-                    )
-                })?;
-            match next {
-                None => return Ok(None),
-                Some(Err(e)) => {
-                    return Err(anyhow::anyhow!(
-                        "the event stream from rbee-hive broke: {e}"
-                    ));
-                }
-                Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
-            }
-        }
-    }
-}
-
-fn parse_block(block: &str) -> Option<SseEvent> {
-    let mut name = "message".to_string();
-    let mut data: Vec<&str> = Vec::new();
-    for line in block.lines() {
-        if let Some(v) = line.strip_prefix("event:") {
-            name = v.trim().to_string();
-        } else if let Some(v) = line.strip_prefix("data:") {
-            data.push(v.strip_prefix(' ').unwrap_or(v));
-        }
-    }
-    if data.is_empty() {
-        return None;
-    }
-    let data = serde_json::from_str(&data.join("\n")).ok()?;
-    Some(SseEvent { name, data })
-}
-
-trait SourceChain {
-    fn source_chain(&self) -> Option<String>;
-}
-
-impl SourceChain for reqwest::Error {
-    /// The innermost cause, which says what actually failed (connection refused, …).
-    fn source_chain(&self) -> Option<String> {
-        let mut source = std::error::Error::source(self);
-        let mut last = None;
-        while let Some(s) = source {
-            last = Some(s.to_string());
-            source = s.source();
-        }
-        last
+        _ => event.json::<JobEvent>().ok().map(|e| e.event),
     }
 }
 
@@ -768,29 +570,40 @@ impl SourceChain for reqwest::Error {
 mod tests {
     use super::*;
 
+    fn sse(name: &str, data: &str) -> SseEvent {
+        SseEvent {
+            name: name.into(),
+            id: None,
+            data: data.into(),
+        }
+    }
+
     #[test]
     fn events_parse_and_feed_the_renderer() {
-        let block = "event: progress\nid: 1.3\ndata: {\"job_id\":\"j\",\"seq\":3,\"timestamp_ms\":1,\"event\":\"progress\",\"bytes\":5,\"total\":10,\"percent\":50.0,\"bytes_per_sec\":1.0,\"eta_secs\":5.0,\"attempt\":1,\"message\":\"50%\"}\n\n";
-        let event = parse_block(block).unwrap();
-        assert_eq!(event.name, "progress");
-        let progress = event.progress_event().unwrap();
+        let event = sse(
+            "progress",
+            "{\"job_id\":\"j\",\"seq\":3,\"timestamp_ms\":1,\"event\":\"progress\",\"bytes\":5,\"total\":10,\"percent\":50.0,\"bytes_per_sec\":1.0,\"eta_secs\":5.0,\"attempt\":1,\"message\":\"50%\"}",
+        );
+        let progress = progress_event(&event).unwrap();
         assert!(matches!(progress.kind, EventKind::Progress(ref s) if s.bytes == 5));
-        assert!(parse_block(": keep-alive\n\n").is_none());
-        let paused = parse_block(
-            "event: paused\ndata: {\"job_id\":\"j\",\"seq\":4,\"timestamp_ms\":1,\"event\":\"paused\",\"bytes_on_disk\":5,\"message\":\"Paused\"}\n\n",
-        )
-        .unwrap();
+        let paused = sse(
+            "paused",
+            "{\"job_id\":\"j\",\"seq\":4,\"timestamp_ms\":1,\"event\":\"paused\",\"bytes_on_disk\":5,\"attempt\":1,\"message\":\"Paused\"}",
+        );
         assert!(matches!(
-            paused.progress_event().unwrap().kind,
+            progress_event(&paused).unwrap().kind,
             EventKind::Message { ref message } if message == "Paused"
         ));
-        let done = parse_block("event: done\ndata: {\"job_id\":\"j\",\"seq\":5,\"timestamp_ms\":1,\"event\":\"completed\",\"id\":\"x\",\"paths\":[],\"bytes\":5,\"message\":\"Ready\",\"result\":{\"id\":\"x\"}}\n\n").unwrap();
+        let done = sse(
+            "done",
+            "{\"job_id\":\"j\",\"seq\":5,\"timestamp_ms\":1,\"event\":\"completed\",\"id\":\"x\",\"paths\":[],\"bytes\":5,\"attempt\":1,\"message\":\"Ready\",\"result\":{\"id\":\"x\"}}",
+        );
         assert!(done.is_final());
         assert!(matches!(
-            done.progress_event().unwrap().kind,
+            progress_event(&done).unwrap().kind,
             EventKind::Completed { .. }
         ));
-        assert!(matches!(Final::of(done), Final::Done(r) if r["id"] == "x"));
+        assert!(matches!(Final::of(&done), Final::Done(r) if r["id"] == "x"));
     }
 
     #[test]
@@ -817,25 +630,17 @@ mod tests {
     }
 
     #[test]
-    fn model_urls_encode_references_as_one_segment() {
-        let hive = Hive::new("http://127.0.0.1:8600", None).unwrap();
+    fn models_are_named_by_id_or_canonical_reference() {
         assert_eq!(
-            hive.model_url("hf:TheBloke/X-GGUF:Q4_K_M")
-                .unwrap()
-                .as_str(),
-            "http://127.0.0.1:8600/v1/models/hf:TheBloke%2FX-GGUF:Q4_K_M"
+            model_name("hf:TheBloke/X-GGUF:q4_k_m").unwrap(),
+            "hf:TheBloke/X-GGUF:Q4_K_M"
         );
         assert_eq!(
-            hive.model_url("hf--TheBloke--X-GGUF--Q4_K_M")
-                .unwrap()
-                .as_str(),
-            "http://127.0.0.1:8600/v1/models/hf--TheBloke--X-GGUF--Q4_K_M"
+            model_name("hf--TheBloke--X-GGUF--Q4_K_M").unwrap(),
+            "hf--TheBloke--X-GGUF--Q4_K_M"
         );
         let prefixed = Hive::new("https://proxy.example/hive", None).unwrap();
-        assert_eq!(
-            prefixed.url(&["v1", "jobs"]).as_str(),
-            "https://proxy.example/hive/v1/jobs"
-        );
+        assert_eq!(prefixed.base(), "https://proxy.example/hive");
         assert!(Hive::new("127.0.0.1:8600", None).is_err());
         assert!(Hive::new("ftp://x", None).is_err());
     }

@@ -1,12 +1,10 @@
 //! Test plumbing: a fake hub with files, the real `rbee-hive` binary on an ephemeral port, and
-//! a small Server-Sent Events reader.
+//! the daemon client's Server-Sent Events reader.
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::Stdio;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
 use rbee_fake_hub::{FakeHub, FakeHubConfig};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -322,36 +320,29 @@ impl SseEvent {
     }
 }
 
-/// Reads `text/event-stream` bodies.
+/// Reads `text/event-stream` bodies with the daemon's own client.
 pub(crate) struct SseStream {
-    body: Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buf: String,
+    events: rbee_hive::client::EventStream,
 }
 
 impl SseStream {
     pub(crate) fn new(response: reqwest::Response) -> Self {
         Self {
-            body: Box::pin(response.bytes_stream()),
-            buf: String::new(),
+            events: rbee_hive::client::EventStream::with_idle_limit(response, SOON),
         }
     }
 
     /// The next event; `None` when the stream ended.
     pub(crate) async fn next(&mut self) -> Option<SseEvent> {
-        loop {
-            while let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                if let Some(event) = parse_block(&block) {
-                    return Some(event);
-                }
-            }
-            match tokio::time::timeout(SOON, self.body.next()).await {
-                Err(_) => panic!("no event within {SOON:?}"),
-                Ok(None) => return None,
-                Ok(Some(Err(e))) => panic!("stream failed: {e}"),
-                Ok(Some(Ok(chunk))) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
-            }
-        }
+        let event = self
+            .events
+            .next()
+            .await
+            .unwrap_or_else(|e| panic!("stream failed: {e}"))?;
+        Some(SseEvent {
+            data: serde_json::from_str(&event.data).unwrap_or(Value::String(event.data)),
+            name: event.name,
+        })
     }
 
     /// Events up to and including the final one; asserts the stream then ends.
@@ -397,26 +388,6 @@ impl SseStream {
             }
         }
     }
-}
-
-fn parse_block(block: &str) -> Option<SseEvent> {
-    let mut name = "message".to_string();
-    let mut data = Vec::new();
-    for line in block.lines() {
-        if let Some(v) = line.strip_prefix("event:") {
-            name = v.trim().to_string();
-        } else if let Some(v) = line.strip_prefix("data:") {
-            data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
-        }
-    }
-    if data.is_empty() {
-        return None;
-    }
-    let data = data.join("\n");
-    Some(SseEvent {
-        name,
-        data: serde_json::from_str(&data).unwrap_or(Value::String(data)),
-    })
 }
 
 /// Reads a catalog entry's `metadata.json` straight from disk.
