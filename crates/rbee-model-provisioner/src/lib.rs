@@ -27,6 +27,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub use integration::ModelProvisioner;
 pub use provisioner::{
     ActiveDownload, Outcome, Plan, PlannedFile, ProvisionOptions, Provisioned, Provisioner,
     ProvisionerConfig, link_or_copy,
@@ -34,6 +35,7 @@ pub use provisioner::{
 pub use registry::VendorRegistry;
 pub use vendors::{VendorSettings, standard_vendors};
 
+mod integration;
 mod provisioner;
 mod registry;
 mod vendors;
