@@ -289,29 +289,15 @@ fn announce(addr: SocketAddr, root: &std::path::Path) -> Result<()> {
 
 /// Completes on the first SIGINT or SIGTERM; a second one exits at once.
 async fn shutdown_signal() {
-    wait_for_signal().await;
+    let stop = rbee_cli_support::stop_on_signals(
+        |_| {},
+        |_| {
+            eprintln!("rbee-hive: second signal; exiting without waiting");
+            130
+        },
+    );
+    stop.cancelled().await;
     tracing::info!("signal received: cancelling downloads and stopping (again to exit at once)");
-    tokio::spawn(async {
-        wait_for_signal().await;
-        eprintln!("rbee-hive: second signal; exiting without waiting");
-        std::process::exit(130);
-    });
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let terminated = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminated => {}
-    }
 }
 
 fn init_logging(verbose: u8) {
@@ -320,10 +306,8 @@ fn init_logging(verbose: u8) {
         1 => "debug,hyper=info,reqwest=info",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(rbee_cli_support::log_filter(default))
         .with_writer(std::io::stderr)
         .try_init();
 }

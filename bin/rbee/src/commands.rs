@@ -218,29 +218,11 @@ pub(crate) fn print_ready(
 /// Cancels on Ctrl-C or SIGTERM (remembering which, for the exit status); a second signal
 /// exits at once.
 pub(crate) fn cancel_on_signals() -> CancellationToken {
-    use tokio::signal::unix::{SignalKind, signal};
-    let cancel = CancellationToken::new();
-    let token = cancel.clone();
-    tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = int.recv() => failure::set_signal(2),
-            _ = term.recv() => failure::set_signal(15),
-        }
-        token.cancel();
-        tokio::select! {
-            _ = int.recv() => failure::set_signal(2),
-            _ = term.recv() => failure::set_signal(15),
-        }
+    rbee_cli_support::stop_on_signals(failure::set_signal, |signal| {
+        failure::set_signal(signal);
         eprintln!("interrupted again; exiting without waiting");
-        std::process::exit(i32::from(failure::signal_exit()));
-    });
-    cancel
+        i32::from(failure::signal_exit())
+    })
 }
 
 fn print_plan(plan: &Plan, json: bool) -> Result<()> {
