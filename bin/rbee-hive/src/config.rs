@@ -1,6 +1,6 @@
 //! Daemon settings, and the rule that keeps an unprotected daemon on loopback.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rbee_artifact_catalog::Secret;
@@ -133,6 +133,50 @@ pub fn check_bind(addr: &SocketAddr, token: Option<&Secret>) -> Result<(), BindE
     }
 }
 
+/// File descriptors kept free for the downloads: each running one holds its connections to the
+/// hub, its files and the catalog's metadata; the process needs some of its own (catalog
+/// lease, logs, the listener).
+pub fn descriptors_for_downloads(downloads: usize, connections_per_download: usize) -> usize {
+    64 + downloads.saturating_mul(connections_per_download.saturating_add(16))
+}
+
+/// Raises the soft open-files limit to the hard one (the soft one is often 1024, far below
+/// what the system allows), and returns the soft limit in force, if it can be read.
+pub fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    // `None` is "unlimited", which `Option`'s order would put below any number.
+    let below_hard = match (limit.current, limit.maximum) {
+        (Some(soft), Some(hard)) => soft < hard,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if below_hard {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(error = %e, "could not raise the open-files limit");
+        }
+    }
+    getrlimit(Resource::Nofile).current
+}
+
+/// The address to listen on: an IP, `localhost`, or an `IP:PORT` (whose port wins over
+/// `port`); the error says how to write one.
+pub fn bind_addr(bind: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Ok(addr) = bind.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if bind.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    let ip: IpAddr = bind.trim_matches(['[', ']']).parse().map_err(|_| {
+        format!(
+            "--bind {bind} is not an address; write e.g. 127.0.0.1, 0.0.0.0, ::1 or 127.0.0.1:8600"
+        )
+    })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +191,20 @@ mod tests {
             assert!(err.to_string().contains("RBEE_HIVE_TOKEN"), "{err}");
         }
         assert_eq!(DEFAULT_ADDR.parse::<SocketAddr>().unwrap().port(), 8600);
+    }
+
+    #[test]
+    fn bind_addresses() {
+        assert_eq!(
+            bind_addr("127.0.0.1", 1).unwrap().to_string(),
+            "127.0.0.1:1"
+        );
+        assert_eq!(
+            bind_addr("localhost", 2).unwrap().to_string(),
+            "127.0.0.1:2"
+        );
+        assert_eq!(bind_addr("::1", 3).unwrap().to_string(), "[::1]:3");
+        assert_eq!(bind_addr("0.0.0.0:9", 3).unwrap().to_string(), "0.0.0.0:9");
+        assert!(bind_addr("nowhere", 1).is_err());
     }
 }

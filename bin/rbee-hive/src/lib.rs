@@ -30,7 +30,8 @@
 
 pub use api::{ErrorBody, JobState, JobView};
 pub use config::{
-    BindError, DEFAULT_ADDR, DEFAULT_MAX_CONNECTIONS, HiveConfig, check_bind, connection_cap,
+    BindError, DEFAULT_ADDR, DEFAULT_MAX_CONNECTIONS, HiveConfig, bind_addr, check_bind,
+    connection_cap, descriptors_for_downloads, raise_open_files_limit,
 };
 pub use error::ApiError;
 pub use routes::app;

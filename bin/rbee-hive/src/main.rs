@@ -5,7 +5,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use rbee_artifact_catalog::{Catalog, Secret};
 use rbee_hive::{
-    DEFAULT_MAX_CONNECTIONS, HiveConfig, HiveState, check_bind, connection_cap, hive_vendors,
+    DEFAULT_MAX_CONNECTIONS, HiveConfig, HiveState, bind_addr, check_bind, connection_cap,
+    descriptors_for_downloads, hive_vendors, raise_open_files_limit,
 };
 use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings};
 use rbee_transfer::parse_rate;
@@ -146,7 +147,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let addr = bind_addr(&args.bind, args.port)?;
+    let addr = bind_addr(&args.bind, args.port).map_err(UsageError)?;
     let token = args.token.as_deref().and_then(Secret::new);
     check_bind(&addr, token.as_ref()).map_err(|e| UsageError(e.to_string()))?;
     if args.connections == Some(0)
@@ -229,49 +230,6 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// File descriptors kept free for the downloads: each running one holds its connections to the
-/// hub, its files and the catalog's metadata; the process needs some of its own (catalog
-/// lease, logs, the listener).
-fn descriptors_for_downloads(downloads: usize, connections_per_download: usize) -> usize {
-    64 + downloads.saturating_mul(connections_per_download.saturating_add(16))
-}
-
-/// Raises the soft open-files limit to the hard one (the soft one is often 1024, far below
-/// what the system allows), and returns the soft limit in force, if it can be read.
-fn raise_open_files_limit() -> Option<u64> {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    // `None` is "unlimited", which `Option`'s order would put below any number.
-    let below_hard = match (limit.current, limit.maximum) {
-        (Some(soft), Some(hard)) => soft < hard,
-        (Some(_), None) => true,
-        (None, _) => false,
-    };
-    if below_hard {
-        limit.current = limit.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, limit) {
-            tracing::debug!(error = %e, "could not raise the open-files limit");
-        }
-    }
-    getrlimit(Resource::Nofile).current
-}
-
-/// `--bind` takes an IP, `localhost`, or an `IP:PORT` (whose port wins over `--port`).
-fn bind_addr(bind: &str, port: u16) -> Result<SocketAddr> {
-    if let Ok(addr) = bind.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    if bind.eq_ignore_ascii_case("localhost") {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    let ip: IpAddr = bind.trim_matches(['[', ']']).parse().map_err(|_| {
-        UsageError(format!(
-            "--bind {bind} is not an address; write e.g. 127.0.0.1, 0.0.0.0, ::1 or 127.0.0.1:8600"
-        ))
-    })?;
-    Ok(SocketAddr::new(ip, port))
-}
-
 /// One JSON line on stdout, so scripts and tests can find the port (`--port 0`).
 fn announce(addr: SocketAddr, root: &std::path::Path) -> Result<()> {
     let line = serde_json::json!({
@@ -310,24 +268,4 @@ fn init_logging(verbose: u8) {
         .with_env_filter(rbee_cli_support::log_filter(default))
         .with_writer(std::io::stderr)
         .try_init();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bind_addresses() {
-        assert_eq!(
-            bind_addr("127.0.0.1", 1).unwrap().to_string(),
-            "127.0.0.1:1"
-        );
-        assert_eq!(
-            bind_addr("localhost", 2).unwrap().to_string(),
-            "127.0.0.1:2"
-        );
-        assert_eq!(bind_addr("::1", 3).unwrap().to_string(), "[::1]:3");
-        assert_eq!(bind_addr("0.0.0.0:9", 3).unwrap().to_string(), "0.0.0.0:9");
-        assert!(bind_addr("nowhere", 1).is_err());
-    }
 }
