@@ -57,9 +57,11 @@ fn provision_options(args: &DownloadArgs) -> ProvisionOptions {
 async fn download(global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
     let tracker = DownloadTracker::new(JobId::generate());
     let (tx, rx) = mpsc::channel(1024);
+    // The label is the parsed reference, whose display hides a signed URL's credentials.
+    let label = setup::reference(args).map_or_else(|_| "the model".to_string(), |r| r.to_string());
     let renderer = tokio::spawn(render::render(
         Mode::choose(global.json, global.quiet),
-        args.reference.trim().to_string(),
+        label,
         rx,
     ));
     let forwarder = tokio::spawn(forward(tracker.clone(), tx));

@@ -141,7 +141,7 @@ impl Env {
     }
 
     fn status_of(&self, id: &str) -> String {
-        self.json(&["model", "list"])
+        self.json(&["model", "list"])["models"]
             .as_array()
             .unwrap()
             .iter()
@@ -194,13 +194,13 @@ async fn a_full_disk_mid_download_leaves_a_catalog_that_lists_verifies_and_remov
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = text(&out);
     assert!(stderr.contains("No space left"), "{stderr}");
     assert_eq!(env.fs.free().0, 0, "the disk is full");
 
     // Everything that only reads, and `rm`, works with the disk still full.
     let listing = env.json(&["model", "list"]);
-    let big_entry = listing
+    let big_entry = listing["models"]
         .as_array()
         .unwrap()
         .iter()
@@ -220,7 +220,7 @@ async fn a_full_disk_mid_download_leaves_a_catalog_that_lists_verifies_and_remov
     let verified = env.json(&["model", "verify", &small_id]);
     assert_eq!(verified["ok"], true, "{verified}");
     let removed = env.json(&["model", "rm", &big_id]);
-    assert_eq!(removed[0]["id"], big_id.as_str(), "{removed}");
+    assert_eq!(removed["removed"][0]["id"], big_id.as_str(), "{removed}");
 
     // With room again, the same download completes with the published bytes.
     std::fs::remove_file(filler).unwrap();
@@ -268,7 +268,7 @@ async fn a_dead_download_on_a_full_disk_opens_as_incomplete() {
     env.fs.fill();
 
     let listing = env.json(&["model", "list"]);
-    let entry = &listing.as_array().unwrap()[0];
+    let entry = &listing["models"].as_array().unwrap()[0];
     assert_eq!(entry["status"]["state"], "incomplete", "{listing}");
     let id = entry["id"].as_str().unwrap().to_string();
     let record: Value = serde_json::from_slice(
@@ -283,5 +283,10 @@ async fn a_dead_download_on_a_full_disk_opens_as_incomplete() {
     env.json(&["model", "du"]);
     env.json(&["model", "info", &id]);
     env.json(&["model", "rm", &id]);
-    assert!(env.json(&["model", "list"]).as_array().unwrap().is_empty());
+    assert!(
+        env.json(&["model", "list"])["models"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -176,7 +176,7 @@ async fn a_wrong_sha256_pin_never_passes_for_a_ready_entry() {
 
     let out = env.download(&format!("{url}#sha256={wrong}"), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = text(&out);
     assert!(
         stderr.contains(&wrong.to_string()) && stderr.contains(&right.to_string()),
         "the error names both digests: {stderr}"

@@ -87,8 +87,7 @@ impl Env {
     fn listing(&self) -> Vec<Value> {
         let out = self.run(&["model", "list"]);
         assert!(out.status.success(), "{}", text(&out));
-        serde_json::from_slice::<Value>(&out.stdout)
-            .unwrap()
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["models"]
             .as_array()
             .unwrap()
             .clone()
@@ -157,11 +156,7 @@ async fn a_record_with_hostile_paths_is_damaged_and_never_reaches_outside() {
         // verify does not hash the victim: it refuses the record.
         let out = env.run(&["model", "verify", &id]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("damaged"),
-            "{}",
-            text(&out)
-        );
+        assert!(text(&out).contains("damaged"), "{}", text(&out));
         // A refresh replaces the record, and deletes nothing outside.
         let out = env.download(&env.url(), &["--refresh"]);
         assert!(out.status.success(), "{hostile}: {}", text(&out));
@@ -221,7 +216,7 @@ async fn an_entry_folder_that_is_a_link_is_never_written_through() {
 
     let out = env.download(&env.url(), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = text(&out);
     assert!(stderr.contains("symbolic link"), "{stderr}");
     assert_eq!(
         std::fs::read_dir(&trap).unwrap().count(),
@@ -267,11 +262,7 @@ async fn a_file_that_is_a_link_out_of_the_catalog_is_never_ready_nor_read() {
 
     let out = env.download(&env.url(), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("symbolic link"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("symbolic link"), "{}", text(&out));
     assert_ne!(env.state_of(&id), "ready");
     env.assert_victim_untouched();
 
@@ -290,7 +281,7 @@ async fn a_damaged_record_vouches_for_nothing_on_disk() {
     assert_eq!(env.state_of(&id), "damaged");
     let out = env.run(&["model", "info", &id]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("rbee model rm"));
+    assert!(text(&out).contains("rbee model rm"));
 
     env.hub.reset_counters();
     let out = env.download(&env.url(), &[]);
