@@ -458,4 +458,36 @@ mod tests {
         ));
         assert!(events.next().await.unwrap().is_none());
     }
+
+    /// A body that sends `chunks`, each after `gap`.
+    fn paced(chunks: Vec<&'static str>, gap: Duration) -> reqwest::Response {
+        let body = futures::stream::iter(chunks).then(move |chunk| async move {
+            tokio::time::sleep(gap).await;
+            Ok::<_, std::io::Error>(chunk)
+        });
+        reqwest::Response::from(axum::http::Response::new(reqwest::Body::wrap_stream(body)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alives_keep_a_quiet_stream_alive_and_silence_ends_it() {
+        // Three seconds of keep-alives only, then an event: alive under a one-second limit.
+        let mut chunks = vec![": keep-alive\n\n"; 30];
+        chunks.push("event: done\ndata: {}\n\n");
+        let mut events = EventStream::with_idle_limit(
+            paced(chunks, Duration::from_millis(100)),
+            Duration::from_secs(1),
+        );
+        assert_eq!(events.next().await.unwrap().unwrap().name, "done");
+        assert!(events.next().await.unwrap().is_none());
+
+        // Nothing at all for longer than the limit: the stream is given up.
+        let mut events = EventStream::with_idle_limit(
+            paced(vec!["event: done\ndata: {}\n\n"], Duration::from_secs(5)),
+            Duration::from_secs(1),
+        );
+        assert!(matches!(
+            events.next().await,
+            Err(ClientError::StreamSilent(limit)) if limit == Duration::from_secs(1)
+        ));
+    }
 }
