@@ -141,27 +141,17 @@ async fn main() {
     let feed = tokio::spawn(async move {
         let response = feed_client.get(&feed_url).send().await.expect("feed");
         let _ = feed_tx.send(()).await;
-        let mut body = response.bytes_stream();
-        let mut buf = Vec::new();
+        // No idle limit to speak of: the feed is quiet while the big download runs.
+        let mut events = rbee_hive::client::EventStream::with_idle_limit(
+            response,
+            std::time::Duration::from_secs(3600),
+        );
         let mut complete: HashMap<String, String> = HashMap::new();
-        while let Some(Ok(chunk)) = body.next().await {
-            buf.extend_from_slice(&chunk);
-            while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = buf.drain(..end + 2).collect();
-                let block = String::from_utf8_lossy(&block);
-                let name = block
-                    .lines()
-                    .find_map(|l| l.strip_prefix("event: "))
-                    .unwrap_or("");
-                if matches!(name, "complete" | "error" | "cancelled") {
-                    let data = block
-                        .lines()
-                        .find_map(|l| l.strip_prefix("data: "))
-                        .unwrap_or("{}");
-                    let data: Value = serde_json::from_str(data).unwrap_or_default();
-                    if let Some(id) = data["download_id"].as_str() {
-                        complete.insert(id.to_string(), name.to_string());
-                    }
+        while let Ok(Some(event)) = events.next().await {
+            if matches!(event.name.as_str(), "complete" | "error" | "cancelled") {
+                let data: Value = event.json().unwrap_or_default();
+                if let Some(id) = data["download_id"].as_str() {
+                    complete.insert(id.to_string(), event.name.clone());
                 }
             }
             if complete.len() >= expected {
