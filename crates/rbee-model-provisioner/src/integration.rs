@@ -75,9 +75,10 @@ impl ModelProvisioner {
     }
 
     /// Cancels job `job_id`'s download (it returns [`Error::Cancelled`]; partial files stay
-    /// for a resume). Whether there was such a job.
+    /// for a resume) and forgets the job — also one whose download never started. Whether
+    /// there was such a job.
     pub fn cancel(&self, job_id: &str) -> bool {
-        match self.lock().get(job_id) {
+        match self.lock().remove(job_id) {
             Some(job) => {
                 job.cancel.cancel();
                 true

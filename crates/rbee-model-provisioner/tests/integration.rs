@@ -158,6 +158,10 @@ async fn a_job_is_cancelled_by_its_id_and_keeps_its_partial_files() {
     );
     // The job is over: its id is free again.
     assert!(!models.cancel("job-router-2"));
+    // A job the router made a tracker for but never started is forgotten by its cancel.
+    let _ = models.tracker("job-router-never");
+    assert!(models.cancel("job-router-never"));
+    assert!(!models.cancel("job-router-never"));
 }
 
 #[tokio::test]
