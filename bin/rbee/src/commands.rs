@@ -640,16 +640,20 @@ pub(crate) fn du(global: &GlobalArgs) -> Result<()> {
         );
         return Ok(());
     }
-    out!("{:>10} {:>10}  {:<11} ID", "SIZE", "PARTIAL", "STATUS");
+    let or_dash = |n: u64| if n > 0 { human_bytes(n) } else { "-".into() };
+    out!(
+        "{:>10} {:>10} {:>10}  {:<11} ID",
+        "SIZE",
+        "SHARED",
+        "PARTIAL",
+        "STATUS"
+    );
     for e in &usage.entries {
         out!(
-            "{:>10} {:>10}  {:<11} {}",
+            "{:>10} {:>10} {:>10}  {:<11} {}",
             human_bytes(e.bytes),
-            if e.partial_bytes > 0 {
-                human_bytes(e.partial_bytes)
-            } else {
-                "-".into()
-            },
+            or_dash(e.shared_bytes),
+            or_dash(e.partial_bytes),
             e.status,
             e.id
         );

@@ -658,6 +658,11 @@ fn local_dir_places_the_catalogs_verified_files_where_asked() {
         b"weights a"
     );
     assert_eq!(std::fs::read(dir.join("config.json")).unwrap(), b"{}");
+
+    // The placed copy shares the catalog's bytes: removing the entry frees none of them.
+    let removed = env.json(&["rm", "file:m.gguf"]);
+    assert_eq!(removed["removed"][0]["bytes"], 0);
+    assert_eq!(std::fs::read(&placed).unwrap(), b"GGUF local dir");
 }
 
 #[test]

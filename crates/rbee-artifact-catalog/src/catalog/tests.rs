@@ -423,3 +423,78 @@ fn a_dead_download_reads_as_incomplete_and_an_unchanged_update_writes_nothing() 
         "an update that changes nothing writes nothing"
     );
 }
+
+#[test]
+fn hard_linked_files_are_counted_once_and_rm_reports_bytes_really_freed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    let a = add(
+        &cat,
+        "hf:o/r:Q4_K_M",
+        ArtifactStatus::Ready,
+        &[("m.gguf", &[7; 1000]), ("a.json", &[1; 10])],
+    );
+    let b = cat
+        .save(&record(
+            "hf:o/r:Q8_0",
+            ArtifactStatus::Ready,
+            &[("m.gguf", &[7; 1000])],
+        ))
+        .unwrap();
+    fs::create_dir_all(layout::files_dir(&b.dir)).unwrap();
+    fs::hard_link(
+        layout::file_path(&a.dir, "m.gguf"),
+        layout::file_path(&b.dir, "m.gguf"),
+    )
+    .unwrap();
+
+    let du = cat.disk_usage().unwrap();
+    assert_eq!(du.total_bytes, 1010, "the linked file counts once");
+    let of = |id: &str| du.entries.iter().find(|e| e.id == id).unwrap().clone();
+    assert_eq!(of("hf--o--r--Q4_K_M").bytes, 1010);
+    assert_eq!(of("hf--o--r--Q4_K_M").shared_bytes, 1000);
+    assert_eq!(of("hf--o--r--Q8_0").bytes, 1000);
+    assert_eq!(of("hf--o--r--Q8_0").shared_bytes, 1000);
+
+    // The linked file lives on in the other entry: only the unshared bytes are freed.
+    assert_eq!(cat.remove("hf--o--r--Q4_K_M").unwrap().bytes, 10);
+    assert_eq!(cat.disk_usage().unwrap().entries[0].shared_bytes, 0);
+    assert_eq!(cat.remove("hf--o--r--Q8_0").unwrap().bytes, 1000);
+}
+
+#[test]
+fn a_link_outside_the_catalog_keeps_the_bytes_alive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path().join("c")).unwrap();
+    let a = add(
+        &cat,
+        "hf:o/r",
+        ArtifactStatus::Ready,
+        &[("m.gguf", &[7; 500])],
+    );
+    fs::hard_link(
+        layout::file_path(&a.dir, "m.gguf"),
+        tmp.path().join("placed.gguf"),
+    )
+    .unwrap();
+    assert_eq!(cat.remove("hf--o--r--default").unwrap().bytes, 0);
+    assert_eq!(fs::read(tmp.path().join("placed.gguf")).unwrap(), [7; 500]);
+}
+
+#[test]
+fn a_preallocated_partial_counts_the_bytes_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    let e = add(&cat, "hf:o/r", ArtifactStatus::Ready, &[("a", &[1; 10])]);
+    let part = File::create(layout::file_path(&e.dir, "big.gguf.part")).unwrap();
+    part.set_len(1 << 30).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&part, &[9; 4096], 0).unwrap();
+    part.sync_all().unwrap();
+    let du = cat.disk_usage().unwrap();
+    assert!(
+        du.partial_bytes >= 4096 && du.partial_bytes < 1 << 20,
+        "a 1 GiB file with 4 KiB written counted as {} bytes",
+        du.partial_bytes
+    );
+    assert!(cat.remove("hf--o--r--default").unwrap().bytes < 1 << 20);
+}
