@@ -23,6 +23,7 @@
 //!   every file (call it from a blocking context).
 
 mod contain;
+mod hygiene;
 pub(crate) mod layout;
 mod record;
 mod usage;
@@ -37,6 +38,7 @@ use std::sync::Mutex;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
+pub use hygiene::{PruneItem, PruneReason, PruneReport, parse_age, parse_cache_size};
 pub use layout::CatalogKey;
 pub use record::{
     ArtifactRecord, ArtifactStatus, CatalogEntry, FileRecord, Listing, RECORD_SCHEMA,
@@ -525,7 +527,12 @@ impl Catalog {
         fs::remove_dir_all(&dir)
             .map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
         drop(lease);
-        // Tidy empty parents (org/repo folders), never the root.
+        self.tidy_parents(&dir);
+        Ok(Removed { id, bytes })
+    }
+
+    /// Removes the empty parents (org/repo folders) of a removed entry folder, never the root.
+    fn tidy_parents(&self, dir: &Path) {
         let mut parent = dir.parent();
         while let Some(p) = parent {
             if p == self.root || fs::remove_dir(p).is_err() {
@@ -533,7 +540,6 @@ impl Catalog {
             }
             parent = p.parent();
         }
-        Ok(Removed { id, bytes })
     }
 
     /// Re-hashes every file of an entry against its recorded digest and size. A mismatch marks

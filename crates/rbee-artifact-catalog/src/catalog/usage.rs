@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::layout;
 
@@ -35,29 +35,39 @@ pub(super) fn scan(entry_dir: &Path) -> Vec<FileUse> {
             let Ok(meta) = item.metadata() else { continue };
             if meta.is_dir() {
                 stack.push(item.path());
-                continue;
+            } else if let Some(f) = file_use(&item.path(), &meta) {
+                out.push(f);
             }
-            if !meta.is_file() {
-                continue;
-            }
-            let name = item.file_name();
-            let name = name.to_string_lossy();
-            let partial =
-                name.ends_with(layout::PART_SUFFIX) || name.ends_with(layout::PART_STATE_SUFFIX);
-            let bytes = if partial {
-                meta.len().min(meta.blocks().saturating_mul(512))
-            } else {
-                meta.len()
-            };
-            out.push(FileUse {
-                inode: (meta.dev(), meta.ino()),
-                bytes,
-                links: meta.nlink(),
-                partial,
-            });
         }
     }
     out
+}
+
+/// These regular files (links and missing files are left out).
+pub(super) fn scan_files(paths: &[PathBuf]) -> Vec<FileUse> {
+    paths
+        .iter()
+        .filter_map(|p| file_use(p, &fs::symlink_metadata(p).ok()?))
+        .collect()
+}
+
+fn file_use(path: &Path, meta: &fs::Metadata) -> Option<FileUse> {
+    if !meta.is_file() {
+        return None;
+    }
+    let name = path.file_name()?.to_string_lossy();
+    let partial = name.ends_with(layout::PART_SUFFIX) || name.ends_with(layout::PART_STATE_SUFFIX);
+    let bytes = if partial {
+        meta.len().min(meta.blocks().saturating_mul(512))
+    } else {
+        meta.len()
+    };
+    Some(FileUse {
+        inode: (meta.dev(), meta.ino()),
+        bytes,
+        links: meta.nlink(),
+        partial,
+    })
 }
 
 /// (complete bytes, partial bytes) of `files`, each inode once.
