@@ -29,6 +29,7 @@ pub(crate) async fn run(global: &GlobalArgs, command: &ModelCommand) -> Result<(
         ModelCommand::Verify { models } => verify(global, models).await,
         ModelCommand::Rm(args) => rm(global, &args.models),
         ModelCommand::Du => du(global),
+        ModelCommand::Tidy(cmd) => crate::tidy::run(global, cmd),
     }
 }
 
@@ -413,7 +414,11 @@ fn entry_json(e: &CatalogEntry) -> serde_json::Value {
 }
 
 pub(crate) fn info(global: &GlobalArgs, model: &str) -> Result<()> {
-    let entry = find(&setup::existing_catalog(global)?.1, model)?;
+    let catalog = setup::existing_catalog(global)?.1;
+    let entry = find(&catalog, model)?;
+    if let Some(catalog) = &catalog {
+        catalog.mark_used(&entry.record.key());
+    }
     print_info(global, &entry)
 }
 

@@ -541,7 +541,8 @@ impl Provisioner {
                 ),
             })?;
         if let Some(budget) = self.inner.config.max_cache_bytes {
-            self.keep_within_budget(key, needed, budget, tracker).await?;
+            self.keep_within_budget(key, needed, budget, tracker)
+                .await?;
         }
         if self.inner.config.check_disk_space {
             if let Ok(available) = available_space(&files_dir)

@@ -334,14 +334,24 @@ impl Catalog {
     /// download holds) until `needed` more bytes fit in `budget`. Refuses, removing
     /// nothing, when they would not fit even after evicting all of them. Returns what was
     /// evicted, oldest use first.
+    ///
+    /// The cache's size here is what removing all of it would give back: bytes hard-linked
+    /// from outside (a `file:` source, a `--local-dir` copy) stay on disk whatever the cache
+    /// does, so they count neither as used nor as evictable.
     pub fn make_room(&self, needed: u64, budget: u64, keep: &CatalogKey) -> Result<Vec<Removed>> {
-        let usage = self.disk_usage()?;
-        let mut used = usage.total_bytes.saturating_add(usage.partial_bytes);
+        let listing = self.list()?;
+        let everything: Vec<_> = listing
+            .iter()
+            .flat_map(|l| match l {
+                Listing::Entry(e) => usage::scan(&e.dir),
+                Listing::Damaged { dir, .. } => usage::scan(dir),
+            })
+            .collect();
+        let mut used = usage::freed_bytes(&everything);
         if used.saturating_add(needed) <= budget {
             return Ok(Vec::new());
         }
-        let mut candidates: Vec<(SystemTime, CatalogEntry)> = self
-            .list()?
+        let mut candidates: Vec<(SystemTime, CatalogEntry)> = listing
             .into_iter()
             .filter_map(|l| match l {
                 Listing::Entry(e)

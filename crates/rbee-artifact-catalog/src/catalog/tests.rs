@@ -677,3 +677,24 @@ fn ages_and_sizes_parse_with_clear_errors() {
     assert!(parse_cache_size("0").is_err());
     assert!(parse_cache_size("lots").unwrap_err().contains("200GB"));
 }
+
+#[test]
+fn bytes_linked_from_outside_count_neither_as_used_nor_as_evictable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path().join("c")).unwrap();
+    let e = add(
+        &cat,
+        "hf:o/linked",
+        ArtifactStatus::Ready,
+        &[("m.gguf", &[1; 1000])],
+    );
+    fs::hard_link(
+        layout::file_path(&e.dir, "m.gguf"),
+        tmp.path().join("user-copy.gguf"),
+    )
+    .unwrap();
+    let new = CatalogKey::of(&"hf:o/new".parse().unwrap());
+    // Only the new download counts: it fits, and nothing is evicted for nothing.
+    assert!(cat.make_room(900, 1000, &new).unwrap().is_empty());
+    assert!(cat.get("hf--o--linked--default").unwrap().is_some());
+}
