@@ -544,16 +544,15 @@ impl Provisioner {
             self.keep_within_budget(key, needed, budget, tracker)
                 .await?;
         }
-        if self.inner.config.check_disk_space {
-            if let Ok(available) = available_space(&files_dir)
-                && needed > available
-            {
-                return Err(Error::InsufficientSpace {
-                    path: files_dir,
-                    needed,
-                    available,
-                });
-            }
+        if self.inner.config.check_disk_space
+            && let Ok(available) = available_space(&files_dir)
+            && needed > available
+        {
+            return Err(Error::InsufficientSpace {
+                path: files_dir,
+                needed,
+                available,
+            });
         }
 
         let total = resolved.checked_total_size().ok_or_else(|| Error::Protocol {
