@@ -23,9 +23,9 @@ async fn the_daemon_evicts_before_a_download_that_would_exceed_its_budget_and_sa
     assert_eq!(events.last().unwrap().name, "done", "{events:?}");
     let evicted = format!("evicted {} (1000 B freed)", ids[0]);
     assert!(
-        events
-            .iter()
-            .any(|e| e.data["message"].as_str().is_some_and(|m| m.contains(&evicted))),
+        events.iter().any(|e| e.data["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&evicted))),
         "{events:?}"
     );
     let (status, _) = hive.get(&format!("/v1/models/{}", ids[0])).await;

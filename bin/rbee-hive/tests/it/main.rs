@@ -1,7 +1,7 @@
 //! rbee-hive integration tests: the router in-process, and the real binary end to end.
 
-mod connections;
 mod budget;
+mod connections;
 mod daemon;
 mod full_disk;
 mod fuzz;
