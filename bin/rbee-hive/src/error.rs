@@ -102,7 +102,9 @@ fn status_of(e: &Error) -> StatusCode {
         }
         Error::NotFound { .. } => StatusCode::NOT_FOUND,
         Error::Busy { .. } | Error::Damaged { .. } | Error::Cancelled => StatusCode::CONFLICT,
-        Error::InsufficientSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        Error::InsufficientSpace { .. } | Error::OverBudget { .. } => {
+            StatusCode::INSUFFICIENT_STORAGE
+        }
         Error::Offline { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::Unauthorized { .. }
         | Error::RateLimited { .. }

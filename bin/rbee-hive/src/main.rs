@@ -73,6 +73,11 @@ struct Args {
     /// Total bandwidth cap across downloads, e.g. 20MB or 500KiB (per second)
     #[arg(long, value_name = "RATE")]
     rate_limit: Option<String>,
+    /// Keep the catalog within this size, e.g. 200GB: before a download that would exceed it,
+    /// least recently used unpinned models are evicted (the job's events name them); a
+    /// download that cannot fit even then fails before any byte
+    #[arg(long, env = "RBEE_MAX_CACHE_SIZE", value_name = "SIZE")]
+    max_cache_size: Option<String>,
     /// Also place HuggingFace files in the HuggingFace cache layout
     #[arg(long)]
     hf_cache: bool,
@@ -182,6 +187,14 @@ async fn run(args: Args) -> Result<()> {
         .as_deref()
         .map(|text| parse_rate(text).map_err(|e| UsageError(format!("--rate-limit: {e}"))))
         .transpose()?;
+    let max_cache_bytes = args
+        .max_cache_size
+        .as_deref()
+        .map(|text| {
+            rbee_artifact_catalog::parse_cache_size(text)
+                .map_err(|e| UsageError(format!("--max-cache-size: {e}")))
+        })
+        .transpose()?;
     let mut config = HiveConfig::default();
     config.token = token;
     config.hive_id = args.hive_id.clone();
@@ -213,6 +226,7 @@ async fn run(args: Args) -> Result<()> {
         hive_vendors(&vendors, &config)?,
         ProvisionerConfig {
             max_concurrent_downloads: args.max_concurrent_downloads,
+            max_cache_bytes,
             ..ProvisionerConfig::default()
         },
     );

@@ -341,7 +341,14 @@ pub(crate) async fn list_models(
 pub(crate) async fn get_model(state: &HiveState, model: &str) -> Result<CatalogEntry, ApiError> {
     let key = model_key(model)?;
     let catalog = state.provisioner().catalog().clone();
-    let found = blocking(move || catalog.read(&key)).await?;
+    let found = blocking(move || {
+        let found = catalog.read(&key)?;
+        if found.is_some() {
+            catalog.mark_used(&key);
+        }
+        Ok(found)
+    })
+    .await?;
     found.ok_or_else(|| not_in_catalog(model))
 }
 

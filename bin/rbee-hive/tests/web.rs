@@ -486,6 +486,14 @@ impl Hive {
         }
         request.send().await.unwrap().json().await.unwrap()
     }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let mut request = self.http.post(format!("{}{path}", self.url)).json(&body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().json().await.unwrap()
+    }
 }
 
 fn noise(size: usize, seed: u64) -> Vec<u8> {
@@ -858,6 +866,176 @@ async fn download_watch_cancel_and_delete_in_the_browser() {
         )
         .await;
         page.screenshot("narrow-catalog.png").await;
+    })
+    .await;
+}
+
+/// Finished cards shrink and make way for the catalog; an already-present download says so; a
+/// cancelled card goes once its model is ready from elsewhere; long names wrap at separators;
+/// a check that could not read a file says so; a redacted signed URL is never posted again.
+#[tokio::test]
+async fn finished_downloads_stay_out_of_the_way_and_say_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let long = "small/a-rather-long-folder-name-for-a-model/with-another-long-subfolder/tiny-model-with-a-very-long-name.Q4_K_M.gguf";
+    for i in 0..4 {
+        write_file(
+            &dir.path().join("hub"),
+            &format!("small/t{i}.gguf"),
+            64 * 1024,
+        );
+    }
+    write_file(&dir.path().join("hub"), long, 64 * 1024);
+    let hive = Hive::start(dir.path(), &hub, None, &[]).await;
+    let small = hub.file_url("small/tiny.gguf").to_string();
+    let long_url = hub.file_url(long).to_string();
+    let model_b = hub.file_url("big/model-b.gguf").to_string();
+    let model_a = hub.file_url("big/model-a.gguf").to_string();
+    hub.set_rate_limit(None);
+
+    with_browser(|page| async move {
+        page.client.goto(&format!("{}/", hive.url)).await.unwrap();
+        page.wait_live().await;
+
+        page.fill("#ref-input", &small).await;
+        page.click("#download-button").await;
+        page.card("the first download", &small, "c.state === 'done'").await;
+        // Again: nothing to fetch, and the card says so instead of "100% 0 B".
+        page.fill("#ref-input", &small).await;
+        page.click("#download-button").await;
+        let again = page
+            .card(
+                "the repeat to be already present",
+                &small,
+                "c.state === 'done' && c.bytes === 'already present'",
+            )
+            .await;
+        assert_eq!(again["pct"], "", "{again}");
+        assert_eq!(again["message"], "Already present: nothing to download");
+
+        // More downloads: finished cards are compact and only the newest few stay.
+        for i in 0..4 {
+            let url = hub.file_url(&format!("small/t{i}.gguf")).to_string();
+            page.fill("#ref-input", &url).await;
+            page.click("#download-button").await;
+            page.card("a small download", &url, "c.state === 'done'").await;
+        }
+        page.fill("#ref-input", &long_url).await;
+        page.click("#download-button").await;
+        page.card("the long-named download", &long_url, "c.state === 'done'")
+            .await;
+        let jobs = page
+            .js(
+                "const cards = [...document.querySelectorAll('li.job')];
+                 return {
+                     cards: cards.length,
+                     collapsed: cards.every(li => li.classList.contains('collapsed')
+                         && getComputedStyle(li.querySelector('.bar')).display === 'none'),
+                     catalogTop: document.getElementById('catalog-title').getBoundingClientRect().top + window.scrollY,
+                     wraps: document.querySelector('li.job .job-model').querySelectorAll('wbr').length,
+                 };",
+                vec![],
+            )
+            .await;
+        assert_eq!(jobs["cards"], 3, "{jobs}");
+        assert_eq!(jobs["collapsed"], true, "{jobs}");
+        assert!(jobs["catalogTop"].as_f64().unwrap() < 1300.0, "{jobs}");
+        assert!(jobs["wraps"].as_u64().unwrap() > 5, "{jobs}");
+        let row = page
+            .row("the long-named model", &long_url, "r.status === 'ready'")
+            .await;
+        let path = PathBuf::from(row["path"].as_str().unwrap());
+
+        // Narrow: the long name and path wrap, nothing scrolls sideways.
+        page.client.set_window_size(420, 900).await.unwrap();
+        let overflow = page
+            .wait_for(
+                "the narrow layout",
+                "if (window.innerWidth > 420) return null;
+                 return String(document.documentElement.scrollWidth - window.innerWidth);",
+                vec![],
+            )
+            .await;
+        assert!(overflow.as_str().unwrap().parse::<f64>().unwrap() <= 0.0, "{overflow}");
+        page.screenshot("long-names-narrow.png").await;
+        page.client.set_window_size(1280, 1250).await.unwrap();
+
+        // A file replaced by a link is not read, and the row says so.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", &path).unwrap();
+        page.press(&format!("Verify {long_url}")).await;
+        let refused = page
+            .row(
+                "the refused check",
+                &long_url,
+                "r.actionNote.startsWith('Not verified')",
+            )
+            .await;
+        assert!(
+            refused["actionNote"].as_str().unwrap().contains("was not read"),
+            "{refused}"
+        );
+
+        // A cancelled card goes once the model is ready from elsewhere.
+        hub.set_rate_limit(Some(400_000));
+        page.fill("#ref-input", &model_b).await;
+        page.click("#download-button").await;
+        let running = page
+            .card("B to start", &model_b, "c.state === 'running' && c.value > 0")
+            .await;
+        page.press(&format!("Cancel download of {model_b}")).await;
+        page.card("B to be cancelled", &model_b, "c.state === 'cancelled'")
+            .await;
+        hub.set_rate_limit(None);
+        hive.post("/v1/models/download", json!({"model_ref": model_b}))
+            .await;
+        page.row("B ready from elsewhere", &model_b, "r.status === 'ready'")
+            .await;
+        page.wait_for(
+            "the stale cancelled card to go",
+            "return !document.querySelector(`li.job[data-job-id='${arguments[0]}']`)",
+            vec![running["id"].clone()],
+        )
+        .await;
+
+        // A signed URL is recorded redacted: the page will not post it again.
+        hub.set_rate_limit(Some(400_000));
+        let signed = format!("{model_a}?X-Amz-Signature=s3cr3tsig");
+        let started = hive
+            .post("/v1/models/download", json!({"model_ref": signed}))
+            .await;
+        let job_id = started["download_id"].as_str().unwrap().to_string();
+        page.wait_for(
+            "the signed download to run",
+            "const li = document.querySelector(`li.job[data-job-id='${arguments[0]}']`);
+             return li && li.dataset.state === 'running';",
+            vec![json!(job_id)],
+        )
+        .await;
+        hive.post(&format!("/v1/jobs/{job_id}/cancel"), json!({})).await;
+        let redacted = format!("{model_a}?X-Amz-Signature=REDACTED");
+        page.row(
+            "the signed download to be incomplete",
+            &redacted,
+            "r.status === 'incomplete'",
+        )
+        .await;
+        let jobs_before = hive.get("/v1/jobs").await["jobs"].as_array().unwrap().len();
+        page.press(&format!("Resume {redacted}")).await;
+        let note = page
+            .row(
+                "the page to refuse the redacted URL",
+                &redacted,
+                "r.actionNote.includes('cannot fetch it again')",
+            )
+            .await;
+        assert!(!note.to_string().contains("s3cr3tsig"), "{note}");
+        assert_eq!(
+            hive.get("/v1/jobs").await["jobs"].as_array().unwrap().len(),
+            jobs_before,
+            "nothing was posted"
+        );
+        page.screenshot("finished-cards.png").await;
     })
     .await;
 }

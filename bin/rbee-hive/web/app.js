@@ -10,6 +10,10 @@
   // Finished downloads older than this are not shown when the page loads.
   const RECENT_MS = 15 * 60 * 1000;
   const FINAL = new Set(['done', 'failed', 'cancelled']);
+  // Finished cards shown at most (newest kept), so the catalog stays in view.
+  const MAX_FINISHED_CARDS = 3;
+  // What the daemon puts in place of a credential in a URL it records or shows.
+  const REDACTED = 'REDACTED';
   const STATE_LABEL = {
     queued: 'queued',
     running: 'downloading',
@@ -171,6 +175,13 @@
     return i === 0 ? `${v} B` : `${v.toFixed(1)} ${units[i]}`;
   }
 
+  // Text that may wrap after separators (`/`, `:`, `-`, `_`, `.`, `?`, `&`, `=`) rather than
+  // inside a word: long references, ids and paths.
+  function breakable(node, text) {
+    const pieces = String(text).split(/(?<=[/:\-_.?&=])/);
+    node.replaceChildren(...pieces.flatMap((piece, i) => (i < pieces.length - 1 ? [piece, el('wbr')] : [piece])));
+  }
+
   function duration(secs) {
     if (secs == null || !Number.isFinite(secs)) return '';
     const s = Math.max(0, Math.round(secs));
@@ -315,6 +326,7 @@
         break;
       case 'started':
         if (!setState(job, 'running')) return;
+        job.started = true;
         job.progress = Object.assign({}, job.progress, { total: data.total_bytes });
         job.message = data.message || '';
         scheduleCatalog();
@@ -339,6 +351,8 @@
       case 'complete':
         if (!setState(job, 'done')) return;
         job.catalogId = data.id;
+        // Ready without a transfer: nothing was fetched.
+        job.alreadyPresent = !job.started;
         job.progress = Object.assign({}, job.progress, { bytes: data.bytes, total: data.bytes, percent: 100, eta_secs: null });
         job.message = data.message || 'Ready';
         announce(`${job.model} is ready`);
@@ -380,6 +394,7 @@
   // bring it back. Returns whether the state was taken.
   function setState(job, state) {
     if (FINAL.has(job.state) && job.state !== state) return false;
+    if (FINAL.has(state) && !FINAL.has(job.state)) job.finishedMs = Date.now();
     job.state = state;
     if (state !== 'queued') job.queuePosition = null;
     return true;
@@ -396,6 +411,7 @@
     if (view.queue_position != null) job.queuePosition = view.queue_position;
     if (view.error) job.message = view.error.message;
     else if (view.state === 'done' && view.result) job.message = `Ready: ${view.result.id}`;
+    if (view.state === 'done' && !known) job.alreadyPresent = !(view.progress && view.progress.total > 0);
     else if (view.state === 'cancelled') job.message = 'Cancelled; partial files kept for a later download';
     renderJob(job);
   }
@@ -417,21 +433,22 @@
     const stateLabel = STATE_LABEL[job.state] || job.state;
     card.root.dataset.state = job.state;
     if (card.model.textContent !== job.model) {
-      card.model.textContent = job.model;
+      breakable(card.model, job.model);
       labelCard(card, job);
     }
     card.badge.textContent = stateLabel;
     card.badge.dataset.state = job.state;
 
-    const p = job.progress;
+    const p = job.alreadyPresent ? null : job.progress;
     const pct = job.state === 'done' ? 100 : percentOf(p);
     const shown = pct == null ? 0 : pct;
     card.fill.style.width = `${shown.toFixed(1)}%`;
     card.bar.setAttribute('aria-valuenow', shown.toFixed(1));
     const have = p && p.total ? `${bytes(p.bytes)} of ${bytes(p.total)}` : p ? bytes(p.bytes) : '';
     card.bar.setAttribute('aria-valuetext', pct == null ? stateLabel : `${Math.floor(pct)}%${have ? `, ${have}` : ''}`);
-    card.pct.textContent = pct == null ? '' : `${pct >= 99.95 ? '100' : pct.toFixed(1)}%`;
-    card.bytes.textContent = have;
+    card.pct.textContent = pct == null || job.alreadyPresent ? '' : `${pct >= 99.95 ? '100' : pct.toFixed(1)}%`;
+    card.bytes.textContent = job.alreadyPresent ? 'already present' : have;
+    if (job.alreadyPresent) card.bar.setAttribute('aria-valuetext', 'already present, nothing fetched');
     const running = job.state === 'running';
     card.speed.textContent = running && p && p.bytes_per_sec > 0 ? `${bytes(p.bytes_per_sec)}/s` : '';
     card.eta.textContent = running && p && p.eta_secs != null ? `${duration(p.eta_secs)} left` : '';
@@ -441,6 +458,8 @@
       message = job.queuePosition ? `Waiting for a download slot (${job.queuePosition} ahead)` : 'Waiting for a download slot';
     } else if (running && !message) {
       message = 'Downloading';
+    } else if (job.alreadyPresent) {
+      message = 'Already present: nothing to download';
     }
     card.message.textContent = message || '';
 
@@ -449,8 +468,35 @@
     card.pause.hidden = job.state !== 'running';
     card.resume.hidden = job.state !== 'paused';
     card.dismiss.hidden = !final;
+    // A finished card shrinks to its head and message.
+    card.root.classList.toggle('collapsed', final);
+    if (final) trimFinished();
     updateJobsEmpty();
     refreshRowProgress();
+  }
+
+  // Keeps the newest few finished cards; older ones go, as if dismissed.
+  function trimFinished() {
+    const finished = [...page.jobs.values()]
+      .filter((j) => FINAL.has(j.state) && j.card)
+      .sort((a, b) => (b.finishedMs || 0) - (a.finishedMs || 0) || b.createdMs - a.createdMs);
+    for (const job of finished.slice(MAX_FINISHED_CARDS)) removeCard(job);
+  }
+
+  function removeCard(job) {
+    page.dismissed.add(job.id);
+    page.jobs.delete(job.id);
+    if (job.card) job.card.root.remove();
+  }
+
+  // A cancelled or failed card whose model is now ready (downloaded by another job or
+  // another tool) is news no longer.
+  function dropStaleCards(models) {
+    const ready = new Set(models.filter((m) => m.status && m.status.state === 'ready').map((m) => m.reference));
+    for (const job of [...page.jobs.values()]) {
+      if ((job.state === 'cancelled' || job.state === 'failed') && ready.has(job.model)) removeCard(job);
+    }
+    updateJobsEmpty();
   }
 
   function buildCard(job) {
@@ -499,10 +545,8 @@
     const card = job.card;
     card.actionError.textContent = '';
     if (action === 'dismiss') {
-      page.dismissed.add(job.id);
-      page.jobs.delete(job.id);
       const next = card.root.nextElementSibling || card.root.previousElementSibling;
-      card.root.remove();
+      removeCard(job);
       updateJobsEmpty();
       (next ? next.querySelector('button:not([hidden])') : $('download-title')).focus();
       return;
@@ -546,10 +590,7 @@
 
   function clearFinished() {
     for (const job of [...page.jobs.values()]) {
-      if (!FINAL.has(job.state)) continue;
-      page.dismissed.add(job.id);
-      page.jobs.delete(job.id);
-      job.card.root.remove();
+      if (FINAL.has(job.state)) removeCard(job);
     }
     updateJobsEmpty();
     $('jobs-title').focus();
@@ -672,6 +713,7 @@
 
   function renderCatalog(models) {
     page.models = models;
+    dropStaleCards(models);
     const body = $('catalog-body');
     const seen = new Set();
     models.forEach((model, index) => {
@@ -733,8 +775,8 @@
   function updateRow(row, model) {
     row.model = model;
     const reference = model.reference || model.id;
-    row.ref.textContent = reference;
-    row.id.textContent = model.reference ? model.id : '';
+    breakable(row.ref, reference);
+    breakable(row.id, model.reference ? model.id : '');
     row.vendor.textContent = VENDOR_LABEL[model.scheme] || model.scheme || '—';
 
     const files = model.files || [];
@@ -758,9 +800,7 @@
     else if (status.state === 'incomplete' && status.total)
       row.statusNote.textContent = `${bytes(status.bytes)} of ${bytes(status.total)} on disk; download it again to resume`;
     else row.statusNote.textContent = '';
-    // Break long paths after a `/` rather than anywhere.
-    const parts = (model.path || model.dir || '').split('/');
-    row.path.replaceChildren(...parts.flatMap((part, i) => (i < parts.length - 1 ? [`${part}/`, el('wbr')] : [part])));
+    breakable(row.path, model.path || model.dir || '');
     if (model.revision) {
       row.revision.textContent = /^[0-9a-f]{40}$/.test(model.revision) ? model.revision.slice(0, 12) : model.revision;
       row.revision.title = model.revision;
@@ -772,6 +812,7 @@
     row.verify.setAttribute('aria-label', `Verify ${reference}`);
     // An interrupted or failed entry can be fetched again; the partial files are reused.
     row.again.hidden = !model.reference || !(status.state === 'incomplete' || status.state === 'failed');
+    row.again.dataset.redacted = String(isRedacted(model.reference));
     row.again.textContent = status.state === 'failed' ? 'Retry' : 'Resume';
     row.again.setAttribute('aria-label', `${row.again.textContent} ${reference}`);
     row.remove.setAttribute('aria-label', `Delete ${reference}`);
@@ -797,14 +838,19 @@
     try {
       const job = await api('POST', '/v1/jobs', { operation: 'model_verify', model: model.id });
       const outcome = await finalEvent(job.job_id);
+      const report = outcome.data.result || {};
+      const notRecorded = report.not_recorded ? ` (the outcome could not be recorded: ${report.not_recorded})` : '';
       if (outcome.name === 'done') {
-        const files = outcome.data.result && outcome.data.result.files;
+        const files = report.files;
         const count = files ? `${files.length} file${files.length === 1 ? '' : 's'}` : 'every file';
         row.note.className = 'row-note ok';
-        row.note.textContent = `Verified: ${count} re-hashed and matching the catalog`;
+        row.note.textContent = `Verified: ${count} re-hashed and matching the catalog${notRecorded}`;
       } else {
+        const refused = (report.files || []).filter((f) => f.outcome && f.outcome.result === 'refused');
         row.note.className = 'row-note bad';
-        row.note.textContent = `Verification failed: ${outcome.data.error || outcome.data.message || outcome.name}`;
+        row.note.textContent = refused.length
+          ? `Not verified: ${refused.map((f) => `${f.path} was not read (${f.outcome.reason})`).join('; ')}${notRecorded}`
+          : `Verification failed: ${outcome.data.error || outcome.data.message || outcome.name}${notRecorded}`;
         scheduleCatalog();
       }
     } catch (e) {
@@ -833,8 +879,20 @@
     return last;
   }
 
+  // A signed URL is recorded with its credentials replaced: posting it again would ask the
+  // server for a URL that was never valid.
+  function isRedacted(reference) {
+    return Boolean(reference) && reference.includes(REDACTED);
+  }
+
   async function downloadAgain(row) {
     const reference = row.model.reference;
+    if (isRedacted(reference)) {
+      row.note.className = 'row-note bad';
+      row.note.textContent =
+        'This is a signed URL whose credentials were not stored (they show as REDACTED), so the page cannot fetch it again: start the download with the full signed URL.';
+      return;
+    }
     row.note.className = 'row-note';
     row.note.textContent = '';
     row.again.disabled = true;

@@ -72,6 +72,8 @@ pub(crate) enum Command {
     Ls,
     /// Remove entries with their files and partial downloads (= model rm)
     Rm(RmArgs),
+    /// Remove old partial downloads, failed entries and orphaned files (= model prune)
+    Prune(PruneArgs),
     /// Jobs of a rbee-hive daemon (needs --hive): list them, or cancel, pause or resume one
     Ps {
         #[command(subcommand)]
@@ -128,6 +130,47 @@ pub(crate) enum ModelCommand {
     Rm(RmArgs),
     /// Disk use of the catalog
     Du,
+    #[command(flatten)]
+    Tidy(TidyCommand),
+}
+
+/// Keeping the cache tidy and within a size; these work on the local catalog only.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TidyCommand {
+    /// Remove old partial downloads, failed entries and orphaned files (never what a running
+    /// download holds)
+    Prune(PruneArgs),
+    /// Keep a model from being evicted to meet the cache size budget (--max-cache-size)
+    Pin {
+        /// Catalog id or reference
+        model: String,
+    },
+    /// Let a pinned model be evicted again
+    Unpin {
+        /// Catalog id or reference
+        model: String,
+    },
+}
+
+impl TidyCommand {
+    /// The command's name, for messages.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            TidyCommand::Prune(_) => "prune",
+            TidyCommand::Pin { .. } => "pin",
+            TidyCommand::Unpin { .. } => "unpin",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    /// Remove unfinished downloads untouched for this long, e.g. 7d, 12h, 2w
+    #[arg(long, value_name = "AGE", default_value = "7d")]
+    pub(crate) older_than: String,
+    /// List what would be removed, and the bytes, without removing anything
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 impl Command {
@@ -138,6 +181,7 @@ impl Command {
             Command::Pull(args) => Ok(ModelCommand::Download(args)),
             Command::Ls => Ok(ModelCommand::List),
             Command::Rm(args) => Ok(ModelCommand::Rm(args)),
+            Command::Prune(args) => Ok(ModelCommand::Tidy(TidyCommand::Prune(args))),
             other => Err(Box::new(other)),
         }
     }
@@ -204,6 +248,11 @@ pub(crate) struct DownloadArgs {
     /// same file system, else copies), like `hf download --local-dir`; prints the path there
     #[arg(long, value_name = "DIR")]
     pub(crate) local_dir: Option<PathBuf>,
+    /// Keep the catalog within this size, e.g. 200GB: least recently used, unpinned models are
+    /// evicted before a download that would exceed it [default: $RBEE_MAX_CACHE_SIZE, else no
+    /// limit]
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) max_cache_size: Option<String>,
 }
 
 #[cfg(test)]
@@ -228,6 +277,17 @@ mod tests {
         assert!(
             matches!(cli.command.into_model_command(), Ok(ModelCommand::Rm(a)) if a.models == ["x", "y"])
         );
+        let cli =
+            Cli::try_parse_from(["rbee", "prune", "--older-than", "2d", "--dry-run"]).unwrap();
+        assert!(matches!(
+            cli.command.into_model_command(),
+            Ok(ModelCommand::Tidy(TidyCommand::Prune(a))) if a.dry_run && a.older_than == "2d"
+        ));
+        let cli = Cli::try_parse_from(["rbee", "model", "pin", "x"]).unwrap();
+        assert!(matches!(
+            cli.command.into_model_command(),
+            Ok(ModelCommand::Tidy(TidyCommand::Pin { model })) if model == "x"
+        ));
         let cli = Cli::try_parse_from(["rbee", "ps", "cancel", "job-1"]).unwrap();
         assert!(matches!(
             cli.command,

@@ -29,6 +29,7 @@ pub(crate) async fn run(global: &GlobalArgs, command: &ModelCommand) -> Result<(
         ModelCommand::Verify { models } => verify(global, models).await,
         ModelCommand::Rm(args) => rm(global, &args.models),
         ModelCommand::Du => du(global),
+        ModelCommand::Tidy(cmd) => crate::tidy::run(global, cmd),
     }
 }
 
@@ -397,7 +398,11 @@ fn entry_json(e: &CatalogEntry) -> serde_json::Value {
 }
 
 pub(crate) fn info(global: &GlobalArgs, model: &str) -> Result<()> {
-    let entry = find(&setup::existing_catalog(global)?.1, model)?;
+    let catalog = setup::existing_catalog(global)?.1;
+    let entry = find(&catalog, model)?;
+    if let Some(catalog) = &catalog {
+        catalog.mark_used(&entry.record.key());
+    }
     print_info(global, &entry)
 }
 
@@ -624,16 +629,20 @@ pub(crate) fn du(global: &GlobalArgs) -> Result<()> {
         );
         return Ok(());
     }
-    out!("{:>10} {:>10}  {:<11} ID", "SIZE", "PARTIAL", "STATUS");
+    let or_dash = |n: u64| if n > 0 { human_bytes(n) } else { "-".into() };
+    out!(
+        "{:>10} {:>10} {:>10}  {:<11} ID",
+        "SIZE",
+        "SHARED",
+        "PARTIAL",
+        "STATUS"
+    );
     for e in &usage.entries {
         out!(
-            "{:>10} {:>10}  {:<11} {}",
+            "{:>10} {:>10} {:>10}  {:<11} {}",
             human_bytes(e.bytes),
-            if e.partial_bytes > 0 {
-                human_bytes(e.partial_bytes)
-            } else {
-                "-".into()
-            },
+            or_dash(e.shared_bytes),
+            or_dash(e.partial_bytes),
             e.status,
             e.id
         );

@@ -96,6 +96,11 @@ pub(crate) async fn run(global: &GlobalArgs, url: &str, command: &ModelCommand) 
             }
             commands::finish_rm(global, &removed)
         }
+        ModelCommand::Tidy(cmd) => Err(UsageError::argument(format!(
+            "`rbee model {}` works on a local catalog and is not available with --hive; the daemon applies its own --max-cache-size",
+            cmd.name()
+        ))
+        .into()),
         ModelCommand::Du => Err(UsageError::argument(
             "`rbee model du` measures a local catalog and is not available with --hive; `rbee --hive URL ls` shows sizes",
         )
@@ -351,6 +356,7 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
         (args.rate_limit.is_some(), "--rate-limit"),
         (args.hf_cache, "--hf-cache"),
         (args.local_dir.is_some(), "--local-dir"),
+        (args.max_cache_size.is_some(), "--max-cache-size"),
     ] {
         if set {
             return Err(UsageError::argument(format!(

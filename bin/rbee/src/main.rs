@@ -24,6 +24,7 @@ mod render;
 mod setup;
 mod spelling;
 mod terminal;
+mod tidy;
 
 mod build_info {
     /// `0.1.0 (commit 1a2b3c4d5e6f, built 2025-06-01)`, stamped by build.rs.
@@ -114,7 +115,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out!("{}", String::from_utf8_lossy(&page).trim_end());
             Ok(())
         }
-        Command::Model(_) | Command::Pull(_) | Command::Ls | Command::Rm(_) => {
+        Command::Model(_)
+        | Command::Pull(_)
+        | Command::Ls
+        | Command::Rm(_)
+        | Command::Prune(_) => {
             unreachable!("catalog commands were dispatched above")
         }
     }

@@ -97,6 +97,7 @@ pub(crate) struct TransferSettings {
     pub(crate) rate_limit: Option<u64>,
     pub(crate) hf_cache: bool,
     pub(crate) offline: bool,
+    pub(crate) max_cache_bytes: Option<u64>,
 }
 
 impl TransferSettings {
@@ -116,8 +117,25 @@ impl TransferSettings {
             rate_limit,
             hf_cache: args.hf_cache,
             offline: args.offline,
+            max_cache_bytes: max_cache_bytes(args.max_cache_size.as_deref())?,
         })
     }
+}
+
+/// The cache budget: `--max-cache-size`, else `RBEE_MAX_CACHE_SIZE` (read here rather than by
+/// clap, so that the daemon's variable in the same environment never reads as a flag given to
+/// `--hive`).
+fn max_cache_bytes(flag: Option<&str>) -> Result<Option<u64>> {
+    let (text, name) = match flag {
+        Some(text) => (text.to_string(), "--max-cache-size"),
+        None => match std::env::var("RBEE_MAX_CACHE_SIZE") {
+            Ok(text) if !text.trim().is_empty() => (text, "RBEE_MAX_CACHE_SIZE"),
+            _ => return Ok(None),
+        },
+    };
+    rbee_artifact_catalog::parse_cache_size(&text)
+        .map(Some)
+        .map_err(|e| UsageError::argument(format!("{name}: {e}")).into())
 }
 
 /// The vendors and the download engine, tuned by the flags.
@@ -138,7 +156,10 @@ pub(crate) fn provisioner(
     Ok(Provisioner::new(
         catalog,
         vendors,
-        ProvisionerConfig::default(),
+        ProvisionerConfig {
+            max_cache_bytes: settings.max_cache_bytes,
+            ..ProvisionerConfig::default()
+        },
     ))
 }
 

@@ -78,6 +78,13 @@ pub enum Error {
         /// Bytes free there.
         available: u64,
     },
+    /// A download would take the cache past its size budget, even after evicting every
+    /// model that may be evicted.
+    #[error("{message}")]
+    OverBudget {
+        /// What is needed, the budget, and what to do.
+        message: String,
+    },
     /// The network failed and retries did not help.
     #[error("{message}")]
     Network {
@@ -155,6 +162,7 @@ impl Error {
             Error::Integrity { .. } => "integrity",
             Error::SizeMismatch { .. } => "size_mismatch",
             Error::InsufficientSpace { .. } => "insufficient_space",
+            Error::OverBudget { .. } => "over_budget",
             Error::Network { .. } => "network",
             Error::Protocol { .. } => "protocol",
             Error::Offline { .. } => "offline",
@@ -184,6 +192,9 @@ impl Error {
             Error::InvalidReference(e) => Error::InvalidReference(e.clone()),
             Error::InvalidRequest(m) => Error::InvalidRequest(m.clone()),
             Error::NotFound { message } => Error::NotFound {
+                message: message.clone(),
+            },
+            Error::OverBudget { message } => Error::OverBudget {
                 message: message.clone(),
             },
             Error::Unauthorized { message } => Error::Unauthorized {

@@ -24,8 +24,8 @@
 
 pub use catalog::{
     ArtifactRecord, ArtifactStatus, Catalog, CatalogEntry, CatalogKey, CheckOutcome, DiskUsage,
-    DownloadLease, EntryUsage, FileCheck, FileRecord, Listing, RECORD_SCHEMA, Removed,
-    VerifyReport, available_space,
+    DownloadLease, EntryUsage, FileCheck, FileRecord, Listing, PruneItem, PruneReason, PruneReport,
+    RECORD_SCHEMA, Removed, VerifyReport, available_space, parse_age, parse_cache_size,
 };
 pub use digest::{InvalidDigest, Sha256Digest, Sha256Hasher};
 pub use error::{BoxError, Error, Result};

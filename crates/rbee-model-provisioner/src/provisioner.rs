@@ -13,7 +13,7 @@ use rbee_artifact_catalog::{
     ArtifactRecord, ArtifactRef, ArtifactStatus, Catalog, CatalogEntry, CatalogKey, DownloadLease,
     DownloadTracker, DownloadedFile, Error, FileRecord, FileSource, JobId, RECORD_SCHEMA,
     ResolveOptions, ResolvedArtifact, ResolvedFile, Result, Sha256Digest, TrackerConfig,
-    available_space, redact_url,
+    available_space, human_bytes, redact_url,
 };
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
@@ -36,6 +36,10 @@ pub struct ProvisionerConfig {
     pub reuse_by_digest: bool,
     /// Tuning of the trackers of shared transfers.
     pub tracker: TrackerConfig,
+    /// Size budget of the catalog in bytes (default none): before a download that would
+    /// exceed it, least recently used unpinned ready models are evicted (each named in a
+    /// message); a download that cannot fit even then fails before any byte.
+    pub max_cache_bytes: Option<u64>,
 }
 
 impl Default for ProvisionerConfig {
@@ -47,6 +51,7 @@ impl Default for ProvisionerConfig {
             check_disk_space: true,
             reuse_by_digest: true,
             tracker: TrackerConfig::default(),
+            max_cache_bytes: None,
         }
     }
 }
@@ -306,6 +311,9 @@ impl Provisioner {
         let result = self
             .provision_inner(reference, options, tracker, &cancel)
             .await;
+        if let Ok(p) = &result {
+            self.inner.catalog.mark_used(&p.entry.record.key());
+        }
         // Whatever happened, the caller's stream ends with a final event (a tracker that already
         // has one ignores another).
         finish(tracker, &result);
@@ -517,31 +525,34 @@ impl Provisioner {
             }
         }
 
-        if self.inner.config.check_disk_space {
-            let needed = to_fetch
-                .iter()
-                .filter(|f| !linkable(f, &dir))
-                .try_fold(0u64, |needed, f| {
-                    needed.checked_add(
-                        f.size
-                            .unwrap_or(0)
-                            .saturating_sub(partial_len(&dir, &f.path)),
-                    )
-                })
-                .ok_or_else(|| Error::Protocol {
-                    message: format!(
-                        "the sizes the vendor announced for {reference} add up to more than 16 EiB; it is not telling the truth, nothing was downloaded"
-                    ),
-                })?;
-            if let Ok(available) = available_space(&files_dir)
-                && needed > available
-            {
-                return Err(Error::InsufficientSpace {
-                    path: files_dir,
-                    needed,
-                    available,
-                });
-            }
+        let needed = to_fetch
+            .iter()
+            .filter(|f| !linkable(f, &dir))
+            .try_fold(0u64, |needed, f| {
+                needed.checked_add(
+                    f.size
+                        .unwrap_or(0)
+                        .saturating_sub(partial_len(&dir, &f.path)),
+                )
+            })
+            .ok_or_else(|| Error::Protocol {
+                message: format!(
+                    "the sizes the vendor announced for {reference} add up to more than 16 EiB; it is not telling the truth, nothing was downloaded"
+                ),
+            })?;
+        if let Some(budget) = self.inner.config.max_cache_bytes {
+            self.keep_within_budget(key, needed, budget, tracker)
+                .await?;
+        }
+        if self.inner.config.check_disk_space
+            && let Ok(available) = available_space(&files_dir)
+            && needed > available
+        {
+            return Err(Error::InsufficientSpace {
+                path: files_dir,
+                needed,
+                available,
+            });
         }
 
         let total = resolved.checked_total_size().ok_or_else(|| Error::Protocol {
@@ -846,6 +857,31 @@ impl Provisioner {
         let entry = self.ready_entry(key)?;
         let same_files = entry.record.files.len() == resolved.files.len();
         (same_files && changed_files(Some(&entry), resolved).is_empty()).then_some(entry)
+    }
+
+    /// Evicts least recently used unpinned models until `needed` more bytes fit in `budget`,
+    /// naming each on the tracker; fails (nothing downloaded yet) when they cannot fit.
+    async fn keep_within_budget(
+        &self,
+        key: &CatalogKey,
+        needed: u64,
+        budget: u64,
+        tracker: &DownloadTracker,
+    ) -> Result<()> {
+        let catalog = self.inner.catalog.clone();
+        let keep = key.clone();
+        let evicted = tokio::task::spawn_blocking(move || catalog.make_room(needed, budget, &keep))
+            .await
+            .map_err(|e| Error::io("making room in the cache", std::io::Error::other(e)))??;
+        for removed in evicted {
+            tracker.message(format!(
+                "evicted {} ({} freed): least recently used, to keep the cache under its {} budget",
+                removed.id,
+                human_bytes(removed.bytes),
+                human_bytes(budget)
+            ));
+        }
+        Ok(())
     }
 
     /// Re-hashes an entry's files against their recorded digests (off the async threads).

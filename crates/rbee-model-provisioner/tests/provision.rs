@@ -766,3 +766,48 @@ async fn a_file_that_failed_verification_is_deleted_before_it_is_fetched_again()
     );
     assert_eq!(vendor.download_count(), 2);
 }
+
+#[tokio::test]
+async fn a_cache_budget_evicts_the_least_recently_used_model_and_says_so() {
+    let vendor = Arc::new(Scripted::new(&[("m.gguf", &[5; 1000])]));
+    let config = ProvisionerConfig {
+        max_cache_bytes: Some(2500),
+        // Separate copies, so that evicting one really frees its bytes.
+        reuse_by_digest: false,
+        ..Default::default()
+    };
+    let s = setup(vendor.clone(), config);
+    for name in ["a", "b"] {
+        let tracker = DownloadTracker::new(rbee_artifact_catalog::JobId(format!("job-{name}")));
+        provision(&s.provisioner, &format!("hf:o/{name}"), &tracker)
+            .await
+            .unwrap();
+    }
+    let tracker = DownloadTracker::new("job-c".into());
+    let (_, mut rx) = tracker.subscribe();
+    provision(&s.provisioner, "hf:o/c", &tracker).await.unwrap();
+    assert!(
+        drain(&mut rx).iter().any(|e| matches!(&e.kind,
+            EventKind::Message { message } if message.contains("evicted hf--o--a--default (1000 B freed)"))),
+        "the eviction is announced"
+    );
+    assert!(s.catalog.get("hf--o--a--default").unwrap().is_none());
+    assert!(s.catalog.get("hf--o--b--default").unwrap().is_some());
+    assert!(s.catalog.get("hf--o--c--default").unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_download_larger_than_the_budget_fails_before_any_byte() {
+    let vendor = Arc::new(Scripted::new(&[("m.gguf", &[5; 1000])]));
+    let config = ProvisionerConfig {
+        max_cache_bytes: Some(500),
+        ..Default::default()
+    };
+    let s = setup(vendor.clone(), config);
+    let err = provision(&s.provisioner, "hf:o/a", &DownloadTracker::new("j".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "over_budget", "{err}");
+    assert!(err.to_string().contains("RBEE_MAX_CACHE_SIZE"), "{err}");
+    assert_eq!(vendor.download_count(), 0);
+}

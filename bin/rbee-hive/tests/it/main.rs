@@ -1,5 +1,6 @@
 //! rbee-hive integration tests: the router in-process, and the real binary end to end.
 
+mod budget;
 mod connections;
 mod daemon;
 mod full_disk;

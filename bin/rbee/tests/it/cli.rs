@@ -658,6 +658,11 @@ fn local_dir_places_the_catalogs_verified_files_where_asked() {
         b"weights a"
     );
     assert_eq!(std::fs::read(dir.join("config.json")).unwrap(), b"{}");
+
+    // The placed copy shares the catalog's bytes: removing the entry frees none of them.
+    let removed = env.json(&["rm", "file:m.gguf"]);
+    assert_eq!(removed["removed"][0]["bytes"], 0);
+    assert_eq!(std::fs::read(&placed).unwrap(), b"GGUF local dir");
 }
 
 #[test]
@@ -694,4 +699,118 @@ fn sigterm_cancels_with_exit_143() {
     );
     let info = env.json(&["model", "info", "file:huge.gguf"]);
     assert_eq!(info["status"]["state"], "incomplete");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cache_budget_evicts_the_least_recently_used_unpinned_model() {
+    let env = Env::new();
+    let root = env.dir.path().join("served");
+    std::fs::create_dir_all(&root).unwrap();
+    let hub = rbee_fake_hub::FakeHub::start(rbee_fake_hub::FakeHubConfig::new(&root))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for (i, name) in ["a.gguf", "b.gguf", "c.gguf", "d.gguf"].iter().enumerate() {
+        std::fs::write(root.join(name), crate::support::bytes(1000, i as u8)).unwrap();
+    }
+    let url = |name: &str| hub.file_url(name).to_string();
+    for name in ["a.gguf", "b.gguf"] {
+        let out = env
+            .rbee()
+            .args(["pull", &url(name), "--max-cache-size", "2500B"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", crate::support::text(&out));
+        ids.push(
+            env.json(&["model", "info", &url(name)])["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    // `a` is the least recently used, but pinned: `b` goes.
+    env.json(&["model", "pin", &ids[0]]);
+    let out = env
+        .rbee()
+        .args(["pull", &url("c.gguf")])
+        .env("RBEE_MAX_CACHE_SIZE", "2500B")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::support::text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("evicted {} (1000 B freed)", ids[1])),
+        "{stderr}"
+    );
+    let listed = env.json(&["ls"]);
+    let listed: Vec<&str> = listed["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&ids[0].as_str()) && !listed.contains(&ids[1].as_str()));
+
+    // Nothing unpinned is left to evict for a download that does not fit: refused, nothing
+    // fetched, the pinned model kept.
+    std::fs::write(root.join("big.gguf"), crate::support::bytes(3000, 9)).unwrap();
+    let out = env
+        .rbee()
+        .args([
+            "--json",
+            "pull",
+            &url("big.gguf"),
+            "--max-cache-size",
+            "2500B",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", crate::support::text(&out));
+    let last = crate::support::events(&out).pop().unwrap();
+    assert_eq!(last["code"], "over_budget", "{last}");
+    assert!(env.json(&["model", "info", &ids[0]])["id"].is_string());
+
+    env.rbee()
+        .args(["pull", &url("d.gguf"), "--max-cache-size", "lots"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--max-cache-size: `lots` is not a size",
+        ));
+}
+
+#[test]
+fn prune_lists_then_removes_failed_and_orphaned_entries() {
+    let env = Env::new();
+    env.file("m.gguf", b"GGUF keep me");
+    env.rbee().args(["pull", "file:m.gguf"]).assert().success();
+    // A folder left without a record (as a download that died before writing one leaves).
+    let orphan = env.cache().join("hf/o/r/default/files");
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::write(orphan.join("x.gguf.part"), [1; 2048]).unwrap();
+
+    let plan = env.json(&["prune", "--dry-run"]);
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["items"][0]["id"], "hf--o--r--default");
+    assert_eq!(plan["items"][0]["reason"], "orphan");
+    assert_eq!(plan["bytes"], 2048);
+    assert!(orphan.exists());
+    env.rbee()
+        .args(["model", "prune", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("would remove hf--o--r--default"));
+
+    let done = env.json(&["model", "prune"]);
+    assert_eq!(done["items"].as_array().unwrap().len(), 1);
+    assert!(!env.cache().join("hf").exists());
+    assert_eq!(
+        env.json(&["model", "info", "file:m.gguf"])["status"]["state"],
+        "ready"
+    );
+    env.rbee()
+        .args(["prune", "--older-than", "soon"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("e.g. 7d"));
 }

@@ -7,6 +7,8 @@
 //!                                           `…=sel-<hash>` when --include/--exclude chose files)
 //!     metadata.json                         the record (reference, revision, files, status)
 //!     .lock                                 held by the process downloading this artifact
+//!     .last-used                            its mtime is the last use (provisioned, looked up)
+//!     .pinned                               present: never evicted to meet the cache budget
 //!     files/<path in repo>                  complete, verified files
 //!     files/<path in repo>.part             partial data of an interrupted download
 //!     files/<path in repo>.part.state       which ranges of the partial file are complete
@@ -31,6 +33,10 @@ use crate::selection::Selection;
 pub const METADATA_FILE: &str = "metadata.json";
 /// The per-artifact lock file.
 pub const LOCK_FILE: &str = ".lock";
+/// Sidecar whose mtime is the artifact's last use.
+pub const LAST_USED_FILE: &str = ".last-used";
+/// Sidecar whose presence keeps an artifact from eviction.
+pub const PINNED_FILE: &str = ".pinned";
 /// The folder holding an artifact's files.
 pub const FILES_DIR: &str = "files";
 /// The catalog-wide lock for metadata writes.

@@ -23,8 +23,10 @@
 //!   every file (call it from a blocking context).
 
 mod contain;
+mod hygiene;
 pub(crate) mod layout;
 mod record;
+mod usage;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -36,6 +38,7 @@ use std::sync::Mutex;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
+pub use hygiene::{PruneItem, PruneReason, PruneReport, parse_age, parse_cache_size};
 pub use layout::CatalogKey;
 pub use record::{
     ArtifactRecord, ArtifactStatus, CatalogEntry, FileRecord, Listing, RECORD_SCHEMA,
@@ -169,9 +172,9 @@ pub enum CheckOutcome {
 pub struct DiskUsage {
     /// The catalog root.
     pub root: PathBuf,
-    /// Bytes of complete files.
+    /// Bytes of complete files, a file hard-linked into several entries counted once.
     pub total_bytes: u64,
-    /// Bytes of partial (`.part`) files kept for resuming.
+    /// Bytes written into partial (`.part`) files kept for resuming.
     pub partial_bytes: u64,
     /// Free bytes on the file system holding the root.
     pub free_bytes: Option<u64>,
@@ -190,7 +193,9 @@ pub struct EntryUsage {
     pub status: String,
     /// Bytes of complete files.
     pub bytes: u64,
-    /// Bytes of partial files.
+    /// Of `bytes`, those hard-linked into another entry too (counted once in the total).
+    pub shared_bytes: u64,
+    /// Bytes written into partial files.
     pub partial_bytes: u64,
 }
 
@@ -199,7 +204,8 @@ pub struct EntryUsage {
 pub struct Removed {
     /// Entry id.
     pub id: String,
-    /// Bytes freed (including partial files).
+    /// Bytes really freed (including partial files): a file still hard-linked elsewhere
+    /// frees nothing.
     pub bytes: u64,
 }
 
@@ -513,8 +519,7 @@ impl Catalog {
             id: id.clone(),
             reason: "it is being downloaded; cancel that download first".into(),
         })?;
-        let (complete, partial) = dir_size(&dir);
-        let bytes = complete + partial;
+        let bytes = usage::freed_bytes(&usage::scan(&dir));
         let _guard = self.write_guard()?;
         // Remove the record first so a crash mid-removal leaves no entry pointing at missing files.
         fs::remove_file(dir.join(layout::METADATA_FILE))
@@ -522,7 +527,12 @@ impl Catalog {
         fs::remove_dir_all(&dir)
             .map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
         drop(lease);
-        // Tidy empty parents (org/repo folders), never the root.
+        self.tidy_parents(&dir);
+        Ok(Removed { id, bytes })
+    }
+
+    /// Removes the empty parents (org/repo folders) of a removed entry folder, never the root.
+    fn tidy_parents(&self, dir: &Path) {
         let mut parent = dir.parent();
         while let Some(p) = parent {
             if p == self.root || fs::remove_dir(p).is_err() {
@@ -530,7 +540,6 @@ impl Catalog {
             }
             parent = p.parent();
         }
-        Ok(Removed { id, bytes })
     }
 
     /// Re-hashes every file of an entry against its recorded digest and size. A mismatch marks
@@ -633,9 +642,10 @@ impl Catalog {
         Ok(report)
     }
 
-    /// Bytes used per entry, partial bytes, and free space.
+    /// Bytes used per entry, partial bytes, and free space. Hard-linked files are counted once
+    /// in the totals (and shown per entry as shared); partial files count the bytes written.
     pub fn disk_usage(&self) -> Result<DiskUsage> {
-        let mut entries = Vec::new();
+        let mut scanned = Vec::new();
         for listing in self.list()? {
             let (id, reference, status, dir) = match &listing {
                 Listing::Entry(e) => (
@@ -648,22 +658,41 @@ impl Catalog {
                     (id.clone(), None, "damaged".to_string(), dir.clone())
                 }
             };
-            let (bytes, partial_bytes) = dir_size(&dir);
-            entries.push(EntryUsage {
-                id,
-                reference,
-                status,
-                bytes,
-                partial_bytes,
-            });
+            scanned.push((id, reference, status, usage::scan(&dir)));
         }
+        let mut entries_of: HashMap<usage::Inode, usize> = HashMap::new();
+        for (_, _, _, files) in &scanned {
+            let inodes: std::collections::HashSet<_> = files.iter().map(|f| f.inode).collect();
+            for inode in inodes {
+                *entries_of.entry(inode).or_default() += 1;
+            }
+        }
+        let all: Vec<usage::FileUse> = scanned.iter().flat_map(|s| s.3.iter().copied()).collect();
+        let (total_bytes, partial_bytes) = usage::unique_bytes(&all);
+        let mut entries: Vec<EntryUsage> = scanned
+            .into_iter()
+            .map(|(id, reference, status, files)| {
+                let (bytes, partial_bytes) = usage::unique_bytes(&files);
+                let shared: Vec<_> = files
+                    .iter()
+                    .filter(|f| !f.partial && entries_of.get(&f.inode).is_some_and(|n| *n > 1))
+                    .copied()
+                    .collect();
+                EntryUsage {
+                    id,
+                    reference,
+                    status,
+                    bytes,
+                    shared_bytes: usage::unique_bytes(&shared).0,
+                    partial_bytes,
+                }
+            })
+            .collect();
         entries.sort_by_key(|e| std::cmp::Reverse(e.bytes.saturating_add(e.partial_bytes)));
         Ok(DiskUsage {
             root: self.root.clone(),
-            total_bytes: entries.iter().fold(0u64, |t, e| t.saturating_add(e.bytes)),
-            partial_bytes: entries
-                .iter()
-                .fold(0u64, |t, e| t.saturating_add(e.partial_bytes)),
+            total_bytes,
+            partial_bytes,
             free_bytes: available_space(&self.root).ok(),
             entries,
         })
@@ -858,35 +887,6 @@ fn write_record(dir: &Path, record: &ArtifactRecord) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(|e| Error::io(format!("writing {}", target.display()), e))
-}
-
-/// (complete bytes, partial bytes) below `dir`, not following links.
-fn dir_size(dir: &Path) -> (u64, u64) {
-    let mut complete = 0;
-    let mut partial = 0;
-    let mut stack = vec![layout::files_dir(dir)];
-    while let Some(d) = stack.pop() {
-        let Ok(read) = fs::read_dir(&d) else { continue };
-        for item in read.flatten() {
-            let Ok(meta) = item.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(item.path());
-            } else if item
-                .file_name()
-                .to_string_lossy()
-                .ends_with(layout::PART_SUFFIX)
-                || item
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(layout::PART_STATE_SUFFIX)
-            {
-                partial += meta.len();
-            } else {
-                complete += meta.len();
-            }
-        }
-    }
-    (complete, partial)
 }
 
 /// Free bytes on the file system that holds `path` (or its nearest existing ancestor).

@@ -423,3 +423,278 @@ fn a_dead_download_reads_as_incomplete_and_an_unchanged_update_writes_nothing() 
         "an update that changes nothing writes nothing"
     );
 }
+
+#[test]
+fn hard_linked_files_are_counted_once_and_rm_reports_bytes_really_freed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    let a = add(
+        &cat,
+        "hf:o/r:Q4_K_M",
+        ArtifactStatus::Ready,
+        &[("m.gguf", &[7; 1000]), ("a.json", &[1; 10])],
+    );
+    let b = cat
+        .save(&record(
+            "hf:o/r:Q8_0",
+            ArtifactStatus::Ready,
+            &[("m.gguf", &[7; 1000])],
+        ))
+        .unwrap();
+    fs::create_dir_all(layout::files_dir(&b.dir)).unwrap();
+    fs::hard_link(
+        layout::file_path(&a.dir, "m.gguf"),
+        layout::file_path(&b.dir, "m.gguf"),
+    )
+    .unwrap();
+
+    let du = cat.disk_usage().unwrap();
+    assert_eq!(du.total_bytes, 1010, "the linked file counts once");
+    let of = |id: &str| du.entries.iter().find(|e| e.id == id).unwrap().clone();
+    assert_eq!(of("hf--o--r--Q4_K_M").bytes, 1010);
+    assert_eq!(of("hf--o--r--Q4_K_M").shared_bytes, 1000);
+    assert_eq!(of("hf--o--r--Q8_0").bytes, 1000);
+    assert_eq!(of("hf--o--r--Q8_0").shared_bytes, 1000);
+
+    // The linked file lives on in the other entry: only the unshared bytes are freed.
+    assert_eq!(cat.remove("hf--o--r--Q4_K_M").unwrap().bytes, 10);
+    assert_eq!(cat.disk_usage().unwrap().entries[0].shared_bytes, 0);
+    assert_eq!(cat.remove("hf--o--r--Q8_0").unwrap().bytes, 1000);
+}
+
+#[test]
+fn a_link_outside_the_catalog_keeps_the_bytes_alive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path().join("c")).unwrap();
+    let a = add(
+        &cat,
+        "hf:o/r",
+        ArtifactStatus::Ready,
+        &[("m.gguf", &[7; 500])],
+    );
+    fs::hard_link(
+        layout::file_path(&a.dir, "m.gguf"),
+        tmp.path().join("placed.gguf"),
+    )
+    .unwrap();
+    assert_eq!(cat.remove("hf--o--r--default").unwrap().bytes, 0);
+    assert_eq!(fs::read(tmp.path().join("placed.gguf")).unwrap(), [7; 500]);
+}
+
+#[test]
+fn a_preallocated_partial_counts_the_bytes_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    let e = add(&cat, "hf:o/r", ArtifactStatus::Ready, &[("a", &[1; 10])]);
+    let part = File::create(layout::file_path(&e.dir, "big.gguf.part")).unwrap();
+    part.set_len(1 << 30).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&part, &[9; 4096], 0).unwrap();
+    part.sync_all().unwrap();
+    let du = cat.disk_usage().unwrap();
+    assert!(
+        du.partial_bytes >= 4096 && du.partial_bytes < 1 << 20,
+        "a 1 GiB file with 4 KiB written counted as {} bytes",
+        du.partial_bytes
+    );
+    assert!(cat.remove("hf--o--r--default").unwrap().bytes < 1 << 20);
+}
+
+fn set_mtime(path: &Path, ago: std::time::Duration) {
+    let f = OpenOptions::new().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() - ago).unwrap();
+}
+
+const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+#[test]
+fn prune_removes_stale_partials_failed_entries_and_orphans_but_never_a_held_download() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    let incomplete = || ArtifactStatus::Incomplete {
+        bytes: 3,
+        total: 10,
+    };
+    // Ready, with a partial file its record does not mention.
+    let ready = add(
+        &cat,
+        "hf:o/ready",
+        ArtifactStatus::Ready,
+        &[("m.gguf", b"ok")],
+    );
+    let stray = layout::file_path(&ready.dir, "old.gguf.part");
+    fs::write(&stray, [1; 5]).unwrap();
+    let failed = ArtifactStatus::Failed {
+        error: "boom".into(),
+        code: "network".into(),
+        suspect: vec![],
+    };
+    add(&cat, "hf:o/failed", failed, &[]);
+    // Unfinished and untouched for 10 days; another just as old, but a download holds it.
+    for (reference, ago) in [("hf:o/stale", 10), ("hf:o/fresh", 1), ("hf:o/held", 10)] {
+        let mut r = record(reference, incomplete(), &[]);
+        r.updated_at = Utc::now() - chrono::Duration::days(ago);
+        let e = cat.save(&r).unwrap();
+        let part = layout::file_path(&e.dir, "m.gguf.part");
+        fs::create_dir_all(part.parent().unwrap()).unwrap();
+        fs::write(&part, [2; 3]).unwrap();
+        set_mtime(&part, DAY * ago as u32);
+    }
+    let held = cat
+        .try_lease(&"hf:o/held".parse().unwrap())
+        .unwrap()
+        .unwrap();
+    // A record that cannot be read, and a folder with no record at all.
+    let damaged = cat.entry_dir(&CatalogKey::from_id("hf--o--damaged--default").unwrap());
+    fs::create_dir_all(layout::files_dir(&damaged)).unwrap();
+    fs::write(damaged.join(layout::METADATA_FILE), b"{not json").unwrap();
+    let orphan = cat.entry_dir(&CatalogKey::from_id("hf--o--orphan--default").unwrap());
+    fs::create_dir_all(layout::files_dir(&orphan)).unwrap();
+    fs::write(layout::file_path(&orphan, "x.gguf.part"), [3; 4]).unwrap();
+
+    let plan = cat.prune(7 * DAY, true).unwrap();
+    let mut got: Vec<_> = plan
+        .items
+        .iter()
+        .map(|i| (i.id.as_str(), i.reason.clone()))
+        .collect();
+    got.sort_by_key(|(id, _)| id.to_string());
+    assert_eq!(
+        got,
+        [
+            ("hf--o--damaged--default", PruneReason::Orphan),
+            ("hf--o--failed--default", PruneReason::Failed),
+            ("hf--o--orphan--default", PruneReason::Orphan),
+            ("hf--o--ready--default", PruneReason::OrphanPart),
+            ("hf--o--stale--default", PruneReason::StalePartial),
+        ]
+    );
+    assert_eq!(plan.busy, ["hf--o--held--default"]);
+    assert_eq!(plan.bytes, 5 + 3 + 4);
+    assert!(
+        stray.exists() && orphan.exists(),
+        "a dry run removes nothing"
+    );
+
+    let done = cat.prune(7 * DAY, false).unwrap();
+    assert_eq!(done.items.len(), 5);
+    assert_eq!(done.bytes, 12);
+    assert!(!stray.exists() && !orphan.exists() && !damaged.exists());
+    let left: Vec<String> = cat
+        .list()
+        .unwrap()
+        .iter()
+        .map(|l| match l {
+            Listing::Entry(e) => e.record.id.clone(),
+            Listing::Damaged { id, .. } => id.clone(),
+        })
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "hf--o--fresh--default",
+            "hf--o--held--default",
+            "hf--o--ready--default"
+        ]
+    );
+    assert_eq!(
+        fs::read(layout::file_path(&ready.dir, "m.gguf")).unwrap(),
+        b"ok"
+    );
+    drop(held);
+}
+
+#[test]
+fn the_budget_evicts_least_recently_used_unpinned_models_or_refuses_before_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    for (name, days_ago) in [("old", 3), ("pinned", 5), ("recent", 1)] {
+        let e = add(
+            &cat,
+            &format!("hf:o/{name}"),
+            ArtifactStatus::Ready,
+            &[("m.gguf", &[1; 1000])],
+        );
+        cat.mark_used(&e.record.key());
+        set_mtime(&e.dir.join(layout::LAST_USED_FILE), DAY * days_ago);
+    }
+    cat.set_pinned("hf--o--pinned--default", true).unwrap();
+    let new: CatalogKey = CatalogKey::of(&"hf:o/new".parse().unwrap());
+
+    // Everything that may go is not enough: refused, nothing removed.
+    let err = cat.make_room(2500, 3000, &new).unwrap_err();
+    assert_eq!(err.code(), "over_budget");
+    assert!(err.to_string().contains("nothing was downloaded"), "{err}");
+    assert_eq!(cat.list().unwrap().len(), 3);
+
+    // Fits once the least recently used unpinned model is gone.
+    let evicted = cat.make_room(1000, 3200, &new).unwrap();
+    assert_eq!(evicted.len(), 1);
+    assert_eq!(evicted[0].id, "hf--o--old--default");
+    assert_eq!(evicted[0].bytes, 1000);
+    assert!(cat.get("hf--o--pinned--default").unwrap().is_some());
+    assert!(cat.get("hf--o--recent--default").unwrap().is_some());
+    // Already within the budget: nothing goes.
+    assert!(cat.make_room(100, 3200, &new).unwrap().is_empty());
+
+    cat.set_pinned("hf--o--pinned--default", false).unwrap();
+    let evicted = cat.make_room(2000, 2000, &new).unwrap();
+    let ids: Vec<_> = evicted.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["hf--o--pinned--default", "hf--o--recent--default"]);
+}
+
+#[test]
+fn a_lookup_marks_the_last_use_without_rewriting_the_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    let e = add(&cat, "hf:o/r", ArtifactStatus::Ready, &[("m.gguf", b"x")]);
+    let record_before = fs::read(e.dir.join(layout::METADATA_FILE)).unwrap();
+    let sidecar = e.dir.join(layout::LAST_USED_FILE);
+    cat.mark_used(&e.record.key());
+    set_mtime(&sidecar, DAY);
+    let before = cat.last_used(&e);
+    cat.mark_used(&e.record.key());
+    assert!(cat.last_used(&e) > before);
+    assert_eq!(
+        fs::read(e.dir.join(layout::METADATA_FILE)).unwrap(),
+        record_before
+    );
+    // A planted link is never written through.
+    let target = tmp.path().join("victim");
+    fs::write(&target, b"keep").unwrap();
+    fs::remove_file(&sidecar).unwrap();
+    std::os::unix::fs::symlink(&target, &sidecar).unwrap();
+    cat.mark_used(&e.record.key());
+    assert_eq!(fs::read(&target).unwrap(), b"keep");
+}
+
+#[test]
+fn ages_and_sizes_parse_with_clear_errors() {
+    assert_eq!(parse_age("7d").unwrap(), 7 * DAY);
+    assert_eq!(parse_age("12h").unwrap().as_secs(), 12 * 3600);
+    assert!(parse_age("soon").unwrap_err().contains("e.g. 7d"));
+    assert_eq!(parse_cache_size("200GB"), Ok(200_000_000_000));
+    assert_eq!(parse_cache_size("1GiB"), Ok(1 << 30));
+    assert!(parse_cache_size("0").is_err());
+    assert!(parse_cache_size("lots").unwrap_err().contains("200GB"));
+}
+
+#[test]
+fn bytes_linked_from_outside_count_neither_as_used_nor_as_evictable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path().join("c")).unwrap();
+    let e = add(
+        &cat,
+        "hf:o/linked",
+        ArtifactStatus::Ready,
+        &[("m.gguf", &[1; 1000])],
+    );
+    fs::hard_link(
+        layout::file_path(&e.dir, "m.gguf"),
+        tmp.path().join("user-copy.gguf"),
+    )
+    .unwrap();
+    let new = CatalogKey::of(&"hf:o/new".parse().unwrap());
+    // Only the new download counts: it fits, and nothing is evicted for nothing.
+    assert!(cat.make_room(900, 1000, &new).unwrap().is_empty());
+    assert!(cat.get("hf--o--linked--default").unwrap().is_some());
+}
