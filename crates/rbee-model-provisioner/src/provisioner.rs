@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use rbee_artifact_catalog::layout::{self, part_path};
+use rbee_artifact_catalog::layout::{self, part_path, part_state_path};
 use rbee_artifact_catalog::{
     ArtifactRecord, ArtifactRef, ArtifactStatus, Catalog, CatalogEntry, CatalogKey, DownloadLease,
     DownloadTracker, DownloadedFile, Error, FileRecord, FileSource, JobId, RECORD_SCHEMA,
@@ -801,7 +801,7 @@ impl Provisioner {
     /// folder on the way is a symbolic link (rbee never makes one there).
     fn check_no_links(&self, dir: &Path, rel: &str) -> Result<PathBuf> {
         let path = self.inner.catalog.file_inside(dir, rel)?;
-        for partial in [part_path(&path), partial_state_path(&path)] {
+        for partial in [part_path(&path), part_state_path(&path)] {
             if !self.inner.catalog.is_inside(&partial) {
                 return Err(Error::Damaged {
                     id: self.inner.catalog.id_of(dir),
@@ -1122,15 +1122,9 @@ fn remove_final(files_dir: &Path, rel: &str) {
 /// Removes a file's final copy and its partial data, so nothing of it is adopted or resumed.
 fn remove_with_partials(files_dir: &Path, rel: &str) {
     let path = files_dir.join(rel);
-    for p in [part_path(&path), partial_state_path(&path), path] {
+    for p in [part_path(&path), part_state_path(&path), path] {
         let _ = std::fs::remove_file(p);
     }
-}
-
-fn partial_state_path(final_path: &Path) -> PathBuf {
-    let mut name = final_path.as_os_str().to_owned();
-    name.push(layout::PART_STATE_SUFFIX);
-    PathBuf::from(name)
 }
 
 /// After an update, files the new revision no longer has are removed.

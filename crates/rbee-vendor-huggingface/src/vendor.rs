@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rbee_artifact_catalog::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, FileSource, HfRef, HfSelector,
-    ResolveOptions, ResolvedArtifact, ResolvedFile, Result, Scheme, Secret, VendorSource,
+    ResolveOptions, ResolvedArtifact, ResolvedFile, Result, Scheme, Secret, VendorSource, layout,
     validate_relative_path,
 };
 use rbee_transfer::{ApiRequest, FetchRequest, Transfer, TransferError};
@@ -529,22 +529,14 @@ impl HuggingFaceVendor {
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            let tmp = target.with_file_name(format!(
-                "{}.rbee-reuse.tmp",
-                target.file_name().unwrap_or_default().to_string_lossy()
-            ));
+            let tmp = layout::reuse_temp_path(&target);
             link_or_copy(&source, &tmp)?;
             std::fs::rename(&tmp, &target).inspect_err(|_| {
                 let _ = std::fs::remove_file(&tmp);
             })?;
             // A complete file makes any partial of an earlier attempt useless.
-            let part = |suffix: &str| {
-                let mut name = target.as_os_str().to_os_string();
-                name.push(suffix);
-                PathBuf::from(name)
-            };
-            let _ = std::fs::remove_file(part(rbee_artifact_catalog::layout::PART_SUFFIX));
-            let _ = std::fs::remove_file(part(rbee_artifact_catalog::layout::PART_STATE_SUFFIX));
+            let _ = std::fs::remove_file(layout::part_path(&target));
+            let _ = std::fs::remove_file(layout::part_state_path(&target));
             Ok(Some(digest))
         })
         .await

@@ -26,6 +26,7 @@ pub(crate) use resume::bytes_on_disk;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use rbee_artifact_catalog::layout;
 use rbee_artifact_catalog::{DownloadedFile, FileProgress};
 use reqwest::Response;
 use tokio_util::sync::CancellationToken;
@@ -49,15 +50,10 @@ struct Paths {
 
 impl Paths {
     fn new(dest: &Path) -> Self {
-        let with = |suffix: &str| {
-            let mut s = dest.as_os_str().to_owned();
-            s.push(suffix);
-            PathBuf::from(s)
-        };
         Self {
-            part: rbee_artifact_catalog::layout::part_path(dest),
-            state: with(rbee_artifact_catalog::layout::PART_STATE_SUFFIX),
-            lock: with(".part.lock"),
+            part: layout::part_path(dest),
+            state: layout::part_state_path(dest),
+            lock: layout::part_lock_path(dest),
         }
     }
 }
