@@ -45,6 +45,7 @@ pub use config::{TransferConfig, parse_rate};
 pub use dns::NameNotResolved;
 pub use error::{TransferError, TransferErrorKind, redact_url};
 pub use request::{ApiRequest, FetchRequest};
+pub use retry::parse_retry_after;
 pub use transfer::{RETRY_LOG_TARGET, Transfer};
 
 mod body;

@@ -67,17 +67,29 @@ fn jitter() -> f64 {
     })
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// The `Retry-After` header of a response, as a delay from now.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    parse_retry_after(headers.get(RETRY_AFTER)?.to_str().ok()?, SystemTime::now())
+}
+
+/// A `Retry-After` value as a delay from `now`: delay-seconds or an HTTP date (a date already
+/// past is no delay).
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+/// assert_eq!(rbee_transfer::parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+/// let at = httpdate::fmt_http_date(now + Duration::from_secs(90));
+/// assert_eq!(rbee_transfer::parse_retry_after(&at, now), Some(Duration::from_secs(90)));
+/// assert_eq!(rbee_transfer::parse_retry_after("soon", now), None);
+/// ```
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 /// Statuses worth another attempt: timeouts, rate limits and server errors.

@@ -2,15 +2,15 @@
 //! shared transfer engine, reuse and fill the HuggingFace cache.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use rbee_artifact_catalog::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, FileSource, HfRef, HfSelector,
     ResolveOptions, ResolvedArtifact, ResolvedFile, Result, Scheme, Secret, VendorSource, layout,
-    validate_relative_path,
+    redact_url, validate_relative_path,
 };
-use rbee_transfer::{ApiRequest, FetchRequest, Transfer, TransferError};
+use rbee_transfer::{ApiRequest, FetchRequest, Transfer, TransferError, parse_retry_after};
 use reqwest::Response;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -117,7 +117,7 @@ impl HuggingFaceVendor {
         serde_json::from_slice(&body).map_err(|e| Error::Protocol {
             message: format!(
                 "{} answered JSON this client does not understand ({e}); is HF_ENDPOINT a HuggingFace Hub?",
-                redact(url)
+                redact_url(url)
             ),
         })
     }
@@ -141,7 +141,7 @@ impl HuggingFaceVendor {
                 return Err(Error::Protocol {
                     message: format!(
                         "{} did not name the commit of {}/{}@{revision} (got {:?}); is HF_ENDPOINT a HuggingFace Hub?",
-                        redact(&url),
+                        redact_url(&url),
                         hf.org,
                         hf.repo,
                         other.map(|s| s.escape_debug().to_string())
@@ -180,13 +180,13 @@ impl HuggingFaceVendor {
                 return Ok(listing);
             };
             let next = url.join(&next).map_err(|_| Error::Protocol {
-                message: format!("{} sent an invalid next-page link", redact(&url)),
+                message: format!("{} sent an invalid next-page link", redact_url(&url)),
             })?;
             if next.origin() != self.config.endpoint.origin() {
                 return Err(Error::Protocol {
                     message: format!(
                         "{} sent a next-page link to another host ({}); refusing to follow it",
-                        redact(&url),
+                        redact_url(&url),
                         next.host_str().unwrap_or("?")
                     ),
                 });
@@ -859,7 +859,7 @@ async fn answer_of(response: Response, cancel: &CancellationToken) -> Result<Ans
         status: response.status().as_u16(),
         error_code: header("x-error-code"),
         error_message: header("x-error-message"),
-        retry_after: header("retry-after").and_then(|v| parse_retry_after(&v)),
+        retry_after: header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now())),
     };
     if answer.error_message.is_none() {
         let body = tokio::select! {
@@ -887,10 +887,6 @@ async fn read_limited(mut response: Response) -> Vec<u8> {
     out
 }
 
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
 /// A failed API request: an error status is the Hub's answer, anything else the engine's.
 fn transfer_error(e: TransferError, ctx: &Context<'_>) -> Error {
     match e.status() {
@@ -915,13 +911,4 @@ fn safe_path(path: &str) -> Result<&Path> {
             path.escape_debug()
         ),
     })
-}
-
-/// A URL for messages: no query string (it can carry signatures), no credentials.
-fn redact(url: &Url) -> String {
-    let mut url = url.clone();
-    url.set_query(None);
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.to_string()
 }
