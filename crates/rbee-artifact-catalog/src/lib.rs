@@ -40,6 +40,7 @@ pub use reference::{
 };
 pub use secret::Secret;
 pub use selection::Selection;
+pub use sync::lock_unpoisoned;
 pub use vendor::{
     DownloadedFile, FileSource, ResolveOptions, ResolvedArtifact, ResolvedFile, VendorSource,
 };
@@ -57,4 +58,5 @@ mod redact;
 mod reference;
 mod secret;
 mod selection;
+mod sync;
 mod vendor;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rbee_artifact_catalog::layout::{self, part_path, part_state_path};
+use rbee_artifact_catalog::lock_unpoisoned;
 use rbee_artifact_catalog::{
     ArtifactRecord, ArtifactRef, ArtifactStatus, Catalog, CatalogEntry, CatalogKey, DownloadLease,
     DownloadTracker, DownloadedFile, Error, FileRecord, FileSource, JobId, RECORD_SCHEMA,
@@ -210,7 +211,7 @@ impl Provisioner {
 
     /// Downloads in progress in this process.
     pub fn active_downloads(&self) -> Vec<ActiveDownload> {
-        lock(&self.inner.inflight)
+        lock_unpoisoned(&self.inner.inflight)
             .iter()
             .map(|(key, job)| ActiveDownload {
                 id: key.id(),
@@ -345,7 +346,7 @@ impl Provisioner {
             r = wait_result(&mut result_rx) => r,
             () = cancel.cancelled() => {
                 let last = {
-                    let _map = lock(&self.inner.inflight);
+                    let _map = lock_unpoisoned(&self.inner.inflight);
                     let last = job.waiters.fetch_sub(1, Ordering::AcqRel) == 1;
                     if last {
                         job.cancel.cancel();
@@ -380,7 +381,7 @@ impl Provisioner {
         options: ProvisionOptions,
         job_id: &JobId,
     ) -> Arc<Inflight> {
-        let mut map = lock(&self.inner.inflight);
+        let mut map = lock_unpoisoned(&self.inner.inflight);
         if let Some(job) = map.get(key)
             && !job.cancel.is_cancelled()
         {
@@ -426,7 +427,7 @@ impl Provisioner {
             };
             finish(&tracker, &result);
             {
-                let mut map = lock(&this.inner.inflight);
+                let mut map = lock_unpoisoned(&this.inner.inflight);
                 if map.get(&key).is_some_and(|j| Arc::ptr_eq(j, &task_job)) {
                     map.remove(&key);
                 }
@@ -1178,8 +1179,4 @@ pub fn link_or_copy(source: &Path, target: &Path) -> Result<()> {
     }
     std::fs::rename(&part, target)
         .map_err(|e| Error::io(format!("renaming into {}", target.display()), e))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

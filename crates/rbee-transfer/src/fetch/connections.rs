@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::Flow;
 use super::job::Job;
-use super::ledger::{MIN_CLAIM, lock};
+use super::ledger::MIN_CLAIM;
 use crate::error::TransferError;
+use rbee_artifact_catalog::lock_unpoisoned;
 
 /// How long connection growth measures before deciding.
 pub(super) const GROWTH_WINDOW: Duration = Duration::from_millis(500);
@@ -31,7 +32,7 @@ impl Job<'_> {
         let config = &self.inner.config;
         let mut workers = FuturesUnordered::new();
         workers.push(self.worker(Some(first), stop, probe_attempts));
-        let initial = lock(&self.shared.book).workers;
+        let initial = lock_unpoisoned(&self.shared.book).workers;
         for _ in 1..initial {
             workers.push(self.worker(None, stop, 1));
         }
@@ -63,7 +64,7 @@ impl Job<'_> {
                 _ = ticker.tick() => {
                     self.save_detached();
                     if failure.is_none() {
-                        let parallel = lock(&self.shared.book).claim_len != u64::MAX;
+                        let parallel = lock_unpoisoned(&self.shared.book).claim_len != u64::MAX;
                         let add = growth.decide(
                             self.shared.received.load(Ordering::Relaxed),
                             active,
@@ -74,7 +75,7 @@ impl Job<'_> {
                         if add > 0 {
                             tracing::debug!(from = active, to = active + add, "adding connections");
                             active += add;
-                            lock(&self.shared.book).workers = active;
+                            lock_unpoisoned(&self.shared.book).workers = active;
                             for _ in 0..add {
                                 workers.push(self.worker(None, stop, 1));
                             }

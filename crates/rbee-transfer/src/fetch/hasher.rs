@@ -13,9 +13,10 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::job::Job;
-use super::ledger::{Shared, lock};
+use super::ledger::Shared;
 use crate::error::TransferError;
 use crate::state::serialize_hasher;
+use rbee_artifact_catalog::lock_unpoisoned;
 
 /// Read size of the hasher.
 pub(super) const HASH_BLOCK: usize = 1 << 20;
@@ -121,7 +122,7 @@ pub(super) fn hash_loop(
     let mut last_publish = hashed;
     loop {
         let available = {
-            let mut h = lock(&shared.hash.m);
+            let mut h = lock_unpoisoned(&shared.hash.m);
             loop {
                 if h.abort {
                     return Ok(None);
@@ -146,7 +147,7 @@ pub(super) fn hash_loop(
                 last_publish = hashed;
                 let snapshot = serialize_hasher(&hasher);
                 {
-                    let mut h = lock(&shared.hash.m);
+                    let mut h = lock_unpoisoned(&shared.hash.m);
                     if h.abort {
                         return Ok(None);
                     }
@@ -155,7 +156,7 @@ pub(super) fn hash_loop(
                 }
                 // The saved state should carry it: without a published digest, a resume keeps
                 // only the prefix this hash covers.
-                lock(&shared.book).dirty = true;
+                lock_unpoisoned(&shared.book).dirty = true;
             }
         }
     }
@@ -166,15 +167,15 @@ pub(super) type HashTask = tokio::task::JoinHandle<std::io::Result<Option<Sha256
 impl Job<'_> {
     pub(super) fn start_hasher(&self) -> HashTask {
         let (hashed, hasher) = {
-            let b = lock(&self.shared.book);
+            let b = lock_unpoisoned(&self.shared.book);
             match b.st.restore_hasher() {
                 Some((n, h)) => (n, h),
                 None => (0, Sha256::new()),
             }
         };
         {
-            let mut h = lock(&self.shared.hash.m);
-            let prefix = lock(&self.shared.book).st.done.prefix_end();
+            let mut h = lock_unpoisoned(&self.shared.hash.m);
+            let prefix = lock_unpoisoned(&self.shared.book).st.done.prefix_end();
             *h = HashShared {
                 available: prefix,
                 hashed,
@@ -182,7 +183,7 @@ impl Job<'_> {
                 finish_at: None,
                 abort: false,
             };
-            lock(&self.shared.book).notified_prefix = prefix;
+            lock_unpoisoned(&self.shared.book).notified_prefix = prefix;
         }
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || hash_loop(shared, hasher, hashed))
@@ -192,8 +193,8 @@ impl Job<'_> {
     /// moment at most: without a published digest, a resume keeps only the hashed prefix.
     pub(super) async fn drain_hasher(&self, hasher: HashTask) {
         {
-            let mut h = lock(&self.shared.hash.m);
-            let prefix = lock(&self.shared.book).st.done.prefix_end();
+            let mut h = lock_unpoisoned(&self.shared.hash.m);
+            let prefix = lock_unpoisoned(&self.shared.book).st.done.prefix_end();
             h.available = h.available.max(prefix);
             h.finish_at = Some(h.available);
             self.shared.hash.cv.notify_all();
@@ -202,6 +203,6 @@ impl Job<'_> {
             tracing::debug!("the hasher did not catch up in time; the resume state keeps less");
         }
         self.shared.stop_hasher();
-        lock(&self.shared.book).dirty = true;
+        lock_unpoisoned(&self.shared.book).dirty = true;
     }
 }

@@ -4,10 +4,11 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use rbee_artifact_catalog::lock_unpoisoned;
 use url::Url;
 
 use super::hasher::HashCell;
@@ -67,15 +68,11 @@ pub(super) struct Shared {
     pub(super) silent: AtomicU32,
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Shared {
     /// Records `[off, off+len)` as written and wakes the hasher when the prefix grew.
     pub(super) fn mark_written(&self, off: u64, len: u64) {
         let prefix = {
-            let mut b = lock(&self.book);
+            let mut b = lock_unpoisoned(&self.book);
             b.st.done.insert(off, off + len);
             b.dirty = true;
             b.unsaved += len;
@@ -91,7 +88,7 @@ impl Shared {
             b.notified_prefix = prefix;
             prefix
         };
-        let mut h = lock(&self.hash.m);
+        let mut h = lock_unpoisoned(&self.hash.m);
         h.available = h.available.max(prefix);
         self.hash.cv.notify_one();
     }
@@ -99,12 +96,12 @@ impl Shared {
     /// The resume state as it is now: written ranges plus the hasher's last published state.
     pub(super) fn snapshot(&self) -> PartState {
         let mut st = {
-            let mut b = lock(&self.book);
+            let mut b = lock_unpoisoned(&self.book);
             b.dirty = false;
             b.unsaved = 0;
             b.st.clone()
         };
-        let h = lock(&self.hash.m);
+        let h = lock_unpoisoned(&self.hash.m);
         if h.snapshot.is_some() && h.hashed <= st.done.prefix_end() {
             st.hashed = h.hashed;
             st.hasher = h.snapshot.clone();
@@ -132,7 +129,7 @@ impl Shared {
 
     /// Hands out the next range to fetch.
     pub(super) fn claim(&self) -> Option<(u64, u64)> {
-        let mut b = lock(&self.book);
+        let mut b = lock_unpoisoned(&self.book);
         let (s, e) = b.unclaimed.pop_front()?;
         let mut len = e - s;
         if b.claim_len != u64::MAX {
@@ -148,11 +145,15 @@ impl Shared {
     }
 
     pub(super) fn unclaimed_bytes(&self) -> u64 {
-        lock(&self.book).unclaimed.iter().map(|(s, e)| e - s).sum()
+        lock_unpoisoned(&self.book)
+            .unclaimed
+            .iter()
+            .map(|(s, e)| e - s)
+            .sum()
     }
 
     pub(super) fn stop_hasher(&self) {
-        let mut h = lock(&self.hash.m);
+        let mut h = lock_unpoisoned(&self.hash.m);
         h.abort = true;
         self.hash.cv.notify_all();
     }
@@ -162,7 +163,7 @@ impl Job<'_> {
     /// Writes the resume state if anything changed since the last time, and waits for it.
     pub(super) async fn save_state(&self) {
         self.settle_saves().await;
-        if !self.shared.armed.load(Ordering::Acquire) || !lock(&self.shared.book).dirty {
+        if !self.shared.armed.load(Ordering::Acquire) || !lock_unpoisoned(&self.shared.book).dirty {
             return;
         }
         let shared = self.shared.clone();
@@ -173,7 +174,7 @@ impl Job<'_> {
     /// while a save is still in flight.
     pub(super) fn save_detached(&self) {
         if !self.shared.armed.load(Ordering::Acquire)
-            || !lock(&self.shared.book).dirty
+            || !lock_unpoisoned(&self.shared.book).dirty
             || self.shared.saving.swap(true, Ordering::AcqRel)
         {
             return;

@@ -7,16 +7,16 @@ use rbee_artifact_catalog::{DownloadedFile, Error, available_space};
 
 use super::content_range::validators_of;
 use super::job::Job;
-use super::ledger::lock;
 use super::{Flow, Got, reuse_existing};
 use crate::error::{TransferError, redact_url};
 use crate::state::Validators;
+use rbee_artifact_catalog::lock_unpoisoned;
 
 impl Job<'_> {
     /// One pass: probe, then fetch every missing range, then verify and publish.
     pub(super) async fn attempt(&self) -> Result<DownloadedFile, Flow> {
         let (known_total, first_gap, covered) = {
-            let b = lock(&self.shared.book);
+            let b = lock_unpoisoned(&self.shared.book);
             let total = b.total().or(self.req.expected_size);
             let first_gap =
                 b.st.done
@@ -52,7 +52,7 @@ impl Job<'_> {
         };
         if known_total.is_none()
             && let Some(total) = announced
-            && lock(&self.shared.book).st.done.len() == 0
+            && lock_unpoisoned(&self.shared.book).st.done.len() == 0
             && let Some(done) = reuse_existing(
                 self.req,
                 self.dest,
@@ -72,12 +72,12 @@ impl Job<'_> {
         let first = match got {
             Got::Unsatisfiable(total) => {
                 let covered = {
-                    let b = lock(&self.shared.book);
+                    let b = lock_unpoisoned(&self.shared.book);
                     total.is_some_and(|t| b.st.done.covers(t))
                 };
                 if total == Some(0) || covered {
                     let total = total.unwrap_or(0);
-                    lock(&self.shared.book).st.validators.total = Some(total);
+                    lock_unpoisoned(&self.shared.book).st.validators.total = Some(total);
                     return self.finish(total, self.start_hasher()).await;
                 }
                 return Err(Flow::Restart(
@@ -92,7 +92,7 @@ impl Job<'_> {
                 if let Err(Flow::Fail(e)) = self.check_announced(total) {
                     return Err(Flow::Restart(e.to_string(), Some(e)));
                 }
-                if lock(&self.shared.book).st.done.len() > 0 {
+                if lock_unpoisoned(&self.shared.book).st.done.len() > 0 {
                     tracing::info!(url = %redact_url(&self.req.url), "the server sent the whole file instead of the missing range; starting over");
                     self.reset_data()?;
                 }
@@ -100,7 +100,7 @@ impl Job<'_> {
                 let total = total.or(self.req.expected_size);
                 let validators = validators_of(resp.headers(), total);
                 {
-                    let mut b = lock(&self.shared.book);
+                    let mut b = lock_unpoisoned(&self.shared.book);
                     b.st.validators = validators;
                     b.claim_len = u64::MAX;
                     b.workers = 1;
@@ -120,7 +120,7 @@ impl Job<'_> {
                 // `bytes a-b/*`: the server does not say how long the file is.
                 let validators = validators_of(resp.headers(), cr.total.or(known_total));
                 {
-                    let b = lock(&self.shared.book);
+                    let b = lock_unpoisoned(&self.shared.book);
                     if b.st.done.len() > 0 && !self.same_remote(&b.st.validators, &validators) {
                         return Err(Flow::Restart(self.changed_reason(&validators), None));
                     }
@@ -130,7 +130,7 @@ impl Job<'_> {
                     (Some(_), _) => probe_claim,
                     (None, Some(total)) => {
                         self.check_space(total)?;
-                        lock(&self.shared.book).st.validators.total = Some(total);
+                        lock_unpoisoned(&self.shared.book).st.validators.total = Some(total);
                         self.plan(total);
                         self.shared.claim().unwrap_or((cr.start, total))
                     }
@@ -146,17 +146,17 @@ impl Job<'_> {
                     }
                 };
                 let proven = self.req.sha256.is_some() || validators.if_range().is_some();
-                let single = lock(&self.shared.book).single;
+                let single = lock_unpoisoned(&self.shared.book).single;
                 let file_end = cr.total.or(known_total).unwrap_or(u64::MAX);
                 if !proven && !single && claim.1.min(cr.end) < file_end {
                     // Ranges fetched separately could come from different versions: fetch
                     // the rest in one open-ended request instead.
                     tracing::debug!(url = %redact_url(&self.req.url), "no validator and no digest: one connection");
-                    lock(&self.shared.book).single = true;
+                    lock_unpoisoned(&self.shared.book).single = true;
                     return Err(Flow::Again);
                 }
                 {
-                    let mut b = lock(&self.shared.book);
+                    let mut b = lock_unpoisoned(&self.shared.book);
                     b.st.validators = validators;
                     b.dirty = true;
                 }
@@ -164,7 +164,7 @@ impl Job<'_> {
                 (resp, claim, stream_end)
             }
         };
-        let total = lock(&self.shared.book).total();
+        let total = lock_unpoisoned(&self.shared.book).total();
         if let Some(total) = total {
             self.progress.set_size(total);
             self.preallocate(total)?;
@@ -177,7 +177,7 @@ impl Job<'_> {
             return Err(flow);
         }
         let total = {
-            let mut b = lock(&self.shared.book);
+            let mut b = lock_unpoisoned(&self.shared.book);
             let total = b.total().unwrap_or_else(|| b.st.done.prefix_end());
             b.st.validators.total = Some(total);
             if !b.st.done.covers(total) {
@@ -194,7 +194,7 @@ impl Job<'_> {
     /// Sets up range hand-out for a file of `total` bytes.
     pub(super) fn plan(&self, total: u64) {
         let config = &self.inner.config;
-        let mut b = lock(&self.shared.book);
+        let mut b = lock_unpoisoned(&self.shared.book);
         let parallel = total >= config.parallel_threshold && config.connections > 1 && !b.single;
         b.unclaimed = b.st.done.gaps(total).into();
         b.claim_len = if parallel {
@@ -243,7 +243,9 @@ impl Job<'_> {
 
     /// The size the whole file must have, when anyone announced it.
     pub(super) fn file_end(&self) -> Option<u64> {
-        lock(&self.shared.book).total().or(self.req.expected_size)
+        lock_unpoisoned(&self.shared.book)
+            .total()
+            .or(self.req.expected_size)
     }
 
     pub(super) fn check_space(&self, total: u64) -> Result<(), Flow> {

@@ -8,9 +8,9 @@ use sha2::Digest;
 
 use super::hasher::HashTask;
 use super::job::Job;
-use super::ledger::lock;
 use super::{Flow, sync_progress};
 use crate::error::TransferError;
+use rbee_artifact_catalog::lock_unpoisoned;
 
 impl Job<'_> {
     /// Waits for the hash of all `total` bytes, verifies, fsyncs and publishes the file.
@@ -23,11 +23,11 @@ impl Job<'_> {
         self.settle_saves().await;
         self.progress.verifying();
         {
-            let mut h = lock(&self.shared.hash.m);
+            let mut h = lock_unpoisoned(&self.shared.hash.m);
             h.finish_at = Some(total);
             h.available = h
                 .available
-                .max(lock(&self.shared.book).st.done.prefix_end());
+                .max(lock_unpoisoned(&self.shared.book).st.done.prefix_end());
             self.shared.hash.cv.notify_all();
         }
         let hashed = tokio::select! {
@@ -133,7 +133,8 @@ impl Job<'_> {
     pub(super) fn discard(&self) {
         self.shared.armed.store(false, Ordering::Release);
         self.shared.stop_hasher();
-        self.progress.rewind(lock(&self.shared.book).st.done.len());
+        self.progress
+            .rewind(lock_unpoisoned(&self.shared.book).st.done.len());
         let _ = std::fs::remove_file(&self.paths.part);
         let _ = std::fs::remove_file(&self.paths.state);
     }

@@ -8,10 +8,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::content_range::validators_of;
 use super::job::Job;
-use super::ledger::lock;
 use super::{Flow, Got};
 use crate::error::{TransferError, TransferErrorKind, redact_url};
 use crate::retry::MAX_SILENT_ANSWERS;
+use rbee_artifact_catalog::lock_unpoisoned;
 
 impl Job<'_> {
     /// Fetches `[start, end)` (`end` = `u64::MAX`: to the end of the body), retrying transient
@@ -82,7 +82,7 @@ impl Job<'_> {
     ) -> Result<(Response, u64), Flow> {
         match self.open_raw(pos, end, attempt, stop).await? {
             Got::Partial(resp, cr) => {
-                let b = lock(&self.shared.book);
+                let b = lock_unpoisoned(&self.shared.book);
                 let validators = validators_of(resp.headers(), cr.total.or(b.st.validators.total));
                 if cr.start != pos {
                     return Err(Flow::Restart(
@@ -101,7 +101,7 @@ impl Job<'_> {
                 Ok((resp, end.min(cr.end)))
             }
             Got::Full(resp) => {
-                let b = lock(&self.shared.book);
+                let b = lock_unpoisoned(&self.shared.book);
                 let total = resp.content_length();
                 let single = b.claim_len == u64::MAX;
                 let known = b.st.validators.total;

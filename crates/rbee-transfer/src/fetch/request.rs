@@ -6,10 +6,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::content_range::{parse_content_range, parse_unsatisfied_total};
 use super::job::Job;
-use super::ledger::lock;
 use super::{Flow, Got};
 use crate::error::{TransferError, redact_url};
 use crate::http::{self, Outgoing, SendError};
+use rbee_artifact_catalog::lock_unpoisoned;
 
 impl Job<'_> {
     /// Sends one ranged GET to the current target.
@@ -21,7 +21,7 @@ impl Job<'_> {
         stop: &CancellationToken,
     ) -> Result<Got, Flow> {
         let (url, generation) = {
-            let t = lock(&self.shared.target);
+            let t = lock_unpoisoned(&self.shared.target);
             (t.url.clone(), t.generation)
         };
         let mut headers = self.headers.clone();
@@ -31,7 +31,7 @@ impl Job<'_> {
             format!("bytes={pos}-{}", end - 1)
         };
         headers.insert(RANGE, HeaderValue::from_str(&range).expect("ascii range"));
-        let if_range = lock(&self.shared.book)
+        let if_range = lock_unpoisoned(&self.shared.book)
             .st
             .validators
             .if_range()
@@ -56,7 +56,7 @@ impl Job<'_> {
             Err(e) => return Err(Flow::Fail(e.into_transfer(&self.what, attempt))),
         };
         if sent.redirected {
-            let mut t = lock(&self.shared.target);
+            let mut t = lock_unpoisoned(&self.shared.target);
             if t.generation == generation {
                 t.url = sent.url.clone();
                 t.generation += 1;
@@ -91,7 +91,7 @@ impl Job<'_> {
             s if (cached || redirected) && matches!(s.as_u16(), 400 | 401 | 403 | 404 | 410) => {
                 // A signed CDN link that expired (or was stale when issued): go back to the
                 // original URL for a fresh one. Attempts bound this when the refusal is real.
-                let mut t = lock(&self.shared.target);
+                let mut t = lock_unpoisoned(&self.shared.target);
                 if t.generation == generation {
                     t.url = self.req.url.clone();
                     t.generation += 1;

@@ -7,11 +7,11 @@ use std::time::Duration;
 use super::Paths;
 use super::hasher::{HashShared, hash_blocking, hash_range};
 use super::job::Job;
-use super::ledger::lock;
 use crate::error::TransferError;
 use crate::ranges::RangeSet;
 use crate::request::FetchRequest;
 use crate::state::{PartState, serialize_hasher, source_id};
+use rbee_artifact_catalog::lock_unpoisoned;
 
 /// Bytes of `req` present at `dest` or in its partial file.
 pub(crate) fn bytes_on_disk(req: &FetchRequest, dest: &Path) -> u64 {
@@ -74,7 +74,7 @@ impl Job<'_> {
     /// prove nothing and are fetched again.
     pub(super) async fn prove_resume(&self) -> Result<(), TransferError> {
         let (restored, kept) = {
-            let b = lock(&self.shared.book);
+            let b = lock_unpoisoned(&self.shared.book);
             if b.st.done.len() == 0 {
                 return Ok(());
             }
@@ -103,7 +103,7 @@ impl Job<'_> {
                 serialize_hasher(&on_disk) != serialize_hasher(&saved)
             }
             // A state that names a hashed prefix but whose hash state does not restore.
-            None => lock(&self.shared.book).st.hashed > 0,
+            None => lock_unpoisoned(&self.shared.book).st.hashed > 0,
             Some(_) => false,
         };
         if tampered {
@@ -115,7 +115,7 @@ impl Job<'_> {
             );
             return self.reset_data();
         }
-        let mut b = lock(&self.shared.book);
+        let mut b = lock_unpoisoned(&self.shared.book);
         let dropped = b.st.done.len() - kept.len();
         if dropped > 0 {
             tracing::info!(path = %self.paths.part.display(), kept = kept.len(), dropped, "without a published digest only the verified prefix of a partial is kept");
@@ -130,7 +130,7 @@ impl Job<'_> {
     /// Forgets every byte of the partial (the remote changed or ignores ranges).
     pub(super) fn reset_data(&self) -> Result<(), TransferError> {
         self.resumed.store(false, Ordering::Release);
-        let mut b = lock(&self.shared.book);
+        let mut b = lock_unpoisoned(&self.shared.book);
         self.progress.rewind(b.st.done.len());
         let source = b.st.source.clone();
         let sha = b.st.sha256.clone();
@@ -139,7 +139,7 @@ impl Job<'_> {
         b.notified_prefix = 0;
         b.dirty = true;
         drop(b);
-        *lock(&self.shared.hash.m) = HashShared::default();
+        *lock_unpoisoned(&self.shared.hash.m) = HashShared::default();
         self.shared
             .file
             .set_len(0)
