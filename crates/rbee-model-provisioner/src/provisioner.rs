@@ -421,9 +421,7 @@ impl Provisioner {
             };
             let result = match work.await {
                 Ok(result) => result,
-                Err(e) => Err(Error::Protocol {
-                    message: format!("internal error: the download task failed ({e})"),
-                }),
+                Err(e) => Err(Error::task_failed("downloading", e)),
             };
             finish(&tracker, &result);
             {
@@ -737,7 +735,7 @@ impl Provisioner {
             link_or_copy(&source_for_task, &target_for_task).map(|()| true)
         })
         .await
-        .map_err(|e| Error::io("linking a catalog file", std::io::Error::other(e)))??;
+        .map_err(|e| Error::task_failed("linking a catalog file", e))??;
         if !intact {
             tracing::warn!(source = %source.display(), "a catalog file no longer matches its recorded digest; downloading instead");
             return Ok(None);
@@ -858,7 +856,7 @@ impl Provisioner {
         let id = id_or_reference.to_string();
         tokio::task::spawn_blocking(move || catalog.verify(&id, |_| {}))
             .await
-            .map_err(|e| Error::io("verifying", std::io::Error::other(e)))?
+            .map_err(|e| Error::task_failed("verifying", e))?
     }
 }
 

@@ -86,7 +86,7 @@ impl Transfer {
     ) -> Result<Vec<DownloadedFile>, TransferError> {
         for r in &requests {
             validate_relative_path(&r.path).map_err(|kind| {
-                TransferError::from(Error::Protocol {
+                TransferError::catalog(Error::Protocol {
                     message: format!("refusing to write {:?}: {kind}", r.path),
                 })
             })?;

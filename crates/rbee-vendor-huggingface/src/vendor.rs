@@ -540,7 +540,7 @@ impl HuggingFaceVendor {
             Ok(Some(digest))
         })
         .await
-        .map_err(|e| Error::io("checking a file in the HuggingFace cache", std::io::Error::other(e)))?;
+        .map_err(|e| Error::task_failed("checking a file in the HuggingFace cache", e))?;
         match outcome {
             Ok(Some(digest)) => Ok(Some(DownloadedFile {
                 path: file.path.clone(),
@@ -792,7 +792,7 @@ async fn keep_if_identical(
     let (path, stop) = (target.clone(), cancel.clone());
     let digest = tokio::task::spawn_blocking(move || hash_file(&path, true, Some(&stop)))
         .await
-        .map_err(|e| Error::io("checking a file", std::io::Error::other(e)))?;
+        .map_err(|e| Error::task_failed("checking a file", e))?;
     match digest {
         Ok(d) if d.git_oid.as_deref() == Some(expected.as_str()) => Ok(Some(DownloadedFile {
             path: file.path.clone(),
@@ -830,7 +830,7 @@ async fn check_git_blobs(
         let path = local.clone();
         let digest = tokio::task::spawn_blocking(move || hash_file(&path, true, None))
             .await
-            .map_err(|e| Error::io("checking a downloaded file", std::io::Error::other(e)))?
+            .map_err(|e| Error::task_failed("checking a downloaded file", e))?
             .map_err(|e| Error::io(format!("checking {}", local.display()), e))?;
         let actual = digest.git_oid.unwrap_or_default();
         if actual != expected {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use rbee_artifact_catalog::Sha256Digest;
+use rbee_artifact_catalog::{Error, Sha256Digest};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -35,16 +35,18 @@ pub(super) async fn hash_file(
         let file = crate::nofollow::open_read(&path_buf)?;
         hash_range(&file, u64::MAX, stop)
     })
-    .await
+    .await?
     .map_err(|e| TransferError::io(format!("reading {}", path.display()), e))?;
     Ok(hasher.finalize().into())
 }
 
-/// Runs `work` (hashing) on a blocking thread, telling it to stop when `cancel` fires.
+/// Runs `work` (hashing) on a blocking thread, telling it to stop when `cancel` fires. A
+/// cancellation is an `Interrupted` I/O error (the callers say what was being read); a task
+/// that panicked is an internal error.
 pub(super) async fn hash_blocking<F>(
     cancel: &CancellationToken,
     work: F,
-) -> Result<Sha256, std::io::Error>
+) -> Result<Result<Sha256, std::io::Error>, TransferError>
 where
     F: FnOnce(&AtomicBool) -> std::io::Result<Option<Sha256>> + Send + 'static,
 {
@@ -55,18 +57,19 @@ where
         r = task => r,
         _ = cancel.cancelled() => {
             stop.store(true, Ordering::Relaxed);
-            return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "cancelled"));
+            return Ok(Err(interrupted()));
         }
     };
     match result {
-        Ok(Ok(Some(h))) => Ok(h),
-        Ok(Ok(None)) => Err(std::io::Error::new(
-            std::io::ErrorKind::Interrupted,
-            "cancelled",
-        )),
-        Ok(Err(e)) => Err(e),
-        Err(e) => Err(std::io::Error::other(e)),
+        Ok(Ok(Some(h))) => Ok(Ok(h)),
+        Ok(Ok(None)) => Ok(Err(interrupted())),
+        Ok(Err(e)) => Ok(Err(e)),
+        Err(e) => Err(TransferError::catalog(Error::task_failed("hashing", e))),
     }
+}
+
+fn interrupted() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::Interrupted, "cancelled")
 }
 
 /// SHA-256 of bytes `[0, end)` of `file` (to its end when shorter); `None` when `stop` is set.

@@ -210,14 +210,11 @@ impl Job<'_> {
         if let (Some(expected), Some(actual)) = (self.req.expected_size, total)
             && expected != actual
         {
-            return Err(Flow::Fail(
-                Error::SizeMismatch {
-                    path: self.req.path.clone(),
-                    expected,
-                    actual,
-                }
-                .into(),
-            ));
+            return Err(Flow::Fail(TransferError::catalog(Error::SizeMismatch {
+                path: self.req.path.clone(),
+                expected,
+                actual,
+            })));
         }
         Ok(())
     }
@@ -259,14 +256,13 @@ impl Job<'_> {
             return Ok(());
         }
         match available_space(dir) {
-            Ok(available) if available < needed => Err(Flow::Fail(
+            Ok(available) if available < needed => Err(Flow::Fail(TransferError::catalog(
                 Error::InsufficientSpace {
                     path: dir.to_path_buf(),
                     needed,
                     available,
-                }
-                .into(),
-            )),
+                },
+            ))),
             Ok(_) => Ok(()),
             Err(e) => {
                 tracing::debug!(dir = %dir.display(), error = %e, "could not read free space; going on");
@@ -290,14 +286,13 @@ impl Job<'_> {
         {
             if e.raw_os_error() == Some(28) {
                 let dir = self.paths.part.parent().unwrap_or(Path::new("."));
-                return Err(Flow::Fail(
+                return Err(Flow::Fail(TransferError::catalog(
                     Error::InsufficientSpace {
                         path: dir.to_path_buf(),
                         needed: total - len,
                         available: available_space(dir).unwrap_or(0),
-                    }
-                    .into(),
-                ));
+                    },
+                )));
             }
             tracing::debug!(error = %e, "preallocation not supported here; the file grows as it is written");
         }

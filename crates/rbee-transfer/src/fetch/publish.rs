@@ -47,10 +47,9 @@ impl Job<'_> {
                 )));
             }
             Err(e) => {
-                return Err(Flow::Fail(TransferError::io(
-                    "hashing",
-                    std::io::Error::other(e),
-                )));
+                return Err(Flow::Fail(TransferError::catalog(Error::task_failed(
+                    "hashing", e,
+                ))));
             }
         };
         let digest: Sha256Digest = hasher.finalize().into();
@@ -58,24 +57,20 @@ impl Job<'_> {
             && expected != total
         {
             self.discard();
-            return Err(Flow::Fail(
-                Error::SizeMismatch {
-                    path: self.req.path.clone(),
-                    expected,
-                    actual: total,
-                }
-                .into(),
-            ));
+            return Err(Flow::Fail(TransferError::catalog(Error::SizeMismatch {
+                path: self.req.path.clone(),
+                expected,
+                actual: total,
+            })));
         }
         if let Some(expected) = self.req.sha256
             && expected != digest
         {
-            let error: TransferError = Error::Integrity {
+            let error = TransferError::catalog(Error::Integrity {
                 path: self.req.path.clone(),
                 expected: expected.to_string(),
                 actual: digest.to_string(),
-            }
-            .into();
+            });
             if self.resumed.swap(false, Ordering::AcqRel) {
                 // Bytes from an earlier run (another version, or changed on disk) may be
                 // what is wrong: fetch everything afresh once before calling it a mismatch.
@@ -115,10 +110,10 @@ impl Job<'_> {
                 )));
             }
             Err(e) => {
-                return Err(Flow::Fail(TransferError::io(
+                return Err(Flow::Fail(TransferError::catalog(Error::task_failed(
                     "publishing",
-                    std::io::Error::other(e),
-                )));
+                    e,
+                ))));
             }
         }
         sync_progress(self.progress, total);

@@ -87,7 +87,7 @@ impl Job<'_> {
                 let on_disk = hash_blocking(self.cancel, move |stop| {
                     hash_range(&shared.file, hashed, stop)
                 })
-                .await
+                .await?
                 .map_err(|e| {
                     if self.cancel.is_cancelled() {
                         TransferError::cancelled()

@@ -120,11 +120,11 @@ impl Job<'_> {
             (data, r)
         })
         .await
-        .map_err(|e| TransferError::io("writing", std::io::Error::other(e)))?;
+        .map_err(|e| TransferError::catalog(Error::task_failed("writing", e)))?;
         result.map_err(|e| {
             if e.raw_os_error() == Some(28) {
                 let dir = self.paths.part.parent().unwrap_or(Path::new("."));
-                TransferError::from(Error::InsufficientSpace {
+                TransferError::catalog(Error::InsufficientSpace {
                     path: dir.to_path_buf(),
                     needed: data.len() as u64,
                     available: 0,
