@@ -1,4 +1,4 @@
-//! What every transfer of one engine shares: its settings, HTTP clients, rate limit and backoff.
+//! What every transfer of one engine shares: its settings, HTTP clients, rate limit and retry policy.
 
 use rbee_artifact_catalog::Error;
 use reqwest::Client;
@@ -6,7 +6,7 @@ use reqwest::Client;
 use crate::config::TransferConfig;
 use crate::http;
 use crate::rate::RateLimiter;
-use crate::retry::Backoff;
+use crate::retry::RetryPolicy;
 
 #[derive(Debug)]
 pub(crate) struct Inner {
@@ -16,7 +16,7 @@ pub(crate) struct Inner {
     /// For file bodies: HTTP/1.1, one connection per range.
     pub(crate) data: Client,
     pub(crate) limiter: Option<RateLimiter>,
-    pub(crate) backoff: Backoff,
+    pub(crate) retry: RetryPolicy,
 }
 
 impl Inner {
@@ -26,7 +26,11 @@ impl Inner {
         let data = http::build_client(&config, true)?;
         Ok(Inner {
             limiter: config.rate_limit.map(RateLimiter::new),
-            backoff: Backoff::new(config.initial_backoff, config.max_backoff),
+            retry: RetryPolicy::new(
+                config.initial_backoff,
+                config.max_backoff,
+                config.max_attempts,
+            ),
             api,
             data,
             config,

@@ -157,7 +157,8 @@ impl Transfer {
         let inner = &self.inner;
         let headers = http::header_map(&request.headers)?;
         let what = format!("{} {}", request.method, redact_url(&request.url));
-        let max = inner.config.max_attempts;
+        let policy = &inner.retry;
+        let max = policy.max_attempts();
         let mut attempt = 1;
         let mut silent = 0;
         loop {
@@ -172,12 +173,13 @@ impl Transfer {
             let delay = match http::send(&inner.api, out, cancel).await {
                 Ok(sent) => {
                     let status = sent.response.status();
-                    if !is_transient_status(status.as_u16()) || attempt >= max {
+                    if !is_transient_status(status.as_u16()) {
                         return Ok(sent.response);
                     }
                     let wait = retry_after(sent.response.headers());
-                    match inner.backoff.delay_for(attempt + 1, wait) {
-                        // The server wants more patience than we have: let the vendor say so.
+                    match policy.wait_before(attempt + 1, wait) {
+                        // Attempts used up, or the server wants more patience than we have:
+                        // let the vendor say so.
                         None => return Ok(sent.response),
                         Some(d) => {
                             retry_note(&request.url, status.as_u16(), "", attempt + 1, max, d);
@@ -189,11 +191,13 @@ impl Transfer {
                 Err(e @ SendError::NoResponse(_)) if silent + 1 >= MAX_SILENT_ANSWERS => {
                     return Err(e.into_transfer(&what, attempt));
                 }
-                Err(e) if e.is_transient() && attempt < max => {
+                Err(e) if e.is_transient() => {
+                    let Some(d) = policy.wait_before(attempt + 1, None) else {
+                        return Err(e.into_transfer(&what, attempt));
+                    };
                     if matches!(e, SendError::NoResponse(_)) {
                         silent += 1;
                     }
-                    let d = inner.backoff.delay(attempt + 1);
                     retry_note(&request.url, 0, &e.describe(), attempt + 1, max, d);
                     d
                 }

@@ -124,7 +124,7 @@ impl<'a> Job<'a> {
 
     pub(super) async fn run(self) -> Result<DownloadedFile, TransferError> {
         self.prove_resume().await?;
-        let max_restarts = self.inner.config.max_attempts;
+        let max_restarts = self.inner.retry.max_attempts();
         let mut restarts = 0;
         let mut agains = 0;
         loop {

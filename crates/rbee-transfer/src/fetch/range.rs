@@ -23,7 +23,6 @@ impl Job<'_> {
         stop: &CancellationToken,
         mut attempt: u32,
     ) -> Result<(), Flow> {
-        let max = self.inner.config.max_attempts;
         let mut pos = start;
         loop {
             if pos >= end {
@@ -46,12 +45,11 @@ impl Job<'_> {
                         attempt = 1;
                     }
                     attempt += 1;
-                    if attempt > max {
-                        return Err(Flow::Fail(e.with_attempts(attempt - 1)));
-                    }
                     // A server that does not honour ranges answers the retry with the whole
                     // file, which `open` turns into a clean restart.
-                    let delay = self.inner.backoff.delay(attempt);
+                    let Some(delay) = self.inner.retry.wait_before(attempt, None) else {
+                        return Err(Flow::Fail(e.with_attempts(attempt - 1)));
+                    };
                     tracing::debug!(url = %redact_url(&self.req.url), error = %e, attempt, "retrying the range");
                     self.progress.retrying(attempt, delay, e.to_string());
                     self.sleep(delay, stop).await?;
@@ -135,13 +133,13 @@ impl Job<'_> {
         attempt: &mut u32,
         stop: &CancellationToken,
     ) -> Result<Got, Flow> {
-        let max = self.inner.config.max_attempts;
+        let policy = &self.inner.retry;
         loop {
             let err = match self.request_range(pos, end, *attempt, stop).await {
                 Ok(got) => return Ok(got),
                 Err(Flow::Reresolve(e)) => {
                     *attempt += 1;
-                    if *attempt > max {
+                    if !policy.allows(*attempt) {
                         return Err(Flow::Fail(e.with_attempts(*attempt - 1)));
                     }
                     self.progress.retrying(
@@ -162,10 +160,7 @@ impl Job<'_> {
                 Err(flow) => return Err(flow),
             };
             *attempt += 1;
-            if *attempt > max {
-                return Err(Flow::Fail(err.with_attempts(*attempt - 1)));
-            }
-            let Some(delay) = self.inner.backoff.delay_for(*attempt, err.retry_after()) else {
+            let Some(delay) = policy.wait_before(*attempt, err.retry_after()) else {
                 return Err(Flow::Fail(err.with_attempts(*attempt - 1)));
             };
             tracing::debug!(url = %redact_url(&self.req.url), error = %err, attempt = *attempt, "retrying the request");
