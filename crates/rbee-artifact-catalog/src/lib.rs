@@ -29,6 +29,7 @@ pub use catalog::{
 };
 pub use digest::{InvalidDigest, Sha256Digest, Sha256Hasher};
 pub use error::{BoxError, Error, Result};
+pub use place::link_or_copy;
 pub use progress::{
     DownloadTracker, EventKind, FileProgress, FileSnapshot, HeartbeatHandle, JobId, ProgressEvent,
     ProgressSnapshot, TrackerConfig, human_bytes, human_duration,
@@ -53,6 +54,7 @@ pub mod layout {
 mod catalog;
 mod digest;
 mod error;
+mod place;
 mod progress;
 mod redact;
 mod reference;

@@ -1161,20 +1161,17 @@ fn partial_len(dir: &Path, rel: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Puts `source` at `target`: a hard link when both are on one file system, else a copy
-/// (synced), written beside `target` and renamed over it so `target` is never half there.
+/// Puts `source` at `target` (creating its folder): a hard link when both are on one file
+/// system, else a synced copy, renamed into place so `target` is never half there.
 pub fn link_or_copy(source: &Path, target: &Path) -> Result<()> {
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     }
-    let part = part_path(target);
-    let _ = std::fs::remove_file(&part);
-    if std::fs::hard_link(source, &part).is_err() {
-        std::fs::copy(source, &part)
-            .and_then(|_| std::fs::File::open(&part)?.sync_all())
-            .map_err(|e| Error::io(format!("copying {}", source.display()), e))?;
-    }
-    std::fs::rename(&part, target)
-        .map_err(|e| Error::io(format!("renaming into {}", target.display()), e))
+    rbee_artifact_catalog::link_or_copy(source, target, &part_path(target)).map_err(|e| {
+        Error::io(
+            format!("placing {} at {}", source.display(), target.display()),
+            e,
+        )
+    })
 }

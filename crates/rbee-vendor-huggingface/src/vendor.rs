@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use rbee_artifact_catalog::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, FileSource, HfRef, HfSelector,
     ResolveOptions, ResolvedArtifact, ResolvedFile, Result, Scheme, Secret, VendorSource, layout,
-    redact_url, validate_relative_path,
+    link_or_copy, redact_url, validate_relative_path,
 };
 use rbee_transfer::{ApiRequest, FetchRequest, Transfer, TransferError, parse_retry_after};
 use reqwest::Response;
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::api::{self, Listing, ModelInfo, TreeEntry, is_commit};
-use crate::cache::{HfCache, LocalDigest, hash_file, link_or_copy};
+use crate::cache::{HfCache, LocalDigest, hash_file};
 use crate::config::HfConfig;
 use crate::files::RepoFile;
 use crate::hub_error::{self, Answer, Context};
@@ -529,11 +529,7 @@ impl HuggingFaceVendor {
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            let tmp = layout::reuse_temp_path(&target);
-            link_or_copy(&source, &tmp)?;
-            std::fs::rename(&tmp, &target).inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })?;
+            link_or_copy(&source, &target, &layout::reuse_temp_path(&target))?;
             // A complete file makes any partial of an earlier attempt useless.
             let _ = std::fs::remove_file(layout::part_path(&target));
             let _ = std::fs::remove_file(layout::part_state_path(&target));
