@@ -858,9 +858,11 @@ async fn answer_of(response: Response, cancel: &CancellationToken) -> Result<Ans
         retry_after: header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now())),
     };
     if answer.error_message.is_none() {
-        let body = tokio::select! {
-            body = read_limited(response) => body,
-            () = cancel.cancelled() => return Err(Error::Cancelled),
+        // The message is a courtesy: an answer too large or cut off just has none.
+        let body = match rbee_transfer::read_body(response, MAX_ERROR_BODY, cancel).await {
+            Ok(body) => body,
+            Err(Error::Cancelled) => return Err(Error::Cancelled),
+            Err(_) => Vec::new(),
         };
         answer.error_message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
@@ -870,17 +872,6 @@ async fn answer_of(response: Response, cancel: &CancellationToken) -> Result<Ans
             });
     }
     Ok(answer)
-}
-
-async fn read_limited(mut response: Response) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        out.extend_from_slice(&chunk);
-        if out.len() >= MAX_ERROR_BODY {
-            break;
-        }
-    }
-    out
 }
 
 /// A failed API request: an error status is the Hub's answer, anything else the engine's.
