@@ -137,6 +137,20 @@ pub enum Error {
     /// The vendor or operation is not supported.
     #[error("{0}")]
     Unsupported(String),
+    /// A bug: a task panicked or was dropped before it answered. Nothing it left half-done
+    /// is marked ready.
+    #[error(
+        "internal error while {doing}: {cause_kind}; this is a bug in rbee, please report it (partial files were kept)"
+    )]
+    Internal {
+        /// What rbee was doing.
+        doing: String,
+        /// How the task ended (`a task panicked`, `a task was cancelled`).
+        cause_kind: &'static str,
+        /// The task's failure.
+        #[source]
+        source: BoxError,
+    },
 }
 
 /// Shorthand for results with [`Error`].
@@ -148,6 +162,20 @@ impl Error {
         Error::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// A background task (`spawn` or `spawn_blocking`) that did not answer: it panicked or was
+    /// cancelled. A bug, never the user's input or the network.
+    pub fn task_failed(doing: impl Into<String>, source: tokio::task::JoinError) -> Self {
+        Error::Internal {
+            doing: doing.into(),
+            cause_kind: if source.is_panic() {
+                "a task panicked"
+            } else {
+                "a task was cancelled"
+            },
+            source: Box::new(source),
         }
     }
 
@@ -171,6 +199,7 @@ impl Error {
             Error::Busy { .. } => "busy",
             Error::Cancelled => "cancelled",
             Error::Unsupported(_) => "unsupported",
+            Error::Internal { .. } => "internal",
         }
     }
 
@@ -258,6 +287,15 @@ impl Error {
             },
             Error::Cancelled => Error::Cancelled,
             Error::Unsupported(m) => Error::Unsupported(m.clone()),
+            Error::Internal {
+                doing,
+                cause_kind,
+                source,
+            } => Error::Internal {
+                doing: doing.clone(),
+                cause_kind,
+                source: source.to_string().into(),
+            },
         }
     }
 
@@ -291,5 +329,16 @@ mod tests {
         assert_eq!(e.report(), "reading /x\n  caused by: no such file");
         assert_eq!(e.code(), "io");
         assert!(Error::Cancelled.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn a_panicked_task_is_an_internal_error_with_its_cause() {
+        let join = tokio::spawn(async { panic!("boom") }).await.unwrap_err();
+        let e = Error::task_failed("hashing m.gguf", join);
+        assert_eq!(e.code(), "internal");
+        assert!(e.to_string().contains("hashing m.gguf"), "{e}");
+        assert!(e.to_string().contains("panicked"), "{e}");
+        let source = std::error::Error::source(&e).expect("the cause is kept");
+        assert!(source.downcast_ref::<tokio::task::JoinError>().is_some());
     }
 }

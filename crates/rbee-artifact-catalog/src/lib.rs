@@ -29,6 +29,7 @@ pub use catalog::{
 };
 pub use digest::{InvalidDigest, Sha256Digest, Sha256Hasher};
 pub use error::{BoxError, Error, Result};
+pub use place::link_or_copy;
 pub use progress::{
     DownloadTracker, EventKind, FileProgress, FileSnapshot, HeartbeatHandle, JobId, ProgressEvent,
     ProgressSnapshot, TrackerConfig, human_bytes, human_duration,
@@ -40,6 +41,7 @@ pub use reference::{
 };
 pub use secret::Secret;
 pub use selection::Selection;
+pub use sync::lock_unpoisoned;
 pub use vendor::{
     DownloadedFile, FileSource, ResolveOptions, ResolvedArtifact, ResolvedFile, VendorSource,
 };
@@ -52,9 +54,11 @@ pub mod layout {
 mod catalog;
 mod digest;
 mod error;
+mod place;
 mod progress;
 mod redact;
 mod reference;
 mod secret;
 mod selection;
+mod sync;
 mod vendor;

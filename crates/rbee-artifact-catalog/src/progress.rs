@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+use crate::sync::lock_unpoisoned;
+
 /// Identifies one job (one provision request). Cheap to clone; usable in URLs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -503,7 +505,7 @@ impl DownloadTracker {
     /// Bytes, percentage, speed and ETA now. Speed counts only bytes moved by this run, over
     /// [`TrackerConfig::speed_window`]; bytes found on disk (a resume) are present, not speed.
     pub fn snapshot(&self) -> ProgressSnapshot {
-        let source = lock(&self.inner.source).clone();
+        let source = lock_unpoisoned(&self.inner.source).clone();
         if let Some(source) = source {
             return source.snapshot();
         }
@@ -512,13 +514,14 @@ impl DownloadTracker {
         let now = Instant::now();
         let window = self.inner.config.speed_window;
         let moved = self.inner.moved.load(Ordering::Relaxed);
-        let bytes_per_sec = lock(&self.inner.speed).rate(now, moved, window);
-        let files = lock(&self.inner.files)
+        let bytes_per_sec = lock_unpoisoned(&self.inner.speed).rate(now, moved, window);
+        let files = lock_unpoisoned(&self.inner.files)
             .iter()
             .map(|f| {
                 let bytes = f.bytes.load(Ordering::Relaxed);
                 let total = f.total.load(Ordering::Relaxed);
-                let rate = lock(&f.speed).rate(now, f.moved.load(Ordering::Relaxed), window);
+                let rate =
+                    lock_unpoisoned(&f.speed).rate(now, f.moved.load(Ordering::Relaxed), window);
                 FileSnapshot {
                     path: f.path.clone(),
                     bytes,
@@ -572,9 +575,9 @@ impl DownloadTracker {
             moved: AtomicU64::new(0),
             speed: Mutex::new(window),
         });
-        lock(&self.inner.speed).start(now, self.inner.moved.load(Ordering::Relaxed));
+        lock_unpoisoned(&self.inner.speed).start(now, self.inner.moved.load(Ordering::Relaxed));
         self.inner.bytes.fetch_add(resumed_from, Ordering::Relaxed);
-        lock(&self.inner.files).push(state.clone());
+        lock_unpoisoned(&self.inner.files).push(state.clone());
         self.emit(EventKind::FileStarted {
             path,
             size,
@@ -651,7 +654,7 @@ impl DownloadTracker {
     /// finishes. Counters follow the source's.
     pub fn follow(&self, source: &DownloadTracker) -> tokio::task::JoinHandle<()> {
         let (replay, mut rx) = source.subscribe();
-        *lock(&self.inner.source) = Some(source.clone());
+        *lock_unpoisoned(&self.inner.source) = Some(source.clone());
         let me = self.clone();
         let source = source.clone();
         tokio::spawn(async move {
@@ -744,7 +747,7 @@ impl DownloadTracker {
     }
 
     fn state(&self) -> MutexGuard<'_, ReplayState> {
-        lock(&self.inner.state)
+        lock_unpoisoned(&self.inner.state)
     }
 }
 
@@ -783,7 +786,7 @@ impl FileProgress {
         if old == 0 && size > 0 {
             // The job total counted this file as unknown; add it now.
             let inner = &self.tracker.inner;
-            let known: u64 = lock(&inner.files)
+            let known: u64 = lock_unpoisoned(&inner.files)
                 .iter()
                 .map(|f| f.total.load(Ordering::Relaxed))
                 .sum();
@@ -838,7 +841,7 @@ impl FileProgress {
     }
 
     fn remove_from_active(&self) {
-        lock(&self.tracker.inner.files).retain(|f| !Arc::ptr_eq(f, &self.state));
+        lock_unpoisoned(&self.tracker.inner.files).retain(|f| !Arc::ptr_eq(f, &self.state));
     }
 }
 
@@ -858,11 +861,6 @@ impl Drop for HeartbeatHandle {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves plain counters behind; keep going.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn unix_millis() -> u64 {

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use rbee_artifact_catalog::layout::{self, part_path};
+use rbee_artifact_catalog::layout::{self, part_path, part_state_path};
+use rbee_artifact_catalog::lock_unpoisoned;
 use rbee_artifact_catalog::{
     ArtifactRecord, ArtifactRef, ArtifactStatus, Catalog, CatalogEntry, CatalogKey, DownloadLease,
     DownloadTracker, DownloadedFile, Error, FileRecord, FileSource, JobId, RECORD_SCHEMA,
@@ -215,7 +216,7 @@ impl Provisioner {
 
     /// Downloads in progress in this process.
     pub fn active_downloads(&self) -> Vec<ActiveDownload> {
-        lock(&self.inner.inflight)
+        lock_unpoisoned(&self.inner.inflight)
             .iter()
             .map(|(key, job)| ActiveDownload {
                 id: key.id(),
@@ -353,7 +354,7 @@ impl Provisioner {
             r = wait_result(&mut result_rx) => r,
             () = cancel.cancelled() => {
                 let last = {
-                    let _map = lock(&self.inner.inflight);
+                    let _map = lock_unpoisoned(&self.inner.inflight);
                     let last = job.waiters.fetch_sub(1, Ordering::AcqRel) == 1;
                     if last {
                         job.cancel.cancel();
@@ -388,7 +389,7 @@ impl Provisioner {
         options: ProvisionOptions,
         job_id: &JobId,
     ) -> Arc<Inflight> {
-        let mut map = lock(&self.inner.inflight);
+        let mut map = lock_unpoisoned(&self.inner.inflight);
         if let Some(job) = map.get(key)
             && !job.cancel.is_cancelled()
         {
@@ -428,13 +429,11 @@ impl Provisioner {
             };
             let result = match work.await {
                 Ok(result) => result,
-                Err(e) => Err(Error::Protocol {
-                    message: format!("internal error: the download task failed ({e})"),
-                }),
+                Err(e) => Err(Error::task_failed("downloading", e)),
             };
             finish(&tracker, &result);
             {
-                let mut map = lock(&this.inner.inflight);
+                let mut map = lock_unpoisoned(&this.inner.inflight);
                 if map.get(&key).is_some_and(|j| Arc::ptr_eq(j, &task_job)) {
                     map.remove(&key);
                 }
@@ -747,7 +746,7 @@ impl Provisioner {
             link_or_copy(&source_for_task, &target_for_task).map(|()| true)
         })
         .await
-        .map_err(|e| Error::io("linking a catalog file", std::io::Error::other(e)))??;
+        .map_err(|e| Error::task_failed("linking a catalog file", e))??;
         if !intact {
             tracing::warn!(source = %source.display(), "a catalog file no longer matches its recorded digest; downloading instead");
             return Ok(None);
@@ -812,7 +811,7 @@ impl Provisioner {
     /// folder on the way is a symbolic link (rbee never makes one there).
     fn check_no_links(&self, dir: &Path, rel: &str) -> Result<PathBuf> {
         let path = self.inner.catalog.file_inside(dir, rel)?;
-        for partial in [part_path(&path), partial_state_path(&path)] {
+        for partial in [part_path(&path), part_state_path(&path)] {
             if !self.inner.catalog.is_inside(&partial) {
                 return Err(Error::Damaged {
                     id: self.inner.catalog.id_of(dir),
@@ -893,7 +892,7 @@ impl Provisioner {
         let id = id_or_reference.to_string();
         tokio::task::spawn_blocking(move || catalog.verify(&id, |_| {}))
             .await
-            .map_err(|e| Error::io("verifying", std::io::Error::other(e)))?
+            .map_err(|e| Error::task_failed("verifying", e))?
     }
 }
 
@@ -1158,15 +1157,9 @@ fn remove_final(files_dir: &Path, rel: &str) {
 /// Removes a file's final copy and its partial data, so nothing of it is adopted or resumed.
 fn remove_with_partials(files_dir: &Path, rel: &str) {
     let path = files_dir.join(rel);
-    for p in [part_path(&path), partial_state_path(&path), path] {
+    for p in [part_path(&path), part_state_path(&path), path] {
         let _ = std::fs::remove_file(p);
     }
-}
-
-fn partial_state_path(final_path: &Path) -> PathBuf {
-    let mut name = final_path.as_os_str().to_owned();
-    name.push(layout::PART_STATE_SUFFIX);
-    PathBuf::from(name)
 }
 
 /// After an update, files the new revision no longer has are removed.
@@ -1204,24 +1197,17 @@ fn partial_len(dir: &Path, rel: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Puts `source` at `target`: a hard link when both are on one file system, else a copy
-/// (synced), written beside `target` and renamed over it so `target` is never half there.
+/// Puts `source` at `target` (creating its folder): a hard link when both are on one file
+/// system, else a synced copy, renamed into place so `target` is never half there.
 pub fn link_or_copy(source: &Path, target: &Path) -> Result<()> {
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     }
-    let part = part_path(target);
-    let _ = std::fs::remove_file(&part);
-    if std::fs::hard_link(source, &part).is_err() {
-        std::fs::copy(source, &part)
-            .and_then(|_| std::fs::File::open(&part)?.sync_all())
-            .map_err(|e| Error::io(format!("copying {}", source.display()), e))?;
-    }
-    std::fs::rename(&part, target)
-        .map_err(|e| Error::io(format!("renaming into {}", target.display()), e))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    rbee_artifact_catalog::link_or_copy(source, target, &part_path(target)).map_err(|e| {
+        Error::io(
+            format!("placing {} at {}", source.display(), target.display()),
+            e,
+        )
+    })
 }

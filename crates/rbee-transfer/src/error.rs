@@ -64,6 +64,8 @@ enum Repr {
 }
 
 impl TransferError {
+    /// A core error raised inside the engine. Conversion runs one way only, out of the engine
+    /// (`From<TransferError> for Error`), so a vendor cannot pass its errors off as transfer ones.
     pub(crate) fn catalog(e: Error) -> Self {
         Self {
             repr: Box::new(Repr::Catalog(e)),
@@ -292,12 +294,6 @@ impl TransferError {
 impl From<TransferError> for Error {
     fn from(e: TransferError) -> Self {
         e.into_error()
-    }
-}
-
-impl From<Error> for TransferError {
-    fn from(e: Error) -> Self {
-        Self::catalog(e)
     }
 }
 

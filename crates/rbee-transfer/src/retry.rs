@@ -9,39 +9,60 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 /// not hold a download for every attempt.
 pub(crate) const MAX_SILENT_ANSWERS: u32 = 2;
 
-/// Exponential backoff with full jitter between `initial` and the cap.
+/// When a failed request is tried again and how long to wait first: at most `max_attempts`
+/// attempts in all, exponential backoff with jitter between `initial` and the cap, and a
+/// server's `Retry-After` honoured up to that cap. Every retry loop of the engine asks it.
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
+pub(crate) struct RetryPolicy {
     initial: Duration,
     max: Duration,
+    max_attempts: u32,
 }
 
-impl Backoff {
-    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
-        Self { initial, max }
+impl RetryPolicy {
+    pub(crate) fn new(initial: Duration, max: Duration, max_attempts: u32) -> Self {
+        Self {
+            initial,
+            max,
+            max_attempts,
+        }
     }
 
-    /// The delay before attempt `attempt` (2 = the first retry): `initial · 2^(attempt-2)`,
-    /// capped, then jittered into its upper half so that many clients do not retry in step.
-    pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(2).min(20);
-        let base = self.initial.saturating_mul(1u32 << exp).min(self.max);
-        let half = base / 2;
-        half + half.mul_f64(jitter())
+    /// How many attempts a request gets in all.
+    pub(crate) fn max_attempts(&self) -> u32 {
+        self.max_attempts
     }
 
-    /// The delay before `attempt`, or what the server asked for when it said (`Retry-After`),
-    /// or `None` when the server asks for longer than the cap (not worth waiting for).
-    pub(crate) fn delay_for(
+    /// Whether attempt `attempt` (1 = the first) may be made.
+    pub(crate) fn allows(&self, attempt: u32) -> bool {
+        attempt <= self.max_attempts
+    }
+
+    /// The wait before attempt `attempt` (2 = the first retry), or `None` when no such attempt
+    /// may be made: the attempts are used up, or the server asks (`Retry-After`) for longer
+    /// than the cap, which is not worth waiting for.
+    pub(crate) fn wait_before(
         &self,
         attempt: u32,
         retry_after: Option<Duration>,
     ) -> Option<Duration> {
+        if !self.allows(attempt) {
+            return None;
+        }
         match retry_after {
             Some(d) if d > self.max => None,
-            Some(d) => Some(d.max(self.delay(attempt).min(Duration::from_millis(100)))),
-            None => Some(self.delay(attempt)),
+            Some(d) => Some(d.max(self.backoff(attempt).min(Duration::from_millis(100)))),
+            None => Some(self.backoff(attempt)),
         }
+    }
+
+    /// `initial · 2^(attempt-2)`, capped, then jittered into its upper half so that many
+    /// clients do not retry in step.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(2).min(20);
+        let base = self.initial.saturating_mul(1u32 << exp).min(self.max);
+        let half = base / 2;
+        half + half.mul_f64(jitter())
     }
 }
 
@@ -67,17 +88,29 @@ fn jitter() -> f64 {
     })
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// The `Retry-After` header of a response, as a delay from now.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    parse_retry_after(headers.get(RETRY_AFTER)?.to_str().ok()?, SystemTime::now())
+}
+
+/// A `Retry-After` value as a delay from `now`: delay-seconds or an HTTP date (a date already
+/// past is no delay).
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+/// assert_eq!(rbee_transfer::parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+/// let at = httpdate::fmt_http_date(now + Duration::from_secs(90));
+/// assert_eq!(rbee_transfer::parse_retry_after(&at, now), Some(Duration::from_secs(90)));
+/// assert_eq!(rbee_transfer::parse_retry_after("soon", now), None);
+/// ```
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 /// Statuses worth another attempt: timeouts, rate limits and server errors.
@@ -142,20 +175,30 @@ mod tests {
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
-        let b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let b = RetryPolicy::new(Duration::from_millis(100), Duration::from_secs(2), 30);
         for _ in 0..100 {
-            let d2 = b.delay(2);
+            let d2 = b.wait_before(2, None).unwrap();
             assert!(d2 >= Duration::from_millis(50) && d2 <= Duration::from_millis(100));
-            let d4 = b.delay(4);
+            let d4 = b.wait_before(4, None).unwrap();
             assert!(d4 >= Duration::from_millis(200) && d4 <= Duration::from_millis(400));
-            let d30 = b.delay(30);
+            let d30 = b.wait_before(30, None).unwrap();
             assert!(d30 >= Duration::from_secs(1) && d30 <= Duration::from_secs(2));
         }
-        assert_eq!(b.delay_for(2, Some(Duration::from_secs(3))), None);
+        assert_eq!(b.wait_before(2, Some(Duration::from_secs(3))), None);
         assert_eq!(
-            b.delay_for(2, Some(Duration::from_secs(1))),
+            b.wait_before(2, Some(Duration::from_secs(1))),
             Some(Duration::from_secs(1))
         );
+    }
+
+    #[test]
+    fn attempts_are_bounded() {
+        let b = RetryPolicy::new(Duration::from_millis(1), Duration::from_secs(2), 3);
+        assert_eq!(b.max_attempts(), 3);
+        assert!(b.allows(3) && !b.allows(4));
+        assert!(b.wait_before(3, None).is_some());
+        assert_eq!(b.wait_before(4, None), None);
+        assert_eq!(b.wait_before(4, Some(Duration::ZERO)), None);
     }
 
     #[test]

@@ -6,99 +6,18 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rbee_artifact_catalog::{
-    DownloadTracker, DownloadedFile, Error, FileProgress, Secret, Sha256Digest,
-    validate_relative_path,
+    DownloadTracker, DownloadedFile, Error, FileProgress, validate_relative_path,
 };
-use reqwest::{Client, Method, Response};
+use reqwest::Response;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::config::TransferConfig;
+use crate::engine::Inner;
 use crate::error::{TransferError, redact_url};
 use crate::http::{self, Outgoing, SendError};
-use crate::rate::RateLimiter;
-use crate::retry::{Backoff, MAX_SILENT_ANSWERS, is_transient_status, retry_after};
-
-/// One file to fetch.
-#[derive(Debug, Clone)]
-pub struct FetchRequest {
-    /// Path within the artifact (for events and [`DownloadedFile::path`]).
-    pub path: String,
-    /// Where the bytes are. Redirects are followed; ranges then go to the final URL.
-    pub url: Url,
-    /// Sent as `Authorization: Bearer …` to `url`'s origin only, never after a redirect to
-    /// another host.
-    pub auth: Option<Secret>,
-    /// Extra non-secret headers (e.g. `Accept: application/octet-stream`).
-    pub headers: Vec<(String, String)>,
-    /// The size the vendor announced; checked before the first byte and at the end.
-    pub expected_size: Option<u64>,
-    /// The digest the vendor published; a mismatch is [`Error::Integrity`].
-    pub sha256: Option<Sha256Digest>,
-}
-
-impl FetchRequest {
-    /// A request for `url`, to be known as `path`, without credentials, size or digest.
-    pub fn new(path: impl Into<String>, url: Url) -> Self {
-        Self {
-            path: path.into(),
-            url,
-            auth: None,
-            headers: Vec::new(),
-            expected_size: None,
-            sha256: None,
-        }
-    }
-}
-
-/// An API or metadata request (JSON listings, `HEAD` probes).
-#[derive(Debug, Clone)]
-pub struct ApiRequest {
-    /// The method.
-    pub method: Method,
-    /// The URL.
-    pub url: Url,
-    /// Sent as `Authorization: Bearer …` to `url`'s origin only.
-    pub auth: Option<Secret>,
-    /// Extra non-secret headers.
-    pub headers: Vec<(String, String)>,
-    /// Follow redirects (without credentials to other hosts); off: return the 3xx itself.
-    pub follow_redirects: bool,
-}
-
-impl ApiRequest {
-    /// A `GET` that follows redirects.
-    pub fn get(url: Url) -> Self {
-        Self {
-            method: Method::GET,
-            url,
-            auth: None,
-            headers: Vec::new(),
-            follow_redirects: true,
-        }
-    }
-
-    /// A `HEAD` that does not follow redirects (to read `Location` and the hub's headers).
-    pub fn head(url: Url) -> Self {
-        Self {
-            method: Method::HEAD,
-            follow_redirects: false,
-            ..Self::get(url)
-        }
-    }
-
-    /// The same request with a credential for its URL's origin.
-    pub fn with_auth(mut self, auth: Option<Secret>) -> Self {
-        self.auth = auth;
-        self
-    }
-
-    /// The same request with one more header.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-}
+use crate::request::{ApiRequest, FetchRequest};
+use crate::retry::{MAX_SILENT_ANSWERS, is_transient_status, retry_after};
 
 /// The download engine. Cheap to clone: clones share the HTTP connection pools and the rate
 /// limit.
@@ -115,17 +34,6 @@ pub struct Transfer {
     pub(crate) inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) config: TransferConfig,
-    /// For API calls: may use HTTP/2.
-    pub(crate) api: Client,
-    /// For file bodies: HTTP/1.1, one connection per range.
-    pub(crate) data: Client,
-    pub(crate) limiter: Option<RateLimiter>,
-    pub(crate) backoff: Backoff,
-}
-
 impl Transfer {
     /// An engine with `config`. Fails only on an invalid configuration (the message names the
     /// knob) or an unusable proxy variable.
@@ -133,16 +41,8 @@ impl Transfer {
         config
             .validate()
             .map_err(|m| Error::InvalidRequest(format!("invalid transfer settings: {m}")))?;
-        let api = http::build_client(&config, false)?;
-        let data = http::build_client(&config, true)?;
         Ok(Transfer {
-            inner: Arc::new(Inner {
-                limiter: config.rate_limit.map(RateLimiter::new),
-                backoff: Backoff::new(config.initial_backoff, config.max_backoff),
-                api,
-                data,
-                config,
-            }),
+            inner: Arc::new(Inner::new(config)?),
         })
     }
 
@@ -186,7 +86,7 @@ impl Transfer {
     ) -> Result<Vec<DownloadedFile>, TransferError> {
         for r in &requests {
             validate_relative_path(&r.path).map_err(|kind| {
-                TransferError::from(Error::Protocol {
+                TransferError::catalog(Error::Protocol {
                     message: format!("refusing to write {:?}: {kind}", r.path),
                 })
             })?;
@@ -257,7 +157,8 @@ impl Transfer {
         let inner = &self.inner;
         let headers = http::header_map(&request.headers)?;
         let what = format!("{} {}", request.method, redact_url(&request.url));
-        let max = inner.config.max_attempts;
+        let policy = &inner.retry;
+        let max = policy.max_attempts();
         let mut attempt = 1;
         let mut silent = 0;
         loop {
@@ -272,12 +173,13 @@ impl Transfer {
             let delay = match http::send(&inner.api, out, cancel).await {
                 Ok(sent) => {
                     let status = sent.response.status();
-                    if !is_transient_status(status.as_u16()) || attempt >= max {
+                    if !is_transient_status(status.as_u16()) {
                         return Ok(sent.response);
                     }
                     let wait = retry_after(sent.response.headers());
-                    match inner.backoff.delay_for(attempt + 1, wait) {
-                        // The server wants more patience than we have: let the vendor say so.
+                    match policy.wait_before(attempt + 1, wait) {
+                        // Attempts used up, or the server wants more patience than we have:
+                        // let the vendor say so.
                         None => return Ok(sent.response),
                         Some(d) => {
                             retry_note(&request.url, status.as_u16(), "", attempt + 1, max, d);
@@ -289,11 +191,13 @@ impl Transfer {
                 Err(e @ SendError::NoResponse(_)) if silent + 1 >= MAX_SILENT_ANSWERS => {
                     return Err(e.into_transfer(&what, attempt));
                 }
-                Err(e) if e.is_transient() && attempt < max => {
+                Err(e) if e.is_transient() => {
+                    let Some(d) = policy.wait_before(attempt + 1, None) else {
+                        return Err(e.into_transfer(&what, attempt));
+                    };
                     if matches!(e, SendError::NoResponse(_)) {
                         silent += 1;
                     }
-                    let d = inner.backoff.delay(attempt + 1);
                     retry_note(&request.url, 0, &e.describe(), attempt + 1, max, d);
                     d
                 }

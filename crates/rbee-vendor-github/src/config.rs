@@ -96,9 +96,7 @@ fn parse_api_base(raw: &str) -> Result<Url> {
     }
     if !url.username().is_empty() || url.password().is_some() {
         // Never echo the credentials themselves.
-        let mut shown = url.clone();
-        let _ = shown.set_username("");
-        let _ = shown.set_password(None);
+        let shown = rbee_artifact_catalog::redacted_url(&url);
         return Err(bad(
             shown.as_str(),
             "credentials belong in GITHUB_TOKEN, not in the URL",

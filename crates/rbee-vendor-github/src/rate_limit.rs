@@ -8,6 +8,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rbee_artifact_catalog::Error;
+use rbee_transfer::parse_retry_after;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 /// What GitHub asks clients to wait when a secondary limit gives no hint.
@@ -34,40 +35,31 @@ pub(crate) fn detect(
         return None;
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let wait = if let Some(wait) = header(RETRY_AFTER.as_str()).and_then(|v| retry_after(v, now)) {
-        wait
-    } else if header("x-ratelimit-remaining").map(str::trim) == Some("0") {
-        header("x-ratelimit-reset")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|reset| {
-                (UNIX_EPOCH + Duration::from_secs(reset))
-                    .duration_since(now)
-                    .unwrap_or_default()
-                    // The reset second itself may still be limited; a second more is cheap.
-                    .saturating_add(Duration::from_secs(1))
-            })
-            .unwrap_or(UNSPECIFIED_WAIT)
-    } else if status == 429
-        || message.is_some_and(|m| m.to_ascii_lowercase().contains("rate limit"))
-    {
-        UNSPECIFIED_WAIT
-    } else {
-        return None;
-    };
+    let wait =
+        if let Some(wait) = header(RETRY_AFTER.as_str()).and_then(|v| parse_retry_after(v, now)) {
+            wait
+        } else if header("x-ratelimit-remaining").map(str::trim) == Some("0") {
+            header("x-ratelimit-reset")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|reset| {
+                    (UNIX_EPOCH + Duration::from_secs(reset))
+                        .duration_since(now)
+                        .unwrap_or_default()
+                        // The reset second itself may still be limited; a second more is cheap.
+                        .saturating_add(Duration::from_secs(1))
+                })
+                .unwrap_or(UNSPECIFIED_WAIT)
+        } else if status == 429
+            || message.is_some_and(|m| m.to_ascii_lowercase().contains("rate limit"))
+        {
+            UNSPECIFIED_WAIT
+        } else {
+            return None;
+        };
     Some(RateLimit {
         wait,
         reset_at: now + wait,
     })
-}
-
-/// `Retry-After` as delay-seconds or an HTTP date.
-fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or_default())
 }
 
 /// The error for a limit not worth waiting for: when it resets (local time and "in N

@@ -15,7 +15,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use rbee_artifact_catalog::Sha256Digest;
+use rbee_artifact_catalog::{Sha256Digest, link_or_copy};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -139,11 +139,7 @@ impl CachedRepo {
         let blob_ok = fs::metadata(&blob).is_ok_and(|m| m.is_file() && m.len() == size);
         if !blob_ok {
             fs::create_dir_all(blob.parent().expect("blob has a parent"))?;
-            let tmp = temp_beside(&blob);
-            link_or_copy(local, &tmp)?;
-            fs::rename(&tmp, &blob).inspect_err(|_| {
-                let _ = fs::remove_file(&tmp);
-            })?;
+            link_or_copy(local, &blob, &temp_beside(&blob))?;
         }
 
         let snapshot = self.snapshot_file(commit, path);
@@ -154,15 +150,15 @@ impl CachedRepo {
         {
             let target = relative_blob_target(path, etag);
             std::os::unix::fs::symlink(&target, &tmp)?;
+            fs::rename(&tmp, &snapshot).inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })?;
         }
         #[cfg(not(unix))]
         {
             // Without symlinks huggingface_hub keeps a copy in the snapshot; so do we.
-            link_or_copy(&blob, &tmp)?;
+            link_or_copy(&blob, &snapshot, &tmp)?;
         }
-        fs::rename(&tmp, &snapshot).inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })?;
 
         if !is_commit(revision) {
             let reference = self.ref_file(revision);
@@ -198,29 +194,6 @@ fn temp_beside(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".rbee-{}.tmp", std::process::id()));
     path.with_file_name(name)
-}
-
-/// Hard-links `from` (following symlinks) to `to`, or copies it (with fsync) when the file
-/// system cannot link (another device, no support).
-pub(crate) fn link_or_copy(from: &Path, to: &Path) -> io::Result<LinkKind> {
-    let from = fs::canonicalize(from)?;
-    let _ = fs::remove_file(to);
-    match fs::hard_link(&from, to) {
-        Ok(()) => Ok(LinkKind::HardLink),
-        Err(link_error) => {
-            tracing::debug!(from = %from.display(), to = %to.display(), error = %link_error, "hard link failed; copying");
-            fs::copy(&from, to)?;
-            fs::File::open(to)?.sync_all()?;
-            Ok(LinkKind::Copy)
-        }
-    }
-}
-
-/// How a file was placed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LinkKind {
-    HardLink,
-    Copy,
 }
 
 fn walk(dir: &Path, prefix: &str, out: &mut Vec<RepoFile>) -> io::Result<()> {

@@ -2,21 +2,21 @@
 //! shared transfer engine, reuse and fill the HuggingFace cache.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use rbee_artifact_catalog::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, FileSource, HfRef, HfSelector,
-    ResolveOptions, ResolvedArtifact, ResolvedFile, Result, Scheme, Secret, VendorSource,
-    validate_relative_path,
+    ResolveOptions, ResolvedArtifact, ResolvedFile, Result, Scheme, Secret, VendorSource, layout,
+    link_or_copy, redact_url, validate_relative_path,
 };
-use rbee_transfer::{ApiRequest, FetchRequest, Transfer, TransferError};
+use rbee_transfer::{ApiRequest, FetchRequest, Transfer, TransferError, parse_retry_after};
 use reqwest::Response;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::api::{self, Listing, ModelInfo, TreeEntry, is_commit};
-use crate::cache::{HfCache, LocalDigest, hash_file, link_or_copy};
+use crate::cache::{HfCache, LocalDigest, hash_file};
 use crate::config::HfConfig;
 use crate::files::RepoFile;
 use crate::hub_error::{self, Answer, Context};
@@ -117,7 +117,7 @@ impl HuggingFaceVendor {
         serde_json::from_slice(&body).map_err(|e| Error::Protocol {
             message: format!(
                 "{} answered JSON this client does not understand ({e}); is HF_ENDPOINT a HuggingFace Hub?",
-                redact(url)
+                redact_url(url)
             ),
         })
     }
@@ -141,7 +141,7 @@ impl HuggingFaceVendor {
                 return Err(Error::Protocol {
                     message: format!(
                         "{} did not name the commit of {}/{}@{revision} (got {:?}); is HF_ENDPOINT a HuggingFace Hub?",
-                        redact(&url),
+                        redact_url(&url),
                         hf.org,
                         hf.repo,
                         other.map(|s| s.escape_debug().to_string())
@@ -180,13 +180,13 @@ impl HuggingFaceVendor {
                 return Ok(listing);
             };
             let next = url.join(&next).map_err(|_| Error::Protocol {
-                message: format!("{} sent an invalid next-page link", redact(&url)),
+                message: format!("{} sent an invalid next-page link", redact_url(&url)),
             })?;
             if next.origin() != self.config.endpoint.origin() {
                 return Err(Error::Protocol {
                     message: format!(
                         "{} sent a next-page link to another host ({}); refusing to follow it",
-                        redact(&url),
+                        redact_url(&url),
                         next.host_str().unwrap_or("?")
                     ),
                 });
@@ -529,26 +529,14 @@ impl HuggingFaceVendor {
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            let tmp = target.with_file_name(format!(
-                "{}.rbee-reuse.tmp",
-                target.file_name().unwrap_or_default().to_string_lossy()
-            ));
-            link_or_copy(&source, &tmp)?;
-            std::fs::rename(&tmp, &target).inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })?;
+            link_or_copy(&source, &target, &layout::reuse_temp_path(&target))?;
             // A complete file makes any partial of an earlier attempt useless.
-            let part = |suffix: &str| {
-                let mut name = target.as_os_str().to_os_string();
-                name.push(suffix);
-                PathBuf::from(name)
-            };
-            let _ = std::fs::remove_file(part(rbee_artifact_catalog::layout::PART_SUFFIX));
-            let _ = std::fs::remove_file(part(rbee_artifact_catalog::layout::PART_STATE_SUFFIX));
+            let _ = std::fs::remove_file(layout::part_path(&target));
+            let _ = std::fs::remove_file(layout::part_state_path(&target));
             Ok(Some(digest))
         })
         .await
-        .map_err(|e| Error::io("checking a file in the HuggingFace cache", std::io::Error::other(e)))?;
+        .map_err(|e| Error::task_failed("checking a file in the HuggingFace cache", e))?;
         match outcome {
             Ok(Some(digest)) => Ok(Some(DownloadedFile {
                 path: file.path.clone(),
@@ -800,7 +788,7 @@ async fn keep_if_identical(
     let (path, stop) = (target.clone(), cancel.clone());
     let digest = tokio::task::spawn_blocking(move || hash_file(&path, true, Some(&stop)))
         .await
-        .map_err(|e| Error::io("checking a file", std::io::Error::other(e)))?;
+        .map_err(|e| Error::task_failed("checking a file", e))?;
     match digest {
         Ok(d) if d.git_oid.as_deref() == Some(expected.as_str()) => Ok(Some(DownloadedFile {
             path: file.path.clone(),
@@ -838,7 +826,7 @@ async fn check_git_blobs(
         let path = local.clone();
         let digest = tokio::task::spawn_blocking(move || hash_file(&path, true, None))
             .await
-            .map_err(|e| Error::io("checking a downloaded file", std::io::Error::other(e)))?
+            .map_err(|e| Error::task_failed("checking a downloaded file", e))?
             .map_err(|e| Error::io(format!("checking {}", local.display()), e))?;
         let actual = digest.git_oid.unwrap_or_default();
         if actual != expected {
@@ -867,12 +855,14 @@ async fn answer_of(response: Response, cancel: &CancellationToken) -> Result<Ans
         status: response.status().as_u16(),
         error_code: header("x-error-code"),
         error_message: header("x-error-message"),
-        retry_after: header("retry-after").and_then(|v| parse_retry_after(&v)),
+        retry_after: header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now())),
     };
     if answer.error_message.is_none() {
-        let body = tokio::select! {
-            body = read_limited(response) => body,
-            () = cancel.cancelled() => return Err(Error::Cancelled),
+        // The message is a courtesy: an answer too large or cut off just has none.
+        let body = match rbee_transfer::read_body(response, MAX_ERROR_BODY, cancel).await {
+            Ok(body) => body,
+            Err(Error::Cancelled) => return Err(Error::Cancelled),
+            Err(_) => Vec::new(),
         };
         answer.error_message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
@@ -882,21 +872,6 @@ async fn answer_of(response: Response, cancel: &CancellationToken) -> Result<Ans
             });
     }
     Ok(answer)
-}
-
-async fn read_limited(mut response: Response) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        out.extend_from_slice(&chunk);
-        if out.len() >= MAX_ERROR_BODY {
-            break;
-        }
-    }
-    out
-}
-
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// A failed API request: an error status is the Hub's answer, anything else the engine's.
@@ -923,13 +898,4 @@ fn safe_path(path: &str) -> Result<&Path> {
             path.escape_debug()
         ),
     })
-}
-
-/// A URL for messages: no query string (it can carry signatures), no credentials.
-fn redact(url: &Url) -> String {
-    let mut url = url.clone();
-    url.set_query(None);
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.to_string()
 }

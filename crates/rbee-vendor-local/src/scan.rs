@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use rbee_artifact_catalog::layout;
 use rbee_artifact_catalog::{Error, Result};
 
 use crate::access::{Roots, follow_link};
@@ -71,7 +72,7 @@ pub(crate) fn model_files(
             let entry = entry
                 .map_err(|e| Error::io(format!("reading the folder {}", current.display()), e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name.ends_with(".part") || name.ends_with(".part.state") {
+            if name.starts_with('.') || layout::is_reserved_name(&name) {
                 continue;
             }
             let relative = if prefix.is_empty() {
@@ -220,6 +221,18 @@ mod tests {
         let err = model_files(d, &Roots::Anywhere, &["*.json".into()], &[]).unwrap_err();
         assert!(err.to_string().contains("holds no model files"));
         assert!(model_files(d, &Roots::Anywhere, &["[".into()], &[]).is_err());
+    }
+
+    #[test]
+    fn rbee_own_files_beside_a_download_are_never_taken() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = &fs::canonicalize(tmp.path()).unwrap();
+        touch(d, "a.gguf", 1);
+        for reserved in layout::RESERVED_SUFFIXES {
+            touch(d, &format!("b.gguf{reserved}"), 1);
+        }
+        let files = model_files(d, &Roots::Anywhere, &["*.gguf*".into()], &[]).unwrap();
+        assert_eq!(names(&files), ["a.gguf"]);
     }
 
     #[test]

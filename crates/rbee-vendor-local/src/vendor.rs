@@ -76,7 +76,7 @@ impl VendorSource for LocalVendor {
         let roots = self.access.real_roots();
         tokio::task::spawn_blocking(move || resolve_blocking(reference, &path, &roots, &options))
             .await
-            .map_err(|e| Error::io("scanning local files", std::io::Error::other(e)))?
+            .map_err(|e| Error::task_failed("scanning local files", e))?
     }
 
     async fn download(
@@ -114,7 +114,7 @@ impl VendorSource for LocalVendor {
                 (progress, r)
             })
             .await
-            .map_err(|e| Error::io("copying a local file", std::io::Error::other(e)))?;
+            .map_err(|e| Error::task_failed("copying a local file", e))?;
             let (downloaded, how) = result?;
             tracker.message(format!("{}: {how}", file.path));
             progress.done();

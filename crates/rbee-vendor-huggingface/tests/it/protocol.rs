@@ -369,6 +369,30 @@ async fn rate_limits_are_retried_by_the_engine_then_reported() {
 }
 
 #[tokio::test]
+async fn a_rate_limit_given_as_an_http_date_is_reported_with_its_wait() {
+    // Further off than the engine waits: no retry, and the error says how long.
+    let server = MockServer::start().await;
+    let at = httpdate::fmt_http_date(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+    );
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", at.as_str()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let v = vendor(&server.uri(), home.path(), false);
+    let e = resolve(&v, "hf:o/r").await.unwrap_err();
+    let Error::RateLimited { retry_after, .. } = &e else {
+        panic!("{e:?}");
+    };
+    assert!(
+        retry_after.is_some_and(|d| d.as_secs() > 3000 && d.as_secs() <= 3600),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
 async fn the_token_goes_to_the_hub_only() {
     let cdn = MockServer::builder()
         .listener(std::net::TcpListener::bind("127.0.0.2:0").unwrap())

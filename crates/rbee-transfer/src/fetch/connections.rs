@@ -1,0 +1,186 @@
+//! The connections of one file: run them, save state on the way, add more while that helps.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use reqwest::Response;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Flow;
+use super::job::Job;
+use super::ledger::MIN_CLAIM;
+use crate::error::TransferError;
+use rbee_artifact_catalog::lock_unpoisoned;
+
+/// How long connection growth measures before deciding.
+pub(super) const GROWTH_WINDOW: Duration = Duration::from_millis(500);
+/// A connection at least this fast is not being throttled: more would not help.
+pub(super) const SLOW_CONNECTION: f64 = 64.0 * 1024.0 * 1024.0;
+
+impl Job<'_> {
+    /// Runs the connections until every range is written, saving state on the way and adding
+    /// connections while that helps.
+    pub(super) async fn run_workers(
+        &self,
+        first: (Response, (u64, u64), u64),
+        stop: &CancellationToken,
+        probe_attempts: u32,
+    ) -> Result<(), Flow> {
+        let config = &self.inner.config;
+        let mut workers = FuturesUnordered::new();
+        workers.push(self.worker(Some(first), stop, probe_attempts));
+        let initial = lock_unpoisoned(&self.shared.book).workers;
+        for _ in 1..initial {
+            workers.push(self.worker(None, stop, 1));
+        }
+        let mut active = initial;
+        let mut growth = Growth::new(self.shared.received.load(Ordering::Relaxed));
+        let mut ticker = tokio::time::interval_at(
+            Instant::now() + config.state_interval,
+            config.state_interval,
+        );
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failure: Option<Flow> = None;
+        loop {
+            tokio::select! {
+                next = workers.next() => match next {
+                    None => break,
+                    Some(Ok(())) => {}
+                    Some(Err(flow)) => {
+                        if failure.is_none() {
+                            failure = Some(flow);
+                            stop.cancel();
+                        } else if let (Some(Flow::Fail(prev)), Flow::Fail(e)) = (&failure, &flow)
+                            && prev.is_cancelled() && !e.is_cancelled()
+                        {
+                            failure = Some(flow);
+                        }
+                    }
+                },
+                _ = self.shared.save_soon.notified() => self.save_detached(),
+                _ = ticker.tick() => {
+                    self.save_detached();
+                    if failure.is_none() {
+                        let parallel = lock_unpoisoned(&self.shared.book).claim_len != u64::MAX;
+                        let add = growth.decide(
+                            self.shared.received.load(Ordering::Relaxed),
+                            active,
+                            parallel,
+                            config,
+                            self.shared.unclaimed_bytes(),
+                        );
+                        if add > 0 {
+                            tracing::debug!(from = active, to = active + add, "adding connections");
+                            active += add;
+                            lock_unpoisoned(&self.shared.book).workers = active;
+                            for _ in 0..add {
+                                workers.push(self.worker(None, stop, 1));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        match failure {
+            None => {
+                self.save_state().await;
+                Ok(())
+            }
+            Some(flow) => {
+                // A user cancel wins over whatever the workers said while stopping.
+                if self.cancel.is_cancelled() {
+                    return Err(Flow::Fail(TransferError::cancelled()));
+                }
+                Err(flow)
+            }
+        }
+    }
+
+    /// One connection: takes ranges until none are left.
+    pub(super) async fn worker(
+        &self,
+        mut first: Option<(Response, (u64, u64), u64)>,
+        stop: &CancellationToken,
+        attempts: u32,
+    ) -> Result<(), Flow> {
+        let mut attempts = attempts;
+        loop {
+            let (resp, claim) = match first.take() {
+                Some((resp, claim, end)) => (Some((resp, end)), claim),
+                None => match self.shared.claim() {
+                    Some(claim) => (None, claim),
+                    None => return Ok(()),
+                },
+            };
+            self.fetch_range(claim, resp, stop, attempts).await?;
+            attempts = 1;
+        }
+    }
+}
+
+/// Decides when more connections help: each one is slow (a per-connection cap) and the total
+/// still rose after the last increase.
+#[derive(Debug)]
+pub(super) struct Growth {
+    pub(super) last_at: Instant,
+    pub(super) last_received: u64,
+    pub(super) base_rate: Option<f64>,
+    pub(super) done: bool,
+}
+
+impl Growth {
+    pub(super) fn new(received: u64) -> Self {
+        Self {
+            last_at: Instant::now(),
+            last_received: received,
+            base_rate: None,
+            done: false,
+        }
+    }
+
+    pub(super) fn decide(
+        &mut self,
+        received: u64,
+        active: usize,
+        parallel: bool,
+        config: &crate::TransferConfig,
+        unclaimed: u64,
+    ) -> usize {
+        if self.done || !parallel {
+            return 0;
+        }
+        let now = Instant::now();
+        let dt = now.duration_since(self.last_at);
+        if dt < GROWTH_WINDOW {
+            return 0;
+        }
+        let rate = received.saturating_sub(self.last_received) as f64 / dt.as_secs_f64();
+        self.last_at = now;
+        self.last_received = received;
+        if active >= config.max_connections {
+            self.done = true;
+            return 0;
+        }
+        if let Some(limit) = config.rate_limit
+            && rate >= limit as f64 * 0.8
+        {
+            // The limit, not the connections, is what holds us back.
+            return 0;
+        }
+        if rate / active as f64 >= SLOW_CONNECTION {
+            self.done = true;
+            return 0;
+        }
+        let rising = self.base_rate.is_none_or(|base| rate > base * 1.15);
+        if !rising {
+            self.done = true;
+            return 0;
+        }
+        self.base_rate = Some(rate);
+        let by_work = (unclaimed / MIN_CLAIM) as usize;
+        active.min(config.max_connections - active).min(by_work)
+    }
+}

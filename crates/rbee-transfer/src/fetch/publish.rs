@@ -1,0 +1,148 @@
+//! The end of a file: verify size and digest, fsync, rename; or discard bytes proven wrong.
+
+use std::fs::File;
+use std::sync::atomic::Ordering;
+
+use rbee_artifact_catalog::{DownloadedFile, Error, Sha256Digest};
+use sha2::Digest;
+
+use super::hasher::HashTask;
+use super::job::Job;
+use super::{Flow, sync_progress};
+use crate::error::TransferError;
+use rbee_artifact_catalog::lock_unpoisoned;
+
+impl Job<'_> {
+    /// Waits for the hash of all `total` bytes, verifies, fsyncs and publishes the file.
+    pub(super) async fn finish(
+        &self,
+        total: u64,
+        hasher: HashTask,
+    ) -> Result<DownloadedFile, Flow> {
+        // No save may land after the partial is discarded or published.
+        self.settle_saves().await;
+        self.progress.verifying();
+        {
+            let mut h = lock_unpoisoned(&self.shared.hash.m);
+            h.finish_at = Some(total);
+            h.available = h
+                .available
+                .max(lock_unpoisoned(&self.shared.book).st.done.prefix_end());
+            self.shared.hash.cv.notify_all();
+        }
+        let hashed = tokio::select! {
+            r = hasher => r,
+            _ = self.cancel.cancelled() => {
+                self.shared.stop_hasher();
+                return Err(Flow::Fail(TransferError::cancelled()));
+            }
+        };
+        let hasher = match hashed {
+            Ok(Ok(Some(h))) => h,
+            Ok(Ok(None)) => return Err(Flow::Fail(TransferError::cancelled())),
+            Ok(Err(e)) => {
+                return Err(Flow::Fail(TransferError::io(
+                    format!("reading back {}", self.paths.part.display()),
+                    e,
+                )));
+            }
+            Err(e) => {
+                return Err(Flow::Fail(TransferError::catalog(Error::task_failed(
+                    "hashing", e,
+                ))));
+            }
+        };
+        let digest: Sha256Digest = hasher.finalize().into();
+        if let Some(expected) = self.req.expected_size
+            && expected != total
+        {
+            self.discard();
+            return Err(Flow::Fail(TransferError::catalog(Error::SizeMismatch {
+                path: self.req.path.clone(),
+                expected,
+                actual: total,
+            })));
+        }
+        if let Some(expected) = self.req.sha256
+            && expected != digest
+        {
+            let error = TransferError::catalog(Error::Integrity {
+                path: self.req.path.clone(),
+                expected: expected.to_string(),
+                actual: digest.to_string(),
+            });
+            if self.resumed.swap(false, Ordering::AcqRel) {
+                // Bytes from an earlier run (another version, or changed on disk) may be
+                // what is wrong: fetch everything afresh once before calling it a mismatch.
+                return Err(Flow::Restart(
+                    "the file resumed from an earlier attempt does not match its published digest"
+                        .to_string(),
+                    Some(error),
+                ));
+            }
+            self.discard();
+            return Err(Flow::Fail(error));
+        }
+        let shared = self.shared.clone();
+        let part = self.paths.part.clone();
+        let state = self.paths.state.clone();
+        let dest = self.dest.to_path_buf();
+        let publish = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            shared.file.set_len(total)?;
+            shared.file.sync_all()?;
+            std::fs::rename(&part, &dest)?;
+            if let Some(dir) = dest.parent()
+                && let Ok(d) = File::open(dir)
+            {
+                let _ = d.sync_all();
+            }
+            let _ = std::fs::remove_file(&state);
+            Ok(())
+        });
+        self.shared.armed.store(false, Ordering::Release);
+        match publish.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.shared.armed.store(true, Ordering::Release);
+                return Err(Flow::Fail(TransferError::io(
+                    format!("publishing {}", self.dest.display()),
+                    e,
+                )));
+            }
+            Err(e) => {
+                return Err(Flow::Fail(TransferError::catalog(Error::task_failed(
+                    "publishing",
+                    e,
+                ))));
+            }
+        }
+        sync_progress(self.progress, total);
+        Ok(DownloadedFile {
+            path: self.req.path.clone(),
+            size: total,
+            sha256: digest,
+        })
+    }
+
+    /// Deletes the partial and its state: its bytes are wrong.
+    pub(super) fn discard(&self) {
+        self.shared.armed.store(false, Ordering::Release);
+        self.shared.stop_hasher();
+        self.progress
+            .rewind(lock_unpoisoned(&self.shared.book).st.done.len());
+        let _ = std::fs::remove_file(&self.paths.part);
+        let _ = std::fs::remove_file(&self.paths.state);
+    }
+
+    /// A response went on past the size announced for the file: nothing of it past that size
+    /// was written, and the partial is removed (a server that lies about one thing is not
+    /// trusted with the rest).
+    pub(super) fn too_long(&self, end: u64) -> Flow {
+        self.discard();
+        Flow::Fail(TransferError::protocol(format!(
+            "{}: the server sent more than the {end} bytes announced for `{}`; the extra bytes were not written and the partial file was removed (the server or a proxy is not serving what was listed; try again later, or report it)",
+            self.what,
+            self.req.path.escape_debug()
+        )))
+    }
+}
