@@ -38,7 +38,8 @@ pub use reference::{
 };
 pub use secret::Secret;
 pub use vendor::{
-    DownloadedFile, FileSource, ResolveOptions, ResolvedArtifact, ResolvedFile, VendorSource,
+    DownloadedFile, FileAccess, FileSource, ResolveOptions, ResolvedArtifact, ResolvedFile,
+    VendorSource,
 };
 
 /// Path functions of the on-disk layout (pure, no I/O).

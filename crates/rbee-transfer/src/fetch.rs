@@ -254,15 +254,15 @@ enum Got {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ContentRange {
-    start: u64,
+pub(crate) struct ContentRange {
+    pub(crate) start: u64,
     /// Exclusive.
-    end: u64,
-    total: Option<u64>,
+    pub(crate) end: u64,
+    pub(crate) total: Option<u64>,
 }
 
 /// `bytes 0-99/1000` or `bytes 0-99/*`.
-fn parse_content_range(v: &str) -> Option<ContentRange> {
+pub(crate) fn parse_content_range(v: &str) -> Option<ContentRange> {
     let rest = v.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let (a, b) = range.split_once('-')?;
@@ -284,7 +284,7 @@ fn parse_content_range(v: &str) -> Option<ContentRange> {
 }
 
 /// `bytes */1000`.
-fn parse_unsatisfied_total(v: &str) -> Option<u64> {
+pub(crate) fn parse_unsatisfied_total(v: &str) -> Option<u64> {
     v.trim().strip_prefix("bytes */")?.trim().parse().ok()
 }
 

@@ -35,6 +35,7 @@
 pub use body::read_body;
 pub use config::{TransferConfig, parse_rate};
 pub use error::{TransferError, TransferErrorKind, redact_url};
+pub use ranged::{RangeReader, RangeStats};
 pub use transfer::{ApiRequest, FetchRequest, Transfer};
 
 mod body;
@@ -43,6 +44,7 @@ mod error;
 mod fetch;
 mod http;
 mod lock;
+mod ranged;
 mod ranges;
 mod rate;
 mod retry;
