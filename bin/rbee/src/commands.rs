@@ -240,7 +240,15 @@ fn entry_json(e: &CatalogEntry) -> serde_json::Value {
 pub(crate) fn info(global: &GlobalArgs, model: &str) -> Result<()> {
     let catalog = setup::open_catalog(global)?;
     let entry = find(&catalog, model)?;
-    print_info(global, &entry)
+    if global.json {
+        let mut value = entry_json(&entry);
+        value["model"] = crate::inspect::entry_summary_json(&entry);
+        out!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    print_info(global, &entry)?;
+    crate::inspect::print_entry_summary(&entry);
+    Ok(())
 }
 
 /// Prints one entry (or its JSON with `--json`).

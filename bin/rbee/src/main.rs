@@ -18,6 +18,7 @@ macro_rules! out {
 mod args;
 mod commands;
 mod hive;
+mod inspect;
 mod render;
 mod setup;
 
@@ -65,6 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Model(cmd) => match cmd {
             ModelCommand::Download(args) => commands::download(global, args).await,
             ModelCommand::List => commands::list(global),
+            ModelCommand::Inspect(args) => inspect::inspect(global, args).await,
             ModelCommand::Info { model } => commands::info(global, model),
             ModelCommand::Verify { models } => commands::verify(global, models).await,
             ModelCommand::Rm { models } => commands::rm(global, models),

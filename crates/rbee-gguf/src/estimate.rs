@@ -149,9 +149,39 @@ fn pad(n: u64, to: u64) -> u64 {
     n.div_ceil(to).saturating_mul(to)
 }
 
-/// Estimates what llama.cpp allocates to run the model in `shards` with `options`.
+/// One weight tensor for an estimate: its GGUF-style name (which places it on a device) and
+/// its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Weight {
+    /// `blk.N.…`, `token_embd.weight`, `output.weight`, …
+    pub name: String,
+    /// Bytes of its data.
+    pub bytes: u64,
+}
+
+/// The weights of a GGUF model (all shards); refuses tensors of a type this crate does not
+/// know, whose size it cannot tell.
+pub fn gguf_weights(shards: &[Gguf]) -> Result<Vec<Weight>, GgufError> {
+    shards
+        .iter()
+        .flat_map(|g| &g.tensors)
+        .map(|t| {
+            Ok(Weight {
+                name: t.name.clone(),
+                bytes: t.n_bytes().ok_or_else(|| GgufError::Estimate {
+                    message: format!(
+                        "cannot estimate: tensor `{}` has ggml type {}, which this version of rbee does not know",
+                        t.name, t.ggml_type.0
+                    ),
+                })?,
+            })
+        })
+        .collect()
+}
+
+/// Estimates what llama.cpp allocates to run a model with these `weights` and `params`.
 pub fn estimate(
-    shards: &[Gguf],
+    weights: &[Weight],
     params: &ModelParams,
     options: &EstimateOptions,
 ) -> Result<Estimate, GgufError> {
@@ -178,23 +208,17 @@ pub fn estimate(
 
     let mut has_output = false;
     let mut token_embd = None;
-    for t in shards.iter().flat_map(|g| &g.tensors) {
-        let bytes = t.n_bytes().ok_or_else(|| {
-            refuse(format!(
-                "cannot estimate: tensor `{}` has ggml type {}, which this version of rbee does not know",
-                t.name, t.ggml_type.0
-            ))
-        })?;
-        has_output |= t.name == "output.weight";
-        if t.name == "token_embd.weight" {
-            token_embd = Some(bytes);
+    for w in weights {
+        has_output |= w.name == "output.weight";
+        if w.name == "token_embd.weight" {
+            token_embd = Some(w.bytes);
         }
-        let device = if on_gpu(place(&t.name)) {
+        let device = if on_gpu(place(&w.name)) {
             &mut gpu
         } else {
             &mut cpu
         };
-        device.weights = device.weights.saturating_add(bytes);
+        device.weights = device.weights.saturating_add(w.bytes);
     }
     let encoder = ENCODERS.contains(&params.architecture.as_str());
     if let Some(bytes) = token_embd.filter(|_| !has_output && !encoder) {
