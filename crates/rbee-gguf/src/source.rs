@@ -56,10 +56,10 @@ impl FileSource {
         let file = File::open(path).map_err(|e| io("open", e))?;
         let meta = file.metadata().map_err(|e| io("read the size of", e))?;
         if meta.is_dir() {
-            return Err(io(
-                "read",
-                std::io::Error::new(std::io::ErrorKind::IsADirectory, "it is a folder"),
-            ));
+            return Err(GgufError::Io {
+                context: format!("{} is a folder, not a model file", path.display()),
+                source: std::io::ErrorKind::IsADirectory.into(),
+            });
         }
         Ok(FileSource {
             file,

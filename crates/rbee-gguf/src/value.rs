@@ -223,8 +223,9 @@ impl Value {
 }
 
 /// An array value: its item type and length always; its items when they were kept (see
-/// [`ReadOptions::keep_array_items`](crate::ReadOptions::keep_array_items)).
-#[derive(Debug, Clone, PartialEq)]
+/// [`ReadOptions::keep_array_items`](crate::ReadOptions::keep_array_items)). Two arrays are
+/// equal when their type, length and items are, wherever they were read from.
+#[derive(Debug, Clone)]
 pub struct Array {
     /// The type of every item.
     pub item_type: ValueType,
@@ -287,6 +288,12 @@ impl Array {
             Some(values) => serde_json::Value::Array(values.iter().map(Value::to_json).collect()),
             None => json!({"type": "array", "item_type": self.item_type.name(), "len": self.len}),
         }
+    }
+}
+
+impl PartialEq for Array {
+    fn eq(&self, other: &Self) -> bool {
+        self.item_type == other.item_type && self.len == other.len && self.items == other.items
     }
 }
 

@@ -70,12 +70,15 @@ impl GgufWriter {
     }
 
     fn tensor_bytes(dims: &[u64], t: GgmlType) -> u64 {
+        // Saturating: fixtures of hostile shapes must still be writable.
         let row = t.row_bytes(dims.first().copied().unwrap_or(1)).unwrap_or(0);
-        dims.iter().skip(1).product::<u64>() * row
+        dims.iter()
+            .skip(1)
+            .fold(row, |acc, &d| acc.saturating_mul(d))
     }
 
     fn pad(&self, n: u64) -> u64 {
-        n.div_ceil(self.alignment) * self.alignment
+        n.div_ceil(self.alignment).saturating_mul(self.alignment)
     }
 
     /// The header, padded to where tensor data starts.
@@ -99,7 +102,7 @@ impl GgufWriter {
             }
             out.extend_from_slice(&t.0.to_le_bytes());
             out.extend_from_slice(&offset.to_le_bytes());
-            offset += self.pad(Self::tensor_bytes(dims, *t));
+            offset = offset.saturating_add(self.pad(Self::tensor_bytes(dims, *t)));
         }
         let padded = self.pad(out.len() as u64) as usize;
         out.resize(padded, 0);
@@ -111,7 +114,7 @@ impl GgufWriter {
         self.tensors
             .iter()
             .map(|(_, d, t)| self.pad(Self::tensor_bytes(d, *t)))
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 
     /// The whole file in memory, tensor data zero.

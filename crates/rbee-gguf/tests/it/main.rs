@@ -1,0 +1,5 @@
+//! Integration tests of rbee-gguf: one binary.
+
+mod estimate;
+mod fuzz;
+mod reader;
