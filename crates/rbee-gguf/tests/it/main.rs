@@ -3,3 +3,4 @@
 mod estimate;
 mod fuzz;
 mod reader;
+mod remote;
