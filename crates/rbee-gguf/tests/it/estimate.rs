@@ -23,12 +23,19 @@ fn inspect(w: GgufWriter) -> (Inspection, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.gguf");
     w.write_to(&path).unwrap();
-    (inspect_local(&[path], &ReadOptions::default()).unwrap(), dir)
+    (
+        inspect_local(&[path], &ReadOptions::default()).unwrap(),
+        dir,
+    )
 }
 
 fn within_5_percent(got: u64, want: u64, what: &str) {
     let diff = got.abs_diff(want) as f64 / want as f64;
-    assert!(diff <= 0.05, "{what}: estimated {got}, computed by hand {want} ({:.1}% off)", diff * 100.0);
+    assert!(
+        diff <= 0.05,
+        "{what}: estimated {got}, computed by hand {want} ({:.1}% off)",
+        diff * 100.0
+    );
 }
 
 /// Llama 3 8B's shapes in Q4_K_M's mix: 32 layers, 4096 wide, 32 heads, 8 KV heads.
@@ -88,40 +95,76 @@ fn dense_gqa_weights_and_kv_cache() {
     assert_eq!(e.cpu.output, vocab * 4);
     // ~258 MiB of compute with flash attention at n_ubatch 512: the logits of the batch.
     let logits = vocab * 512 * 4;
-    assert!(e.gpu.compute >= logits && e.gpu.compute < logits + (64 << 20), "{}", e.gpu.compute);
+    assert!(
+        e.gpu.compute >= logits && e.gpu.compute < logits + (64 << 20),
+        "{}",
+        e.gpu.compute
+    );
 
     // q8_0 cache: 34 bytes per 32 values.
     let q8 = i
-        .estimate(&EstimateOptions { kv_type: GgmlType::Q8_0, ..Default::default() })
+        .estimate(&EstimateOptions {
+            kv_type: GgmlType::Q8_0,
+            ..Default::default()
+        })
         .unwrap()
         .unwrap();
-    within_5_percent(q8.gpu.kv_cache, 2 * 32 * (1024 / 32 * 34) * 8192, "q8_0 KV cache");
+    within_5_percent(
+        q8.gpu.kv_cache,
+        2 * 32 * (1024 / 32 * 34) * 8192,
+        "q8_0 KV cache",
+    );
     // q4_0: 18 bytes per 32.
     let q4 = i
-        .estimate(&EstimateOptions { kv_type: GgmlType::Q4_0, ..Default::default() })
+        .estimate(&EstimateOptions {
+            kv_type: GgmlType::Q4_0,
+            ..Default::default()
+        })
         .unwrap()
         .unwrap();
-    within_5_percent(q4.gpu.kv_cache, 2 * 32 * (1024 / 32 * 18) * 8192, "q4_0 KV cache");
+    within_5_percent(
+        q4.gpu.kv_cache,
+        2 * 32 * (1024 / 32 * 18) * 8192,
+        "q4_0 KV cache",
+    );
 
     // 16 layers offloaded: the last 16, their KV; output and embeddings on the CPU.
     let half = i
-        .estimate(&EstimateOptions { gpu_layers: Some(16), ..Default::default() })
+        .estimate(&EstimateOptions {
+            gpu_layers: Some(16),
+            ..Default::default()
+        })
         .unwrap()
         .unwrap();
     assert!(!half.output_on_gpu);
-    within_5_percent(half.gpu.weights, 16 * llama3_layer_bytes(), "GPU weights at ngl 16");
-    within_5_percent(half.cpu.weights, embd + output + 16 * llama3_layer_bytes(), "CPU weights at ngl 16");
+    within_5_percent(
+        half.gpu.weights,
+        16 * llama3_layer_bytes(),
+        "GPU weights at ngl 16",
+    );
+    within_5_percent(
+        half.cpu.weights,
+        embd + output + 16 * llama3_layer_bytes(),
+        "CPU weights at ngl 16",
+    );
     within_5_percent(half.gpu.kv_cache, GIB / 2, "GPU KV at ngl 16");
     within_5_percent(half.cpu.kv_cache, GIB / 2, "CPU KV at ngl 16");
 
     // Four sequences of 2048 hold as many cells as one of 8192; a context rounds up to 256.
     let par = i
-        .estimate(&EstimateOptions { context: Some(2048), parallel: 4, ..Default::default() })
+        .estimate(&EstimateOptions {
+            context: Some(2048),
+            parallel: 4,
+            ..Default::default()
+        })
         .unwrap()
         .unwrap();
     assert_eq!(par.gpu.kv_cache, GIB);
     let odd = i
-        .estimate(&EstimateOptions { context: Some(8000), ..Default::default() })
+        .estimate(&EstimateOptions {
+            context: Some(8000),
+            ..Default::default()
+        })
         .unwrap()
         .unwrap();
     assert_eq!(odd.kv_cells, 8192);
@@ -132,7 +175,11 @@ fn tied_embeddings_are_loaded_twice() {
     let (i, _dir) = inspect(llama3_8b(true));
     let e = i.estimate(&EstimateOptions::default()).unwrap().unwrap();
     let embd = q4k(4096 * 128256);
-    within_5_percent(e.gpu.weights, 32 * llama3_layer_bytes() + 4 * 4096 + embd, "GPU weights, tied");
+    within_5_percent(
+        e.gpu.weights,
+        32 * llama3_layer_bytes() + 4 * 4096 + embd,
+        "GPU weights, tied",
+    );
     within_5_percent(e.cpu.weights, embd, "CPU weights, tied");
 }
 
@@ -157,26 +204,54 @@ fn mixture_of_experts() {
             .tensor(format!("blk.{i}.attn_k.weight"), &[e, 1024], Q4_K)
             .tensor(format!("blk.{i}.attn_v.weight"), &[e, 1024], Q6_K)
             .tensor(format!("blk.{i}.attn_output.weight"), &[e, e], Q4_K)
-            .tensor(format!("blk.{i}.ffn_gate_inp.weight"), &[e, n_exp], GgmlType::F32)
-            .tensor(format!("blk.{i}.ffn_gate_exps.weight"), &[e, ff, n_exp], Q4_K)
+            .tensor(
+                format!("blk.{i}.ffn_gate_inp.weight"),
+                &[e, n_exp],
+                GgmlType::F32,
+            )
+            .tensor(
+                format!("blk.{i}.ffn_gate_exps.weight"),
+                &[e, ff, n_exp],
+                Q4_K,
+            )
             .tensor(format!("blk.{i}.ffn_up_exps.weight"), &[e, ff, n_exp], Q4_K)
-            .tensor(format!("blk.{i}.ffn_down_exps.weight"), &[ff, e, n_exp], Q6_K);
+            .tensor(
+                format!("blk.{i}.ffn_down_exps.weight"),
+                &[ff, e, n_exp],
+                Q6_K,
+            );
     }
     w = w.tensor("output.weight", &[e, vocab], Q6_K);
     let (i, _dir) = inspect(w);
-    let layer = q4k(e * e) * 2 + q4k(e * 1024) + q6k(e * 1024) + e * n_exp * 4
+    let layer = q4k(e * e) * 2
+        + q4k(e * 1024)
+        + q6k(e * 1024)
+        + e * n_exp * 4
         + 2 * q4k(e * ff * n_exp)
         + q6k(ff * e * n_exp);
     let est = i
-        .estimate(&EstimateOptions { context: Some(32768), ..Default::default() })
+        .estimate(&EstimateOptions {
+            context: Some(32768),
+            ..Default::default()
+        })
         .unwrap()
         .unwrap();
-    within_5_percent(est.gpu.weights, 32 * layer + q6k(e * vocab), "MoE GPU weights");
+    within_5_percent(
+        est.gpu.weights,
+        32 * layer + q6k(e * vocab),
+        "MoE GPU weights",
+    );
     within_5_percent(est.gpu.kv_cache, 4 * GIB, "MoE KV cache at 32k");
-    let rbee_gguf::ModelSummary::Gguf(s) = &i.summary else { panic!() };
+    let rbee_gguf::ModelSummary::Gguf(s) = &i.summary else {
+        panic!()
+    };
     assert_eq!(s.experts.as_ref().map(|x| (x.count, x.used)), Some((8, 2)));
     // All experts count as parameters: about 46.7 B for Mixtral.
-    assert!((46_000_000_000..47_500_000_000).contains(&s.parameters), "{}", s.parameters);
+    assert!(
+        (46_000_000_000..47_500_000_000).contains(&s.parameters),
+        "{}",
+        s.parameters
+    );
 }
 
 #[test]
@@ -208,12 +283,24 @@ fn sliding_window_layers_cache_less() {
     within_5_percent(est.gpu.kv_cache, kv, "sliding-window KV cache");
     assert_eq!(est.kv_cells_swa, 4608);
     // Tied output (Gemma has no output.weight): the embeddings go to the GPU too.
-    within_5_percent(est.gpu.weights, 42 * q4k(e * 4096) + q6k(e * vocab), "Gemma GPU weights");
-    let rbee_gguf::ModelSummary::Gguf(s) = &i.summary else { panic!() };
-    assert_eq!(s.sliding_window.as_ref().map(|w| (w.window, w.layers)), Some((4096, 21)));
+    within_5_percent(
+        est.gpu.weights,
+        42 * q4k(e * 4096) + q6k(e * vocab),
+        "Gemma GPU weights",
+    );
+    let rbee_gguf::ModelSummary::Gguf(s) = &i.summary else {
+        panic!()
+    };
+    assert_eq!(
+        s.sliding_window.as_ref().map(|w| (w.window, w.layers)),
+        Some((4096, 21))
+    );
     // A short context is not padded past itself: windows only help beyond 4608.
     let short = i
-        .estimate(&EstimateOptions { context: Some(2048), ..Default::default() })
+        .estimate(&EstimateOptions {
+            context: Some(2048),
+            ..Default::default()
+        })
         .unwrap()
         .unwrap();
     assert_eq!(short.gpu.kv_cache, 42 * per_cell * 2048);
@@ -237,15 +324,24 @@ fn latent_attention_caches_one_compressed_row() {
         .kv("deepseek2.expert_count", Value::U32(64))
         .kv("deepseek2.expert_used_count", Value::U32(6));
     for i in 0..27 {
-        w = w.tensor(format!("blk.{i}.attn_kv_a_mqa.weight"), &[2048, 576], GgmlType::F16);
+        w = w.tensor(
+            format!("blk.{i}.attn_kv_a_mqa.weight"),
+            &[2048, 576],
+            GgmlType::F16,
+        );
     }
     let (i, _dir) = inspect(w);
     let est = i
-        .estimate(&EstimateOptions { context: Some(4096), ..Default::default() })
+        .estimate(&EstimateOptions {
+            context: Some(4096),
+            ..Default::default()
+        })
         .unwrap()
         .unwrap();
     within_5_percent(est.gpu.kv_cache, 27 * 576 * 2 * 4096, "MLA KV cache");
-    let rbee_gguf::ModelSummary::Gguf(s) = &i.summary else { panic!() };
+    let rbee_gguf::ModelSummary::Gguf(s) = &i.summary else {
+        panic!()
+    };
     assert!(s.latent_attention);
 }
 
@@ -257,11 +353,17 @@ fn per_layer_head_counts_and_refusals() {
         .kv("hybrid.block_count", Value::U32(4))
         .kv("hybrid.embedding_length", Value::U32(256))
         .kv("hybrid.attention.head_count", Value::U32(4))
-        .kv("hybrid.attention.head_count_kv", array(Items::U32(vec![0, 2, 0, 2])))
+        .kv(
+            "hybrid.attention.head_count_kv",
+            array(Items::U32(vec![0, 2, 0, 2])),
+        )
         .tensor("blk.0.x.weight", &[256, 4], GgmlType::F16);
     let (i, _dir) = inspect(w);
     let est = i
-        .estimate(&EstimateOptions { context: Some(1024), ..Default::default() })
+        .estimate(&EstimateOptions {
+            context: Some(1024),
+            ..Default::default()
+        })
         .unwrap()
         .unwrap();
     assert_eq!(est.gpu.kv_cache, 2 * (2 * 2 * 64 * 2 * 1024));
@@ -274,7 +376,10 @@ fn per_layer_head_counts_and_refusals() {
         .tensor("blk.0.x.weight", &[2560, 4], GgmlType::F16);
     let (i, _dir) = inspect(w);
     let err = i
-        .estimate(&EstimateOptions { kv_type: GgmlType::Q4_0, ..Default::default() })
+        .estimate(&EstimateOptions {
+            kv_type: GgmlType::Q4_0,
+            ..Default::default()
+        })
         .unwrap()
         .unwrap_err();
     assert!(err.to_string().contains("multiples of 32"), "{err}");

@@ -2,5 +2,6 @@
 
 mod estimate;
 mod fuzz;
+mod python;
 mod reader;
 mod remote;

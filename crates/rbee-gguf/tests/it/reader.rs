@@ -100,7 +100,10 @@ fn large_arrays_keep_their_length_and_can_be_read_again() {
     let g = read(&bytes).unwrap();
     let t = g.metadata.array("tokenizer.ggml.tokens").unwrap();
     assert_eq!((t.item_type, t.len), (ValueType::String, 5000));
-    assert!(t.items.is_none(), "a 5000-item array is summarised by default");
+    assert!(
+        t.items.is_none(),
+        "a 5000-item array is summarised by default"
+    );
     assert_eq!(
         t.to_json(),
         serde_json::json!({"type": "array", "item_type": "string", "len": 5000})
@@ -154,7 +157,10 @@ fn hostile_headers_are_refused_without_allocating() {
     assert!(matches!(e, GgufError::NotGguf { .. }), "{e}");
     // Versions.
     let e = read(&raw(1, 0, 0, &[])).unwrap_err();
-    assert!(matches!(e, GgufError::UnsupportedVersion { version: 1 }), "{e}");
+    assert!(
+        matches!(e, GgufError::UnsupportedVersion { version: 1 }),
+        "{e}"
+    );
     let e = read(&raw(3u32.swap_bytes(), 0, 0, &[])).unwrap_err();
     assert!(e.to_string().contains("big-endian"), "{e}");
     // Counts the file cannot hold: refused before any allocation.
@@ -184,7 +190,13 @@ fn hostile_headers_are_refused_without_allocating() {
     let e = read(&raw(3, 0, 2, &twice)).unwrap_err();
     assert!(e.to_string().contains("appears twice"), "{e}");
     // Alignment that is not a power of two.
-    let e = read(&raw(3, 0, 1, &kv("general.alignment", 4, &48u32.to_le_bytes()))).unwrap_err();
+    let e = read(&raw(
+        3,
+        0,
+        1,
+        &kv("general.alignment", 4, &48u32.to_le_bytes()),
+    ))
+    .unwrap_err();
     assert!(e.to_string().contains("power of two"), "{e}");
     // Arrays nested too deep: each level an array of one array.
     let mut deep = Vec::new();
@@ -208,7 +220,12 @@ fn tensor_layouts_llama_cpp_would_refuse_are_refused() {
     .unwrap_err();
     assert!(e.to_string().contains("at most 4"), "{e}");
     // Rows that are not whole blocks.
-    let e = read(&GgufWriter::new().tensor("t", &[33, 2], GgmlType::Q8_0).to_bytes()).unwrap_err();
+    let e = read(
+        &GgufWriter::new()
+            .tensor("t", &[33, 2], GgmlType::Q8_0)
+            .to_bytes(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("block size"), "{e}");
     // Element count past what ggml can address.
     let e = read(

@@ -7,8 +7,8 @@ use std::time::Duration;
 use rbee_artifact_catalog::{ArtifactRef, Error, Secret};
 use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault};
 use rbee_gguf::{
-    GgmlType, GgufError, GgufWriter, Inspection, Items, ModelSummary, RemoteOptions, Value,
-    array, inspect_remote, string_array,
+    GgmlType, GgufError, GgufWriter, Inspection, Items, ModelSummary, RemoteOptions, Value, array,
+    inspect_remote, string_array,
 };
 use rbee_transfer::{Transfer, TransferConfig};
 use rbee_vendor_huggingface::{HfConfig, HuggingFaceVendor};
@@ -82,7 +82,9 @@ impl Hub {
 /// tensor infos (a header of about 7 MiB), tensor data as a hole.
 fn llama3_like(path: &Path) -> u64 {
     let tokens: Vec<String> = (0..128_256).map(|i| format!("Ġtok{i}")).collect();
-    let merges: Vec<String> = (0..280_147).map(|i| format!("Ġa{} b{}", i % 977, i % 991)).collect();
+    let merges: Vec<String> = (0..280_147)
+        .map(|i| format!("Ġa{} b{}", i % 977, i % 991))
+        .collect();
     let mut w = GgufWriter::new()
         .kv("general.architecture", Value::String("llama".into()))
         .kv("general.name", Value::String("Llama-like".into()))
@@ -99,11 +101,17 @@ fn llama3_like(path: &Path) -> u64 {
         .kv("tokenizer.ggml.model", Value::String("gpt2".into()))
         .kv("tokenizer.ggml.pre", Value::String("llama-bpe".into()))
         .kv("tokenizer.ggml.tokens", string_array(tokens))
-        .kv("tokenizer.ggml.token_type", array(Items::I32(vec![1; 128_256])))
+        .kv(
+            "tokenizer.ggml.token_type",
+            array(Items::I32(vec![1; 128_256])),
+        )
         .kv("tokenizer.ggml.merges", string_array(merges))
         .kv("tokenizer.ggml.bos_token_id", Value::U32(128_000))
         .kv("tokenizer.ggml.eos_token_id", Value::U32(128_009))
-        .kv("tokenizer.chat_template", Value::String("{{ messages }}".into()))
+        .kv(
+            "tokenizer.chat_template",
+            Value::String("{{ messages }}".into()),
+        )
         .tensor("token_embd.weight", &[4096, 128_256], GgmlType(12));
     for i in 0..32 {
         for (name, dims, t) in [
@@ -140,16 +148,25 @@ async fn a_large_header_takes_three_range_requests_and_little_more_than_its_byte
         "{bytes} bytes read for a {header}-byte header"
     );
     assert_eq!(i.files[0].requests, Some(requests));
-    let ModelSummary::Gguf(s) = &i.summary else { panic!() };
+    let ModelSummary::Gguf(s) = &i.summary else {
+        panic!()
+    };
     assert_eq!(s.architecture.as_deref(), Some("llama"));
     assert_eq!(s.file_type.as_deref(), Some("Q4_K_M"));
-    assert_eq!((s.layers, s.heads, s.kv_heads), (Some(32), Some(32), Some(8)));
+    assert_eq!(
+        (s.layers, s.heads, s.kv_heads),
+        (Some(32), Some(32), Some(8))
+    );
     let t = s.tokenizer.as_ref().unwrap();
     assert_eq!((t.vocab_size, t.merges), (128_256, Some(280_147)));
     assert_eq!(t.bos.as_ref().unwrap().text.as_deref(), Some("Ġtok128000"));
     assert!(s.chat_template);
     assert_eq!(i.chat_template(), Some("{{ messages }}"));
-    assert!((8_000_000_000..8_100_000_000).contains(&s.parameters), "{}", s.parameters);
+    assert!(
+        (8_000_000_000..8_100_000_000).contains(&s.parameters),
+        "{}",
+        s.parameters
+    );
     assert!(i.revision.is_some());
     // No byte of tensor data was needed, and nothing was written to the HF cache.
     assert!(std::fs::read_dir(hub.home.path()).unwrap().next().is_none());
@@ -166,7 +183,11 @@ async fn a_header_without_a_vocabulary_takes_one_small_request() {
         .kv("llama.attention.head_count", Value::U32(32))
         .kv("llama.attention.head_count_kv", Value::U32(4));
     for i in 0..22 {
-        w = w.tensor(format!("blk.{i}.attn_q.weight"), &[2048, 2048], GgmlType::Q8_0);
+        w = w.tensor(
+            format!("blk.{i}.attn_q.weight"),
+            &[2048, 2048],
+            GgmlType::Q8_0,
+        );
     }
     w.write_to(&hub.path("org/tiny", file)).unwrap();
     let i = hub.inspect("hf:org/tiny", None).await.unwrap();
@@ -191,7 +212,14 @@ async fn private_repos_need_the_token_which_never_reaches_the_cdn() {
     )
     .unwrap();
     let err = hub.inspect("hf:org/private", None).await.unwrap_err();
-    assert!(matches!(err, GgufError::Remote(Error::Unauthorized { .. }) | GgufError::Remote(Error::NotFound { .. })), "{err}");
+    assert!(
+        matches!(
+            err,
+            GgufError::Remote(Error::Unauthorized { .. })
+                | GgufError::Remote(Error::NotFound { .. })
+        ),
+        "{err}"
+    );
     assert!(!err.to_string().contains(TOKEN));
     // With the token: the hub gets it, the CDN (another host, which refuses an
     // Authorization header beside its signature) does not.
@@ -208,25 +236,35 @@ async fn faults_are_retried_and_ignored_ranges_read_through() {
     llama3_like(&hub.path("org/llama", file));
     // The first response is cut after 100 KiB, the second answers 503.
     hub.hub.set_faults(vec![
-        Fault::drop_after(100 << 10).path(format!("*{file}")).times(1),
+        Fault::drop_after(100 << 10)
+            .path(format!("*{file}"))
+            .times(1),
         Fault::status(503).path(format!("*{file}")).times(1),
     ]);
     let i = hub.inspect("hf:org/llama:Q4_K_M", None).await.unwrap();
-    let ModelSummary::Gguf(s) = &i.summary else { panic!() };
+    let ModelSummary::Gguf(s) = &i.summary else {
+        panic!()
+    };
     assert_eq!(s.layers, Some(32));
     // A server that ignores Range sends the file from the start; the reader takes what it
     // needs and hangs up.
     hub.hub.clear_faults();
-    hub.hub.set_faults(vec![Fault::ignore_range().path(format!("*{file}"))]);
+    hub.hub
+        .set_faults(vec![Fault::ignore_range().path(format!("*{file}"))]);
     let i = hub.inspect("hf:org/llama:Q4_K_M", None).await.unwrap();
-    let ModelSummary::Gguf(s) = &i.summary else { panic!() };
+    let ModelSummary::Gguf(s) = &i.summary else {
+        panic!()
+    };
     assert_eq!(s.tokenizer.as_ref().unwrap().merges, Some(280_147));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_models_are_read_shard_by_shard() {
     let hub = Hub::start().await;
-    for (no, name) in [(0u16, "big-Q4_0-00001-of-00002.gguf"), (1, "big-Q4_0-00002-of-00002.gguf")] {
+    for (no, name) in [
+        (0u16, "big-Q4_0-00001-of-00002.gguf"),
+        (1, "big-Q4_0-00002-of-00002.gguf"),
+    ] {
         let mut w = GgufWriter::new()
             .kv("general.architecture", Value::String("llama".into()))
             .kv("split.no", Value::U16(no))
@@ -234,12 +272,18 @@ async fn split_models_are_read_shard_by_shard() {
             .kv("llama.block_count", Value::U32(2))
             .kv("llama.embedding_length", Value::U32(256))
             .kv("llama.attention.head_count", Value::U32(4));
-        w = w.tensor(format!("blk.{no}.attn_q.weight"), &[256, 256], GgmlType::Q4_0);
+        w = w.tensor(
+            format!("blk.{no}.attn_q.weight"),
+            &[256, 256],
+            GgmlType::Q4_0,
+        );
         w.write_to(&hub.path("org/split", name)).unwrap();
     }
     let i = hub.inspect("hf:org/split:Q4_0", None).await.unwrap();
     assert_eq!(i.files.len(), 2);
-    let ModelSummary::Gguf(s) = &i.summary else { panic!() };
+    let ModelSummary::Gguf(s) = &i.summary else {
+        panic!()
+    };
     assert_eq!(s.shards, 2);
     assert_eq!(s.parameters, 2 * 256 * 256);
 }
@@ -255,7 +299,11 @@ async fn truncated_and_foreign_files_are_clear_errors() {
     let err = hub.inspect("hf:org/cut", None).await.unwrap_err();
     assert!(matches!(err, GgufError::Truncated { .. }), "{err}");
     assert!(err.to_string().contains("output.weight"), "{err}");
-    std::fs::write(hub.path("org/zip", "m.Q4_0.gguf"), b"PK\x03\x04not a model at all").unwrap();
+    std::fs::write(
+        hub.path("org/zip", "m.Q4_0.gguf"),
+        b"PK\x03\x04not a model at all",
+    )
+    .unwrap();
     let err = hub.inspect("hf:org/zip", None).await.unwrap_err();
     assert!(matches!(err, GgufError::NotGguf { .. }), "{err}");
 }
@@ -297,23 +345,37 @@ async fn safetensors_headers_take_one_request_per_shard() {
     .unwrap();
     safetensors(
         &hub.path(repo, "model-00001-of-00002.safetensors"),
-        &[("model.embed_tokens.weight", "BF16", &[1000, 256]), ("model.layers.0.mlp.up_proj.weight", "BF16", &[512, 256])],
+        &[
+            ("model.embed_tokens.weight", "BF16", &[1000, 256]),
+            ("model.layers.0.mlp.up_proj.weight", "BF16", &[512, 256]),
+        ],
     );
     safetensors(
         &hub.path(repo, "model-00002-of-00002.safetensors"),
-        &[("model.layers.1.mlp.up_proj.weight", "F32", &[512, 256]), ("lm_head.weight", "BF16", &[1000, 256])],
+        &[
+            ("model.layers.1.mlp.up_proj.weight", "F32", &[512, 256]),
+            ("lm_head.weight", "BF16", &[1000, 256]),
+        ],
     );
     let i = hub.inspect("hf:org/st", None).await.unwrap();
-    let ModelSummary::Safetensors(s) = &i.summary else { panic!("{:?}", i.summary) };
+    let ModelSummary::Safetensors(s) = &i.summary else {
+        panic!("{:?}", i.summary)
+    };
     assert_eq!(s.parameters, 1000 * 256 * 2 + 512 * 256 * 2);
     assert_eq!(s.dtypes[0].dtype, "BF16");
     assert_eq!(s.config.as_ref().unwrap().kv_heads, Some(2));
-    for f in ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"] {
+    for f in [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ] {
         let (requests, _) = hub.served(repo, f);
         assert_eq!(requests, 1, "{f}");
     }
     // KV: 2 layers × (2 heads × 64) × 2 (K, V) × 2 bytes × 4096 cells.
     let e = i.estimate(&Default::default()).unwrap().unwrap();
     assert_eq!(e.gpu.kv_cache, 2 * 128 * 2 * 2 * 4096);
-    assert_eq!(e.gpu.weights + e.cpu.weights, (1000 * 256 * 2) * 2 + 512 * 256 * 2 + 512 * 256 * 4);
+    assert_eq!(
+        e.gpu.weights + e.cpu.weights,
+        (1000 * 256 * 2) * 2 + 512 * 256 * 2 + 512 * 256 * 4
+    );
 }
