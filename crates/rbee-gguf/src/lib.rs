@@ -1,4 +1,39 @@
-//! Know a model before you fetch it.
+//! Know a model before you fetch it: what is inside a GGUF or safetensors model, how much
+//! memory it needs, and whether it fits this machine's GPUs — from its headers alone.
+//!
+//! - [`Gguf`] reads a GGUF header (versions 2 and 3, every value type, nested arrays, tensor
+//!   infos, alignment) from any [`Source`]: a local file, bytes, or a [`Window`] of ranges
+//!   fetched from a remote file. Hostile input is refused with a clear [`GgufError`], never a
+//!   panic or an allocation from an unchecked count.
+//! - [`read_remote`] grows a window over HTTP ranges as the parser needs it (a few requests
+//!   for the largest vocabularies); [`inspect_remote`] resolves a reference with its vendor and
+//!   reads every shard; [`inspect_local`] does the same on disk.
+//! - [`GgufSummary`] / [`SafetensorsSummary`]: architecture, parameters, quantization and tensor
+//!   types, context, layers, heads, experts, RoPE, tokenizer, chat template, licence.
+//! - [`estimate`]: the memory llama.cpp allocates (weights per device with `--ngl`, KV cache
+//!   with GQA, sliding windows and latent attention, compute and output buffers), and
+//!   [`verdict`] against the GPUs [`detect_gpus`] finds. The formulas are in `docs/inspect.md`.
+//!
+//! ```
+//! use rbee_gguf::{EstimateOptions, GgmlType, GgufWriter, ReadOptions, Value, inspect_local};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("tiny.gguf");
+//! GgufWriter::new()
+//!     .kv("general.architecture", Value::String("llama".into()))
+//!     .kv("llama.block_count", Value::U32(1))
+//!     .kv("llama.embedding_length", Value::U32(64))
+//!     .kv("llama.attention.head_count", Value::U32(4))
+//!     .tensor("blk.0.attn_q.weight", &[64, 64], GgmlType::F16)
+//!     .write_to(&path)?;
+//! let inspection = inspect_local(&[path], &ReadOptions::default())?;
+//! let estimate = inspection
+//!     .estimate(&EstimateOptions { context: Some(1024), ..Default::default() })
+//!     .expect("the header has the hyperparameters")?;
+//! // K and V: 4 heads of 16 values, f16, 1024 cells.
+//! assert_eq!(estimate.gpu.kv_cache, 2 * 64 * 2 * 1024);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
 
 pub use error::GgufError;

@@ -4,5 +4,6 @@ mod cli;
 mod github;
 mod hf;
 mod hive;
+mod inspect;
 mod support;
 mod transfer;
