@@ -252,8 +252,8 @@ pub fn estimate(
             .block_size()
             .ok_or_else(|| refuse(format!("unknown KV cache type {kv}")))?;
         if block > 1
-            && (params.n_embd_head_k % block != 0
-                || (params.n_embd_v_gqa(0) > 0 && params.n_embd_head_v % block != 0))
+            && (!params.n_embd_head_k.is_multiple_of(block)
+                || (params.n_embd_v_gqa(0) > 0 && !params.n_embd_head_v.is_multiple_of(block)))
         {
             return Err(refuse(format!(
                 "--kv-type {kv} needs head sizes in multiples of {block}; this model's are {} (K) and {} (V); use f16",

@@ -133,11 +133,14 @@ fn check_shards(ggufs: &[Gguf], names: &[String]) -> Result<(), GgufError> {
     Ok(())
 }
 
+/// Reads the texts of some token ids of a header's vocabulary.
+type TokenTexts<'a> = &'a mut dyn FnMut(&Gguf, &[u64]) -> HashMap<u64, String>;
+
 /// Builds the summary of GGUF shards; `token_text` reads a token's text from the first shard.
 fn gguf_inspection(
     ggufs: Vec<Gguf>,
     files: Vec<InspectedFile>,
-    token_text: &mut dyn FnMut(&Gguf, &[u64]) -> HashMap<u64, String>,
+    token_text: TokenTexts<'_>,
 ) -> Result<Inspection, GgufError> {
     let names: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
     check_shards(&ggufs, &names)?;

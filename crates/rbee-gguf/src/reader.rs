@@ -303,7 +303,7 @@ fn check_tensor_layout(
     // Offsets can be predicted only while every earlier tensor's size is known.
     let mut expected = Some(0u64);
     for t in tensors {
-        if t.offset % alignment != 0 {
+        if !t.offset.is_multiple_of(alignment) {
             return Err(GgufError::invalid(
                 data_offset,
                 format!(
@@ -315,7 +315,7 @@ fn check_tensor_layout(
         let n_bytes = match t.ggml_type.block_size() {
             Some(block) => {
                 let ne0 = t.dims.first().copied().unwrap_or(1);
-                if ne0 % block != 0 {
+                if !ne0.is_multiple_of(block) {
                     return Err(GgufError::invalid(
                         data_offset,
                         format!(
@@ -451,11 +451,10 @@ impl Progress {
     fn estimate(&self, offset: u64) -> u64 {
         let mut rest = 0u64;
         if let Some((start, done, left)) = self.array {
-            let per_item = if done > 0 {
-                offset.saturating_sub(start) / done + 1
-            } else {
-                16
-            };
+            let per_item = offset
+                .saturating_sub(start)
+                .checked_div(done)
+                .map_or(16, |avg| avg + 1);
             rest = rest.saturating_add(left.saturating_mul(per_item));
         }
         rest = rest.saturating_add(self.kvs_left.saturating_mul(GUESS_ENTRY_BYTES));
@@ -475,11 +474,10 @@ impl Progress {
                 rest = rest.saturating_add(vocab.saturating_mul(GUESS_MERGE_BYTES));
             }
         }
-        let per_tensor = if self.tensors_done > 0 {
-            offset.saturating_sub(self.tensors_start) / self.tensors_done + 1
-        } else {
-            GUESS_TENSOR_BYTES
-        };
+        let per_tensor = offset
+            .saturating_sub(self.tensors_start)
+            .checked_div(self.tensors_done)
+            .map_or(GUESS_TENSOR_BYTES, |avg| avg + 1);
         rest = rest.saturating_add(self.tensors_left.saturating_mul(per_tensor));
         // A little over, so a good guess needs no second round trip.
         rest.saturating_add(rest / 16).saturating_add(16 << 10)

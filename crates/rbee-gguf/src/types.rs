@@ -99,7 +99,7 @@ impl GgmlType {
     /// overflowing).
     pub fn row_bytes(self, n: u64) -> Option<u64> {
         let (_, _, block, bytes) = *self.entry()?;
-        if n % block != 0 {
+        if !n.is_multiple_of(block) {
             return None;
         }
         (n / block).checked_mul(bytes)
