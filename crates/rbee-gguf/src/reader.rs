@@ -434,7 +434,7 @@ struct Progress {
     vocab: Option<u64>,
     /// `tokenizer.ggml.model`.
     tokenizer: Option<String>,
-    /// Keys of the top-level string arrays started so far.
+    /// Keys of the top-level arrays started so far.
     seen: Vec<String>,
 }
 
@@ -451,11 +451,13 @@ impl Progress {
     fn estimate(&self, offset: u64) -> u64 {
         let mut rest = 0u64;
         if let Some((start, done, left)) = self.array {
-            let per_item = offset
-                .saturating_sub(start)
-                .checked_div(done)
-                .map_or(16, |avg| avg + 1);
-            rest = rest.saturating_add(left.saturating_mul(per_item));
+            // The items left at the average size of those read (16 bytes before any).
+            let read = u128::from(offset.saturating_sub(start));
+            let guess = u128::from(left)
+                .saturating_mul(read)
+                .checked_div(u128::from(done))
+                .unwrap_or(u128::from(left) * 16);
+            rest = rest.saturating_add(u64::try_from(guess).unwrap_or(u64::MAX));
         }
         rest = rest.saturating_add(self.kvs_left.saturating_mul(GUESS_ENTRY_BYTES));
         // The arrays that follow a vocabulary in llama.cpp's files: token types always,
@@ -668,12 +670,14 @@ impl<'a, S: Source + ?Sized> Cursor<'a, S> {
         let offset = self.pos;
         let keep = len <= self.options.keep_array_items;
         let top = depth == 0 && item_type == ValueType::String;
+        if depth == 0 {
+            self.progress.seen.push(key.to_string());
+        }
         if top {
             self.progress.array = Some((offset, 0, len));
             if key == "tokenizer.ggml.tokens" {
                 self.progress.vocab = Some(len);
             }
-            self.progress.seen.push(key.to_string());
         }
         let items = if keep {
             Some(self.items(item_type, len, key, depth, top)?)

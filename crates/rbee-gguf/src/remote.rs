@@ -195,6 +195,55 @@ mod tests {
         );
     }
 
+    /// Numeric arrays after the vocabulary (scores, token types) count as read once started:
+    /// guessing them again would fetch about 8 bytes per token too many.
+    #[tokio::test]
+    async fn arrays_already_read_are_not_guessed_again() {
+        let n = 262_144;
+        let tokens: Vec<String> = (0..n).map(|i| format!("▁tok{i}")).collect();
+        let merges: Vec<String> = (0..2 * n).map(|i| format!("▁t {i:07}")).collect();
+        let mut w = GgufWriter::new()
+            .kv("general.architecture", Value::String("gemma4".into()))
+            .kv("tokenizer.ggml.model", Value::String("gemma4".into()))
+            .kv("tokenizer.ggml.tokens", string_array(tokens))
+            .kv(
+                "tokenizer.ggml.scores",
+                crate::write::array(crate::Items::F32(vec![0.0; n])),
+            )
+            .kv(
+                "tokenizer.ggml.token_type",
+                crate::write::array(crate::Items::I32(vec![1; n])),
+            )
+            .kv("tokenizer.ggml.merges", string_array(merges));
+        for i in 0..300 {
+            w = w.tensor(
+                format!("blk.{i}.ffn_up.weight"),
+                &[256, 1024],
+                GgmlType::Q8_0,
+            );
+        }
+        let header = w.header_bytes().len() as u64;
+        let mem = Memory {
+            bytes: w.to_bytes(),
+            reads: Mutex::new(Vec::new()),
+        };
+        read_remote(
+            &mem,
+            &ReadOptions::default(),
+            FIRST_WINDOW,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let reads = mem.reads.lock().unwrap().clone();
+        let end = reads.iter().map(|(s, l)| s + l).max().unwrap();
+        assert!(reads.len() <= 3, "{reads:?}");
+        assert!(
+            end <= header + (512 << 10),
+            "read to {end} for a {header}-byte header: {reads:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_small_header_takes_one_read() {
         let bytes = GgufWriter::new()

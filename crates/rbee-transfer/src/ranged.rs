@@ -337,3 +337,140 @@ impl Transfer {
         RangeReader::new(self, request)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+    use crate::TransferConfig;
+
+    fn transfer() -> Transfer {
+        Transfer::new(TransferConfig {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(5),
+            use_env_proxy: false,
+            ..TransferConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn partial(body: &'static [u8], range: &str, etag: &str) -> ResponseTemplate {
+        ResponseTemplate::new(206)
+            .insert_header("Content-Range", range)
+            .insert_header("ETag", etag)
+            .set_body_bytes(body)
+    }
+
+    #[tokio::test]
+    async fn reads_ranges_and_refuses_servers_that_lie() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/m.gguf"))
+            .and(header("Range", "bytes=0-3"))
+            .respond_with(partial(b"GGUF", "bytes 0-3/100", "\"a\""))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/m.gguf"))
+            .and(header("Range", "bytes=4-7"))
+            .respond_with(partial(b"\x03\0\0\0", "bytes 4-7/100", "\"b\""))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/m.gguf"))
+            .and(header("Range", "bytes=8-11"))
+            .respond_with(partial(b"xxxx", "bytes 9-12/100", "\"a\""))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/m.gguf"))
+            .and(header("Range", "bytes=200-203"))
+            .respond_with(ResponseTemplate::new(416).insert_header("Content-Range", "bytes */100"))
+            .mount(&server)
+            .await;
+        let url: Url = format!("{}/m.gguf", server.uri()).parse().unwrap();
+        let cancel = CancellationToken::new();
+        let t = transfer();
+
+        let r = t.range_reader(FetchRequest::new("m.gguf", url.clone()));
+        assert_eq!(&r.read(0, 4, &cancel).await.unwrap()[..], b"GGUF");
+        assert_eq!(r.size(), Some(100));
+        // The ETag changed between two ranges: the header would mix two files.
+        let e = r.read(4, 4, &cancel).await.unwrap_err();
+        assert!(e.to_string().contains("changed"), "{e}");
+        // A range from the wrong offset.
+        let e = r.read(8, 4, &cancel).await.unwrap_err();
+        assert!(e.to_string().contains("from 9"), "{e}");
+        assert_eq!(r.stats().requests, 3);
+
+        // The announced size differs from the server's.
+        let mut request = FetchRequest::new("m.gguf", url.clone());
+        request.expected_size = Some(50);
+        let e = t
+            .range_reader(request)
+            .read(0, 4, &cancel)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("50 were announced"), "{e}");
+
+        // Past the end: nothing, not an error.
+        let r = t.range_reader(FetchRequest::new("m.gguf", url));
+        assert!(r.read(200, 4, &cancel).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_expired_redirect_target_is_resolved_again_without_leaking_the_token() {
+        let hub = MockServer::start().await;
+        let cdn = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/resolve/m.gguf"))
+            .and(header("Authorization", "Bearer secret-token"))
+            .respond_with(
+                ResponseTemplate::new(302)
+                    .insert_header("Location", format!("{}/blob?sig=1", cdn.uri()).as_str()),
+            )
+            .expect(2)
+            .mount(&hub)
+            .await;
+        // The first signed link works once, then has expired.
+        Mock::given(method("GET"))
+            .and(path("/blob"))
+            .respond_with(partial(b"GGUF", "bytes 0-3/8", "\"e\""))
+            .up_to_n_times(1)
+            .mount(&cdn)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/blob"))
+            .and(header("Range", "bytes=4-7"))
+            .respond_with(ResponseTemplate::new(403))
+            .up_to_n_times(1)
+            .mount(&cdn)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/blob"))
+            .and(header("Range", "bytes=4-7"))
+            .respond_with(partial(b"\x03\0\0\0", "bytes 4-7/8", "\"e\""))
+            .mount(&cdn)
+            .await;
+        let mut request = FetchRequest::new(
+            "m.gguf",
+            format!("{}/resolve/m.gguf", hub.uri()).parse().unwrap(),
+        );
+        request.auth = rbee_artifact_catalog::Secret::new("secret-token");
+        let t = transfer();
+        let r = t.range_reader(request);
+        let cancel = CancellationToken::new();
+        assert_eq!(&r.read(0, 4, &cancel).await.unwrap()[..], b"GGUF");
+        assert_eq!(&r.read(4, 4, &cancel).await.unwrap()[..], b"\x03\0\0\0");
+        for req in cdn.received_requests().await.unwrap() {
+            assert!(
+                req.headers.get("authorization").is_none(),
+                "token sent to the CDN"
+            );
+        }
+    }
+}
