@@ -94,9 +94,14 @@ pub async fn read_remote(
                         limit: window.bytes_held(),
                     });
                 }
-                let len = estimate
-                    .max(MIN_WINDOW)
-                    .min(size.saturating_sub(offset))
+                let rest_of_file = size.saturating_sub(offset);
+                let mut len = estimate.max(MIN_WINDOW);
+                // Leaving less than a small window unread would only cost another request.
+                if rest_of_file.saturating_sub(len) < MIN_WINDOW.max(len / 4) {
+                    len = rest_of_file;
+                }
+                let len = len
+                    .min(rest_of_file)
                     .min(options.max_header_bytes.saturating_sub(offset).max(1));
                 tracing::debug!(offset, len, "reading more of the header");
                 let bytes = source.read(offset, len, cancel).await?;
