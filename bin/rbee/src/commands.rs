@@ -240,21 +240,16 @@ fn entry_json(e: &CatalogEntry) -> serde_json::Value {
 pub(crate) fn info(global: &GlobalArgs, model: &str) -> Result<()> {
     let catalog = setup::open_catalog(global)?;
     let entry = find(&catalog, model)?;
-    if global.json {
-        let mut value = entry_json(&entry);
-        value["model"] = crate::inspect::entry_summary_json(&entry);
-        out!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(());
-    }
-    print_info(global, &entry)?;
-    crate::inspect::print_entry_summary(&entry);
-    Ok(())
+    print_info(global, &entry)
 }
 
-/// Prints one entry (or its JSON with `--json`).
+/// Prints one entry (or its JSON with `--json`), with the summary of its model when its files
+/// can be read here.
 pub(crate) fn print_info(global: &GlobalArgs, entry: &CatalogEntry) -> Result<()> {
     if global.json {
-        out!("{}", serde_json::to_string_pretty(&entry_json(entry))?);
+        let mut value = entry_json(entry);
+        value["model"] = crate::inspect::entry_summary_json(entry);
+        out!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     let r = &entry.record;
@@ -290,6 +285,7 @@ pub(crate) fn print_info(global: &GlobalArgs, entry: &CatalogEntry) -> Result<()
                 .unwrap_or_else(|| "unknown".into())
         );
     }
+    crate::inspect::print_entry_summary(entry);
     Ok(())
 }
 
