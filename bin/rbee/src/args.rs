@@ -115,7 +115,10 @@ pub(crate) enum ModelCommand {
     /// List the catalog
     #[command(visible_alias = "ls")]
     List,
-    /// Show one entry: files, sizes, digests, status, paths
+    /// What a model is and whether it fits this machine, from its headers alone (nothing is
+    /// downloaded)
+    Inspect(crate::inspect::InspectArgs),
+    /// Show one entry: files, sizes, digests, status, paths, and the model's summary
     Info {
         /// Catalog id or reference
         model: String,
@@ -201,7 +204,7 @@ pub(crate) struct RmArgs {
     pub(crate) models: Vec<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub(crate) struct DownloadArgs {
     /// What to download (see "References" in `rbee --help`)
     pub(crate) reference: String,

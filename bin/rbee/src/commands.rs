@@ -28,6 +28,7 @@ pub(crate) async fn run(global: &GlobalArgs, command: &ModelCommand) -> Result<(
         ModelCommand::Info { model } => info(global, model),
         ModelCommand::Verify { models } => verify(global, models).await,
         ModelCommand::Rm(args) => rm(global, &args.models),
+        ModelCommand::Inspect(args) => crate::inspect::inspect(global, args).await,
         ModelCommand::Du => du(global),
         ModelCommand::Tidy(cmd) => crate::tidy::run(global, cmd),
     }
@@ -406,13 +407,13 @@ pub(crate) fn info(global: &GlobalArgs, model: &str) -> Result<()> {
     print_info(global, &entry)
 }
 
-/// Prints one entry (or its JSON document with `--json`).
+/// Prints one entry (or its JSON document with `--json`), with the summary of its model when its
+/// files can be read here.
 pub(crate) fn print_info(global: &GlobalArgs, entry: &CatalogEntry) -> Result<()> {
     if global.json {
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&versioned(entry_json(entry)))?
-        );
+        let mut value = entry_json(entry);
+        value["model"] = crate::inspect::entry_summary_json(entry);
+        out!("{}", serde_json::to_string_pretty(&versioned(value))?);
         return Ok(());
     }
     let r = &entry.record;
@@ -451,6 +452,7 @@ pub(crate) fn print_info(global: &GlobalArgs, entry: &CatalogEntry) -> Result<()
                 .unwrap_or_else(|| "unknown".into())
         );
     }
+    crate::inspect::print_entry_summary(entry);
     Ok(())
 }
 

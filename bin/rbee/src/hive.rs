@@ -79,6 +79,8 @@ pub(crate) async fn run(global: &GlobalArgs, url: &str, command: &ModelCommand) 
             let (root, listing) = hive.listing().await?;
             commands::print_listing(global, &root, &listing)
         }
+        // Reading headers needs no daemon: the files are read where they are.
+        ModelCommand::Inspect(args) => crate::inspect::inspect(global, args).await,
         ModelCommand::Info { model } => {
             let entry = hive.model(model).await?;
             commands::print_info(global, &entry)

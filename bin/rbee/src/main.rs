@@ -19,6 +19,7 @@ mod args;
 mod commands;
 mod failure;
 mod hive;
+mod inspect;
 mod logging;
 mod render;
 mod setup;

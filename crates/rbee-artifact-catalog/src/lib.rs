@@ -43,7 +43,8 @@ pub use secret::Secret;
 pub use selection::Selection;
 pub use sync::lock_unpoisoned;
 pub use vendor::{
-    DownloadedFile, FileSource, ResolveOptions, ResolvedArtifact, ResolvedFile, VendorSource,
+    DownloadedFile, FileAccess, FileSource, ResolveOptions, ResolvedArtifact, ResolvedFile,
+    VendorSource,
 };
 
 /// Path functions of the on-disk layout (pure, no I/O).

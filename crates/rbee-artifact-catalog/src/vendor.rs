@@ -51,6 +51,32 @@ pub trait VendorSource: Send + Sync + Debug + 'static {
         progress: &DownloadTracker,
         cancel: &CancellationToken,
     ) -> Result<Vec<DownloadedFile>>;
+
+    /// What a reader of part of `file` (a model header, read without downloading) must send:
+    /// the vendor's credential when the file's URL is on the vendor's own origin, and extra
+    /// headers. The default sends nothing, which suits vendors without credentials.
+    fn read_access(&self, file: &ResolvedFile) -> FileAccess {
+        let _ = file;
+        FileAccess::default()
+    }
+}
+
+/// Credential and headers for reading a resolved file's bytes directly
+/// ([`VendorSource::read_access`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FileAccess {
+    /// Sent as `Authorization: Bearer …` to the file URL's origin only.
+    pub auth: Option<crate::Secret>,
+    /// Extra non-secret headers (e.g. `Accept: application/octet-stream`).
+    pub headers: Vec<(String, String)>,
+}
+
+impl FileAccess {
+    /// Access with this credential and these headers.
+    pub fn new(auth: Option<crate::Secret>, headers: Vec<(String, String)>) -> Self {
+        Self { auth, headers }
+    }
 }
 
 /// Knobs for [`VendorSource::resolve`] beyond the reference itself.

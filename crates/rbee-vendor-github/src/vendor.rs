@@ -296,23 +296,29 @@ impl GitHubVendor {
                 file.path
             )));
         };
-        let api = api::is_under_api_base(&self.config.api_base, url);
-        let headers = if api {
-            vec![
-                ("Accept".to_string(), ACCEPT_OCTET_STREAM.to_string()),
-                ("X-GitHub-Api-Version".to_string(), API_VERSION.to_string()),
-            ]
-        } else {
-            Vec::new()
-        };
+        let access = self.access_for(url);
         Ok(FetchRequest {
             path: file.path.clone(),
             url: url.clone(),
-            auth: if api { self.token().cloned() } else { None },
-            headers,
+            auth: access.auth,
+            headers: access.headers,
             expected_size: file.size,
             sha256: file.sha256,
         })
+    }
+
+    /// The token and octet-stream `Accept` for asset API URLs; nothing for other hosts.
+    fn access_for(&self, url: &Url) -> rbee_artifact_catalog::FileAccess {
+        if !api::is_under_api_base(&self.config.api_base, url) {
+            return rbee_artifact_catalog::FileAccess::default();
+        }
+        rbee_artifact_catalog::FileAccess::new(
+            self.token().cloned(),
+            vec![
+                ("Accept".to_string(), ACCEPT_OCTET_STREAM.to_string()),
+                ("X-GitHub-Api-Version".to_string(), API_VERSION.to_string()),
+            ],
+        )
     }
 }
 
@@ -406,6 +412,13 @@ fn asset_digest(asset: &Asset, notes: &mut Vec<String>) -> Option<Sha256Digest> 
 
 #[async_trait]
 impl VendorSource for GitHubVendor {
+    fn read_access(&self, file: &ResolvedFile) -> rbee_artifact_catalog::FileAccess {
+        match &file.source {
+            FileSource::Http { url } => self.access_for(url),
+            _ => rbee_artifact_catalog::FileAccess::default(),
+        }
+    }
+
     fn scheme(&self) -> Scheme {
         Scheme::Gh
     }

@@ -616,6 +616,14 @@ struct Pinned<'a> {
 
 #[async_trait]
 impl VendorSource for HuggingFaceVendor {
+    fn read_access(&self, file: &ResolvedFile) -> rbee_artifact_catalog::FileAccess {
+        let auth = match &file.source {
+            FileSource::Http { url } => self.auth_for(url),
+            _ => None,
+        };
+        rbee_artifact_catalog::FileAccess::new(auth, Vec::new())
+    }
+
     fn scheme(&self) -> Scheme {
         Scheme::Hf
     }

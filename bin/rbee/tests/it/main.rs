@@ -5,6 +5,7 @@ mod full_disk;
 mod github;
 mod hf;
 mod hive;
+mod inspect;
 mod integrity;
 mod local_state;
 mod soak;

@@ -5,15 +5,15 @@ use reqwest::header::{ETAG, HeaderMap, HeaderValue, LAST_MODIFIED};
 use crate::state::Validators;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ContentRange {
-    pub(super) start: u64,
+pub(crate) struct ContentRange {
+    pub(crate) start: u64,
     /// Exclusive.
-    pub(super) end: u64,
-    pub(super) total: Option<u64>,
+    pub(crate) end: u64,
+    pub(crate) total: Option<u64>,
 }
 
 /// `bytes 0-99/1000` or `bytes 0-99/*`.
-pub(super) fn parse_content_range(v: &str) -> Option<ContentRange> {
+pub(crate) fn parse_content_range(v: &str) -> Option<ContentRange> {
     let rest = v.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let (a, b) = range.split_once('-')?;
@@ -35,7 +35,7 @@ pub(super) fn parse_content_range(v: &str) -> Option<ContentRange> {
 }
 
 /// `bytes */1000`.
-pub(super) fn parse_unsatisfied_total(v: &str) -> Option<u64> {
+pub(crate) fn parse_unsatisfied_total(v: &str) -> Option<u64> {
     v.trim().strip_prefix("bytes */")?.trim().parse().ok()
 }
 

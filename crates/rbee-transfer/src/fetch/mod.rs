@@ -21,6 +21,7 @@ mod request;
 mod resume;
 mod stream;
 
+pub(crate) use content_range::{parse_content_range, parse_unsatisfied_total};
 pub(crate) use resume::bytes_on_disk;
 
 use std::os::unix::fs::MetadataExt;
