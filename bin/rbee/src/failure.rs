@@ -39,9 +39,13 @@ impl Failure {
         let remote = e.chain().find_map(|c| c.downcast_ref::<RemoteError>());
         let usage = e.chain().find_map(|c| c.downcast_ref::<UsageError>());
         let own = e.chain().find_map(|c| c.downcast_ref::<CliError>());
+        let header = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<rbee_gguf::GgufError>());
         let bad_reference = e.chain().any(|c| c.is::<RefError>());
-        let cancelled =
-            typed.is_some_and(Error::is_cancelled) || remote.is_some_and(|r| r.code == "cancelled");
+        let cancelled = typed.is_some_and(Error::is_cancelled)
+            || remote.is_some_and(|r| r.code == "cancelled")
+            || header.is_some_and(rbee_gguf::GgufError::is_cancelled);
         let code = if let Some(u) = usage {
             u.code.to_string()
         } else if bad_reference {
@@ -52,6 +56,8 @@ impl Failure {
             r.code.clone()
         } else if let Some(c) = own {
             c.code.to_string()
+        } else if let Some(h) = header {
+            h.code().to_string()
         } else {
             "internal".to_string()
         };

@@ -78,17 +78,17 @@ impl EstimateArgs {
             .then(|| GgmlType::from_name(&kv))
             .flatten()
             .ok_or_else(|| {
-                UsageError(format!(
+                UsageError::argument(format!(
                     "--kv-type {}: not a KV cache type; use one of {}",
                     self.kv_type,
                     KV_TYPES.join(", ")
                 ))
             })?;
         if self.parallel == 0 {
-            return Err(UsageError("--parallel must be at least 1".into()).into());
+            return Err(UsageError::argument("--parallel must be at least 1").into());
         }
         if self.ctx == Some(0) {
-            return Err(UsageError("--ctx must be at least 1".into()).into());
+            return Err(UsageError::argument("--ctx must be at least 1").into());
         }
         Ok(EstimateOptions {
             context: self.ctx,
@@ -104,15 +104,12 @@ impl EstimateArgs {
         let Some(text) = &self.vram else {
             return Ok(None);
         };
-        let size: bytesize::ByteSize = text.trim().parse().map_err(|_| {
-            UsageError(format!(
-                "--vram {text}: not a size; write e.g. 24GiB or 8000MiB"
+        let size = rbee_artifact_catalog::parse_cache_size(text.trim()).map_err(|_| {
+            UsageError::argument(format!(
+                "--vram {text}: not a size above 0; write e.g. 24GiB or 8000MiB"
             ))
         })?;
-        if size.as_u64() == 0 {
-            return Err(UsageError("--vram must be more than 0".into()).into());
-        }
-        Ok(Some(size.as_u64()))
+        Ok(Some(size))
     }
 }
 

@@ -1,18 +1,20 @@
 //! [`RangeReader`]: byte ranges of a remote file, for reading headers without downloading.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
-use bytes::{Bytes, BytesMut};
+use rbee_artifact_catalog::lock_unpoisoned;
 use reqwest::header::{CONTENT_RANGE, ETAG, HeaderValue, RANGE};
 use reqwest::{Method, Response, StatusCode};
+use tokio_util::bytes::{Bytes, BytesMut};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::error::{TransferError, redact_url};
 use crate::fetch::{parse_content_range, parse_unsatisfied_total};
 use crate::http::{self, Outgoing, SendError};
+use crate::request::FetchRequest;
 use crate::retry::is_transient_status;
-use crate::transfer::{FetchRequest, Transfer};
+use crate::transfer::Transfer;
 
 /// A server that ignores `Range` sends the file from byte 0; read through at most this much of
 /// it to reach a window before giving up.
@@ -86,7 +88,7 @@ impl RangeReader {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock_unpoisoned(&self.state)
     }
 
     /// Reads `len` bytes from `start`; fewer when the file ends first, none at or past its end.
@@ -100,7 +102,7 @@ impl RangeReader {
             return Ok(Bytes::new());
         }
         let inner = &self.transfer.inner;
-        let max = inner.config.max_attempts;
+        let max = inner.retry.max_attempts();
         let mut attempt = 1;
         loop {
             let failure = match self.attempt(start, len, attempt, cancel).await {
@@ -112,7 +114,7 @@ impl RangeReader {
                 return Err(failure.with_attempts(attempt));
             }
             attempt += 1;
-            let Some(delay) = inner.backoff.delay_for(attempt, failure.retry_after()) else {
+            let Some(delay) = inner.retry.wait_before(attempt, failure.retry_after()) else {
                 return Err(failure.with_attempts(attempt - 1));
             };
             tracing::debug!(what = %self.what, error = %failure, attempt, "retrying the range");
@@ -148,6 +150,7 @@ impl RangeReader {
                 .map(|secret| (secret, &self.request.url)),
             headers,
             follow_redirects: true,
+            response_timeout: inner.config.response_timeout,
         };
         self.state().stats.requests += 1;
         let sent = match http::send(&inner.data, out, cancel).await {
