@@ -256,6 +256,9 @@ pub(crate) struct DownloadArgs {
     /// limit]
     #[arg(long, value_name = "SIZE")]
     pub(crate) max_cache_size: Option<String>,
+    /// With --dry-run: the memory estimate and GPU fit of the model it would fetch
+    #[command(flatten, next_help_heading = "Memory estimate (with --dry-run)")]
+    pub(crate) estimate: crate::inspect::EstimateArgs,
 }
 
 #[cfg(test)]

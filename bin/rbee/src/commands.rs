@@ -15,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::{DownloadArgs, GlobalArgs, ModelCommand};
 use crate::failure::{self, Failure};
+use crate::inspect;
 use crate::logging;
 use crate::render::{self, JSON_VERSION, Mode, Seen, Update};
-use crate::setup::{self, CliError, TransferSettings};
+use crate::setup::{self, CliError, TransferSettings, UsageError};
 
 /// Runs a catalog command in this process.
 pub(crate) async fn run(global: &GlobalArgs, command: &ModelCommand) -> Result<()> {
@@ -37,15 +38,34 @@ pub(crate) async fn run(global: &GlobalArgs, command: &ModelCommand) -> Result<(
 async fn dry_run(global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
     let reference = setup::reference(args)?;
     let settings = TransferSettings::from_args(args)?;
+    args.estimate.check()?;
     let catalog = setup::open_catalog(global)?;
-    let provisioner = setup::provisioner(catalog, &settings)?;
+    let provisioner = setup::provisioner(catalog.clone(), &settings)?;
     let options = provision_options(args);
     let cancel = cancel_on_signals();
     let plan = tokio::select! {
         plan = provisioner.plan(&reference, &options, &cancel) => plan?,
         () = cancel.cancelled() => return Err(Error::Cancelled.into()),
     };
-    print_plan(&plan, global.json)
+    let ready = catalog
+        .get(&plan.id)?
+        .filter(|e| e.record.status == ArtifactStatus::Ready);
+    let paths: Vec<&str> = plan.files.iter().map(|f| f.path.as_str()).collect();
+    let model =
+        inspect::planned_model(&reference, &paths, ready.as_ref(), args, &settings, &cancel).await;
+    print_plan(&plan, model.as_ref(), global.json)
+}
+
+/// Memory-estimate flags only mean something to a dry run: refused elsewhere rather than
+/// silently ignored.
+pub(crate) fn refuse_estimate_flags(args: &DownloadArgs, context: &str) -> Result<()> {
+    match args.estimate.set_flags().first() {
+        Some(flag) => Err(UsageError::argument(format!(
+            "{flag} only applies to --dry-run {context}(or `rbee model inspect`)"
+        ))
+        .into()),
+        None => Ok(()),
+    }
 }
 
 fn provision_options(args: &DownloadArgs) -> ProvisionOptions {
@@ -57,6 +77,7 @@ fn provision_options(args: &DownloadArgs) -> ProvisionOptions {
 }
 
 async fn download(global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
+    refuse_estimate_flags(args, "")?;
     let tracker = DownloadTracker::new(JobId::generate());
     let (tx, rx) = mpsc::channel(1024);
     // The label is the parsed reference, whose display hides a signed URL's credentials.
@@ -229,12 +250,15 @@ pub(crate) fn cancel_on_signals() -> CancellationToken {
     })
 }
 
-fn print_plan(plan: &Plan, json: bool) -> Result<()> {
+fn print_plan(
+    plan: &Plan,
+    model: Option<&Result<inspect::PlannedModel>>,
+    json: bool,
+) -> Result<()> {
     if json {
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&versioned(serde_json::to_value(plan)?))?
-        );
+        let mut value = serde_json::to_value(plan)?;
+        value["model"] = model.map_or(serde_json::Value::Null, inspect::planned_model_json);
+        out!("{}", serde_json::to_string_pretty(&versioned(value))?);
         return Ok(());
     }
     out!("Plan for {} (id {})", plan.reference, plan.id);
@@ -265,6 +289,9 @@ fn print_plan(plan: &Plan, json: bool) -> Result<()> {
             );
         }
         None => out!("  free space: unknown at {}", plan.dir.display()),
+    }
+    if let Some(model) = model {
+        inspect::print_planned_model(model);
     }
     out!("Nothing was downloaded (--dry-run).");
     Ok(())

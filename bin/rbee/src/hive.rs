@@ -367,6 +367,7 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
             .into());
         }
     }
+    crate::commands::refuse_estimate_flags(args, "without --hive ")?;
     let reference = setup::reference(args)?;
     let job_id = hive
         .start_job(&JobRequest::ModelDownload {

@@ -5,13 +5,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use rbee_artifact_catalog::{CatalogEntry, Error, ResolveOptions, human_bytes};
+use rbee_artifact_catalog::{ArtifactRef, CatalogEntry, Error, ResolveOptions, human_bytes};
 use rbee_gguf::{
     Detected, Estimate, EstimateOptions, GgmlType, Gpu, Inspection, ModelSummary, ReadOptions,
     RemoteOptions, Verdict, available_ram, detect_gpus, inspect_local, inspect_remote, verdict,
 };
 use rbee_transfer::Transfer;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::args::{DownloadArgs, GlobalArgs};
 use crate::setup::{self, TransferSettings, UsageError};
@@ -43,8 +44,8 @@ pub(crate) struct InspectArgs {
     pub(crate) estimate: EstimateArgs,
 }
 
-/// Flags of the memory estimate.
-#[derive(Debug, Args)]
+/// Flags of the memory estimate (`inspect`, and `download --dry-run`).
+#[derive(Debug, Clone, Args)]
 pub(crate) struct EstimateArgs {
     /// Context per sequence [default: the model's training context, at most 8192]
     #[arg(long, value_name = "TOKENS")]
@@ -66,11 +67,41 @@ pub(crate) struct EstimateArgs {
     pub(crate) no_flash_attn: bool,
 }
 
+/// The values clap gives when no flag is passed.
+impl Default for EstimateArgs {
+    fn default() -> Self {
+        EstimateArgs {
+            ctx: None,
+            kv_type: "f16".into(),
+            ngl: None,
+            parallel: 1,
+            vram: None,
+            no_flash_attn: false,
+        }
+    }
+}
+
 const KV_TYPES: &[&str] = &[
     "f16", "bf16", "f32", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl",
 ];
 
 impl EstimateArgs {
+    /// The flags that were set, for refusing them where they would be ignored.
+    pub(crate) fn set_flags(&self) -> Vec<&'static str> {
+        let default = EstimateArgs::default();
+        [
+            (self.ctx.is_some(), "--ctx"),
+            (self.kv_type != default.kv_type, "--kv-type"),
+            (self.ngl.is_some(), "--ngl"),
+            (self.parallel != default.parallel, "--parallel"),
+            (self.vram.is_some(), "--vram"),
+            (self.no_flash_attn, "--no-flash-attn"),
+        ]
+        .into_iter()
+        .filter_map(|(set, flag)| set.then_some(flag))
+        .collect()
+    }
+
     fn options(&self) -> Result<EstimateOptions> {
         let kv = self.kv_type.to_ascii_lowercase();
         let kv_type = KV_TYPES
@@ -136,22 +167,14 @@ pub(crate) async fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<(
         revision: args.revision.clone(),
         ..DownloadArgs::default()
     })?;
-    let settings = TransferSettings::default();
-    let vendor_settings = setup::vendor_settings(&settings);
-    let vendors = rbee_model_provisioner::standard_vendors(&vendor_settings)?;
-    let vendor = vendors.get(reference.scheme())?;
-    let transfer = Transfer::new(vendor_settings.transfer.clone())?;
     let options = RemoteOptions {
         read: read_options(args.full),
         resolve: ResolveOptions::with_globs(args.include.clone(), args.exclude.clone()),
         ..RemoteOptions::default()
     };
     let cancel = crate::commands::cancel_on_signals();
-    let inspection = tokio::select! {
-        r = inspect_remote(vendor.as_ref(), &transfer, &reference, &options, &cancel) => r,
-        () = cancel.cancelled() => return Err(Error::Cancelled.into()),
-    };
-    let inspection = inspection.map_err(into_anyhow)?;
+    let inspection =
+        read_headers(&reference, &TransferSettings::default(), &options, &cancel).await?;
     if args.template {
         return print_template(&inspection);
     }
@@ -171,6 +194,117 @@ pub(crate) async fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<(
     print_inspection(&inspection);
     print_fit(&fit, no_gpu.as_deref());
     Ok(())
+}
+
+/// Resolves `reference` as a download would and reads the headers of its model files.
+async fn read_headers(
+    reference: &ArtifactRef,
+    settings: &TransferSettings,
+    options: &RemoteOptions,
+    cancel: &CancellationToken,
+) -> Result<Inspection> {
+    let vendor_settings = setup::vendor_settings(settings);
+    let vendors = rbee_model_provisioner::standard_vendors(&vendor_settings)?;
+    let vendor = vendors.get(reference.scheme())?;
+    let transfer = Transfer::new(vendor_settings.transfer.clone())?;
+    let inspection = tokio::select! {
+        r = inspect_remote(vendor.as_ref(), &transfer, reference, options, cancel) => r,
+        () = cancel.cancelled() => return Err(Error::Cancelled.into()),
+    };
+    inspection.map_err(into_anyhow)
+}
+
+/// The model a download's dry run would fetch: its summary, estimate and verdict, from the
+/// headers alone.
+pub(crate) struct PlannedModel {
+    inspection: Inspection,
+    fit: Option<Fit>,
+    gpus: Vec<Gpu>,
+    no_gpu: Option<String>,
+}
+
+/// Whether a file is one whose header holds a model summary.
+fn is_model_file(path: &str) -> bool {
+    let name = path.to_ascii_lowercase();
+    name.ends_with(".gguf") || name.ends_with(".safetensors")
+}
+
+/// Reads the model of a dry run: from the catalog's files when the model is `ready` there (so
+/// a dry run of a ready model needs no network, as its download does), else from the remote
+/// headers unless offline. `None` when the plan has no GGUF or safetensors file, or offline
+/// with nothing local. Flag errors come first, before anything is resolved; see
+/// [`EstimateArgs::check`].
+pub(crate) async fn planned_model(
+    reference: &ArtifactRef,
+    plan_paths: &[&str],
+    ready: Option<&CatalogEntry>,
+    args: &DownloadArgs,
+    settings: &TransferSettings,
+    cancel: &CancellationToken,
+) -> Option<Result<PlannedModel>> {
+    if !plan_paths.iter().any(|p| is_model_file(p)) {
+        return None;
+    }
+    let local = ready.and_then(entry_inspection);
+    if local.is_none() && args.offline {
+        return None;
+    }
+    let read = async {
+        let inspection = match local {
+            Some(inspection) => inspection?,
+            None => {
+                let options = RemoteOptions {
+                    resolve: ResolveOptions::with_globs(args.include.clone(), args.exclude.clone()),
+                    ..RemoteOptions::default()
+                };
+                read_headers(reference, settings, &options, cancel).await?
+            }
+        };
+        let (gpus, no_gpu) = gpus(&args.estimate).await?;
+        let fit = fit(&inspection, &args.estimate.options()?, &gpus)?;
+        Ok(PlannedModel {
+            inspection,
+            fit,
+            gpus,
+            no_gpu,
+        })
+    };
+    Some(read.await)
+}
+
+impl EstimateArgs {
+    /// Refuses bad flag values up front, so a dry run fails before it resolves anything.
+    pub(crate) fn check(&self) -> Result<()> {
+        self.options()?;
+        self.vram()?;
+        Ok(())
+    }
+}
+
+/// The model of a dry run as JSON: the summary as `rbee model info --json` has it, with the
+/// estimate and verdict as `rbee model inspect --json` has them; `{"error"}` when the headers
+/// could not be read.
+pub(crate) fn planned_model_json(model: &Result<PlannedModel>) -> serde_json::Value {
+    match model {
+        Ok(m) => {
+            let mut value = inspection_json(&m.inspection, false);
+            add_fit_json(&mut value, &m.fit, &m.gpus, m.no_gpu.as_deref());
+            value
+        }
+        Err(e) => json!({"error": format!("{e:#}")}),
+    }
+}
+
+/// Prints the model of a dry run after the plan.
+pub(crate) fn print_planned_model(model: &Result<PlannedModel>) {
+    match model {
+        Ok(m) => {
+            out!("model:");
+            print_inspection(&m.inspection);
+            print_fit(&m.fit, m.no_gpu.as_deref());
+        }
+        Err(e) => out!("model:         cannot read the headers: {e:#}"),
+    }
 }
 
 fn read_options(full: bool) -> ReadOptions {
@@ -510,10 +644,7 @@ fn print_fit(fit: &Option<Fit>, no_gpu: Option<&str>) {
 /// entry has no GGUF or safetensors file, or its files cannot be read).
 pub(crate) fn entry_inspection(entry: &CatalogEntry) -> Option<Result<Inspection>> {
     let paths: Vec<PathBuf> = entry.paths();
-    let model_files = paths.iter().any(|p| {
-        let name = p.to_string_lossy().to_ascii_lowercase();
-        name.ends_with(".gguf") || name.ends_with(".safetensors")
-    });
+    let model_files = paths.iter().any(|p| is_model_file(&p.to_string_lossy()));
     if !model_files || !entry.files_present() {
         return None;
     }

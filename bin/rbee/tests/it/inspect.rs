@@ -290,3 +290,107 @@ async fn info_shows_the_summary_of_a_downloaded_model() {
     ]));
     assert_eq!(v["summary"]["name"], "Tiny Llama");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_shows_the_estimate_and_verdict_from_the_header() {
+    let env = Env::new().await;
+    let file = env.file("org/tiny", "tiny.Q8_0.gguf");
+    model(&file);
+    let size = std::fs::metadata(&file).unwrap().len();
+    let dry_run = |extra: &[&str]| {
+        env.rbee()
+            .args(["model", "download", "hf:org/tiny", "--dry-run"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    let v = json(&dry_run(&["--json", "--vram", "1GiB", "--ctx", "2048"]));
+    assert_eq!(v["files"][0]["path"], "tiny.Q8_0.gguf");
+    assert_eq!(v["model"]["summary"]["architecture"], "llama");
+    assert_eq!(v["model"]["estimate"]["context"], 2048);
+    assert_eq!(
+        v["model"]["estimate"]["gpu"]["kv_cache"],
+        4 * 64 * 2 * 2 * 2048
+    );
+    assert_eq!(v["model"]["verdict"]["fits"], true, "{}", v["model"]);
+    // Headers only: one small range request, nothing downloaded.
+    let served = env.hub.counters_for("/files/hf/org/tiny/tiny.Q8_0.gguf");
+    assert_eq!(served.ranges.len(), 1);
+    assert!(served.bytes_sent <= 256 << 10 && served.bytes_sent < size / 100);
+
+    // The estimate flags reach the estimate: a q8_0 cache and two sequences.
+    let v = json(&dry_run(&[
+        "--json",
+        "--vram",
+        "1MiB",
+        "--kv-type",
+        "q8_0",
+        "--parallel",
+        "2",
+    ]));
+    assert_eq!(v["model"]["estimate"]["kv_type"], "Q8_0");
+    assert_eq!(v["model"]["estimate"]["parallel"], 2);
+    assert_eq!(v["model"]["verdict"]["fits"], false, "{}", v["model"]);
+
+    let out = dry_run(&["--vram", "1GiB"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "tiny.Q8_0.gguf",
+        "architecture:  llama",
+        "memory:        at ctx 4096",
+        "verdict:       fits on GPU 0",
+        "Nothing was downloaded (--dry-run).",
+    ] {
+        assert!(s.contains(needle), "{needle:?} missing in\n{s}");
+    }
+
+    // A bad flag fails before anything is resolved; a flag a download would ignore is refused.
+    let before = env.hub.counters().total_requests;
+    let out = dry_run(&["--kv-type", "q3_k"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(env.hub.counters().total_requests, before);
+    let out = env
+        .rbee()
+        .args(["model", "download", "hf:org/tiny", "--ctx", "2048"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--ctx only applies to --dry-run"),
+        "{}",
+        text(&out)
+    );
+
+    // Once the model is ready, a dry run reads its headers from the catalog, not the hub.
+    let out = env
+        .rbee()
+        .args(["--json", "model", "download", "hf:org/tiny"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let file_requests = || {
+        env.hub
+            .counters_for("/files/hf/org/tiny/tiny.Q8_0.gguf")
+            .requests
+    };
+    let before = file_requests();
+    let v = json(&dry_run(&["--json", "--vram", "1GiB"]));
+    assert_eq!(file_requests(), before);
+    assert_eq!(v["files"][0]["action"], "present");
+    assert_eq!(v["model"]["summary"]["architecture"], "llama");
+    assert_eq!(v["model"]["verdict"]["fits"], true, "{}", v["model"]);
+
+    // Not a model: the plan, and no model part.
+    std::fs::write(env.file("org/data", "notes.txt"), "hello").unwrap();
+    let v = json(
+        &env.rbee()
+            .args(["--json", "model", "download", "hf:org/data", "--dry-run"])
+            .args(["--include", "*.txt"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(v["files"][0]["path"], "notes.txt");
+    assert!(v["model"].is_null(), "{v}");
+}
