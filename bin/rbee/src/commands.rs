@@ -15,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::{DownloadArgs, GlobalArgs, ModelCommand};
 use crate::failure::{self, Failure};
-use crate::inspect;
 use crate::logging;
 use crate::render::{self, JSON_VERSION, Mode, Seen, Update};
 use crate::setup::{self, CliError, TransferSettings, UsageError};
+use crate::{fit, inspect};
 
 /// Runs a catalog command in this process.
 pub(crate) async fn run(global: &GlobalArgs, command: &ModelCommand) -> Result<()> {
@@ -43,10 +43,12 @@ async fn dry_run(global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
     let provisioner = setup::provisioner(catalog.clone(), &settings)?;
     let options = provision_options(args);
     let cancel = cancel_on_signals();
-    let plan = tokio::select! {
+    let (reference, fit_notes) = fit::choose(reference, args, &settings, &cancel).await?;
+    let mut plan = tokio::select! {
         plan = provisioner.plan(&reference, &options, &cancel) => plan?,
         () = cancel.cancelled() => return Err(Error::Cancelled.into()),
     };
+    plan.notes.splice(0..0, fit_notes);
     let ready = catalog
         .get(&plan.id)?
         .filter(|e| e.record.status == ArtifactStatus::Ready);
@@ -56,12 +58,15 @@ async fn dry_run(global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
     print_plan(&plan, model.as_ref(), global.json)
 }
 
-/// Memory-estimate flags only mean something to a dry run: refused elsewhere rather than
-/// silently ignored.
+/// Memory-estimate flags only mean something to a dry run or a fit: refused elsewhere rather
+/// than silently ignored.
 pub(crate) fn refuse_estimate_flags(args: &DownloadArgs, context: &str) -> Result<()> {
+    if setup::reference(args).is_ok_and(|r| fit::asks_for_fit(&r)) {
+        return Ok(());
+    }
     match args.estimate.set_flags().first() {
         Some(flag) => Err(UsageError::argument(format!(
-            "{flag} only applies to --dry-run {context}(or `rbee model inspect`)"
+            "{flag} only applies to --dry-run or --fit {context}(or `rbee model inspect`)"
         ))
         .into()),
         None => Ok(()),
@@ -151,6 +156,10 @@ async fn provision(
     let catalog = setup::open_catalog(global)?;
     let provisioner = setup::provisioner(catalog, &settings)?;
     let cancel = cancel_on_signals();
+    let (reference, notes) = fit::choose(reference, args, &settings, &cancel).await?;
+    for note in notes {
+        tracker.message(note);
+    }
     Ok(provisioner
         .provision(reference, provision_options(args), tracker, cancel)
         .await?)

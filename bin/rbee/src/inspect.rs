@@ -102,7 +102,7 @@ impl EstimateArgs {
         .collect()
     }
 
-    fn options(&self) -> Result<EstimateOptions> {
+    pub(crate) fn options(&self) -> Result<EstimateOptions> {
         let kv = self.kv_type.to_ascii_lowercase();
         let kv_type = KV_TYPES
             .contains(&kv.as_str())
@@ -146,7 +146,7 @@ impl EstimateArgs {
 
 /// The GPUs to judge a fit against: `--vram`, else what nvidia-smi (or `RBEE_NVIDIA_SMI`)
 /// lists.
-async fn gpus(args: &EstimateArgs) -> Result<(Vec<Gpu>, Option<String>)> {
+pub(crate) async fn gpus(args: &EstimateArgs) -> Result<(Vec<Gpu>, Option<String>)> {
     if let Some(vram) = args.vram()? {
         return Ok((vec![Gpu::declared(vram)], None));
     }
@@ -161,18 +161,28 @@ async fn gpus(args: &EstimateArgs) -> Result<(Vec<Gpu>, Option<String>)> {
 
 pub(crate) async fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<()> {
     let estimate_options = args.estimate.options()?;
-    let reference = setup::reference(&DownloadArgs {
+    let as_download = DownloadArgs {
         reference: args.reference.clone(),
         quant: args.quant.clone(),
         revision: args.revision.clone(),
+        exclude: args.exclude.clone(),
+        estimate: args.estimate.clone(),
         ..DownloadArgs::default()
-    })?;
+    };
+    let reference = setup::reference(&as_download)?;
     let options = RemoteOptions {
         read: read_options(args.full),
         resolve: ResolveOptions::with_globs(args.include.clone(), args.exclude.clone()),
         ..RemoteOptions::default()
     };
     let cancel = crate::commands::cancel_on_signals();
+    let (reference, notes) = crate::fit::choose(
+        reference,
+        &as_download,
+        &TransferSettings::default(),
+        &cancel,
+    )
+    .await?;
     let inspection =
         read_headers(&reference, &TransferSettings::default(), &options, &cancel).await?;
     if args.template {
@@ -183,6 +193,9 @@ pub(crate) async fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<(
     if global.json {
         let mut value = inspection_json(&inspection, args.full);
         value["reference"] = json!(reference.to_string());
+        if !notes.is_empty() {
+            value["notes"] = json!(notes);
+        }
         add_fit_json(&mut value, &fit, &gpus, no_gpu.as_deref());
         out!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -190,6 +203,9 @@ pub(crate) async fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<(
     out!("reference:     {reference}");
     if let Some(rev) = &inspection.revision {
         out!("revision:      {rev}");
+    }
+    for note in &notes {
+        out!("note:          {note}");
     }
     print_inspection(&inspection);
     print_fit(&fit, no_gpu.as_deref());
@@ -338,13 +354,17 @@ fn print_template(inspection: &Inspection) -> Result<()> {
 }
 
 /// The estimate and the verdict, when the model has the hyperparameters for them.
-struct Fit {
+pub(crate) struct Fit {
     estimate: Estimate,
-    verdict: Verdict,
+    pub(crate) verdict: Verdict,
     ram: Option<u64>,
 }
 
-fn fit(inspection: &Inspection, options: &EstimateOptions, gpus: &[Gpu]) -> Result<Option<Fit>> {
+pub(crate) fn fit(
+    inspection: &Inspection,
+    options: &EstimateOptions,
+    gpus: &[Gpu],
+) -> Result<Option<Fit>> {
     let Some(estimate) = inspection.estimate(options) else {
         return Ok(None);
     };
