@@ -448,7 +448,7 @@ pub(crate) fn info(global: &GlobalArgs, model: &str) -> Result<()> {
 pub(crate) fn print_info(global: &GlobalArgs, entry: &CatalogEntry) -> Result<()> {
     if global.json {
         let mut value = entry_json(entry);
-        value["model"] = crate::inspect::entry_summary_json(entry);
+        value["model"] = rbee_gguf::entry_summary_json(entry);
         out!("{}", serde_json::to_string_pretty(&versioned(value))?);
         return Ok(());
     }

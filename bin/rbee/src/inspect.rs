@@ -8,7 +8,7 @@ use clap::Args;
 use rbee_artifact_catalog::{ArtifactRef, CatalogEntry, Error, ResolveOptions, human_bytes};
 use rbee_gguf::{
     Detected, Estimate, EstimateOptions, GgmlType, Gpu, Inspection, ModelSummary, ReadOptions,
-    RemoteOptions, Verdict, available_ram, detect_gpus, inspect_local, inspect_remote, verdict,
+    RemoteOptions, Verdict, available_ram, detect_gpus, inspect_remote, verdict,
 };
 use rbee_transfer::Transfer;
 use serde_json::json;
@@ -191,7 +191,7 @@ pub(crate) async fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<(
     let (gpus, no_gpu) = gpus(&args.estimate).await?;
     let fit = fit(&inspection, &estimate_options, &gpus)?;
     if global.json {
-        let mut value = inspection_json(&inspection, args.full);
+        let mut value = inspection.to_json(args.full);
         value["reference"] = json!(reference.to_string());
         if !notes.is_empty() {
             value["notes"] = json!(notes);
@@ -239,12 +239,6 @@ pub(crate) struct PlannedModel {
     no_gpu: Option<String>,
 }
 
-/// Whether a file is one whose header holds a model summary.
-fn is_model_file(path: &str) -> bool {
-    let name = path.to_ascii_lowercase();
-    name.ends_with(".gguf") || name.ends_with(".safetensors")
-}
-
 /// Reads the model of a dry run: from the catalog's files when the model is `ready` there (so
 /// a dry run of a ready model needs no network, as its download does), else from the remote
 /// headers unless offline. `None` when the plan has no GGUF or safetensors file, or offline
@@ -258,7 +252,7 @@ pub(crate) async fn planned_model(
     settings: &TransferSettings,
     cancel: &CancellationToken,
 ) -> Option<Result<PlannedModel>> {
-    if !plan_paths.iter().any(|p| is_model_file(p)) {
+    if !plan_paths.iter().any(|p| rbee_gguf::is_model_file(p)) {
         return None;
     }
     let local = ready.and_then(entry_inspection);
@@ -303,7 +297,7 @@ impl EstimateArgs {
 pub(crate) fn planned_model_json(model: &Result<PlannedModel>) -> serde_json::Value {
     match model {
         Ok(m) => {
-            let mut value = inspection_json(&m.inspection, false);
+            let mut value = m.inspection.to_json(false);
             add_fit_json(&mut value, &m.fit, &m.gpus, m.no_gpu.as_deref());
             value
         }
@@ -402,34 +396,6 @@ fn add_fit_json(
             value["ram_available"] = json!(ram);
         }
     }
-}
-
-/// Everything as JSON: the summary, the files read, every metadata key (large arrays by
-/// length unless `full`), and with `full` every tensor.
-fn inspection_json(inspection: &Inspection, full: bool) -> serde_json::Value {
-    let mut value = json!({
-        "summary": inspection.summary,
-        "files": inspection.files,
-        "metadata": inspection.metadata_json(),
-    });
-    if let Some(rev) = &inspection.revision {
-        value["revision"] = json!(rev);
-    }
-    if full {
-        let tensors: Vec<_> = inspection
-            .ggufs
-            .iter()
-            .flat_map(|g| &g.tensors)
-            .map(|t| {
-                json!({"name": t.name, "type": t.ggml_type, "dims": t.dims, "offset": t.offset, "bytes": t.n_bytes()})
-            })
-            .chain(inspection.safetensors.iter().flat_map(|h| &h.tensors).map(|t| {
-                json!({"name": t.name, "type": t.dtype, "dims": t.shape, "bytes": t.bytes})
-            }))
-            .collect();
-        value["tensors"] = json!(tensors);
-    }
-    value
 }
 
 fn count(n: u64) -> String {
@@ -663,15 +629,8 @@ fn print_fit(fit: &Option<Fit>, no_gpu: Option<&str>) {
 /// The model summary of a catalog entry's files, for `rbee model info` (nothing when the
 /// entry has no GGUF or safetensors file, or its files cannot be read).
 pub(crate) fn entry_inspection(entry: &CatalogEntry) -> Option<Result<Inspection>> {
-    let paths: Vec<PathBuf> = entry.paths();
-    let model_files = paths.iter().any(|p| is_model_file(&p.to_string_lossy()));
-    if !model_files || !entry.files_present() {
-        return None;
-    }
-    Some(
-        inspect_local(&paths, &ReadOptions::default())
-            .with_context(|| format!("reading the model headers in {}", entry.dir.display())),
-    )
+    rbee_gguf::inspect_entry(entry)
+        .map(|r| r.with_context(|| format!("reading the model headers in {}", entry.dir.display())))
 }
 
 /// Prints the model summary of a catalog entry after its catalog fields.
@@ -692,20 +651,5 @@ pub(crate) fn print_entry_summary(entry: &CatalogEntry) {
             }
         }
         Some(Err(e)) => out!("model:         cannot read the headers: {e:#}"),
-    }
-}
-
-/// The model summary of a catalog entry as JSON (`null` when there is none).
-pub(crate) fn entry_summary_json(entry: &CatalogEntry) -> serde_json::Value {
-    match entry_inspection(entry) {
-        None => serde_json::Value::Null,
-        Some(Ok(i)) => {
-            let mut v = inspection_json(&i, false);
-            if let Some(Ok(e)) = i.estimate(&EstimateOptions::default()) {
-                v["estimate"] = json!(e);
-            }
-            v
-        }
-        Some(Err(e)) => json!({"error": format!("{e:#}")}),
     }
 }
