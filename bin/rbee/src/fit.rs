@@ -122,6 +122,12 @@ pub(crate) async fn choose(
     if !asks_for_fit(&reference) {
         return Ok((reference, Vec::new()));
     }
+    if args.offline {
+        return Err(Error::InvalidRequest(format!(
+            "{reference} reads the headers of the candidates from the network, which --offline forbids; name a quantization (`rbee ls` shows what is here)"
+        ))
+        .into());
+    }
     let estimate_options = args.estimate.options()?;
     let (gpus, no_gpu) = inspect::gpus(&args.estimate).await?;
     if gpus.is_empty() {

@@ -465,6 +465,12 @@ async fn fit_takes_the_largest_quantization_that_fits() {
     let out = dry_run(&["hf:org/multi:fit"]);
     let (_, _, message) = failure(&out);
     assert!(message.contains("--vram"), "{message}");
+    // Offline, nothing is asked of the hub.
+    let before = env.hub.counters().total_requests;
+    let out = dry_run(&["hf:org/multi:fit", "--vram", &vram, "--offline"]);
+    let (_, _, message) = failure(&out);
+    assert!(message.contains("--offline"), "{message}");
+    assert_eq!(env.hub.counters().total_requests, before);
     // --fit names no file or quantization of its own.
     let out = dry_run(&["hf:org/multi:Q8_0", "--fit"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
