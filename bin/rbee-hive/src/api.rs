@@ -251,10 +251,15 @@ pub struct ModelView {
     /// Bytes of all files.
     #[serde(default)]
     pub size: u64,
+    /// What the model is, as `rbee model info --json` shows it (`summary`, `files`,
+    /// `metadata`, `estimate`; `{"error"}` when its headers cannot be read). Only in
+    /// `GET /v1/models/{id}`, and only for entries with a GGUF or safetensors file.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub model: serde_json::Value,
 }
 
 impl ModelView {
-    /// How the daemon shows `entry`.
+    /// How the daemon lists `entry` (without the model summary).
     pub fn of(entry: &CatalogEntry) -> Self {
         Self {
             record: entry.record.clone(),
@@ -262,6 +267,16 @@ impl ModelView {
             path: entry.primary_path(),
             paths: entry.paths(),
             size: entry.record.total_size(),
+            model: serde_json::Value::Null,
+        }
+    }
+
+    /// How `GET /v1/models/{id}` shows `entry`: with the model summary, read from the headers
+    /// of its files on disk (blocking file reads).
+    pub fn with_summary(entry: &CatalogEntry) -> Self {
+        Self {
+            model: rbee_gguf::entry_summary_json(entry),
+            ..Self::of(entry)
         }
     }
 

@@ -250,7 +250,9 @@ async fn catalog_operation(
                     entry.record.status.name(),
                     human_bytes(entry.record.total_size())
                 ),
-                result: model_json(&entry),
+                result: model_detail_json(entry.clone())
+                    .await
+                    .map_err(|e| (e, None))?,
                 id: entry.record.id.clone(),
                 paths: entry.paths(),
                 bytes: entry.record.total_size(),
@@ -404,9 +406,11 @@ fn not_in_catalog(model: &str) -> ApiError {
     .into()
 }
 
-/// An entry as the API shows it: its record plus where its files are.
-pub(crate) fn model_json(entry: &CatalogEntry) -> Value {
-    serde_json::to_value(ModelView::of(entry)).unwrap_or_default()
+/// `GET /v1/models/{id}`: the entry, where its files are, and its model summary (the header
+/// reads off the runtime).
+pub(crate) async fn model_detail_json(entry: CatalogEntry) -> Result<Value, ApiError> {
+    blocking(move || Ok(serde_json::to_value(ModelView::with_summary(&entry)).unwrap_or_default()))
+        .await
 }
 
 /// `GET /v1/models`: the root and every entry (damaged ones with their reason).

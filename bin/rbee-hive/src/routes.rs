@@ -197,7 +197,7 @@ async fn get_model(
     Param(id): Param,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let entry = ops::get_model(&state, &id).await?;
-    Ok(Json(ops::model_json(&entry)))
+    Ok(Json(ops::model_detail_json(entry).await?))
 }
 
 async fn delete_model(

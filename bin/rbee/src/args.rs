@@ -211,6 +211,10 @@ pub(crate) struct DownloadArgs {
     /// GGUF quantization, e.g. Q4_K_M (same as REF:QUANT)
     #[arg(long)]
     pub(crate) quant: Option<String>,
+    /// The largest GGUF quantization that fits the GPUs (or --vram) at --ctx, judged from the
+    /// headers of the candidates (same as REF:fit)
+    #[arg(long, conflicts_with = "quant")]
+    pub(crate) fit: bool,
     /// Branch, tag or commit (hf:), or release tag (gh:) (same as REF@REV)
     #[arg(long, value_name = "REV")]
     pub(crate) revision: Option<String>,
@@ -256,6 +260,12 @@ pub(crate) struct DownloadArgs {
     /// limit]
     #[arg(long, value_name = "SIZE")]
     pub(crate) max_cache_size: Option<String>,
+    /// With --dry-run or --fit: the memory estimate and GPU fit of the model it would fetch
+    #[command(
+        flatten,
+        next_help_heading = "Memory estimate (with --dry-run or --fit)"
+    )]
+    pub(crate) estimate: crate::inspect::EstimateArgs,
 }
 
 #[cfg(test)]

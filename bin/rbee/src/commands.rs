@@ -17,7 +17,8 @@ use crate::args::{DownloadArgs, GlobalArgs, ModelCommand};
 use crate::failure::{self, Failure};
 use crate::logging;
 use crate::render::{self, JSON_VERSION, Mode, Seen, Update};
-use crate::setup::{self, CliError, TransferSettings};
+use crate::setup::{self, CliError, TransferSettings, UsageError};
+use crate::{fit, inspect};
 
 /// Runs a catalog command in this process.
 pub(crate) async fn run(global: &GlobalArgs, command: &ModelCommand) -> Result<()> {
@@ -37,15 +38,39 @@ pub(crate) async fn run(global: &GlobalArgs, command: &ModelCommand) -> Result<(
 async fn dry_run(global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
     let reference = setup::reference(args)?;
     let settings = TransferSettings::from_args(args)?;
+    args.estimate.check()?;
     let catalog = setup::open_catalog(global)?;
-    let provisioner = setup::provisioner(catalog, &settings)?;
+    let provisioner = setup::provisioner(catalog.clone(), &settings)?;
     let options = provision_options(args);
     let cancel = cancel_on_signals();
-    let plan = tokio::select! {
+    let (reference, fit_notes) = fit::choose(reference, args, &settings, &cancel).await?;
+    let mut plan = tokio::select! {
         plan = provisioner.plan(&reference, &options, &cancel) => plan?,
         () = cancel.cancelled() => return Err(Error::Cancelled.into()),
     };
-    print_plan(&plan, global.json)
+    plan.notes.splice(0..0, fit_notes);
+    let ready = catalog
+        .get(&plan.id)?
+        .filter(|e| e.record.status == ArtifactStatus::Ready);
+    let paths: Vec<&str> = plan.files.iter().map(|f| f.path.as_str()).collect();
+    let model =
+        inspect::planned_model(&reference, &paths, ready.as_ref(), args, &settings, &cancel).await;
+    print_plan(&plan, model.as_ref(), global.json)
+}
+
+/// Memory-estimate flags only mean something to a dry run or a fit: refused elsewhere rather
+/// than silently ignored.
+pub(crate) fn refuse_estimate_flags(args: &DownloadArgs, context: &str) -> Result<()> {
+    if setup::reference(args).is_ok_and(|r| fit::asks_for_fit(&r)) {
+        return Ok(());
+    }
+    match args.estimate.set_flags().first() {
+        Some(flag) => Err(UsageError::argument(format!(
+            "{flag} only applies to --dry-run or --fit {context}(or `rbee model inspect`)"
+        ))
+        .into()),
+        None => Ok(()),
+    }
 }
 
 fn provision_options(args: &DownloadArgs) -> ProvisionOptions {
@@ -57,6 +82,7 @@ fn provision_options(args: &DownloadArgs) -> ProvisionOptions {
 }
 
 async fn download(global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
+    refuse_estimate_flags(args, "")?;
     let tracker = DownloadTracker::new(JobId::generate());
     let (tx, rx) = mpsc::channel(1024);
     // The label is the parsed reference, whose display hides a signed URL's credentials.
@@ -130,6 +156,10 @@ async fn provision(
     let catalog = setup::open_catalog(global)?;
     let provisioner = setup::provisioner(catalog, &settings)?;
     let cancel = cancel_on_signals();
+    let (reference, notes) = fit::choose(reference, args, &settings, &cancel).await?;
+    for note in notes {
+        tracker.message(note);
+    }
     Ok(provisioner
         .provision(reference, provision_options(args), tracker, cancel)
         .await?)
@@ -229,12 +259,15 @@ pub(crate) fn cancel_on_signals() -> CancellationToken {
     })
 }
 
-fn print_plan(plan: &Plan, json: bool) -> Result<()> {
+fn print_plan(
+    plan: &Plan,
+    model: Option<&Result<inspect::PlannedModel>>,
+    json: bool,
+) -> Result<()> {
     if json {
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&versioned(serde_json::to_value(plan)?))?
-        );
+        let mut value = serde_json::to_value(plan)?;
+        value["model"] = model.map_or(serde_json::Value::Null, inspect::planned_model_json);
+        out!("{}", serde_json::to_string_pretty(&versioned(value))?);
         return Ok(());
     }
     out!("Plan for {} (id {})", plan.reference, plan.id);
@@ -265,6 +298,9 @@ fn print_plan(plan: &Plan, json: bool) -> Result<()> {
             );
         }
         None => out!("  free space: unknown at {}", plan.dir.display()),
+    }
+    if let Some(model) = model {
+        inspect::print_planned_model(model);
     }
     out!("Nothing was downloaded (--dry-run).");
     Ok(())
@@ -412,7 +448,7 @@ pub(crate) fn info(global: &GlobalArgs, model: &str) -> Result<()> {
 pub(crate) fn print_info(global: &GlobalArgs, entry: &CatalogEntry) -> Result<()> {
     if global.json {
         let mut value = entry_json(entry);
-        value["model"] = crate::inspect::entry_summary_json(entry);
+        value["model"] = rbee_gguf::entry_summary_json(entry);
         out!("{}", serde_json::to_string_pretty(&versioned(value))?);
         return Ok(());
     }

@@ -354,6 +354,7 @@ fn lost_stream(base: &str, job_id: &str) -> anyhow::Error {
 async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
     for (set, flag) in [
         (args.dry_run, "--dry-run"),
+        (args.fit, "--fit"),
         (args.connections.is_some(), "--connections"),
         (args.rate_limit.is_some(), "--rate-limit"),
         (args.hf_cache, "--hf-cache"),
@@ -367,6 +368,7 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
             .into());
         }
     }
+    crate::commands::refuse_estimate_flags(args, "without --hive ")?;
     let reference = setup::reference(args)?;
     let job_id = hive
         .start_job(&JobRequest::ModelDownload {

@@ -5,13 +5,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use rbee_artifact_catalog::{CatalogEntry, Error, ResolveOptions, human_bytes};
+use rbee_artifact_catalog::{ArtifactRef, CatalogEntry, Error, ResolveOptions, human_bytes};
 use rbee_gguf::{
     Detected, Estimate, EstimateOptions, GgmlType, Gpu, Inspection, ModelSummary, ReadOptions,
-    RemoteOptions, Verdict, available_ram, detect_gpus, inspect_local, inspect_remote, verdict,
+    RemoteOptions, Verdict, available_ram, detect_gpus, inspect_remote, verdict,
 };
 use rbee_transfer::Transfer;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::args::{DownloadArgs, GlobalArgs};
 use crate::setup::{self, TransferSettings, UsageError};
@@ -43,8 +44,8 @@ pub(crate) struct InspectArgs {
     pub(crate) estimate: EstimateArgs,
 }
 
-/// Flags of the memory estimate.
-#[derive(Debug, Args)]
+/// Flags of the memory estimate (`inspect`, and `download --dry-run`).
+#[derive(Debug, Clone, Args)]
 pub(crate) struct EstimateArgs {
     /// Context per sequence [default: the model's training context, at most 8192]
     #[arg(long, value_name = "TOKENS")]
@@ -66,12 +67,42 @@ pub(crate) struct EstimateArgs {
     pub(crate) no_flash_attn: bool,
 }
 
+/// The values clap gives when no flag is passed.
+impl Default for EstimateArgs {
+    fn default() -> Self {
+        EstimateArgs {
+            ctx: None,
+            kv_type: "f16".into(),
+            ngl: None,
+            parallel: 1,
+            vram: None,
+            no_flash_attn: false,
+        }
+    }
+}
+
 const KV_TYPES: &[&str] = &[
     "f16", "bf16", "f32", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl",
 ];
 
 impl EstimateArgs {
-    fn options(&self) -> Result<EstimateOptions> {
+    /// The flags that were set, for refusing them where they would be ignored.
+    pub(crate) fn set_flags(&self) -> Vec<&'static str> {
+        let default = EstimateArgs::default();
+        [
+            (self.ctx.is_some(), "--ctx"),
+            (self.kv_type != default.kv_type, "--kv-type"),
+            (self.ngl.is_some(), "--ngl"),
+            (self.parallel != default.parallel, "--parallel"),
+            (self.vram.is_some(), "--vram"),
+            (self.no_flash_attn, "--no-flash-attn"),
+        ]
+        .into_iter()
+        .filter_map(|(set, flag)| set.then_some(flag))
+        .collect()
+    }
+
+    pub(crate) fn options(&self) -> Result<EstimateOptions> {
         let kv = self.kv_type.to_ascii_lowercase();
         let kv_type = KV_TYPES
             .contains(&kv.as_str())
@@ -115,7 +146,7 @@ impl EstimateArgs {
 
 /// The GPUs to judge a fit against: `--vram`, else what nvidia-smi (or `RBEE_NVIDIA_SMI`)
 /// lists.
-async fn gpus(args: &EstimateArgs) -> Result<(Vec<Gpu>, Option<String>)> {
+pub(crate) async fn gpus(args: &EstimateArgs) -> Result<(Vec<Gpu>, Option<String>)> {
     if let Some(vram) = args.vram()? {
         return Ok((vec![Gpu::declared(vram)], None));
     }
@@ -130,36 +161,41 @@ async fn gpus(args: &EstimateArgs) -> Result<(Vec<Gpu>, Option<String>)> {
 
 pub(crate) async fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<()> {
     let estimate_options = args.estimate.options()?;
-    let reference = setup::reference(&DownloadArgs {
+    let as_download = DownloadArgs {
         reference: args.reference.clone(),
         quant: args.quant.clone(),
         revision: args.revision.clone(),
+        exclude: args.exclude.clone(),
+        estimate: args.estimate.clone(),
         ..DownloadArgs::default()
-    })?;
-    let settings = TransferSettings::default();
-    let vendor_settings = setup::vendor_settings(&settings);
-    let vendors = rbee_model_provisioner::standard_vendors(&vendor_settings)?;
-    let vendor = vendors.get(reference.scheme())?;
-    let transfer = Transfer::new(vendor_settings.transfer.clone())?;
+    };
+    let reference = setup::reference(&as_download)?;
     let options = RemoteOptions {
         read: read_options(args.full),
         resolve: ResolveOptions::with_globs(args.include.clone(), args.exclude.clone()),
         ..RemoteOptions::default()
     };
     let cancel = crate::commands::cancel_on_signals();
-    let inspection = tokio::select! {
-        r = inspect_remote(vendor.as_ref(), &transfer, &reference, &options, &cancel) => r,
-        () = cancel.cancelled() => return Err(Error::Cancelled.into()),
-    };
-    let inspection = inspection.map_err(into_anyhow)?;
+    let (reference, notes) = crate::fit::choose(
+        reference,
+        &as_download,
+        &TransferSettings::default(),
+        &cancel,
+    )
+    .await?;
+    let inspection =
+        read_headers(&reference, &TransferSettings::default(), &options, &cancel).await?;
     if args.template {
         return print_template(&inspection);
     }
     let (gpus, no_gpu) = gpus(&args.estimate).await?;
     let fit = fit(&inspection, &estimate_options, &gpus)?;
     if global.json {
-        let mut value = inspection_json(&inspection, args.full);
+        let mut value = inspection.to_json(args.full);
         value["reference"] = json!(reference.to_string());
+        if !notes.is_empty() {
+            value["notes"] = json!(notes);
+        }
         add_fit_json(&mut value, &fit, &gpus, no_gpu.as_deref());
         out!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -168,9 +204,117 @@ pub(crate) async fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<(
     if let Some(rev) = &inspection.revision {
         out!("revision:      {rev}");
     }
+    for note in &notes {
+        out!("note:          {note}");
+    }
     print_inspection(&inspection);
     print_fit(&fit, no_gpu.as_deref());
     Ok(())
+}
+
+/// Resolves `reference` as a download would and reads the headers of its model files.
+async fn read_headers(
+    reference: &ArtifactRef,
+    settings: &TransferSettings,
+    options: &RemoteOptions,
+    cancel: &CancellationToken,
+) -> Result<Inspection> {
+    let vendor_settings = setup::vendor_settings(settings);
+    let vendors = rbee_model_provisioner::standard_vendors(&vendor_settings)?;
+    let vendor = vendors.get(reference.scheme())?;
+    let transfer = Transfer::new(vendor_settings.transfer.clone())?;
+    let inspection = tokio::select! {
+        r = inspect_remote(vendor.as_ref(), &transfer, reference, options, cancel) => r,
+        () = cancel.cancelled() => return Err(Error::Cancelled.into()),
+    };
+    inspection.map_err(into_anyhow)
+}
+
+/// The model a download's dry run would fetch: its summary, estimate and verdict, from the
+/// headers alone.
+pub(crate) struct PlannedModel {
+    inspection: Inspection,
+    fit: Option<Fit>,
+    gpus: Vec<Gpu>,
+    no_gpu: Option<String>,
+}
+
+/// Reads the model of a dry run: from the catalog's files when the model is `ready` there (so
+/// a dry run of a ready model needs no network, as its download does), else from the remote
+/// headers unless offline. `None` when the plan has no GGUF or safetensors file, or offline
+/// with nothing local. Flag errors come first, before anything is resolved; see
+/// [`EstimateArgs::check`].
+pub(crate) async fn planned_model(
+    reference: &ArtifactRef,
+    plan_paths: &[&str],
+    ready: Option<&CatalogEntry>,
+    args: &DownloadArgs,
+    settings: &TransferSettings,
+    cancel: &CancellationToken,
+) -> Option<Result<PlannedModel>> {
+    if !plan_paths.iter().any(|p| rbee_gguf::is_model_file(p)) {
+        return None;
+    }
+    let local = ready.and_then(entry_inspection);
+    if local.is_none() && args.offline {
+        return None;
+    }
+    let read = async {
+        let inspection = match local {
+            Some(inspection) => inspection?,
+            None => {
+                let options = RemoteOptions {
+                    resolve: ResolveOptions::with_globs(args.include.clone(), args.exclude.clone()),
+                    ..RemoteOptions::default()
+                };
+                read_headers(reference, settings, &options, cancel).await?
+            }
+        };
+        let (gpus, no_gpu) = gpus(&args.estimate).await?;
+        let fit = fit(&inspection, &args.estimate.options()?, &gpus)?;
+        Ok(PlannedModel {
+            inspection,
+            fit,
+            gpus,
+            no_gpu,
+        })
+    };
+    Some(read.await)
+}
+
+impl EstimateArgs {
+    /// Refuses bad flag values up front, so a dry run fails before it resolves anything.
+    pub(crate) fn check(&self) -> Result<()> {
+        self.options()?;
+        self.vram()?;
+        Ok(())
+    }
+}
+
+/// The model of a dry run as JSON: the summary as `rbee model info --json` has it, with the
+/// estimate and verdict as `rbee model inspect --json` has them; `{"error"}` when the headers
+/// could not be read.
+pub(crate) fn planned_model_json(model: &Result<PlannedModel>) -> serde_json::Value {
+    match model {
+        Ok(m) => {
+            let mut value = m.inspection.to_json(false);
+            add_fit_json(&mut value, &m.fit, &m.gpus, m.no_gpu.as_deref());
+            value
+        }
+        Err(e) => json!({"error": format!("{e:#}")}),
+    }
+}
+
+/// Prints the model of a dry run after the plan.
+pub(crate) fn print_planned_model(model: &Result<PlannedModel>) {
+    match model {
+        Ok(m) => {
+            out!("model:");
+            print_inspection(&m.inspection);
+            print_fit(&m.fit, m.no_gpu.as_deref());
+        }
+        Err(e) => out!("model:         cannot read the headers: {e:#}"),
+    }
 }
 
 fn read_options(full: bool) -> ReadOptions {
@@ -204,13 +348,17 @@ fn print_template(inspection: &Inspection) -> Result<()> {
 }
 
 /// The estimate and the verdict, when the model has the hyperparameters for them.
-struct Fit {
+pub(crate) struct Fit {
     estimate: Estimate,
-    verdict: Verdict,
+    pub(crate) verdict: Verdict,
     ram: Option<u64>,
 }
 
-fn fit(inspection: &Inspection, options: &EstimateOptions, gpus: &[Gpu]) -> Result<Option<Fit>> {
+pub(crate) fn fit(
+    inspection: &Inspection,
+    options: &EstimateOptions,
+    gpus: &[Gpu],
+) -> Result<Option<Fit>> {
     let Some(estimate) = inspection.estimate(options) else {
         return Ok(None);
     };
@@ -248,34 +396,6 @@ fn add_fit_json(
             value["ram_available"] = json!(ram);
         }
     }
-}
-
-/// Everything as JSON: the summary, the files read, every metadata key (large arrays by
-/// length unless `full`), and with `full` every tensor.
-fn inspection_json(inspection: &Inspection, full: bool) -> serde_json::Value {
-    let mut value = json!({
-        "summary": inspection.summary,
-        "files": inspection.files,
-        "metadata": inspection.metadata_json(),
-    });
-    if let Some(rev) = &inspection.revision {
-        value["revision"] = json!(rev);
-    }
-    if full {
-        let tensors: Vec<_> = inspection
-            .ggufs
-            .iter()
-            .flat_map(|g| &g.tensors)
-            .map(|t| {
-                json!({"name": t.name, "type": t.ggml_type, "dims": t.dims, "offset": t.offset, "bytes": t.n_bytes()})
-            })
-            .chain(inspection.safetensors.iter().flat_map(|h| &h.tensors).map(|t| {
-                json!({"name": t.name, "type": t.dtype, "dims": t.shape, "bytes": t.bytes})
-            }))
-            .collect();
-        value["tensors"] = json!(tensors);
-    }
-    value
 }
 
 fn count(n: u64) -> String {
@@ -509,18 +629,8 @@ fn print_fit(fit: &Option<Fit>, no_gpu: Option<&str>) {
 /// The model summary of a catalog entry's files, for `rbee model info` (nothing when the
 /// entry has no GGUF or safetensors file, or its files cannot be read).
 pub(crate) fn entry_inspection(entry: &CatalogEntry) -> Option<Result<Inspection>> {
-    let paths: Vec<PathBuf> = entry.paths();
-    let model_files = paths.iter().any(|p| {
-        let name = p.to_string_lossy().to_ascii_lowercase();
-        name.ends_with(".gguf") || name.ends_with(".safetensors")
-    });
-    if !model_files || !entry.files_present() {
-        return None;
-    }
-    Some(
-        inspect_local(&paths, &ReadOptions::default())
-            .with_context(|| format!("reading the model headers in {}", entry.dir.display())),
-    )
+    rbee_gguf::inspect_entry(entry)
+        .map(|r| r.with_context(|| format!("reading the model headers in {}", entry.dir.display())))
 }
 
 /// Prints the model summary of a catalog entry after its catalog fields.
@@ -541,20 +651,5 @@ pub(crate) fn print_entry_summary(entry: &CatalogEntry) {
             }
         }
         Some(Err(e)) => out!("model:         cannot read the headers: {e:#}"),
-    }
-}
-
-/// The model summary of a catalog entry as JSON (`null` when there is none).
-pub(crate) fn entry_summary_json(entry: &CatalogEntry) -> serde_json::Value {
-    match entry_inspection(entry) {
-        None => serde_json::Value::Null,
-        Some(Ok(i)) => {
-            let mut v = inspection_json(&i, false);
-            if let Some(Ok(e)) = i.estimate(&EstimateOptions::default()) {
-                v["estimate"] = json!(e);
-            }
-            v
-        }
-        Some(Err(e)) => json!({"error": format!("{e:#}")}),
     }
 }

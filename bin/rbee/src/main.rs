@@ -18,6 +18,7 @@ macro_rules! out {
 mod args;
 mod commands;
 mod failure;
+mod fit;
 mod hive;
 mod inspect;
 mod logging;

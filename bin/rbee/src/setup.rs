@@ -205,10 +205,39 @@ pub(crate) fn reference(args: &DownloadArgs) -> Result<ArtifactRef> {
                 ))
                 .into());
             }
+            HfSelector::Fit => {
+                return Err(UsageError::argument(format!(
+                    "--quant {quant} conflicts with :fit in the reference"
+                ))
+                .into());
+            }
             _ => hf.selector = HfSelector::Quant(quant),
         }
         // Re-parse so the quant gets the same validation as in a reference.
         reference = reference.to_string().parse().map_err(anyhow::Error::new)?;
+    }
+    if args.fit {
+        let ArtifactRef::HuggingFace(hf) = &mut reference else {
+            return Err(UsageError::argument(format!(
+                "--fit applies to hf: references, not to {reference}"
+            ))
+            .into());
+        };
+        match &hf.selector {
+            HfSelector::Default | HfSelector::Fit => hf.selector = HfSelector::Fit,
+            HfSelector::Quant(q) => {
+                return Err(UsageError::argument(format!(
+                    "--fit conflicts with :{q} in the reference"
+                ))
+                .into());
+            }
+            HfSelector::File(path) => {
+                return Err(UsageError::argument(format!(
+                    "--fit conflicts with the file {path} named in the reference"
+                ))
+                .into());
+            }
+        }
     }
     if let Some(rev) = &args.revision {
         let slot = match &mut reference {

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! hf:ORG/REPO[@REV][:QUANT]        a HuggingFace repo, optionally one GGUF quantization
+//! hf:ORG/REPO[@REV]:fit            the largest GGUF quantization that fits the GPUs
 //! hf:ORG/REPO[@REV]/PATH           exactly one file of a HuggingFace repo
 //! ORG/REPO…, hf.co/ORG/REPO…       accepted spellings of the same (also hf://ORG/REPO…;
 //!                                  `:latest` means the default quantization)
@@ -76,6 +77,9 @@ pub enum HfSelector {
     Quant(String),
     /// Exactly one file, by its path in the repository.
     File(String),
+    /// GGUF repos: the largest quantization that fits the GPUs (`:fit`). Only a caller that
+    /// knows the GPUs can choose it; it names the chosen quantization before resolving.
+    Fit,
 }
 
 /// A GitHub release reference.
@@ -309,6 +313,7 @@ impl fmt::Display for ArtifactRef {
                     HfSelector::Default => Ok(()),
                     HfSelector::Quant(q) => write!(f, ":{q}"),
                     HfSelector::File(p) => write!(f, "/{p}"),
+                    HfSelector::Fit => write!(f, ":fit"),
                 }
             }
             ArtifactRef::GitHub(gh) => {
@@ -441,6 +446,8 @@ fn parse_hf(body: &str) -> Result<ArtifactRef, RefErrorKind> {
         // Ollama's default tag: whatever quantization a plain `ORG/REPO` would pick.
         if quant.eq_ignore_ascii_case("latest") {
             HfSelector::Default
+        } else if quant.eq_ignore_ascii_case("fit") {
+            HfSelector::Fit
         } else {
             HfSelector::Quant(check_quant(quant)?)
         }
@@ -960,6 +967,21 @@ mod tests {
             // `:latest` is a spelling, not part of the identity.
             assert!(!r.to_string().contains("latest"), "{r}");
         }
+    }
+
+    #[test]
+    fn fit_selector_round_trips() {
+        for s in ["hf:org/repo:fit", "org/repo:FIT", "hf.co/org/repo:Fit"] {
+            let r: ArtifactRef = s.parse().unwrap();
+            let ArtifactRef::HuggingFace(h) = &r else {
+                panic!("{s}")
+            };
+            assert_eq!(h.selector, HfSelector::Fit, "{s}");
+            assert_eq!(r.to_string(), "hf:org/repo:fit");
+        }
+        let r: ArtifactRef = "hf:org/repo@v2:fit".parse().unwrap();
+        assert_eq!(r.to_string(), "hf:org/repo@v2:fit");
+        assert_eq!(r.to_string().parse::<ArtifactRef>().unwrap(), r);
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rbee_artifact_catalog::{
-    ArtifactRef, FileSource as PlanSource, ResolveOptions, ResolvedArtifact, ResolvedFile,
-    VendorSource,
+    ArtifactRef, CatalogEntry, FileSource as PlanSource, ResolveOptions, ResolvedArtifact,
+    ResolvedFile, VendorSource,
 };
 use rbee_transfer::{FetchRequest, RangeReader, Transfer};
 use serde::Serialize;
@@ -100,6 +100,71 @@ impl Inspection {
             map.insert(f.path.clone(), serde_json::json!(h.metadata));
         }
         serde_json::Value::Object(map)
+    }
+
+    /// Everything as JSON: the summary, the files read, every metadata key (large arrays by
+    /// length unless `full`), and with `full` every tensor.
+    pub fn to_json(&self, full: bool) -> serde_json::Value {
+        use serde_json::json;
+        let mut value = json!({
+            "summary": self.summary,
+            "files": self.files,
+            "metadata": self.metadata_json(),
+        });
+        if let Some(rev) = &self.revision {
+            value["revision"] = json!(rev);
+        }
+        if full {
+            let tensors: Vec<_> = self
+                .ggufs
+                .iter()
+                .flat_map(|g| &g.tensors)
+                .map(|t| {
+                    json!({"name": t.name, "type": t.ggml_type, "dims": t.dims, "offset": t.offset, "bytes": t.n_bytes()})
+                })
+                .chain(self.safetensors.iter().flat_map(|h| &h.tensors).map(|t| {
+                    json!({"name": t.name, "type": t.dtype, "dims": t.shape, "bytes": t.bytes})
+                }))
+                .collect();
+            value["tensors"] = json!(tensors);
+        }
+        value
+    }
+}
+
+/// Whether a file is one whose header holds a model summary (a GGUF or safetensors file).
+pub fn is_model_file(path: &str) -> bool {
+    let name = path.to_ascii_lowercase();
+    name.ends_with(".gguf") || name.ends_with(".safetensors")
+}
+
+/// The model summary of a catalog entry's files, read from disk: `None` when the entry has no
+/// GGUF or safetensors file, or not all its files are present.
+pub fn inspect_entry(entry: &CatalogEntry) -> Option<Result<Inspection, GgufError>> {
+    let paths: Vec<PathBuf> = entry.paths();
+    let model_files = paths.iter().any(|p| is_model_file(&p.to_string_lossy()));
+    if !model_files || !entry.files_present() {
+        return None;
+    }
+    Some(inspect_local(&paths, &ReadOptions::default()))
+}
+
+/// The model summary of a catalog entry as JSON, as `rbee model info --json` and rbee-hive's
+/// `GET /v1/models/{id}` show it: [`Inspection::to_json`] with the default estimate, `null`
+/// when there is no model file, `{"error"}` when the headers cannot be read.
+pub fn entry_summary_json(entry: &CatalogEntry) -> serde_json::Value {
+    match inspect_entry(entry) {
+        None => serde_json::Value::Null,
+        Some(Ok(i)) => {
+            let mut v = i.to_json(false);
+            if let Some(Ok(e)) = i.estimate(&EstimateOptions::default()) {
+                v["estimate"] = serde_json::json!(e);
+            }
+            v
+        }
+        Some(Err(e)) => serde_json::json!({
+            "error": format!("reading the model headers in {}: {e}", entry.dir.display())
+        }),
     }
 }
 

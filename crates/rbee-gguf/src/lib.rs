@@ -46,8 +46,8 @@ pub use gpu::{
 };
 pub use hparams::{Attention, ModelParams};
 pub use inspect::{
-    InspectedFile, Inspection, ModelSummary, RemoteOptions, inspect_local, inspect_path,
-    inspect_plan, inspect_remote,
+    InspectedFile, Inspection, ModelSummary, RemoteOptions, entry_summary_json, inspect_entry,
+    inspect_local, inspect_path, inspect_plan, inspect_remote, is_model_file,
 };
 pub use reader::{
     DEFAULT_ALIGNMENT, Gguf, MAGIC, MAX_DIMS, ReadOptions, TensorInfo, array_strings_at,

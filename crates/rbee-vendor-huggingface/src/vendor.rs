@@ -296,6 +296,11 @@ impl HuggingFaceVendor {
                 };
                 return Err(hub_error::map(&answer, &ctx));
             }
+            HfSelector::Fit => {
+                return Err(Error::InvalidRequest(format!(
+                    "hf:{name}:fit asks for the quantization that fits this machine's GPUs, which only the command line can judge: run `rbee model download hf:{name}:fit` (or `--dry-run` to see the choice), or name a quantization"
+                )));
+            }
             _ if filter.has_include() => {
                 let wanted = match &hf.selector {
                     HfSelector::Quant(q) => Some(q.as_str()),

@@ -700,3 +700,60 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_model_is_shown_with_its_summary() {
+    use rbee_gguf::{GgmlType, GgufWriter, Value as GgufValue};
+    let env = TestEnv::new().await;
+    let path = env.dir.path().join("hub/tiny.Q8_0.gguf");
+    GgufWriter::new()
+        .kv("general.architecture", GgufValue::String("llama".into()))
+        .kv("llama.block_count", GgufValue::U32(2))
+        .kv("llama.context_length", GgufValue::U32(4096))
+        .kv("llama.embedding_length", GgufValue::U32(64))
+        .kv("llama.attention.head_count", GgufValue::U32(4))
+        .kv("llama.attention.head_count_kv", GgufValue::U32(2))
+        .tensor("token_embd.weight", &[64, 100], GgmlType::Q8_0)
+        .tensor("blk.0.attn_q.weight", &[64, 64], GgmlType::Q8_0)
+        .tensor("blk.1.attn_q.weight", &[64, 64], GgmlType::Q8_0)
+        .write_to(&path)
+        .unwrap();
+    env.write_file("noise.gguf", 4096);
+    let hive = Daemon::start(&env, &[]).await;
+    let mut ids = Vec::new();
+    for file in ["tiny.Q8_0.gguf", "noise.gguf"] {
+        let job = hive.download(&env.file_ref(file)).await;
+        let done = hive.stream(&job).await.until_final().await;
+        let done = done.last().unwrap();
+        assert_eq!(done.name, "done", "{done:?}");
+        ids.push(done.data["result"]["id"].as_str().unwrap().to_string());
+    }
+
+    let (status, model) = hive.get(&format!("/v1/models/{}", ids[0])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        model["model"]["summary"]["architecture"], "llama",
+        "{model}"
+    );
+    assert_eq!(model["model"]["summary"]["kv_heads"], 2);
+    assert_eq!(model["model"]["summary"]["context_length"], 4096);
+    // KV at the training context: 2 layers × (2 heads × 16) × K and V × 2 bytes × 4096.
+    assert_eq!(
+        model["model"]["estimate"]["gpu"]["kv_cache"],
+        2 * 32 * 2 * 2 * 4096
+    );
+    // Unreadable headers are said so, and the entry is still shown.
+    let (status, model) = hive.get(&format!("/v1/models/{}", ids[1])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        model["model"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("reading the model headers")),
+        "{model}"
+    );
+    // The listing stays cheap: no headers read, no summary.
+    let (_, list) = hive.get("/v1/models").await;
+    for m in list["models"].as_array().unwrap() {
+        assert!(m.get("model").is_none(), "{m}");
+    }
+}

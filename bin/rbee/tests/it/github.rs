@@ -180,10 +180,10 @@ async fn latest_picks_the_single_model_and_a_glob_takes_several() {
     assert!(out.status.success(), "{}", text(&out));
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["revision"], "v2", "{plan}");
-    assert_eq!(
-        env.cdn_bytes("o/r", "v2", "tiny.gguf"),
-        0,
-        "a dry run fetched"
+    // It reads the GGUF header for the memory estimate, and no more.
+    assert!(
+        env.cdn_bytes("o/r", "v2", "tiny.gguf") <= 256 << 10,
+        "a dry run fetched more than the header"
     );
 
     ok(&env.download("gh:o/r", &[]));

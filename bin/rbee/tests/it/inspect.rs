@@ -64,6 +64,12 @@ impl Env {
 /// A small llama: 4 layers of 256, 8 heads (2 KV heads), a 2000-token vocabulary, a chat
 /// template; 64 MiB of (sparse) tensor data after the header.
 fn model(path: &std::path::Path) {
+    model_with_padding(path, 16);
+}
+
+/// [`model`] with a last-layer tensor of `columns` × 4 MiB, to make quantizations of
+/// different sizes.
+fn model_with_padding(path: &std::path::Path, columns: u64) {
     let tokens: Vec<String> = (0..2000).map(|i| format!("t{i}")).collect();
     let mut w = GgufWriter::new()
         .kv("general.architecture", Value::String("llama".into()))
@@ -92,7 +98,7 @@ fn model(path: &std::path::Path) {
     }
     w = w
         .tensor("output.weight", &[256, 2000], GgmlType::Q8_0)
-        .tensor("blk.3.pad.weight", &[1 << 20, 16], GgmlType::F32);
+        .tensor("blk.3.pad.weight", &[1 << 20, columns], GgmlType::F32);
     w.write_to(path).unwrap();
 }
 
@@ -289,4 +295,219 @@ async fn info_shows_the_summary_of_a_downloaded_model() {
         "1GiB",
     ]));
     assert_eq!(v["summary"]["name"], "Tiny Llama");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_shows_the_estimate_and_verdict_from_the_header() {
+    let env = Env::new().await;
+    let file = env.file("org/tiny", "tiny.Q8_0.gguf");
+    model(&file);
+    let size = std::fs::metadata(&file).unwrap().len();
+    let dry_run = |extra: &[&str]| {
+        env.rbee()
+            .args(["model", "download", "hf:org/tiny", "--dry-run"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    let v = json(&dry_run(&["--json", "--vram", "1GiB", "--ctx", "2048"]));
+    assert_eq!(v["files"][0]["path"], "tiny.Q8_0.gguf");
+    assert_eq!(v["model"]["summary"]["architecture"], "llama");
+    assert_eq!(v["model"]["estimate"]["context"], 2048);
+    assert_eq!(
+        v["model"]["estimate"]["gpu"]["kv_cache"],
+        4 * 64 * 2 * 2 * 2048
+    );
+    assert_eq!(v["model"]["verdict"]["fits"], true, "{}", v["model"]);
+    // Headers only: one small range request, nothing downloaded.
+    let served = env.hub.counters_for("/files/hf/org/tiny/tiny.Q8_0.gguf");
+    assert_eq!(served.ranges.len(), 1);
+    assert!(served.bytes_sent <= 256 << 10 && served.bytes_sent < size / 100);
+
+    // The estimate flags reach the estimate: a q8_0 cache and two sequences.
+    let v = json(&dry_run(&[
+        "--json",
+        "--vram",
+        "1MiB",
+        "--kv-type",
+        "q8_0",
+        "--parallel",
+        "2",
+    ]));
+    assert_eq!(v["model"]["estimate"]["kv_type"], "Q8_0");
+    assert_eq!(v["model"]["estimate"]["parallel"], 2);
+    assert_eq!(v["model"]["verdict"]["fits"], false, "{}", v["model"]);
+
+    let out = dry_run(&["--vram", "1GiB"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "tiny.Q8_0.gguf",
+        "architecture:  llama",
+        "memory:        at ctx 4096",
+        "verdict:       fits on GPU 0",
+        "Nothing was downloaded (--dry-run).",
+    ] {
+        assert!(s.contains(needle), "{needle:?} missing in\n{s}");
+    }
+
+    // A bad flag fails before anything is resolved; a flag a download would ignore is refused.
+    let before = env.hub.counters().total_requests;
+    let out = dry_run(&["--kv-type", "q3_k"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(env.hub.counters().total_requests, before);
+    let out = env
+        .rbee()
+        .args(["model", "download", "hf:org/tiny", "--ctx", "2048"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--ctx only applies to --dry-run"),
+        "{}",
+        text(&out)
+    );
+
+    // Once the model is ready, a dry run reads its headers from the catalog, not the hub.
+    let out = env
+        .rbee()
+        .args(["--json", "model", "download", "hf:org/tiny"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let file_requests = || {
+        env.hub
+            .counters_for("/files/hf/org/tiny/tiny.Q8_0.gguf")
+            .requests
+    };
+    let before = file_requests();
+    let v = json(&dry_run(&["--json", "--vram", "1GiB"]));
+    assert_eq!(file_requests(), before);
+    assert_eq!(v["files"][0]["action"], "present");
+    assert_eq!(v["model"]["summary"]["architecture"], "llama");
+    assert_eq!(v["model"]["verdict"]["fits"], true, "{}", v["model"]);
+
+    // Not a model: the plan, and no model part.
+    std::fs::write(env.file("org/data", "notes.txt"), "hello").unwrap();
+    let v = json(
+        &env.rbee()
+            .args(["--json", "model", "download", "hf:org/data", "--dry-run"])
+            .args(["--include", "*.txt"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(v["files"][0]["path"], "notes.txt");
+    assert!(v["model"].is_null(), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fit_takes_the_largest_quantization_that_fits() {
+    let env = Env::new().await;
+    for (quant, columns) in [("Q8_0", 16), ("Q6_K", 8), ("Q4_K_M", 4)] {
+        model_with_padding(
+            &env.file("org/multi", &format!("multi.{quant}.gguf")),
+            columns,
+        );
+    }
+    let needs = |quant: &str| {
+        let v = json(&env.inspect(&[&format!("hf:org/multi:{quant}"), "--json", "--vram", "1GiB"]));
+        v["estimate"]["gpu"]["weights"].as_u64().unwrap()
+            + v["estimate"]["gpu"]["kv_cache"].as_u64().unwrap()
+            + v["estimate"]["gpu"]["compute"].as_u64().unwrap()
+            + v["estimate"]["gpu"]["output"].as_u64().unwrap()
+    };
+    let (q8, q6) = (needs("Q8_0"), needs("Q6_K"));
+    assert!(q6 < q8);
+    // Room for Q6_K, not for Q8_0 (whose file alone is larger, so its header is not read).
+    let vram = format!("{}MiB", (q6 >> 20) + 2);
+    assert!((q6 >> 20) + 2 < (q8 >> 20) - 1, "{q6} {q8}");
+    env.hub.reset_counters();
+
+    let dry_run = |args: &[&str]| {
+        env.rbee()
+            .args(["--json", "model", "download", "--dry-run"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let v = json(&dry_run(&["hf:org/multi:fit", "--vram", &vram]));
+    assert_eq!(v["reference"], "hf:org/multi:Q6_K", "{v}");
+    assert_eq!(v["files"][0]["path"], "multi.Q6_K.gguf");
+    let notes: Vec<&str> = v["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(notes[0].starts_with("fit: passed over Q8_0"), "{notes:?}");
+    assert!(notes[0].contains("larger than the GPU memory"), "{notes:?}");
+    assert!(notes[1].starts_with("fit: took Q6_K"), "{notes:?}");
+    assert!(notes[1].contains("fits on GPU 0"), "{notes:?}");
+    assert_eq!(v["model"]["verdict"]["fits"], true);
+    // Only headers: Q8_0 too large to be worth reading, Q4_K_M not needed.
+    let requests = |quant: &str| {
+        env.hub
+            .counters_for(&format!("/files/hf/org/multi/multi.{quant}.gguf"))
+            .requests
+    };
+    assert_eq!(requests("Q8_0"), 0);
+    assert_eq!(requests("Q4_K_M"), 0);
+    assert!(env.hub.counters().total_bytes_sent < 2 << 20);
+
+    // Too little memory for any: a clear error naming each.
+    let out = dry_run(&["hf:org/multi", "--fit", "--vram", "1MiB"]);
+    let (code, kind, message) = failure(&out);
+    assert_eq!((code, kind.as_str()), (1, "invalid_request"), "{message}");
+    assert!(message.contains("no quantization fits"), "{message}");
+    assert!(message.contains("Q4_K_M"), "{message}");
+    // No GPU and no --vram: says what to pass.
+    let out = dry_run(&["hf:org/multi:fit"]);
+    let (_, _, message) = failure(&out);
+    assert!(message.contains("--vram"), "{message}");
+    // Offline, nothing is asked of the hub.
+    let before = env.hub.counters().total_requests;
+    let out = dry_run(&["hf:org/multi:fit", "--vram", &vram, "--offline"]);
+    let (_, _, message) = failure(&out);
+    assert!(message.contains("--offline"), "{message}");
+    assert_eq!(env.hub.counters().total_requests, before);
+    // --fit names no file or quantization of its own.
+    let out = dry_run(&["hf:org/multi:Q8_0", "--fit"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // inspect makes the same choice and says so.
+    let v = json(&env.inspect(&["hf:org/multi:fit", "--json", "--vram", &vram]));
+    assert_eq!(v["reference"], "hf:org/multi:Q6_K", "{v}");
+    assert!(
+        v["notes"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("fit: took Q6_K"),
+        "{v}"
+    );
+
+    // The download takes the chosen quantization and says why.
+    let out = env
+        .rbee()
+        .args([
+            "--json",
+            "model",
+            "download",
+            "hf:org/multi",
+            "--fit",
+            "--vram",
+            &vram,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("fit: took Q6_K"), "{stdout}");
+    let v = json(
+        &env.rbee()
+            .args(["--json", "model", "info", "hf:org/multi:Q6_K"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(v["files"][0]["path"], "multi.Q6_K.gguf", "{v}");
 }

@@ -108,6 +108,8 @@ impl CatalogKey {
                     HfSelector::Default => "default".to_string(),
                     HfSelector::Quant(q) => q.clone(),
                     HfSelector::File(p) => format!("file-{p}"),
+                    // Never stored: the quantization is chosen before resolving.
+                    HfSelector::Fit => "fit".to_string(),
                 };
                 if let Some(rev) = hf.revision.as_deref().filter(|r| *r != "main") {
                     variant = format!("{variant}@{rev}");

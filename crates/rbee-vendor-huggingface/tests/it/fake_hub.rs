@@ -160,6 +160,13 @@ async fn default_quant_split_set_and_vision_projector() {
     );
     let dest = tempfile::tempdir().unwrap();
     assert_eq!(fetch(&v, &plan, dest.path()).await.len(), 2);
+    // `:fit` needs the GPUs, which the vendor does not know: refused, saying where it works.
+    match resolve(&v, "hf:org/chat-GGUF:fit").await {
+        Err(rbee_artifact_catalog::Error::InvalidRequest(m)) => {
+            assert!(m.contains("rbee model download"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
 
     let plan = resolve(&v, "hf:org/big-GGUF:Q8_0").await.unwrap();
     assert_eq!(
