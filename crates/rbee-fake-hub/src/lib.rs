@@ -99,6 +99,7 @@ pub use config::FakeHubConfig;
 pub use counters::{CountersSnapshot, PathCounters, RequestRecord};
 pub use fault::{Fault, FaultAction, FaultError, FaultState, Host};
 pub use server::FakeHub;
+pub use tmpfs::Tmpfs;
 
 mod admin;
 mod app;
@@ -113,3 +114,4 @@ mod hf;
 mod server;
 mod sign;
 mod state;
+mod tmpfs;

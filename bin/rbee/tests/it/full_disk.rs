@@ -5,108 +5,17 @@
 //! and sets `RBEE_REQUIRE_TMPFS=1`, which makes a failed mount a test failure; elsewhere the test
 //! is skipped with a message on stderr.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rbee_artifact_catalog::Sha256Digest;
-use rbee_fake_hub::{FakeHub, FakeHubConfig};
+use rbee_fake_hub::{FakeHub, FakeHubConfig, Tmpfs};
 use serde_json::Value;
 
 use crate::support::{bytes, text};
 
 const MIB: usize = 1 << 20;
-
-/// A tmpfs mounted on a temp folder for the test's lifetime.
-pub(crate) struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (e.g. `24m`), or says loudly why the test is skipped.
-    #[allow(clippy::print_stderr)]
-    pub(crate) fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let result = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .stderr(Stdio::piped())
-            .output();
-        let why = match result {
-            Ok(out) if out.status.success() => return Some(Tmpfs { dir }),
-            Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            Err(e) => e.to_string(),
-        };
-        if std::env::var_os("RBEE_REQUIRE_TMPFS").is_some_and(|v| v == "1") {
-            panic!("RBEE_REQUIRE_TMPFS=1 but a tmpfs cannot be mounted: {why}");
-        }
-        eprintln!(
-            "SKIPPED: this full-disk test needs to mount a tmpfs (run as root, or set RBEE_REQUIRE_TMPFS=1 to make this an error): {why}"
-        );
-        None
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Free bytes, and the block size the file system counts in.
-    pub(crate) fn free(&self) -> (u64, u64) {
-        let out = Command::new("stat")
-            .args(["-f", "--format=%a %S"])
-            .arg(self.path())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut parts = text.split_whitespace().map(|n| n.parse::<u64>().unwrap());
-        let (blocks, size) = (parts.next().unwrap(), parts.next().unwrap());
-        (blocks * size, size)
-    }
-
-    /// Fills the file system up to `leave` bytes (whole blocks) with a file.
-    pub(crate) fn fill_leaving(&self, leave: u64) -> PathBuf {
-        let (free, block) = self.free();
-        let path = self.path().join("filler");
-        let leave = leave.div_ceil(block) * block;
-        std::fs::write(&path, vec![0x5au8; (free - leave) as usize]).unwrap();
-        assert_eq!(self.free().0, leave, "the tmpfs counts space as expected");
-        path
-    }
-
-    /// Fills the file system: a file grows until nothing more fits.
-    pub(crate) fn fill(&self) -> PathBuf {
-        use std::io::Write;
-        let path = self.path().join("filler");
-        let mut f = std::fs::File::create(&path).unwrap();
-        for block in [64 << 10, 4096, 1] {
-            let data = vec![0xa5u8; block];
-            loop {
-                match f.write(&data) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-                    Err(e) => panic!("filling the tmpfs: {e}"),
-                }
-            }
-        }
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
 
 struct Env {
     dir: tempfile::TempDir,
