@@ -411,8 +411,8 @@
     if (view.queue_position != null) job.queuePosition = view.queue_position;
     if (view.error) job.message = view.error.message;
     else if (view.state === 'done' && view.result) job.message = `Ready: ${view.result.id}`;
-    if (view.state === 'done' && !known) job.alreadyPresent = !(view.progress && view.progress.total > 0);
     else if (view.state === 'cancelled') job.message = 'Cancelled; partial files kept for a later download';
+    if (view.state === 'done' && !known) job.alreadyPresent = !(view.progress && view.progress.total > 0);
     renderJob(job);
   }
 

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use rbee_artifact_catalog::{
-    ArtifactStatus, Catalog, CatalogEntry, CatalogKey, CheckOutcome, DownloadTracker, Error, JobId,
-    Listing, Removed, ResolveOptions, VerifyReport, human_bytes, layout,
+    ArtifactRef, ArtifactStatus, Catalog, CatalogEntry, CatalogKey, CheckOutcome, DownloadTracker,
+    Error, JobId, Listing, Removed, ResolveOptions, VerifyReport, human_bytes, layout,
 };
 use rbee_model_provisioner::{Outcome, Plan, ProvisionOptions};
 use serde_json::json;
@@ -60,8 +60,12 @@ async fn dry_run(global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
 
 /// Memory-estimate flags only mean something to a dry run or a fit: refused elsewhere rather
 /// than silently ignored.
-pub(crate) fn refuse_estimate_flags(args: &DownloadArgs, context: &str) -> Result<()> {
-    if setup::reference(args).is_ok_and(|r| fit::asks_for_fit(&r)) {
+pub(crate) fn refuse_estimate_flags(
+    args: &DownloadArgs,
+    reference: Option<&ArtifactRef>,
+    context: &str,
+) -> Result<()> {
+    if reference.is_some_and(fit::asks_for_fit) {
         return Ok(());
     }
     match args.estimate.set_flags().first() {
@@ -82,11 +86,14 @@ fn provision_options(args: &DownloadArgs) -> ProvisionOptions {
 }
 
 async fn download(global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
-    refuse_estimate_flags(args, "")?;
+    let reference = setup::reference(args);
+    refuse_estimate_flags(args, reference.as_ref().ok(), "")?;
     let tracker = DownloadTracker::new(JobId::generate());
     let (tx, rx) = mpsc::channel(1024);
     // The label is the parsed reference, whose display hides a signed URL's credentials.
-    let label = setup::reference(args).map_or_else(|_| "the model".to_string(), |r| r.to_string());
+    let label = reference
+        .as_ref()
+        .map_or_else(|_| "the model".to_string(), ToString::to_string);
     let renderer = tokio::spawn(render::render(
         Mode::choose(global.json, global.quiet),
         label,
@@ -103,7 +110,7 @@ async fn download(global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
         })
     });
     let started = Instant::now();
-    let result = provision(global, args, &tracker).await;
+    let result = provision(global, args, reference, &tracker).await;
     if let Err(e) = &result
         && !tracker.is_finished()
     {
@@ -149,9 +156,10 @@ async fn download(global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
 async fn provision(
     global: &GlobalArgs,
     args: &DownloadArgs,
+    reference: Result<ArtifactRef>,
     tracker: &DownloadTracker,
 ) -> Result<rbee_model_provisioner::Provisioned> {
-    let reference = setup::reference(args)?;
+    let reference = reference?;
     let settings = TransferSettings::from_args(args)?;
     let catalog = setup::open_catalog(global)?;
     let provisioner = setup::provisioner(catalog, &settings)?;

@@ -368,8 +368,8 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
             .into());
         }
     }
-    crate::commands::refuse_estimate_flags(args, "without --hive ")?;
     let reference = setup::reference(args)?;
+    crate::commands::refuse_estimate_flags(args, Some(&reference), "without --hive ")?;
     let job_id = hive
         .start_job(&JobRequest::ModelDownload {
             // The daemon fetches it: a signed URL goes whole (it shows and records it redacted).

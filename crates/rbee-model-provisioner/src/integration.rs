@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rbee_artifact_catalog::{
     ArtifactRef, ArtifactStatus, Catalog, CatalogEntry, DownloadTracker, Error, JobId, Listing,
-    Removed, Result, VerifyReport,
+    Removed, Result, VerifyReport, lock_unpoisoned,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -74,16 +74,17 @@ impl ModelProvisioner {
         self.handle(job_id).tracker
     }
 
-    /// Cancels job `job_id`'s download (it returns [`Error::Cancelled`]; partial files stay
-    /// for a resume) and forgets the job — also one whose download never started. Whether
-    /// there was such a job.
+    /// Cancels job `job_id`'s download: it returns [`Error::Cancelled`], and partial files stay
+    /// for a resume. A job cancelled before its download started stays cancelled: its
+    /// [`download_model`](Self::download_model) returns [`Error::Cancelled`] at once, so a cancel
+    /// that races the router's start is never lost. Whether there was a job still to cancel.
     pub fn cancel(&self, job_id: &str) -> bool {
-        match self.lock().remove(job_id) {
-            Some(job) => {
+        match self.lock().get(job_id) {
+            Some(job) if !job.cancel.is_cancelled() => {
                 job.cancel.cancel();
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -93,6 +94,11 @@ impl ModelProvisioner {
     pub async fn download_model(&self, job_id: &str, model: &str) -> Result<String> {
         let job = self.handle(job_id);
         let result = match model.trim().parse::<ArtifactRef>() {
+            // Cancelled before it started: not even a ready model is handed out.
+            _ if job.cancel.is_cancelled() => {
+                job.tracker.cancelled();
+                Err(Error::Cancelled)
+            }
             Ok(reference) => {
                 self.provisioner
                     .provision(
@@ -176,7 +182,6 @@ impl ModelProvisioner {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, JobHandle>> {
-        // The map holds no invariant a panic could break halfway.
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+        lock_unpoisoned(&self.jobs)
     }
 }

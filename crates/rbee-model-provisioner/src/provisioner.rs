@@ -524,21 +524,21 @@ impl Provisioner {
             }
         }
 
-        let needed = to_fetch
+        let total = resolved.checked_total_size().ok_or_else(|| Error::Protocol {
+            message: format!(
+                "the sizes the vendor announced for {reference} add up to more than 16 EiB; it is not telling the truth, nothing was downloaded"
+            ),
+        })?;
+        // What is fetched is a part of the total, so it cannot overflow once the total did not.
+        let needed: u64 = to_fetch
             .iter()
             .filter(|f| !linkable(f, &dir))
-            .try_fold(0u64, |needed, f| {
-                needed.checked_add(
-                    f.size
-                        .unwrap_or(0)
-                        .saturating_sub(partial_len(&dir, &f.path)),
-                )
+            .map(|f| {
+                f.size
+                    .unwrap_or(0)
+                    .saturating_sub(partial_len(&dir, &f.path))
             })
-            .ok_or_else(|| Error::Protocol {
-                message: format!(
-                    "the sizes the vendor announced for {reference} add up to more than 16 EiB; it is not telling the truth, nothing was downloaded"
-                ),
-            })?;
+            .sum();
         if let Some(budget) = self.inner.config.max_cache_bytes {
             self.keep_within_budget(key, needed, budget, tracker)
                 .await?;
@@ -554,11 +554,6 @@ impl Provisioner {
             });
         }
 
-        let total = resolved.checked_total_size().ok_or_else(|| Error::Protocol {
-            message: format!(
-                "the sizes the vendor announced for {reference} add up to more than 16 EiB; it is not telling the truth, nothing was downloaded"
-            ),
-        })?;
         let mut record = ArtifactRecord {
             schema: RECORD_SCHEMA,
             id: key.id(),
@@ -871,7 +866,7 @@ impl Provisioner {
         let keep = key.clone();
         let evicted = tokio::task::spawn_blocking(move || catalog.make_room(needed, budget, &keep))
             .await
-            .map_err(|e| Error::io("making room in the cache", std::io::Error::other(e)))??;
+            .map_err(|e| Error::task_failed("making room in the cache", e))??;
         for removed in evicted {
             tracker.message(format!(
                 "evicted {} ({} freed): least recently used, to keep the cache under its {} budget",

@@ -179,3 +179,27 @@ async fn a_bad_reference_fails_the_job_with_its_code() {
         matches!(&events.last().unwrap().kind, EventKind::Failed { code, .. } if code == "invalid_reference")
     );
 }
+
+#[tokio::test]
+async fn a_cancel_that_comes_before_the_download_starts_is_not_lost() {
+    let env = Env::new(None, &[("models/early.gguf", 64 << 10)]).await;
+    let models = env.provisioner();
+    let model = env.hub.file_url("models/early.gguf").to_string();
+    let (_, rx) = models.tracker("job-router-early").subscribe();
+    // The router's cancel wins the race against the task that starts the download.
+    assert!(models.cancel("job-router-early"));
+    let result = models.download_model("job-router-early", &model).await;
+    assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
+    let events = until_final(Vec::new(), rx).await;
+    assert!(
+        matches!(events.last().unwrap().kind, EventKind::Cancelled { .. }),
+        "{events:?}"
+    );
+    assert_eq!(
+        env.hub.counters_for("/files/models/early.gguf").bytes_sent,
+        0
+    );
+    assert_eq!(models.find_local_model(&model), None);
+    // Over: the id is free again.
+    assert!(!models.cancel("job-router-early"));
+}

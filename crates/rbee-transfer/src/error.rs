@@ -145,8 +145,8 @@ impl TransferError {
         Self {
             repr: Box::new(Repr::Network {
                 message: format!(
-                    "{what}: the server accepted the request but sent no response within {:.1} s{}; it may be overloaded or not an HTTP server",
-                    timeout.as_secs_f64(),
+                    "{what}: {}{}; it may be overloaded or not an HTTP server",
+                    crate::http::no_response_text(timeout),
                     attempts_suffix(attempts)
                 ),
                 kind: TransferErrorKind::NoResponse,

@@ -161,7 +161,8 @@ impl SendError {
     }
 }
 
-fn no_response_text(t: Duration) -> String {
+/// What a server that sent no response headers in time did, for messages.
+pub(crate) fn no_response_text(t: Duration) -> String {
     format!(
         "the server accepted the request but sent no response within {:.1} s",
         t.as_secs_f64()

@@ -9,11 +9,11 @@ use tokio_util::bytes::{Bytes, BytesMut};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::error::{TransferError, redact_url};
+use crate::error::{TransferError, TransferErrorKind, redact_url};
 use crate::fetch::{parse_content_range, parse_unsatisfied_total};
 use crate::http::{self, Outgoing, SendError};
 use crate::request::FetchRequest;
-use crate::retry::is_transient_status;
+use crate::retry::{MAX_SILENT_ANSWERS, is_transient_status};
 use crate::transfer::Transfer;
 
 /// A server that ignores `Range` sends the file from byte 0; read through at most this much of
@@ -102,16 +102,21 @@ impl RangeReader {
             return Ok(Bytes::new());
         }
         let inner = &self.transfer.inner;
-        let max = inner.retry.max_attempts();
         let mut attempt = 1;
+        let mut silent = 0;
         loop {
             let failure = match self.attempt(start, len, attempt, cancel).await {
                 Ok(bytes) => return Ok(bytes),
                 Err(Attempt::Fatal(e)) => return Err(e),
                 Err(Attempt::Again(e)) => e,
             };
-            if attempt >= max {
-                return Err(failure.with_attempts(attempt));
+            // A server that answers with silence is asked again only so often: each try costs
+            // a whole response timeout.
+            if failure.kind() == TransferErrorKind::NoResponse {
+                silent += 1;
+                if silent >= MAX_SILENT_ANSWERS {
+                    return Err(failure.with_attempts(attempt));
+                }
             }
             attempt += 1;
             let Some(delay) = inner.retry.wait_before(attempt, failure.retry_after()) else {
@@ -312,6 +317,11 @@ impl RangeReader {
                 }
                 Ok(Ok(Some(c))) => c,
             };
+            if let Some(limiter) = &self.transfer.inner.limiter
+                && !limiter.acquire(chunk.len() as u64, cancel).await
+            {
+                return Err(Attempt::Fatal(TransferError::cancelled()));
+            }
             self.state().stats.bytes += chunk.len() as u64;
             let mut piece = &chunk[..];
             if skipped < skip {

@@ -61,7 +61,8 @@ pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
-/// Opens (creating if needed) a lock file without following a link at its last component.
+/// Opens for writing, creating it if needed and keeping what it holds, a small file of the
+/// catalog (a lock, a sidecar) without following a link at its last component.
 pub(crate) fn open_lock(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .create(true)

@@ -5,8 +5,7 @@
 //! rules stay as they are.
 
 use std::collections::HashSet;
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -130,13 +129,7 @@ impl Catalog {
         if recent {
             return;
         }
-        let result = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .and_then(|f| f.set_modified(now));
+        let result = contain::open_lock(&path).and_then(|f| f.set_modified(now));
         if let Err(e) = result {
             tracing::debug!(id = %key.id(), error = %e, "could not record the last use");
         }
@@ -166,13 +159,7 @@ impl Catalog {
         let path = entry.dir.join(layout::PINNED_FILE);
         self.check_inside(&entry.record.key(), &path)?;
         let result = if pinned {
-            OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-                .map(drop)
+            contain::open_lock(&path).map(drop)
         } else {
             match fs::remove_file(&path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

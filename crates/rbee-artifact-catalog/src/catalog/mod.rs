@@ -773,7 +773,7 @@ impl Catalog {
     }
 
     fn write_guard(&self) -> Result<WriteGuard<'_>> {
-        let guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = crate::lock_unpoisoned(&self.write_lock);
         let path = self.root.join(layout::CATALOG_LOCK_FILE);
         let file = contain::open_lock(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;

@@ -464,6 +464,28 @@ async fn a_server_that_never_answers_frees_the_download_quickly() {
 }
 
 #[tokio::test]
+async fn a_server_that_never_answers_frees_a_header_read_quickly() {
+    let s = Setup::new(MIB).await;
+    s.hub.set_faults(vec![Fault::no_response().path("m.bin")]);
+    let t = Transfer::new(TransferConfig {
+        response_timeout: Duration::from_millis(300),
+        ..config()
+    })
+    .unwrap();
+    let reader = t.range_reader(s.request());
+    let err = reader
+        .read(0, 4096, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), TransferErrorKind::NoResponse, "{err}");
+    assert_eq!(
+        s.hub.counters_for("/files/m.bin").requests,
+        2,
+        "one retry, not one per attempt"
+    );
+}
+
+#[tokio::test]
 async fn redirects_to_other_schemes_and_hosts_are_refused_or_verified() {
     let s = Setup::new(MIB).await;
     for target in ["file:///etc/passwd", "ftp://127.0.0.1/m.bin", "data:,hello"] {
