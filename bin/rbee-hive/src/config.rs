@@ -47,6 +47,9 @@ pub struct HiveConfig {
     /// How long a connection may take to send a request's headers, and may sit idle between
     /// requests, before it is closed (default 10 s).
     pub header_timeout: Duration,
+    /// Where the HuggingFace Hub mirror routes pull from (see `docs/mirror.md`); `None` (the
+    /// default here; the binary turns it on unless `--no-mirror`) leaves them out.
+    pub mirror: Option<crate::HubUpstream>,
 }
 
 impl Default for HiveConfig {
@@ -63,6 +66,7 @@ impl Default for HiveConfig {
             local_roots: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: Duration::from_secs(10),
+            mirror: None,
         }
     }
 }

@@ -34,6 +34,7 @@ pub use config::{
     connection_cap, descriptors_for_downloads, raise_open_files_limit,
 };
 pub use error::ApiError;
+pub use mirror::HubUpstream;
 pub use routes::app;
 pub use serve::serve;
 pub use state::HiveState;
@@ -47,6 +48,7 @@ mod connections;
 mod error;
 mod feed;
 mod jobs;
+mod mirror;
 mod ops;
 mod request;
 mod routes;

@@ -15,8 +15,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use rbee_artifact_catalog::{Catalog, Secret};
 use rbee_hive::{
-    DEFAULT_MAX_CONNECTIONS, HiveConfig, HiveState, bind_addr, check_bind, connection_cap,
-    descriptors_for_downloads, hive_vendors, raise_open_files_limit,
+    DEFAULT_MAX_CONNECTIONS, HiveConfig, HiveState, HubUpstream, bind_addr, check_bind,
+    connection_cap, descriptors_for_downloads, hive_vendors, raise_open_files_limit,
 };
 use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings};
 use rbee_transfer::parse_rate;
@@ -101,6 +101,10 @@ struct Args {
     /// before it is closed
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     header_timeout: u64,
+    /// Do not serve the HuggingFace Hub routes (by default this hive is a pull-through Hub
+    /// mirror for clients it lets in: HF_ENDPOINT=http://this-hive; see docs/mirror.md)
+    #[arg(long, env = "RBEE_HIVE_NO_MIRROR")]
+    no_mirror: bool,
     /// Log more (repeat for more); RUST_LOG overrides
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -202,6 +206,16 @@ async fn run(args: Args) -> Result<()> {
     config.local_roots = args.allow_local.clone();
     config.request_timeout = Duration::from_secs(args.request_timeout.max(1));
     config.header_timeout = Duration::from_secs(args.header_timeout);
+
+    if !args.no_mirror {
+        // The mirror pulls from where this hive's own HF downloads go, with the same token.
+        match rbee_vendor_huggingface::HfConfig::from_env() {
+            Ok(hf) => config.mirror = Some(HubUpstream::new(hf.endpoint, hf.token)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the Hub mirror is off: the HuggingFace settings cannot be read")
+            }
+        }
+    }
 
     let vendors =
         VendorSettings::from_options(args.connections, rate_limit, args.hf_cache, args.offline);

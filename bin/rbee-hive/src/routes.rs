@@ -46,9 +46,12 @@ pub fn app(state: HiveState) -> Router {
     let streams = Router::new()
         .route("/v1/jobs/{job_id}/stream", get(job_stream))
         .route("/v1/models/download/progress", get(downloads_stream));
-    Router::new()
-        .merge(api)
-        .merge(streams)
+    let mut router = Router::new().merge(api).merge(streams);
+    if state.mirror().is_some() {
+        // No request timeout: file bodies stream for as long as they take.
+        router = router.merge(crate::mirror::router());
+    }
+    router
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), guard))

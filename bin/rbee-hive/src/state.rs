@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::HiveConfig;
 use crate::feed::Feed;
 use crate::jobs::{Jobs, Stop};
+use crate::mirror::Upstream;
 
 /// The daemon's state. Cheap to clone (an `Arc`).
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ struct Shared {
     /// Cancelled once in-flight jobs have been stopped: event streams end.
     streams_end: CancellationToken,
     started: Instant,
+    /// The Hub mirror's upstream, when the mirror is on.
+    mirror: Option<Upstream>,
 }
 
 impl HiveState {
@@ -42,6 +45,16 @@ impl HiveState {
             ..TrackerConfig::default()
         };
         let jobs = Jobs::new(config.max_jobs, config.max_finished_jobs, tracker);
+        let mirror = config
+            .mirror
+            .clone()
+            .and_then(|upstream| match Upstream::new(upstream) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the Hub mirror is off: its upstream client could not be built");
+                    None
+                }
+            });
         Self {
             inner: Arc::new(Shared {
                 provisioner,
@@ -51,6 +64,7 @@ impl HiveState {
                 stopping: AtomicBool::new(false),
                 streams_end: CancellationToken::new(),
                 started: Instant::now(),
+                mirror,
             }),
         }
     }
@@ -110,6 +124,10 @@ impl HiveState {
 
     pub(crate) fn feed(&self) -> &Arc<Feed> {
         &self.inner.feed
+    }
+
+    pub(crate) fn mirror(&self) -> Option<&Upstream> {
+        self.inner.mirror.as_ref()
     }
 
     pub(crate) fn uptime_secs(&self) -> u64 {

@@ -48,6 +48,7 @@ pub use ranged::{RangeReader, RangeStats};
 pub use request::{ApiRequest, FetchRequest};
 pub use retry::parse_retry_after;
 pub use transfer::{RETRY_LOG_TARGET, Transfer};
+pub use written::{Written, watch_written};
 
 mod body;
 mod config;
@@ -65,3 +66,4 @@ mod request;
 mod retry;
 mod state;
 mod transfer;
+mod written;

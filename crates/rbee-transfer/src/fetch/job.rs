@@ -18,6 +18,8 @@ use crate::engine::Inner;
 use crate::error::{TransferError, redact_url};
 use crate::request::FetchRequest;
 use crate::state::{PartState, source_id};
+use crate::written::WrittenBoard;
+use rbee_artifact_catalog::lock_unpoisoned;
 
 /// One call of `fetch`, after the lock is held.
 pub(super) struct Job<'a> {
@@ -106,6 +108,7 @@ impl<'a> Job<'a> {
             save_soon: tokio::sync::Notify::new(),
             save_every: (inner.config.chunk_size / 4).max(1 << 20),
             silent: AtomicU32::new(0),
+            written: WrittenBoard::register(dest),
         });
         Ok(Self {
             inner,
@@ -124,6 +127,9 @@ impl<'a> Job<'a> {
 
     pub(super) async fn run(self) -> Result<DownloadedFile, TransferError> {
         self.prove_resume().await?;
+        self.shared
+            .written
+            .publish(&lock_unpoisoned(&self.shared.book).st.done);
         let max_restarts = self.inner.retry.max_attempts();
         let mut restarts = 0;
         let mut agains = 0;

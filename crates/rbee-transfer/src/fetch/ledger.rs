@@ -14,6 +14,7 @@ use url::Url;
 use super::hasher::HashCell;
 use super::job::Job;
 use crate::state::PartState;
+use crate::written::WrittenBoard;
 
 /// The smallest range handed out near the end of a file.
 pub(super) const MIN_CLAIM: u64 = 1 << 20;
@@ -66,6 +67,8 @@ pub(super) struct Shared {
     pub(super) save_every: u64,
     /// Requests answered by silence so far (see [`MAX_SILENT_ANSWERS`]).
     pub(super) silent: AtomicU32,
+    /// What readers of the growing file may read (see [`crate::watch_written`]).
+    pub(super) written: WrittenBoard,
 }
 
 impl Shared {
@@ -74,6 +77,7 @@ impl Shared {
         let prefix = {
             let mut b = lock_unpoisoned(&self.book);
             b.st.done.insert(off, off + len);
+            self.written.publish(&b.st.done);
             b.dirty = true;
             b.unsaved += len;
             if b.unsaved >= self.save_every {

@@ -139,6 +139,7 @@ impl Job<'_> {
         b.notified_prefix = 0;
         b.dirty = true;
         drop(b);
+        self.shared.written.reset();
         *lock_unpoisoned(&self.shared.hash.m) = HashShared::default();
         self.shared
             .file
