@@ -6,5 +6,6 @@ mod daemon;
 mod full_disk;
 mod fuzz;
 mod local_files;
+mod mirror;
 mod router;
 mod support;

@@ -27,11 +27,16 @@ impl TestEnv {
     /// A hub whose every response body is capped at `rate` bytes/s (one connection per file
     /// below 32 MiB, so this caps a download).
     pub(crate) async fn with_rate_limit(rate: Option<u64>) -> Self {
+        Self::with_hub(|config| config.rate_limit = rate).await
+    }
+
+    /// A hub set up by `tune`.
+    pub(crate) async fn with_hub(tune: impl FnOnce(&mut FakeHubConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("hub")).unwrap();
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
         let mut config = FakeHubConfig::new(dir.path().join("hub"));
-        config.rate_limit = rate;
+        tune(&mut config);
         let hub = FakeHub::start(config).await.unwrap();
         Self { dir, hub }
     }
@@ -135,10 +140,12 @@ impl Daemon {
             .env("GITHUB_API_URL", env.hub.url().as_str())
             .env("RUST_LOG", "info,rbee_hive=debug")
             .arg("--port")
-            .arg("0")
-            .arg("--cache-dir")
-            .arg(env.cache())
-            .args(args)
+            .arg("0");
+        // A second daemon over the same hub passes a catalog of its own.
+        if !args.contains(&"--cache-dir") {
+            cmd.arg("--cache-dir").arg(env.cache());
+        }
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())

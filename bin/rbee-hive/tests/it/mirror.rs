@@ -1,0 +1,478 @@
+//! The hive as a HuggingFace Hub mirror, end to end: the real binary in front of fake-hub (and
+//! in front of another hive), clients speaking the Hub's protocol.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+use crate::support::{Daemon, SOON, TestEnv};
+
+const REPO: &str = "hf/org/repo";
+const MODEL: &str = "model.Q4_K_M.gguf";
+
+fn lfs_path(repo_rel: &str, file: &str) -> String {
+    format!("/files/{repo_rel}/{file}")
+}
+
+async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let mut rb = client.get(url);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    let response = rb.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap().to_vec();
+    (status, headers, body)
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
+    h.get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_routes_answer_like_the_hub_and_keep_the_hive_token() {
+    let env = TestEnv::with_hub(|c| {
+        c.hf_tree_page_size = 1;
+        c.hf_tokens = vec!["hf_upstream_secret".into()];
+    })
+    .await;
+    let model = env.write_file(&format!("{REPO}/{MODEL}"), 3_000_000);
+    let config = env.write_file(&format!("{REPO}/config.json"), 40);
+    env.write_file(&format!("{REPO}/sub/tokenizer.json"), 30);
+    let hive = Daemon::try_start(
+        &env,
+        &[],
+        &[
+            ("HF_TOKEN", "hf_upstream_secret"),
+            ("RBEE_HIVE_TOKEN", "hive-token"),
+        ],
+    )
+    .await
+    .unwrap();
+    let client = &hive.client;
+    let get = |path: &str| hive.request(reqwest::Method::GET, path);
+    let sha256: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&model)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let mut seen = String::new();
+
+    // Model info, the upstream's.
+    let response = get("/api/models/org/repo/revision/main?blobs=true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    seen.push_str(&format!("{:?}", response.headers()));
+    let info: Value = response.json().await.unwrap();
+    let commit = info["sha"].as_str().unwrap().to_string();
+    assert_eq!(info["siblings"].as_array().unwrap().len(), 3);
+    seen.push_str(&info.to_string());
+
+    // HEAD: what huggingface_hub reads.
+    let url = format!("{}/org/repo/resolve/main/{MODEL}", hive.url);
+    let response = client
+        .head(&url)
+        .bearer_auth("hive-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let h = response.headers().clone();
+    assert_eq!(header(&h, "x-repo-commit"), commit);
+    assert_eq!(header(&h, "x-linked-etag"), format!("\"{sha256}\""));
+    assert_eq!(header(&h, "etag"), format!("\"{sha256}\""));
+    assert_eq!(header(&h, "x-linked-size"), "3000000");
+    assert_eq!(header(&h, "content-length"), "3000000");
+    assert_eq!(header(&h, "accept-ranges"), "bytes");
+    assert_eq!(
+        env.hub.counters_for(&lfs_path(REPO, MODEL)).bytes_sent,
+        0,
+        "HEAD fetches nothing"
+    );
+
+    // GET: pulled through, byte-exact; then from the catalog.
+    let (status, h, body) = fetch(client, &url, &[("authorization", "Bearer hive-token")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == model, "pulled-through bytes differ");
+    seen.push_str(&format!("{h:?}"));
+    let upstream = env.hub.counters_for(&lfs_path(REPO, MODEL)).bytes_sent;
+    assert!(upstream >= 3_000_000);
+    let (status, h, body) = fetch(
+        client,
+        &url,
+        &[
+            ("authorization", "Bearer hive-token"),
+            ("range", "bytes=10-19"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(header(&h, "content-range"), "bytes 10-19/3000000");
+    assert_eq!(body, model[10..20]);
+    let (status, h, _) = fetch(
+        client,
+        &url,
+        &[
+            ("authorization", "Bearer hive-token"),
+            ("range", "bytes=3000000-"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(header(&h, "content-range"), "bytes */3000000");
+    assert_eq!(
+        env.hub.counters_for(&lfs_path(REPO, MODEL)).bytes_sent,
+        upstream,
+        "a ready file is served from the catalog"
+    );
+
+    // A small (non-LFS) file: the git blob id as its ETag, no linked headers.
+    let (status, h, body) = fetch(
+        client,
+        &format!("{}/org/repo/resolve/{commit}/config.json", hive.url),
+        &[("authorization", "Bearer hive-token")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, config);
+    assert!(header(&h, "x-linked-etag").is_empty());
+    assert_eq!(header(&h, "etag").len(), 42);
+
+    // The Hub's error codes.
+    let (status, h, body) = fetch(
+        client,
+        &format!("{}/org/repo/resolve/main/missing.bin", hive.url),
+        &[("authorization", "Bearer hive-token")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(header(&h, "x-error-code"), "EntryNotFound");
+    assert_eq!(header(&h, "x-repo-commit"), commit);
+    seen.push_str(&String::from_utf8_lossy(&body));
+    let (status, h, _) = fetch(
+        client,
+        &format!("{}/org/repo/resolve/no-such-branch/config.json", hive.url),
+        &[("authorization", "Bearer hive-token")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(header(&h, "x-error-code"), "RevisionNotFound");
+    let (status, h, _) = fetch(
+        client,
+        &format!("{}/org/nothing/resolve/main/config.json", hive.url),
+        &[("authorization", "Bearer hive-token")],
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the hive's token made the upstream say 404"
+    );
+    assert_eq!(header(&h, "x-error-code"), "RepoNotFound");
+
+    // Hostile names never reach the upstream or the disk.
+    let before = env.hub.requests().len();
+    for bad in [
+        "/org/repo/resolve/main/..%2F..%2Fetc%2Fpasswd",
+        "/org/repo/resolve/..%2Fmain/config.json",
+        "/org/repo/resolve/main/model.gguf.part",
+        "/..%2Forg/repo/resolve/main/config.json",
+        "/org/repo/resolve/main/a%00b",
+        "/api/models/org/repo/revision/main..x",
+        "/api/models/org/repo/tree/main/..%2F..",
+    ] {
+        let (status, _, _) = fetch(
+            client,
+            &format!("{}{bad}", hive.url),
+            &[("authorization", "Bearer hive-token")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    assert_eq!(
+        env.hub.requests().len(),
+        before,
+        "refused before asking upstream"
+    );
+
+    // Tree, paginated: the next link points at the hive, never upstream.
+    let mut next = Some(format!(
+        "{}/api/models/org/repo/tree/main?recursive=true",
+        hive.url
+    ));
+    let mut paths = Vec::new();
+    while let Some(url) = next.take() {
+        assert!(url.starts_with(&hive.url), "{url}");
+        let response = client
+            .get(&url)
+            .bearer_auth("hive-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        next = response.headers().get("link").map(|l| {
+            l.to_str()
+                .unwrap()
+                .split(['<', '>'])
+                .nth(1)
+                .unwrap()
+                .to_string()
+        });
+        let page: Vec<Value> = response.json().await.unwrap();
+        paths.extend(page.iter().map(|e| e["path"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(paths, ["config.json", MODEL, "sub", "sub/tokenizer.json"]);
+
+    // paths-info, as huggingface_hub posts it.
+    let response = client
+        .post(format!("{}/api/models/org/repo/paths-info/main", hive.url))
+        .bearer_auth("hive-token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("paths={MODEL}&paths=sub&paths=absent&expand=false"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let entries: Vec<Value> = response.json().await.unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["lfs"]["oid"], sha256.as_str());
+    assert_eq!(entries[1]["type"], "directory");
+
+    // The hive's upstream token went upstream (the private listing worked) and nowhere else.
+    assert!(!seen.contains("hf_upstream_secret"), "{seen}");
+    assert!(!hive.log().contains("hf_upstream_secret"));
+    // Without the hive's token the guard stops the client.
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gated_files_go_only_to_authenticated_clients() {
+    let env = TestEnv::new().await;
+    let model = env.write_file("hf/org/gated/model.gguf", 200_000);
+    std::fs::write(
+        env.dir.path().join("hub/hf/org/gated/fakehub.json"),
+        r#"{"gated": "manual", "tokens": ["hf_ok"]}"#,
+    )
+    .unwrap();
+    let url = |hive: &Daemon| format!("{}/org/gated/resolve/main/model.gguf", hive.url);
+
+    // No token on the hive: every client is anonymous.
+    let open = Daemon::try_start(&env, &[], &[("HF_TOKEN", "hf_ok")])
+        .await
+        .unwrap();
+    let (status, h, body) = fetch(&open.client, &url(&open), &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&h, "x-error-code"), "GatedRepo");
+    assert!(
+        String::from_utf8_lossy(&body).contains("HF_TOKEN"),
+        "says what to do"
+    );
+    // The model's card stays readable, as on the Hub.
+    let (status, _, _) = fetch(
+        &open.client,
+        &format!("{}/api/models/org/gated", open.url),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        env.hub
+            .counters_for(&lfs_path("hf/org/gated", "model.gguf"))
+            .bytes_sent,
+        0
+    );
+
+    // A hive with a token: its clients are authenticated.
+    let guarded = Daemon::try_start(
+        &env,
+        &[
+            "--cache-dir",
+            env.dir.path().join("cache2").to_str().unwrap(),
+        ],
+        &[("HF_TOKEN", "hf_ok"), ("RBEE_HIVE_TOKEN", "hive-token")],
+    )
+    .await
+    .unwrap();
+    let (status, _, _) = fetch(&guarded.client, &url(&guarded), &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, body) = fetch(
+        &guarded.client,
+        &url(&guarded),
+        &[("authorization", "Bearer hive-token")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == model);
+}
+
+/// Three clients ask at once for a file the hive does not have: one upstream transfer, three
+/// exact copies, and each client's first bytes arrive while the upstream is still sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_share_one_pull_and_stream_while_it_runs() {
+    const SIZE: usize = 64 << 20;
+    // 8 connections at 4 MiB/s each: about two seconds upstream.
+    let env = TestEnv::with_rate_limit(Some(4 << 20)).await;
+    let model = env.write_file(&format!("{REPO}/big.gguf"), SIZE);
+    let hive = Daemon::start(&env, &[]).await;
+    let url = format!("{}/org/repo/resolve/main/big.gguf", hive.url);
+    let counter = lfs_path(REPO, "big.gguf");
+    let first_seen = AtomicU64::new(0);
+
+    let client = |_| async {
+        let mut response = hive.client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = Vec::with_capacity(SIZE);
+        while let Some(chunk) = response.chunk().await.unwrap() {
+            if body.is_empty() {
+                // What the upstream had sent when this client got its first bytes.
+                first_seen.fetch_max(env.hub.counters_for(&counter).bytes_sent, Ordering::SeqCst);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        assert!(body == model, "a client's copy differs");
+    };
+    tokio::time::timeout(SOON * 4, futures::future::join_all((0..3).map(client)))
+        .await
+        .unwrap();
+    let upstream = env.hub.counters_for(&counter).bytes_sent;
+    assert!(
+        upstream <= SIZE as u64 * 102 / 100,
+        "upstream sent {upstream} bytes for a {SIZE}-byte file"
+    );
+    let first = first_seen.load(Ordering::SeqCst);
+    assert!(
+        first < SIZE as u64,
+        "clients got their first bytes only after the upstream sent all {SIZE} ({first})"
+    );
+    let (_, jobs) = hive.get("/v1/jobs").await;
+    let downloads = jobs["jobs"].as_array().unwrap().len();
+    assert!((1..=3).contains(&downloads), "{jobs}");
+}
+
+/// Hive B pulls from hive A, which pulls from the origin: the origin sends the bytes once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chained_hives_fetch_from_the_origin_once() {
+    let env = TestEnv::new().await;
+    let model = env.write_file(&format!("{REPO}/{MODEL}"), 5_000_000);
+    let a = Daemon::start(&env, &[]).await;
+    let b = Daemon::try_start(
+        &env,
+        &[
+            "--cache-dir",
+            env.dir.path().join("cache-b").to_str().unwrap(),
+        ],
+        &[("HF_ENDPOINT", &a.url)],
+    )
+    .await
+    .unwrap();
+    let (status, _, body) = fetch(
+        &b.client,
+        &format!("{}/org/repo/resolve/main/{MODEL}", b.url),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", b.log());
+    assert!(body == model);
+    let origin = env.hub.counters_for(&lfs_path(REPO, MODEL)).bytes_sent;
+    assert!((5_000_000..=5_100_000).contains(&origin), "{origin}");
+    // A now has it too: asking A costs the origin nothing more.
+    let (status, _, body) = fetch(
+        &a.client,
+        &format!("{}/org/repo/resolve/main/{MODEL}", a.url),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == model);
+    assert_eq!(
+        env.hub.counters_for(&lfs_path(REPO, MODEL)).bytes_sent,
+        origin
+    );
+    // B's catalog records the origin's reference (the file's source says which mirror served).
+    let (_, models) = b.get("/v1/models").await;
+    let entry = &models["models"][0];
+    assert!(
+        entry["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("hf:org/repo@"),
+        "{models}"
+    );
+    assert!(
+        entry["files"][0]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with(&a.url),
+        "{models}"
+    );
+}
+
+/// The hive dies mid-stream; started again over the same catalog, the client resumes with
+/// Range and ends with the exact file, and the hive resumes its own partial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_resume_by_range_after_the_hive_restarts() {
+    const SIZE: usize = 12 << 20;
+    // One connection (below the parallel threshold) at 2 MiB/s: six seconds upstream.
+    let env = TestEnv::with_rate_limit(Some(2 << 20)).await;
+    let model = env.write_file(&format!("{REPO}/slow.gguf"), SIZE);
+    let path = "/org/repo/resolve/main/slow.gguf";
+    let mut hive = Daemon::start(&env, &[]).await;
+    let mut response = hive
+        .client
+        .get(format!("{}{path}", hive.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut got = Vec::new();
+    while got.len() < 2 << 20 {
+        got.extend_from_slice(&response.chunk().await.unwrap().unwrap());
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &hive.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    hive.wait_exit(SOON).await;
+    // Whatever was still in flight may arrive; then the body is cut.
+    while let Ok(Some(chunk)) = response.chunk().await {
+        got.extend_from_slice(&chunk);
+    }
+    assert!(got.len() < SIZE, "the body should have been cut");
+    assert!(got[..] == model[..got.len()]);
+
+    let hive = Daemon::start(&env, &[]).await;
+    let (status, h, rest) = fetch(
+        &hive.client,
+        &format!("{}{path}", hive.url),
+        &[("range", &format!("bytes={}-", got.len()))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        header(&h, "content-range"),
+        format!("bytes {}-{}/{SIZE}", got.len(), SIZE - 1)
+    );
+    got.extend_from_slice(&rest);
+    assert!(got == model, "the resumed copy differs");
+    let upstream = env
+        .hub
+        .counters_for(&lfs_path(REPO, "slow.gguf"))
+        .bytes_sent;
+    assert!(
+        upstream < SIZE as u64 * 3 / 2,
+        "the hive fetched {upstream} bytes for {SIZE}"
+    );
+}
