@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use rbee_artifact_catalog::lock_unpoisoned;
+use rbee_artifact::lock_unpoisoned;
 use tokio::sync::watch;
 
 use crate::ranges::RangeSet;

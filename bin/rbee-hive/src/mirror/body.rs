@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use rbee_artifact_catalog::layout::part_path;
+use rbee_artifact::partial::part_path;
 use tokio::sync::mpsc;
 
 use crate::jobs::Job;

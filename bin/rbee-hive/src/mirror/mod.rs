@@ -32,8 +32,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use rbee_artifact_catalog::layout::file_path;
-use rbee_artifact_catalog::{ArtifactRef, ArtifactStatus, CatalogKey};
+use rbee_artifact::{ArtifactRef, CatalogKey};
+use rbee_catalog::ArtifactStatus;
+use rbee_catalog::layout::file_path;
 use rbee_model_provisioner::ProvisionOptions;
 use serde_json::{Value, json};
 
@@ -430,7 +431,7 @@ async fn ready_copy(
     tokio::task::spawn_blocking(move || {
         let prefix = format!("hf:{org}/{repo}");
         for listing in catalog.list().ok()? {
-            let rbee_artifact_catalog::Listing::Entry(entry) = listing else {
+            let rbee_catalog::Listing::Entry(entry) = listing else {
                 continue;
             };
             let record = &entry.record;

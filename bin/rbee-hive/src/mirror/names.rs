@@ -2,7 +2,7 @@
 //! checked before anything is looked up or fetched.
 
 use percent_encoding::percent_decode_str;
-use rbee_artifact_catalog::layout::check_file_path;
+use rbee_artifact::check_file_path;
 
 /// The longest revision accepted (a branch or tag name, or a commit).
 const MAX_REVISION: usize = 256;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use rbee_artifact_catalog::{Secret, lock_unpoisoned, redact_url};
+use rbee_artifact::{Secret, lock_unpoisoned, redact_url};
 use rbee_transfer::{ApiRequest, Transfer, TransferConfig};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -117,7 +117,7 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    pub(crate) fn new(config: HubUpstream) -> rbee_artifact_catalog::Result<Self> {
+    pub(crate) fn new(config: HubUpstream) -> rbee_artifact::Result<Self> {
         Ok(Self {
             config,
             transfer: Transfer::new(TransferConfig::default())?,
@@ -151,7 +151,7 @@ impl Upstream {
         let response = self.transfer.send(request, &cancel).await.map_err(|e| {
             HubError::upstream(format!(
                 "the mirror's upstream could not be reached for {shown}: {}",
-                rbee_artifact_catalog::Error::from(e)
+                rbee_artifact::Error::from(e)
             ))
         })?;
         let status = response.status();

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rbee_artifact_catalog::{DownloadedFile, FileProgress};
+use rbee_artifact::{DownloadedFile, FileProgress, lock_unpoisoned};
 use reqwest::header::HeaderMap;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +19,6 @@ use crate::error::{TransferError, redact_url};
 use crate::request::FetchRequest;
 use crate::state::{PartState, source_id};
 use crate::written::WrittenBoard;
-use rbee_artifact_catalog::lock_unpoisoned;
 
 /// One call of `fetch`, after the lock is held.
 pub(super) struct Job<'a> {
