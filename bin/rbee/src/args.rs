@@ -232,6 +232,10 @@ pub(crate) struct DownloadArgs {
     /// Total bandwidth cap, e.g. 20MB, 500KiB (per second)
     #[arg(long, value_name = "RATE")]
     pub(crate) rate_limit: Option<String>,
+    /// A HuggingFace Hub mirror, such as another rbee-hive (repeatable): tried in order before
+    /// the origin (HF_ENDPOINT); one that fails is passed over [default: $RBEE_MIRRORS]
+    #[arg(long = "mirror", value_name = "URL")]
+    pub(crate) mirrors: Vec<String>,
     /// Show what would be downloaded, and the free space, without fetching anything
     #[arg(long)]
     pub(crate) dry_run: bool,

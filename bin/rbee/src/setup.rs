@@ -99,6 +99,8 @@ pub(crate) struct TransferSettings {
     pub(crate) hf_cache: bool,
     pub(crate) offline: bool,
     pub(crate) max_cache_bytes: Option<u64>,
+    /// `--mirror` URLs, checked (none: `RBEE_MIRRORS`, read with the other HF settings).
+    pub(crate) mirrors: Vec<String>,
 }
 
 impl TransferSettings {
@@ -113,12 +115,17 @@ impl TransferSettings {
         if args.connections == Some(0) {
             return Err(UsageError::argument("--connections must be at least 1").into());
         }
+        for mirror in &args.mirrors {
+            rbee_vendor_huggingface::parse_mirror(mirror)
+                .map_err(|e| UsageError::argument(format!("--mirror: {e}")))?;
+        }
         Ok(Self {
             connections: args.connections,
             rate_limit,
             hf_cache: args.hf_cache,
             offline: args.offline,
             max_cache_bytes: max_cache_bytes(args.max_cache_size.as_deref())?,
+            mirrors: args.mirrors.clone(),
         })
     }
 }
@@ -141,12 +148,24 @@ fn max_cache_bytes(flag: Option<&str>) -> Result<Option<u64>> {
 
 /// The vendors and the download engine, tuned by the flags.
 pub(crate) fn vendor_settings(settings: &TransferSettings) -> VendorSettings {
-    VendorSettings::from_options(
+    let mut vendors = VendorSettings::from_options(
         settings.connections,
         settings.rate_limit,
         settings.hf_cache,
         settings.offline,
-    )
+    );
+    if !settings.mirrors.is_empty() {
+        // Otherwise the vendor reads the environment itself, and explains a failure on use.
+        if let Ok(mut hf) = rbee_vendor_huggingface::HfConfig::from_env() {
+            hf.mirrors = settings
+                .mirrors
+                .iter()
+                .filter_map(|m| rbee_vendor_huggingface::parse_mirror(m).ok())
+                .collect();
+            vendors.huggingface = Some(hf);
+        }
+    }
+    vendors
 }
 
 pub(crate) fn provisioner(

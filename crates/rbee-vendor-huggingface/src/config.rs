@@ -28,6 +28,10 @@ pub struct HfConfig {
     pub write_hf_cache: bool,
     /// Look in the HuggingFace cache before downloading (default on).
     pub reuse_hf_cache: bool,
+    /// Hub mirrors tried in order before `endpoint` (`RBEE_MIRRORS`, `--mirror`), e.g. other
+    /// rbee-hives. A mirror that fails is passed over for a while; the token is never sent to
+    /// one. The catalog records the origin's reference whichever served.
+    pub mirrors: Vec<Url>,
 }
 
 impl HfConfig {
@@ -43,12 +47,13 @@ impl HfConfig {
             offline: false,
             write_hf_cache: false,
             reuse_hf_cache: true,
+            mirrors: Vec::new(),
         }
     }
 
     /// Reads the environment the way huggingface_hub does: `HF_ENDPOINT`; `HF_TOKEN` (else
     /// the legacy `HUGGING_FACE_HUB_TOKEN`, else the file at `HF_TOKEN_PATH`, default
-    /// `$HF_HOME/token`); `HF_HOME` (default `$XDG_CACHE_HOME/huggingface`, else
+    /// `$HF_HOME/token`); `RBEE_MIRRORS`; `HF_HOME` (default `$XDG_CACHE_HOME/huggingface`, else
     /// `~/.cache/huggingface`); `HF_HUB_CACHE`; `HF_HUB_OFFLINE`.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_vars(|name| std::env::var(name).ok(), std::env::home_dir())
@@ -78,6 +83,10 @@ impl HfConfig {
         let mut config = Self::new(endpoint, hf_home);
         if let Some(hub) = set("HF_HUB_CACHE").or_else(|| set("HUGGINGFACE_HUB_CACHE")) {
             config.hub_cache = PathBuf::from(hub);
+        }
+        if let Some(list) = set("RBEE_MIRRORS") {
+            config.mirrors = crate::mirrors::parse_mirrors(&list)
+                .map_err(|e| Error::InvalidRequest(format!("RBEE_MIRRORS: {e}")))?;
         }
         config.offline = set("HF_HUB_OFFLINE").is_some_and(|v| is_truthy(&v));
         config.token = match set("HF_TOKEN").or_else(|| set("HUGGING_FACE_HUB_TOKEN")) {

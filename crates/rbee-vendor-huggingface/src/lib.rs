@@ -32,6 +32,7 @@
 pub use cache::{CachedRepo, HfCache};
 pub use config::{DEFAULT_ENDPOINT, HfConfig};
 pub use files::RepoFile;
+pub use mirrors::parse_mirror;
 pub use quant::{
     DEFAULT_PREFERENCE, GgufName, QuantChoice, available_quants, is_gguf_repo, parse_gguf_name,
     select_quant, split_set_of,
@@ -44,6 +45,7 @@ mod cache;
 mod config;
 mod files;
 mod hub_error;
+mod mirrors;
 mod quant;
 mod snapshot;
 mod vendor;

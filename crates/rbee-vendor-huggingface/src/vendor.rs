@@ -20,6 +20,7 @@ use crate::cache::{HfCache, LocalDigest, hash_file};
 use crate::config::HfConfig;
 use crate::files::RepoFile;
 use crate::hub_error::{self, Answer, Context};
+use crate::mirrors::MirrorHealth;
 use crate::quant::{is_gguf_repo, parse_gguf_name, select_quant, split_set_of};
 use crate::snapshot::{PathFilter, select_snapshot};
 
@@ -53,6 +54,8 @@ pub struct HuggingFaceVendor {
     config: HfConfig,
     transfer: Transfer,
     cache: HfCache,
+    /// Shared by clones, and by the views [`HuggingFaceVendor::through`] makes.
+    mirror_health: std::sync::Arc<MirrorHealth>,
 }
 
 impl HuggingFaceVendor {
@@ -63,7 +66,25 @@ impl HuggingFaceVendor {
             config,
             transfer,
             cache,
+            mirror_health: Default::default(),
         }
+    }
+
+    /// The same vendor speaking to `mirror` instead of the endpoint, without the token (it is
+    /// the origin's).
+    pub(crate) fn through(&self, mirror: &Url) -> Self {
+        let mut config = self.config.clone();
+        config.endpoint = mirror.clone();
+        config.token = None;
+        config.mirrors.clear();
+        Self {
+            config,
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn mirror_health(&self) -> &MirrorHealth {
+        &self.mirror_health
     }
 
     /// The configuration.
@@ -385,7 +406,7 @@ impl HuggingFaceVendor {
         }
     }
 
-    async fn resolve_online(
+    pub(crate) async fn resolve_online(
         &self,
         reference: &ArtifactRef,
         hf: &HfRef,
@@ -652,7 +673,7 @@ impl VendorSource for HuggingFaceVendor {
         if self.config.offline || options.offline {
             return self.resolve_offline(reference, hf, revision, &filter);
         }
-        self.resolve_online(reference, hf, revision, &filter, cancel)
+        self.resolve_via_mirrors(reference, hf, revision, &filter, cancel)
             .await
     }
 
@@ -751,10 +772,32 @@ impl VendorSource for HuggingFaceVendor {
         }
 
         if !requests.is_empty() {
-            let fetched = self
+            let origin = self.from_origin(&requests, hf, commit);
+            let fetched = match self
                 .transfer
                 .fetch_all(requests, dest, progress, cancel)
-                .await?;
+                .await
+            {
+                Ok(fetched) => fetched,
+                Err(e) if e.is_cancelled() => return Err(e.into()),
+                // A mirror that fails mid-download: the origin has the same bytes (the plan's
+                // digests still hold them to it), and the partial files are kept.
+                Err(e) => match origin {
+                    Some((mirror, origin)) => {
+                        self.mirror_health.failed(&mirror);
+                        progress.message(format!(
+                            "mirror {} failed ({}); continuing from the origin {}",
+                            redact_url(&mirror),
+                            Error::from(e),
+                            redact_url(&self.config.endpoint)
+                        ));
+                        self.transfer
+                            .fetch_all(origin, dest, progress, cancel)
+                            .await?
+                    }
+                    None => return Err(e.into()),
+                },
+            };
             check_git_blobs(files, &fetched, dest).await?;
             if self.config.write_hf_cache {
                 let at = Pinned {
@@ -769,6 +812,36 @@ impl VendorSource for HuggingFaceVendor {
         // In the plan's order, whatever order they completed in.
         done.sort_by_key(|d| files.iter().position(|f| f.path == d.path));
         Ok(done)
+    }
+}
+
+impl HuggingFaceVendor {
+    /// For requests that go to a mirror: that mirror, and the same requests against the origin.
+    fn from_origin(
+        &self,
+        requests: &[FetchRequest],
+        hf: &HfRef,
+        commit: &str,
+    ) -> Option<(Url, Vec<FetchRequest>)> {
+        let mirror = self.config.mirrors.iter().find(|m| {
+            requests.iter().any(|r| {
+                r.url.origin() == m.origin()
+                    && r.url.path().starts_with(m.path().trim_end_matches('/'))
+            })
+        })?;
+        let origin = requests
+            .iter()
+            .map(|r| {
+                let url =
+                    api::resolve_url(&self.config.endpoint, &hf.org, &hf.repo, commit, &r.path);
+                FetchRequest {
+                    auth: self.auth_for(&url),
+                    url,
+                    ..r.clone()
+                }
+            })
+            .collect();
+        Some((mirror.clone(), origin))
     }
 }
 

@@ -4,4 +4,5 @@
 mod common;
 mod fake_hub;
 mod hf_python;
+mod mirrors;
 mod protocol;
