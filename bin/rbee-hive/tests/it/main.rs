@@ -7,5 +7,6 @@ mod full_disk;
 mod fuzz;
 mod local_files;
 mod mirror;
+mod mirror_python;
 mod router;
 mod support;
