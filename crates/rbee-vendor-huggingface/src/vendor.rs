@@ -772,7 +772,7 @@ impl VendorSource for HuggingFaceVendor {
         }
 
         if !requests.is_empty() {
-            let origin = self.from_origin(&requests, hf, commit);
+            let origin = self.origin_requests(&requests, hf, commit);
             let fetched = match self
                 .transfer
                 .fetch_all(requests, dest, progress, cancel)
@@ -817,7 +817,7 @@ impl VendorSource for HuggingFaceVendor {
 
 impl HuggingFaceVendor {
     /// For requests that go to a mirror: that mirror, and the same requests against the origin.
-    fn from_origin(
+    fn origin_requests(
         &self,
         requests: &[FetchRequest],
         hf: &HfRef,
