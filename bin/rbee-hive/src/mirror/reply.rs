@@ -64,10 +64,13 @@ impl HubError {
         message: Option<String>,
     ) -> Self {
         let code = code.and_then(|c| KNOWN_CODES.iter().copied().find(|k| *k == c));
-        let message = message
-            .map(|m| clean_message(&m))
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| format!("the upstream hub answered {status}"));
+        let said = message.map(|m| clean_message(&m)).filter(|m| !m.is_empty());
+        // The Hub's own refusals pass on as they are; a failing upstream is named as such.
+        let message = match said {
+            Some(m) if !status.is_server_error() => m,
+            Some(m) => format!("the mirror's upstream answered {status} ({m}); retry later"),
+            None => format!("the mirror's upstream answered {status}"),
+        };
         Self::new(status, code, message)
     }
 }

@@ -18,8 +18,8 @@ use super::reply::HubError;
 /// Largest metadata answer read from the upstream (a tree page of a huge repository is a few
 /// MiB).
 const MAX_METADATA: usize = 32 << 20;
-/// How long the listing of a branch or tag is reused: long enough that a client's HEAD and
-/// GET of one file cost one upstream request, short enough that a push is seen soon.
+/// How long the listing of a branch or tag is reused by default: long enough that a client's
+/// HEAD and GET of one file cost one upstream request, short enough that a push is seen soon.
 const MOVING_TTL: Duration = Duration::from_secs(30);
 /// How long the listing of a commit is reused (its files never change; its access may).
 const COMMIT_TTL: Duration = Duration::from_secs(600);
@@ -34,12 +34,20 @@ pub struct HubUpstream {
     pub endpoint: Url,
     /// The hive's own token, sent upstream only: never forwarded to or shown to clients.
     pub token: Option<Secret>,
+    /// How long the listing of a branch or tag is reused before the upstream is asked again
+    /// (default 30 s). When the upstream is down, the last listing keeps serving what the
+    /// catalog holds, however old.
+    pub listing_ttl: Duration,
 }
 
 impl HubUpstream {
     /// An upstream at `endpoint`, using `token` there.
     pub fn new(endpoint: Url, token: Option<Secret>) -> Self {
-        Self { endpoint, token }
+        Self {
+            endpoint,
+            token,
+            listing_ttl: MOVING_TTL,
+        }
     }
 }
 
@@ -120,7 +128,14 @@ impl Upstream {
     pub(crate) fn new(config: HubUpstream) -> rbee_artifact::Result<Self> {
         Ok(Self {
             config,
-            transfer: Transfer::new(TransferConfig::default())?,
+            // A client waits on these (huggingface_hub gives a HEAD 10 s): retry briefly, then
+            // say the upstream is down.
+            transfer: Transfer::new(TransferConfig {
+                max_attempts: 3,
+                max_backoff: Duration::from_secs(2),
+                response_timeout: Duration::from_secs(8),
+                ..TransferConfig::default()
+            })?,
             listings: Mutex::new(HashMap::new()),
         })
     }
@@ -200,9 +215,10 @@ impl Upstream {
         let ttl = if is_commit(rev) {
             COMMIT_TTL
         } else {
-            MOVING_TTL
+            self.config.listing_ttl
         };
-        if let Some((at, info)) = lock_unpoisoned(&self.listings).get(&key)
+        let cached = lock_unpoisoned(&self.listings).get(&key).cloned();
+        if let Some((at, info)) = &cached
             && at.elapsed() < ttl
         {
             return Ok(info.clone());
@@ -211,7 +227,19 @@ impl Upstream {
             &["api", "models", org, repo, "revision", rev],
             Some("blobs=true"),
         );
-        let answer = self.get(url.clone()).await?;
+        let answer = match self.get(url.clone()).await {
+            Ok(answer) => answer,
+            // The upstream is down (not saying no): what it said last still serves the
+            // catalog's copies, with the access rules it said then.
+            Err(e) if e.status.is_server_error() => match cached {
+                Some((_, info)) => {
+                    tracing::info!(repo = %format!("{org}/{repo}"), %rev, error = %e.message, "upstream unavailable; using its last listing");
+                    return Ok(info);
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
         let info = Arc::new(parse_revision(&answer.body, &url)?);
         let mut cache = lock_unpoisoned(&self.listings);
         if cache.len() >= MAX_CACHED {

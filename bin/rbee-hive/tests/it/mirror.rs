@@ -476,3 +476,90 @@ async fn clients_resume_by_range_after_the_hive_restarts() {
         "the hive fetched {upstream} bytes for {SIZE}"
     );
 }
+
+/// A hive in this process over `env`'s hub, reading branch listings afresh on every request.
+fn in_process_hive(env: &TestEnv) -> rbee_hive::HiveState {
+    use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings};
+    let catalog = std::sync::Arc::new(rbee_catalog::Catalog::open(env.cache()).unwrap());
+    let mut settings = VendorSettings::new(rbee_transfer::TransferConfig {
+        use_env_proxy: false,
+        ..Default::default()
+    });
+    let hub = env.hub.url().clone();
+    settings.huggingface = Some(rbee_vendor_huggingface::HfConfig::new(
+        hub.clone(),
+        env.dir.path().join("home/hf"),
+    ));
+    let mut config = rbee_hive::HiveConfig::default();
+    let mut upstream = rbee_hive::HubUpstream::new(hub, None);
+    upstream.listing_ttl = std::time::Duration::ZERO;
+    config.mirror = Some(upstream);
+    let vendors = rbee_hive::hive_vendors(&settings, &config).unwrap();
+    rbee_hive::HiveState::new(
+        Provisioner::new(catalog, vendors, ProvisionerConfig::default()),
+        config,
+    )
+}
+
+async fn get_in(state: &rbee_hive::HiveState, path: &str) -> (StatusCode, HeaderMap, Vec<u8>) {
+    use tower::ServiceExt;
+    let request = axum::http::Request::get(path)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = rbee_hive::app(state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    let mut headers = HeaderMap::new();
+    for (k, v) in response.headers() {
+        headers.insert(
+            reqwest::header::HeaderName::from_bytes(k.as_str().as_bytes()).unwrap(),
+            reqwest::header::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+        );
+    }
+    let body = axum::body::to_bytes(response.into_body(), 1 << 30)
+        .await
+        .unwrap()
+        .to_vec();
+    (status, headers, body)
+}
+
+/// The upstream goes down: what the hive holds is still served (with the access rules the
+/// upstream gave last), what it does not is a clear 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_outage_still_serves_what_the_hive_holds() {
+    let env = TestEnv::new().await;
+    let model = env.write_file(&format!("{REPO}/{MODEL}"), 1_000_000);
+    env.write_file("hf/org/other/x.gguf", 1_000);
+    let hive = in_process_hive(&env);
+    let path = format!("/org/repo/resolve/main/{MODEL}");
+    let (status, _, body) = get_in(&hive, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == model);
+    // Ready in the catalog before the outage.
+    let deadline = tokio::time::Instant::now() + SOON;
+    while !hive.provisioner().catalog().list().unwrap().iter().any(|l| {
+        matches!(l, rbee_catalog::Listing::Entry(e) if e.record.status == rbee_catalog::ArtifactStatus::Ready)
+    }) {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    env.hub.set_faults(vec![
+        rbee_fake_hub::Fault::status(503).path("**").times(10_000),
+    ]);
+    let before = env.hub.requests().len();
+    let (status, h, body) = get_in(&hive, &path).await;
+    assert!(
+        env.hub.requests().len() > before,
+        "the upstream was asked again"
+    );
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert!(!header(&h, "x-repo-commit").is_empty());
+    assert!(body == model);
+    let (status, _, body) = get_in(&hive, "/org/other/resolve/main/x.gguf").await;
+    assert!(status.is_server_error(), "{status}");
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("upstream answered 503"), "{text}");
+}
