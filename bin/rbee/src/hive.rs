@@ -360,6 +360,7 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
         (args.hf_cache, "--hf-cache"),
         (args.local_dir.is_some(), "--local-dir"),
         (args.max_cache_size.is_some(), "--max-cache-size"),
+        (!args.mirrors.is_empty(), "--mirror"),
     ] {
         if set {
             return Err(UsageError::argument(format!(

@@ -56,17 +56,26 @@ pub struct HuggingFaceVendor {
     cache: HfCache,
     /// Shared by clones, and by the views [`HuggingFaceVendor::through`] makes.
     mirror_health: std::sync::Arc<MirrorHealth>,
+    /// For a mirror's metadata: few retries, since the next mirror or the origin is waiting.
+    mirror_api: Transfer,
 }
 
 impl HuggingFaceVendor {
     /// A vendor for the Hub in `config`, moving bytes through `transfer`.
     pub fn new(config: HfConfig, transfer: Transfer) -> Self {
         let cache = HfCache::new(config.hub_cache.clone());
+        let mirror_api = Transfer::new(rbee_transfer::TransferConfig {
+            max_attempts: 2,
+            max_backoff: std::time::Duration::from_secs(1),
+            ..transfer.config().clone()
+        })
+        .unwrap_or_else(|_| transfer.clone());
         Self {
             config,
             transfer,
             cache,
             mirror_health: Default::default(),
+            mirror_api,
         }
     }
 
@@ -79,6 +88,7 @@ impl HuggingFaceVendor {
         config.mirrors.clear();
         Self {
             config,
+            transfer: self.mirror_api.clone(),
             ..self.clone()
         }
     }

@@ -139,7 +139,9 @@ async fn follow(
                     ));
                 }
                 let end = now.run_end(pos).min(limit);
-                if end > pos {
+                // Whole chunks (or all there is before the held-back byte): the engine reports
+                // every small write, and a read per report would cost more than the bytes.
+                if end > pos && (end - pos >= CHUNK || end == limit) {
                     let file = match &part {
                         Some((file, _)) => file.clone(),
                         None => match File::open(part_path(dest)) {

@@ -436,6 +436,11 @@ fn json_gives_one_document_per_command_and_one_final_event_per_download() {
             Some("invalid_argument"),
         ),
         (
+            vec!["pull", "file:m.gguf", "--mirror", "hive-a:8600"],
+            "failed",
+            Some("invalid_argument"),
+        ),
+        (
             vec!["pull", "file:nothing.gguf"],
             "failed",
             Some("not_found"),

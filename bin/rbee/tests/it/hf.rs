@@ -642,3 +642,48 @@ async fn dry_run_of_a_ready_model_works_without_the_network() {
         assert_eq!(plan["files"][0]["path"], "tiny.Q4_K_M.gguf");
     }
 }
+
+/// `--mirror` (and `RBEE_MIRRORS`): a dead mirror is passed over, the next one serves, the
+/// output says which, and the catalog entry is the same one a direct download makes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrors_are_tried_in_order_and_the_entry_is_the_origins() {
+    let env = Env::new(&[("org/tiny-GGUF", gguf_repo())]).await;
+    let mirror = FakeHub::start(FakeHubConfig::new(env.dir.path().join("root")))
+        .await
+        .unwrap();
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let mirror_url = mirror.url().as_str().trim_end_matches('/').to_string();
+    let out = env.download(
+        "c",
+        "hf:org/tiny-GGUF:Q4_K_M",
+        &["--mirror", &dead, "--mirror", &mirror_url],
+    );
+    ok(&out);
+    let shown = text(&out);
+    assert!(
+        shown.contains(&format!("served by mirror {mirror_url}")),
+        "{shown}"
+    );
+    assert!(shown.contains(&format!("mirror {dead}")), "{shown}");
+    let from_mirror = mirror
+        .counters_for("/files/hf/org/tiny-GGUF/tiny.Q4_K_M.gguf")
+        .bytes_sent;
+    assert!(from_mirror >= 2 * MIB as u64, "{from_mirror}");
+    assert_eq!(env.cdn_bytes("org/tiny-GGUF", "tiny.Q4_K_M.gguf"), 0);
+    let record = env.info("c", "hf--org--tiny-GGUF--Q4_K_M");
+    assert_eq!(record["reference"], "hf:org/tiny-GGUF:Q4_K_M");
+    assert_eq!(record["status"]["state"], "ready");
+
+    // The same through the environment, into another catalog.
+    let out = env
+        .rbee("d")
+        .env("RBEE_MIRRORS", format!("{dead},{mirror_url}"))
+        .args(["--json", "model", "download", "hf:org/tiny-GGUF:Q4_K_M"])
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(text(&out).contains("served by mirror"), "{}", text(&out));
+}

@@ -263,6 +263,17 @@ async fn json_progress_and_exit_codes_match_embedded_mode() {
         ),
         (vec!["model", "du"], 2, "not available with --hive"),
         (
+            vec![
+                "model",
+                "download",
+                &reference,
+                "--mirror",
+                "http://127.0.0.1:9",
+            ],
+            2,
+            "--mirror",
+        ),
+        (
             vec!["--cache-dir", "/tmp", "model", "list"],
             2,
             "--cache-dir",
