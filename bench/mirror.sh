@@ -9,8 +9,9 @@
 #               <= 1.2 x the upstream download time, measured as one client alone)
 #   3. olah:    cases 1 and 2 through olah, with its peak RSS beside the hive's
 #
-# Usage: bench/mirror.sh   (env: SIZE_MIB=1024 CLIENTS=3 OLAH=1; the olah venv lives in
-#                           bench/work/olah-venv and is reused)
+# Usage: bench/mirror.sh   (env: SIZE_MIB=1024 CLIENTS=3 OLAH=1 CAP=0; the olah venv lives
+#                           in bench/work/olah-venv and is reused; CAP=bytes/s per upstream
+#                           connection during the cold runs, as a CDN caps them, 0 for none)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ WORK=$ROOT/bench/work/mirror
 SIZE_MIB=${SIZE_MIB:-1024}
 CLIENTS=${CLIENTS:-3}
 OLAH=${OLAH:-1}
+CAP=${CAP:-0}
 SIZE=$((SIZE_MIB * 1024 * 1024))
 
 echo "building release binaries" >&2
@@ -46,6 +48,11 @@ FILE=org/repo/resolve/main/big.gguf
 
 upstream_bytes() { curl -s "$HUB/_admin/counters" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total_bytes_sent"])'; }
 reset_counters() { curl -s -X POST "$HUB/_admin/counters/reset" >/dev/null; }
+cap_upstream() { # $1: bytes/s per connection, 0 for none
+    local rate=null
+    [ "$1" = 0 ] || rate=$1
+    curl -s -X POST -d "{\"bytes_per_sec\": $rate}" "$HUB/_admin/rate-limit" >/dev/null
+}
 # Seconds for one curl of URL (following redirects), checking the size.
 fetch() {
     local out
@@ -71,6 +78,7 @@ start_hive() { # $1: cache dir; prints its URL, sets HIVE_PID
 # Prints: one-client seconds, last-of-N seconds, upstream bytes of the N run, peak RSS KiB.
 cold_runs() { # $1: name, $2: base URL factory (a function taking a fresh cache dir)
     local name=$1 make=$2 one last bytes t0 pids=()
+    cap_upstream "$CAP"
     reset_counters
     $make "$WORK/$name-cold-1"
     one=$(fetch "$BASE/$FILE")
@@ -84,6 +92,7 @@ cold_runs() { # $1: name, $2: base URL factory (a function taking a fresh cache 
     for p in "${pids[@]}"; do wait "$p"; done
     last=$(python3 -c "import time; print(f'{time.time() - $t0:.3f}')")
     bytes=$(upstream_bytes)
+    cap_upstream 0
     echo "$one $last $bytes $(peak_kib "$SERVER_PID")"
 }
 
@@ -133,7 +142,7 @@ if [ "$OLAH" = 1 ]; then
 fi
 
 cat <<EOF
-mirror bench, $(date -u +%Y-%m-%d), ${SIZE_MIB} MiB file, $CLIENTS clients, $(nproc) cores
+mirror bench, $(date -u +%Y-%m-%d), ${SIZE_MIB} MiB file, $CLIENTS clients, $(nproc) cores, upstream cap ${CAP} B/s per connection in the cold runs
 fake-hub to curl:    $(mbps "$DIRECT") MB/s (${DIRECT}s)
 rbee-hive cached:    $(mbps "$H_CACHED") MB/s (${H_CACHED}s) = $(ratio "$DIRECT" "$H_CACHED") of fake-hub (target >= 0.90)
 rbee-hive cold x$CLIENTS:   upstream $H_BYTES bytes = $(ratio "$H_BYTES" "$SIZE") x size (target <= 1.02); last client ${H_LAST}s vs one client ${H_ONE}s = $(ratio "$H_LAST" "$H_ONE") (target <= 1.2); peak RSS $((H_RSS / 1024)) MiB
