@@ -783,6 +783,9 @@ impl VendorSource for HuggingFaceVendor {
 
         if !requests.is_empty() {
             let origin = self.origin_requests(&requests, hf, commit);
+            if let Some((mirror, _)) = &origin {
+                progress.message(format!("downloading from mirror {}", redact_url(mirror)));
+            }
             let fetched = match self
                 .transfer
                 .fetch_all(requests, dest, progress, cancel)

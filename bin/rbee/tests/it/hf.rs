@@ -664,10 +664,10 @@ async fn mirrors_are_tried_in_order_and_the_entry_is_the_origins() {
     ok(&out);
     let shown = text(&out);
     assert!(
-        shown.contains(&format!("served by mirror {mirror_url}")),
+        shown.contains(&format!("downloading from mirror {mirror_url}")),
         "{shown}"
     );
-    assert!(shown.contains(&format!("mirror {dead}")), "{shown}");
+    assert!(shown.contains("cannot reach 127.0.0.1"), "{shown}");
     let from_mirror = mirror
         .counters_for("/files/hf/org/tiny-GGUF/tiny.Q4_K_M.gguf")
         .bytes_sent;
@@ -676,6 +676,15 @@ async fn mirrors_are_tried_in_order_and_the_entry_is_the_origins() {
     let record = env.info("c", "hf--org--tiny-GGUF--Q4_K_M");
     assert_eq!(record["reference"], "hf:org/tiny-GGUF:Q4_K_M");
     assert_eq!(record["status"]["state"], "ready");
+    let notes = record["notes"].to_string();
+    assert!(
+        notes.contains(&format!("served by mirror {mirror_url}")),
+        "{record}"
+    );
+    assert!(
+        notes.contains(&format!("mirror {dead}/ failed")),
+        "{record}"
+    );
 
     // The same through the environment, into another catalog.
     let out = env
@@ -685,5 +694,9 @@ async fn mirrors_are_tried_in_order_and_the_entry_is_the_origins() {
         .output()
         .unwrap();
     ok(&out);
-    assert!(text(&out).contains("served by mirror"), "{}", text(&out));
+    assert!(
+        text(&out).contains("downloading from mirror"),
+        "{}",
+        text(&out)
+    );
 }
