@@ -1,0 +1,4 @@
+//! Integration tests of the `ollama:` vendor (one binary).
+
+mod name;
+mod protocol;
