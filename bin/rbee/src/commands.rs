@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use rbee_artifact_catalog::{
     ArtifactRef, ArtifactStatus, Catalog, CatalogEntry, CatalogKey, CheckOutcome, DownloadTracker,
-    Error, JobId, Listing, Removed, ResolveOptions, VerifyReport, human_bytes, layout,
+    Error, JobId, Listing, Removed, ResolveOptions, Scheme, VerifyReport, human_bytes, layout,
 };
 use rbee_model_provisioner::{Outcome, Plan, ProvisionOptions};
 use serde_json::json;
@@ -495,6 +495,11 @@ pub(crate) fn print_info(global: &GlobalArgs, entry: &CatalogEntry) -> Result<()
                 .map(|d| d.to_string())
                 .unwrap_or_else(|| "unknown".into())
         );
+    }
+    if r.scheme == Scheme::Ollama {
+        for (label, text) in rbee_vendor_ollama::describe(&entry.files_dir()) {
+            out!("{:<10} {text}", format!("{label}:"));
+        }
     }
     crate::inspect::print_entry_summary(entry);
     Ok(())

@@ -358,6 +358,8 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
         (args.connections.is_some(), "--connections"),
         (args.rate_limit.is_some(), "--rate-limit"),
         (args.hf_cache, "--hf-cache"),
+        (args.ollama_store, "--ollama-store"),
+        (args.ollama_registry.is_some(), "--ollama-registry"),
         (args.local_dir.is_some(), "--local-dir"),
         (args.max_cache_size.is_some(), "--max-cache-size"),
     ] {

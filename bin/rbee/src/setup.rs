@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use rbee_artifact_catalog::{ArtifactRef, Catalog, HfSelector};
 use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings, standard_vendors};
 use rbee_transfer::parse_rate;
+use rbee_vendor_ollama::OllamaConfig;
 
 use crate::args::{DownloadArgs, GlobalArgs};
 use crate::spelling;
@@ -98,6 +99,9 @@ pub(crate) struct TransferSettings {
     pub(crate) hf_cache: bool,
     pub(crate) offline: bool,
     pub(crate) max_cache_bytes: Option<u64>,
+    /// The Ollama vendor's settings when a flag changed them (else read from the environment).
+    pub(crate) ollama: Option<OllamaConfig>,
+    pub(crate) ollama_store: bool,
 }
 
 impl TransferSettings {
@@ -118,6 +122,8 @@ impl TransferSettings {
             hf_cache: args.hf_cache,
             offline: args.offline,
             max_cache_bytes: max_cache_bytes(args.max_cache_size.as_deref())?,
+            ollama: ollama_config(args.ollama_registry.as_deref())?,
+            ollama_store: args.ollama_store,
         })
     }
 }
@@ -138,14 +144,32 @@ fn max_cache_bytes(flag: Option<&str>) -> Result<Option<u64>> {
         .map_err(|e| UsageError::argument(format!("{name}: {e}")).into())
 }
 
+/// `--ollama-registry` read as `OLLAMA_REGISTRY` would be (the rest from the environment).
+fn ollama_config(registry: Option<&str>) -> Result<Option<OllamaConfig>> {
+    let Some(registry) = registry else {
+        return Ok(None);
+    };
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let lookup = |name: &str| match name {
+        "OLLAMA_REGISTRY" => Some(registry.to_string()),
+        other => std::env::var(other).ok(),
+    };
+    OllamaConfig::from_lookup(lookup, home)
+        .map(Some)
+        .map_err(|e| UsageError::argument(format!("--ollama-registry: {e}")).into())
+}
+
 /// The vendors and the download engine, tuned by the flags.
 pub(crate) fn vendor_settings(settings: &TransferSettings) -> VendorSettings {
-    VendorSettings::from_options(
+    let mut vendors = VendorSettings::from_options(
         settings.connections,
         settings.rate_limit,
         settings.hf_cache,
         settings.offline,
-    )
+    );
+    vendors.ollama = settings.ollama.clone();
+    vendors.write_ollama_store = settings.ollama_store;
+    vendors
 }
 
 pub(crate) fn provisioner(

@@ -29,6 +29,7 @@ pub use catalog::{
 };
 pub use digest::{InvalidDigest, Sha256Digest, Sha256Hasher};
 pub use error::{BoxError, Error, Result};
+pub use ollama_name::OllamaRef;
 pub use place::link_or_copy;
 pub use progress::{
     DownloadTracker, EventKind, FileProgress, FileSnapshot, HeartbeatHandle, JobId, ProgressEvent,
@@ -47,6 +48,13 @@ pub use vendor::{
     VendorSource,
 };
 
+/// Ollama model names (the `ollama:` scheme): defaults and the bare-spelling rule.
+pub mod ollama {
+    pub use crate::ollama_name::{
+        DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, EXAMPLE, SCHEME, claims_bare, parse_reference,
+    };
+}
+
 /// Path functions of the on-disk layout (pure, no I/O).
 pub mod layout {
     pub use crate::catalog::layout::*;
@@ -55,6 +63,7 @@ pub mod layout {
 mod catalog;
 mod digest;
 mod error;
+mod ollama_name;
 mod place;
 mod progress;
 mod redact;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use rbee_artifact_catalog::{Error, Result};
 use url::Url;
 
-use crate::name::DEFAULT_HOST;
+use rbee_artifact_catalog::ollama::DEFAULT_HOST;
 
 /// The public registry's address.
 pub const DEFAULT_REGISTRY: &str = "https://registry.ollama.ai";

@@ -36,18 +36,19 @@
 #![deny(missing_docs)]
 
 pub use config::{DEFAULT_REGISTRY, OllamaConfig};
+pub use describe::describe;
 pub use manifest::{Layer, LayerKind, MANIFEST_FILE, MANIFEST_MEDIA_TYPE, Manifest};
-pub use name::{
-    DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, EXAMPLE, OllamaRef, SCHEME, claims_bare,
-    parse_reference,
+pub use rbee_artifact_catalog::OllamaRef;
+pub use rbee_artifact_catalog::ollama::{
+    DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, EXAMPLE, SCHEME, claims_bare, parse_reference,
 };
 pub use store::{OllamaStore, StoredModel};
 pub use vendor::{OllamaVendor, Resolution};
 
 mod challenge;
 mod config;
+mod describe;
 mod manifest;
-mod name;
 mod registry;
 mod store;
 mod vendor;

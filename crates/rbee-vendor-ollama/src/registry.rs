@@ -19,7 +19,7 @@ use url::Url;
 
 use crate::challenge::{Challenge, token_from_json};
 use crate::manifest::{MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
-use crate::name::OllamaRef;
+use rbee_artifact_catalog::OllamaRef;
 
 /// Largest error or token answer read.
 const MAX_SMALL_BODY: usize = 64 << 10;
@@ -204,8 +204,8 @@ impl Registry<'_> {
     fn not_found(&self, body: &[u8]) -> Error {
         let codes = error_codes(body);
         let name = &self.name;
-        let page = if name.host == crate::name::DEFAULT_HOST {
-            let path = if name.namespace == crate::name::DEFAULT_NAMESPACE {
+        let page = if name.host == rbee_artifact_catalog::ollama::DEFAULT_HOST {
+            let path = if name.namespace == rbee_artifact_catalog::ollama::DEFAULT_NAMESPACE {
                 format!("library/{}", name.model)
             } else {
                 format!("{}/{}", name.namespace, name.model)

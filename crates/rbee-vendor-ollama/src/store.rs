@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use rbee_artifact_catalog::{Sha256Digest, link_or_copy};
 
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
-use crate::name::OllamaRef;
+use rbee_artifact_catalog::OllamaRef;
 
 /// Ollama's store at one root.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rbee_artifact_catalog::{
-    DownloadTracker, DownloadedFile, Error, FileSource, ResolvedFile, Result, Sha256Digest,
-    Sha256Hasher, layout, link_or_copy, validate_relative_path,
+    ArtifactRef, DownloadTracker, DownloadedFile, Error, FileAccess, FileSource, ResolveOptions,
+    ResolvedArtifact, ResolvedFile, Result, Scheme, Sha256Digest, Sha256Hasher, VendorSource,
+    layout, link_or_copy, validate_relative_path,
 };
 use rbee_transfer::{FetchRequest, Transfer, TransferError};
 use tokio_util::sync::CancellationToken;
@@ -15,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::challenge::Challenge;
 use crate::config::OllamaConfig;
 use crate::manifest::{LayerKind, MANIFEST_FILE, Manifest};
-use crate::name::OllamaRef;
 use crate::registry::{self, Registry, Tokens};
 use crate::store::OllamaStore;
+use rbee_artifact_catalog::OllamaRef;
 
 /// How a reused file is described in progress events.
 const FROM_OLLAMA_STORE: &str = "from Ollama's store";
@@ -520,4 +521,87 @@ async fn publish(
         }
         Err(e) => tracing::warn!(error = %e, "the task placing the model in Ollama's store failed"),
     }
+}
+
+#[async_trait::async_trait]
+impl VendorSource for OllamaVendor {
+    fn scheme(&self) -> Scheme {
+        Scheme::Ollama
+    }
+
+    async fn resolve(
+        &self,
+        reference: &ArtifactRef,
+        options: &ResolveOptions,
+        cancel: &CancellationToken,
+    ) -> Result<ResolvedArtifact> {
+        let ArtifactRef::Ollama(name) = reference else {
+            return Err(Error::Unsupported(format!(
+                "the Ollama vendor resolves ollama: references, not `{reference}`"
+            )));
+        };
+        let mut resolution = self.resolve_name(name, options.offline, cancel).await?;
+        let selection = options.selection();
+        if !selection.is_empty() {
+            let (include, exclude) = (glob_set(&options.include)?, glob_set(&options.exclude)?);
+            let keep = |path: &str| {
+                include.as_ref().is_none_or(|s| s.is_match(path))
+                    && !exclude.as_ref().is_some_and(|s| s.is_match(path))
+            };
+            // The manifest stays: it is what the catalog records and what Ollama's store needs.
+            resolution
+                .files
+                .retain(|f| f.path == MANIFEST_FILE || keep(&f.path));
+        }
+        Ok(ResolvedArtifact {
+            reference: reference.clone(),
+            revision: Some(resolution.revision),
+            files: resolution.files,
+            notes: resolution.notes,
+        })
+    }
+
+    async fn download(
+        &self,
+        plan: &ResolvedArtifact,
+        files: &[ResolvedFile],
+        dest: &Path,
+        progress: &DownloadTracker,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<DownloadedFile>> {
+        let ArtifactRef::Ollama(name) = &plan.reference else {
+            return Err(Error::Unsupported(format!(
+                "the Ollama vendor downloads ollama: plans, not `{}`",
+                plan.reference
+            )));
+        };
+        self.download_files(name, &plan.files, files, dest, progress, cancel)
+            .await
+    }
+
+    fn read_access(&self, file: &ResolvedFile) -> FileAccess {
+        match &file.source {
+            FileSource::Http { url } => FileAccess::new(self.tokens.get(url), Vec::new()),
+            _ => FileAccess::default(),
+        }
+    }
+}
+
+/// The globs as one set; `None` when there are none. A glob that does not compile is an error
+/// naming it.
+fn glob_set(globs: &[String]) -> Result<Option<globset::GlobSet>> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let mut set = globset::GlobSetBuilder::new();
+    for g in globs {
+        set.add(globset::Glob::new(g).map_err(|e| {
+            Error::InvalidRequest(format!(
+                "the glob `{g}` is not valid ({e}); e.g. --exclude 'license*'"
+            ))
+        })?);
+    }
+    set.build()
+        .map(Some)
+        .map_err(|e| Error::InvalidRequest(format!("the globs are not valid: {e}")))
 }

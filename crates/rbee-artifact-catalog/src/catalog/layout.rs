@@ -15,6 +15,7 @@
 //!   gh/<owner>/<repo>/<tag or latest>[+asset]/…
 //!   url/<host>/<name>-<hash>/…
 //!   file/<name>-<hash>/…
+//!   ollama/<host>/<namespace>/<model>/<tag>/…
 //! ```
 //!
 //! An artifact's id is its folder below the root with `--` between the parts
@@ -160,6 +161,10 @@ impl CatalogKey {
                     ],
                 )
             }
+            ArtifactRef::Ollama(o) => (
+                Scheme::Ollama,
+                o.store_segments().into_iter().map(segment).collect(),
+            ),
         };
         Self { scheme, segments }
     }
@@ -177,6 +182,7 @@ impl CatalogKey {
             Scheme::Hf | Scheme::Gh => 3,
             Scheme::Url => 2,
             Scheme::File => 1,
+            Scheme::Ollama => 4,
         };
         if segments.len() != expected || !segments.iter().all(|s| is_clean_segment(s)) {
             return None;

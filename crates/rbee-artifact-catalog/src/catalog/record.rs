@@ -189,9 +189,12 @@ impl CatalogEntry {
     pub fn primary_path(&self) -> PathBuf {
         match self.record.files.as_slice() {
             [only] => super::layout::file_path(&self.dir, &only.path),
+            // A split GGUF's first part; an Ollama model's weights (its other layers are a
+            // template, parameters, a projector…).
             files => files
                 .iter()
                 .find(|f| is_first_split(&f.path))
+                .or_else(|| files.iter().find(|f| f.path == "model.gguf"))
                 .map(|f| super::layout::file_path(&self.dir, &f.path))
                 .unwrap_or_else(|| self.files_dir()),
         }

@@ -1,4 +1,5 @@
-//! Ollama model names: `[HOST/][NAMESPACE/]MODEL[:TAG]`, as `ollama pull` takes them.
+//! Ollama model names: `[HOST/][NAMESPACE/]MODEL[:TAG]`, as `ollama pull` takes them (the
+//! `ollama:` vendor, `rbee-vendor-ollama`, resolves them).
 //!
 //! ```text
 //! llama3.2                     registry.ollama.ai/library/llama3.2:latest
@@ -15,7 +16,7 @@
 
 use std::fmt;
 
-use rbee_artifact_catalog::{RefError, RefErrorKind};
+use crate::reference::{RefError, RefErrorKind};
 
 /// The registry a name without a host lives in.
 pub const DEFAULT_HOST: &str = "registry.ollama.ai";
@@ -37,7 +38,7 @@ const MAX_PART: usize = 128;
 /// Ollama shows, always with its tag), which parses back to an equal value.
 ///
 /// ```
-/// use rbee_vendor_ollama::OllamaRef;
+/// use rbee_artifact_catalog::OllamaRef;
 ///
 /// let r: OllamaRef = "llama3.2:1b".parse().unwrap();
 /// assert_eq!(r.host, "registry.ollama.ai");
@@ -186,7 +187,7 @@ pub fn parse_reference(input: &str) -> Result<OllamaRef, RefError> {
 /// schemes (`hf:`, `gh:`, `file:`, `http:`…), so `hf:x` never lands here.
 ///
 /// ```
-/// use rbee_vendor_ollama::claims_bare;
+/// use rbee_artifact_catalog::ollama::claims_bare;
 /// assert!(claims_bare("llama3.2:1b"));
 /// assert!(claims_bare("qwen2.5-coder:7b-instruct-q4_K_M"));
 /// assert!(!claims_bare("TheBloke/TinyLlama-GGUF:Q4_K_M"));
