@@ -370,6 +370,35 @@ mod tests {
     }
 
     #[test]
+    fn references_and_catalog_keys() {
+        use crate::{ArtifactRef, CatalogKey};
+        let r: ArtifactRef = "llama3.2:1b".parse().unwrap();
+        assert!(matches!(&r, ArtifactRef::Ollama(o) if o.tag == "1b"));
+        assert_eq!(r.to_string(), "ollama:llama3.2:1b");
+        let key = CatalogKey::of(&r);
+        assert_eq!(key.id(), "ollama--registry.ollama.ai--library--llama3.2--1b");
+        assert_eq!(CatalogKey::from_id(&key.id()), Some(key));
+        // The same model by every spelling is one entry.
+        for same in [
+            "ollama:llama3.2:1b",
+            "ollama:library/llama3.2:1b",
+            "ollama:registry.ollama.ai/library/llama3.2:1b",
+        ] {
+            assert_eq!(CatalogKey::of(&same.parse().unwrap()).id(), CatalogKey::of(&r).id());
+        }
+        // A port's `:` is not a folder character: the segment gets a hash, still one folder.
+        let port: ArtifactRef = "ollama:localhost:5000/team/m:v1".parse().unwrap();
+        let id = CatalogKey::of(&port).id();
+        assert!(id.starts_with("ollama--localhost_5000-"), "{id}");
+        assert_eq!(CatalogKey::from_id(&id).map(|k| k.id()), Some(id));
+        // With a `/`, the bare spelling stays HuggingFace's.
+        let hf: ArtifactRef = "org/repo:Q4_K_M".parse().unwrap();
+        assert!(matches!(hf, ArtifactRef::HuggingFace(_)));
+        let hf: ArtifactRef = "hf.co/org/repo:Q4_K_M".parse().unwrap();
+        assert!(matches!(hf, ArtifactRef::HuggingFace(_)));
+    }
+
+    #[test]
     fn store_segments_are_host_namespace_model_tag() {
         let r = parse_reference("hf.co/o/r:Q4_K_M").unwrap();
         assert_eq!(r.store_segments(), ["hf.co", "o", "r", "Q4_K_M"]);
