@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use rbee_artifact_catalog::{Error, Result};
+use rbee_artifact::{Error, Result};
 use url::Url;
 
-use rbee_artifact_catalog::ollama::DEFAULT_HOST;
+use rbee_artifact::ollama::DEFAULT_HOST;
 
 /// The public registry's address.
 pub const DEFAULT_REGISTRY: &str = "https://registry.ollama.ai";
@@ -131,7 +131,7 @@ fn parse_base(raw: &str) -> Result<Url> {
         return Err(bad(raw, "it must be an http(s) URL with a host"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        let shown = rbee_artifact_catalog::redacted_url(&url);
+        let shown = rbee_artifact::redacted_url(&url);
         return Err(bad(shown.as_str(), "credentials do not belong in the URL"));
     }
     Ok(url)

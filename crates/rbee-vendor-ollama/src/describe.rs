@@ -61,7 +61,7 @@ pub fn describe(files_dir: &Path) -> Vec<(&'static str, String)> {
                 format!(
                     "{} ({})",
                     kind.file_name(1),
-                    rbee_artifact_catalog::human_bytes(meta.len())
+                    rbee_artifact::human_bytes(meta.len())
                 ),
             ));
         }

@@ -25,7 +25,7 @@
 //! use rbee_vendor_ollama::{OllamaConfig, OllamaRef, OllamaVendor};
 //! use tokio_util::sync::CancellationToken;
 //!
-//! # async fn example() -> Result<(), rbee_artifact_catalog::Error> {
+//! # async fn example() -> Result<(), rbee_artifact::Error> {
 //! let vendor = OllamaVendor::new(OllamaConfig::from_env()?, Transfer::new(TransferConfig::default())?);
 //! let name: OllamaRef = "ollama:llama3.2:1b".parse()?;
 //! let plan = vendor.resolve_name(&name, false, &CancellationToken::new()).await?;
@@ -38,8 +38,8 @@
 pub use config::{DEFAULT_REGISTRY, OllamaConfig};
 pub use describe::describe;
 pub use manifest::{Layer, LayerKind, MANIFEST_FILE, MANIFEST_MEDIA_TYPE, Manifest};
-pub use rbee_artifact_catalog::OllamaRef;
-pub use rbee_artifact_catalog::ollama::{
+pub use rbee_artifact::OllamaRef;
+pub use rbee_artifact::ollama::{
     DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, EXAMPLE, SCHEME, claims_bare, parse_reference,
 };
 pub use store::{OllamaStore, StoredModel};

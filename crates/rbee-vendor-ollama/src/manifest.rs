@@ -1,7 +1,7 @@
 //! The manifest an Ollama registry serves and Ollama's store keeps: a Docker v2 image
 //! manifest whose layers are a model's files, told apart by media type.
 
-use rbee_artifact_catalog::{Error, Result, Sha256Digest};
+use rbee_artifact::{Error, Result, Sha256Digest};
 use serde::Deserialize;
 
 /// What Ollama asks the registry for (`Accept`), and the manifest's own `mediaType`.

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use rbee_artifact_catalog::{Error, Result, Secret, Sha256Digest, lock_unpoisoned};
+use rbee_artifact::{Error, Result, Secret, Sha256Digest, lock_unpoisoned};
 use rbee_transfer::{ApiRequest, Transfer};
 use reqwest::header::WWW_AUTHENTICATE;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +19,7 @@ use url::Url;
 
 use crate::challenge::{Challenge, token_from_json};
 use crate::manifest::{MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
-use rbee_artifact_catalog::OllamaRef;
+use rbee_artifact::OllamaRef;
 
 /// Largest error or token answer read.
 const MAX_SMALL_BODY: usize = 64 << 10;
@@ -150,7 +150,7 @@ impl Registry<'_> {
                             self.host(),
                             self.name.short_name(),
                             registry_says(&body),
-                            rbee_artifact_catalog::redacted_url(&self.base)
+                            rbee_artifact::redacted_url(&self.base)
                         ),
                     });
                 }
@@ -183,7 +183,7 @@ impl Registry<'_> {
                 message: format!(
                     "{} asks for a token and its token service ({}) gave none to an anonymous pull (HTTP {}); the model may be private",
                     self.host(),
-                    rbee_artifact_catalog::redacted_url(&challenge.realm),
+                    rbee_artifact::redacted_url(&challenge.realm),
                     status.as_u16()
                 ),
             })?;
@@ -204,8 +204,8 @@ impl Registry<'_> {
     fn not_found(&self, body: &[u8]) -> Error {
         let codes = error_codes(body);
         let name = &self.name;
-        let page = if name.host == rbee_artifact_catalog::ollama::DEFAULT_HOST {
-            let path = if name.namespace == rbee_artifact_catalog::ollama::DEFAULT_NAMESPACE {
+        let page = if name.host == rbee_artifact::ollama::DEFAULT_HOST {
+            let path = if name.namespace == rbee_artifact::ollama::DEFAULT_NAMESPACE {
                 format!("library/{}", name.model)
             } else {
                 format!("{}/{}", name.namespace, name.model)

@@ -15,10 +15,10 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use rbee_artifact_catalog::{Sha256Digest, link_or_copy};
+use rbee_artifact::{Sha256Digest, link_or_copy};
 
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
-use rbee_artifact_catalog::OllamaRef;
+use rbee_artifact::OllamaRef;
 
 /// Ollama's store at one root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,13 +64,13 @@ impl OllamaStore {
 
     /// The model `name` if Ollama has it: `Ok(None)` when there is no manifest. A manifest
     /// that cannot be read or parsed is an error naming the file.
-    pub fn read(&self, name: &OllamaRef) -> rbee_artifact_catalog::Result<Option<StoredModel>> {
+    pub fn read(&self, name: &OllamaRef) -> rbee_artifact::Result<Option<StoredModel>> {
         let path = self.manifest_path(name);
         let bytes = match read_bounded(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
-                return Err(rbee_artifact_catalog::Error::io(
+                return Err(rbee_artifact::Error::io(
                     format!("reading Ollama's manifest {}", path.display()),
                     e,
                 ));
@@ -143,11 +143,7 @@ impl OllamaStore {
 
     /// Writes `name`'s manifest (the registry's bytes), after checking that every blob it
     /// names is in place with its size. Written to a temporary file, synced, renamed.
-    pub fn put_manifest(
-        &self,
-        name: &OllamaRef,
-        bytes: &[u8],
-    ) -> rbee_artifact_catalog::Result<()> {
+    pub fn put_manifest(&self, name: &OllamaRef, bytes: &[u8]) -> rbee_artifact::Result<()> {
         let path = self.manifest_path(name);
         let manifest = Manifest::parse(bytes, "the downloaded manifest")?;
         if let Some(missing) = manifest
@@ -155,7 +151,7 @@ impl OllamaStore {
             .iter()
             .find(|l| !self.has_blob(&l.digest, l.size))
         {
-            return Err(rbee_artifact_catalog::Error::io(
+            return Err(rbee_artifact::Error::io(
                 format!("not writing Ollama's manifest {}", path.display()),
                 io::Error::new(
                     io::ErrorKind::NotFound,
@@ -184,10 +180,7 @@ impl OllamaStore {
             Ok(())
         };
         write().map_err(|e| {
-            rbee_artifact_catalog::Error::io(
-                format!("writing Ollama's manifest {}", path.display()),
-                e,
-            )
+            rbee_artifact::Error::io(format!("writing Ollama's manifest {}", path.display()), e)
         })
     }
 }

@@ -5,10 +5,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, FileAccess, FileSource, ResolveOptions,
     ResolvedArtifact, ResolvedFile, Result, Scheme, Sha256Digest, Sha256Hasher, VendorSource,
-    layout, link_or_copy, validate_relative_path,
+    link_or_copy, partial, validate_relative_path,
 };
 use rbee_transfer::{FetchRequest, Transfer, TransferError};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,7 @@ use crate::config::OllamaConfig;
 use crate::manifest::{LayerKind, MANIFEST_FILE, Manifest};
 use crate::registry::{self, Registry, Tokens};
 use crate::store::OllamaStore;
-use rbee_artifact_catalog::OllamaRef;
+use rbee_artifact::OllamaRef;
 
 /// How a reused file is described in progress events.
 const FROM_OLLAMA_STORE: &str = "from Ollama's store";
@@ -145,10 +145,8 @@ impl OllamaVendor {
         }
         let registry = self.registry(name)?;
         let (manifest_url, bytes) = registry.manifest(cancel).await?;
-        let manifest = Manifest::parse(
-            &bytes,
-            rbee_artifact_catalog::redacted_url(&manifest_url).as_ref(),
-        )?;
+        let manifest =
+            Manifest::parse(&bytes, rbee_artifact::redacted_url(&manifest_url).as_ref())?;
         let mut files = vec![ResolvedFile {
             path: MANIFEST_FILE.to_string(),
             size: Some(bytes.len() as u64),
@@ -380,11 +378,7 @@ fn summary(name: &OllamaRef, manifest: &Manifest) -> String {
         .filter(|l| l.kind != LayerKind::Config)
         .map(|l| match l.kind {
             LayerKind::Model | LayerKind::Projector | LayerKind::Adapter => {
-                format!(
-                    "{} {}",
-                    l.kind.label(),
-                    rbee_artifact_catalog::human_bytes(l.size)
-                )
+                format!("{} {}", l.kind.label(), rbee_artifact::human_bytes(l.size))
             }
             kind => kind.label().to_string(),
         })
@@ -430,9 +424,9 @@ async fn reuse(
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        link_or_copy(&source, &target, &layout::reuse_temp_path(&target))?;
-        let _ = std::fs::remove_file(layout::part_path(&target));
-        let _ = std::fs::remove_file(layout::part_state_path(&target));
+        link_or_copy(&source, &target, &partial::reuse_temp_path(&target))?;
+        let _ = std::fs::remove_file(partial::part_path(&target));
+        let _ = std::fs::remove_file(partial::part_state_path(&target));
         Ok(true)
     })
     .await

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rbee_artifact_catalog::{DownloadTracker, JobId, Sha256Digest};
+use rbee_artifact::{DownloadTracker, JobId, Sha256Digest};
 use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault, Host};
 use rbee_transfer::{Transfer, TransferConfig};
 use rbee_vendor_ollama::{OllamaConfig, OllamaRef, OllamaVendor};
@@ -56,7 +56,7 @@ async fn pull(
     dest: &Path,
     tracker: &DownloadTracker,
     cancel: &CancellationToken,
-) -> Result<(), rbee_artifact_catalog::Error> {
+) -> Result<(), rbee_artifact::Error> {
     let name: OllamaRef = "tiny:1b".parse().unwrap();
     let plan = v.resolve_name(&name, false, cancel).await?;
     v.download_files(&name, &plan.files, &plan.files, dest, tracker, cancel)

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
-use rbee_artifact_catalog::{DownloadTracker, Error, FileSource, JobId, Sha256Digest};
+use rbee_artifact::{DownloadTracker, Error, FileSource, JobId, Sha256Digest};
 use rbee_transfer::{Transfer, TransferConfig};
 use rbee_vendor_ollama::{
     MANIFEST_MEDIA_TYPE, OllamaConfig, OllamaRef, OllamaStore, OllamaVendor, Resolution,

@@ -38,7 +38,7 @@ const MAX_PART: usize = 128;
 /// Ollama shows, always with its tag), which parses back to an equal value.
 ///
 /// ```
-/// use rbee_artifact_catalog::OllamaRef;
+/// use rbee_artifact::OllamaRef;
 ///
 /// let r: OllamaRef = "llama3.2:1b".parse().unwrap();
 /// assert_eq!(r.host, "registry.ollama.ai");
@@ -187,7 +187,7 @@ pub fn parse_reference(input: &str) -> Result<OllamaRef, RefError> {
 /// schemes (`hf:`, `gh:`, `file:`, `http:`…), so `hf:x` never lands here.
 ///
 /// ```
-/// use rbee_artifact_catalog::ollama::claims_bare;
+/// use rbee_artifact::ollama::claims_bare;
 /// assert!(claims_bare("llama3.2:1b"));
 /// assert!(claims_bare("qwen2.5-coder:7b-instruct-q4_K_M"));
 /// assert!(!claims_bare("TheBloke/TinyLlama-GGUF:Q4_K_M"));
@@ -376,7 +376,10 @@ mod tests {
         assert!(matches!(&r, ArtifactRef::Ollama(o) if o.tag == "1b"));
         assert_eq!(r.to_string(), "ollama:llama3.2:1b");
         let key = CatalogKey::of(&r);
-        assert_eq!(key.id(), "ollama--registry.ollama.ai--library--llama3.2--1b");
+        assert_eq!(
+            key.id(),
+            "ollama--registry.ollama.ai--library--llama3.2--1b"
+        );
         assert_eq!(CatalogKey::from_id(&key.id()), Some(key));
         // The same model by every spelling is one entry.
         for same in [
@@ -384,7 +387,10 @@ mod tests {
             "ollama:library/llama3.2:1b",
             "ollama:registry.ollama.ai/library/llama3.2:1b",
         ] {
-            assert_eq!(CatalogKey::of(&same.parse().unwrap()).id(), CatalogKey::of(&r).id());
+            assert_eq!(
+                CatalogKey::of(&same.parse().unwrap()).id(),
+                CatalogKey::of(&r).id()
+            );
         }
         // A port's `:` is not a folder character: the segment gets a hash, still one folder.
         let port: ArtifactRef = "ollama:localhost:5000/team/m:v1".parse().unwrap();
