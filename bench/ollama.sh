@@ -71,18 +71,23 @@ pull() { # LABEL CACHE REF [FLAGS…]
 pull "ollama:bench:1g (--ollama-store)" cache-ollama ollama:bench:1g --ollama-store
 pull "hf:bench/m/model.gguf (same file)" cache-hf hf:bench/m/model.gguf
 
-# Resume after kill -9 at about half the blob (an empty store, so the registry is used).
+# Resume after kill -9 at about half the blob (an empty store, so the registry is used), for
+# ollama: and, on the same file, hf: (the same engine: the figures should match).
 export OLLAMA_MODELS=$WORK/empty-store
-reset
-"$RBEE" --cache-dir "$WORK/cache-resume" --quiet model download ollama:bench:1g >/dev/null 2>&1 &
-PID=$!
-while [ "$(sent /files/ollama/library/bench/1g/model.gguf)" -lt $((SIZE / 2)) ] && kill -0 $PID 2>/dev/null; do sleep 0.05; done
-kill -9 $PID 2>/dev/null || true
-wait $PID 2>/dev/null || true
-sleep 1
-FIRST=$(sent /files/ollama/library/bench/1g/model.gguf)
-PART=$(find "$WORK/cache-resume" -name 'model.gguf.part' | head -1)
-KEPT=$(python3 - "$PART" "$BLOB" <<'PY'
+RESUMES=()
+resume() { # LABEL REF SERVED_PATH CACHE
+    local label=$1 ref=$2 path=$3 cache=$4
+    reset
+    "$RBEE" --cache-dir "$WORK/$cache" --quiet model download "$ref" >/dev/null 2>&1 &
+    local pid=$!
+    while [ "$(sent "$path")" -lt $((SIZE / 2)) ] && kill -0 $pid 2>/dev/null; do sleep 0.02; done
+    kill -9 $pid 2>/dev/null || true
+    wait $pid 2>/dev/null || true
+    sleep 1
+    local first part kept again missing
+    first=$(sent "$path")
+    part=$(find "$WORK/$cache" -name 'model.gguf.part' | head -1)
+    kept=$(python3 - "$part" "$BLOB" <<'PY'
 import sys
 part, src = sys.argv[1:3]
 kept = 0
@@ -98,11 +103,15 @@ with open(part, "rb") as a, open(src, "rb") as b:
 print(kept)
 PY
 )
-reset
-"$RBEE" --cache-dir "$WORK/cache-resume" --quiet model download ollama:bench:1g >/dev/null
-AGAIN=$(sent /files/ollama/library/bench/1g/model.gguf)
-MISSING=$((SIZE - KEPT))
-echo "resume: first run sent $FIRST, kept $KEPT, missing $MISSING, fetched again $AGAIN" >&2
+    reset
+    "$RBEE" --cache-dir "$WORK/$cache" --quiet model download "$ref" >/dev/null
+    again=$(sent "$path")
+    missing=$((SIZE - kept))
+    echo "resume $label: first run sent $first, kept $kept, missing $missing, fetched again $again" >&2
+    RESUMES+=("| $label | $first | $kept | $missing | $again | $((again - missing)) |")
+}
+resume ollama:bench:1g ollama:bench:1g /files/ollama/library/bench/1g/model.gguf cache-resume-ollama
+resume hf:bench/m/model.gguf hf:bench/m/model.gguf /files/hf/bench/m/model.gguf cache-resume-hf
 
 # A fresh catalog provisioned from the store the first pull wrote.
 export OLLAMA_MODELS=$WORK/ollama-models
@@ -115,5 +124,9 @@ pull "already in Ollama's store" cache-from-store ollama:bench:1g
     echo "|---|---|---|---|"
     printf '%s\n' "${ROWS[@]}"
     echo
-    echo "Resume after kill -9 near half: $KEPT bytes kept verified-equal on disk, $MISSING missing, $AGAIN fetched again (excess $((AGAIN - MISSING)) bytes)."
+    echo "Resume after kill -9 (aimed at half; the kill lands when the poll sees it):"
+    echo
+    echo "| reference | sent before the kill | kept on disk (verified equal) | missing | fetched again | excess |"
+    echo "|---|---|---|---|---|---|"
+    printf '%s\n' "${RESUMES[@]}"
 } | tee "$ROOT/bench/results/ollama-$(date -u +%F).md"
