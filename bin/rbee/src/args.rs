@@ -133,6 +133,14 @@ pub(crate) enum ModelCommand {
     Rm(RmArgs),
     /// Disk use of the catalog
     Du,
+    /// Register every model another tool keeps, without downloading (hard links on the same
+    /// file system, else copies): `--from ollama` reads Ollama's store ($OLLAMA_MODELS, else
+    /// ~/.ollama/models)
+    Import {
+        /// Where from (only `ollama` for now)
+        #[arg(long, value_name = "TOOL")]
+        from: String,
+    },
     #[command(flatten)]
     Tidy(TidyCommand),
 }

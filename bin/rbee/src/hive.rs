@@ -103,6 +103,10 @@ pub(crate) async fn run(global: &GlobalArgs, url: &str, command: &ModelCommand) 
             cmd.name()
         ))
         .into()),
+        ModelCommand::Import { .. } => Err(UsageError::argument(
+            "`rbee model import` fills a local catalog and is not available with --hive",
+        )
+        .into()),
         ModelCommand::Du => Err(UsageError::argument(
             "`rbee model du` measures a local catalog and is not available with --hive; `rbee --hive URL ls` shows sizes",
         )

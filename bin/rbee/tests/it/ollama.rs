@@ -151,3 +151,40 @@ async fn unknown_models_and_tags_fail_with_what_to_do() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("ollama:llama3.2:1b"), "{}", text(&out));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_registers_ollamas_models_without_the_network() {
+    let env = Env::new().await;
+    // Ollama's store gets the model through one download with --ollama-store.
+    env.run(
+        "cache",
+        &["model", "download", "--ollama-store", "ollama:tiny:1b"],
+    );
+    env.hub.reset_counters();
+    let out = env.run("imported", &["model", "import", "--from", "ollama"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("ollama--registry.ollama.ai--library--tiny--1b"),
+        "{listed}"
+    );
+    assert!(env.hub.requests().is_empty(), "{:?}", env.hub.requests());
+    let line = listed.trim().lines().last().unwrap();
+    let path = PathBuf::from(line.split_once("  ").unwrap().1);
+    assert!(path.ends_with("files/model.gguf"), "{line}");
+    assert_eq!(std::fs::read(&path).unwrap(), env.model);
+    // Linked, not copied: the catalog's file is Ollama's blob.
+    use std::os::unix::fs::MetadataExt;
+    let blob = env
+        .store()
+        .join(format!("blobs/sha256-{}", Sha256Digest::of(&env.model)));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().ino(),
+        std::fs::metadata(&blob).unwrap().ino()
+    );
+    let out = env
+        .rbee("imported")
+        .args(["model", "import", "--from", "lmstudio"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
