@@ -11,12 +11,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The operations `POST /v1/jobs` accepts, as spelled in `operation`.
-pub const OPERATIONS: [&str; 5] = [
+pub const OPERATIONS: [&str; 6] = [
     "model_download",
     "model_list",
     "model_get",
     "model_delete",
     "model_verify",
+    "model_inspect",
 ];
 
 /// The body of `POST /v1/jobs`: one operation, named by its `operation` field.
@@ -75,6 +76,8 @@ pub enum JobRequest {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hive_id: Option<String>,
     },
+    /// Read a model's headers without downloading it (as `POST /v1/inspect`).
+    ModelInspect(InspectRequest),
 }
 
 impl JobRequest {
@@ -98,6 +101,7 @@ impl JobRequest {
             JobRequest::ModelGet { .. } => "model_get",
             JobRequest::ModelDelete { .. } => "model_delete",
             JobRequest::ModelVerify { .. } => "model_verify",
+            JobRequest::ModelInspect(_) => "model_inspect",
         }
     }
 
@@ -109,12 +113,62 @@ impl JobRequest {
             | JobRequest::ModelGet { hive_id, .. }
             | JobRequest::ModelDelete { hive_id, .. }
             | JobRequest::ModelVerify { hive_id, .. } => hive_id.as_deref(),
+            JobRequest::ModelInspect(r) => r.hive_id.as_deref(),
         }
     }
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// The body of `POST /v1/inspect` (and of the `model_inspect` job): a model to read the headers
+/// of, and the settings of its memory estimate. Unknown fields are refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectRequest {
+    /// The reference to inspect (as for a download; `file:` only inside `--allow-local`).
+    pub model: String,
+    /// The hive the request is meant for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hive_id: Option<String>,
+    /// Only files matching these globs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Leave out files matching these globs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Every array item and every tensor, not only lengths.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub full: bool,
+    /// Context per sequence (default: the training context, at most 8192).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<u64>,
+    /// KV cache type: f16 (default), bf16, f32, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_type: Option<String>,
+    /// Repeating layers on the GPU (default: all, and the output layer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ngl: Option<u64>,
+    /// Parallel sequences (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<u64>,
+    /// GPU memory in bytes to judge the fit against, instead of the daemon's GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vram: Option<u64>,
+    /// Flash attention (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flash_attn: Option<bool>,
+}
+
+impl InspectRequest {
+    /// An inspection of `model` with the default estimate.
+    pub fn new(model: impl Into<String>) -> Self {
+        InspectRequest {
+            model: model.into(),
+            ..InspectRequest::default()
+        }
+    }
 }
 
 /// The body of `POST /v1/models/download`.
@@ -198,7 +252,7 @@ impl JobState {
 pub struct JobView {
     /// The job's id.
     pub job_id: JobId,
-    /// `model_download`, `model_list`, `model_get`, `model_delete` or `model_verify`.
+    /// One of [`OPERATIONS`].
     pub operation: String,
     /// The model the job is about (canonical reference for downloads, as given otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -472,6 +526,7 @@ mod tests {
             json!({"operation": "model_explode"}),
             json!({"operation": "model_list", "modle": "x"}),
             json!({"operation": "model_get", "model": "x", "include": []}),
+            json!({"operation": "model_inspect", "model": "x", "refresh": true}),
             json!({"model": "x"}),
         ] {
             assert!(

@@ -28,8 +28,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    DownloadAccepted, ErrorBody, ErrorResponse, FINAL_EVENTS, JobList, JobRequest, JobView,
-    ModelDownloadRequest, ModelList, ModelView,
+    DownloadAccepted, ErrorBody, ErrorResponse, FINAL_EVENTS, InspectRequest, JobList, JobRequest,
+    JobView, ModelDownloadRequest, ModelList, ModelView,
 };
 
 /// How long a plain request may take.
@@ -247,6 +247,15 @@ impl HiveClient {
             None::<&()>,
         )
         .await
+    }
+
+    /// `POST /v1/inspect`: a model's summary, memory estimate and fit on the daemon's GPUs,
+    /// from its headers alone.
+    pub async fn inspect(
+        &self,
+        request: &InspectRequest,
+    ) -> Result<rbee_gguf::InspectReport, ClientError> {
+        self.post(&["v1", "inspect"], Some(request)).await
     }
 
     /// `GET /v1/jobs/{job_id}/stream`: the job's events.

@@ -85,6 +85,8 @@ pub(crate) enum Operation {
         /// Id or reference, as given.
         model: String,
     },
+    /// Read a model's headers without downloading it.
+    Inspect(Box<crate::inspect::Inspect>),
 }
 
 impl Operation {
@@ -96,6 +98,7 @@ impl Operation {
             Operation::Get { .. } => "model_get",
             Operation::Delete { .. } => "model_delete",
             Operation::Verify { .. } => "model_verify",
+            Operation::Inspect(_) => "model_inspect",
         }
     }
 
@@ -107,6 +110,7 @@ impl Operation {
             Operation::Get { model }
             | Operation::Delete { model }
             | Operation::Verify { model } => Some(model.clone()),
+            Operation::Inspect(i) => Some(i.reference.to_string()),
         }
     }
 }
@@ -163,7 +167,8 @@ pub(crate) fn job_operation(mut body: JsonBody, hive_id: &str) -> Result<Operati
         ));
     }
     if let Some(fields) = body.0.as_object_mut() {
-        if operation != "model_download" {
+        // model_inspect takes globs of its own; its struct refuses the other options.
+        if operation != "model_download" && operation != "model_inspect" {
             let mut has_download_options = false;
             for name in DOWNLOAD_OPTIONS {
                 let Some(value) = fields.remove(name) else {
@@ -222,6 +227,9 @@ pub(crate) fn job_operation(mut body: JsonBody, hive_id: &str) -> Result<Operati
         JobRequest::ModelGet { model, .. } => Operation::Get { model },
         JobRequest::ModelDelete { model, .. } => Operation::Delete { model },
         JobRequest::ModelVerify { model, .. } => Operation::Verify { model },
+        JobRequest::ModelInspect(request) => {
+            Operation::Inspect(Box::new(crate::inspect::parse(request, hive_id)?))
+        }
     })
 }
 
@@ -238,7 +246,7 @@ pub(crate) fn model_download(body: JsonBody, hive_id: &str) -> Result<DownloadRe
     download(&fields.model_ref, options)
 }
 
-fn check_hive(asked: Option<&str>, ours: &str) -> Result<(), ApiError> {
+pub(crate) fn check_hive(asked: Option<&str>, ours: &str) -> Result<(), ApiError> {
     match asked {
         Some(asked) if asked != ours => Err(ApiError::invalid_request(format!(
             "this is hive `{ours}`, not `{asked}`; send the job to that hive, or leave `hive_id` out"
@@ -249,10 +257,14 @@ fn check_hive(asked: Option<&str>, ours: &str) -> Result<(), ApiError> {
 
 fn download(model: &str, fields: DownloadFields) -> Result<DownloadRequest, ApiError> {
     let reference = parse_reference(model)?;
-    for glob in fields.include.iter().chain(&fields.exclude) {
-        globset::Glob::new(glob)
-            .map_err(|e| ApiError::invalid_request(format!("`{glob}` is not a valid glob: {e}")))?;
+    if rbee_model_provisioner::asks_for_fit(&reference) {
+        // A job's model (and catalog entry) is fixed when the job is accepted, before any
+        // header could be read; the choice is the inspection's answer.
+        return Err(ApiError::invalid_request(format!(
+            "{reference}: rbee-hive downloads a named quantization; ask POST /v1/inspect with this reference for the one that fits this machine's GPUs (its `reference`), then download that (`rbee --hive URL model download` does both)"
+        )));
     }
+    check_globs(&fields.include, &fields.exclude)?;
     let mut resolve = ResolveOptions::with_globs(fields.include, fields.exclude);
     resolve.offline = fields.offline;
     let mut options = ProvisionOptions::new(resolve);
@@ -262,6 +274,15 @@ fn download(model: &str, fields: DownloadFields) -> Result<DownloadRequest, ApiE
         reference,
         options,
     })
+}
+
+/// Refuses a glob that does not parse, naming it.
+pub(crate) fn check_globs(include: &[String], exclude: &[String]) -> Result<(), ApiError> {
+    for glob in include.iter().chain(exclude) {
+        globset::Glob::new(glob)
+            .map_err(|e| ApiError::invalid_request(format!("`{glob}` is not a valid glob: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Parses a reference sent to the daemon. A relative `file:` path is refused: it would be read

@@ -548,3 +548,60 @@ async fn a_signed_url_reaches_the_daemon_whole_and_is_shown_redacted() {
     assert!(std::fs::read(path).unwrap() == bytes);
     hive.stop().await;
 }
+
+/// `rbee --hive URL model inspect` reads the headers through the daemon (`POST /v1/inspect`)
+/// and prints what embedded mode prints: the JSON report, the summary and the template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_through_the_daemon_prints_like_embedded_mode() {
+    use rbee_gguf::{GgmlType, GgufWriter, Value as GgufValue};
+    let env = Env::new().await;
+    GgufWriter::new()
+        .kv("general.architecture", GgufValue::String("llama".into()))
+        .kv("llama.block_count", GgufValue::U32(2))
+        .kv("llama.context_length", GgufValue::U32(4096))
+        .kv("llama.embedding_length", GgufValue::U32(256))
+        .kv("llama.attention.head_count", GgufValue::U32(8))
+        .kv("llama.attention.head_count_kv", GgufValue::U32(2))
+        .kv("tokenizer.chat_template", GgufValue::String("{{ messages }}".into()))
+        .tensor("blk.0.attn_q.weight", &[256, 256], GgmlType::Q8_0)
+        .tensor("blk.1.attn_q.weight", &[256, 256], GgmlType::Q8_0)
+        .write_to(&env.dir.path().join("hub/tiny.Q8_0.gguf"))
+        .unwrap();
+    let model = env.hub.file_url("tiny.Q8_0.gguf").to_string();
+    let hive = Hive::start(&env.cache(), None).await;
+    let args = ["model", "inspect", &model, "--vram", "24GiB", "--ctx", "1024"];
+    let with_json = [&["--json"][..], &args[..]].concat();
+
+    // RAM available moves between two runs; everything else is the same.
+    let report = |out: &Output| {
+        let mut v: Value = serde_json::from_str(&ok(out)).unwrap();
+        v.as_object_mut().unwrap().remove("ram_available");
+        v
+    };
+    let via = report(&env.via(&hive, &with_json).await);
+    let embedded = report(&env.embedded(&with_json).await);
+    assert_eq!(via, embedded);
+    assert_eq!(via["summary"]["architecture"], "llama", "{via}");
+    assert_eq!(via["verdict"]["fits"], true, "{via}");
+
+    let lines = |out: &Output| -> Vec<String> {
+        ok(out)
+            .lines()
+            .filter(|l| !l.starts_with("  RAM available"))
+            .map(str::to_string)
+            .collect()
+    };
+    let via = lines(&env.via(&hive, &args).await);
+    assert_eq!(via, lines(&env.embedded(&args).await));
+    assert!(via.iter().any(|l| l.starts_with("verdict:       fits on GPU 0")), "{via:?}");
+
+    let template = [&args[..3], &["--template"][..]].concat();
+    assert_eq!(ok(&env.via(&hive, &template).await), "{{ messages }}\n");
+
+    // A header that is not one: the daemon's code and message, exit 1.
+    let (bad, _) = env.file("bad.gguf", 4096);
+    let out = env.via(&hive, &["model", "inspect", &bad]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a GGUF file"), "{}", stderr(&out));
+    hive.stop().await;
+}
