@@ -1216,6 +1216,11 @@ async fn the_page_shows_what_a_model_is() {
             )
             .await;
         assert!(error.as_str().unwrap().starts_with("Could not inspect it: "), "{error}");
+        assert_eq!(
+            page.js("return document.getElementById('inspect-result').hidden", vec![]).await,
+            json!(true),
+            "the earlier summary is left up"
+        );
 
         // Once downloaded, the catalog row shows the same summary under Details.
         hive.post("/v1/models/download", json!({"model_ref": model})).await;

@@ -775,6 +775,8 @@
       out.hidden = false;
       announce(`Read the headers of ${reference}`);
     } catch (e) {
+      // A summary left from an earlier reference would read as this one's.
+      out.hidden = true;
       if (e.status !== 401) showFormError(`Could not inspect it: ${e.message}`, e.status === 0 ? null : 'ref');
     } finally {
       button.disabled = false;
