@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::InspectRequest;
 use crate::error::ApiError;
-use crate::request::{check_local_access, check_hive, check_globs, parse_reference};
+use crate::request::{check_globs, check_hive, check_local_access, parse_reference};
 use crate::state::HiveState;
 
 /// Headers larger than this are refused by the daemon: the largest real ones (262k-token
@@ -38,7 +38,9 @@ pub(crate) fn parse(request: InspectRequest, hive_id: &str) -> Result<Inspect, A
     let reference = parse_reference(&request.model)?;
     check_globs(&request.include, &request.exclude)?;
     let kv_type = match &request.kv_type {
-        Some(name) => kv_cache_type(name).map_err(|e| ApiError::invalid_request(format!("`kv_type`: {e}")))?,
+        Some(name) => {
+            kv_cache_type(name).map_err(|e| ApiError::invalid_request(format!("`kv_type`: {e}")))?
+        }
         None => EstimateOptions::default().kv_type,
     };
     if request.parallel == Some(0) {
@@ -78,7 +80,10 @@ pub(crate) async fn run(
     cancel: &CancellationToken,
 ) -> Result<InspectReport, ApiError> {
     check_local_access(&inspect.reference, &state.config().local_access())?;
-    let vendor = state.provisioner().vendors().get(inspect.reference.scheme())?;
+    let vendor = state
+        .provisioner()
+        .vendors()
+        .get(inspect.reference.scheme())?;
     let transfer = state.header_engine()?;
     let (gpus, no_gpu) = find_gpus(inspect.vram, &state.config().nvidia_smi).await;
     let (reference, notes) = if asks_for_fit(&inspect.reference) {

@@ -1160,7 +1160,10 @@ fn write_gguf(hub_root: &Path, rel: &str) {
         .kv("llama.embedding_length", GgufValue::U32(256))
         .kv("llama.attention.head_count", GgufValue::U32(8))
         .kv("llama.attention.head_count_kv", GgufValue::U32(2))
-        .kv("tokenizer.chat_template", GgufValue::String("{{ messages }}".into()))
+        .kv(
+            "tokenizer.chat_template",
+            GgufValue::String("{{ messages }}".into()),
+        )
         .tensor("blk.0.attn_q.weight", &[256, 256], GgmlType::Q8_0)
         .tensor("blk.1.attn_q.weight", &[256, 256], GgmlType::Q8_0)
         .write_to(&path)
@@ -1191,22 +1194,36 @@ async fn the_page_shows_what_a_model_is() {
         page.fill("#ref-input", &model).await;
         page.click("#inspect-button").await;
         let rows = page
-            .wait_for("the inspected summary", SUMMARY_ROWS, vec![json!("#inspect-summary")])
+            .wait_for(
+                "the inspected summary",
+                SUMMARY_ROWS,
+                vec![json!("#inspect-summary")],
+            )
             .await;
         assert_eq!(rows["Architecture"], "llama", "{rows}");
         assert_eq!(rows["Layers"], "2", "{rows}");
         assert_eq!(rows["Heads"], "8, KV heads 2", "{rows}");
         assert_eq!(rows["Context"], "4096 tokens (training)", "{rows}");
         assert_eq!(rows["Chat template"], "yes", "{rows}");
-        assert!(rows["Quantization"].as_str().unwrap().contains("Q8_0 ×2"), "{rows}");
-        assert!(rows["Memory"].as_str().unwrap().contains("at ctx 4096"), "{rows}");
+        assert!(
+            rows["Quantization"].as_str().unwrap().contains("Q8_0 ×2"),
+            "{rows}"
+        );
+        assert!(
+            rows["Memory"].as_str().unwrap().contains("at ctx 4096"),
+            "{rows}"
+        );
         assert_eq!(page.text("#inspect-title").await, model);
         // Reading headers put nothing in the catalog.
         assert_eq!(hive.get("/v1/models").await["models"], json!([]));
         page.screenshot("inspect.png").await;
 
         // A failure says why, next to the form.
-        page.fill("#ref-input", &hub.file_url("models/missing.gguf").to_string()).await;
+        page.fill(
+            "#ref-input",
+            &hub.file_url("models/missing.gguf").to_string(),
+        )
+        .await;
         page.click("#inspect-button").await;
         let error = page
             .wait_for(
@@ -1215,16 +1232,28 @@ async fn the_page_shows_what_a_model_is() {
                 vec![],
             )
             .await;
-        assert!(error.as_str().unwrap().starts_with("Could not inspect it: "), "{error}");
+        assert!(
+            error
+                .as_str()
+                .unwrap()
+                .starts_with("Could not inspect it: "),
+            "{error}"
+        );
         assert_eq!(
-            page.js("return document.getElementById('inspect-result').hidden", vec![]).await,
+            page.js(
+                "return document.getElementById('inspect-result').hidden",
+                vec![]
+            )
+            .await,
             json!(true),
             "the earlier summary is left up"
         );
 
         // Once downloaded, the catalog row shows the same summary under Details.
-        hive.post("/v1/models/download", json!({"model_ref": model})).await;
-        page.row("the model to be ready", &model, "r.status === 'ready'").await;
+        hive.post("/v1/models/download", json!({"model_ref": model}))
+            .await;
+        page.row("the model to be ready", &model, "r.status === 'ready'")
+            .await;
         page.press(&format!("Details of {model}")).await;
         let rows = page
             .wait_for(

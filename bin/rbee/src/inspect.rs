@@ -206,7 +206,11 @@ pub(crate) fn hive_request(args: &InspectArgs) -> Result<InspectRequest> {
 /// Prints an inspection: the chat template alone (`--template`), the report as JSON
 /// (`--json`), or the summary, estimate and verdict for people. The same for a report made
 /// here and one from rbee-hive.
-pub(crate) fn print_report(global: &GlobalArgs, args: &InspectArgs, report: &InspectReport) -> Result<()> {
+pub(crate) fn print_report(
+    global: &GlobalArgs,
+    args: &InspectArgs,
+    report: &InspectReport,
+) -> Result<()> {
     if args.template {
         return print_template(report.chat_template());
     }

@@ -52,8 +52,8 @@ pub use inspect::{
 pub use reader::{
     DEFAULT_ALIGNMENT, Gguf, MAGIC, MAX_DIMS, ReadOptions, TensorInfo, array_strings_at,
 };
-pub use report::{Fit, InspectReport, KV_CACHE_TYPES, find_gpus, kv_cache_type};
 pub use remote::{FIRST_WINDOW, RangeSource, RemoteGguf, read_remote};
+pub use report::{Fit, InspectReport, KV_CACHE_TYPES, find_gpus, kv_cache_type};
 pub use safetensors::{
     DtypeMix, MAX_CONFIG_JSON, MAX_SAFETENSORS_HEADER, ModelConfig, SafeTensor, SafetensorsHeader,
     SafetensorsSummary, dtype_bits, gguf_style_name, parse_safetensors_header,

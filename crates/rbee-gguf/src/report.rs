@@ -182,9 +182,15 @@ mod tests {
     #[test]
     fn kv_cache_types_are_the_ones_llama_cpp_takes() {
         for name in KV_CACHE_TYPES {
-            assert_eq!(kv_cache_type(name).unwrap().name().to_ascii_lowercase(), name);
+            assert_eq!(
+                kv_cache_type(name).unwrap().name().to_ascii_lowercase(),
+                name
+            );
         }
-        assert_eq!(kv_cache_type(" Q8_0 ").unwrap(), GgmlType::from_name("q8_0").unwrap());
+        assert_eq!(
+            kv_cache_type(" Q8_0 ").unwrap(),
+            GgmlType::from_name("q8_0").unwrap()
+        );
         // A ggml type, but not one a KV cache can use.
         let e = kv_cache_type("q4_k").unwrap_err();
         assert!(e.starts_with("`q4_k` is not a KV cache type"), "{e}");

@@ -132,16 +132,56 @@ async fn bad_requests_are_refused_with_what_to_do() {
         .unwrap();
     let model = env.file_ref("m.gguf");
     let cases = [
-        (json!({"model": model, "contex": 5}), "invalid_request", "unknown field `contex`"),
-        (json!({"ctx": 5}), "invalid_request", "missing field `model`"),
-        (json!({"model": model, "kv_type": "q4_k"}), "invalid_request", "use one of f16"),
-        (json!({"model": model, "parallel": 0}), "invalid_request", "at least 1"),
-        (json!({"model": model, "vram": 0}), "invalid_request", "above 0"),
-        (json!({"model": "hf:org/repo:fit"}), "invalid_request", "needs GPUs to fit, and this hive has none"),
-        (json!({"model": "hf:"}), "invalid_reference", "a valid example"),
-        (json!({"model": "file:rel/x.gguf"}), "invalid_request", "must be absolute"),
-        (json!({"model": model, "include": ["a[b"]}), "invalid_request", "not a valid glob"),
-        (json!({"model": model, "hive_id": "other"}), "invalid_request", "not `other`"),
+        (
+            json!({"model": model, "contex": 5}),
+            "invalid_request",
+            "unknown field `contex`",
+        ),
+        (
+            json!({"ctx": 5}),
+            "invalid_request",
+            "missing field `model`",
+        ),
+        (
+            json!({"model": model, "kv_type": "q4_k"}),
+            "invalid_request",
+            "use one of f16",
+        ),
+        (
+            json!({"model": model, "parallel": 0}),
+            "invalid_request",
+            "at least 1",
+        ),
+        (
+            json!({"model": model, "vram": 0}),
+            "invalid_request",
+            "above 0",
+        ),
+        (
+            json!({"model": "hf:org/repo:fit"}),
+            "invalid_request",
+            "needs GPUs to fit, and this hive has none",
+        ),
+        (
+            json!({"model": "hf:"}),
+            "invalid_reference",
+            "a valid example",
+        ),
+        (
+            json!({"model": "file:rel/x.gguf"}),
+            "invalid_request",
+            "must be absolute",
+        ),
+        (
+            json!({"model": model, "include": ["a[b"]}),
+            "invalid_request",
+            "not a valid glob",
+        ),
+        (
+            json!({"model": model, "hive_id": "other"}),
+            "invalid_request",
+            "not `other`",
+        ),
     ];
     for (body, code, says) in cases {
         let (status, answer) = hive.post("/v1/inspect", body.clone()).await;
@@ -156,7 +196,10 @@ async fn bad_requests_are_refused_with_what_to_do() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
     assert_eq!(answer["error"]["code"], "local_files_not_allowed");
     let (status, answer) = hive
-        .post("/v1/inspect", json!({"model": env.file_ref("missing.gguf")}))
+        .post(
+            "/v1/inspect",
+            json!({"model": env.file_ref("missing.gguf")}),
+        )
         .await;
     assert_eq!(answer["error"]["code"], "not_found", "{status} {answer}");
 }
@@ -285,7 +328,10 @@ async fn fit_picks_the_largest_quantization_that_fits_the_daemons_gpus() {
 
     // Nothing fits: every candidate is named with why.
     let (status, answer) = hive
-        .post("/v1/inspect", json!({"model": "hf:acme/fit-GGUF:fit", "vram": 1000}))
+        .post(
+            "/v1/inspect",
+            json!({"model": "hf:acme/fit-GGUF:fit", "vram": 1000}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     let message = answer["error"]["message"].as_str().unwrap();

@@ -569,14 +569,19 @@ async fn inspect_through_the_daemon_prints_like_embedded_mode() {
         .kv("llama.embedding_length", GgufValue::U32(256))
         .kv("llama.attention.head_count", GgufValue::U32(8))
         .kv("llama.attention.head_count_kv", GgufValue::U32(2))
-        .kv("tokenizer.chat_template", GgufValue::String("{{ messages }}".into()))
+        .kv(
+            "tokenizer.chat_template",
+            GgufValue::String("{{ messages }}".into()),
+        )
         .tensor("blk.0.attn_q.weight", &[256, 256], GgmlType::Q8_0)
         .tensor("blk.1.attn_q.weight", &[256, 256], GgmlType::Q8_0)
         .write_to(&env.dir.path().join("hub/tiny.Q8_0.gguf"))
         .unwrap();
     let model = env.hub.file_url("tiny.Q8_0.gguf").to_string();
     let hive = Hive::start(&env.cache(), None).await;
-    let args = ["model", "inspect", &model, "--vram", "24GiB", "--ctx", "1024"];
+    let args = [
+        "model", "inspect", &model, "--vram", "24GiB", "--ctx", "1024",
+    ];
     let with_json = [&["--json"][..], &args[..]].concat();
 
     // RAM available moves between two runs; everything else is the same.
@@ -600,7 +605,11 @@ async fn inspect_through_the_daemon_prints_like_embedded_mode() {
     };
     let via = lines(&env.via(&hive, &args).await);
     assert_eq!(via, lines(&env.embedded(&args).await));
-    assert!(via.iter().any(|l| l.starts_with("verdict:       fits on GPU 0")), "{via:?}");
+    assert!(
+        via.iter()
+            .any(|l| l.starts_with("verdict:       fits on GPU 0")),
+        "{via:?}"
+    );
 
     let template = [&args[..3], &["--template"][..]].concat();
     assert_eq!(ok(&env.via(&hive, &template).await), "{{ messages }}\n");
@@ -621,7 +630,10 @@ async fn download_fit_through_the_daemon_fetches_the_quantization_that_fits() {
     use rbee_vendor_huggingface::{HfConfig, HuggingFaceVendor};
     let env = Env::new().await;
     for (quant, ty) in [("F16", GgmlType::F16), ("Q8_0", GgmlType::Q8_0)] {
-        let path = env.dir.path().join(format!("hub/hf/acme/fit-GGUF/fit.{quant}.gguf"));
+        let path = env
+            .dir
+            .path()
+            .join(format!("hub/hf/acme/fit-GGUF/fit.{quant}.gguf"));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         GgufWriter::new()
             .kv("general.architecture", GgufValue::String("llama".into()))
@@ -644,7 +656,10 @@ async fn download_fit_through_the_daemon_fetches_the_quantization_that_fits() {
         async move {
             let model = format!("hf:acme/fit-GGUF:{quant}");
             let out = env
-                .via(hive, &["--json", "model", "inspect", &model, "--vram", "1GiB"])
+                .via(
+                    hive,
+                    &["--json", "model", "inspect", &model, "--vram", "1GiB"],
+                )
                 .await;
             let v: Value = serde_json::from_str(&ok(&out)).unwrap();
             ["weights", "kv_cache", "compute", "output"]
@@ -661,7 +676,15 @@ async fn download_fit_through_the_daemon_fetches_the_quantization_that_fits() {
     let out = env
         .via(
             &hive,
-            &["--json", "model", "download", "hf:acme/fit-GGUF", "--fit", "--vram", &vram],
+            &[
+                "--json",
+                "model",
+                "download",
+                "hf:acme/fit-GGUF",
+                "--fit",
+                "--vram",
+                &vram,
+            ],
         )
         .await;
     let stdout = ok(&out);
