@@ -4,7 +4,7 @@
 //! daemon's GPUs.
 
 use axum::http::StatusCode;
-use rbee_artifact_catalog::{ArtifactRef, Error, ResolveOptions};
+use rbee_artifact::{ArtifactRef, Error, ResolveOptions};
 use rbee_gguf::{
     EstimateOptions, GgufError, InspectReport, ReadOptions, RemoteOptions, find_gpus,
     inspect_remote, kv_cache_type,

@@ -3,7 +3,7 @@
 //! [`rbee_model_provisioner::choose_fit`], which rbee-hive uses with its own GPUs.
 
 use anyhow::Result;
-use rbee_artifact_catalog::{ArtifactRef, Error};
+use rbee_artifact::{ArtifactRef, Error};
 pub(crate) use rbee_model_provisioner::asks_for_fit;
 use rbee_model_provisioner::choose_fit;
 use rbee_transfer::Transfer;

@@ -6,10 +6,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rbee_artifact_catalog::{
-    ArtifactRef, CatalogEntry, CatalogKey, Error, EventKind, Listing, ProgressEvent, Removed,
-    Secret, VerifyReport, human_bytes,
+use rbee_artifact::{
+    ArtifactRef, CatalogKey, Error, EventKind, ProgressEvent, Secret, human_bytes,
 };
+use rbee_catalog::{CatalogEntry, Listing, Removed, VerifyReport};
 use rbee_hive::api::{InspectRequest, JobEvent, JobRequest, JobView, PausedEvent, ResumedEvent};
 use rbee_hive::client::{ClientError, HiveClient, SseEvent};
 use reqwest::Url;
@@ -421,7 +421,7 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
     ));
     for message in notes {
         let note = ProgressEvent {
-            job_id: rbee_artifact_catalog::JobId::from(job_id.as_str()),
+            job_id: rbee_artifact::JobId::from(job_id.as_str()),
             seq: 0,
             timestamp_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

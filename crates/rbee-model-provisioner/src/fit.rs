@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     ArtifactRef, Error, HfSelector, ResolveOptions, ResolvedArtifact, Result, VendorSource,
     human_bytes,
 };

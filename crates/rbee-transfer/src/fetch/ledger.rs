@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use rbee_artifact_catalog::lock_unpoisoned;
+use rbee_artifact::lock_unpoisoned;
 use url::Url;
 
 use super::hasher::HashCell;

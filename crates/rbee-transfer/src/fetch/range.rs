@@ -11,7 +11,7 @@ use super::job::Job;
 use super::{Flow, Got};
 use crate::error::{TransferError, TransferErrorKind, redact_url};
 use crate::retry::MAX_SILENT_ANSWERS;
-use rbee_artifact_catalog::lock_unpoisoned;
+use rbee_artifact::lock_unpoisoned;
 
 impl Job<'_> {
     /// Fetches `[start, end)` (`end` = `u64::MAX`: to the end of the body), retrying transient
