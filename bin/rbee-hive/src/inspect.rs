@@ -159,7 +159,7 @@ pub(crate) fn header_engine(
     if let Some(t) = &*slot {
         return Ok(t.clone());
     }
-    let t = Transfer::new(config.clone()).map_err(|e| ApiError::from(Error::from(e)))?;
+    let t = Transfer::new(config.clone()).map_err(ApiError::from)?;
     *slot = Some(t.clone());
     Ok(t)
 }

@@ -1220,11 +1220,8 @@ async fn the_page_shows_what_a_model_is() {
         page.screenshot("inspect.png").await;
 
         // A failure says why, next to the form.
-        page.fill(
-            "#ref-input",
-            &hub.file_url("models/missing.gguf").to_string(),
-        )
-        .await;
+        page.fill("#ref-input", hub.file_url("models/missing.gguf").as_ref())
+            .await;
         page.click("#inspect-button").await;
         let error = page
             .wait_for(
