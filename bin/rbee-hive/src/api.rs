@@ -304,6 +304,10 @@ pub struct ModelView {
     /// Bytes of all files.
     #[serde(default)]
     pub size: u64,
+    /// Whether the recorded reference is a signed URL whose credentials were not stored:
+    /// sending it back would ask for a URL that was never valid.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reference_redacted: bool,
     /// What the model is, as `rbee model info --json` shows it (`summary`, `files`,
     /// `metadata`, `estimate`; `{"error"}` when its headers cannot be read). Only in
     /// `GET /v1/models/{id}`, and only for entries with a GGUF or safetensors file.
@@ -320,6 +324,10 @@ impl ModelView {
             path: entry.primary_path(),
             paths: entry.paths(),
             size: entry.record.total_size(),
+            reference_redacted: matches!(
+                &entry.record.reference,
+                rbee_artifact::ArtifactRef::Url(u) if rbee_artifact::lost_credentials(&u.url)
+            ),
             model: serde_json::Value::Null,
         }
     }

@@ -1021,6 +1021,16 @@ async fn finished_downloads_stay_out_of_the_way_and_say_what_happened() {
             "r.status === 'incomplete'",
         )
         .await;
+        // The daemon says so in a field; the page does not guess from the text.
+        let listed = hive.get("/v1/models").await;
+        assert!(
+            listed["models"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["reference"] == redacted.as_str() && m["reference_redacted"] == true),
+            "{listed}"
+        );
         let jobs_before = hive.get("/v1/jobs").await["jobs"].as_array().unwrap().len();
         page.press(&format!("Resume {redacted}")).await;
         let note = page

@@ -13,7 +13,6 @@
   // Finished cards shown at most (newest kept), so the catalog stays in view.
   const MAX_FINISHED_CARDS = 3;
   // What the daemon puts in place of a credential in a URL it records or shows.
-  const REDACTED = 'REDACTED';
   const STATE_LABEL = {
     queued: 'queued',
     running: 'downloading',
@@ -927,7 +926,7 @@
     row.verify.setAttribute('aria-label', `Verify ${reference}`);
     // An interrupted or failed entry can be fetched again; the partial files are reused.
     row.again.hidden = !model.reference || !(status.state === 'incomplete' || status.state === 'failed');
-    row.again.dataset.redacted = String(isRedacted(model.reference));
+    row.again.dataset.redacted = String(Boolean(model.reference_redacted));
     row.again.textContent = status.state === 'failed' ? 'Retry' : 'Resume';
     row.again.setAttribute('aria-label', `${row.again.textContent} ${reference}`);
     row.remove.setAttribute('aria-label', `Delete ${reference}`);
@@ -994,15 +993,11 @@
     return last;
   }
 
-  // A signed URL is recorded with its credentials replaced: posting it again would ask the
-  // server for a URL that was never valid.
-  function isRedacted(reference) {
-    return Boolean(reference) && reference.includes(REDACTED);
-  }
-
   async function downloadAgain(row) {
     const reference = row.model.reference;
-    if (isRedacted(reference)) {
+    // A signed URL is recorded with its credentials replaced (the daemon says so): posting it
+    // again would ask the server for a URL that was never valid.
+    if (row.model.reference_redacted) {
       row.note.className = 'row-note bad';
       row.note.textContent =
         'This is a signed URL whose credentials were not stored (they show as REDACTED), so the page cannot fetch it again: start the download with the full signed URL.';
