@@ -4,20 +4,67 @@
 
 use std::path::PathBuf;
 
-use rbee_artifact::{JobId, ProgressEvent, ProgressSnapshot};
+use rbee_artifact::{EventKind, JobId, ProgressEvent, ProgressSnapshot};
 use rbee_catalog::{ArtifactRecord, CatalogEntry, Listing};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The operations `POST /v1/jobs` accepts, as spelled in `operation`.
-pub const OPERATIONS: [&str; 6] = [
-    "model_download",
-    "model_list",
-    "model_get",
-    "model_delete",
-    "model_verify",
-    "model_inspect",
-];
+/// An operation `POST /v1/jobs` accepts; [`OperationName::as_str`] is how `operation` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationName {
+    /// `model_download`.
+    ModelDownload,
+    /// `model_list`.
+    ModelList,
+    /// `model_get`.
+    ModelGet,
+    /// `model_delete`.
+    ModelDelete,
+    /// `model_verify`.
+    ModelVerify,
+    /// `model_inspect`.
+    ModelInspect,
+}
+
+impl OperationName {
+    /// Every operation, in the order the docs list them.
+    pub const ALL: [OperationName; 6] = [
+        OperationName::ModelDownload,
+        OperationName::ModelList,
+        OperationName::ModelGet,
+        OperationName::ModelDelete,
+        OperationName::ModelVerify,
+        OperationName::ModelInspect,
+    ];
+
+    /// The name, as in `operation`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationName::ModelDownload => "model_download",
+            OperationName::ModelList => "model_list",
+            OperationName::ModelGet => "model_get",
+            OperationName::ModelDelete => "model_delete",
+            OperationName::ModelVerify => "model_verify",
+            OperationName::ModelInspect => "model_inspect",
+        }
+    }
+
+    /// The operation spelled `name`, if there is one.
+    pub fn named(name: &str) -> Option<OperationName> {
+        OperationName::ALL.into_iter().find(|o| o.as_str() == name)
+    }
+
+    /// Every name, comma-separated, for messages.
+    pub fn list() -> String {
+        OperationName::ALL.map(OperationName::as_str).join(", ")
+    }
+}
+
+impl std::fmt::Display for OperationName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The body of `POST /v1/jobs`: one operation, named by its `operation` field.
 ///
@@ -92,15 +139,15 @@ impl JobRequest {
         }
     }
 
-    /// The operation's name, as in `operation`.
-    pub fn operation(&self) -> &'static str {
+    /// The operation.
+    pub fn operation(&self) -> OperationName {
         match self {
-            JobRequest::ModelDownload { .. } => "model_download",
-            JobRequest::ModelList { .. } => "model_list",
-            JobRequest::ModelGet { .. } => "model_get",
-            JobRequest::ModelDelete { .. } => "model_delete",
-            JobRequest::ModelVerify { .. } => "model_verify",
-            JobRequest::ModelInspect(_) => "model_inspect",
+            JobRequest::ModelDownload { .. } => OperationName::ModelDownload,
+            JobRequest::ModelList { .. } => OperationName::ModelList,
+            JobRequest::ModelGet { .. } => OperationName::ModelGet,
+            JobRequest::ModelDelete { .. } => OperationName::ModelDelete,
+            JobRequest::ModelVerify { .. } => OperationName::ModelVerify,
+            JobRequest::ModelInspect(_) => OperationName::ModelInspect,
         }
     }
 
@@ -251,7 +298,7 @@ impl JobState {
 pub struct JobView {
     /// The job's id.
     pub job_id: JobId,
-    /// One of [`OPERATIONS`].
+    /// One of [`OperationName::ALL`], spelled as in `operation`.
     pub operation: String,
     /// The model the job is about (canonical reference for downloads, as given otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -448,8 +495,46 @@ pub struct ErrorResponse {
     pub error: ErrorBody,
 }
 
-/// The SSE event names that end a job's stream.
-pub const FINAL_EVENTS: [&str; 3] = ["done", "error", "cancelled"];
+/// The events that end a job's stream: their SSE names, and the provisioner events they
+/// stand for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalEvent {
+    /// The job finished (`completed`).
+    Done,
+    /// The job failed (`failed`).
+    Error,
+    /// The job was cancelled (`cancelled`).
+    Cancelled,
+}
+
+impl FinalEvent {
+    /// Every final event.
+    pub const ALL: [FinalEvent; 3] = [FinalEvent::Done, FinalEvent::Error, FinalEvent::Cancelled];
+
+    /// Its SSE name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FinalEvent::Done => "done",
+            FinalEvent::Error => "error",
+            FinalEvent::Cancelled => "cancelled",
+        }
+    }
+
+    /// The final event with this SSE name, if it is one.
+    pub fn named(name: &str) -> Option<FinalEvent> {
+        FinalEvent::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The final event a provisioner event is sent as, if it is a final one.
+    pub fn of(kind: &EventKind) -> Option<FinalEvent> {
+        match kind {
+            EventKind::Completed { .. } => Some(FinalEvent::Done),
+            EventKind::Failed { .. } => Some(FinalEvent::Error),
+            EventKind::Cancelled { .. } => Some(FinalEvent::Cancelled),
+            _ => None,
+        }
+    }
+}
 
 /// The data of a job-stream event: the provisioner's event with the attempt it belongs to, a
 /// line for people, and — on the final event — what the job produced.
@@ -541,13 +626,15 @@ mod tests {
                 "{bad} was accepted"
             );
         }
-        for name in OPERATIONS {
+        for operation in OperationName::ALL {
+            let name = operation.as_str();
+            assert_eq!(OperationName::named(name), Some(operation));
             let mut body = json!({"operation": name, "model": "x"});
             if name == "model_list" {
                 body.as_object_mut().unwrap().remove("model");
             }
             let request: JobRequest = serde_json::from_value(body).unwrap();
-            assert_eq!(request.operation(), name);
+            assert_eq!(request.operation(), operation);
         }
     }
 

@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    DownloadAccepted, ErrorBody, ErrorResponse, FINAL_EVENTS, InspectRequest, JobList, JobRequest,
+    DownloadAccepted, ErrorBody, ErrorResponse, FinalEvent, InspectRequest, JobList, JobRequest,
     JobView, ModelDownloadRequest, ModelList, ModelView,
 };
 
@@ -329,7 +329,7 @@ pub struct SseEvent {
 impl SseEvent {
     /// Whether it ends a job's stream (`done`, `error` or `cancelled`).
     pub fn is_final(&self) -> bool {
-        FINAL_EVENTS.contains(&self.name.as_str())
+        FinalEvent::named(&self.name).is_some()
     }
 
     /// The data read as `T` (e.g. [`crate::api::JobEvent`], or `serde_json::Value`).

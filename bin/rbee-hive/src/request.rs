@@ -8,7 +8,7 @@ use rbee_model_provisioner::ProvisionOptions;
 use rbee_vendor_local::LocalAccess;
 use serde::de::DeserializeOwned;
 
-use crate::api::{JobRequest, ModelDownloadRequest, OPERATIONS};
+use crate::api::{JobRequest, ModelDownloadRequest, OperationName};
 use crate::error::ApiError;
 use crate::state::HiveState;
 
@@ -91,14 +91,14 @@ pub(crate) enum Operation {
 
 impl Operation {
     /// The operation's name in requests and job states.
-    pub(crate) fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> OperationName {
         match self {
-            Operation::Download(_) => "model_download",
-            Operation::List => "model_list",
-            Operation::Get { .. } => "model_get",
-            Operation::Delete { .. } => "model_delete",
-            Operation::Verify { .. } => "model_verify",
-            Operation::Inspect(_) => "model_inspect",
+            Operation::Download(_) => OperationName::ModelDownload,
+            Operation::List => OperationName::ModelList,
+            Operation::Get { .. } => OperationName::ModelGet,
+            Operation::Delete { .. } => OperationName::ModelDelete,
+            Operation::Verify { .. } => OperationName::ModelVerify,
+            Operation::Inspect(_) => OperationName::ModelInspect,
         }
     }
 
@@ -152,23 +152,26 @@ pub(crate) fn job_operation(mut body: JsonBody, hive_id: &str) -> Result<Operati
         None => {
             return Err(ApiError::invalid_request(format!(
                 "missing `operation`; one of: {}",
-                OPERATIONS.join(", ")
+                OperationName::list()
             )));
         }
     };
-    if !OPERATIONS.contains(&operation.as_str()) {
+    let Some(named) = OperationName::named(&operation) else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "unknown_operation",
             format!(
                 "unknown operation `{operation}`; one of: {}",
-                OPERATIONS.join(", ")
+                OperationName::list()
             ),
         ));
-    }
+    };
     if let Some(fields) = body.0.as_object_mut() {
         // model_inspect takes globs of its own; its struct refuses the other options.
-        if operation != "model_download" && operation != "model_inspect" {
+        if !matches!(
+            named,
+            OperationName::ModelDownload | OperationName::ModelInspect
+        ) {
             let mut has_download_options = false;
             for name in DOWNLOAD_OPTIONS {
                 let Some(value) = fields.remove(name) else {
@@ -186,7 +189,7 @@ pub(crate) fn job_operation(mut body: JsonBody, hive_id: &str) -> Result<Operati
                 )));
             }
         }
-        if operation == "model_list" {
+        if named == OperationName::ModelList {
             if let Some(model) = fields.remove("model") {
                 JsonBody(model).parse::<Option<String>>()?;
             }

@@ -10,7 +10,9 @@ use rbee_artifact::{
     ArtifactRef, CatalogKey, Error, EventKind, ProgressEvent, Secret, human_bytes,
 };
 use rbee_catalog::{CatalogEntry, Listing, Removed, VerifyReport};
-use rbee_hive::api::{InspectRequest, JobEvent, JobRequest, JobView, PausedEvent, ResumedEvent};
+use rbee_hive::api::{
+    FinalEvent, InspectRequest, JobEvent, JobRequest, JobView, PausedEvent, ResumedEvent,
+};
 use rbee_hive::client::{ClientError, HiveClient, SseEvent};
 use reqwest::Url;
 use serde_json::{Value, json};
@@ -578,9 +580,11 @@ impl Final {
     fn of(event: &SseEvent) -> Self {
         let data: Value = event.json().unwrap_or(Value::Null);
         let result = data.get("result").cloned();
-        match event.name.as_str() {
-            "done" => Final::Done(result.unwrap_or(Value::Null)),
-            "cancelled" => Final::Cancelled(data["bytes_on_disk"].as_u64().unwrap_or(0)),
+        match FinalEvent::named(&event.name) {
+            Some(FinalEvent::Done) => Final::Done(result.unwrap_or(Value::Null)),
+            Some(FinalEvent::Cancelled) => {
+                Final::Cancelled(data["bytes_on_disk"].as_u64().unwrap_or(0))
+            }
             _ => Final::Error(
                 RemoteError {
                     code: data["code"].as_str().unwrap_or("error").to_string(),
