@@ -123,19 +123,6 @@ pub(crate) struct DownloadRequest {
     pub(crate) options: ProvisionOptions,
 }
 
-/// Download options, accepted by both download routes.
-#[derive(Debug, Default)]
-struct DownloadFields {
-    /// Only files matching these globs.
-    include: Vec<String>,
-    /// Leave out files matching these globs.
-    exclude: Vec<String>,
-    /// Use only what is already on this machine.
-    offline: bool,
-    /// Ask the vendor again even when a pinned model is ready.
-    refresh: bool,
-}
-
 /// The download options, which only `model_download` takes.
 const DOWNLOAD_OPTIONS: [&str; 4] = ["include", "exclude", "offline", "refresh"];
 
@@ -212,20 +199,19 @@ pub(crate) fn job_operation(mut body: JsonBody, hive_id: &str) -> Result<Operati
     Ok(match request {
         JobRequest::ModelDownload {
             model,
+            hive_id,
             include,
             exclude,
             offline,
             refresh,
-            ..
-        } => Operation::Download(download(
-            &model,
-            DownloadFields {
-                include,
-                exclude,
-                offline,
-                refresh,
-            },
-        )?),
+        } => Operation::Download(download(ModelDownloadRequest {
+            model_ref: model,
+            hive_id,
+            include,
+            exclude,
+            offline,
+            refresh,
+        })?),
         JobRequest::ModelList { .. } => Operation::List,
         JobRequest::ModelGet { model, .. } => Operation::Get { model },
         JobRequest::ModelDelete { model, .. } => Operation::Delete { model },
@@ -238,15 +224,9 @@ pub(crate) fn job_operation(mut body: JsonBody, hive_id: &str) -> Result<Operati
 
 /// Parses `POST /v1/models/download`.
 pub(crate) fn model_download(body: JsonBody, hive_id: &str) -> Result<DownloadRequest, ApiError> {
-    let fields: ModelDownloadRequest = body.parse()?;
-    check_hive(fields.hive_id.as_deref(), hive_id)?;
-    let options = DownloadFields {
-        include: fields.include,
-        exclude: fields.exclude,
-        offline: fields.offline,
-        refresh: fields.refresh,
-    };
-    download(&fields.model_ref, options)
+    let request: ModelDownloadRequest = body.parse()?;
+    check_hive(request.hive_id.as_deref(), hive_id)?;
+    download(request)
 }
 
 pub(crate) fn check_hive(asked: Option<&str>, ours: &str) -> Result<(), ApiError> {
@@ -258,8 +238,9 @@ pub(crate) fn check_hive(asked: Option<&str>, ours: &str) -> Result<(), ApiError
     }
 }
 
-fn download(model: &str, fields: DownloadFields) -> Result<DownloadRequest, ApiError> {
-    let reference = parse_reference(model)?;
+/// Validates a download, from either route (a `model_download` job is the same request).
+fn download(fields: ModelDownloadRequest) -> Result<DownloadRequest, ApiError> {
+    let reference = parse_reference(&fields.model_ref)?;
     if rbee_model_provisioner::asks_for_fit(&reference) {
         // A job's model (and catalog entry) is fixed when the job is accepted, before any
         // header could be read; the choice is the inspection's answer.
