@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rbee_artifact::Secret;
+use rbee_transfer::TransferConfig;
 use rbee_vendor_local::LocalAccess;
 
 /// The address rbee-hive listens on unless told otherwise.
@@ -47,6 +48,12 @@ pub struct HiveConfig {
     /// How long a connection may take to send a request's headers, and may sit idle between
     /// requests, before it is closed (default 10 s).
     pub header_timeout: Duration,
+    /// The download engine's settings for reading model headers (`POST /v1/inspect`): the same
+    /// proxies, retries and limits as the downloads (default: the engine's defaults).
+    pub transfer: TransferConfig,
+    /// The program that lists this machine's GPUs for the fit of an inspection (default
+    /// `nvidia-smi`, found on `PATH`).
+    pub nvidia_smi: std::path::PathBuf,
 }
 
 impl Default for HiveConfig {
@@ -63,6 +70,8 @@ impl Default for HiveConfig {
             local_roots: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: Duration::from_secs(10),
+            transfer: TransferConfig::default(),
+            nvidia_smi: "nvidia-smi".into(),
         }
     }
 }

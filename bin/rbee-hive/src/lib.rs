@@ -46,6 +46,7 @@ mod config;
 mod connections;
 mod error;
 mod feed;
+mod inspect;
 mod jobs;
 mod ops;
 mod request;

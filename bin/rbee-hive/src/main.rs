@@ -218,6 +218,10 @@ async fn run(args: Args) -> Result<()> {
         vendors.transfer.max_connections,
     );
     config.max_connections = connection_cap(wanted, open_files, reserve);
+    config.transfer = vendors.transfer.clone();
+    if let Some(program) = std::env::var_os("RBEE_NVIDIA_SMI").filter(|p| !p.is_empty()) {
+        config.nvidia_smi = program.into();
+    }
     if config.max_connections < wanted {
         tracing::warn!(
             wanted,

@@ -29,6 +29,8 @@ struct Shared {
     /// Cancelled once in-flight jobs have been stopped: event streams end.
     streams_end: CancellationToken,
     started: Instant,
+    /// Reads model headers; built on first use from [`HiveConfig::transfer`].
+    header_engine: std::sync::Mutex<Option<rbee_transfer::Transfer>>,
 }
 
 impl HiveState {
@@ -51,6 +53,7 @@ impl HiveState {
                 stopping: AtomicBool::new(false),
                 streams_end: CancellationToken::new(),
                 started: Instant::now(),
+                header_engine: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -110,6 +113,11 @@ impl HiveState {
 
     pub(crate) fn feed(&self) -> &Arc<Feed> {
         &self.inner.feed
+    }
+
+    /// The engine that reads model headers (`POST /v1/inspect`).
+    pub(crate) fn header_engine(&self) -> Result<rbee_transfer::Transfer, crate::ApiError> {
+        crate::inspect::header_engine(&self.inner.header_engine, &self.config().transfer)
     }
 
     pub(crate) fn uptime_secs(&self) -> u64 {

@@ -268,22 +268,20 @@ async fn import(global: &GlobalArgs, from: &str) -> Result<()> {
 /// Sends the tracker's events to the display until the final one.
 async fn forward(tracker: DownloadTracker, tx: mpsc::Sender<Update>) {
     let (replay, mut rx) = tracker.subscribe();
-    for event in replay {
+    let mut replay = replay.into_iter();
+    loop {
+        // What happened before subscribing, then what happens next.
+        let event = match replay.next() {
+            Some(event) => event,
+            None => match rx.recv().await {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
         let last = event.kind.is_final();
         if tx.send(Update::Event(event)).await.is_err() || last {
             return;
-        }
-    }
-    loop {
-        match rx.recv().await {
-            Ok(event) => {
-                let last = event.kind.is_final();
-                if tx.send(Update::Event(event)).await.is_err() || last {
-                    return;
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }

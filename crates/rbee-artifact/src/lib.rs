@@ -33,7 +33,7 @@ pub use progress::{
     DownloadTracker, EventKind, FileProgress, FileSnapshot, HeartbeatHandle, JobId, ProgressEvent,
     ProgressSnapshot, TrackerConfig, human_bytes, human_duration,
 };
-pub use redact::{REDACTED, is_credential_param, redact_url, redacted_url};
+pub use redact::{REDACTED, is_credential_param, lost_credentials, redact_url, redacted_url};
 pub use reference::{
     ArtifactRef, GhRef, HfRef, HfSelector, LocalRef, RefError, RefErrorKind, Scheme, UrlRef,
     quote_untrusted, validate_relative_path,
