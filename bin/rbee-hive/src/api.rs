@@ -4,19 +4,67 @@
 
 use std::path::PathBuf;
 
-use rbee_artifact::{JobId, ProgressEvent, ProgressSnapshot};
+use rbee_artifact::{EventKind, JobId, ProgressEvent, ProgressSnapshot};
 use rbee_catalog::{ArtifactRecord, CatalogEntry, Listing};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The operations `POST /v1/jobs` accepts, as spelled in `operation`.
-pub const OPERATIONS: [&str; 5] = [
-    "model_download",
-    "model_list",
-    "model_get",
-    "model_delete",
-    "model_verify",
-];
+/// An operation `POST /v1/jobs` accepts; [`OperationName::as_str`] is how `operation` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationName {
+    /// `model_download`.
+    ModelDownload,
+    /// `model_list`.
+    ModelList,
+    /// `model_get`.
+    ModelGet,
+    /// `model_delete`.
+    ModelDelete,
+    /// `model_verify`.
+    ModelVerify,
+    /// `model_inspect`.
+    ModelInspect,
+}
+
+impl OperationName {
+    /// Every operation, in the order the docs list them.
+    pub const ALL: [OperationName; 6] = [
+        OperationName::ModelDownload,
+        OperationName::ModelList,
+        OperationName::ModelGet,
+        OperationName::ModelDelete,
+        OperationName::ModelVerify,
+        OperationName::ModelInspect,
+    ];
+
+    /// The name, as in `operation`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationName::ModelDownload => "model_download",
+            OperationName::ModelList => "model_list",
+            OperationName::ModelGet => "model_get",
+            OperationName::ModelDelete => "model_delete",
+            OperationName::ModelVerify => "model_verify",
+            OperationName::ModelInspect => "model_inspect",
+        }
+    }
+
+    /// The operation spelled `name`, if there is one.
+    pub fn named(name: &str) -> Option<OperationName> {
+        OperationName::ALL.into_iter().find(|o| o.as_str() == name)
+    }
+
+    /// Every name, comma-separated, for messages.
+    pub fn list() -> String {
+        OperationName::ALL.map(OperationName::as_str).join(", ")
+    }
+}
+
+impl std::fmt::Display for OperationName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The body of `POST /v1/jobs`: one operation, named by its `operation` field.
 ///
@@ -74,6 +122,8 @@ pub enum JobRequest {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hive_id: Option<String>,
     },
+    /// Read a model's headers without downloading it (as `POST /v1/inspect`).
+    ModelInspect(InspectRequest),
 }
 
 impl JobRequest {
@@ -89,14 +139,15 @@ impl JobRequest {
         }
     }
 
-    /// The operation's name, as in `operation`.
-    pub fn operation(&self) -> &'static str {
+    /// The operation.
+    pub fn operation(&self) -> OperationName {
         match self {
-            JobRequest::ModelDownload { .. } => "model_download",
-            JobRequest::ModelList { .. } => "model_list",
-            JobRequest::ModelGet { .. } => "model_get",
-            JobRequest::ModelDelete { .. } => "model_delete",
-            JobRequest::ModelVerify { .. } => "model_verify",
+            JobRequest::ModelDownload { .. } => OperationName::ModelDownload,
+            JobRequest::ModelList { .. } => OperationName::ModelList,
+            JobRequest::ModelGet { .. } => OperationName::ModelGet,
+            JobRequest::ModelDelete { .. } => OperationName::ModelDelete,
+            JobRequest::ModelVerify { .. } => OperationName::ModelVerify,
+            JobRequest::ModelInspect(_) => OperationName::ModelInspect,
         }
     }
 
@@ -108,12 +159,62 @@ impl JobRequest {
             | JobRequest::ModelGet { hive_id, .. }
             | JobRequest::ModelDelete { hive_id, .. }
             | JobRequest::ModelVerify { hive_id, .. } => hive_id.as_deref(),
+            JobRequest::ModelInspect(r) => r.hive_id.as_deref(),
         }
     }
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// The body of `POST /v1/inspect` (and of the `model_inspect` job): a model to read the headers
+/// of, and the settings of its memory estimate. Unknown fields are refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectRequest {
+    /// The reference to inspect (as for a download; `file:` only inside `--allow-local`).
+    pub model: String,
+    /// The hive the request is meant for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hive_id: Option<String>,
+    /// Only files matching these globs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Leave out files matching these globs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Every array item and every tensor, not only lengths.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub full: bool,
+    /// Context per sequence (default: the training context, at most 8192).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<u64>,
+    /// KV cache type: f16 (default), bf16, f32, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_type: Option<String>,
+    /// Repeating layers on the GPU (default: all, and the output layer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ngl: Option<u64>,
+    /// Parallel sequences (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<u64>,
+    /// GPU memory in bytes to judge the fit against, instead of the daemon's GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vram: Option<u64>,
+    /// Flash attention (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flash_attn: Option<bool>,
+}
+
+impl InspectRequest {
+    /// An inspection of `model` with the default estimate.
+    pub fn new(model: impl Into<String>) -> Self {
+        InspectRequest {
+            model: model.into(),
+            ..InspectRequest::default()
+        }
+    }
 }
 
 /// The body of `POST /v1/models/download`.
@@ -197,7 +298,7 @@ impl JobState {
 pub struct JobView {
     /// The job's id.
     pub job_id: JobId,
-    /// `model_download`, `model_list`, `model_get`, `model_delete` or `model_verify`.
+    /// One of [`OperationName::ALL`], spelled as in `operation`.
     pub operation: String,
     /// The model the job is about (canonical reference for downloads, as given otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,6 +351,10 @@ pub struct ModelView {
     /// Bytes of all files.
     #[serde(default)]
     pub size: u64,
+    /// Whether the recorded reference is a signed URL whose credentials were not stored:
+    /// sending it back would ask for a URL that was never valid.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reference_redacted: bool,
     /// What the model is, as `rbee model info --json` shows it (`summary`, `files`,
     /// `metadata`, `estimate`; `{"error"}` when its headers cannot be read). Only in
     /// `GET /v1/models/{id}`, and only for entries with a GGUF or safetensors file.
@@ -266,6 +371,10 @@ impl ModelView {
             path: entry.primary_path(),
             paths: entry.paths(),
             size: entry.record.total_size(),
+            reference_redacted: matches!(
+                &entry.record.reference,
+                rbee_artifact::ArtifactRef::Url(u) if rbee_artifact::lost_credentials(&u.url)
+            ),
             model: serde_json::Value::Null,
         }
     }
@@ -386,8 +495,46 @@ pub struct ErrorResponse {
     pub error: ErrorBody,
 }
 
-/// The SSE event names that end a job's stream.
-pub const FINAL_EVENTS: [&str; 3] = ["done", "error", "cancelled"];
+/// The events that end a job's stream: their SSE names, and the provisioner events they
+/// stand for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalEvent {
+    /// The job finished (`completed`).
+    Done,
+    /// The job failed (`failed`).
+    Error,
+    /// The job was cancelled (`cancelled`).
+    Cancelled,
+}
+
+impl FinalEvent {
+    /// Every final event.
+    pub const ALL: [FinalEvent; 3] = [FinalEvent::Done, FinalEvent::Error, FinalEvent::Cancelled];
+
+    /// Its SSE name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FinalEvent::Done => "done",
+            FinalEvent::Error => "error",
+            FinalEvent::Cancelled => "cancelled",
+        }
+    }
+
+    /// The final event with this SSE name, if it is one.
+    pub fn named(name: &str) -> Option<FinalEvent> {
+        FinalEvent::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The final event a provisioner event is sent as, if it is a final one.
+    pub fn of(kind: &EventKind) -> Option<FinalEvent> {
+        match kind {
+            EventKind::Completed { .. } => Some(FinalEvent::Done),
+            EventKind::Failed { .. } => Some(FinalEvent::Error),
+            EventKind::Cancelled { .. } => Some(FinalEvent::Cancelled),
+            _ => None,
+        }
+    }
+}
 
 /// The data of a job-stream event: the provisioner's event with the attempt it belongs to, a
 /// line for people, and — on the final event — what the job produced.
@@ -471,6 +618,7 @@ mod tests {
             json!({"operation": "model_explode"}),
             json!({"operation": "model_list", "modle": "x"}),
             json!({"operation": "model_get", "model": "x", "include": []}),
+            json!({"operation": "model_inspect", "model": "x", "refresh": true}),
             json!({"model": "x"}),
         ] {
             assert!(
@@ -478,13 +626,15 @@ mod tests {
                 "{bad} was accepted"
             );
         }
-        for name in OPERATIONS {
+        for operation in OperationName::ALL {
+            let name = operation.as_str();
+            assert_eq!(OperationName::named(name), Some(operation));
             let mut body = json!({"operation": name, "model": "x"});
             if name == "model_list" {
                 body.as_object_mut().unwrap().remove("model");
             }
             let request: JobRequest = serde_json::from_value(body).unwrap();
-            assert_eq!(request.operation(), name);
+            assert_eq!(request.operation(), operation);
         }
     }
 

@@ -29,8 +29,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    DownloadAccepted, ErrorBody, ErrorResponse, FINAL_EVENTS, JobList, JobRequest, JobView,
-    ModelDownloadRequest, ModelList, ModelView,
+    DownloadAccepted, ErrorBody, ErrorResponse, FinalEvent, InspectRequest, JobList, JobRequest,
+    JobView, ModelDownloadRequest, ModelList, ModelView,
 };
 
 /// How long a plain request may take.
@@ -250,6 +250,15 @@ impl HiveClient {
         .await
     }
 
+    /// `POST /v1/inspect`: a model's summary, memory estimate and fit on the daemon's GPUs,
+    /// from its headers alone.
+    pub async fn inspect(
+        &self,
+        request: &InspectRequest,
+    ) -> Result<rbee_gguf::InspectReport, ClientError> {
+        self.post(&["v1", "inspect"], Some(request)).await
+    }
+
     /// `GET /v1/jobs/{job_id}/stream`: the job's events.
     pub async fn job_events(&self, job_id: &str) -> Result<EventStream, ClientError> {
         self.events(self.url(&["v1", "jobs", job_id, "stream"]))
@@ -320,7 +329,7 @@ pub struct SseEvent {
 impl SseEvent {
     /// Whether it ends a job's stream (`done`, `error` or `cancelled`).
     pub fn is_final(&self) -> bool {
-        FINAL_EVENTS.contains(&self.name.as_str())
+        FinalEvent::named(&self.name).is_some()
     }
 
     /// The data read as `T` (e.g. [`crate::api::JobEvent`], or `serde_json::Value`).

@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rbee_artifact::Secret;
+use rbee_transfer::TransferConfig;
 use rbee_vendor_local::LocalAccess;
 
 /// The address rbee-hive listens on unless told otherwise.
@@ -50,6 +51,12 @@ pub struct HiveConfig {
     /// Where the HuggingFace Hub mirror routes pull from (see `docs/mirror.md`); `None` (the
     /// default here; the binary turns it on unless `--no-mirror`) leaves them out.
     pub mirror: Option<crate::HubUpstream>,
+    /// The download engine's settings for reading model headers (`POST /v1/inspect`): the same
+    /// proxies, retries and limits as the downloads (default: the engine's defaults).
+    pub transfer: TransferConfig,
+    /// The program that lists this machine's GPUs for the fit of an inspection (default
+    /// `nvidia-smi`, found on `PATH`).
+    pub nvidia_smi: std::path::PathBuf,
 }
 
 impl Default for HiveConfig {
@@ -67,6 +74,8 @@ impl Default for HiveConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: Duration::from_secs(10),
             mirror: None,
+            transfer: TransferConfig::default(),
+            nvidia_smi: "nvidia-smi".into(),
         }
     }
 }

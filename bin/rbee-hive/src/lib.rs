@@ -47,6 +47,7 @@ mod config;
 mod connections;
 mod error;
 mod feed;
+mod inspect;
 mod jobs;
 mod mirror;
 mod ops;

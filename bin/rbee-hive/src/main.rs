@@ -82,6 +82,10 @@ struct Args {
     /// Also place HuggingFace files in the HuggingFace cache layout
     #[arg(long)]
     hf_cache: bool,
+    /// Also place Ollama models in Ollama's store ($OLLAMA_MODELS, else ~/.ollama/models), so
+    /// `ollama run` finds them without pulling
+    #[arg(long)]
+    ollama_store: bool,
     /// Use only what is already on this machine
     #[arg(long, env = "RBEE_OFFLINE")]
     offline: bool,
@@ -218,8 +222,9 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
-    let vendors =
+    let mut vendors =
         VendorSettings::from_options(args.connections, rate_limit, args.hf_cache, args.offline);
+    vendors.write_ollama_store = args.ollama_store;
     let wanted = args.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
     let open_files = raise_open_files_limit();
     let reserve = descriptors_for_downloads(
@@ -227,6 +232,10 @@ async fn run(args: Args) -> Result<()> {
         vendors.transfer.max_connections,
     );
     config.max_connections = connection_cap(wanted, open_files, reserve);
+    config.transfer = vendors.transfer.clone();
+    if let Some(program) = std::env::var_os("RBEE_NVIDIA_SMI").filter(|p| !p.is_empty()) {
+        config.nvidia_smi = program.into();
+    }
     if config.max_connections < wanted {
         tracing::warn!(
             wanted,

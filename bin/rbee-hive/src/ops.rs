@@ -301,6 +301,29 @@ async fn catalog_operation(
                 bytes: entry.map(|e| e.record.total_size()).unwrap_or(0),
             })
         }
+        Operation::Inspect(inspect) => {
+            tracker.message(format!("Reading the headers of {}", inspect.reference));
+            // Like the other catalog operations it is not cancellable; the engine's retries
+            // and stall limits bound it.
+            let report =
+                crate::inspect::run(state, inspect, &tokio_util::sync::CancellationToken::new())
+                    .await
+                    .map_err(|e| (e, None))?;
+            let summary = match &report.verdict {
+                Some(v) => format!("{}: {}", inspect.reference, v.line),
+                None => format!(
+                    "{}: no memory estimate (the header lacks layer and head counts)",
+                    inspect.reference
+                ),
+            };
+            Ok(Done {
+                result: report.to_json(),
+                summary,
+                id: String::new(),
+                paths: Vec::new(),
+                bytes: 0,
+            })
+        }
         Operation::Download(_) => Err((
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

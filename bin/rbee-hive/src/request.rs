@@ -8,7 +8,7 @@ use rbee_model_provisioner::ProvisionOptions;
 use rbee_vendor_local::LocalAccess;
 use serde::de::DeserializeOwned;
 
-use crate::api::{JobRequest, ModelDownloadRequest, OPERATIONS};
+use crate::api::{JobRequest, ModelDownloadRequest, OperationName};
 use crate::error::ApiError;
 use crate::state::HiveState;
 
@@ -85,17 +85,20 @@ pub(crate) enum Operation {
         /// Id or reference, as given.
         model: String,
     },
+    /// Read a model's headers without downloading it.
+    Inspect(Box<crate::inspect::Inspect>),
 }
 
 impl Operation {
     /// The operation's name in requests and job states.
-    pub(crate) fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> OperationName {
         match self {
-            Operation::Download(_) => "model_download",
-            Operation::List => "model_list",
-            Operation::Get { .. } => "model_get",
-            Operation::Delete { .. } => "model_delete",
-            Operation::Verify { .. } => "model_verify",
+            Operation::Download(_) => OperationName::ModelDownload,
+            Operation::List => OperationName::ModelList,
+            Operation::Get { .. } => OperationName::ModelGet,
+            Operation::Delete { .. } => OperationName::ModelDelete,
+            Operation::Verify { .. } => OperationName::ModelVerify,
+            Operation::Inspect(_) => OperationName::ModelInspect,
         }
     }
 
@@ -107,6 +110,7 @@ impl Operation {
             Operation::Get { model }
             | Operation::Delete { model }
             | Operation::Verify { model } => Some(model.clone()),
+            Operation::Inspect(i) => Some(i.reference.to_string()),
         }
     }
 }
@@ -117,19 +121,6 @@ pub(crate) struct DownloadRequest {
     pub(crate) reference: ArtifactRef,
     pub(crate) key: CatalogKey,
     pub(crate) options: ProvisionOptions,
-}
-
-/// Download options, accepted by both download routes.
-#[derive(Debug, Default)]
-struct DownloadFields {
-    /// Only files matching these globs.
-    include: Vec<String>,
-    /// Leave out files matching these globs.
-    exclude: Vec<String>,
-    /// Use only what is already on this machine.
-    offline: bool,
-    /// Ask the vendor again even when a pinned model is ready.
-    refresh: bool,
 }
 
 /// The download options, which only `model_download` takes.
@@ -148,22 +139,26 @@ pub(crate) fn job_operation(mut body: JsonBody, hive_id: &str) -> Result<Operati
         None => {
             return Err(ApiError::invalid_request(format!(
                 "missing `operation`; one of: {}",
-                OPERATIONS.join(", ")
+                OperationName::list()
             )));
         }
     };
-    if !OPERATIONS.contains(&operation.as_str()) {
+    let Some(named) = OperationName::named(&operation) else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "unknown_operation",
             format!(
                 "unknown operation `{operation}`; one of: {}",
-                OPERATIONS.join(", ")
+                OperationName::list()
             ),
         ));
-    }
+    };
     if let Some(fields) = body.0.as_object_mut() {
-        if operation != "model_download" {
+        // model_inspect takes globs of its own; its struct refuses the other options.
+        if !matches!(
+            named,
+            OperationName::ModelDownload | OperationName::ModelInspect
+        ) {
             let mut has_download_options = false;
             for name in DOWNLOAD_OPTIONS {
                 let Some(value) = fields.remove(name) else {
@@ -181,7 +176,7 @@ pub(crate) fn job_operation(mut body: JsonBody, hive_id: &str) -> Result<Operati
                 )));
             }
         }
-        if operation == "model_list" {
+        if named == OperationName::ModelList {
             if let Some(model) = fields.remove("model") {
                 JsonBody(model).parse::<Option<String>>()?;
             }
@@ -204,41 +199,37 @@ pub(crate) fn job_operation(mut body: JsonBody, hive_id: &str) -> Result<Operati
     Ok(match request {
         JobRequest::ModelDownload {
             model,
+            hive_id,
             include,
             exclude,
             offline,
             refresh,
-            ..
-        } => Operation::Download(download(
-            &model,
-            DownloadFields {
-                include,
-                exclude,
-                offline,
-                refresh,
-            },
-        )?),
+        } => Operation::Download(download(ModelDownloadRequest {
+            model_ref: model,
+            hive_id,
+            include,
+            exclude,
+            offline,
+            refresh,
+        })?),
         JobRequest::ModelList { .. } => Operation::List,
         JobRequest::ModelGet { model, .. } => Operation::Get { model },
         JobRequest::ModelDelete { model, .. } => Operation::Delete { model },
         JobRequest::ModelVerify { model, .. } => Operation::Verify { model },
+        JobRequest::ModelInspect(request) => {
+            Operation::Inspect(Box::new(crate::inspect::parse(request, hive_id)?))
+        }
     })
 }
 
 /// Parses `POST /v1/models/download`.
 pub(crate) fn model_download(body: JsonBody, hive_id: &str) -> Result<DownloadRequest, ApiError> {
-    let fields: ModelDownloadRequest = body.parse()?;
-    check_hive(fields.hive_id.as_deref(), hive_id)?;
-    let options = DownloadFields {
-        include: fields.include,
-        exclude: fields.exclude,
-        offline: fields.offline,
-        refresh: fields.refresh,
-    };
-    download(&fields.model_ref, options)
+    let request: ModelDownloadRequest = body.parse()?;
+    check_hive(request.hive_id.as_deref(), hive_id)?;
+    download(request)
 }
 
-fn check_hive(asked: Option<&str>, ours: &str) -> Result<(), ApiError> {
+pub(crate) fn check_hive(asked: Option<&str>, ours: &str) -> Result<(), ApiError> {
     match asked {
         Some(asked) if asked != ours => Err(ApiError::invalid_request(format!(
             "this is hive `{ours}`, not `{asked}`; send the job to that hive, or leave `hive_id` out"
@@ -247,12 +238,17 @@ fn check_hive(asked: Option<&str>, ours: &str) -> Result<(), ApiError> {
     }
 }
 
-fn download(model: &str, fields: DownloadFields) -> Result<DownloadRequest, ApiError> {
-    let reference = parse_reference(model)?;
-    for glob in fields.include.iter().chain(&fields.exclude) {
-        globset::Glob::new(glob)
-            .map_err(|e| ApiError::invalid_request(format!("`{glob}` is not a valid glob: {e}")))?;
+/// Validates a download, from either route (a `model_download` job is the same request).
+fn download(fields: ModelDownloadRequest) -> Result<DownloadRequest, ApiError> {
+    let reference = parse_reference(&fields.model_ref)?;
+    if rbee_model_provisioner::asks_for_fit(&reference) {
+        // A job's model (and catalog entry) is fixed when the job is accepted, before any
+        // header could be read; the choice is the inspection's answer.
+        return Err(ApiError::invalid_request(format!(
+            "{reference}: rbee-hive downloads a named quantization; ask POST /v1/inspect with this reference for the one that fits this machine's GPUs (its `reference`), then download that (`rbee --hive URL model download` does both)"
+        )));
     }
+    check_globs(&fields.include, &fields.exclude)?;
     let mut resolve = ResolveOptions::with_globs(fields.include, fields.exclude);
     resolve.offline = fields.offline;
     let mut options = ProvisionOptions::new(resolve);
@@ -262,6 +258,15 @@ fn download(model: &str, fields: DownloadFields) -> Result<DownloadRequest, ApiE
         reference,
         options,
     })
+}
+
+/// Refuses a glob that does not parse, naming it.
+pub(crate) fn check_globs(include: &[String], exclude: &[String]) -> Result<(), ApiError> {
+    for glob in include.iter().chain(exclude) {
+        globset::Glob::new(glob)
+            .map_err(|e| ApiError::invalid_request(format!("`{glob}` is not a valid glob: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Parses a reference sent to the daemon. A relative `file:` path is refused: it would be read

@@ -32,6 +32,7 @@ pub fn app(state: HiveState) -> Router {
         .route("/v1/jobs/{job_id}/cancel", post(cancel_job))
         .route("/v1/jobs/{job_id}/pause", post(pause_job))
         .route("/v1/jobs/{job_id}/resume", post(resume_job))
+        .route("/v1/inspect", post(inspect_model))
         .route("/v1/models", get(list_models))
         .route("/v1/models/download", post(download_model))
         .route("/v1/models/{*id}", get(get_model).delete(delete_model))
@@ -211,6 +212,16 @@ async fn delete_model(
     Ok(Json(json!(removed)))
 }
 
+async fn inspect_model(
+    State(state): State<HiveState>,
+    body: JsonBody,
+) -> Result<Json<rbee_gguf::InspectReport>, ApiError> {
+    let request = crate::inspect::parse(body.parse()?, &state.config().hive_id)?;
+    // The request timeout ends the read by dropping it; nothing else can cancel it.
+    let never = tokio_util::sync::CancellationToken::new();
+    Ok(Json(crate::inspect::run(&state, &request, &never).await?))
+}
+
 async fn health(State(state): State<HiveState>) -> Json<serde_json::Value> {
     let jobs = state.jobs().list();
     let active = jobs.iter().filter(|j| !j.is_final()).count();
@@ -228,7 +239,7 @@ async fn unknown_route(uri: axum::http::Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         "unknown_route",
         format!(
-            "no route {}; see docs/http-api.md (POST /v1/jobs, GET /v1/models, GET /health, …)",
+            "no route {}; see docs/http-api.md (POST /v1/jobs, GET /v1/models, POST /v1/inspect, GET /health, …)",
             uri.path()
         ),
     )

@@ -30,6 +30,17 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// At most one warning about refused connections per this interval.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How long a refused connection is kept to deliver its `503`: writing it, closing the sending
+/// side, and reading what the client sent until it closes.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Refused connections lingering at once; beyond these a refused connection is answered and
+/// closed at once, so a flood cannot hold descriptors past the cap.
+const MAX_LINGERING_REFUSALS: usize = 64;
+
+/// Bytes read from a refused connection before giving up on it.
+const REFUSAL_DRAIN_BYTES: usize = 64 << 10;
+
 /// Serves the API on `listener` until `shutdown` completes, then shuts down gracefully: new jobs
 /// are refused, in-flight jobs are cancelled (partial files stay resumable, catalog entries
 /// become `incomplete`), event streams send their final events and end, and open connections
@@ -58,6 +69,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let router = app(state.clone());
     let connections = Connections::new(state.config().max_connections);
+    let lingering = Arc::new(tokio::sync::Semaphore::new(MAX_LINGERING_REFUSALS));
     let header_timeout = state.config().header_timeout;
     // Connections finish gracefully once this is cancelled.
     let closing = CancellationToken::new();
@@ -96,7 +108,7 @@ pub async fn serve(
                 ));
             }
             Admission::Full => {
-                refuse(&stream, connections.limit());
+                refuse(stream, connections.limit(), &lingering);
                 refused += 1;
                 // One line per interval however many arrive: a flood must not flood the log.
                 if last_warning.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL) {
@@ -139,9 +151,12 @@ async fn accept_failed(e: &std::io::Error) {
     }
 }
 
-/// Answers `503` on a connection that cannot be held, without waiting for the client: the
-/// response fits in the socket's buffer, and the connection is closed right after.
-fn refuse(stream: &TcpStream, limit: usize) {
+/// Answers `503` on a connection that cannot be held. Closing a socket whose request was not
+/// read makes the kernel send a reset, which can destroy the answer before the client reads
+/// it; so the answer is written, the sending side closed, and what the client sent is read
+/// (briefly, boundedly) until it closes. Past [`MAX_LINGERING_REFUSALS`] the answer is only
+/// written and the connection closed.
+fn refuse(stream: TcpStream, limit: usize, lingering: &Arc<tokio::sync::Semaphore>) {
     let body = serde_json::json!({"error": {
         "code": "too_many_connections",
         "message": format!("rbee-hive is serving its maximum of {limit} connections, all busy; retry shortly, or start it with a larger --max-connections"),
@@ -151,9 +166,34 @@ fn refuse(stream: &TcpStream, limit: usize) {
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    if let Err(e) = stream.try_write(response.as_bytes()) {
-        tracing::debug!(error = %e, "could not tell a refused connection why");
-    }
+    let Ok(permit) = lingering.clone().try_acquire_owned() else {
+        if let Err(e) = stream.try_write(response.as_bytes()) {
+            tracing::debug!(error = %e, "could not tell a refused connection why");
+        }
+        return;
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut stream = stream;
+        let delivered = tokio::time::timeout(REFUSAL_LINGER, async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            stream.write_all(response.as_bytes()).await?;
+            stream.shutdown().await?;
+            let mut buf = [0u8; 4096];
+            let mut read = 0;
+            while read < REFUSAL_DRAIN_BYTES {
+                match stream.read(&mut buf).await? {
+                    0 => break,
+                    n => read += n,
+                }
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        if let Ok(Err(e)) = delivered {
+            tracing::debug!(error = %e, "could not tell a refused connection why");
+        }
+    });
 }
 
 async fn serve_connection(

@@ -31,12 +31,7 @@ type EventStream = ReceiverStream<Result<Event, Infallible>>;
 
 /// The SSE name of a job event: the event's own name, except the three final ones.
 pub(crate) fn event_name(kind: &EventKind) -> &'static str {
-    match kind {
-        EventKind::Completed { .. } => "done",
-        EventKind::Failed { .. } => "error",
-        EventKind::Cancelled { .. } => "cancelled",
-        other => other.name(),
-    }
+    crate::api::FinalEvent::of(kind).map_or_else(|| kind.name(), crate::api::FinalEvent::name)
 }
 
 /// `GET /v1/jobs/{job_id}/stream`.

@@ -32,6 +32,8 @@ struct Shared {
     started: Instant,
     /// The Hub mirror's upstream, when the mirror is on.
     mirror: Option<Upstream>,
+    /// Reads model headers; built on first use from [`HiveConfig::transfer`].
+    header_engine: std::sync::Mutex<Option<rbee_transfer::Transfer>>,
 }
 
 impl HiveState {
@@ -48,7 +50,7 @@ impl HiveState {
         let mirror = config
             .mirror
             .clone()
-            .and_then(|upstream| match Upstream::new(upstream) {
+            .and_then(|upstream| match Upstream::new(upstream, &config.transfer) {
                 Ok(u) => Some(u),
                 Err(e) => {
                     tracing::warn!(error = %e, "the Hub mirror is off: its upstream client could not be built");
@@ -65,6 +67,7 @@ impl HiveState {
                 streams_end: CancellationToken::new(),
                 started: Instant::now(),
                 mirror,
+                header_engine: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -128,6 +131,11 @@ impl HiveState {
 
     pub(crate) fn mirror(&self) -> Option<&Upstream> {
         self.inner.mirror.as_ref()
+    }
+
+    /// The engine that reads model headers (`POST /v1/inspect`).
+    pub(crate) fn header_engine(&self) -> Result<rbee_transfer::Transfer, crate::ApiError> {
+        crate::inspect::header_engine(&self.inner.header_engine, &self.config().transfer)
     }
 
     pub(crate) fn uptime_secs(&self) -> u64 {

@@ -1021,6 +1021,16 @@ async fn finished_downloads_stay_out_of_the_way_and_say_what_happened() {
             "r.status === 'incomplete'",
         )
         .await;
+        // The daemon says so in a field; the page does not guess from the text.
+        let listed = hive.get("/v1/models").await;
+        assert!(
+            listed["models"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["reference"] == redacted.as_str() && m["reference_redacted"] == true),
+            "{listed}"
+        );
         let jobs_before = hive.get("/v1/jobs").await["jobs"].as_array().unwrap().len();
         page.press(&format!("Resume {redacted}")).await;
         let note = page
@@ -1145,6 +1155,124 @@ async fn the_page_asks_for_the_token() {
             vec![],
         )
         .await;
+    })
+    .await;
+}
+
+/// A model-shaped GGUF (with a chat template) at `<hub>/<rel>`.
+fn write_gguf(hub_root: &Path, rel: &str) {
+    use rbee_gguf::{GgmlType, GgufWriter, Value as GgufValue};
+    let path = hub_root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    GgufWriter::new()
+        .kv("general.architecture", GgufValue::String("llama".into()))
+        .kv("llama.block_count", GgufValue::U32(2))
+        .kv("llama.context_length", GgufValue::U32(4096))
+        .kv("llama.embedding_length", GgufValue::U32(256))
+        .kv("llama.attention.head_count", GgufValue::U32(8))
+        .kv("llama.attention.head_count_kv", GgufValue::U32(2))
+        .kv(
+            "tokenizer.chat_template",
+            GgufValue::String("{{ messages }}".into()),
+        )
+        .tensor("blk.0.attn_q.weight", &[256, 256], GgmlType::Q8_0)
+        .tensor("blk.1.attn_q.weight", &[256, 256], GgmlType::Q8_0)
+        .write_to(&path)
+        .unwrap();
+}
+
+/// The summary rows (`{label: text}`) inside the element `css`, once it has some.
+const SUMMARY_ROWS: &str = "const box = document.querySelector(arguments[0]);
+    if (!box || box.hidden) return null;
+    const rows = [...box.querySelectorAll('.model-summary > div')];
+    if (!rows.length) return null;
+    return Object.fromEntries(rows.map(r => [r.dataset.row, r.querySelector('dd').textContent]));";
+
+/// A remote reference is inspected from the form (nothing downloaded), and a ready catalog
+/// entry shows the same summary under Details.
+#[tokio::test]
+async fn the_page_shows_what_a_model_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    write_gguf(&root, "models/tiny.Q8_0.gguf");
+    let hub = FakeHub::start(FakeHubConfig::new(root)).await.unwrap();
+    let hive = Hive::start(dir.path(), &hub, None, &[]).await;
+    let model = hub.file_url("models/tiny.Q8_0.gguf").to_string();
+
+    with_browser(|page| async move {
+        page.client.goto(&format!("{}/", hive.url)).await.unwrap();
+        page.wait_live().await;
+        page.fill("#ref-input", &model).await;
+        page.click("#inspect-button").await;
+        let rows = page
+            .wait_for(
+                "the inspected summary",
+                SUMMARY_ROWS,
+                vec![json!("#inspect-summary")],
+            )
+            .await;
+        assert_eq!(rows["Architecture"], "llama", "{rows}");
+        assert_eq!(rows["Layers"], "2", "{rows}");
+        assert_eq!(rows["Heads"], "8, KV heads 2", "{rows}");
+        assert_eq!(rows["Context"], "4096 tokens (training)", "{rows}");
+        assert_eq!(rows["Chat template"], "yes", "{rows}");
+        assert!(
+            rows["Quantization"].as_str().unwrap().contains("Q8_0 ×2"),
+            "{rows}"
+        );
+        assert!(
+            rows["Memory"].as_str().unwrap().contains("at ctx 4096"),
+            "{rows}"
+        );
+        assert_eq!(page.text("#inspect-title").await, model);
+        // Reading headers put nothing in the catalog.
+        assert_eq!(hive.get("/v1/models").await["models"], json!([]));
+        page.screenshot("inspect.png").await;
+
+        // A failure says why, next to the form.
+        page.fill("#ref-input", hub.file_url("models/missing.gguf").as_ref())
+            .await;
+        page.click("#inspect-button").await;
+        let error = page
+            .wait_for(
+                "the inspect error",
+                "return document.getElementById('download-error').textContent",
+                vec![],
+            )
+            .await;
+        assert!(
+            error
+                .as_str()
+                .unwrap()
+                .starts_with("Could not inspect it: "),
+            "{error}"
+        );
+        assert_eq!(
+            page.js(
+                "return document.getElementById('inspect-result').hidden",
+                vec![]
+            )
+            .await,
+            json!(true),
+            "the earlier summary is left up"
+        );
+
+        // Once downloaded, the catalog row shows the same summary under Details.
+        hive.post("/v1/models/download", json!({"model_ref": model}))
+            .await;
+        page.row("the model to be ready", &model, "r.status === 'ready'")
+            .await;
+        page.press(&format!("Details of {model}")).await;
+        let rows = page
+            .wait_for(
+                "the entry's summary",
+                SUMMARY_ROWS,
+                vec![json!("#catalog-body .row-summary")],
+            )
+            .await;
+        assert_eq!(rows["Architecture"], "llama", "{rows}");
+        assert_eq!(rows["Chat template"], "yes", "{rows}");
+        page.screenshot("catalog-details.png").await;
     })
     .await;
 }

@@ -13,7 +13,6 @@
   // Finished cards shown at most (newest kept), so the catalog stays in view.
   const MAX_FINISHED_CARDS = 3;
   // What the daemon puts in place of a credential in a URL it records or shows.
-  const REDACTED = 'REDACTED';
   const STATE_LABEL = {
     queued: 'queued',
     running: 'downloading',
@@ -692,6 +691,116 @@
   }
 
   // ---------------------------------------------------------------------------------------
+  // What a model is: the summary of its headers, as `rbee model info` / `inspect` show it
+
+  function count(n) {
+    if (n == null) return null;
+    if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;
+    if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
+    return String(n);
+  }
+
+  const deviceTotal = (d) => (d ? d.weights + d.kv_cache + d.compute + d.output : 0);
+
+  // [label, text] pairs of a model report (`summary`, `estimate`, `verdict`); empty ones left out.
+  function summaryRows(report) {
+    const rows = [];
+    const add = (label, value) => {
+      if (value != null && value !== '') rows.push([label, String(value)]);
+    };
+    const s = report.summary || {};
+    if (s.format === 'safetensors') {
+      const c = s.config || {};
+      add('Architecture', c.architecture || c.model_type);
+      add('Parameters', count(s.parameters));
+      add('Types', (s.dtypes || []).map((d) => `${d.dtype} ×${d.tensors} (${bytes(d.bytes)})`).join(', '));
+      add('Context', c.context_length != null ? `${c.context_length} tokens (training)` : null);
+      add('Layers', c.layers);
+      add('Heads', c.heads != null ? `${c.heads}, KV heads ${c.kv_heads != null ? c.kv_heads : c.heads}` : null);
+      add('Tokenizer', c.vocab_size != null ? `${c.vocab_size} tokens` : null);
+    } else {
+      add('Architecture', s.architecture);
+      add('Parameters', s.parameters != null ? `${count(s.parameters)}${s.size_label ? ` (${s.size_label})` : ''}` : null);
+      const mix = (s.tensor_types || []).map((t) => `${t.ggml_type} ×${t.tensors}`).join(', ');
+      add('Quantization', [s.file_type, mix].filter(Boolean).join(' · '));
+      add('Context', s.context_length != null ? `${s.context_length} tokens (training)` : null);
+      add('Layers', s.layers);
+      add('Heads', s.heads != null ? `${s.heads}${s.kv_heads != null ? `, KV heads ${s.kv_heads}` : ''}` : null);
+      const t = s.tokenizer;
+      add('Tokenizer', t ? `${t.model || '?'}, ${t.vocab_size} tokens` : null);
+      add('Chat template', s.chat_template ? 'yes' : 'no');
+    }
+    const e = report.estimate;
+    if (e) add('Memory', `${bytes(deviceTotal(e.gpu))} on a GPU at ctx ${e.context} (and ${bytes(deviceTotal(e.cpu))} of RAM)`);
+    if (report.verdict) add('Fit', report.verdict.line);
+    return rows;
+  }
+
+  // Shows a model report in `container`: its rows, or why the headers could not be read.
+  function renderSummary(container, report) {
+    container.replaceChildren();
+    if (!report) {
+      container.append(el('p', { class: 'muted', text: 'No GGUF or safetensors file to summarise.' }));
+      return;
+    }
+    if (report.error) {
+      container.append(el('p', { class: 'bad', text: `Cannot read the headers: ${report.error}` }));
+      return;
+    }
+    const list = el('dl', { class: 'model-summary' });
+    for (const [label, value] of summaryRows(report))
+      list.append(el('div', { 'data-row': label }, el('dt', { text: label }), el('dd', { text: value })));
+    container.append(list);
+  }
+
+  // Reads a reference's headers on the daemon (nothing is downloaded) and shows the summary.
+  async function onInspect() {
+    clearFormError();
+    let reference;
+    try {
+      reference = composeReference($('ref-input').value, $('quant-input').value, $('rev-input').value);
+    } catch (e) {
+      showFormError(e.message, e.field);
+      return;
+    }
+    const button = $('inspect-button');
+    const out = $('inspect-result');
+    button.disabled = true;
+    button.textContent = 'Reading headers…';
+    try {
+      const report = await api('POST', '/v1/inspect', { model: reference });
+      $('inspect-title').textContent = report.reference || reference;
+      renderSummary($('inspect-summary'), report);
+      out.hidden = false;
+      announce(`Read the headers of ${reference}`);
+    } catch (e) {
+      // A summary left from an earlier reference would read as this one's.
+      out.hidden = true;
+      if (e.status !== 401) showFormError(`Could not inspect it: ${e.message}`, e.status === 0 ? null : 'ref');
+    } finally {
+      button.disabled = false;
+      button.textContent = 'Inspect';
+    }
+  }
+
+  // A catalog entry's summary, read by the daemon from the headers on its disk.
+  async function showDetails(row) {
+    const open = row.details.getAttribute('aria-expanded') === 'true';
+    row.details.setAttribute('aria-expanded', String(!open));
+    row.summary.hidden = open;
+    if (open) return;
+    row.summary.replaceChildren(el('p', { class: 'muted', text: 'Reading the headers…' }));
+    try {
+      const view = await api('GET', `/v1/models/${encodeURIComponent(row.model.id)}`);
+      renderSummary(row.summary, view.model);
+    } catch (e) {
+      if (e.status !== 401) row.summary.replaceChildren(el('p', { class: 'bad', text: `Could not read it: ${e.message}` }));
+    }
+  }
+
+  const isModelFile = (path) => /\.(gguf|safetensors)$/i.test(path || '');
+
+  // ---------------------------------------------------------------------------------------
   // The catalog
 
   function scheduleCatalog() {
@@ -753,21 +862,23 @@
       path: el('code', { class: 'path' }),
       revision: el('span', { class: 'mono' }),
       note: el('span', { class: 'row-note', role: 'status' }),
+      summary: el('div', { class: 'row-summary', hidden: true }),
     };
+    parts.details = el('button', { type: 'button', text: 'Details', 'aria-expanded': 'false', onclick: () => showDetails(parts) });
     parts.verify = el('button', { type: 'button', text: 'Verify', onclick: () => verifyModel(parts) });
     parts.again = el('button', { type: 'button', text: 'Resume', onclick: () => downloadAgain(parts) });
     parts.remove = el('button', { type: 'button', text: 'Delete', class: 'danger', onclick: () => deleteModel(parts) });
     parts.tr = el(
       'tr',
       { role: 'row', 'data-model-id': model.id },
-      cell('Model', parts.ref, parts.id),
+      cell('Model', parts.ref, parts.id, parts.summary),
       cell('Vendor', parts.vendor),
       cell('Files', parts.files),
       cell('Size', parts.size),
       cell('Status', parts.badge, parts.statusNote),
       cell('Local path', parts.path),
       cell('Revision', parts.revision),
-      cell('Actions', el('div', { class: 'actions' }, parts.verify, parts.again, parts.remove), parts.note),
+      cell('Actions', el('div', { class: 'actions' }, parts.details, parts.verify, parts.again, parts.remove), parts.note),
     );
     return parts;
   }
@@ -809,10 +920,13 @@
       row.revision.title = '';
     }
     row.verify.hidden = status.state !== 'ready';
+    row.details.hidden = status.state !== 'ready' || !files.some((f) => isModelFile(f.path));
+    row.details.setAttribute('aria-label', `Details of ${reference}`);
+    if (row.details.hidden) row.summary.hidden = true;
     row.verify.setAttribute('aria-label', `Verify ${reference}`);
     // An interrupted or failed entry can be fetched again; the partial files are reused.
     row.again.hidden = !model.reference || !(status.state === 'incomplete' || status.state === 'failed');
-    row.again.dataset.redacted = String(isRedacted(model.reference));
+    row.again.dataset.redacted = String(Boolean(model.reference_redacted));
     row.again.textContent = status.state === 'failed' ? 'Retry' : 'Resume';
     row.again.setAttribute('aria-label', `${row.again.textContent} ${reference}`);
     row.remove.setAttribute('aria-label', `Delete ${reference}`);
@@ -879,15 +993,11 @@
     return last;
   }
 
-  // A signed URL is recorded with its credentials replaced: posting it again would ask the
-  // server for a URL that was never valid.
-  function isRedacted(reference) {
-    return Boolean(reference) && reference.includes(REDACTED);
-  }
-
   async function downloadAgain(row) {
     const reference = row.model.reference;
-    if (isRedacted(reference)) {
+    // A signed URL is recorded with its credentials replaced (the daemon says so): posting it
+    // again would ask the server for a URL that was never valid.
+    if (row.model.reference_redacted) {
       row.note.className = 'row-note bad';
       row.note.textContent =
         'This is a signed URL whose credentials were not stored (they show as REDACTED), so the page cannot fetch it again: start the download with the full signed URL.';
@@ -957,6 +1067,7 @@
 
   function init() {
     $('download-form').addEventListener('submit', onDownloadSubmit);
+    $('inspect-button').addEventListener('click', onInspect);
     $('token-form').addEventListener('submit', onTokenSubmit);
     $('forget-token').addEventListener('click', forgetToken);
     $('clear-finished').addEventListener('click', clearFinished);

@@ -133,6 +133,14 @@ pub(crate) enum ModelCommand {
     Rm(RmArgs),
     /// Disk use of the catalog
     Du,
+    /// Register every model another tool keeps, without downloading (hard links on the same
+    /// file system, else copies): `--from ollama` reads Ollama's store ($OLLAMA_MODELS, else
+    /// ~/.ollama/models)
+    Import {
+        /// Where from (only `ollama` for now)
+        #[arg(long, value_name = "TOOL")]
+        from: String,
+    },
     #[command(flatten)]
     Tidy(TidyCommand),
 }
@@ -255,6 +263,14 @@ pub(crate) struct DownloadArgs {
     /// llama.cpp -hf)
     #[arg(long)]
     pub(crate) hf_cache: bool,
+    /// Also place Ollama models in Ollama's store ($OLLAMA_MODELS, else ~/.ollama/models), so
+    /// `ollama list` and `ollama run` see them without pulling
+    #[arg(long)]
+    pub(crate) ollama_store: bool,
+    /// Where registry.ollama.ai is reached (a mirror), or HOST=URL pairs separated by commas
+    /// [default: $OLLAMA_REGISTRY, else https://registry.ollama.ai]
+    #[arg(long, value_name = "URL")]
+    pub(crate) ollama_registry: Option<String>,
     /// Also place the files under DIR (hard links to the catalog's copies when DIR is on the
     /// same file system, else copies), like `hf download --local-dir`; prints the path there
     #[arg(long, value_name = "DIR")]

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use rbee_artifact::{
-    ArtifactRef, CatalogKey, DownloadTracker, Error, JobId, ResolveOptions, human_bytes,
+    ArtifactRef, CatalogKey, DownloadTracker, Error, JobId, ResolveOptions, Scheme, human_bytes,
 };
 use rbee_catalog::{
     ArtifactStatus, Catalog, CatalogEntry, CheckOutcome, Listing, Removed, VerifyReport, layout,
@@ -33,6 +33,7 @@ pub(crate) async fn run(global: &GlobalArgs, command: &ModelCommand) -> Result<(
         ModelCommand::Rm(args) => rm(global, &args.models),
         ModelCommand::Inspect(args) => crate::inspect::inspect(global, args).await,
         ModelCommand::Du => du(global),
+        ModelCommand::Import { from } => import(global, from).await,
         ModelCommand::Tidy(cmd) => crate::tidy::run(global, cmd),
     }
 }
@@ -175,25 +176,112 @@ async fn provision(
         .await?)
 }
 
+/// `model import --from ollama`: each model of Ollama's store provisioned offline, so its
+/// blobs are verified and linked, never downloaded. One line per model; a model that cannot be
+/// taken is reported and the others go on.
+async fn import(global: &GlobalArgs, from: &str) -> Result<()> {
+    if from != "ollama" {
+        return Err(UsageError::argument(format!(
+            "--from {from}: only `ollama` can be imported from (its store: $OLLAMA_MODELS, else ~/.ollama/models)"
+        ))
+        .into());
+    }
+    let config = rbee_vendor_ollama::OllamaConfig::from_env()?;
+    let Some(store) = config.store.clone() else {
+        return Err(CliError::new(
+            "not_found",
+            "no Ollama store found: set OLLAMA_MODELS to the folder holding Ollama's manifests/ and blobs/",
+        )
+        .into());
+    };
+    let names: Vec<_> = rbee_vendor_ollama::OllamaStore::new(&store)
+        .list()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let catalog = setup::open_catalog(global)?;
+    let settings = TransferSettings {
+        offline: true,
+        ..TransferSettings::default()
+    };
+    let provisioner = setup::provisioner(catalog, &settings)?;
+    let cancel = cancel_on_signals();
+    let (mut imported, mut failed) = (Vec::new(), 0usize);
+    for name in names {
+        let reference = ArtifactRef::Ollama(name);
+        let tracker = DownloadTracker::new(JobId::generate());
+        match provisioner
+            .provision(
+                reference.clone(),
+                ProvisionOptions::default(),
+                &tracker,
+                cancel.clone(),
+            )
+            .await
+        {
+            Ok(p) => {
+                if !global.json {
+                    out!(
+                        "{}  {}",
+                        p.entry.record.id,
+                        p.entry.primary_path().display()
+                    );
+                }
+                imported.push(json!({"id": p.entry.record.id, "reference": reference.to_string(), "path": p.entry.primary_path()}));
+            }
+            Err(e) if e.is_cancelled() => return Err(e.into()),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{reference}: not imported: {e}");
+            }
+        }
+    }
+    if global.json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&versioned(
+                json!({"imported": imported, "failed": failed})
+            ))?
+        );
+    } else if !global.quiet {
+        eprintln!(
+            "{} model(s) imported from {}{}",
+            imported.len(),
+            store.display(),
+            if failed > 0 {
+                format!(", {failed} not")
+            } else {
+                String::new()
+            }
+        );
+    }
+    if failed > 0 {
+        return Err(CliError::new(
+            "import",
+            format!("{failed} model(s) of Ollama's store could not be imported (see above)"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Sends the tracker's events to the display until the final one.
 async fn forward(tracker: DownloadTracker, tx: mpsc::Sender<Update>) {
     let (replay, mut rx) = tracker.subscribe();
-    for event in replay {
+    let mut replay = replay.into_iter();
+    loop {
+        // What happened before subscribing, then what happens next.
+        let event = match replay.next() {
+            Some(event) => event,
+            None => match rx.recv().await {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
         let last = event.kind.is_final();
         if tx.send(Update::Event(event)).await.is_err() || last {
             return;
-        }
-    }
-    loop {
-        match rx.recv().await {
-            Ok(event) => {
-                let last = event.kind.is_final();
-                if tx.send(Update::Event(event)).await.is_err() || last {
-                    return;
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
@@ -497,6 +585,11 @@ pub(crate) fn print_info(global: &GlobalArgs, entry: &CatalogEntry) -> Result<()
                 .map(|d| d.to_string())
                 .unwrap_or_else(|| "unknown".into())
         );
+    }
+    if r.scheme == Scheme::Ollama {
+        for (label, text) in rbee_vendor_ollama::describe(&entry.files_dir()) {
+            out!("{:<10} {text}", format!("{label}:"));
+        }
     }
     crate::inspect::print_entry_summary(entry);
     Ok(())

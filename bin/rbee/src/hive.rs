@@ -1,6 +1,6 @@
 //! `rbee --hive URL model …`: the same commands through a rbee-hive daemon. Downloads become
 //! daemon jobs whose Server-Sent Events feed the same progress renderer as embedded mode;
-//! `list`, `info`, `verify` and `rm` use the daemon's routes and print exactly like embedded
+//! `list`, `info`, `inspect`, `verify` and `rm` use the daemon's routes and print exactly like embedded
 //! mode. Ctrl-C cancels the remote job (its partial files stay on the daemon's disk).
 
 use std::time::{Duration, Instant};
@@ -10,7 +10,9 @@ use rbee_artifact::{
     ArtifactRef, CatalogKey, Error, EventKind, ProgressEvent, Secret, human_bytes,
 };
 use rbee_catalog::{CatalogEntry, Listing, Removed, VerifyReport};
-use rbee_hive::api::{JobEvent, JobRequest, JobView, PausedEvent, ResumedEvent};
+use rbee_hive::api::{
+    FinalEvent, InspectRequest, JobEvent, JobRequest, JobView, PausedEvent, ResumedEvent,
+};
 use rbee_hive::client::{ClientError, HiveClient, SseEvent};
 use reqwest::Url;
 use serde_json::{Value, json};
@@ -79,8 +81,16 @@ pub(crate) async fn run(global: &GlobalArgs, url: &str, command: &ModelCommand) 
             let (root, listing) = hive.listing().await?;
             commands::print_listing(global, &root, &listing)
         }
-        // Reading headers needs no daemon: the files are read where they are.
-        ModelCommand::Inspect(args) => crate::inspect::inspect(global, args).await,
+        // The daemon reads the headers with its own tokens and judges the fit on its GPUs.
+        ModelCommand::Inspect(args) => {
+            let request = crate::inspect::hive_request(args)?;
+            let report = hive
+                .client
+                .inspect(&request)
+                .await
+                .map_err(|e| hive.error(e))?;
+            crate::inspect::print_report(global, args, &report)
+        }
         ModelCommand::Info { model } => {
             let entry = hive.model(model).await?;
             commands::print_info(global, &entry)
@@ -102,6 +112,10 @@ pub(crate) async fn run(global: &GlobalArgs, url: &str, command: &ModelCommand) 
             "`rbee model {}` works on a local catalog and is not available with --hive; the daemon applies its own --max-cache-size",
             cmd.name()
         ))
+        .into()),
+        ModelCommand::Import { .. } => Err(UsageError::argument(
+            "`rbee model import` fills a local catalog and is not available with --hive",
+        )
         .into()),
         ModelCommand::Du => Err(UsageError::argument(
             "`rbee model du` measures a local catalog and is not available with --hive; `rbee --hive URL ls` shows sizes",
@@ -354,10 +368,11 @@ fn lost_stream(base: &str, job_id: &str) -> anyhow::Error {
 async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Result<()> {
     for (set, flag) in [
         (args.dry_run, "--dry-run"),
-        (args.fit, "--fit"),
         (args.connections.is_some(), "--connections"),
         (args.rate_limit.is_some(), "--rate-limit"),
         (args.hf_cache, "--hf-cache"),
+        (args.ollama_store, "--ollama-store"),
+        (args.ollama_registry.is_some(), "--ollama-registry"),
         (args.local_dir.is_some(), "--local-dir"),
         (args.max_cache_size.is_some(), "--max-cache-size"),
         (!args.mirrors.is_empty(), "--mirror"),
@@ -369,8 +384,31 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
             .into());
         }
     }
-    let reference = setup::reference(args)?;
+    let mut reference = setup::reference(args)?;
     crate::commands::refuse_estimate_flags(args, Some(&reference), "without --hive ")?;
+    let mut notes = Vec::new();
+    if crate::fit::asks_for_fit(&reference) {
+        // The daemon judges the candidates on its own GPUs; its job then fetches the choice.
+        let mut request = InspectRequest::new(reference.to_request_string());
+        request.exclude = args.exclude.clone();
+        args.estimate.set_in(&mut request)?;
+        let report = hive
+            .client
+            .inspect(&request)
+            .await
+            .map_err(|e| hive.error(e))?;
+        reference = report
+            .reference
+            .as_deref()
+            .and_then(|r| r.parse().ok())
+            .ok_or_else(|| {
+                CliError::new(
+                    "protocol",
+                    "rbee-hive did not say which quantization fits; name one",
+                )
+            })?;
+        notes = report.notes;
+    }
     let job_id = hive
         .start_job(&JobRequest::ModelDownload {
             // The daemon fetches it: a signed URL goes whole (it shows and records it redacted).
@@ -390,6 +428,17 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
         reference.to_string(),
         rx,
     ));
+    for message in notes {
+        let note = ProgressEvent {
+            job_id: rbee_artifact::JobId::from(job_id.as_str()),
+            seq: 0,
+            timestamp_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            kind: EventKind::Message { message },
+        };
+        let _ = tx.send(Update::Event(note)).await;
+    }
     let cancel = commands::cancel_on_signals();
     let mut cancelling: Option<Instant> = None;
     let mut files = std::collections::HashSet::new();
@@ -538,9 +587,11 @@ impl Final {
     fn of(event: &SseEvent) -> Self {
         let data: Value = event.json().unwrap_or(Value::Null);
         let result = data.get("result").cloned();
-        match event.name.as_str() {
-            "done" => Final::Done(result.unwrap_or(Value::Null)),
-            "cancelled" => Final::Cancelled(data["bytes_on_disk"].as_u64().unwrap_or(0)),
+        match FinalEvent::named(&event.name) {
+            Some(FinalEvent::Done) => Final::Done(result.unwrap_or(Value::Null)),
+            Some(FinalEvent::Cancelled) => {
+                Final::Cancelled(data["bytes_on_disk"].as_u64().unwrap_or(0))
+            }
             _ => Final::Error(
                 RemoteError {
                     code: data["code"].as_str().unwrap_or("error").to_string(),

@@ -8,9 +8,10 @@ use clap::Args;
 use rbee_artifact::{ArtifactRef, Error, ResolveOptions, human_bytes};
 use rbee_catalog::CatalogEntry;
 use rbee_gguf::{
-    Detected, Estimate, EstimateOptions, GgmlType, Gpu, Inspection, ModelSummary, ReadOptions,
-    RemoteOptions, Verdict, available_ram, detect_gpus, inspect_remote, verdict,
+    EstimateOptions, Fit, Gpu, InspectReport, InspectedFile, Inspection, KV_CACHE_TYPES,
+    ModelSummary, ReadOptions, RemoteOptions, find_gpus, inspect_remote, kv_cache_type,
 };
+use rbee_hive::api::InspectRequest;
 use rbee_transfer::Transfer;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -82,10 +83,6 @@ impl Default for EstimateArgs {
     }
 }
 
-const KV_TYPES: &[&str] = &[
-    "f16", "bf16", "f32", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl",
-];
-
 impl EstimateArgs {
     /// The flags that were set, for refusing them where they would be ignored.
     pub(crate) fn set_flags(&self) -> Vec<&'static str> {
@@ -104,18 +101,13 @@ impl EstimateArgs {
     }
 
     pub(crate) fn options(&self) -> Result<EstimateOptions> {
-        let kv = self.kv_type.to_ascii_lowercase();
-        let kv_type = KV_TYPES
-            .contains(&kv.as_str())
-            .then(|| GgmlType::from_name(&kv))
-            .flatten()
-            .ok_or_else(|| {
-                UsageError::argument(format!(
-                    "--kv-type {}: not a KV cache type; use one of {}",
-                    self.kv_type,
-                    KV_TYPES.join(", ")
-                ))
-            })?;
+        let kv_type = kv_cache_type(&self.kv_type).map_err(|_| {
+            UsageError::argument(format!(
+                "--kv-type {}: not a KV cache type; use one of {}",
+                self.kv_type,
+                KV_CACHE_TYPES.join(", ")
+            ))
+        })?;
         if self.parallel == 0 {
             return Err(UsageError::argument("--parallel must be at least 1").into());
         }
@@ -148,16 +140,11 @@ impl EstimateArgs {
 /// The GPUs to judge a fit against: `--vram`, else what nvidia-smi (or `RBEE_NVIDIA_SMI`)
 /// lists.
 pub(crate) async fn gpus(args: &EstimateArgs) -> Result<(Vec<Gpu>, Option<String>)> {
-    if let Some(vram) = args.vram()? {
-        return Ok((vec![Gpu::declared(vram)], None));
-    }
+    let vram = args.vram()?;
     let program = std::env::var_os("RBEE_NVIDIA_SMI")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("nvidia-smi"));
-    Ok(match detect_gpus(&program).await {
-        Detected::Gpus(g) => (g, None),
-        Detected::NoGpu(why) => (Vec::new(), Some(why)),
-    })
+    Ok(find_gpus(vram, &program).await)
 }
 
 pub(crate) async fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<()> {
@@ -187,29 +174,62 @@ pub(crate) async fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<(
     let inspection =
         read_headers(&reference, &TransferSettings::default(), &options, &cancel).await?;
     if args.template {
-        return print_template(&inspection);
+        return print_template(inspection.chat_template());
     }
     let (gpus, no_gpu) = gpus(&args.estimate).await?;
     let fit = fit(&inspection, &estimate_options, &gpus)?;
+    let mut report = InspectReport::new(&inspection, args.full, fit, gpus, no_gpu);
+    report.reference = Some(reference.to_string());
+    report.notes = notes;
+    print_report(global, args, &report)
+}
+
+/// The request `rbee --hive URL model inspect` sends: the reference as typed (quantization and
+/// revision flags folded in, a relative `file:` path made absolute) and the estimate flags,
+/// checked here first so a mistake is a usage error.
+pub(crate) fn hive_request(args: &InspectArgs) -> Result<InspectRequest> {
+    let as_download = DownloadArgs {
+        reference: args.reference.clone(),
+        quant: args.quant.clone(),
+        revision: args.revision.clone(),
+        ..DownloadArgs::default()
+    };
+    let reference = setup::reference(&as_download)?;
+    // The daemon reads it: a signed URL goes whole (it shows it redacted).
+    let mut request = InspectRequest::new(reference.to_request_string());
+    request.include = args.include.clone();
+    request.exclude = args.exclude.clone();
+    request.full = args.full;
+    args.estimate.set_in(&mut request)?;
+    Ok(request)
+}
+
+/// Prints an inspection: the chat template alone (`--template`), the report as JSON
+/// (`--json`), or the summary, estimate and verdict for people. The same for a report made
+/// here and one from rbee-hive.
+pub(crate) fn print_report(
+    global: &GlobalArgs,
+    args: &InspectArgs,
+    report: &InspectReport,
+) -> Result<()> {
+    if args.template {
+        return print_template(report.chat_template());
+    }
     if global.json {
-        let mut value = inspection.to_json(args.full);
-        value["reference"] = json!(reference.to_string());
-        if !notes.is_empty() {
-            value["notes"] = json!(notes);
-        }
-        add_fit_json(&mut value, &fit, &gpus, no_gpu.as_deref());
-        out!("{}", serde_json::to_string_pretty(&value)?);
+        out!("{}", serde_json::to_string_pretty(&report.to_json())?);
         return Ok(());
     }
-    out!("reference:     {reference}");
-    if let Some(rev) = &inspection.revision {
+    if let Some(reference) = &report.reference {
+        out!("reference:     {reference}");
+    }
+    if let Some(rev) = &report.revision {
         out!("revision:      {rev}");
     }
-    for note in &notes {
+    for note in &report.notes {
         out!("note:          {note}");
     }
-    print_inspection(&inspection);
-    print_fit(&fit, no_gpu.as_deref());
+    print_inspection(&report.files, &report.summary);
+    print_fit(report.fit().as_ref(), report.gpu_detection.as_deref());
     Ok(())
 }
 
@@ -233,12 +253,7 @@ async fn read_headers(
 
 /// The model a download's dry run would fetch: its summary, estimate and verdict, from the
 /// headers alone.
-pub(crate) struct PlannedModel {
-    inspection: Inspection,
-    fit: Option<Fit>,
-    gpus: Vec<Gpu>,
-    no_gpu: Option<String>,
-}
+pub(crate) struct PlannedModel(InspectReport);
 
 /// Reads the model of a dry run: from the catalog's files when the model is `ready` there (so
 /// a dry run of a ready model needs no network, as its download does), else from the remote
@@ -273,17 +288,31 @@ pub(crate) async fn planned_model(
         };
         let (gpus, no_gpu) = gpus(&args.estimate).await?;
         let fit = fit(&inspection, &args.estimate.options()?, &gpus)?;
-        Ok(PlannedModel {
-            inspection,
+        Ok(PlannedModel(InspectReport::new(
+            &inspection,
+            false,
             fit,
             gpus,
             no_gpu,
-        })
+        )))
     };
     Some(read.await)
 }
 
 impl EstimateArgs {
+    /// Puts the estimate flags into a request to rbee-hive, checked here first (so a mistake
+    /// is a usage error, as without the daemon).
+    pub(crate) fn set_in(&self, request: &mut InspectRequest) -> Result<()> {
+        self.check()?;
+        request.ctx = self.ctx;
+        request.kv_type = Some(self.kv_type.clone());
+        request.ngl = self.ngl;
+        request.parallel = Some(self.parallel);
+        request.vram = self.vram()?;
+        request.flash_attn = self.no_flash_attn.then_some(false);
+        Ok(())
+    }
+
     /// Refuses bad flag values up front, so a dry run fails before it resolves anything.
     pub(crate) fn check(&self) -> Result<()> {
         self.options()?;
@@ -297,11 +326,7 @@ impl EstimateArgs {
 /// could not be read.
 pub(crate) fn planned_model_json(model: &Result<PlannedModel>) -> serde_json::Value {
     match model {
-        Ok(m) => {
-            let mut value = m.inspection.to_json(false);
-            add_fit_json(&mut value, &m.fit, &m.gpus, m.no_gpu.as_deref());
-            value
-        }
+        Ok(m) => m.0.to_json(),
         Err(e) => json!({"error": format!("{e:#}")}),
     }
 }
@@ -309,10 +334,10 @@ pub(crate) fn planned_model_json(model: &Result<PlannedModel>) -> serde_json::Va
 /// Prints the model of a dry run after the plan.
 pub(crate) fn print_planned_model(model: &Result<PlannedModel>) {
     match model {
-        Ok(m) => {
+        Ok(PlannedModel(report)) => {
             out!("model:");
-            print_inspection(&m.inspection);
-            print_fit(&m.fit, m.no_gpu.as_deref());
+            print_inspection(&report.files, &report.summary);
+            print_fit(report.fit().as_ref(), report.gpu_detection.as_deref());
         }
         Err(e) => out!("model:         cannot read the headers: {e:#}"),
     }
@@ -335,8 +360,8 @@ fn into_anyhow(e: rbee_gguf::GgufError) -> anyhow::Error {
     }
 }
 
-fn print_template(inspection: &Inspection) -> Result<()> {
-    match inspection.chat_template() {
+fn print_template(template: Option<&str>) -> Result<()> {
+    match template {
         Some(t) => {
             out!("{t}");
             Ok(())
@@ -349,54 +374,15 @@ fn print_template(inspection: &Inspection) -> Result<()> {
 }
 
 /// The estimate and the verdict, when the model has the hyperparameters for them.
-pub(crate) struct Fit {
-    estimate: Estimate,
-    pub(crate) verdict: Verdict,
-    ram: Option<u64>,
-}
-
 pub(crate) fn fit(
     inspection: &Inspection,
     options: &EstimateOptions,
     gpus: &[Gpu],
 ) -> Result<Option<Fit>> {
-    let Some(estimate) = inspection.estimate(options) else {
-        return Ok(None);
-    };
-    let estimate = estimate.map_err(into_anyhow)?;
-    let with_layers = |n: u64| {
-        inspection
-            .estimate(&EstimateOptions {
-                gpu_layers: Some(n),
-                ..options.clone()
-            })
-            .and_then(Result::ok)
-    };
-    let verdict = verdict(gpus, &estimate, &with_layers);
-    Ok(Some(Fit {
-        estimate,
-        verdict,
-        ram: available_ram(),
-    }))
-}
-
-fn add_fit_json(
-    value: &mut serde_json::Value,
-    fit: &Option<Fit>,
-    gpus: &[Gpu],
-    no_gpu: Option<&str>,
-) {
-    value["gpus"] = json!(gpus);
-    if let Some(why) = no_gpu {
-        value["gpu_detection"] = json!(why);
-    }
-    if let Some(fit) = fit {
-        value["estimate"] = json!(fit.estimate);
-        value["verdict"] = json!(fit.verdict);
-        if let Some(ram) = fit.ram {
-            value["ram_available"] = json!(ram);
-        }
-    }
+    inspection
+        .fit(options, gpus)
+        .transpose()
+        .map_err(into_anyhow)
 }
 
 fn count(n: u64) -> String {
@@ -407,8 +393,8 @@ fn count(n: u64) -> String {
     }
 }
 
-fn print_inspection(inspection: &Inspection) {
-    for f in &inspection.files {
+fn print_inspection(files: &[InspectedFile], summary: &ModelSummary) {
+    for f in files {
         let read = match (f.requests, f.bytes_read) {
             (Some(r), Some(b)) => format!(
                 "; read {} in {r} request{}",
@@ -424,7 +410,7 @@ fn print_inspection(inspection: &Inspection) {
             human_bytes(f.header_bytes)
         );
     }
-    match &inspection.summary {
+    match summary {
         ModelSummary::Gguf(s) => {
             let line = |label: &str, value: Option<String>| {
                 if let Some(v) = value {
@@ -590,7 +576,7 @@ fn print_inspection(inspection: &Inspection) {
     }
 }
 
-fn print_fit(fit: &Option<Fit>, no_gpu: Option<&str>) {
+fn print_fit(fit: Option<&Fit>, no_gpu: Option<&str>) {
     let Some(fit) = fit else {
         out!("memory:        no estimate (the header lacks layer and head counts)");
         return;
@@ -640,7 +626,7 @@ pub(crate) fn print_entry_summary(entry: &CatalogEntry) {
         None => {}
         Some(Ok(inspection)) => {
             out!("model:");
-            print_inspection(&inspection);
+            print_inspection(&inspection.files, &inspection.summary);
             if let Ok(Some(fit)) = fit(&inspection, &EstimateOptions::default(), &[]) {
                 let e = &fit.estimate;
                 out!(

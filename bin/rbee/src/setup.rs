@@ -8,6 +8,7 @@ use rbee_artifact::{ArtifactRef, HfSelector};
 use rbee_catalog::Catalog;
 use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings, standard_vendors};
 use rbee_transfer::parse_rate;
+use rbee_vendor_ollama::OllamaConfig;
 
 use crate::args::{DownloadArgs, GlobalArgs};
 use crate::spelling;
@@ -101,6 +102,9 @@ pub(crate) struct TransferSettings {
     pub(crate) max_cache_bytes: Option<u64>,
     /// `--mirror` URLs, checked (none: `RBEE_MIRRORS`, read with the other HF settings).
     pub(crate) mirrors: Vec<String>,
+    /// The Ollama vendor's settings when a flag changed them (else read from the environment).
+    pub(crate) ollama: Option<OllamaConfig>,
+    pub(crate) ollama_store: bool,
 }
 
 impl TransferSettings {
@@ -126,6 +130,8 @@ impl TransferSettings {
             offline: args.offline,
             max_cache_bytes: max_cache_bytes(args.max_cache_size.as_deref())?,
             mirrors: args.mirrors.clone(),
+            ollama: ollama_config(args.ollama_registry.as_deref())?,
+            ollama_store: args.ollama_store,
         })
     }
 }
@@ -144,6 +150,21 @@ fn max_cache_bytes(flag: Option<&str>) -> Result<Option<u64>> {
     rbee_catalog::parse_cache_size(&text)
         .map(Some)
         .map_err(|e| UsageError::argument(format!("{name}: {e}")).into())
+}
+
+/// `--ollama-registry` read as `OLLAMA_REGISTRY` would be (the rest from the environment).
+fn ollama_config(registry: Option<&str>) -> Result<Option<OllamaConfig>> {
+    let Some(registry) = registry else {
+        return Ok(None);
+    };
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let lookup = |name: &str| match name {
+        "OLLAMA_REGISTRY" => Some(registry.to_string()),
+        other => std::env::var(other).ok(),
+    };
+    OllamaConfig::from_lookup(lookup, home)
+        .map(Some)
+        .map_err(|e| UsageError::argument(format!("--ollama-registry: {e}")).into())
 }
 
 /// The vendors and the download engine, tuned by the flags.
@@ -165,6 +186,8 @@ pub(crate) fn vendor_settings(settings: &TransferSettings) -> VendorSettings {
             vendors.huggingface = Some(hf);
         }
     }
+    vendors.ollama = settings.ollama.clone();
+    vendors.write_ollama_store = settings.ollama_store;
     vendors
 }
 

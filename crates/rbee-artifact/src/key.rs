@@ -113,6 +113,10 @@ impl CatalogKey {
                     ],
                 )
             }
+            ArtifactRef::Ollama(o) => (
+                Scheme::Ollama,
+                o.store_segments().into_iter().map(segment).collect(),
+            ),
         };
         Self { scheme, segments }
     }
@@ -130,6 +134,7 @@ impl CatalogKey {
             Scheme::Hf | Scheme::Gh => 3,
             Scheme::Url => 2,
             Scheme::File => 1,
+            Scheme::Ollama => 4,
         };
         if segments.len() != expected || !segments.iter().all(|s| is_clean_segment(s)) {
             return None;

@@ -27,12 +27,13 @@ pub use artifact_path::check_file_path;
 pub use digest::{InvalidDigest, Sha256Digest, Sha256Hasher};
 pub use error::{BoxError, Error, Result};
 pub use key::CatalogKey;
+pub use ollama_name::OllamaRef;
 pub use place::{available_space, link_or_copy};
 pub use progress::{
     DownloadTracker, EventKind, FileProgress, FileSnapshot, HeartbeatHandle, JobId, ProgressEvent,
     ProgressSnapshot, TrackerConfig, human_bytes, human_duration,
 };
-pub use redact::{REDACTED, is_credential_param, redact_url, redacted_url};
+pub use redact::{REDACTED, is_credential_param, lost_credentials, redact_url, redacted_url};
 pub use reference::{
     ArtifactRef, GhRef, HfRef, HfSelector, LocalRef, RefError, RefErrorKind, Scheme, UrlRef,
     quote_untrusted, validate_relative_path,
@@ -45,12 +46,20 @@ pub use vendor::{
     VendorSource,
 };
 
+/// Ollama model names (the `ollama:` scheme): defaults and the bare-spelling rule.
+pub mod ollama {
+    pub use crate::ollama_name::{
+        DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, EXAMPLE, SCHEME, claims_bare, parse_reference,
+    };
+}
+
 pub mod partial;
 
 mod artifact_path;
 mod digest;
 mod error;
 mod key;
+mod ollama_name;
 mod place;
 mod progress;
 mod redact;

@@ -118,6 +118,21 @@ pub fn redacted_url(url: &Url) -> Url {
     shown
 }
 
+/// Whether `url` had credentials taken out by [`redacted_url`] (a credential parameter whose
+/// value is the placeholder): it was recorded, and cannot be fetched again as it stands.
+///
+/// ```
+/// use rbee_artifact::lost_credentials;
+/// let shown = "https://b.s3.example/m.gguf?X-Amz-Signature=REDACTED".parse().unwrap();
+/// assert!(lost_credentials(&shown));
+/// let plain = "https://b.s3.example/m.gguf?versionId=REDACTED".parse().unwrap();
+/// assert!(!lost_credentials(&plain));
+/// ```
+pub fn lost_credentials(url: &Url) -> bool {
+    url.query_pairs()
+        .any(|(name, value)| value == REDACTED && is_credential_param(&name))
+}
+
 /// [`redacted_url`] as text, for messages and logs.
 pub fn redact_url(url: &Url) -> String {
     redacted_url(url).to_string()

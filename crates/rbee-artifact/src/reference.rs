@@ -11,6 +11,8 @@
 //! https://github.com/OWNER/REPO/releases/download/TAG/ASSET
 //! file:PATH                        a file or folder already on disk
 //! https://HOST/PATH[#sha256=HEX]   one file from any HTTP(S) server
+//! ollama:[HOST/][NS/]NAME[:TAG]    an Ollama model (see [`OllamaRef`]); `NAME:TAG` without
+//!                                  a `/` is the same (`llama3.2:1b`)
 //! ```
 //!
 //! A revision containing `/` is written with `%2F` (`@release%2Fv1`), except the pull-request
@@ -24,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::digest::Sha256Digest;
+use crate::ollama_name::{self, OllamaRef};
 use crate::redact::redacted_url;
 
 /// A parsed reference to an artifact at some vendor.
@@ -53,6 +56,8 @@ pub enum ArtifactRef {
     Local(LocalRef),
     /// `https://…` — one file from an HTTP(S) URL.
     Url(UrlRef),
+    /// `ollama:` — a model of an Ollama registry.
+    Ollama(OllamaRef),
 }
 
 /// A HuggingFace reference.
@@ -134,11 +139,19 @@ pub enum Scheme {
     File,
     /// Direct HTTP(S) URLs.
     Url,
+    /// Ollama registries.
+    Ollama,
 }
 
 impl Scheme {
     /// Every scheme, in the order they are documented.
-    pub const ALL: [Scheme; 4] = [Scheme::Hf, Scheme::Gh, Scheme::File, Scheme::Url];
+    pub const ALL: [Scheme; 5] = [
+        Scheme::Hf,
+        Scheme::Gh,
+        Scheme::File,
+        Scheme::Url,
+        Scheme::Ollama,
+    ];
 
     /// The prefix that names this scheme (`"hf"`, `"gh"`, `"file"`, `"url"`).
     pub fn as_str(self) -> &'static str {
@@ -147,6 +160,7 @@ impl Scheme {
             Scheme::Gh => "gh",
             Scheme::File => "file",
             Scheme::Url => "url",
+            Scheme::Ollama => "ollama",
         }
     }
 
@@ -164,6 +178,7 @@ impl Scheme {
             "gh" | "github" => Some(Scheme::Gh),
             "file" => Some(Scheme::File),
             "http" | "https" => Some(Scheme::Url),
+            "ollama" => Some(Scheme::Ollama),
             _ => None,
         }
     }
@@ -175,6 +190,7 @@ impl Scheme {
             Scheme::Gh => "gh:ggml-org/llama.cpp@b4500/ggml-vocab-llama.gguf",
             Scheme::File => "file:/data/models/custom.gguf",
             Scheme::Url => "https://example.com/models/model.gguf#sha256=<64 hex digits>",
+            Scheme::Ollama => ollama_name::EXAMPLE,
         }
     }
 }
@@ -211,7 +227,7 @@ pub enum RefErrorKind {
         position: usize,
     },
     /// A prefix that is not a known vendor.
-    #[error("unknown scheme `{scheme}:` (known: hf:, gh:, file:, http(s)://)")]
+    #[error("unknown scheme `{scheme}:` (known: hf:, gh:, file:, ollama:, http(s)://)")]
     UnknownScheme {
         /// The prefix as written.
         scheme: String,
@@ -253,6 +269,7 @@ impl ArtifactRef {
             ArtifactRef::GitHub(_) => Scheme::Gh,
             ArtifactRef::Local(_) => Scheme::File,
             ArtifactRef::Url(_) => Scheme::Url,
+            ArtifactRef::Ollama(_) => Scheme::Ollama,
         }
     }
 
@@ -267,6 +284,8 @@ impl ArtifactRef {
             ArtifactRef::GitHub(gh) => gh.tag.is_some(),
             ArtifactRef::Local(_) => false,
             ArtifactRef::Url(u) => u.sha256.is_some(),
+            // A tag moves like a branch; there is no digest pin in the grammar.
+            ArtifactRef::Ollama(_) => false,
         }
     }
 
@@ -334,6 +353,7 @@ impl fmt::Display for ArtifactRef {
                 }
                 Ok(())
             }
+            ArtifactRef::Ollama(o) => write!(f, "{o}"),
         }
     }
 }
@@ -399,6 +419,12 @@ fn parse(raw: &str) -> Result<ArtifactRef, RefError> {
     };
     let body = &input[prefix.len() + 1..];
     let Some(scheme) = Scheme::parse(prefix) else {
+        // Ollama's own spelling, `llama3.2:1b`: a name, a tag, no `/`.
+        if ollama_name::claims_bare(input) {
+            return OllamaRef::parse_name(input)
+                .map(ArtifactRef::Ollama)
+                .map_err(|k| fail(k, Scheme::Ollama));
+        }
         return Err(fail(
             RefErrorKind::UnknownScheme {
                 scheme: prefix.to_string(),
@@ -414,6 +440,9 @@ fn parse(raw: &str) -> Result<ArtifactRef, RefError> {
         Scheme::Gh => parse_gh(body).map_err(|k| fail(k, scheme)),
         Scheme::File => parse_file(body).map_err(|k| fail(k, scheme)),
         Scheme::Url => parse_url(input).map_err(|(k, s)| fail(k, s)),
+        Scheme::Ollama => OllamaRef::parse_name(body)
+            .map(ArtifactRef::Ollama)
+            .map_err(|k| fail(k, scheme)),
     }
 }
 

@@ -187,9 +187,12 @@ impl CatalogEntry {
     pub fn primary_path(&self) -> PathBuf {
         match self.record.files.as_slice() {
             [only] => layout::file_path(&self.dir, &only.path),
+            // A split GGUF's first part; an Ollama model's weights (its other layers are a
+            // template, parameters, a projector…).
             files => files
                 .iter()
                 .find(|f| is_first_split(&f.path))
+                .or_else(|| files.iter().find(|f| f.path == "model.gguf"))
                 .map(|f| layout::file_path(&self.dir, &f.path))
                 .unwrap_or_else(|| self.files_dir()),
         }

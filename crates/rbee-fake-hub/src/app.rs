@@ -103,6 +103,8 @@ pub(crate) fn hub_router(state: AppState) -> Router {
         .route("/redirect/files/{*path}", any(redirect_file))
         .route("/api/models/{*rest}", any(crate::hf::api))
         .route("/repos/{*rest}", any(crate::gh::api))
+        .route("/v2", any(crate::ollama::api))
+        .route("/v2/{*rest}", any(crate::ollama::api))
         .fallback(hub_fallback)
         .layer(middleware::from_fn_with_state(state.clone(), shape))
         .with_state(state)
@@ -212,8 +214,13 @@ async fn redirect_file(State(state): State<AppState>, req: Request) -> Response 
 
 /// A 302 to `location` with an empty body.
 pub(crate) fn redirect(location: &Url) -> Response {
+    redirect_with(StatusCode::FOUND, location)
+}
+
+/// A redirect with `status` (302, the Ollama registry's 307) to `location`, with an empty body.
+pub(crate) fn redirect_with(status: StatusCode, location: &Url) -> Response {
     match HeaderValue::from_str(location.as_str()) {
-        Ok(v) => (StatusCode::FOUND, [(header::LOCATION, v)]).into_response(),
+        Ok(v) => (status, [(header::LOCATION, v)]).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

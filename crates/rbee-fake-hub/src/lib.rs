@@ -29,6 +29,7 @@
 //! | `GET/HEAD /redirect/files/<path>` | hub | 302 to the file on the CDN, signed: `?expires=<unix>&sig=<hex>` |
 //! | `/api/models/…`, `/{org}/{repo}/resolve/…` | hub | the HuggingFace Hub protocol over `<root>/hf/` |
 //! | `/repos/{owner}/{repo}/releases…`, `/{owner}/{repo}/releases/download/…` | hub | the GitHub releases protocol over `<root>/gh/` |
+//! | `/v2/{ns}/{model}/manifests/{tag}`, `/v2/{ns}/{model}/blobs/sha256:…`, `/v2/token` | hub | the Ollama registry protocol over `<root>/ollama/` (blobs: 307 to the CDN) |
 //! | `/_admin/…` | hub | faults, counters and rate cap at run time (see the README) |
 //!
 //! Files are streamed from disk in `read_chunk` reads (1 MiB) with one read ahead; memory
@@ -52,6 +53,9 @@
 //! <root>/gh/<owner>/<repo>/<tag>/…    GitHub release assets
 //!   ../.repo.json                     {"private", "tokens"} (optional)
 //!   <tag>/.release.json               {"name", "draft", "prerelease", "published_at", …}
+//! <root>/ollama/<ns>/<model>/<tag>/…  Ollama model: model.gguf, projector.gguf, adapter.gguf,
+//!                                     template, system, params.json, messages.json, license
+//!   ../fakehub.json                   {"auth": true}: the 401 Bearer challenge and token service
 //! ```
 //!
 //! HuggingFace: `*.gguf`, `*.safetensors`, `*.bin`, … and files of at least
@@ -111,6 +115,7 @@ mod files;
 mod gh;
 mod hashes;
 mod hf;
+mod ollama;
 mod server;
 mod sign;
 mod state;

@@ -5,7 +5,7 @@
 //! The formulas, and where each comes from in llama.cpp, are written down in
 //! `docs/inspect.md`; keep the two in step.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::GgufError;
 use crate::hparams::ModelParams;
@@ -66,7 +66,7 @@ impl Default for EstimateOptions {
 }
 
 /// Memory on one device, by purpose.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceMemory {
     /// Model weights.
     pub weights: u64,
@@ -89,7 +89,7 @@ impl DeviceMemory {
 }
 
 /// The memory a model needs, split between the GPU and the CPU.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
     /// Context per sequence, as asked (before padding).
     pub context: u64,

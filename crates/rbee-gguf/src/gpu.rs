@@ -5,12 +5,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use rbee_artifact::human_bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::estimate::Estimate;
 
 /// One GPU and its memory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gpu {
     /// Index, as `nvidia-smi` and `CUDA_VISIBLE_DEVICES` count.
     pub index: usize,
@@ -123,7 +123,7 @@ pub fn available_ram() -> Option<u64> {
 }
 
 /// Whether a model fits, in one line for people and in fields for programs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     /// Whether everything asked for fits in GPU memory.
     pub fits: bool,

@@ -10,7 +10,7 @@ use rbee_artifact::{
 };
 use rbee_catalog::CatalogEntry;
 use rbee_transfer::{FetchRequest, RangeReader, Transfer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::GgufError;
@@ -26,7 +26,7 @@ use crate::source::{FileSource, Source};
 use crate::summary::GgufSummary;
 
 /// The summary of either kind of model.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "format", rename_all = "snake_case")]
 #[allow(clippy::large_enum_variant)]
 pub enum ModelSummary {
@@ -37,7 +37,7 @@ pub enum ModelSummary {
 }
 
 /// One file whose header was read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InspectedFile {
     /// Path within the artifact (or on disk).
     pub path: String,
@@ -116,20 +116,26 @@ impl Inspection {
             value["revision"] = json!(rev);
         }
         if full {
-            let tensors: Vec<_> = self
-                .ggufs
-                .iter()
-                .flat_map(|g| &g.tensors)
-                .map(|t| {
-                    json!({"name": t.name, "type": t.ggml_type, "dims": t.dims, "offset": t.offset, "bytes": t.n_bytes()})
-                })
-                .chain(self.safetensors.iter().flat_map(|h| &h.tensors).map(|t| {
-                    json!({"name": t.name, "type": t.dtype, "dims": t.shape, "bytes": t.bytes})
-                }))
-                .collect();
-            value["tensors"] = json!(tensors);
+            value["tensors"] = self.tensors_json();
         }
         value
+    }
+
+    /// Every tensor of every shard: name, type, dimensions, offset (GGUF) and bytes.
+    pub fn tensors_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let tensors: Vec<_> = self
+            .ggufs
+            .iter()
+            .flat_map(|g| &g.tensors)
+            .map(|t| {
+                json!({"name": t.name, "type": t.ggml_type, "dims": t.dims, "offset": t.offset, "bytes": t.n_bytes()})
+            })
+            .chain(self.safetensors.iter().flat_map(|h| &h.tensors).map(|t| {
+                json!({"name": t.name, "type": t.dtype, "dims": t.shape, "bytes": t.bytes})
+            }))
+            .collect();
+        json!(tensors)
     }
 }
 

@@ -53,6 +53,7 @@ pub use reader::{
     DEFAULT_ALIGNMENT, Gguf, MAGIC, MAX_DIMS, ReadOptions, TensorInfo, array_strings_at,
 };
 pub use remote::{FIRST_WINDOW, RangeSource, RemoteGguf, read_remote};
+pub use report::{Fit, InspectReport, KV_CACHE_TYPES, find_gpus, kv_cache_type};
 pub use safetensors::{
     DtypeMix, MAX_CONFIG_JSON, MAX_SAFETENSORS_HEADER, ModelConfig, SafeTensor, SafetensorsHeader,
     SafetensorsSummary, dtype_bits, gguf_style_name, parse_safetensors_header,
@@ -71,6 +72,7 @@ mod hparams;
 mod inspect;
 mod reader;
 mod remote;
+mod report;
 mod safetensors;
 mod source;
 mod summary;

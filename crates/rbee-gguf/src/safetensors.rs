@@ -199,7 +199,7 @@ pub fn read_safetensors_file(path: &Path) -> Result<SafetensorsHeader, GgufError
 }
 
 /// What `config.json` says about a model (the text model's part for multimodal ones).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     /// `architectures[0]` (`LlamaForCausalLM`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -346,7 +346,7 @@ impl ModelConfig {
 }
 
 /// A safetensors model at a glance.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SafetensorsSummary {
     /// What `config.json` says, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -364,7 +364,7 @@ pub struct SafetensorsSummary {
 }
 
 /// Tensors of one dtype.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DtypeMix {
     /// The dtype.
     pub dtype: String,

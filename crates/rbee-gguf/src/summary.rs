@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::hparams::ModelParams;
 use crate::reader::Gguf;
 use crate::types::{GgmlType, file_type_name};
 
 /// A GGUF model at a glance.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GgufSummary {
     /// `general.name`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,7 +79,7 @@ pub struct GgufSummary {
 }
 
 /// Tensors of one storage type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeMix {
     /// The type (`Q4_K`).
     pub ggml_type: GgmlType,
@@ -92,7 +92,7 @@ pub struct TypeMix {
 }
 
 /// Mixture-of-experts settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Experts {
     /// Experts per layer.
     pub count: u64,
@@ -101,7 +101,7 @@ pub struct Experts {
 }
 
 /// Sliding-window attention.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlidingWindow {
     /// Window in tokens.
     pub window: u64,
@@ -110,7 +110,7 @@ pub struct SlidingWindow {
 }
 
 /// RoPE settings.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rope {
     /// Rotated dimensions per head.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,7 +130,7 @@ pub struct Rope {
 }
 
 /// The tokenizer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tokenizer {
     /// `tokenizer.ggml.model` (`llama` = SentencePiece, `gpt2` = BPE, …).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -152,7 +152,7 @@ pub struct Tokenizer {
 }
 
 /// A special token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Token {
     /// Its id.
     pub id: u64,

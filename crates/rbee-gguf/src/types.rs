@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A tensor's storage type, by its GGML id. Ids this crate does not know are kept, so a file
 /// with a newer quantization still parses; only its byte sizes are then unknown.
@@ -115,6 +115,17 @@ impl fmt::Display for GgmlType {
 impl Serialize for GgmlType {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.name())
+    }
+}
+
+/// The inverse of its `Serialize`: a name (`Q4_K`), or `type<id>` for an id this crate does not
+/// know.
+impl<'de> Deserialize<'de> for GgmlType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        GgmlType::from_name(&name)
+            .or_else(|| name.strip_prefix("type")?.parse().ok().map(GgmlType))
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown ggml type `{name}`")))
     }
 }
 

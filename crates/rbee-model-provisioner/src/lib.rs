@@ -28,6 +28,9 @@
 //! ```
 #![deny(missing_docs)]
 
+pub use fit::{
+    Candidate, Judgement, asks_for_fit, candidates, choose_fit, describe, pick, worth_reading,
+};
 pub use integration::ModelProvisioner;
 pub use provisioner::{
     ActiveDownload, Outcome, Plan, PlannedFile, ProvisionOptions, Provisioned, Provisioner,
@@ -36,6 +39,7 @@ pub use provisioner::{
 pub use registry::VendorRegistry;
 pub use vendors::{VendorSettings, standard_vendors};
 
+mod fit;
 mod integration;
 mod provisioner;
 mod registry;

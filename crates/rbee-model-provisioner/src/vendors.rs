@@ -11,6 +11,7 @@ use rbee_transfer::{Transfer, TransferConfig};
 use rbee_vendor_github::{GitHubConfig, GitHubVendor};
 use rbee_vendor_huggingface::{HfConfig, HuggingFaceVendor};
 use rbee_vendor_local::LocalVendor;
+use rbee_vendor_ollama::{OllamaConfig, OllamaVendor};
 use rbee_vendor_url::UrlVendor;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +33,11 @@ pub struct VendorSettings {
     /// The GitHub settings; `None` reads them from the environment (`GITHUB_API_URL`,
     /// `GITHUB_TOKEN` / `GH_TOKEN`).
     pub github: Option<GitHubConfig>,
+    /// The Ollama settings; `None` reads them from the environment (`OLLAMA_REGISTRY`,
+    /// `OLLAMA_MODELS`).
+    pub ollama: Option<OllamaConfig>,
+    /// Also place Ollama downloads in Ollama's store, so `ollama run` finds them.
+    pub write_ollama_store: bool,
 }
 
 impl VendorSettings {
@@ -94,6 +100,18 @@ pub fn standard_vendors(settings: &VendorSettings) -> Result<VendorRegistry> {
     registry.register(match gh {
         Ok(config) => Arc::new(GitHubVendor::new(config, transfer.clone())),
         Err(e) => Arc::new(Unavailable::new(Scheme::Gh, e)),
+    });
+    let ollama = match &settings.ollama {
+        Some(config) => Ok(config.clone()),
+        None => OllamaConfig::from_env(),
+    };
+    registry.register(match ollama {
+        Ok(mut config) => {
+            config.publish_to_store |= settings.write_ollama_store;
+            config.offline |= settings.offline;
+            Arc::new(OllamaVendor::new(config, transfer.clone()))
+        }
+        Err(e) => Arc::new(Unavailable::new(Scheme::Ollama, e)),
     });
     Ok(registry)
 }

@@ -258,6 +258,11 @@ impl Job {
         }
         fs::rename(&part, &self.target)
             .map_err(|e| Error::io(format!("renaming into {}", self.target.display()), e))?;
+        // Renaming a link over another link to the same file (linked again from the same
+        // source) succeeds without removing the old name: the partial is still there.
+        if fs::symlink_metadata(&part).is_ok() {
+            let _ = fs::remove_file(&part);
+        }
         Ok((
             DownloadedFile {
                 path: self.rel.clone(),

@@ -125,7 +125,8 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    pub(crate) fn new(config: HubUpstream) -> rbee_artifact::Result<Self> {
+    /// The upstream client, on the daemon's engine settings (`base`: proxies, user agent…).
+    pub(crate) fn new(config: HubUpstream, base: &TransferConfig) -> rbee_artifact::Result<Self> {
         Ok(Self {
             config,
             // A client waits on these (huggingface_hub gives a HEAD 10 s): retry briefly, then
@@ -134,7 +135,7 @@ impl Upstream {
                 max_attempts: 3,
                 max_backoff: Duration::from_secs(2),
                 response_timeout: Duration::from_secs(8),
-                ..TransferConfig::default()
+                ..base.clone()
             })?,
             listings: Mutex::new(HashMap::new()),
         })

@@ -246,6 +246,33 @@ async fn when_every_connection_serves_a_client_a_new_one_is_told_to_retry() {
     assert_eq!(body["error"]["code"], "too_many_connections", "{body}");
 }
 
+/// A refused client that has already sent its request still reads the `503`: the daemon
+/// answers, closes its side and drains what was sent, where closing a socket with unread bytes
+/// would reset the connection and could destroy the answer before the client read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_client_that_already_sent_its_request_reads_the_answer() {
+    let env = TestEnv::new().await;
+    let hive = Hive::start(&env, protected(2, Duration::from_secs(600))).await;
+    let _a = hive.stream("/v1/models/download/progress").await;
+    let _b = hive.stream("/v1/models/download/progress").await;
+    for _ in 0..3 {
+        let mut third = TcpStream::connect(hive.addr).await.unwrap();
+        third
+            .write_all(b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        // A client that reads a moment later, as a busy one would: a reset has arrived by then.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut response = Vec::new();
+        tokio::time::timeout(SOON, third.read_to_end(&mut response))
+            .await
+            .expect("no answer")
+            .expect("the connection was reset before the answer could be read");
+        let text = String::from_utf8(response).unwrap();
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    }
+}
+
 /// The attack as reported, on the real binary: a token-protected daemon, more silent
 /// connections than it has file descriptors. Before the cap, accepting failed with EMFILE,
 /// `/health` hung, and a running download could not write its metadata.

@@ -5,6 +5,7 @@ mod connections;
 mod daemon;
 mod full_disk;
 mod fuzz;
+mod inspect;
 mod local_files;
 mod mirror;
 mod mirror_python;

@@ -89,15 +89,14 @@ struct Hive {
 
 impl Hive {
     async fn start(cache: &Path, token: Option<&str>) -> Hive {
-        let catalog = Arc::new(Catalog::open(cache).unwrap());
-        let transfer = Transfer::new(TransferConfig {
-            use_env_proxy: false,
-            ..Default::default()
-        })
-        .unwrap();
         let vendors = VendorRegistry::new()
             .with(Arc::new(LocalVendor::new()))
-            .with(Arc::new(UrlVendor::new(transfer)));
+            .with(Arc::new(UrlVendor::new(transfer())));
+        Self::start_with(cache, token, vendors).await
+    }
+
+    async fn start_with(cache: &Path, token: Option<&str>, vendors: VendorRegistry) -> Hive {
+        let catalog = Arc::new(Catalog::open(cache).unwrap());
         let mut config = HiveConfig::default();
         config.token = token.and_then(Secret::new);
         let state = HiveState::new(
@@ -139,6 +138,14 @@ impl Hive {
             .unwrap()
             .unwrap();
     }
+}
+
+fn transfer() -> Transfer {
+    Transfer::new(TransferConfig {
+        use_env_proxy: false,
+        ..Default::default()
+    })
+    .unwrap()
 }
 
 fn ok(out: &Output) -> String {
@@ -558,5 +565,147 @@ async fn a_signed_url_reaches_the_daemon_whole_and_is_shown_redacted() {
     assert!(!models.to_string().contains(&sig), "{models}");
     let path = PathBuf::from(models["models"][0]["path"].as_str().unwrap());
     assert!(std::fs::read(path).unwrap() == bytes);
+    hive.stop().await;
+}
+
+/// `rbee --hive URL model inspect` reads the headers through the daemon (`POST /v1/inspect`)
+/// and prints what embedded mode prints: the JSON report, the summary and the template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_through_the_daemon_prints_like_embedded_mode() {
+    use rbee_gguf::{GgmlType, GgufWriter, Value as GgufValue};
+    let env = Env::new().await;
+    GgufWriter::new()
+        .kv("general.architecture", GgufValue::String("llama".into()))
+        .kv("llama.block_count", GgufValue::U32(2))
+        .kv("llama.context_length", GgufValue::U32(4096))
+        .kv("llama.embedding_length", GgufValue::U32(256))
+        .kv("llama.attention.head_count", GgufValue::U32(8))
+        .kv("llama.attention.head_count_kv", GgufValue::U32(2))
+        .kv(
+            "tokenizer.chat_template",
+            GgufValue::String("{{ messages }}".into()),
+        )
+        .tensor("blk.0.attn_q.weight", &[256, 256], GgmlType::Q8_0)
+        .tensor("blk.1.attn_q.weight", &[256, 256], GgmlType::Q8_0)
+        .write_to(&env.dir.path().join("hub/tiny.Q8_0.gguf"))
+        .unwrap();
+    let model = env.hub.file_url("tiny.Q8_0.gguf").to_string();
+    let hive = Hive::start(&env.cache(), None).await;
+    let args = [
+        "model", "inspect", &model, "--vram", "24GiB", "--ctx", "1024",
+    ];
+    let with_json = [&["--json"][..], &args[..]].concat();
+
+    // RAM available moves between two runs; everything else is the same.
+    let report = |out: &Output| {
+        let mut v: Value = serde_json::from_str(&ok(out)).unwrap();
+        v.as_object_mut().unwrap().remove("ram_available");
+        v
+    };
+    let via = report(&env.via(&hive, &with_json).await);
+    let embedded = report(&env.embedded(&with_json).await);
+    assert_eq!(via, embedded);
+    assert_eq!(via["summary"]["architecture"], "llama", "{via}");
+    assert_eq!(via["verdict"]["fits"], true, "{via}");
+
+    let lines = |out: &Output| -> Vec<String> {
+        ok(out)
+            .lines()
+            .filter(|l| !l.starts_with("  RAM available"))
+            .map(str::to_string)
+            .collect()
+    };
+    let via = lines(&env.via(&hive, &args).await);
+    assert_eq!(via, lines(&env.embedded(&args).await));
+    assert!(
+        via.iter()
+            .any(|l| l.starts_with("verdict:       fits on GPU 0")),
+        "{via:?}"
+    );
+
+    let template = [&args[..3], &["--template"][..]].concat();
+    assert_eq!(ok(&env.via(&hive, &template).await), "{{ messages }}\n");
+
+    // A header that is not one: the daemon's code and message, exit 1.
+    let (bad, _) = env.file("bad.gguf", 4096);
+    let out = env.via(&hive, &["model", "inspect", &bad]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a GGUF file"), "{}", stderr(&out));
+    hive.stop().await;
+}
+
+/// `rbee --hive URL model download hf:ORG/REPO:fit`: the daemon judges the candidates on its
+/// GPUs (here `--vram`) through `POST /v1/inspect`, and its job downloads the one chosen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_fit_through_the_daemon_fetches_the_quantization_that_fits() {
+    use rbee_gguf::{GgmlType, GgufWriter, Value as GgufValue};
+    use rbee_vendor_huggingface::{HfConfig, HuggingFaceVendor};
+    let env = Env::new().await;
+    for (quant, ty) in [("F16", GgmlType::F16), ("Q8_0", GgmlType::Q8_0)] {
+        let path = env
+            .dir
+            .path()
+            .join(format!("hub/hf/acme/fit-GGUF/fit.{quant}.gguf"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        GgufWriter::new()
+            .kv("general.architecture", GgufValue::String("llama".into()))
+            .kv("llama.block_count", GgufValue::U32(2))
+            .kv("llama.context_length", GgufValue::U32(1024))
+            .kv("llama.embedding_length", GgufValue::U32(2048))
+            .kv("llama.attention.head_count", GgufValue::U32(16))
+            .tensor("blk.0.ffn_up.weight", &[2048, 2048], ty)
+            .tensor("blk.1.ffn_up.weight", &[2048, 2048], ty)
+            .write_to(&path)
+            .unwrap();
+    }
+    let hf = HfConfig::new(env.hub.url().clone(), env.dir.path().join("home/hf"));
+    let vendors = VendorRegistry::new()
+        .with(Arc::new(UrlVendor::new(transfer())))
+        .with(Arc::new(HuggingFaceVendor::new(hf, transfer())));
+    let hive = Hive::start_with(&env.cache(), None, vendors).await;
+    let needs = |quant: &'static str| {
+        let (env, hive) = (&env, &hive);
+        async move {
+            let model = format!("hf:acme/fit-GGUF:{quant}");
+            let out = env
+                .via(
+                    hive,
+                    &["--json", "model", "inspect", &model, "--vram", "1GiB"],
+                )
+                .await;
+            let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+            ["weights", "kv_cache", "compute", "output"]
+                .iter()
+                .map(|k| v["estimate"]["gpu"][k].as_u64().unwrap())
+                .sum::<u64>()
+        }
+    };
+    let (f16, q8) = (needs("F16").await, needs("Q8_0").await);
+    let vram_mib = (q8 >> 20) + 2;
+    assert!(vram_mib < (f16 >> 20) - 1, "{f16} {q8}");
+    let vram = format!("{vram_mib}MiB");
+
+    let out = env
+        .via(
+            &hive,
+            &[
+                "--json",
+                "model",
+                "download",
+                "hf:acme/fit-GGUF",
+                "--fit",
+                "--vram",
+                &vram,
+            ],
+        )
+        .await;
+    let stdout = ok(&out);
+    assert!(stdout.contains("fit: passed over F16"), "{stdout}");
+    assert!(stdout.contains("fit: took Q8_0"), "{stdout}");
+    let list = hive.get("/v1/models").await;
+    let models = list["models"].as_array().unwrap();
+    assert_eq!(models.len(), 1, "{list}");
+    assert_eq!(models[0]["reference"], "hf:acme/fit-GGUF:Q8_0", "{list}");
+    assert_eq!(models[0]["files"][0]["path"], "fit.Q8_0.gguf", "{list}");
     hive.stop().await;
 }

@@ -8,6 +8,7 @@ mod hive;
 mod inspect;
 mod integrity;
 mod local_state;
+mod ollama;
 mod soak;
 mod support;
 mod transfer;

@@ -2,6 +2,7 @@
 //! against the project's fake hub. Everything talks to loopback and writes to temp dirs.
 
 mod common;
+mod conformance;
 mod fake_hub;
 mod hf_python;
 mod mirrors;

@@ -1,0 +1,321 @@
+//! Ollama's own model store, read and written in the layout Ollama uses:
+//!
+//! ```text
+//! $OLLAMA_MODELS/                      ~/.ollama/models, or the service's /usr/share/ollama/.ollama/models
+//!   manifests/HOST/NAMESPACE/MODEL/TAG  the registry's manifest bytes, as pulled
+//!   blobs/sha256-<64 hex>               every layer and config, named by its digest
+//! ```
+//!
+//! Ollama trusts a blob by its name and never hashes it again, so rbee writes a blob only
+//! from bytes it has verified against that digest, and a manifest only after every blob it
+//! names is in place — each written under a temporary name and renamed, so Ollama never sees
+//! half of either.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use rbee_artifact::{Sha256Digest, link_or_copy};
+
+use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
+use rbee_artifact::OllamaRef;
+
+/// Ollama's store at one root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OllamaStore {
+    root: PathBuf,
+}
+
+/// A model found in the store: its manifest's bytes, parsed, and where it lies.
+#[derive(Debug, Clone)]
+pub struct StoredModel {
+    /// The manifest file.
+    pub manifest_path: PathBuf,
+    /// Its bytes (what the registry served).
+    pub bytes: Vec<u8>,
+    /// Parsed.
+    pub manifest: Manifest,
+}
+
+impl OllamaStore {
+    /// The store rooted at `root` (`$OLLAMA_MODELS`).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `manifests/HOST/NAMESPACE/MODEL/TAG`.
+    pub fn manifest_path(&self, name: &OllamaRef) -> PathBuf {
+        let mut path = self.root.join("manifests");
+        for segment in name.store_segments() {
+            path.push(segment);
+        }
+        path
+    }
+
+    /// `blobs/sha256-<hex>`.
+    pub fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
+        self.root.join("blobs").join(format!("sha256-{digest}"))
+    }
+
+    /// The model `name` if Ollama has it: `Ok(None)` when there is no manifest. A manifest
+    /// that cannot be read or parsed is an error naming the file.
+    pub fn read(&self, name: &OllamaRef) -> rbee_artifact::Result<Option<StoredModel>> {
+        let path = self.manifest_path(name);
+        let bytes = match read_bounded(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(rbee_artifact::Error::io(
+                    format!("reading Ollama's manifest {}", path.display()),
+                    e,
+                ));
+            }
+        };
+        let manifest = Manifest::parse(&bytes, &path.display().to_string())?;
+        Ok(Some(StoredModel {
+            manifest_path: path,
+            bytes,
+            manifest,
+        }))
+    }
+
+    /// Whether the blob `digest` is in the store with `size` bytes (not hashed: Ollama's
+    /// own check; whoever takes its bytes verifies them).
+    pub fn has_blob(&self, digest: &Sha256Digest, size: u64) -> bool {
+        fs::metadata(self.blob_path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// Every model in the store: `(name, manifest)`; unreadable entries are skipped with a
+    /// warning (Ollama does the same).
+    pub fn list(&self) -> Vec<(OllamaRef, StoredModel)> {
+        let mut out = Vec::new();
+        let base = self.root.join("manifests");
+        for host in dirs(&base) {
+            for namespace in dirs(&base.join(&host)) {
+                for model in dirs(&base.join(&host).join(&namespace)) {
+                    let folder = base.join(&host).join(&namespace).join(&model);
+                    let Ok(tags) = fs::read_dir(&folder) else {
+                        continue;
+                    };
+                    for tag in tags.flatten() {
+                        let tag = tag.file_name().to_string_lossy().into_owned();
+                        let text = format!("{host}/{namespace}/{model}:{tag}");
+                        let Ok(name) = OllamaRef::parse_name(&text) else {
+                            tracing::warn!(name = %text.escape_debug(), "not a model name in Ollama's store; skipped");
+                            continue;
+                        };
+                        match self.read(&name) {
+                            Ok(Some(stored)) => out.push((name, stored)),
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(%name, error = %e, "unusable manifest in Ollama's store; skipped")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|(name, _)| name.to_string());
+        out
+    }
+
+    /// Places the verified file `source` as the blob `digest` (a hard link on the same file
+    /// system, else a copy). A blob already there with the right size is left alone: it is
+    /// Ollama's, and Ollama already trusts it.
+    ///
+    /// The caller vouches that `source` hashes to `digest` (the download engine verified it).
+    pub fn put_blob(&self, source: &Path, digest: &Sha256Digest, size: u64) -> io::Result<bool> {
+        if self.has_blob(digest, size) {
+            return Ok(false);
+        }
+        let target = self.blob_path(digest);
+        fs::create_dir_all(target.parent().expect("a blob path has a parent"))?;
+        // Not named like a blob (`sha256-…`), so Ollama never mistakes a half-written one.
+        let temp = target.with_file_name(format!(".rbee-{digest}.tmp"));
+        link_or_copy(source, &target, &temp)?;
+        Ok(true)
+    }
+
+    /// Writes `name`'s manifest (the registry's bytes), after checking that every blob it
+    /// names is in place with its size. Written to a temporary file, synced, renamed.
+    pub fn put_manifest(&self, name: &OllamaRef, bytes: &[u8]) -> rbee_artifact::Result<()> {
+        let path = self.manifest_path(name);
+        let manifest = Manifest::parse(bytes, "the downloaded manifest")?;
+        if let Some(missing) = manifest
+            .layers
+            .iter()
+            .find(|l| !self.has_blob(&l.digest, l.size))
+        {
+            return Err(rbee_artifact::Error::io(
+                format!("not writing Ollama's manifest {}", path.display()),
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "its {} blob sha256-{} is not in Ollama's store",
+                        missing.kind.label(),
+                        missing.digest
+                    ),
+                ),
+            ));
+        }
+        let write = || -> io::Result<()> {
+            let dir = path.parent().expect("a manifest path has a parent");
+            fs::create_dir_all(dir)?;
+            let temp = dir.join(format!(".rbee-{}.tmp", name.tag));
+            let mut file = fs::File::create(&temp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            drop(file);
+            fs::rename(&temp, &path).inspect_err(|_| {
+                let _ = fs::remove_file(&temp);
+            })?;
+            if let Ok(dir) = fs::File::open(dir) {
+                let _ = dir.sync_all();
+            }
+            Ok(())
+        };
+        write().map_err(|e| {
+            rbee_artifact::Error::io(format!("writing Ollama's manifest {}", path.display()), e)
+        })
+    }
+}
+
+/// Reads a manifest file, refusing one larger than any real manifest.
+fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
+    let meta = fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > MAX_MANIFEST_BYTES as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} bytes is too large for a manifest", meta.len()),
+        ));
+    }
+    fs::read(path)
+}
+
+/// Names of the subfolders of `dir` (none when it cannot be read).
+fn dirs(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::tests::manifest_json;
+
+    fn name(s: &str) -> OllamaRef {
+        OllamaRef::parse_name(s).unwrap()
+    }
+
+    #[test]
+    fn paths_are_ollamas() {
+        let store = OllamaStore::new("/m");
+        assert_eq!(
+            store.manifest_path(&name("llama3.2:1b")),
+            Path::new("/m/manifests/registry.ollama.ai/library/llama3.2/1b")
+        );
+        assert_eq!(
+            store.manifest_path(&name("hf.co/o/r:Q4_K_M")),
+            Path::new("/m/manifests/hf.co/o/r/Q4_K_M")
+        );
+        let d = Sha256Digest::of(b"x");
+        assert_eq!(
+            store.blob_path(&d),
+            PathBuf::from(format!("/m/blobs/sha256-{d}"))
+        );
+    }
+
+    #[test]
+    fn write_then_read_and_list_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OllamaStore::new(dir.path().join("models"));
+        let model = b"GGUF model bytes";
+        let config = b"config";
+        let json = manifest_json(&[(
+            "application/vnd.ollama.image.model",
+            Sha256Digest::of(model),
+            model.len() as u64,
+        )]);
+        let n = name("team/tiny:q4");
+        // No blobs yet: the manifest is refused and nothing is written.
+        let e = store
+            .put_manifest(&n, json.as_bytes())
+            .unwrap_err()
+            .report();
+        assert!(e.to_string().contains("is not in Ollama's store"), "{e}");
+        assert!(!store.manifest_path(&n).exists());
+
+        // Separate files: a blob is a hard link to its source.
+        let (src_model, src_config) = (dir.path().join("model"), dir.path().join("config"));
+        fs::write(&src_model, model).unwrap();
+        fs::write(&src_config, config).unwrap();
+        let model_digest = Sha256Digest::of(model);
+        assert!(
+            store
+                .put_blob(&src_model, &model_digest, model.len() as u64)
+                .unwrap()
+        );
+        assert!(
+            store
+                .put_blob(&src_config, &Sha256Digest::of(config), 6)
+                .unwrap()
+        );
+        // Already there: left alone.
+        assert!(
+            !store
+                .put_blob(&src_config, &Sha256Digest::of(config), 6)
+                .unwrap()
+        );
+        store.put_manifest(&n, json.as_bytes()).unwrap();
+
+        let stored = store.read(&n).unwrap().unwrap();
+        assert_eq!(stored.bytes, json.as_bytes());
+        assert_eq!(stored.manifest.model().digest, Sha256Digest::of(model));
+        let listed = store.list();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].0, n);
+        // Only final names in the folders Ollama reads.
+        for dir in [
+            store.root().join("blobs"),
+            store.manifest_path(&n).parent().unwrap().to_path_buf(),
+        ] {
+            for entry in fs::read_dir(dir).unwrap() {
+                let entry = entry.unwrap().file_name().to_string_lossy().into_owned();
+                assert!(!entry.starts_with(".rbee-"), "{entry}");
+            }
+        }
+        assert!(store.read(&name("other:t")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_damaged_manifest_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OllamaStore::new(dir.path());
+        let n = name("m:t");
+        let path = store.manifest_path(&n);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, b"{").unwrap();
+        let e = store.read(&n).unwrap_err().to_string();
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(store.list().is_empty());
+    }
+}

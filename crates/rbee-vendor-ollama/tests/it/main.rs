@@ -1,0 +1,5 @@
+//! Integration tests of the `ollama:` vendor (one binary).
+
+mod fake_hub;
+mod name;
+mod protocol;
