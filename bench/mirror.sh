@@ -118,15 +118,13 @@ if [ "$OLAH" = 1 ]; then
     olah_base() {
         local port
         port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-        (cd "$WORK" && "$VENV/bin/python" -m olah.server --host 127.0.0.1 --port "$port" \
+        (cd "$WORK" && exec "$VENV/bin/python" -m olah.server --host 127.0.0.1 --port "$port" \
             --hf-scheme http --hf-netloc "$HUB_NETLOC" --hf-lfs-netloc "$CDN_NETLOC" \
             --mirror-netloc "127.0.0.1:$port" --mirror-lfs-netloc "127.0.0.1:$port" \
             --repos-path "$1" >"$1.log" 2>&1) &
         SERVER_PID=$!
         PIDS+=("$SERVER_PID")
         for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.2; done
-        # The server is python under the subshell: measure the python process.
-        SERVER_PID=$(pgrep -P "$SERVER_PID" -n || echo "$SERVER_PID")
         BASE=http://127.0.0.1:$port
     }
     set +e
