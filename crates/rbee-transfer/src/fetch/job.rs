@@ -93,6 +93,10 @@ impl<'a> Job<'a> {
                 notified_prefix: 0,
                 unsaved: 0,
                 single: false,
+                active: Vec::new(),
+                finished: (0.0, 0.0),
+                hedges: 0,
+                hedging: inner.config.rate_limit.is_none(),
             }),
             hash: HashCell::default(),
             target: Mutex::new(Target {
@@ -106,6 +110,7 @@ impl<'a> Job<'a> {
             save_soon: tokio::sync::Notify::new(),
             save_every: (inner.config.chunk_size / 4).max(1 << 20),
             silent: AtomicU32::new(0),
+            span_done: tokio::sync::Notify::new(),
         });
         Ok(Self {
             inner,

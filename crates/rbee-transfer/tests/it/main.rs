@@ -2,6 +2,7 @@
 
 mod common;
 mod faults;
+mod hedge;
 mod hostile;
 mod protocol;
 mod resume;
