@@ -4,5 +4,6 @@ mod common;
 mod faults;
 mod hedge;
 mod hostile;
+mod many;
 mod protocol;
 mod resume;
