@@ -4,9 +4,8 @@
 
 use std::path::PathBuf;
 
-use rbee_artifact_catalog::{
-    ArtifactRecord, CatalogEntry, JobId, Listing, ProgressEvent, ProgressSnapshot,
-};
+use rbee_artifact::{JobId, ProgressEvent, ProgressSnapshot};
+use rbee_catalog::{ArtifactRecord, CatalogEntry, Listing};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use rbee_artifact_catalog::Secret;
+use rbee_artifact::Secret;
 use sha2::{Digest, Sha256};
 
 use crate::connections::RequestSlot;

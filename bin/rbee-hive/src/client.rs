@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
-use rbee_artifact_catalog::{Removed, Secret};
+use rbee_artifact::Secret;
+use rbee_catalog::Removed;
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

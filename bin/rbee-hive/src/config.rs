@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use rbee_artifact_catalog::Secret;
+use rbee_artifact::Secret;
 use rbee_vendor_local::LocalAccess;
 
 /// The address rbee-hive listens on unless told otherwise.
@@ -117,7 +117,7 @@ pub enum BindError {
 /// Accepts `addr` when it is a loopback address or a token is set.
 ///
 /// ```
-/// use rbee_artifact_catalog::Secret;
+/// use rbee_artifact::Secret;
 /// use rbee_hive::check_bind;
 ///
 /// assert!(check_bind(&"127.0.0.1:8600".parse().unwrap(), None).is_ok());

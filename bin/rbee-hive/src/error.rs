@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rbee_artifact_catalog::Error;
+use rbee_artifact::Error;
 
 use crate::api::{ErrorBody, ErrorResponse};
 
@@ -88,8 +88,8 @@ impl From<Error> for ApiError {
     }
 }
 
-impl From<rbee_artifact_catalog::RefError> for ApiError {
-    fn from(e: rbee_artifact_catalog::RefError) -> Self {
+impl From<rbee_artifact::RefError> for ApiError {
+    fn from(e: rbee_artifact::RefError) -> Self {
         Error::InvalidReference(e).into()
     }
 }
@@ -132,11 +132,7 @@ mod tests {
         });
         assert_eq!(e.status(), StatusCode::CONFLICT);
         assert_eq!(e.code(), "busy");
-        let e = ApiError::from(
-            "hf:"
-                .parse::<rbee_artifact_catalog::ArtifactRef>()
-                .unwrap_err(),
-        );
+        let e = ApiError::from("hf:".parse::<rbee_artifact::ArtifactRef>().unwrap_err());
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         assert_eq!(e.code(), "invalid_reference");
     }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use rbee_artifact_catalog::{EventKind, ProgressEvent};
+use rbee_artifact::{EventKind, ProgressEvent};
 use tokio::sync::broadcast;
 
 use crate::jobs::Attempt;
@@ -130,7 +130,7 @@ pub(crate) fn feed_item(
 
 #[cfg(test)]
 mod tests {
-    use rbee_artifact_catalog::{DownloadTracker, JobId};
+    use rbee_artifact::{DownloadTracker, JobId};
 
     use super::*;
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     CatalogKey, DownloadTracker, EventKind, JobId, ProgressEvent, ProgressSnapshot, TrackerConfig,
 };
 use serde_json::Value;

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use rbee_artifact_catalog::Catalog;
+//! use rbee_catalog::Catalog;
 //! use rbee_hive::{HiveConfig, HiveState, hive_vendors};
 //! use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings};
 //!
@@ -25,7 +25,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`ProgressEvent`]: rbee_artifact_catalog::ProgressEvent
+//! [`ProgressEvent`]: rbee_artifact::ProgressEvent
 #![deny(missing_docs)]
 
 pub use api::{ErrorBody, JobState, JobView};

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use rbee_artifact_catalog::{Catalog, Secret};
+use rbee_artifact::Secret;
+use rbee_catalog::Catalog;
 use rbee_hive::{
     DEFAULT_MAX_CONNECTIONS, HiveConfig, HiveState, bind_addr, check_bind, connection_cap,
     descriptors_for_downloads, hive_vendors, raise_open_files_limit,
@@ -112,7 +113,7 @@ const FULL_DISK_BYTES: u64 = 1 << 20;
 /// Says so when the catalog's file system is full: the daemon still starts (listing, info and
 /// removal work), but downloads will fail until there is room.
 fn warn_if_full(root: &std::path::Path) {
-    if let Ok(free) = rbee_artifact_catalog::available_space(root)
+    if let Ok(free) = rbee_artifact::available_space(root)
         && free < FULL_DISK_BYTES
     {
         let message = format!(
@@ -191,7 +192,7 @@ async fn run(args: Args) -> Result<()> {
         .max_cache_size
         .as_deref()
         .map(|text| {
-            rbee_artifact_catalog::parse_cache_size(text)
+            rbee_catalog::parse_cache_size(text)
                 .map_err(|e| UsageError(format!("--max-cache-size: {e}")))
         })
         .transpose()?;

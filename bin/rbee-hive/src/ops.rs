@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use rbee_artifact_catalog::{
-    CatalogEntry, DownloadTracker, Error, Listing, Removed, VerifyReport, human_bytes,
-};
+use rbee_artifact::{DownloadTracker, Error, human_bytes};
+use rbee_catalog::{CatalogEntry, Listing, Removed, VerifyReport};
 use rbee_model_provisioner::{Outcome, Provisioned};
 use serde_json::{Value, json};
 
@@ -171,7 +170,7 @@ async fn download(
     request: &DownloadRequest,
     tracker: &DownloadTracker,
     attempt: &Attempt,
-) -> rbee_artifact_catalog::Result<Provisioned> {
+) -> rbee_artifact::Result<Provisioned> {
     state
         .provisioner()
         .provision(
@@ -384,7 +383,7 @@ pub(crate) async fn verify_model(state: &HiveState, model: &str) -> Result<Verif
 
 fn refuse_if_downloading(
     state: &HiveState,
-    key: &rbee_artifact_catalog::CatalogKey,
+    key: &rbee_artifact::CatalogKey,
 ) -> Result<(), ApiError> {
     match state.jobs().downloading(key) {
         Some(job) => Err(Error::Busy {

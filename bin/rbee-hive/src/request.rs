@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
-use rbee_artifact_catalog::{ArtifactRef, CatalogKey, Error, ResolveOptions};
+use rbee_artifact::{ArtifactRef, CatalogKey, Error, ResolveOptions};
 use rbee_model_provisioner::ProvisionOptions;
 use rbee_vendor_local::LocalAccess;
 use serde::de::DeserializeOwned;

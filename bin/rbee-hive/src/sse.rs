@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
-use rbee_artifact_catalog::{EventKind, ProgressEvent, human_bytes};
+use rbee_artifact::{EventKind, ProgressEvent, human_bytes};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;

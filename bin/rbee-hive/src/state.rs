@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use rbee_artifact_catalog::TrackerConfig;
+use rbee_artifact::TrackerConfig;
 use rbee_model_provisioner::Provisioner;
 use tokio_util::sync::CancellationToken;
 

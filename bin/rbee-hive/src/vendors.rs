@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rbee_artifact_catalog::Result;
+use rbee_artifact::Result;
 use rbee_model_provisioner::{VendorRegistry, VendorSettings, standard_vendors};
 use rbee_vendor_local::LocalVendor;
 
@@ -17,7 +17,7 @@ use crate::config::HiveConfig;
 /// use rbee_model_provisioner::VendorSettings;
 ///
 /// let vendors = hive_vendors(&VendorSettings::default(), &HiveConfig::default()).unwrap();
-/// assert!(vendors.get(rbee_artifact_catalog::Scheme::File).is_ok());
+/// assert!(vendors.get(rbee_artifact::Scheme::File).is_ok());
 /// ```
 pub fn hive_vendors(settings: &VendorSettings, config: &HiveConfig) -> Result<VendorRegistry> {
     let mut vendors = standard_vendors(settings)?;

@@ -4,9 +4,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use rbee_artifact_catalog::{
-    ArtifactRef, ArtifactStatus, Catalog, CatalogEntry, CatalogKey, CheckOutcome, DownloadTracker,
-    Error, JobId, Listing, Removed, ResolveOptions, VerifyReport, human_bytes, layout,
+use rbee_artifact::{
+    ArtifactRef, CatalogKey, DownloadTracker, Error, JobId, ResolveOptions, human_bytes,
+};
+use rbee_catalog::{
+    ArtifactStatus, Catalog, CatalogEntry, CheckOutcome, Listing, Removed, VerifyReport, layout,
 };
 use rbee_model_provisioner::{Outcome, Plan, ProvisionOptions};
 use serde_json::json;

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use rbee_artifact_catalog::{Error, RefError};
+use rbee_artifact::{Error, RefError};
 
 use crate::hive::RemoteError;
 use crate::setup::{CliError, UsageError};

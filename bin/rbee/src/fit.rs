@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     ArtifactRef, Error, HfSelector, ResolveOptions, ResolvedArtifact, human_bytes,
 };
 use rbee_gguf::{RemoteOptions, inspect_plan};

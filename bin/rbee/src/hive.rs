@@ -6,10 +6,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rbee_artifact_catalog::{
-    ArtifactRef, CatalogEntry, CatalogKey, Error, EventKind, Listing, ProgressEvent, Removed,
-    Secret, VerifyReport, human_bytes,
+use rbee_artifact::{
+    ArtifactRef, CatalogKey, Error, EventKind, ProgressEvent, Secret, human_bytes,
 };
+use rbee_catalog::{CatalogEntry, Listing, Removed, VerifyReport};
 use rbee_hive::api::{JobEvent, JobRequest, JobView, PausedEvent, ResumedEvent};
 use rbee_hive::client::{ClientError, HiveClient, SseEvent};
 use reqwest::Url;

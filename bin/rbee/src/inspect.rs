@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use rbee_artifact_catalog::{ArtifactRef, CatalogEntry, Error, ResolveOptions, human_bytes};
+use rbee_artifact::{ArtifactRef, Error, ResolveOptions, human_bytes};
+use rbee_catalog::CatalogEntry;
 use rbee_gguf::{
     Detected, Estimate, EstimateOptions, GgmlType, Gpu, Inspection, ModelSummary, ReadOptions,
     RemoteOptions, Verdict, available_ram, detect_gpus, inspect_remote, verdict,
@@ -135,7 +136,7 @@ impl EstimateArgs {
         let Some(text) = &self.vram else {
             return Ok(None);
         };
-        let size = rbee_artifact_catalog::parse_cache_size(text.trim()).map_err(|_| {
+        let size = rbee_catalog::parse_cache_size(text.trim()).map_err(|_| {
             UsageError::argument(format!(
                 "--vram {text}: not a size above 0; write e.g. 24GiB or 8000MiB"
             ))

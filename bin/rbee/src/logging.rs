@@ -31,7 +31,7 @@ pub(crate) fn init(verbose: u8, color: bool) {
         .with_filter(filter);
     let notes = (verbose == 0).then(|| {
         let (tx, rx) = mpsc::unbounded_channel();
-        *rbee_artifact_catalog::lock_unpoisoned(&NOTES) = Some(rx);
+        *rbee_artifact::lock_unpoisoned(&NOTES) = Some(rx);
         RetryNotes { tx }.with_filter(filter_fn(|m| m.target() == rbee_transfer::RETRY_LOG_TARGET))
     });
     let _ = tracing_subscriber::registry()
@@ -42,7 +42,7 @@ pub(crate) fn init(verbose: u8, color: bool) {
 
 /// The retry notes logged from now on, for the one download this process runs.
 pub(crate) fn take_notes() -> Option<mpsc::UnboundedReceiver<String>> {
-    rbee_artifact_catalog::lock_unpoisoned(&NOTES).take()
+    rbee_artifact::lock_unpoisoned(&NOTES).take()
 }
 
 struct RetryNotes {

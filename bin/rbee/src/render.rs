@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     EventKind, FileSnapshot, ProgressEvent, ProgressSnapshot, human_bytes, human_duration,
 };
 use tokio::sync::mpsc;

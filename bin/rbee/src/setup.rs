@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use rbee_artifact_catalog::{ArtifactRef, Catalog, HfSelector};
+use rbee_artifact::{ArtifactRef, HfSelector};
+use rbee_catalog::Catalog;
 use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings, standard_vendors};
 use rbee_transfer::parse_rate;
 
@@ -133,7 +134,7 @@ fn max_cache_bytes(flag: Option<&str>) -> Result<Option<u64>> {
             _ => return Ok(None),
         },
     };
-    rbee_artifact_catalog::parse_cache_size(&text)
+    rbee_catalog::parse_cache_size(&text)
         .map(Some)
         .map_err(|e| UsageError::argument(format!("{name}: {e}")).into())
 }
@@ -168,7 +169,7 @@ pub(crate) fn provisioner(
 /// Relative `file:` paths are made absolute here, where they were typed.
 pub(crate) fn parse_reference(text: &str) -> Result<ArtifactRef> {
     let parsed = match spelling::as_local_path(text) {
-        Some(Ok(path)) => Ok(ArtifactRef::Local(rbee_artifact_catalog::LocalRef { path })),
+        Some(Ok(path)) => Ok(ArtifactRef::Local(rbee_artifact::LocalRef { path })),
         Some(Err(message)) => return Err(UsageError::reference(message).into()),
         None => text.parse::<ArtifactRef>(),
     };

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rbee_artifact_catalog::{RefError, RefErrorKind};
+use rbee_artifact::{RefError, RefErrorKind};
 
 /// Prefixes a reference may start with, as a user would type them.
 const SCHEMES: [&str; 7] = ["hf", "gh", "file", "https", "http", "huggingface", "github"];
@@ -78,7 +78,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rbee_artifact_catalog::ArtifactRef;
+    use rbee_artifact::ArtifactRef;
 
     fn suggestion(text: &str) -> Option<String> {
         let e = text.parse::<ArtifactRef>().unwrap_err();

@@ -1,7 +1,8 @@
 //! `rbee model prune|pin|unpin`: keeping the local catalog tidy and within its budget.
 
 use anyhow::Result;
-use rbee_artifact_catalog::{Error, PruneReason, PruneReport, human_bytes, parse_age};
+use rbee_artifact::{Error, human_bytes};
+use rbee_catalog::{PruneReason, PruneReport, parse_age};
 use serde_json::json;
 
 use crate::args::{GlobalArgs, PruneArgs, TidyCommand};
@@ -81,7 +82,7 @@ fn pin(global: &GlobalArgs, model: &str, pinned: bool) -> Result<()> {
         .ok_or_else(|| Error::NotFound {
             message: format!("`{model}` is not in the catalog; `rbee ls` shows what is"),
         })?;
-    let key = match rbee_artifact_catalog::CatalogKey::from_id(model) {
+    let key = match rbee_artifact::CatalogKey::from_id(model) {
         Some(key) => key.id(),
         None => setup::parse_reference(model)?.to_string(),
     };

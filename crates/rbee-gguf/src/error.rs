@@ -79,7 +79,7 @@ pub enum GgufError {
     },
     /// Resolving or reading a remote file failed (network, authorization, not found, …).
     #[error(transparent)]
-    Remote(#[from] rbee_artifact_catalog::Error),
+    Remote(#[from] rbee_artifact::Error),
 }
 
 impl GgufError {
@@ -90,7 +90,7 @@ impl GgufError {
         }
     }
 
-    /// A stable machine-readable code, as [`rbee_artifact_catalog::Error::code`] gives.
+    /// A stable machine-readable code, as [`rbee_artifact::Error::code`] gives.
     pub fn code(&self) -> &'static str {
         match self {
             GgufError::NotGguf { .. } => "not_gguf",

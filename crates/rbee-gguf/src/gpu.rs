@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rbee_artifact_catalog::human_bytes;
+use rbee_artifact::human_bytes;
 use serde::Serialize;
 
 use crate::estimate::Estimate;

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rbee_artifact_catalog::{
-    ArtifactRef, CatalogEntry, FileSource as PlanSource, ResolveOptions, ResolvedArtifact,
-    ResolvedFile, VendorSource,
+use rbee_artifact::{
+    ArtifactRef, FileSource as PlanSource, ResolveOptions, ResolvedArtifact, ResolvedFile,
+    VendorSource,
 };
+use rbee_catalog::CatalogEntry;
 use rbee_transfer::{FetchRequest, RangeReader, Transfer};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -187,13 +188,13 @@ fn check_shards(ggufs: &[Gguf], names: &[String]) -> Result<(), GgufError> {
     }
     let count = ggufs[0].metadata.u64("split.count");
     if count != Some(ggufs.len() as u64) {
-        return Err(GgufError::Remote(
-            rbee_artifact_catalog::Error::InvalidRequest(format!(
+        return Err(GgufError::Remote(rbee_artifact::Error::InvalidRequest(
+            format!(
                 "{} GGUF files ({}) are not the shards of one split model; name one file or one quantization",
                 ggufs.len(),
                 names.join(", ")
-            )),
-        ));
+            ),
+        )));
     }
     Ok(())
 }
@@ -420,12 +421,9 @@ pub async fn inspect_plan(
     }
     let reader = |f: &ResolvedFile| -> Result<RangeReader, GgufError> {
         let PlanSource::Http { url } = &f.source else {
-            return Err(GgufError::Remote(
-                rbee_artifact_catalog::Error::Unsupported(format!(
-                    "{}: cannot read this file's header remotely",
-                    f.path
-                )),
-            ));
+            return Err(GgufError::Remote(rbee_artifact::Error::Unsupported(
+                format!("{}: cannot read this file's header remotely", f.path),
+            )));
         };
         let access = vendor.read_access(f);
         let mut request = FetchRequest::new(f.path.clone(), url.clone());
@@ -460,8 +458,8 @@ pub async fn inspect_plan(
     }
     let shards: Vec<&&ResolvedFile> = files.iter().filter(|f| is_safetensors(&f.path)).collect();
     if shards.is_empty() {
-        return Err(GgufError::Remote(
-            rbee_artifact_catalog::Error::InvalidRequest(format!(
+        return Err(GgufError::Remote(rbee_artifact::Error::InvalidRequest(
+            format!(
                 "{} has no GGUF or safetensors file to inspect (files: {})",
                 plan.reference,
                 files
@@ -469,8 +467,8 @@ pub async fn inspect_plan(
                     .map(|f| f.path.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            )),
-        ));
+            ),
+        )));
     }
     let mut headers = Vec::new();
     let mut inspected = Vec::new();

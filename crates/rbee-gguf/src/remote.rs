@@ -69,7 +69,7 @@ pub async fn read_remote(
 ) -> Result<RemoteGguf, GgufError> {
     let first = source.read(0, first_window.max(1), cancel).await?;
     let size = source.size().ok_or_else(|| {
-        GgufError::Remote(rbee_artifact_catalog::Error::Protocol {
+        GgufError::Remote(rbee_artifact::Error::Protocol {
             message: "the server did not say how large the file is (no Content-Range total)".into(),
         })
     })?;

@@ -13,10 +13,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rbee_artifact_catalog::{
-    ArtifactRef, ArtifactStatus, Catalog, CatalogEntry, DownloadTracker, Error, JobId, Listing,
-    Removed, Result, VerifyReport, lock_unpoisoned,
-};
+use rbee_artifact::{ArtifactRef, DownloadTracker, Error, JobId, Result, lock_unpoisoned};
+use rbee_catalog::{ArtifactStatus, Catalog, CatalogEntry, Listing, Removed, VerifyReport};
 use tokio_util::sync::CancellationToken;
 
 use crate::provisioner::{ProvisionOptions, Provisioner, ProvisionerConfig};

@@ -4,12 +4,13 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use rbee_artifact_catalog::{Catalog, DownloadTracker, JobId};
+//! use rbee_artifact::{DownloadTracker, JobId};
+//! use rbee_catalog::Catalog;
 //! use rbee_model_provisioner::{ProvisionOptions, Provisioner, ProvisionerConfig, VendorRegistry};
 //! use rbee_vendor_local::LocalVendor;
 //! use tokio_util::sync::CancellationToken;
 //!
-//! # async fn demo() -> rbee_artifact_catalog::Result<()> {
+//! # async fn demo() -> rbee_artifact::Result<()> {
 //! let catalog = Arc::new(Catalog::open("/tmp/rbee-demo")?);
 //! let vendors = VendorRegistry::new().with(Arc::new(LocalVendor::new()));
 //! let provisioner = Provisioner::new(catalog, vendors, ProvisionerConfig::default());

@@ -8,13 +8,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use rbee_artifact_catalog::layout::{self, part_path, part_state_path};
-use rbee_artifact_catalog::lock_unpoisoned;
-use rbee_artifact_catalog::{
-    ArtifactRecord, ArtifactRef, ArtifactStatus, Catalog, CatalogEntry, CatalogKey, DownloadLease,
-    DownloadTracker, DownloadedFile, Error, FileRecord, FileSource, JobId, RECORD_SCHEMA,
+use rbee_artifact::lock_unpoisoned;
+use rbee_artifact::partial::{part_path, part_state_path};
+use rbee_artifact::{
+    ArtifactRef, CatalogKey, DownloadTracker, DownloadedFile, Error, FileSource, JobId,
     ResolveOptions, ResolvedArtifact, ResolvedFile, Result, Sha256Digest, TrackerConfig,
     available_space, human_bytes, redact_url,
+};
+use rbee_catalog::layout;
+use rbee_catalog::{
+    ArtifactRecord, ArtifactStatus, Catalog, CatalogEntry, DownloadLease, FileRecord, RECORD_SCHEMA,
 };
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
@@ -635,7 +638,7 @@ impl Provisioner {
     #[allow(clippy::too_many_arguments)]
     async fn fetch(
         &self,
-        vendor: &Arc<dyn rbee_artifact_catalog::VendorSource>,
+        vendor: &Arc<dyn rbee_artifact::VendorSource>,
         resolved: &ResolvedArtifact,
         mut to_fetch: Vec<ResolvedFile>,
         files_dir: &Path,
@@ -879,10 +882,7 @@ impl Provisioner {
     }
 
     /// Re-hashes an entry's files against their recorded digests (off the async threads).
-    pub async fn verify(
-        &self,
-        id_or_reference: &str,
-    ) -> Result<rbee_artifact_catalog::VerifyReport> {
+    pub async fn verify(&self, id_or_reference: &str) -> Result<rbee_catalog::VerifyReport> {
         let catalog = self.inner.catalog.clone();
         let id = id_or_reference.to_string();
         tokio::task::spawn_blocking(move || catalog.verify(&id, |_| {}))
@@ -981,7 +981,7 @@ fn is_unreachable(e: &Error) -> bool {
 fn check_paths(resolved: &ResolvedArtifact) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for f in &resolved.files {
-        layout::check_file_path(&f.path).map_err(|why| Error::Protocol {
+        rbee_artifact::check_file_path(&f.path).map_err(|why| Error::Protocol {
             message: format!(
                 "the vendor named a file `{}` that cannot be stored safely: {why}",
                 f.path.escape_debug()
@@ -1199,7 +1199,7 @@ pub fn link_or_copy(source: &Path, target: &Path) -> Result<()> {
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     }
-    rbee_artifact_catalog::link_or_copy(source, target, &part_path(target)).map_err(|e| {
+    rbee_artifact::link_or_copy(source, target, &part_path(target)).map_err(|e| {
         Error::io(
             format!("placing {} at {}", source.display(), target.display()),
             e,

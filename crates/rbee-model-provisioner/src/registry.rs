@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rbee_artifact_catalog::{Error, Result, Scheme, VendorSource};
+use rbee_artifact::{Error, Result, Scheme, VendorSource};
 
 /// The vendors a provisioner can use, one per scheme.
 ///
 /// ```
 /// use std::sync::Arc;
-/// use rbee_artifact_catalog::Scheme;
+/// use rbee_artifact::Scheme;
 /// use rbee_model_provisioner::VendorRegistry;
 ///
 /// let registry = VendorRegistry::new();

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, ResolveOptions, ResolvedArtifact,
     ResolvedFile, Result, Scheme, VendorSource,
 };

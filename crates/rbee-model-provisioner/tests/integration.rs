@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rbee_artifact_catalog::{Catalog, Error, EventKind, Listing, ProgressEvent};
+use rbee_artifact::{Error, EventKind, ProgressEvent};
+use rbee_catalog::{Catalog, Listing};
 use rbee_fake_hub::{FakeHub, FakeHubConfig};
 use rbee_model_provisioner::ModelProvisioner;
 use tokio::sync::broadcast;

@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rbee_artifact_catalog::{
-    ArtifactRef, ArtifactStatus, Catalog, DownloadTracker, DownloadedFile, Error, EventKind,
-    FileSource, ProgressEvent, ResolveOptions, ResolvedArtifact, ResolvedFile, Result, Scheme,
-    Sha256Digest, VendorSource,
+use rbee_artifact::{
+    ArtifactRef, DownloadTracker, DownloadedFile, Error, EventKind, FileSource, ProgressEvent,
+    ResolveOptions, ResolvedArtifact, ResolvedFile, Result, Scheme, Sha256Digest, VendorSource,
 };
+use rbee_catalog::{ArtifactStatus, Catalog};
 use rbee_model_provisioner::{
     Outcome, ProvisionOptions, Provisioner, ProvisionerConfig, VendorRegistry,
 };
@@ -778,7 +778,7 @@ async fn a_cache_budget_evicts_the_least_recently_used_model_and_says_so() {
     };
     let s = setup(vendor.clone(), config);
     for name in ["a", "b"] {
-        let tracker = DownloadTracker::new(rbee_artifact_catalog::JobId(format!("job-{name}")));
+        let tracker = DownloadTracker::new(rbee_artifact::JobId(format!("job-{name}")));
         provision(&s.provisioner, &format!("hf:o/{name}"), &tracker)
             .await
             .unwrap();

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rbee_artifact_catalog::{DownloadTracker, JobId};
+use rbee_artifact::{DownloadTracker, JobId};
 use rbee_transfer::{FetchRequest, Transfer, TransferConfig};
 use tokio_util::sync::CancellationToken;
 

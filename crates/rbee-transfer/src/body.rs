@@ -1,6 +1,6 @@
 //! Reading a small API answer whole, with a size cap.
 
-use rbee_artifact_catalog::Error;
+use rbee_artifact::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::redact_url;

@@ -1,6 +1,6 @@
 //! What every transfer of one engine shares: its settings, HTTP clients, rate limit and retry policy.
 
-use rbee_artifact_catalog::Error;
+use rbee_artifact::Error;
 use reqwest::Client;
 
 use crate::config::TransferConfig;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use rbee_artifact_catalog::{BoxError, Error};
+use rbee_artifact::{BoxError, Error};
 use reqwest::header::HeaderMap;
 use url::Url;
 
@@ -40,7 +40,7 @@ pub enum TransferErrorKind {
 /// Its message names the method, the URL without query string or credentials, what failed and
 /// how many attempts were made; tokens never appear in it. Use [`TransferError::status`] and
 /// [`TransferError::header`] to map vendor-specific answers (a 401 with `X-Error-Code`, …), and
-/// `From<TransferError> for rbee_artifact_catalog::Error` for everything else.
+/// `From<TransferError> for rbee_artifact::Error` for everything else.
 pub struct TransferError {
     repr: Box<Repr>,
 }
@@ -391,9 +391,9 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 }
 
 /// A URL safe to show: no user info, no fragment, no credential in the query string (see
-/// [`rbee_artifact_catalog::redact_url`], the one home of that rule).
+/// [`rbee_artifact::redact_url`], the one home of that rule).
 pub fn redact_url(url: &Url) -> String {
-    rbee_artifact_catalog::redact_url(url)
+    rbee_artifact::redact_url(url)
 }
 
 #[cfg(test)]

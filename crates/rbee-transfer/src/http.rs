@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rbee_artifact_catalog::Secret;
+use rbee_artifact::Secret;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, LOCATION};
 use reqwest::{Client, Method, Response, StatusCode};
 use tokio_util::sync::CancellationToken;

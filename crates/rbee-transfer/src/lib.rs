@@ -24,11 +24,11 @@
 //! server that sends no response headers is given [`TransferConfig::response_timeout`] twice.
 //!
 //! ```no_run
-//! use rbee_artifact_catalog::{DownloadTracker, JobId};
+//! use rbee_artifact::{DownloadTracker, JobId};
 //! use rbee_transfer::{FetchRequest, Transfer, TransferConfig};
 //! use tokio_util::sync::CancellationToken;
 //!
-//! # async fn demo() -> Result<(), rbee_artifact_catalog::Error> {
+//! # async fn demo() -> Result<(), rbee_artifact::Error> {
 //! let transfer = Transfer::new(TransferConfig::default())?;
 //! let url = "https://example.com/models/tiny.gguf".parse().unwrap();
 //! let tracker = DownloadTracker::new(JobId::generate());

@@ -2,7 +2,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use rbee_artifact_catalog::lock_unpoisoned;
+use rbee_artifact::lock_unpoisoned;
 use reqwest::header::{CONTENT_RANGE, ETAG, HeaderValue, RANGE};
 use reqwest::{Method, Response, StatusCode};
 use tokio_util::bytes::{Bytes, BytesMut};
@@ -473,7 +473,7 @@ mod tests {
             "m.gguf",
             format!("{}/resolve/m.gguf", hub.uri()).parse().unwrap(),
         );
-        request.auth = rbee_artifact_catalog::Secret::new("secret-token");
+        request.auth = rbee_artifact::Secret::new("secret-token");
         let t = transfer();
         let r = t.range_reader(request);
         let cancel = CancellationToken::new();

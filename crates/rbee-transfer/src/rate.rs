@@ -40,7 +40,7 @@ impl RateLimiter {
 
     /// How long the caller must wait after taking `n` bytes now.
     fn take(&self, n: u64) -> Duration {
-        let mut b = rbee_artifact_catalog::lock_unpoisoned(&self.state);
+        let mut b = rbee_artifact::lock_unpoisoned(&self.state);
         let now = Instant::now();
         let elapsed = now.duration_since(b.last).as_secs_f64();
         b.last = now;

@@ -1,13 +1,13 @@
 //! The requests the engine takes: a file to fetch, an API call to send.
 
-use rbee_artifact_catalog::{Secret, Sha256Digest};
+use rbee_artifact::{Secret, Sha256Digest};
 use reqwest::Method;
 use url::Url;
 
 /// One file to fetch.
 #[derive(Debug, Clone)]
 pub struct FetchRequest {
-    /// Path within the artifact (for events and [`DownloadedFile::path`](rbee_artifact_catalog::DownloadedFile::path)).
+    /// Path within the artifact (for events and [`DownloadedFile::path`](rbee_artifact::DownloadedFile::path)).
     pub path: String,
     /// Where the bytes are. Redirects are followed; ranges then go to the final URL.
     pub url: Url,
@@ -18,7 +18,7 @@ pub struct FetchRequest {
     pub headers: Vec<(String, String)>,
     /// The size the vendor announced; checked before the first byte and at the end.
     pub expected_size: Option<u64>,
-    /// The digest the vendor published; a mismatch is [`Error::Integrity`](rbee_artifact_catalog::Error::Integrity).
+    /// The digest the vendor published; a mismatch is [`Error::Integrity`](rbee_artifact::Error::Integrity).
     pub sha256: Option<Sha256Digest>,
 }
 

@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use rbee_artifact_catalog::{
-    DownloadTracker, DownloadedFile, Error, FileProgress, validate_relative_path,
-};
+use rbee_artifact::{DownloadTracker, DownloadedFile, Error, FileProgress, validate_relative_path};
 use reqwest::Response;
 use tokio_util::sync::CancellationToken;
 use url::Url;

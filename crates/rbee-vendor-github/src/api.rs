@@ -3,7 +3,7 @@
 //! Unknown fields are ignored and optional ones default, so a newer API (or GitHub Enterprise
 //! Server, which lags behind) still parses.
 
-use rbee_artifact_catalog::{Error, Result};
+use rbee_artifact::{Error, Result};
 use serde::Deserialize;
 use url::Url;
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rbee_artifact_catalog::{Error, Result, Secret};
+use rbee_artifact::{Error, Result, Secret};
 use url::Url;
 
 /// The public GitHub API.
@@ -96,7 +96,7 @@ fn parse_api_base(raw: &str) -> Result<Url> {
     }
     if !url.username().is_empty() || url.password().is_some() {
         // Never echo the credentials themselves.
-        let shown = rbee_artifact_catalog::redacted_url(&url);
+        let shown = rbee_artifact::redacted_url(&url);
         return Err(bad(
             shown.as_str(),
             "credentials belong in GITHUB_TOKEN, not in the URL",

@@ -21,12 +21,12 @@
 //! and otherwise reported with the reset time.
 //!
 //! ```no_run
-//! use rbee_artifact_catalog::{ArtifactRef, ResolveOptions, VendorSource};
+//! use rbee_artifact::{ArtifactRef, ResolveOptions, VendorSource};
 //! use rbee_transfer::{Transfer, TransferConfig};
 //! use rbee_vendor_github::{GitHubConfig, GitHubVendor};
 //! use tokio_util::sync::CancellationToken;
 //!
-//! # async fn example() -> Result<(), rbee_artifact_catalog::Error> {
+//! # async fn example() -> Result<(), rbee_artifact::Error> {
 //! let vendor = GitHubVendor::new(GitHubConfig::from_env()?, Transfer::new(TransferConfig::default())?);
 //! let reference: ArtifactRef = "gh:ggml-org/llama.cpp@b4500/ggml-vocab-llama.gguf".parse()?;
 //! let plan = vendor
@@ -37,7 +37,7 @@
 //! # }
 //! ```
 //!
-//! [`ResolveOptions`]: rbee_artifact_catalog::ResolveOptions
+//! [`ResolveOptions`]: rbee_artifact::ResolveOptions
 #![deny(missing_docs)]
 
 pub use config::{DEFAULT_API_BASE, DEFAULT_MAX_RATE_LIMIT_WAIT, GitHubConfig};

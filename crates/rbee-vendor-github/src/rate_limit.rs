@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rbee_artifact_catalog::Error;
+use rbee_artifact::Error;
 use rbee_transfer::parse_retry_after;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 

@@ -11,7 +11,7 @@
 //! file name is refused (a hostile API must not make us write outside the artifact folder).
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     Error, ResolveOptions, Result, human_bytes, quote_untrusted, validate_relative_path,
 };
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, FileSource, GhRef, ResolveOptions,
     ResolvedArtifact, ResolvedFile, Result, Scheme, Secret, Sha256Digest, VendorSource,
     validate_relative_path,
@@ -308,11 +308,11 @@ impl GitHubVendor {
     }
 
     /// The token and octet-stream `Accept` for asset API URLs; nothing for other hosts.
-    fn access_for(&self, url: &Url) -> rbee_artifact_catalog::FileAccess {
+    fn access_for(&self, url: &Url) -> rbee_artifact::FileAccess {
         if !api::is_under_api_base(&self.config.api_base, url) {
-            return rbee_artifact_catalog::FileAccess::default();
+            return rbee_artifact::FileAccess::default();
         }
-        rbee_artifact_catalog::FileAccess::new(
+        rbee_artifact::FileAccess::new(
             self.token().cloned(),
             vec![
                 ("Accept".to_string(), ACCEPT_OCTET_STREAM.to_string()),
@@ -412,10 +412,10 @@ fn asset_digest(asset: &Asset, notes: &mut Vec<String>) -> Option<Sha256Digest> 
 
 #[async_trait]
 impl VendorSource for GitHubVendor {
-    fn read_access(&self, file: &ResolvedFile) -> rbee_artifact_catalog::FileAccess {
+    fn read_access(&self, file: &ResolvedFile) -> rbee_artifact::FileAccess {
         match &file.source {
             FileSource::Http { url } => self.access_for(url),
-            _ => rbee_artifact_catalog::FileAccess::default(),
+            _ => rbee_artifact::FileAccess::default(),
         }
     }
 
@@ -511,7 +511,7 @@ fn release_note(release: &Release) -> String {
     // Release names and tags are the server's text: escaped before they reach a terminal.
     let text = |t: &str| {
         if t.chars().any(char::is_control) {
-            rbee_artifact_catalog::quote_untrusted(t)
+            rbee_artifact::quote_untrusted(t)
         } else {
             t.to_string()
         }

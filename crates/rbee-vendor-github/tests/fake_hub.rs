@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, FileSource, JobId, ResolveOptions,
     ResolvedArtifact, Secret, Sha256Digest, VendorSource,
 };

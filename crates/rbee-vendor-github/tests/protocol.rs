@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     ArtifactRef, DownloadTracker, Error, FileSource, JobId, ResolveOptions, ResolvedArtifact,
     Secret, Sha256Digest, VendorSource,
 };
@@ -687,10 +687,7 @@ async fn download(
     v: &GitHubVendor,
     plan: &ResolvedArtifact,
     dest: &Path,
-) -> (
-    Result<Vec<rbee_artifact_catalog::DownloadedFile>, Error>,
-    String,
-) {
+) -> (Result<Vec<rbee_artifact::DownloadedFile>, Error>, String) {
     let tracker = DownloadTracker::new(JobId::from("job-gh"));
     let (_, mut events) = tracker.subscribe();
     let result = v

@@ -13,7 +13,7 @@
 //!
 //! A revision is one path segment: `refs/pr/1` travels as `refs%2Fpr%2F1`.
 
-use rbee_artifact_catalog::{Error, Sha256Digest, quote_untrusted, validate_relative_path};
+use rbee_artifact::{Error, Sha256Digest, quote_untrusted, validate_relative_path};
 use serde::Deserialize;
 use url::Url;
 

@@ -15,7 +15,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use rbee_artifact_catalog::{Sha256Digest, link_or_copy};
+use rbee_artifact::{Sha256Digest, link_or_copy};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rbee_artifact_catalog::{Error, Secret};
+use rbee_artifact::{Error, Secret};
 use url::Url;
 
 /// The default Hub.

@@ -1,6 +1,6 @@
 //! One file of a repository as the Hub lists it, independent of which API listed it.
 
-use rbee_artifact_catalog::Sha256Digest;
+use rbee_artifact::Sha256Digest;
 
 /// A file in a repository at one commit.
 #[derive(Debug, Clone, PartialEq, Eq)]

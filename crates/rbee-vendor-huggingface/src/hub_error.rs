@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use rbee_artifact_catalog::{Error, Secret};
+use rbee_artifact::{Error, Secret};
 use url::Url;
 
 /// What was being asked for when the Hub said no.

@@ -1,7 +1,7 @@
 //! The `hf:` vendor of the rbee model provisioner: HuggingFace Hub repositories (and any
 //! HF-compatible mirror through `HF_ENDPOINT`).
 //!
-//! - [`HuggingFaceVendor`] implements [`VendorSource`](rbee_artifact_catalog::VendorSource):
+//! - [`HuggingFaceVendor`] implements [`VendorSource`](rbee_artifact::VendorSource):
 //!   it resolves `hf:ORG/REPO[@REV][:QUANT|/PATH]` to a commit and a list of files with sizes
 //!   and sha256s, and downloads them through the shared [`rbee_transfer::Transfer`] engine.
 //! - [`select_quant`] picks a GGUF quantization (or split set) from a repository's files, and
@@ -13,8 +13,8 @@
 //!   [`HfConfig::from_env`].
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), rbee_artifact_catalog::Error> {
-//! use rbee_artifact_catalog::{ArtifactRef, ResolveOptions, VendorSource};
+//! # async fn demo() -> Result<(), rbee_artifact::Error> {
+//! use rbee_artifact::{ArtifactRef, ResolveOptions, VendorSource};
 //! use rbee_transfer::{Transfer, TransferConfig};
 //! use rbee_vendor_huggingface::{HfConfig, HuggingFaceVendor};
 //! use tokio_util::sync::CancellationToken;

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use rbee_artifact_catalog::{Error, human_bytes};
+use rbee_artifact::{Error, human_bytes};
 
 use crate::files::{RepoFile, depth, file_name};
 

@@ -16,7 +16,7 @@
 //! out; `--include` takes anything.
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use rbee_artifact_catalog::Error;
+use rbee_artifact::Error;
 
 use crate::files::{RepoFile, depth};
 

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, FileSource, HfRef, HfSelector,
-    ResolveOptions, ResolvedArtifact, ResolvedFile, Result, Scheme, Secret, VendorSource, layout,
-    link_or_copy, redact_url, validate_relative_path,
+    ResolveOptions, ResolvedArtifact, ResolvedFile, Result, Scheme, Secret, VendorSource,
+    link_or_copy, partial, redact_url, validate_relative_path,
 };
 use rbee_transfer::{ApiRequest, FetchRequest, Transfer, TransferError, parse_retry_after};
 use reqwest::Response;
@@ -534,10 +534,10 @@ impl HuggingFaceVendor {
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            link_or_copy(&source, &target, &layout::reuse_temp_path(&target))?;
+            link_or_copy(&source, &target, &partial::reuse_temp_path(&target))?;
             // A complete file makes any partial of an earlier attempt useless.
-            let _ = std::fs::remove_file(layout::part_path(&target));
-            let _ = std::fs::remove_file(layout::part_state_path(&target));
+            let _ = std::fs::remove_file(partial::part_path(&target));
+            let _ = std::fs::remove_file(partial::part_state_path(&target));
             Ok(Some(digest))
         })
         .await
@@ -621,12 +621,12 @@ struct Pinned<'a> {
 
 #[async_trait]
 impl VendorSource for HuggingFaceVendor {
-    fn read_access(&self, file: &ResolvedFile) -> rbee_artifact_catalog::FileAccess {
+    fn read_access(&self, file: &ResolvedFile) -> rbee_artifact::FileAccess {
         let auth = match &file.source {
             FileSource::Http { url } => self.auth_for(url),
             _ => None,
         };
-        rbee_artifact_catalog::FileAccess::new(auth, Vec::new())
+        rbee_artifact::FileAccess::new(auth, Vec::new())
     }
 
     fn scheme(&self) -> Scheme {

@@ -6,7 +6,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use rbee_artifact_catalog::{Error, Result};
+use rbee_artifact::{Error, Result};
 
 /// Which files the `file:` vendor may read.
 ///

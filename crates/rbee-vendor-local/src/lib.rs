@@ -8,9 +8,9 @@
 //! user's rights, only inside given folders for a daemon acting for its callers.
 //!
 //! ```no_run
-//! use rbee_artifact_catalog::{ResolveOptions, VendorSource};
+//! use rbee_artifact::{ResolveOptions, VendorSource};
 //! use rbee_vendor_local::LocalVendor;
-//! # async fn demo() -> rbee_artifact_catalog::Result<()> {
+//! # async fn demo() -> rbee_artifact::Result<()> {
 //! let vendor = LocalVendor::new();
 //! let reference = "file:/data/models/custom.gguf".parse()?;
 //! let plan = vendor

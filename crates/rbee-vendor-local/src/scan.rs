@@ -5,8 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use rbee_artifact_catalog::layout;
-use rbee_artifact_catalog::{Error, Result};
+use rbee_artifact::partial;
+use rbee_artifact::{Error, Result};
 
 use crate::access::{Roots, follow_link};
 
@@ -72,7 +72,7 @@ pub(crate) fn model_files(
             let entry = entry
                 .map_err(|e| Error::io(format!("reading the folder {}", current.display()), e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || layout::is_reserved_name(&name) {
+            if name.starts_with('.') || partial::is_reserved_name(&name) {
                 continue;
             }
             let relative = if prefix.is_empty() {
@@ -228,7 +228,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let d = &fs::canonicalize(tmp.path()).unwrap();
         touch(d, "a.gguf", 1);
-        for reserved in layout::RESERVED_SUFFIXES {
+        for reserved in partial::RESERVED_SUFFIXES {
             touch(d, &format!("b.gguf{reserved}"), 1);
         }
         let files = model_files(d, &Roots::Anywhere, &["*.gguf*".into()], &[]).unwrap();

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use async_trait::async_trait;
-use rbee_artifact_catalog::layout::part_path;
-use rbee_artifact_catalog::{
+use rbee_artifact::partial::part_path;
+use rbee_artifact::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, FileProgress, FileSource, ResolveOptions,
     ResolvedArtifact, ResolvedFile, Result, Scheme, Sha256Digest, Sha256Hasher, VendorSource,
 };
@@ -96,7 +96,7 @@ impl VendorSource for LocalVendor {
                     file.path
                 )));
             };
-            rbee_artifact_catalog::validate_relative_path(&file.path).map_err(|kind| {
+            rbee_artifact::validate_relative_path(&file.path).map_err(|kind| {
                 Error::InvalidRequest(format!("unsafe file name `{}`: {kind}", file.path))
             })?;
             let target = dest.join(&file.path);

@@ -3,7 +3,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     ArtifactRef, DownloadTracker, Error, EventKind, ResolveOptions, Sha256Digest, VendorSource,
 };
 use rbee_vendor_local::LocalVendor;
@@ -13,9 +13,7 @@ fn reference(path: &Path) -> ArtifactRef {
     format!("file:{}", path.display()).parse().unwrap()
 }
 
-async fn resolve(
-    path: &Path,
-) -> rbee_artifact_catalog::Result<rbee_artifact_catalog::ResolvedArtifact> {
+async fn resolve(path: &Path) -> rbee_artifact::Result<rbee_artifact::ResolvedArtifact> {
     LocalVendor::new()
         .resolve(
             &reference(path),
@@ -225,9 +223,9 @@ async fn a_digest_mismatch_is_refused() {
 
 async fn download_all(
     vendor: &LocalVendor,
-    plan: &rbee_artifact_catalog::ResolvedArtifact,
+    plan: &rbee_artifact::ResolvedArtifact,
     dest: &Path,
-) -> rbee_artifact_catalog::Result<Vec<rbee_artifact_catalog::DownloadedFile>> {
+) -> rbee_artifact::Result<Vec<rbee_artifact::DownloadedFile>> {
     vendor
         .download(
             plan,
@@ -398,10 +396,7 @@ impl Confined {
         LocalVendor::with_access(rbee_vendor_local::LocalAccess::within([self.allowed()]))
     }
 
-    async fn resolve(
-        &self,
-        rel: &str,
-    ) -> rbee_artifact_catalog::Result<rbee_artifact_catalog::ResolvedArtifact> {
+    async fn resolve(&self, rel: &str) -> rbee_artifact::Result<rbee_artifact::ResolvedArtifact> {
         self.vendor()
             .resolve(
                 &reference(&self.allowed().join(rel)),
@@ -471,7 +466,7 @@ async fn a_confined_vendor_checks_again_when_it_reads() {
 
     // A plan naming a file outside (not made by this vendor) is refused too.
     let mut forged = c.resolve("escape/ok.gguf").await.unwrap();
-    forged.files[0].source = rbee_artifact_catalog::FileSource::Local {
+    forged.files[0].source = rbee_artifact::FileSource::Local {
         path: std::fs::canonicalize(c.tmp.path().join("secret.gguf")).unwrap(),
     };
     let err = download_all(&c.vendor(), &forged, dest.path())

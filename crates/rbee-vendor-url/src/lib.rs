@@ -6,12 +6,12 @@
 //! same resume, parallel ranges, verification and retries as every other vendor.
 //!
 //! ```no_run
-//! use rbee_artifact_catalog::{ArtifactRef, ResolveOptions, VendorSource};
+//! use rbee_artifact::{ArtifactRef, ResolveOptions, VendorSource};
 //! use rbee_transfer::{Transfer, TransferConfig};
 //! use rbee_vendor_url::UrlVendor;
 //! use tokio_util::sync::CancellationToken;
 //!
-//! # async fn demo() -> rbee_artifact_catalog::Result<()> {
+//! # async fn demo() -> rbee_artifact::Result<()> {
 //! let vendor = UrlVendor::new(Transfer::new(TransferConfig::default())?);
 //! let r: ArtifactRef = "https://example.com/models/tiny.gguf".parse()?;
 //! let plan = vendor.resolve(&r, &ResolveOptions::default(), &CancellationToken::new()).await?;

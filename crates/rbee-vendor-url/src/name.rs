@@ -1,7 +1,7 @@
 //! The local file name of a URL download.
 
 use percent_encoding::percent_decode_str;
-use rbee_artifact_catalog::{quote_untrusted, validate_relative_path};
+use rbee_artifact::{quote_untrusted, validate_relative_path};
 use url::Url;
 
 /// Used when neither the server nor the URL names the file.

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use globset::{Glob, GlobSetBuilder};
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, FileSource, ResolveOptions,
     ResolvedArtifact, ResolvedFile, Result, Scheme, UrlRef, VendorSource,
 };

@@ -1,6 +1,6 @@
 //! The URL vendor against wiremock: resolve cases and a download through the engine.
 
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     ArtifactRef, DownloadTracker, Error, JobId, ResolveOptions, Sha256Digest, VendorSource,
 };
 use rbee_transfer::{Transfer, TransferConfig};
@@ -18,9 +18,7 @@ fn vendor() -> UrlVendor {
     UrlVendor::new(Transfer::new(config).unwrap())
 }
 
-async fn resolve(
-    r: &str,
-) -> rbee_artifact_catalog::Result<rbee_artifact_catalog::ResolvedArtifact> {
+async fn resolve(r: &str) -> rbee_artifact::Result<rbee_artifact::ResolvedArtifact> {
     let r: ArtifactRef = r.parse().unwrap();
     vendor()
         .resolve(&r, &ResolveOptions::default(), &CancellationToken::new())
@@ -208,9 +206,7 @@ async fn offline_and_globs() {
 mod hostile {
     //! The URL vendor against fake-hub's hostile mode.
 
-    use rbee_artifact_catalog::{
-        ArtifactRef, DownloadTracker, JobId, ResolveOptions, VendorSource,
-    };
+    use rbee_artifact::{ArtifactRef, DownloadTracker, JobId, ResolveOptions, VendorSource};
     use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault};
     use tokio_util::sync::CancellationToken;
 

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rbee_artifact_catalog::{Catalog, Secret};
+use rbee_artifact::Secret;
+use rbee_catalog::Catalog;
 use rbee_hive::{HiveConfig, HiveState};
 use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorRegistry};
 use rbee_transfer::{Transfer, TransferConfig};

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
-use rbee_artifact_catalog::Catalog;
+use rbee_catalog::Catalog;
 use rbee_hive::{HiveConfig, HiveState, app};
 use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorRegistry};
 use serde_json::{Map, Value};

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use rbee_artifact_catalog::Sha256Digest;
+use rbee_artifact::Sha256Digest;
 use reqwest::StatusCode;
 use serde_json::json;
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use rbee_artifact_catalog::{Catalog, Secret};
+use rbee_artifact::Secret;
+use rbee_catalog::Catalog;
 use rbee_hive::{HiveConfig, HiveState, app};
 use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorRegistry};
 use rbee_transfer::{Transfer, TransferConfig};

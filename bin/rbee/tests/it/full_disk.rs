@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rbee_artifact_catalog::Sha256Digest;
+use rbee_artifact::Sha256Digest;
 use rbee_fake_hub::{FakeHub, FakeHubConfig, Tmpfs};
 use serde_json::Value;
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rbee_artifact_catalog::Sha256Digest;
+use rbee_artifact::Sha256Digest;
 use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault};
 use serde_json::Value;
 

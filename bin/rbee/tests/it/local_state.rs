@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use rbee_artifact_catalog::Sha256Digest;
+use rbee_artifact::Sha256Digest;
 use rbee_fake_hub::{FakeHub, FakeHubConfig};
 use serde_json::Value;
 

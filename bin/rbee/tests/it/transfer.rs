@@ -43,7 +43,7 @@ impl Env {
     }
 
     fn url(&self) -> String {
-        let digest = rbee_artifact_catalog::Sha256Digest::of(&self.data);
+        let digest = rbee_artifact::Sha256Digest::of(&self.data);
         format!("{}#sha256={digest}", self.hub.file_url(FILE))
     }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rbee_artifact_catalog::{ArtifactRef, Error, Secret};
+use rbee_artifact::{ArtifactRef, Error, Secret};
 use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault};
 use rbee_gguf::{
     GgmlType, GgufError, GgufWriter, Inspection, Items, ModelSummary, RemoteOptions, Value, array,

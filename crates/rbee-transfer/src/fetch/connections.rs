@@ -13,7 +13,7 @@ use super::Flow;
 use super::job::Job;
 use super::ledger::MIN_CLAIM;
 use crate::error::TransferError;
-use rbee_artifact_catalog::lock_unpoisoned;
+use rbee_artifact::lock_unpoisoned;
 
 /// How long connection growth measures before deciding.
 pub(super) const GROWTH_WINDOW: Duration = Duration::from_millis(500);

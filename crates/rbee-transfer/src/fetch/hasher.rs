@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use rbee_artifact_catalog::{Error, Sha256Digest};
+use rbee_artifact::{Error, Sha256Digest};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +16,7 @@ use super::job::Job;
 use super::ledger::Shared;
 use crate::error::TransferError;
 use crate::state::serialize_hasher;
-use rbee_artifact_catalog::lock_unpoisoned;
+use rbee_artifact::lock_unpoisoned;
 
 /// Read size of the hasher.
 pub(super) const HASH_BLOCK: usize = 1 << 20;

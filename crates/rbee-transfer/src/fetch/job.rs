@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rbee_artifact_catalog::{DownloadedFile, FileProgress};
+use rbee_artifact::{DownloadedFile, FileProgress};
 use reqwest::header::HeaderMap;
 use tokio_util::sync::CancellationToken;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use rbee_artifact_catalog::lock_unpoisoned;
+use rbee_artifact::lock_unpoisoned;
 use url::Url;
 
 use super::hasher::HashCell;

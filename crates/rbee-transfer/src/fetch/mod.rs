@@ -31,8 +31,8 @@ pub(crate) use resume::bytes_on_disk;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rbee_artifact_catalog::layout;
-use rbee_artifact_catalog::{DownloadedFile, FileProgress};
+use rbee_artifact::partial;
+use rbee_artifact::{DownloadedFile, FileProgress};
 use reqwest::Response;
 use tokio_util::sync::CancellationToken;
 
@@ -56,9 +56,9 @@ struct Paths {
 impl Paths {
     fn new(dest: &Path) -> Self {
         Self {
-            part: layout::part_path(dest),
-            state: layout::part_state_path(dest),
-            lock: layout::part_lock_path(dest),
+            part: partial::part_path(dest),
+            state: partial::part_state_path(dest),
+            lock: partial::part_lock_path(dest),
         }
     }
 }

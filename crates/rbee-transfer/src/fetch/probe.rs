@@ -3,14 +3,14 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use rbee_artifact_catalog::{DownloadedFile, Error, available_space};
+use rbee_artifact::{DownloadedFile, Error, available_space};
 
 use super::content_range::validators_of;
 use super::job::Job;
 use super::{Flow, Got, reuse_existing};
 use crate::error::{TransferError, redact_url};
 use crate::state::Validators;
-use rbee_artifact_catalog::lock_unpoisoned;
+use rbee_artifact::lock_unpoisoned;
 
 impl Job<'_> {
     /// One pass: probe, then fetch every missing range, then verify and publish.

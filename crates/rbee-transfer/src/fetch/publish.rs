@@ -3,14 +3,14 @@
 use std::fs::File;
 use std::sync::atomic::Ordering;
 
-use rbee_artifact_catalog::{DownloadedFile, Error, Sha256Digest};
+use rbee_artifact::{DownloadedFile, Error, Sha256Digest};
 use sha2::Digest;
 
 use super::hasher::HashTask;
 use super::job::Job;
 use super::{Flow, sync_progress};
 use crate::error::TransferError;
-use rbee_artifact_catalog::lock_unpoisoned;
+use rbee_artifact::lock_unpoisoned;
 
 impl Job<'_> {
     /// Waits for the hash of all `total` bytes, verifies, fsyncs and publishes the file.

@@ -12,7 +12,7 @@ use super::ledger::Span;
 use super::{Flow, Got};
 use crate::error::{TransferError, TransferErrorKind, redact_url};
 use crate::retry::MAX_SILENT_ANSWERS;
-use rbee_artifact_catalog::lock_unpoisoned;
+use rbee_artifact::lock_unpoisoned;
 
 impl Job<'_> {
     /// Fetches what is left of `span` (its end `u64::MAX`: to the end of the body), retrying

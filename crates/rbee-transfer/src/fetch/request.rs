@@ -9,7 +9,7 @@ use super::job::Job;
 use super::{Flow, Got};
 use crate::error::{TransferError, redact_url};
 use crate::http::{self, Outgoing, SendError};
-use rbee_artifact_catalog::lock_unpoisoned;
+use rbee_artifact::lock_unpoisoned;
 
 impl Job<'_> {
     /// Sends one ranged GET to the current target.

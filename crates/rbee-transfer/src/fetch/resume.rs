@@ -11,7 +11,7 @@ use crate::error::TransferError;
 use crate::ranges::RangeSet;
 use crate::request::FetchRequest;
 use crate::state::{PartState, serialize_hasher, source_id};
-use rbee_artifact_catalog::lock_unpoisoned;
+use rbee_artifact::lock_unpoisoned;
 
 /// Bytes of `req` present at `dest` or in its partial file.
 pub(crate) fn bytes_on_disk(req: &FetchRequest, dest: &Path) -> u64 {

@@ -4,7 +4,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use rbee_artifact_catalog::Error;
+use rbee_artifact::Error;
 use reqwest::Response;
 use tokio_util::sync::CancellationToken;
 

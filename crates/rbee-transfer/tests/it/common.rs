@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use rbee_artifact_catalog::{DownloadTracker, FileProgress, JobId, Sha256Digest};
+use rbee_artifact::{DownloadTracker, FileProgress, JobId, Sha256Digest};
 use rbee_transfer::{Transfer, TransferConfig};
 
 /// A config with small chunks and fast retries, so faults show up in small files.

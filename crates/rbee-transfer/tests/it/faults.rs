@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rbee_artifact_catalog::Error;
+use rbee_artifact::Error;
 use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault};
 use rbee_transfer::{FetchRequest, Transfer, TransferConfig, TransferErrorKind};
 use tokio_util::sync::CancellationToken;
@@ -50,7 +50,7 @@ impl Setup {
         &self,
         t: &Transfer,
         req: &FetchRequest,
-    ) -> Result<rbee_artifact_catalog::DownloadedFile, rbee_transfer::TransferError> {
+    ) -> Result<rbee_artifact::DownloadedFile, rbee_transfer::TransferError> {
         let tr = tracker();
         let p = tr.file(
             "m.bin",

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rbee_artifact_catalog::{DownloadedFile, Error};
+use rbee_artifact::{DownloadedFile, Error};
 use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault};
 use rbee_transfer::{
     ApiRequest, FetchRequest, Transfer, TransferConfig, TransferError, TransferErrorKind,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rbee_artifact_catalog::{Error, Secret};
+use rbee_artifact::{Error, Secret};
 use rbee_transfer::{ApiRequest, FetchRequest};
 use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{header, header_exists, method, path};
@@ -217,7 +217,7 @@ async fn fetch_with_flaky(
     assert_eq!(std::fs::read(&dest).unwrap(), data);
     let mut retries = Vec::new();
     while let Ok(e) = rx.try_recv() {
-        if let rbee_artifact_catalog::EventKind::Retrying { reason, .. } = e.kind {
+        if let rbee_artifact::EventKind::Retrying { reason, .. } = e.kind {
             retries.push(reason);
         }
     }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use rbee_artifact_catalog::Error;
+use rbee_artifact::Error;
 use rbee_transfer::{FetchRequest, Transfer, TransferConfig, TransferErrorKind};
 use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{method, path};

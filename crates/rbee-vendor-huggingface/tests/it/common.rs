@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     ArtifactRef, DownloadTracker, EventKind, JobId, ProgressEvent, ResolveOptions,
     ResolvedArtifact, Result, Secret, Sha256Digest, VendorSource,
 };
@@ -79,7 +79,7 @@ pub(crate) async fn download_all(
     plan: &ResolvedArtifact,
     dest: &Path,
 ) -> (
-    Result<Vec<rbee_artifact_catalog::DownloadedFile>>,
+    Result<Vec<rbee_artifact::DownloadedFile>>,
     Vec<ProgressEvent>,
 ) {
     let tracker = DownloadTracker::new(JobId::from("test-job"));

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rbee_artifact_catalog::{ResolveOptions, ResolvedArtifact, Secret};
+use rbee_artifact::{ResolveOptions, ResolvedArtifact, Secret};
 use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault};
 use rbee_transfer::{Transfer, TransferConfig};
 use rbee_vendor_huggingface::{HfConfig, HuggingFaceVendor};
@@ -71,7 +71,7 @@ async fn fetch(
     v: &HuggingFaceVendor,
     plan: &ResolvedArtifact,
     dest: &Path,
-) -> Vec<rbee_artifact_catalog::DownloadedFile> {
+) -> Vec<rbee_artifact::DownloadedFile> {
     let (out, _) = download_all(v, plan, dest).await;
     out.unwrap()
 }
@@ -162,7 +162,7 @@ async fn default_quant_split_set_and_vision_projector() {
     assert_eq!(fetch(&v, &plan, dest.path()).await.len(), 2);
     // `:fit` needs the GPUs, which the vendor does not know: refused, saying where it works.
     match resolve(&v, "hf:org/chat-GGUF:fit").await {
-        Err(rbee_artifact_catalog::Error::InvalidRequest(m)) => {
+        Err(rbee_artifact::Error::InvalidRequest(m)) => {
             assert!(m.contains("rbee model download"), "{m}")
         }
         other => panic!("{other:?}"),

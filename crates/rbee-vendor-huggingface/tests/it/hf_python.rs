@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rbee_artifact_catalog::ResolveOptions;
+use rbee_artifact::ResolveOptions;
 use rbee_fake_hub::{FakeHub, FakeHubConfig};
 use rbee_vendor_huggingface::{HfConfig, HuggingFaceVendor};
 

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use rbee_artifact_catalog::{Error, FileSource, ResolveOptions, VendorSource};
+use rbee_artifact::{Error, FileSource, ResolveOptions, VendorSource};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{header, header_exists, method, path, query_param};
@@ -191,7 +191,7 @@ async fn safetensors_repo_resolves_to_a_snapshot_and_globs_override() {
     mount_info(&server, "main", info(siblings), 3).await;
     let home = tempfile::tempdir().unwrap();
     let v = vendor(&server.uri(), home.path(), false);
-    let paths = |p: &rbee_artifact_catalog::ResolvedArtifact| {
+    let paths = |p: &rbee_artifact::ResolvedArtifact| {
         p.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>()
     };
     let plan = resolve(&v, "hf:o/r").await.unwrap();

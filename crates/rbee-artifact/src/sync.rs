@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 ///
 /// ```
 /// use std::sync::Mutex;
-/// use rbee_artifact_catalog::lock_unpoisoned;
+/// use rbee_artifact::lock_unpoisoned;
 /// let m = Mutex::new(1);
 /// let _ = std::panic::catch_unwind(|| {
 ///     let _g = m.lock().unwrap();

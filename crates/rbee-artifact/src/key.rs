@@ -1,62 +1,15 @@
-//! Where things live on disk: pure path functions, no I/O.
-//!
-//! ```text
-//! <root>/                                   $RBEE_CACHE_DIR or ~/.cache/rbee/models
-//!   .catalog.lock                           serialises metadata writes between processes
-//!   hf/<org>/<repo>/<variant>/              one artifact (variant: Q4_K_M, default, file-…, …@rev;
-//!                                           `…=sel-<hash>` when --include/--exclude chose files)
-//!     metadata.json                         the record (reference, revision, files, status)
-//!     .lock                                 held by the process downloading this artifact
-//!     .last-used                            its mtime is the last use (provisioned, looked up)
-//!     .pinned                               present: never evicted to meet the cache budget
-//!     files/<path in repo>                  complete, verified files
-//!     files/<path in repo>.part             partial data of an interrupted download
-//!     files/<path in repo>.part.state       which ranges of the partial file are complete
-//!   gh/<owner>/<repo>/<tag or latest>[+asset]/…
-//!   url/<host>/<name>-<hash>/…
-//!   file/<name>-<hash>/…
-//! ```
-//!
-//! An artifact's id is its folder below the root with `--` between the parts
-//! (`hf--TheBloke--TinyLlama-1.1B-Chat-v1.0-GGUF--Q4_K_M`): stable, readable and safe in a URL
-//! path. Folder names never contain `--`, so an id maps back to exactly one folder.
+//! The identity of an artifact in the catalog: its folder below the catalog root and the id
+//! made from that folder (`hf--TheBloke--TinyLlama-1.1B-Chat-v1.0-GGUF--Q4_K_M`), stable,
+//! readable and safe in a URL path. Folder names never contain `--`, so an id maps back to
+//! exactly one folder.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
 use crate::redact::redacted_url;
-use crate::reference::{ArtifactRef, HfSelector, Scheme, check_repo_path};
+use crate::reference::{ArtifactRef, HfSelector, Scheme};
 use crate::selection::Selection;
-
-/// The record file inside an artifact folder.
-pub const METADATA_FILE: &str = "metadata.json";
-/// The per-artifact lock file.
-pub const LOCK_FILE: &str = ".lock";
-/// Sidecar whose mtime is the artifact's last use.
-pub const LAST_USED_FILE: &str = ".last-used";
-/// Sidecar whose presence keeps an artifact from eviction.
-pub const PINNED_FILE: &str = ".pinned";
-/// The folder holding an artifact's files.
-pub const FILES_DIR: &str = "files";
-/// The catalog-wide lock for metadata writes.
-pub const CATALOG_LOCK_FILE: &str = ".catalog.lock";
-/// Suffix of partial files.
-pub const PART_SUFFIX: &str = ".part";
-/// Suffix of the resume state kept beside a partial file (`model.gguf.part.state`).
-pub const PART_STATE_SUFFIX: &str = ".part.state";
-/// Suffix of the per-file lock held while a download writes (`model.gguf.part.lock`).
-pub const PART_LOCK_SUFFIX: &str = ".part.lock";
-/// Suffix of a reused copy (from another cache) on its way to its final name.
-pub const REUSE_TEMP_SUFFIX: &str = ".rbee-reuse.tmp";
-/// Endings of the files rbee keeps beside a download (partial data, resume state, the
-/// per-file lock, a copy being reused); no file of an artifact may be named like them.
-pub const RESERVED_SUFFIXES: [&str; 4] = [
-    PART_SUFFIX,
-    PART_STATE_SUFFIX,
-    PART_LOCK_SUFFIX,
-    REUSE_TEMP_SUFFIX,
-];
 
 /// Where an artifact lives in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -69,7 +22,7 @@ impl CatalogKey {
     /// The key of the artifact a reference names.
     ///
     /// ```
-    /// use rbee_artifact_catalog::{ArtifactRef, CatalogKey};
+    /// use rbee_artifact::{ArtifactRef, CatalogKey};
     /// let r: ArtifactRef = "hf:TheBloke/TinyLlama-GGUF:q4_k_m".parse().unwrap();
     /// assert_eq!(CatalogKey::of(&r).id(), "hf--TheBloke--TinyLlama-GGUF--Q4_K_M");
     /// ```
@@ -82,7 +35,7 @@ impl CatalogKey {
     /// share or overwrite each other's entries.
     ///
     /// ```
-    /// use rbee_artifact_catalog::{ArtifactRef, CatalogKey, Selection};
+    /// use rbee_artifact::{ArtifactRef, CatalogKey, Selection};
     /// let r: ArtifactRef = "hf:o/r".parse().unwrap();
     /// let json = Selection::new(vec!["*.json".into()], vec![]);
     /// let key = CatalogKey::of_request(&r, &json);
@@ -207,88 +160,6 @@ impl CatalogKey {
     }
 }
 
-/// The artifact folder.
-pub fn entry_dir(root: &Path, key: &CatalogKey) -> PathBuf {
-    root.join(key.relative_dir())
-}
-
-/// The folder holding the artifact's files.
-pub fn files_dir(entry_dir: &Path) -> PathBuf {
-    entry_dir.join(FILES_DIR)
-}
-
-/// The final path of a file of an artifact (`rel` already validated).
-pub fn file_path(entry_dir: &Path, rel: &str) -> PathBuf {
-    files_dir(entry_dir).join(rel)
-}
-
-/// Checks the path of a file inside an artifact, wherever it comes from (a vendor's listing or a
-/// record read from disk): a safe relative path (no `..`, not absolute, no empty segments, no
-/// backslash), no control characters, and not named like rbee's own partial-download files.
-/// Returns why it is refused.
-///
-/// ```
-/// use rbee_artifact_catalog::layout::check_file_path;
-/// assert!(check_file_path("sub/model.gguf").is_ok());
-/// assert!(check_file_path("../../victim").is_err());
-/// assert!(check_file_path("/etc/passwd").is_err());
-/// assert!(check_file_path("model.gguf.part").is_err());
-/// ```
-pub fn check_file_path(path: &str) -> Result<(), String> {
-    if let Some(c) = path.chars().find(|c| c.is_control()) {
-        return Err(format!(
-            "it contains the control character {}",
-            c.escape_debug()
-        ));
-    }
-    check_repo_path(path).map_err(|kind| kind.to_string())?;
-    if let Some(suffix) = RESERVED_SUFFIXES.iter().find(|s| path.ends_with(*s)) {
-        return Err(format!(
-            "it ends in `{suffix}`, like rbee's own partial-download files"
-        ));
-    }
-    Ok(())
-}
-
-/// The partial-data path for a final path: `model.gguf` → `model.gguf.part`.
-pub fn part_path(final_path: &Path) -> PathBuf {
-    beside(final_path, PART_SUFFIX)
-}
-
-/// The resume state of a partial: `model.gguf` → `model.gguf.part.state`.
-pub fn part_state_path(final_path: &Path) -> PathBuf {
-    beside(final_path, PART_STATE_SUFFIX)
-}
-
-/// The per-file download lock: `model.gguf` → `model.gguf.part.lock`.
-pub fn part_lock_path(final_path: &Path) -> PathBuf {
-    beside(final_path, PART_LOCK_SUFFIX)
-}
-
-/// Where a reused copy is written before it is renamed over `final_path`.
-pub fn reuse_temp_path(final_path: &Path) -> PathBuf {
-    beside(final_path, REUSE_TEMP_SUFFIX)
-}
-
-/// Whether a file name is one of rbee's own files kept beside a download (partial data, its
-/// state or lock, a reused copy in flight), never a file of the artifact.
-///
-/// ```
-/// use rbee_artifact_catalog::layout::is_reserved_name;
-/// assert!(is_reserved_name("model.gguf.part.lock"));
-/// assert!(!is_reserved_name("model.gguf"));
-/// ```
-pub fn is_reserved_name(name: &str) -> bool {
-    RESERVED_SUFFIXES.iter().any(|s| name.ends_with(s))
-}
-
-/// `path` with `suffix` appended to its file name.
-fn beside(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
 /// A folder name: `[A-Za-z0-9._@+=-]`, no `--`, no leading `.`, at most 80 characters. Lossy
 /// conversions get a short hash of the original so two names never share a folder.
 fn segment(raw: &str) -> String {
@@ -390,13 +261,5 @@ mod tests {
         ] {
             assert_eq!(CatalogKey::from_id(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn part_paths() {
-        assert_eq!(
-            part_path(Path::new("/c/files/m.gguf")),
-            PathBuf::from("/c/files/m.gguf.part")
-        );
     }
 }

@@ -22,9 +22,11 @@
 //! - Methods do blocking file I/O; they are small except [`Catalog::verify`], which hashes
 //!   every file (call it from a blocking context).
 
+#![deny(missing_docs)]
+
 mod contain;
 mod hygiene;
-pub(crate) mod layout;
+pub mod layout;
 mod record;
 mod usage;
 
@@ -39,14 +41,11 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 pub use hygiene::{PruneItem, PruneReason, PruneReport, parse_age, parse_cache_size};
-pub use layout::CatalogKey;
 pub use record::{
     ArtifactRecord, ArtifactStatus, CatalogEntry, FileRecord, Listing, RECORD_SCHEMA,
 };
 
-use crate::digest::Sha256Digest;
-use crate::error::{Error, Result};
-use crate::reference::ArtifactRef;
+use rbee_artifact::{ArtifactRef, CatalogKey, Error, Result, Sha256Digest, available_space};
 
 /// The catalog rooted at one folder.
 #[derive(Debug)]
@@ -773,7 +772,7 @@ impl Catalog {
     }
 
     fn write_guard(&self) -> Result<WriteGuard<'_>> {
-        let guard = crate::lock_unpoisoned(&self.write_lock);
+        let guard = rbee_artifact::lock_unpoisoned(&self.write_lock);
         let path = self.root.join(layout::CATALOG_LOCK_FILE);
         let file = contain::open_lock(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
@@ -887,20 +886,6 @@ fn write_record(dir: &Path, record: &ArtifactRecord) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(|e| Error::io(format!("writing {}", target.display()), e))
-}
-
-/// Free bytes on the file system that holds `path` (or its nearest existing ancestor).
-pub fn available_space(path: &Path) -> std::io::Result<u64> {
-    let mut p = path;
-    loop {
-        if p.exists() {
-            return fs4::available_space(p);
-        }
-        p = match p.parent() {
-            Some(parent) => parent,
-            None => return fs4::available_space(path),
-        };
-    }
 }
 
 #[cfg(test)]

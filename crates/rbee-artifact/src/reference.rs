@@ -35,7 +35,7 @@ use crate::redact::redacted_url;
 /// catalog key, so a record (which holds the redacted form) is found again by the full URL.
 ///
 /// ```
-/// use rbee_artifact_catalog::{ArtifactRef, HfSelector};
+/// use rbee_artifact::{ArtifactRef, HfSelector};
 ///
 /// let r: ArtifactRef = "TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF:q4_k_m".parse().unwrap();
 /// let ArtifactRef::HuggingFace(hf) = &r else { panic!() };
@@ -153,7 +153,7 @@ impl Scheme {
     /// Maps a reference prefix (the part before the first `:`) to its scheme.
     ///
     /// ```
-    /// use rbee_artifact_catalog::Scheme;
+    /// use rbee_artifact::Scheme;
     /// assert_eq!(Scheme::parse("hf"), Some(Scheme::Hf));
     /// assert_eq!(Scheme::parse("HTTPS"), Some(Scheme::Url));
     /// assert_eq!(Scheme::parse("s3"), None);

@@ -11,12 +11,11 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::{
+use crate::{
     ArtifactStatus, Catalog, CatalogEntry, CatalogKey, Listing, Removed, contain, layout,
     lease_held, usage,
 };
-use crate::error::{Error, Result};
-use crate::progress::human_bytes;
+use rbee_artifact::{Error, Result, human_bytes, partial};
 
 /// A use younger than this is not written again: lookups in a loop cost no writes.
 const LAST_USED_RESOLUTION: Duration = Duration::from_secs(60);
@@ -64,7 +63,7 @@ pub struct PruneReport {
 /// Parses an age such as `7d`, `12h`, `30m`, `2w` or `90s`.
 ///
 /// ```
-/// use rbee_artifact_catalog::parse_age;
+/// use rbee_catalog::parse_age;
 /// assert_eq!(parse_age("7d").unwrap().as_secs(), 7 * 86_400);
 /// assert!(parse_age("7 days").is_err());
 /// ```
@@ -91,7 +90,7 @@ pub fn parse_age(text: &str) -> std::result::Result<Duration, String> {
 /// Parses a cache size such as `200GB`, `1.5TiB` or `500000000` (bytes); `0` is refused.
 ///
 /// ```
-/// use rbee_artifact_catalog::parse_cache_size;
+/// use rbee_catalog::parse_cache_size;
 /// assert_eq!(parse_cache_size("200GB"), Ok(200_000_000_000));
 /// assert!(parse_cache_size("big").is_err());
 /// ```
@@ -453,7 +452,7 @@ fn stray_parts(entry: &CatalogEntry) -> Vec<(PathBuf, u64)> {
 /// The final file a partial file belongs to (`m.gguf.part.state` → `m.gguf`).
 fn part_owner(path: &Path) -> Option<PathBuf> {
     let name = path.to_str()?;
-    [layout::PART_STATE_SUFFIX, layout::PART_SUFFIX]
+    [partial::PART_STATE_SUFFIX, partial::PART_SUFFIX]
         .iter()
         .find_map(|s| name.strip_suffix(s))
         .map(PathBuf::from)

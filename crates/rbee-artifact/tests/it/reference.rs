@@ -1,7 +1,7 @@
 //! Property tests of the reference grammar, catalog keys and URL redaction.
 
 use proptest::prelude::*;
-use rbee_artifact_catalog::{
+use rbee_artifact::{
     ArtifactRef, CatalogKey, REDACTED, Selection, is_credential_param, redacted_url,
 };
 

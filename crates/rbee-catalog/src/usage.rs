@@ -7,7 +7,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::layout;
+use rbee_artifact::partial;
+
+use crate::layout;
 
 /// A file's identity on disk: (device, inode).
 pub(super) type Inode = (u64, u64);
@@ -56,7 +58,8 @@ fn file_use(path: &Path, meta: &fs::Metadata) -> Option<FileUse> {
         return None;
     }
     let name = path.file_name()?.to_string_lossy();
-    let partial = name.ends_with(layout::PART_SUFFIX) || name.ends_with(layout::PART_STATE_SUFFIX);
+    let partial =
+        name.ends_with(partial::PART_SUFFIX) || name.ends_with(partial::PART_STATE_SUFFIX);
     let bytes = if partial {
         meta.len().min(meta.blocks().saturating_mul(512))
     } else {

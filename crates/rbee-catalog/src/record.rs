@@ -5,11 +5,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Sha256Digest;
-use crate::reference::{ArtifactRef, Scheme};
-use crate::selection::Selection;
+use rbee_artifact::{ArtifactRef, CatalogKey, Scheme, Selection, Sha256Digest};
 
-use super::layout::{self, CatalogKey};
+use crate::layout;
 
 /// The version of the record format written by this build.
 pub const RECORD_SCHEMA: u32 = 1;
@@ -19,7 +17,7 @@ pub const RECORD_SCHEMA: u32 = 1;
 pub struct ArtifactRecord {
     /// Record format version.
     pub schema: u32,
-    /// Stable id (see [`CatalogKey`](crate::CatalogKey)).
+    /// Stable id (see [`CatalogKey`](rbee_artifact::CatalogKey)).
     pub id: String,
     /// The reference, canonical form (credentials in a URL's query string redacted).
     pub reference: ArtifactRef,
@@ -59,7 +57,7 @@ impl ArtifactRecord {
 
     /// Decodes a `metadata.json` and checks it as strictly as data from the network: the
     /// format version, the id against the reference and selection, the scheme, and every file
-    /// path ([`layout::check_file_path`]: nothing absolute, no `..`, no repeats). The error says
+    /// path ([`check_file_path`](rbee_artifact::check_file_path): nothing absolute, no `..`, no repeats). The error says
     /// what is wrong, for a "damaged" listing.
     pub fn decode(json: &[u8]) -> Result<Self, String> {
         let record: ArtifactRecord =
@@ -87,7 +85,7 @@ impl ArtifactRecord {
         }
         let mut seen = std::collections::HashSet::new();
         for f in &record.files {
-            layout::check_file_path(&f.path)
+            rbee_artifact::check_file_path(&f.path)
                 .map_err(|why| format!("it names a file `{}`: {why}", f.path.escape_debug()))?;
             if !seen.insert(f.path.as_str()) {
                 return Err(format!("it lists the file `{}` twice", f.path));
@@ -172,7 +170,7 @@ pub struct CatalogEntry {
 impl CatalogEntry {
     /// The folder with the artifact's files.
     pub fn files_dir(&self) -> PathBuf {
-        super::layout::files_dir(&self.dir)
+        layout::files_dir(&self.dir)
     }
 
     /// Absolute paths of the artifact's files.
@@ -180,7 +178,7 @@ impl CatalogEntry {
         self.record
             .files
             .iter()
-            .map(|f| super::layout::file_path(&self.dir, &f.path))
+            .map(|f| layout::file_path(&self.dir, &f.path))
             .collect()
     }
 
@@ -188,11 +186,11 @@ impl CatalogEntry {
     /// the files folder of a snapshot.
     pub fn primary_path(&self) -> PathBuf {
         match self.record.files.as_slice() {
-            [only] => super::layout::file_path(&self.dir, &only.path),
+            [only] => layout::file_path(&self.dir, &only.path),
             files => files
                 .iter()
                 .find(|f| is_first_split(&f.path))
-                .map(|f| super::layout::file_path(&self.dir, &f.path))
+                .map(|f| layout::file_path(&self.dir, &f.path))
                 .unwrap_or_else(|| self.files_dir()),
         }
     }
@@ -201,8 +199,8 @@ impl CatalogEntry {
     /// file reached without following any symbolic link.
     pub fn files_present(&self) -> bool {
         self.record.files.iter().all(|f| {
-            let path = super::layout::file_path(&self.dir, &f.path);
-            super::contain::first_link(&self.dir, &path).is_none()
+            let path = layout::file_path(&self.dir, &f.path);
+            crate::contain::first_link(&self.dir, &path).is_none()
                 && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == f.size)
         })
     }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// globs are kept sorted and without repeats, so the order they were written in does not matter.
 ///
 /// ```
-/// use rbee_artifact_catalog::Selection;
+/// use rbee_artifact::Selection;
 /// let a = Selection::new(vec!["*.json".into(), "*.txt".into()], vec![]);
 /// let b = Selection::new(vec!["*.txt".into(), "*.json".into(), "*.txt".into()], vec![]);
 /// assert_eq!(a, b);

@@ -60,7 +60,7 @@ const CREDENTIAL_PREFIXES: &[&str] = &["x-amz-", "x-goog-"];
 /// Whether a query parameter (its decoded name) carries or scopes a credential.
 ///
 /// ```
-/// use rbee_artifact_catalog::is_credential_param;
+/// use rbee_artifact::is_credential_param;
 /// assert!(is_credential_param("X-Amz-Signature"));
 /// assert!(is_credential_param("access_token"));
 /// assert!(is_credential_param("sig"));
@@ -77,7 +77,7 @@ pub fn is_credential_param(name: &str) -> bool {
 /// A URL without any of those comes back unchanged (same text).
 ///
 /// ```
-/// use rbee_artifact_catalog::redacted_url;
+/// use rbee_artifact::redacted_url;
 /// let u = "https://b.s3.example/m.gguf?versionId=3&X-Amz-Signature=abc".parse().unwrap();
 /// assert_eq!(
 ///     redacted_url(&u).as_str(),

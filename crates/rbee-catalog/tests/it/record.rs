@@ -3,11 +3,9 @@
 //! record that does not decode lists as damaged without hiding the rest of the catalog.
 
 use proptest::prelude::*;
-use rbee_artifact_catalog::layout::check_file_path;
-use rbee_artifact_catalog::{
-    ArtifactRecord, ArtifactRef, ArtifactStatus, Catalog, CatalogKey, FileRecord, Listing,
-    RECORD_SCHEMA, Selection, Sha256Digest,
-};
+use rbee_artifact::check_file_path;
+use rbee_artifact::{ArtifactRef, CatalogKey, Selection, Sha256Digest};
+use rbee_catalog::{ArtifactRecord, ArtifactStatus, Catalog, FileRecord, Listing, RECORD_SCHEMA};
 use serde_json::Value;
 
 fn valid_record(reference: &str, files: &[(&str, u64)], include: Vec<String>) -> ArtifactRecord {

@@ -1,4 +1,5 @@
-//! Putting an existing file at a new name without spending space when the file system allows.
+//! Placing files: the free space where they go, and putting an existing file at a new name
+//! without spending space when the file system allows.
 
 use std::fs;
 use std::io;
@@ -14,7 +15,7 @@ use std::path::Path;
 /// let dir = tempfile::tempdir()?;
 /// let (a, b) = (dir.path().join("a"), dir.path().join("b"));
 /// std::fs::write(&a, b"bytes")?;
-/// rbee_artifact_catalog::link_or_copy(&a, &b, &dir.path().join("b.tmp"))?;
+/// rbee_artifact::link_or_copy(&a, &b, &dir.path().join("b.tmp"))?;
 /// assert_eq!(std::fs::read(&b)?, b"bytes");
 /// assert!(!dir.path().join("b.tmp").exists());
 /// # Ok(()) }
@@ -30,6 +31,20 @@ pub fn link_or_copy(source: &Path, target: &Path, temp: &Path) -> io::Result<()>
     fs::rename(temp, target).inspect_err(|_| {
         let _ = fs::remove_file(temp);
     })
+}
+
+/// Free bytes on the file system that holds `path` (or its nearest existing ancestor).
+pub fn available_space(path: &Path) -> std::io::Result<u64> {
+    let mut p = path;
+    loop {
+        if p.exists() {
+            return fs4::available_space(p);
+        }
+        p = match p.parent() {
+            Some(parent) => parent,
+            None => return fs4::available_space(path),
+        };
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::reference::Scheme;
-use crate::selection::Selection;
+use rbee_artifact::{Scheme, Selection};
 
 fn record(reference: &str, status: ArtifactStatus, files: &[(&str, &[u8])]) -> ArtifactRecord {
     let reference: ArtifactRef = reference.parse().unwrap();
