@@ -31,7 +31,7 @@ ENTRIES=${ENTRIES:-10000}
 CASES=${CASES:-"limits unthrottled capped tail snapshot catalog resume"}
 OUT=$WORK/out
 DATE=$(date -u +%F)
-RESULT_MD=$ROOT/bench/results/$DATE.md
+RESULT_MD=${RESULT_MD:-$ROOT/bench/results/$DATE.md}
 TAIL_PNG=$ROOT/bench/results/$DATE-tail.png
 mkdir -p "$WORK/files" "$OUT" "$ROOT/bench/results"
 want() { [[ " $CASES " == *" $1 "* ]]; }
@@ -50,14 +50,17 @@ if [ ! -x "$VENV/bin/hf" ] || ! "$VENV/bin/python" -c 'import hf_transfer, matpl
 fi
 PY=$VENV/bin/python
 
-echo "building release binaries" >&2
-cargo build --release -q -p rbee -p rbee-hive -p rbee-fake-hub --bins
+# SKIP_BUILD=1: measure the binaries already in target/release (and the driver, if built).
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    echo "building release binaries" >&2
+    cargo build --release -q -p rbee -p rbee-hive -p rbee-fake-hub --bins
+    # Its own workspace and lock file, built into the project's target folder.
+    CARGO_TARGET_DIR=$ROOT/target/bench-driver cargo build --release -q \
+        --manifest-path "$ROOT/bench/hf-hub-driver/Cargo.toml"
+fi
 RBEE=$ROOT/target/release/rbee
 HIVE=$ROOT/target/release/rbee-hive
 HUB_BIN=$ROOT/target/release/fake-hub
-# Its own workspace and lock file; built once into the project's target folder.
-CARGO_TARGET_DIR=$ROOT/target/bench-driver cargo build --release -q \
-    --manifest-path "$ROOT/bench/hf-hub-driver/Cargo.toml"
 HFHUB=$ROOT/target/bench-driver/release/hf-hub-driver
 
 # Random files: the unthrottled sizes, 1 GiB for the capped and tail cases, a snapshot repo.
@@ -95,6 +98,8 @@ for _ in $(seq 50); do [ -s "$WORK/hub.json" ] && break; sleep 0.1; done
 HUB=$(sed -n 's/.*"hub":"\([^"]*\)".*/\1/p' "$WORK/hub.json")
 [ -n "$HUB" ] || { echo "fake-hub did not start: $(cat "$WORK/hub.log")" >&2; exit 1; }
 ENDPOINT=${HUB%/}
+# Every Hub client here, rbee included, talks to the fake hub and keeps its caches in $OUT.
+export HF_ENDPOINT=$ENDPOINT HF_HOME=$OUT/.hf HF_HUB_DISABLE_TELEMETRY=1
 
 admin() { curl -sf -X POST -d "$2" "${HUB}_admin/$1" >/dev/null; }
 set_cap() { admin rate-limit "{\"bytes_per_sec\": $1}"; }
@@ -138,9 +143,11 @@ bench() {
 
 # The peers' commands for one file of the fake hub's repo `bench/big`.
 curl_sync() { curl -sS -o "$1" "$2" && sync; }
+# hf_transfer itself (recent huggingface_hub no longer calls it): 8 files of 10 MiB chunks, as
+# huggingface_hub used it, on the resolve URL.
 hf_transfer_get() { # FILE
-    HF_ENDPOINT=$ENDPOINT HF_HUB_ENABLE_HF_TRANSFER=1 HF_HUB_DISABLE_TELEMETRY=1 \
-        HF_HOME=$OUT/.hf "$PY" -c 'import sys; from huggingface_hub import hf_hub_download as d; d("bench/big", sys.argv[1], local_dir=sys.argv[2])' "$1" "$OUT"
+    "$PY" -c 'import sys, hf_transfer; hf_transfer.download(sys.argv[1], sys.argv[2], max_files=8, chunk_size=10 << 20)' \
+        "$ENDPOINT/bench/big/resolve/main/$1" "$OUT/$1"
 }
 export -f curl_sync hf_transfer_get
 export ENDPOINT OUT PY
@@ -156,8 +163,8 @@ peers_and_rbee() { # CASE FILE [--no-curl]
     fi
     bench "$case" "$size" "aria2c -x16 -s16" aria2c -q -x16 -s16 --allow-overwrite=true \
         --auto-file-renaming=false -d "$OUT" -o "$f" "$url"
-    bench "$case" "$size" "hf-hub 1.x (crate)" "$HFHUB" "$ENDPOINT" bench/big "$f" "$OUT"
-    bench "$case" "$size" "huggingface_hub + hf_transfer" bash -c 'hf_transfer_get "$0"' "$f"
+    [ -x "$HFHUB" ] && bench "$case" "$size" "hf-hub 1.0 (crate)" "$HFHUB" "$ENDPOINT" bench/big "$f" "$OUT"
+    bench "$case" "$size" "hf_transfer (8 × 10 MiB)" bash -c 'hf_transfer_get "$0"' "$f"
     bench "$case" "$size" "rbee (verified, durable)" "$RBEE" --cache-dir "$OUT/cache" --quiet \
         model download "hf:bench/big/$f"
 }
@@ -216,7 +223,7 @@ if want tail; then
         RESULTS+=("$case|$tool|$tt|$size|$mm|$cc")
     }
     tail_bench "aria2c -x8 -s8" aria2c -q -x8 -s8 --allow-overwrite=true --auto-file-renaming=false -d "$OUT" -o "$f" "$url"
-    tail_bench "huggingface_hub + hf_transfer" bash -c 'hf_transfer_get "$0"' "$f"
+    tail_bench "hf_transfer (8 × 10 MiB)" bash -c 'hf_transfer_get "$0"' "$f"
     tail_bench "rbee (verified, durable)" "$RBEE" --cache-dir "$OUT/cache" --quiet model download "hf:bench/big/$f"
 
     # Throughput over time, sampled from the hub's byte counter, one run of each.
@@ -288,7 +295,7 @@ if want snapshot; then
         HF_HUB_DISABLE_TELEMETRY=1 "$PY" -c 'import sys; from huggingface_hub import snapshot_download as s; s("bench/snap", local_dir=sys.argv[1])' "$OUT/snap"
     bench "$case" "$total" "hf download (hf_transfer)" env HF_ENDPOINT="$ENDPOINT" HF_HOME="$OUT/.hf" \
         HF_HUB_ENABLE_HF_TRANSFER=1 HF_HUB_DISABLE_TELEMETRY=1 "$VENV/bin/hf" download bench/snap --local-dir "$OUT/snap"
-    bench "$case" "$total" "hf-hub 1.x (crate)" "$HFHUB" "$ENDPOINT" bench/snap --snapshot "$OUT/snap"
+    [ -x "$HFHUB" ] && bench "$case" "$total" "hf-hub 1.0 (crate)" "$HFHUB" "$ENDPOINT" bench/snap --snapshot "$OUT/snap"
     bench "$case" "$total" "rbee (verified, durable)" "$RBEE" --cache-dir "$OUT/cache" --quiet model download hf:bench/snap
 fi
 
