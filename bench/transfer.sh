@@ -296,7 +296,8 @@ if want snapshot; then
     bench "$case" "$total" "hf download (hf_transfer)" env HF_ENDPOINT="$ENDPOINT" HF_HOME="$OUT/.hf" \
         HF_HUB_ENABLE_HF_TRANSFER=1 HF_HUB_DISABLE_TELEMETRY=1 "$VENV/bin/hf" download bench/snap --local-dir "$OUT/snap"
     [ -x "$HFHUB" ] && bench "$case" "$total" "hf-hub 1.0 (crate)" "$HFHUB" "$ENDPOINT" bench/snap --snapshot "$OUT/snap"
-    bench "$case" "$total" "rbee (verified, durable)" "$RBEE" --cache-dir "$OUT/cache" --quiet model download hf:bench/snap
+    # Every file, as the peers fetch (by default rbee takes only the weights).
+    bench "$case" "$total" "rbee (verified, durable)" "$RBEE" --cache-dir "$OUT/cache" --quiet model download hf:bench/snap --include '**'
 fi
 
 CATALOG_NOTE=""
