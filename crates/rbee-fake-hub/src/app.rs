@@ -329,6 +329,7 @@ async fn shape(State(state): State<AppState>, mut req: Request, next: Next) -> R
                     let pause = (!hang).then(|| std::time::Duration::from_secs_f64(secs));
                     plan.stall = Some((after_bytes, pause));
                 }
+                FaultAction::SlowConnection { bytes_per_sec } => conn.slow_down(bytes_per_sec),
                 FaultAction::FlipByte { offset } => plan.flip_at = offset.checked_sub(origin),
                 FaultAction::LongBody { extra_bytes } => {
                     parts.headers.remove(header::CONTENT_LENGTH);

@@ -213,7 +213,7 @@ impl Stream for ShapedStream {
 
             let available = this.pending.as_ref().map_or(0, |b| b.len() as u64);
             let mut limit = available;
-            let rate = this.rate.load(Ordering::Relaxed);
+            let rate = this.conn.rate(this.rate.load(Ordering::Relaxed));
             if rate > 0 {
                 let now = Instant::now();
                 let anchor = match this.rate_anchor {

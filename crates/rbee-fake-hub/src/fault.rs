@@ -91,6 +91,13 @@ pub enum FaultAction {
         #[serde(default)]
         hang: bool,
     },
+    /// Hold the connection that carries the matching response to `bytes_per_sec`, for this
+    /// response and every later one it carries (keep-alive): one slow connection among fast
+    /// ones, as a congested path or a bad CDN node gives. With `times: 1`, exactly one.
+    SlowConnection {
+        /// The connection's rate in bytes per second (below the hub's cap, when one is set).
+        bytes_per_sec: u64,
+    },
     /// Invert every bit of the byte at file `offset` (for file responses; the offset within
     /// the body for other responses), wherever a response's range covers it.
     FlipByte {
@@ -250,6 +257,12 @@ impl Fault {
         })
     }
 
+    /// Hold the connection of the matching response (and its later responses) to
+    /// `bytes_per_sec`.
+    pub fn slow_connection(bytes_per_sec: u64) -> Self {
+        Self::new(FaultAction::SlowConnection { bytes_per_sec })
+    }
+
     /// Corrupt the byte at file `offset`.
     pub fn flip_byte(offset: u64) -> Self {
         Self::new(FaultAction::FlipByte { offset })
@@ -407,6 +420,11 @@ pub enum FaultError {
         /// The duration as given.
         secs: f64,
     },
+    /// A slow connection of 0 bytes per second (use a stall with `hang` for that).
+    #[error(
+        "invalid slow connection of 0 bytes/s in fault: use a rate above zero, or a stall with `hang`"
+    )]
+    SlowConnection,
     /// A header value (`Content-Range`, `Content-Disposition`, `Location`) that HTTP cannot
     /// carry.
     #[error(
@@ -466,6 +484,7 @@ impl FaultAction {
             Self::IgnoreIfRange => Phase::IfRange,
             Self::Drop { .. }
             | Self::Stall { .. }
+            | Self::SlowConnection { .. }
             | Self::FlipByte { .. }
             | Self::WrongContentLength { .. }
             | Self::LongBody { .. }
@@ -500,6 +519,7 @@ impl FaultAction {
             Self::Stall { secs, .. } if !secs.is_finite() || secs < 0.0 => {
                 Err(FaultError::Stall { secs })
             }
+            Self::SlowConnection { bytes_per_sec: 0 } => Err(FaultError::SlowConnection),
             Self::ContentRange { ref value }
             | Self::ContentDisposition { ref value }
             | Self::Redirect {
@@ -686,6 +706,14 @@ mod tests {
         let back: Fault = serde_json::from_value(serde_json::to_value(&f).unwrap()).unwrap();
         assert_eq!(back, f);
         assert!(serde_json::from_str::<Fault>(r#"{"kind":"explode"}"#).is_err());
+        let f: Fault =
+            serde_json::from_str(r#"{"kind":"slow_connection","bytes_per_sec":1000,"times":1}"#)
+                .unwrap();
+        assert_eq!(f, Fault::slow_connection(1000).times(1));
+        assert!(matches!(
+            Fault::slow_connection(0).action.validate(),
+            Err(FaultError::SlowConnection)
+        ));
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub(crate) struct ConnShared {
     written: AtomicU64,
     /// Close with a TCP reset when the connection ends.
     reset: AtomicBool,
+    /// This connection's own rate cap in bytes per second (0: none), set by a fault.
+    slow: AtomicU64,
 }
 
 impl ConnShared {
@@ -42,6 +44,19 @@ impl ConnShared {
 
     pub(crate) fn reset_on_close(&self) {
         self.reset.store(true, Ordering::Release);
+    }
+
+    /// Holds this connection to `bytes_per_sec` from now on.
+    pub(crate) fn slow_down(&self, bytes_per_sec: u64) {
+        self.slow.store(bytes_per_sec, Ordering::Release);
+    }
+
+    /// The rate this connection sends at under a hub-wide cap of `hub_rate` (0: none).
+    pub(crate) fn rate(&self, hub_rate: u64) -> u64 {
+        match (self.slow.load(Ordering::Acquire), hub_rate) {
+            (0, r) | (r, 0) => r,
+            (a, b) => a.min(b),
+        }
     }
 }
 
@@ -360,6 +375,7 @@ async fn serve_connection(stream: TcpStream, router: Router, host: Host, stop: C
         host,
         written: AtomicU64::new(0),
         reset: AtomicBool::new(false),
+        slow: AtomicU64::new(0),
     });
     let io = TokioIo::new(MeteredIo {
         inner: stream,

@@ -20,8 +20,10 @@ pub struct TransferConfig {
     pub chunk_size: u64,
     /// Files smaller than this use one connection (default 32 MiB).
     pub parallel_threshold: u64,
-    /// Files of one artifact fetched at once by [`Transfer::fetch_all`](crate::Transfer::fetch_all)
-    /// (default 4).
+    /// Large files of one artifact fetched at once by
+    /// [`Transfer::fetch_all`](crate::Transfer::fetch_all) (default 4); small files (below
+    /// `parallel_threshold`, one connection each) run up to `files_in_parallel × connections`
+    /// at once.
     pub files_in_parallel: usize,
     /// Attempts per request before giving up (default 6). An attempt that moved bytes does not
     /// count against this: only failures without progress do.

@@ -7,7 +7,8 @@
 //!   remote changed or ignores ranges;
 //! - splits large files into ranges over several connections (more while each connection is
 //!   throttled and the total still grows), writing in place, with the resume state in
-//!   `<file>.part.state` so a killed process re-fetches only missing ranges;
+//!   `<file>.part.state` so a killed process re-fetches only missing ranges; a connection far
+//!   slower than the others has the rest of its range taken over or raced by an idle one;
 //! - hashes the contiguous prefix while it downloads and checks the SHA-256 and size;
 //! - retries connection failures, resets, truncations, stalls, 5xx and 429 (honouring
 //!   `Retry-After`) with exponential backoff and jitter, but not a host name that does not

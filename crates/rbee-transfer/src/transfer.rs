@@ -68,8 +68,11 @@ impl Transfer {
         crate::fetch::fetch(&self.inner, request, dest, progress, cancel).await
     }
 
-    /// Fetches several files of one artifact, [`TransferConfig::files_in_parallel`] at a time,
-    /// each to `dest_dir.join(request.path)` (paths are validated: nothing is written outside
+    /// Fetches several files of one artifact, each to `dest_dir.join(request.path)`, as many at
+    /// once as fit in a budget of connections: [`TransferConfig::files_in_parallel`] large
+    /// files' worth, where a large file (or one of unknown size) counts as
+    /// [`TransferConfig::connections`] and a file below [`TransferConfig::parallel_threshold`]
+    /// as one, so a snapshot of many small files is not fetched a few at a time (paths are validated: nothing is written outside
     /// `dest_dir`). Each file is registered with `tracker.file(..)` when it starts and marked
     /// done when complete. On the first failure the other files stop (keeping their partials)
     /// and that failure is returned, with the status and headers of a refusing server for the
@@ -91,9 +94,23 @@ impl Transfer {
         }
         let stop = cancel.child_token();
         let count = requests.len();
+        let config = &self.inner.config;
+        let budget = config
+            .files_in_parallel
+            .saturating_mul(config.connections)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        let slots = tokio::sync::Semaphore::new(budget);
+        let slots = &slots;
         let mut jobs = futures::stream::iter(requests.into_iter().enumerate().map(|(i, r)| {
             let stop = stop.clone();
+            let weight = match r.expected_size {
+                Some(size) if size < config.parallel_threshold => 1,
+                _ => config.connections.min(budget),
+            };
             async move {
+                // Fair: a large file waiting for its connections is not overtaken by small ones.
+                // The semaphore is never closed, so this only waits.
+                let _held = slots.acquire_many(weight as u32).await;
                 let dest = dest_dir.join(&r.path);
                 let on_disk = crate::fetch::bytes_on_disk(&r, &dest);
                 let progress = tracker.file(r.path.clone(), r.expected_size, on_disk);
@@ -107,7 +124,7 @@ impl Transfer {
                 (i, result)
             }
         }))
-        .buffer_unordered(self.inner.config.files_in_parallel);
+        .buffer_unordered(budget);
         let mut done: Vec<Option<DownloadedFile>> = vec![None; count];
         let mut first_error: Option<TransferError> = None;
         while let Some((i, result)) = jobs.next().await {

@@ -17,6 +17,8 @@ use rbee_artifact::lock_unpoisoned;
 
 /// How long connection growth measures before deciding.
 pub(super) const GROWTH_WINDOW: Duration = Duration::from_millis(500);
+/// How often an idle connection looks again for a slow range to help.
+const HEDGE_RECHECK: Duration = Duration::from_millis(50);
 /// A connection at least this fast is not being throttled: more would not help.
 pub(super) const SLOW_CONNECTION: f64 = 64.0 * 1024.0 * 1024.0;
 
@@ -86,6 +88,10 @@ impl Job<'_> {
         }
         match failure {
             None => {
+                let hedges = lock_unpoisoned(&self.shared.book).hedges;
+                if hedges > 0 {
+                    tracing::debug!(hedges, "idle connections helped slow ranges");
+                }
                 self.save_state().await;
                 Ok(())
             }
@@ -99,7 +105,8 @@ impl Job<'_> {
         }
     }
 
-    /// One connection: takes ranges until none are left.
+    /// One connection: takes ranges until none are left, then helps the slowest of the
+    /// others until every range is done.
     pub(super) async fn worker(
         &self,
         mut first: Option<(Response, (u64, u64), u64)>,
@@ -108,14 +115,35 @@ impl Job<'_> {
     ) -> Result<(), Flow> {
         let mut attempts = attempts;
         loop {
-            let (resp, claim) = match first.take() {
-                Some((resp, claim, end)) => (Some((resp, end)), claim),
+            let (span, resp) = match first.take() {
+                Some((resp, (start, end), stream_end)) => {
+                    (self.shared.track(start, end), Some((resp, stream_end)))
+                }
                 None => match self.shared.claim() {
-                    Some(claim) => (None, claim),
-                    None => return Ok(()),
+                    Some((start, end)) => (self.shared.track(start, end), None),
+                    None => match self.shared.hedge() {
+                        Some(span) => (span, None),
+                        None => {
+                            if !self.shared.busy() {
+                                return Ok(());
+                            }
+                            // Look again when a range finishes, or when rates have moved.
+                            let done = self.shared.span_done.notified();
+                            tokio::select! {
+                                _ = done => {}
+                                _ = tokio::time::sleep(HEDGE_RECHECK) => {}
+                                _ = stop.cancelled() => {
+                                    return Err(Flow::Fail(TransferError::cancelled()));
+                                }
+                            }
+                            continue;
+                        }
+                    },
                 },
             };
-            self.fetch_range(claim, resp, stop, attempts).await?;
+            let result = self.fetch_range(&span, resp, stop, attempts).await;
+            self.shared.release(&span);
+            result?;
             attempts = 1;
         }
     }

@@ -22,6 +22,8 @@ use rbee_artifact::lock_unpoisoned;
 pub(super) const HASH_BLOCK: usize = 1 << 20;
 /// The hasher publishes its state for the resume file at least this often (bytes).
 pub(super) const HASH_PUBLISH: u64 = 32 << 20;
+/// Hashed bytes after which the hasher hands them to the disk (see [`write_out`]).
+pub(super) const WRITE_OUT_EVERY: u64 = 8 << 20;
 /// How long a stopping transfer lets the hasher catch up with what was written.
 pub(super) const HASH_DRAIN: Duration = Duration::from_millis(500);
 
@@ -123,6 +125,7 @@ pub(super) fn hash_loop(
 ) -> std::io::Result<Option<Sha256>> {
     let mut buf = vec![0u8; HASH_BLOCK];
     let mut last_publish = hashed;
+    let mut written_out = hashed;
     loop {
         let available = {
             let mut h = lock_unpoisoned(&shared.hash.m);
@@ -146,6 +149,10 @@ pub(super) fn hash_loop(
             shared.file.read_exact_at(&mut buf[..n], hashed)?;
             hasher.update(&buf[..n]);
             hashed += n as u64;
+            if hashed - written_out >= WRITE_OUT_EVERY {
+                write_out(&shared.file, written_out, hashed);
+                written_out = hashed;
+            }
             if hashed - last_publish >= HASH_PUBLISH || hashed == available {
                 last_publish = hashed;
                 let snapshot = serialize_hasher(&hasher);
@@ -162,6 +169,19 @@ pub(super) fn hash_loop(
                 lock_unpoisoned(&shared.book).dirty = true;
             }
         }
+    }
+}
+
+/// Starts writing `[from, to)` of `file` to the disk without waiting, and lets the page cache
+/// drop it once clean: those bytes are hashed and not read again. The syncs before each
+/// resume-state save and before publishing then find little left to write, and a large
+/// download does not fill memory with dirty pages. Durability still comes only from those
+/// syncs.
+fn write_out(file: &File, from: u64, to: u64) {
+    // On Linux, DONTNEED starts write-back of the range's dirty pages (and drops clean ones).
+    let len = std::num::NonZeroU64::new(to - from);
+    if let Err(e) = rustix::fs::fadvise(file, from, len, rustix::fs::Advice::DontNeed) {
+        tracing::trace!(error = %e, "write-out not started");
     }
 }
 

@@ -94,6 +94,10 @@ impl<'a> Job<'a> {
                 notified_prefix: 0,
                 unsaved: 0,
                 single: false,
+                active: Vec::new(),
+                finished: (0.0, 0.0),
+                hedges: 0,
+                hedging: inner.config.rate_limit.is_none(),
             }),
             hash: HashCell::default(),
             target: Mutex::new(Target {
@@ -108,6 +112,7 @@ impl<'a> Job<'a> {
             save_every: (inner.config.chunk_size / 4).max(1 << 20),
             silent: AtomicU32::new(0),
             written: WrittenBoard::register(dest),
+            span_done: tokio::sync::Notify::new(),
         });
         Ok(Self {
             inner,

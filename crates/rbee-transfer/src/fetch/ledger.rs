@@ -4,9 +4,11 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use rbee_artifact::lock_unpoisoned;
 use url::Url;
@@ -18,6 +20,88 @@ use crate::written::WrittenBoard;
 
 /// The smallest range handed out near the end of a file.
 pub(super) const MIN_CLAIM: u64 = 1 << 20;
+/// Split points of a range taken over by another connection are multiples of this.
+const SPLIT_ALIGN: u64 = 64 << 10;
+/// A range's rate is not judged before it has run this long (connection set-up dominates).
+const JUDGE_AFTER: Duration = Duration::from_millis(100);
+/// A connection this many times slower than a typical one has its range split or raced...
+const SLOW_BELOW: f64 = 4.0;
+/// ... when it would need at least this long for the rest: less is not worth a request, nor
+/// the bytes in flight that the split or race fetches twice.
+const WORTH_HEDGING: Duration = Duration::from_millis(500);
+
+/// A range connections are fetching. Its bytes are taken in order through [`Span::accept`]:
+/// each byte by whichever connection delivers it first, and written once. An idle connection
+/// may take over its back part or race its owner for the rest (see [`Shared::hedge`]).
+#[derive(Debug)]
+pub(super) struct Span {
+    m: Mutex<SpanState>,
+}
+
+#[derive(Debug)]
+struct SpanState {
+    /// Bytes before this are taken: written, or in a connection's buffer on their way.
+    frontier: u64,
+    /// Where the span ends; lowered when another connection takes over the rest.
+    end: u64,
+    /// Where and when it started (its rate).
+    from: u64,
+    since: Instant,
+    /// Connections on it.
+    writers: u32,
+}
+
+impl SpanState {
+    fn rest(&self) -> u64 {
+        self.end.saturating_sub(self.frontier)
+    }
+
+    /// Bytes per second taken so far; `None` while too young to judge.
+    fn rate(&self, now: Instant) -> Option<f64> {
+        let age = now.duration_since(self.since);
+        (age >= JUDGE_AFTER).then(|| (self.frontier - self.from) as f64 / age.as_secs_f64())
+    }
+}
+
+impl Span {
+    fn new(start: u64, end: u64) -> Arc<Self> {
+        Arc::new(Self {
+            m: Mutex::new(SpanState {
+                frontier: start,
+                end,
+                from: start,
+                since: Instant::now(),
+                writers: 1,
+            }),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, SpanState> {
+        lock_unpoisoned(&self.m)
+    }
+
+    /// Where a connection (re)opening the span starts and where it ends; `None` when every
+    /// byte of it is taken.
+    pub(super) fn next(&self) -> Option<(u64, u64)> {
+        let s = self.state();
+        (s.frontier < s.end).then_some((s.frontier, s.end))
+    }
+
+    /// A connection received `[at, at + len)`: takes the part nobody took before it. Returns
+    /// where that part starts and its length (0: none), and whether the span is complete.
+    /// Bytes before the frontier were taken by another connection racing this one, and bytes
+    /// past the end belong to the connection that took over the rest: both are dropped.
+    pub(super) fn accept(&self, at: u64, len: u64) -> (u64, u64, bool) {
+        let mut s = self.state();
+        let from = at.max(s.frontier);
+        let to = at.saturating_add(len).min(s.end);
+        // A connection never gets ahead of the frontier: it starts there and advances it.
+        debug_assert!(at <= s.frontier);
+        let take = to.saturating_sub(from);
+        s.frontier += take;
+        (from, take, s.frontier >= s.end)
+    }
+}
 
 /// The ledger of one file: what is written, what is left to hand out.
 #[derive(Debug)]
@@ -34,6 +118,17 @@ pub(super) struct Book {
     /// One connection, one open-ended request: the server gives no validator, so separate
     /// range requests could not be proven to come from the same version of the file.
     pub(super) single: bool,
+    /// Ranges being fetched.
+    pub(super) active: Vec<Arc<Span>>,
+    /// Bytes and seconds of recently finished ranges (older ones weigh less): their ratio is
+    /// what a fresh connection may expect.
+    pub(super) finished: (f64, f64),
+    /// Ranges taken over or raced by an idle connection.
+    pub(super) hedges: u64,
+    /// Whether idle connections may help slow ones: not under the engine's rate limit, which
+    /// then sets the pace (slow connections are its doing, and bytes fetched twice would
+    /// spend it twice).
+    pub(super) hedging: bool,
 }
 
 impl Book {
@@ -69,6 +164,8 @@ pub(super) struct Shared {
     pub(super) silent: AtomicU32,
     /// What readers of the growing file may read (see [`crate::watch_written`]).
     pub(super) written: WrittenBoard,
+    /// Woken when a range is finished, so idle connections look for one to help.
+    pub(super) span_done: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -148,6 +245,106 @@ impl Shared {
         Some((s, s + len))
     }
 
+    /// Starts fetching `[start, end)` on a connection.
+    pub(super) fn track(&self, start: u64, end: u64) -> Arc<Span> {
+        let span = Span::new(start, end);
+        lock_unpoisoned(&self.book).active.push(span.clone());
+        span
+    }
+
+    /// A connection is done with `span` (finished, taken over, or failed).
+    pub(super) fn release(&self, span: &Arc<Span>) {
+        let mut b = lock_unpoisoned(&self.book);
+        let mut s = span.state();
+        s.writers = s.writers.saturating_sub(1);
+        if s.writers == 0 {
+            if s.rest() == 0 {
+                // Bytes over time of the last few finished ranges, weighted by their time, so a
+                // short burst (a rate limit's first bucket) barely counts.
+                let age = Instant::now().duration_since(s.since).as_secs_f64();
+                let (bytes, secs) = b.finished;
+                b.finished = (bytes * 0.8 + (s.frontier - s.from) as f64, secs * 0.8 + age);
+            }
+            drop(s);
+            b.active.retain(|a| !Arc::ptr_eq(a, span));
+        }
+        drop(b);
+        self.span_done.notify_waiters();
+    }
+
+    /// Whether any range is still being fetched.
+    pub(super) fn busy(&self) -> bool {
+        !lock_unpoisoned(&self.book).active.is_empty()
+    }
+
+    /// Work for an idle connection when nothing is left to claim: the range whose rest will
+    /// take longest, when its connection is far slower than a typical one ([`SLOW_BELOW`]) and
+    /// would need more than [`WORTH_HEDGING`] for it,
+    /// either split (this connection takes the back part, sized so that both should end
+    /// together) or, when too little is left to split, raced for the rest. `None`: no range
+    /// is worth it (connections of about the same speed are left alone: hedging them would
+    /// only fetch bytes twice).
+    pub(super) fn hedge(&self) -> Option<Arc<Span>> {
+        let mut b = lock_unpoisoned(&self.book);
+        if b.claim_len == u64::MAX || !b.hedging {
+            // One connection for the whole file (nothing to split), or a rate limit.
+            return None;
+        }
+        let now = Instant::now();
+        let min_split = (b.claim_len / 4).clamp(SPLIT_ALIGN, MIN_CLAIM);
+        let typical = match b.finished {
+            (bytes, secs) if secs > 0.0 => bytes / secs,
+            _ => return None,
+        };
+        let mut worst: Option<(f64, usize, f64)> = None;
+        for (i, span) in b.active.iter().enumerate() {
+            let s = span.state();
+            let Some(rate) = s.rate(now) else { continue };
+            let rest = s.rest();
+            if rest == 0 {
+                continue;
+            }
+            let eta = rest as f64 / rate.max(1.0);
+            if worst.is_none_or(|(w, _, _)| eta > w) {
+                worst = Some((eta, i, rate));
+            }
+        }
+        let (eta, i, rate) = worst?;
+        if rate * SLOW_BELOW >= typical || eta < WORTH_HEDGING.as_secs_f64() {
+            return None;
+        }
+        let span = b.active[i].clone();
+        let mut s = span.state();
+        let rest = s.rest();
+        let keep_to = s.frontier + (rest as f64 * rate / (rate + typical)) as u64;
+        let split = keep_to.div_ceil(SPLIT_ALIGN) * SPLIT_ALIGN;
+        if split < s.end && s.end - split >= min_split {
+            let end = s.end;
+            s.end = split;
+            drop(s);
+            tracing::debug!(
+                from = split,
+                to = end,
+                "taking over the rest of a slow range"
+            );
+            let thief = Span::new(split, end);
+            b.active.push(thief.clone());
+            b.hedges += 1;
+            return Some(thief);
+        }
+        if s.writers > 1 {
+            return None;
+        }
+        s.writers += 1;
+        drop(s);
+        tracing::debug!(
+            bytes = rest,
+            "racing a slow connection for the rest of its range"
+        );
+        b.hedges += 1;
+        Some(span)
+    }
+
     pub(super) fn unclaimed_bytes(&self) -> u64 {
         lock_unpoisoned(&self.book)
             .unclaimed
@@ -199,6 +396,58 @@ impl Job<'_> {
     pub(super) async fn settle_saves(&self) {
         while self.shared.saving.load(Ordering::Acquire) {
             tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Two connections racing over one span, their chunks arriving in any interleaving:
+        /// every byte is taken exactly once, in order, and the span completes.
+        #[test]
+        fn racing_connections_take_each_byte_once(
+            start in 0u64..1000,
+            len in 1u64..5000,
+            chunks in proptest::collection::vec((any::<bool>(), 1u64..700), 1..200),
+            lowered in proptest::option::of(0u64..5000),
+        ) {
+            let span = Span::new(start, start + len);
+            // A split may lower the end while the connections run.
+            if let Some(cut) = lowered {
+                let mut s = span.state();
+                s.end = s.end.min(start + cut).max(s.frontier);
+            }
+            let end = span.state().end;
+            let mut taken = crate::ranges::RangeSet::new();
+            let mut taken_len = 0;
+            let mut at = [start, start];
+            let mut complete = false;
+            for (second, n) in chunks.into_iter().chain(std::iter::repeat_n((false, 700), 20)) {
+                let w = usize::from(second);
+                let (off, take, done) = span.accept(at[w], n);
+                if take > 0 {
+                    prop_assert_eq!(off, taken.ranges().last().map_or(start, |r| r.1));
+                    taken.insert(off, off + take);
+                    taken_len += take;
+                }
+                at[w] += n;
+                complete = done;
+                if done {
+                    break;
+                }
+            }
+            prop_assert!(complete);
+            prop_assert_eq!(taken_len, end - start, "each byte once");
+            let whole = if end > start { vec![(start, end)] } else { vec![] };
+            prop_assert_eq!(taken.ranges(), whole.as_slice());
+            prop_assert_eq!(span.next(), None);
         }
     }
 }

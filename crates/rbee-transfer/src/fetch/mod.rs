@@ -5,7 +5,11 @@
 //!   ─► probe: first ranged GET (follows redirects once; learns size, validators, final URL)
 //!   ─► preallocate <dest>.part ─► N workers claim ranges, stream, write_at, mark done
 //!        (a hasher thread folds the contiguous prefix into SHA-256 as it completes;
-//!         the state file is rewritten every `state_interval`)
+//!         written bytes are handed to the disk as they come, so syncs find little left;
+//!         the state file is rewritten every `state_interval`, after a sync;
+//!         a worker with nothing left to claim takes over the back of the slowest range,
+//!         or races its connection for the rest: each byte is written once, by whichever
+//!         connection delivers it first)
 //!   ─► verify size + sha256 ─► fsync ─► rename to dest
 //! ```
 

@@ -169,7 +169,13 @@ impl Job<'_> {
             self.progress.set_size(total);
             self.preallocate(total)?;
         }
-        self.save_state().await;
+        // Before any byte arrives a state only matters to replace one already on disk: with
+        // nothing written a resume keeps nothing, and a small file is spared a sync.
+        let nothing_yet = lock_unpoisoned(&self.shared.book).st.done.len() == 0
+            && std::fs::symlink_metadata(&self.paths.state).is_err();
+        if !nothing_yet {
+            self.save_state().await;
+        }
         let hasher = self.start_hasher();
         let result = self.run_workers(first, &stop, attempt).await;
         if let Err(flow) = result {
@@ -197,6 +203,7 @@ impl Job<'_> {
         let mut b = lock_unpoisoned(&self.shared.book);
         let parallel = total >= config.parallel_threshold && config.connections > 1 && !b.single;
         b.unclaimed = b.st.done.gaps(total).into();
+        b.active.clear();
         b.claim_len = if parallel {
             config.chunk_size
         } else {

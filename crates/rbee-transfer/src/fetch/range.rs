@@ -8,39 +8,40 @@ use tokio_util::sync::CancellationToken;
 
 use super::content_range::validators_of;
 use super::job::Job;
+use super::ledger::Span;
 use super::{Flow, Got};
 use crate::error::{TransferError, TransferErrorKind, redact_url};
 use crate::retry::MAX_SILENT_ANSWERS;
 use rbee_artifact::lock_unpoisoned;
 
 impl Job<'_> {
-    /// Fetches `[start, end)` (`end` = `u64::MAX`: to the end of the body), retrying transient
-    /// failures from where the bytes stopped.
+    /// Fetches what is left of `span` (its end `u64::MAX`: to the end of the body), retrying
+    /// transient failures from where its bytes stopped. `resp`: an answer already open at the
+    /// span's start, with where its body ends.
     pub(super) async fn fetch_range(
         &self,
-        (start, end): (u64, u64),
+        span: &Span,
         mut resp: Option<(Response, u64)>,
         stop: &CancellationToken,
         mut attempt: u32,
     ) -> Result<(), Flow> {
-        let mut pos = start;
         loop {
-            if pos >= end {
+            let Some((pos, end)) = span.next() else {
                 return Ok(());
-            }
+            };
             let (r, stream_end) = match resp.take() {
                 Some(r) => r,
                 None => self.open(pos, end, &mut attempt, stop).await?,
             };
-            let before = pos;
-            match self.stream(r, &mut pos, stream_end, stop).await {
+            let mut at = pos;
+            match self.stream(r, span, &mut at, stream_end, stop).await {
                 Ok(()) => {
                     if end == u64::MAX {
                         return Ok(());
                     }
                 }
                 Err(Flow::Fail(e)) if e.is_transient() => {
-                    if pos > before {
+                    if at > pos {
                         // Progress was made: this is a new problem, not the same one again.
                         attempt = 1;
                     }

@@ -136,6 +136,7 @@ impl Job<'_> {
         let sha = b.st.sha256.clone();
         b.st = PartState::new(source, sha);
         b.unclaimed.clear();
+        b.active.clear();
         b.notified_prefix = 0;
         b.dirty = true;
         drop(b);

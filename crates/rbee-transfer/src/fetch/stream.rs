@@ -10,18 +10,22 @@ use tokio_util::sync::CancellationToken;
 
 use super::Flow;
 use super::job::Job;
+use super::ledger::Span;
 use crate::error::TransferError;
 
 /// Bytes a connection gathers before one positional write.
 pub(super) const WRITE_BUFFER: usize = 128 << 10;
 
 impl Job<'_> {
-    /// Streams a body into the file at `*pos` until `end` (or the body ends), advancing `*pos`
-    /// as bytes are written. Every read is raced against `stop` and the stall timeout.
+    /// Streams a body for `span` from `*at` until `end` (or the body ends, or the span is
+    /// complete because another connection took its rest), advancing `*at` past every byte
+    /// received and writing those no other connection took first. Every read is raced against
+    /// `stop` and the stall timeout.
     pub(super) async fn stream(
         &self,
         mut resp: Response,
-        pos: &mut u64,
+        span: &Span,
+        at: &mut u64,
         end: u64,
         stop: &CancellationToken,
     ) -> Result<(), Flow> {
@@ -29,6 +33,7 @@ impl Job<'_> {
         // Where the file itself ends: a body that reaches it must end there too.
         let at_file_end = self.file_end() == Some(end);
         let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
+        let mut buf_at = *at;
         loop {
             let next = tokio::select! {
                 biased;
@@ -40,40 +45,55 @@ impl Job<'_> {
                 Some(Err(_)) => Err(TransferError::stalled(&self.what, stall, 1)),
                 Some(Ok(Err(e))) => Err(TransferError::network(&self.what, e, 1)),
                 Some(Ok(Ok(None))) => {
-                    let got = *pos + buf.len() as u64;
-                    if end != u64::MAX && got < end {
-                        Err(TransferError::truncated(&self.what, got, end, 1))
+                    if end != u64::MAX && *at < end {
+                        Err(TransferError::truncated(&self.what, *at, end, 1))
                     } else {
                         Ok(true)
                     }
                 }
                 Some(Ok(Ok(Some(bytes)))) => {
-                    let room = end - (*pos + buf.len() as u64);
-                    let take = (bytes.len() as u64).min(room) as usize;
-                    if take < bytes.len() && at_file_end {
-                        buf.extend_from_slice(&bytes[..take]);
-                        self.flush(&mut buf, pos).await?;
-                        return Err(self.too_long(end));
-                    }
-                    if take > 0 {
+                    let within = (bytes.len() as u64).min(end - *at);
+                    let mut complete = false;
+                    if within > 0 {
                         if let Some(limiter) = &self.inner.limiter
-                            && !limiter.acquire(take as u64, stop).await
+                            && !limiter.acquire(within, stop).await
                         {
-                            self.flush(&mut buf, pos).await?;
+                            self.flush(&mut buf, buf_at).await?;
                             return Err(Flow::Fail(TransferError::cancelled()));
                         }
-                        buf.extend_from_slice(&bytes[..take]);
-                        self.shared
-                            .received
-                            .fetch_add(take as u64, Ordering::Relaxed);
-                        self.progress.advance(take as u64);
+                        self.shared.received.fetch_add(within, Ordering::Relaxed);
+                        let (off, take, done) = span.accept(*at, within);
+                        if take > 0 {
+                            if off != buf_at + buf.len() as u64 {
+                                // Another connection wrote the bytes in between.
+                                self.flush(&mut buf, buf_at).await?;
+                            }
+                            if buf.is_empty() {
+                                buf_at = off;
+                            }
+                            let skip = (off - *at) as usize;
+                            buf.extend_from_slice(&bytes[skip..skip + take as usize]);
+                            self.progress.advance(take);
+                        }
+                        *at += within;
+                        complete = done;
                     }
-                    Ok(*pos + buf.len() as u64 >= end)
+                    if within < bytes.len() as u64 && at_file_end {
+                        self.flush(&mut buf, buf_at).await?;
+                        return Err(self.too_long(end));
+                    }
+                    if complete && *at < end {
+                        // The rest of the span was taken by another connection: this one's
+                        // answer is not needed any more.
+                        self.flush(&mut buf, buf_at).await?;
+                        return Ok(());
+                    }
+                    Ok(*at >= end)
                 }
             };
             match outcome {
                 Ok(true) => {
-                    self.flush(&mut buf, pos).await?;
+                    self.flush(&mut buf, buf_at).await?;
                     if at_file_end && self.body_goes_on(&mut resp, stop).await {
                         return Err(self.too_long(end));
                     }
@@ -81,12 +101,12 @@ impl Job<'_> {
                 }
                 Ok(false) => {
                     if buf.len() >= WRITE_BUFFER {
-                        self.flush(&mut buf, pos).await?;
+                        self.flush(&mut buf, buf_at).await?;
                     }
                 }
                 Err(e) => {
                     // What arrived is good: keep it for the retry or the resume.
-                    self.flush(&mut buf, pos).await?;
+                    self.flush(&mut buf, buf_at).await?;
                     return Err(Flow::Fail(e));
                 }
             }
@@ -107,13 +127,12 @@ impl Job<'_> {
         }
     }
 
-    /// Writes the buffer at `*pos` on a blocking thread and records it.
-    pub(super) async fn flush(&self, buf: &mut Vec<u8>, pos: &mut u64) -> Result<(), Flow> {
+    /// Writes the buffer at `off` on a blocking thread, records it and empties the buffer.
+    pub(super) async fn flush(&self, buf: &mut Vec<u8>, off: u64) -> Result<(), Flow> {
         if buf.is_empty() {
             return Ok(());
         }
         let data = std::mem::take(buf);
-        let off = *pos;
         let shared = self.shared.clone();
         let (data, result) = tokio::task::spawn_blocking(move || {
             let r = shared.file.write_all_at(&data, off);
@@ -133,9 +152,7 @@ impl Job<'_> {
                 TransferError::io(format!("writing {}", self.paths.part.display()), e)
             }
         })?;
-        let len = data.len() as u64;
-        self.shared.mark_written(off, len);
-        *pos += len;
+        self.shared.mark_written(off, data.len() as u64);
         *buf = data;
         buf.clear();
         Ok(())

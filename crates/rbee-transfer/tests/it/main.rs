@@ -2,6 +2,8 @@
 
 mod common;
 mod faults;
+mod hedge;
 mod hostile;
+mod many;
 mod protocol;
 mod resume;

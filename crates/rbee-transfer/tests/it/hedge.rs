@@ -1,0 +1,77 @@
+//! The slow tail: one connection far slower than the others must not hold the download.
+
+use std::time::Duration;
+
+use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault};
+use rbee_transfer::{FetchRequest, Transfer};
+use tokio_util::sync::CancellationToken;
+
+use crate::common::*;
+
+/// `bytes=a-b` as `[a, b + 1)`.
+fn parse_range(header: &str) -> (u64, u64) {
+    let (a, b) = header
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .unwrap_or_else(|| panic!("unexpected Range {header:?}"));
+    (a.parse().unwrap(), b.parse::<u64>().unwrap() + 1)
+}
+
+#[tokio::test]
+async fn a_slow_connection_does_not_hold_the_tail() {
+    let root = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let data = body(4 << 20);
+    std::fs::write(root.path().join("m.bin"), &data).unwrap();
+    let hub = FakeHub::start(FakeHubConfig::new(root.path()))
+        .await
+        .unwrap();
+    // The first connection (the probe's, kept alive for later ranges) sends 32 KB/s: its
+    // first range alone would take eight seconds while the others finish in milliseconds.
+    hub.set_faults(vec![
+        Fault::slow_connection(32 << 10).path("m.bin").times(1),
+    ]);
+    let mut req = FetchRequest::new("m.bin", hub.file_url("m.bin"));
+    req.expected_size = Some(data.len() as u64);
+    req.sha256 = Some(digest(&data));
+    let t = Transfer::new(config()).unwrap();
+    let tr = tracker();
+    let p = progress(&tr, req.expected_size);
+    let dest = out.path().join("m.bin");
+    // A safety net only: without hedging this still finishes, just late.
+    let done = tokio::time::timeout(
+        Duration::from_secs(120),
+        t.fetch(&req, &dest, &p, &CancellationToken::new()),
+    )
+    .await
+    .expect("the download finished")
+    .unwrap();
+    assert_eq!(done.sha256, digest(&data));
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+    assert_eq!(listing(out.path()), vec!["m.bin"]);
+    assert_eq!(
+        p.bytes(),
+        data.len() as u64,
+        "progress counts each byte once"
+    );
+
+    // Another connection took over part of a range already being fetched: a request starts
+    // strictly inside an earlier one's range.
+    let ranges: Vec<(u64, u64)> = hub
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/files/m.bin")
+        .filter_map(|r| r.range.as_deref().map(parse_range))
+        .collect();
+    let hedged = ranges
+        .iter()
+        .enumerate()
+        .any(|(i, &(s, _))| ranges[..i].iter().any(|&(a, b)| a < s && s < b));
+    assert!(hedged, "no range was split or raced: {ranges:?}");
+    // Hedging re-asks for bytes, but not for the file again.
+    let sent = hub.counters_for("/files/m.bin").bytes_sent;
+    assert!(
+        sent < 2 * data.len() as u64,
+        "{sent} bytes sent for a 4 MiB file"
+    );
+}
