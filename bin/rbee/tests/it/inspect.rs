@@ -511,3 +511,32 @@ async fn fit_takes_the_largest_quantization_that_fits() {
     );
     assert_eq!(v["files"][0]["path"], "multi.Q6_K.gguf", "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ollama_model_is_inspected_from_its_model_layer_header() {
+    let env = Env::new().await;
+    let tag = env.dir.path().join("root/ollama/library/tiny/1b");
+    std::fs::create_dir_all(&tag).unwrap();
+    model(&tag.join("model.gguf"));
+    std::fs::write(tag.join("template"), "{{ .Prompt }}").unwrap();
+    let size = std::fs::metadata(tag.join("model.gguf")).unwrap().len();
+
+    let out = env
+        .rbee()
+        .args(["model", "inspect", "tiny:1b", "--vram", "1GiB", "--json"])
+        .env("OLLAMA_REGISTRY", env.hub.url().as_str())
+        .env("OLLAMA_MODELS", env.dir.path().join("ollama-models"))
+        .output()
+        .unwrap();
+    let v = json(&out);
+    assert_eq!(v["summary"]["architecture"], "llama");
+    assert_eq!(v["summary"]["tokenizer"]["vocab_size"], 2000);
+    assert_eq!(v["verdict"]["fits"], true, "{}", v["verdict"]);
+    let served = env
+        .hub
+        .counters_for("/files/ollama/library/tiny/1b/model.gguf");
+    assert!(served.bytes_sent > 0, "the header came from the registry");
+    assert!(served.bytes_sent <= 256 << 10 && served.bytes_sent < size / 100);
+    // Inspecting stores nothing in rbee's catalog or in Ollama's store.
+    assert!(!env.dir.path().join("ollama-models").exists());
+}
