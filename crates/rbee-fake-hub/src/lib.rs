@@ -116,6 +116,7 @@ mod gh;
 mod hashes;
 mod hf;
 mod ollama;
+pub mod python;
 mod server;
 mod sign;
 mod state;

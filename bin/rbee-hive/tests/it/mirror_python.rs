@@ -1,12 +1,13 @@
-//! The real `huggingface_hub` client (from PyPI, in a throw-away virtualenv) against a hive in
+//! The real `huggingface_hub` client (from PyPI, in a virtualenv cached under the target folder) against a hive in
 //! front of fake-hub, with `HF_ENDPOINT` pointing at the hive: a file, a snapshot, model info,
 //! an error code, and a gated repository without and with the hive's token.
 //!
 //! Skips with a message when Python or PyPI is unavailable, unless `RBEE_REQUIRE_HF_CLIENT=1`,
 //! which turns the skip into a failure.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
+
+use rbee_fake_hub::python::{PythonEnv, skip};
 
 use crate::support::{Daemon, TestEnv};
 
@@ -49,48 +50,8 @@ else:
 print("OK")
 "#;
 
-fn skip(reason: &str) {
-    if std::env::var_os("RBEE_REQUIRE_HF_CLIENT").is_some_and(|v| v == "1") {
-        panic!("huggingface_hub mirror check could not run: {reason}");
-    }
-    #[allow(clippy::print_stderr)]
-    {
-        eprintln!("SKIPPED huggingface_hub mirror check: {reason}");
-    }
-}
-
-/// A virtualenv with huggingface_hub, kept out of the home directory.
-fn prepare(tmp: &Path) -> Result<PathBuf, String> {
-    let venv = tmp.join("venv");
-    let run = |cmd: &mut Command| {
-        cmd.env("PIP_NO_CACHE_DIR", "1")
-            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("HOME", tmp)
-            .output()
-    };
-    let out = run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
-        .map_err(|e| format!("python3 not found ({e})"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "python3 -m venv failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let out =
-        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "huggingface_hub"]))
-            .map_err(|e| format!("pip did not start ({e})"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "pip install huggingface_hub failed (offline?): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(venv)
-}
-
-fn check(venv: &Path, tmp: &Path, hive: &Daemon, token: Option<&str>, fixture: &Path) {
-    let mut cmd = Command::new(venv.join("bin/python"));
+fn check(venv: &PythonEnv, tmp: &Path, hive: &Daemon, token: Option<&str>, fixture: &Path) {
+    let mut cmd = venv.command();
     cmd.arg("-c")
         .arg(CHECK)
         .env_clear()
@@ -118,17 +79,26 @@ fn check(venv: &Path, tmp: &Path, hive: &Daemon, token: Option<&str>, fixture: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_huggingface_hub_uses_the_hive_as_its_endpoint() {
-    let tmp = tempfile::tempdir().unwrap();
-    let venv = match tokio::task::spawn_blocking({
-        let tmp = tmp.path().to_path_buf();
-        move || prepare(&tmp)
+    let venv = match tokio::task::spawn_blocking(|| {
+        PythonEnv::with_packages(
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+            &["huggingface_hub"],
+            &["huggingface_hub"],
+        )
     })
     .await
     .unwrap()
     {
         Ok(venv) => venv,
-        Err(reason) => return skip(&reason),
+        Err(reason) => {
+            return skip(
+                "RBEE_REQUIRE_HF_CLIENT",
+                "huggingface_hub mirror check",
+                &reason,
+            );
+        }
     };
+    let tmp = tempfile::tempdir().unwrap();
 
     let env = TestEnv::new().await;
     env.write_file("hf/org/repo/model.Q4_K_M.gguf", 2_000_000);

@@ -7,73 +7,36 @@
 //! `RBEE_REQUIRE_PY_FIXTURES=1` (CI) turns the skip into a failure.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use rbee_fake_hub::python::PythonEnv;
 use rbee_gguf::{Gguf, ModelSummary, ReadOptions, Value, inspect_local, read_safetensors_file};
 use serde_json::Value as Json;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/gguf_check.py");
 
 fn skip(reason: &str) {
-    if std::env::var_os("RBEE_REQUIRE_PY_FIXTURES").is_some_and(|v| v == "1") {
-        panic!("the Python fixture check could not run: {reason}");
-    }
-    #[allow(clippy::print_stderr)]
-    {
-        eprintln!(
-            "SKIPPED Python fixture check (set RBEE_REQUIRE_PY_FIXTURES=1 to require it): {reason}"
-        );
-    }
+    rbee_fake_hub::python::skip(
+        "RBEE_REQUIRE_PY_FIXTURES",
+        "the Python fixture check",
+        reason,
+    );
 }
 
 fn cache() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("py-fixtures")
 }
 
-/// Runs `cmd` with pip and Python kept out of the home folder.
-fn run(cmd: &mut Command) -> Result<std::process::Output, String> {
-    let home = cache().join("home");
-    std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
-    let out = cmd
-        .env("HOME", &home)
-        .env("PIP_CACHE_DIR", cache().join("pip-cache"))
-        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .map_err(|e| format!("{cmd:?} did not start: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(out)
-}
-
 /// The cached virtualenv with `gguf` and `safetensors`, made on first use.
-fn venv() -> Result<PathBuf, String> {
-    let venv = cache().join("venv");
-    let python = venv.join("bin/python");
-    let ready = python.exists()
-        && Command::new(&python)
-            .args(["-c", "import gguf, safetensors, numpy"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ready {
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-        run(Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "gguf",
-            "safetensors",
-            "numpy",
-        ]))?;
-    }
-    Ok(python)
+fn venv() -> Result<PythonEnv, String> {
+    PythonEnv::with_packages(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        &["gguf", "safetensors", "numpy"],
+        &["gguf", "safetensors", "numpy"],
+    )
 }
 
 /// llama.cpp's `ggml-vocab-*.gguf` files from the llama-cpp-python sdist, cached.
-fn vocab_files(python: &Path) -> Result<Vec<PathBuf>, String> {
+fn vocab_files(python: &PythonEnv) -> Result<Vec<PathBuf>, String> {
     let dir = cache().join("vocab");
     let list = |dir: &Path| -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -85,19 +48,22 @@ fn vocab_files(python: &Path) -> Result<Vec<PathBuf>, String> {
     };
     if list(&dir).is_empty() {
         let sdist = cache().join("sdist");
-        run(Command::new(python)
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--no-binary",
-                "llama-cpp-python",
-                "llama-cpp-python",
-                "-d",
-            ])
-            .arg(&sdist))?;
+        python.run(
+            python
+                .command()
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-binary",
+                    "llama-cpp-python",
+                    "llama-cpp-python",
+                    "-d",
+                ])
+                .arg(&sdist),
+        )?;
         let extract = r#"
 import glob, os, sys, tarfile
 src, dst = sys.argv[1], sys.argv[2]
@@ -110,10 +76,7 @@ for tgz in glob.glob(os.path.join(src, "*.tar.gz")):
                 with t.extractfile(m) as f, open(os.path.join(dst, name), "wb") as out:
                     out.write(f.read())
 "#;
-        run(Command::new(python)
-            .args(["-c", extract])
-            .arg(&sdist)
-            .arg(&dir))?;
+        python.run(python.command().args(["-c", extract]).arg(&sdist).arg(&dir))?;
     }
     let files = list(&dir);
     if files.is_empty() {
@@ -122,8 +85,10 @@ for tgz in glob.glob(os.path.join(src, "*.tar.gz")):
     Ok(files)
 }
 
-fn dump(python: &Path, command: &str, files: &[PathBuf]) -> Json {
-    let out = run(Command::new(python).arg(SCRIPT).arg(command).args(files)).unwrap();
+fn dump(python: &PythonEnv, command: &str, files: &[PathBuf]) -> Json {
+    let out = python
+        .run(python.command().arg(SCRIPT).arg(command).args(files))
+        .unwrap();
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -236,11 +201,9 @@ fn official_writers_and_readers_agree_with_ours() {
         Err(reason) => return skip(&reason),
     };
     let dir = tempfile::tempdir().unwrap();
-    run(Command::new(&python)
-        .arg(SCRIPT)
-        .arg("write")
-        .arg(dir.path()))
-    .unwrap();
+    python
+        .run(python.command().arg(SCRIPT).arg("write").arg(dir.path()))
+        .unwrap();
     let ggufs = vec![
         dir.path().join("all-types.gguf"),
         dir.path().join("aligned.gguf"),

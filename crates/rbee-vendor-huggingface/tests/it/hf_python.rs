@@ -1,4 +1,4 @@
-//! Interop with the real `huggingface_hub` client (from PyPI, in a throw-away virtualenv) through
+//! Interop with the real `huggingface_hub` client (from PyPI, in a virtualenv cached under the target folder) through
 //! the HuggingFace cache, both ways:
 //! - what rbee places with `write_hf_cache`, huggingface_hub finds offline;
 //! - what huggingface_hub downloaded, rbee reuses without a byte from the network.
@@ -6,10 +6,10 @@
 //! Skips with a message when Python or PyPI is unavailable, unless `RBEE_REQUIRE_HF_CLIENT=1`,
 //! which turns the skip into a failure.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use rbee_artifact::ResolveOptions;
+use rbee_fake_hub::python::{PythonEnv, skip};
 use rbee_fake_hub::{FakeHub, FakeHubConfig};
 use rbee_vendor_huggingface::{HfConfig, HuggingFaceVendor};
 
@@ -35,48 +35,9 @@ for f in files:
 print("OK")
 "#;
 
-fn skip(reason: &str) {
-    if std::env::var_os("RBEE_REQUIRE_HF_CLIENT").is_some_and(|v| v == "1") {
-        panic!("huggingface_hub interop check could not run: {reason}");
-    }
-    #[allow(clippy::print_stderr)]
-    {
-        eprintln!("SKIPPED huggingface_hub interop check: {reason}");
-    }
-}
-
-/// A virtualenv with huggingface_hub, kept out of the home directory.
-fn prepare(tmp: &Path) -> Result<PathBuf, String> {
-    let venv = tmp.join("venv");
-    let run = |cmd: &mut Command| {
-        cmd.env("PIP_NO_CACHE_DIR", "1")
-            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("HOME", tmp)
-            .output()
-    };
-    let out = run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
-        .map_err(|e| format!("python3 not found ({e})"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "python3 -m venv failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let out =
-        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "huggingface_hub"]))
-            .map_err(|e| format!("pip did not start ({e})"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "pip install huggingface_hub failed (offline?): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(venv)
-}
-
-fn python(venv: &Path, hf_home: &Path, endpoint: &str, fixture: &Path, offline: bool) {
-    let out = Command::new(venv.join("bin/python"))
+fn python(venv: &PythonEnv, hf_home: &Path, endpoint: &str, fixture: &Path, offline: bool) {
+    let out = venv
+        .command()
         .arg("-c")
         .arg(CHECK)
         .env("HF_HOME", hf_home)
@@ -100,17 +61,26 @@ fn python(venv: &Path, hf_home: &Path, endpoint: &str, fixture: &Path, offline: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hf_cache_is_shared_with_huggingface_hub_both_ways() {
-    let tmp = tempfile::tempdir().unwrap();
-    let prepared = tokio::task::spawn_blocking({
-        let tmp = tmp.path().to_path_buf();
-        move || prepare(&tmp)
+    let prepared = tokio::task::spawn_blocking(|| {
+        PythonEnv::with_packages(
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+            &["huggingface_hub"],
+            &["huggingface_hub"],
+        )
     })
     .await
     .unwrap();
     let venv = match prepared {
         Ok(venv) => venv,
-        Err(reason) => return skip(&reason),
+        Err(reason) => {
+            return skip(
+                "RBEE_REQUIRE_HF_CLIENT",
+                "huggingface_hub interop check",
+                &reason,
+            );
+        }
     };
+    let tmp = tempfile::tempdir().unwrap();
 
     let root = tmp.path().join("root");
     let fixture = root.join("hf").join(REPO);
