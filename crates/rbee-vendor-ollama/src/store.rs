@@ -146,21 +146,23 @@ impl OllamaStore {
     pub fn put_manifest(&self, name: &OllamaRef, bytes: &[u8]) -> rbee_artifact::Result<()> {
         let path = self.manifest_path(name);
         let manifest = Manifest::parse(bytes, "the downloaded manifest")?;
-        if let Some(missing) = manifest
-            .layers
-            .iter()
-            .find(|l| !self.has_blob(&l.digest, l.size))
-        {
+        // Every blob, left-out layers included: Ollama loads them all and never fetches one
+        // that a manifest in its store names.
+        let missing = manifest.blobs.iter().find_map(|b| match b.digest {
+            None => Some(format!(
+                "its {} layer has no usable sha256 digest",
+                b.media_type
+            )),
+            Some(d) if !self.has_blob(&d, b.size) => Some(format!(
+                "its {} blob sha256-{d} is not in Ollama's store",
+                b.media_type
+            )),
+            Some(_) => None,
+        });
+        if let Some(missing) = missing {
             return Err(rbee_artifact::Error::io(
                 format!("not writing Ollama's manifest {}", path.display()),
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!(
-                        "its {} blob sha256-{} is not in Ollama's store",
-                        missing.kind.label(),
-                        missing.digest
-                    ),
-                ),
+                io::Error::new(io::ErrorKind::NotFound, missing),
             ));
         }
         let write = || -> io::Result<()> {
@@ -304,6 +306,40 @@ mod tests {
             }
         }
         assert!(store.read(&name("other:t")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_manifest_naming_a_left_out_blob_that_is_absent_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OllamaStore::new(dir.path().join("models"));
+        let (model, config, draft) = (&b"GGUF model"[..], &b"config"[..], &b"draft"[..]);
+        let json = manifest_json(&[
+            (
+                "application/vnd.ollama.image.model",
+                Sha256Digest::of(model),
+                model.len() as u64,
+            ),
+            (
+                "application/vnd.ollama.image.draft",
+                Sha256Digest::of(draft),
+                draft.len() as u64,
+            ),
+        ]);
+        for bytes in [model, config] {
+            let src = dir.path().join(Sha256Digest::of(bytes).to_string());
+            fs::write(&src, bytes).unwrap();
+            store
+                .put_blob(&src, &Sha256Digest::of(bytes), bytes.len() as u64)
+                .unwrap();
+        }
+        let n = name("team/drafted:q4");
+        let e = store
+            .put_manifest(&n, json.as_bytes())
+            .unwrap_err()
+            .report()
+            .to_string();
+        assert!(e.contains("application/vnd.ollama.image.draft"), "{e}");
+        assert!(!store.manifest_path(&n).exists());
     }
 
     #[test]
