@@ -125,8 +125,8 @@ impl OllamaStore {
     }
 
     /// Places the verified file `source` as the blob `digest` (a hard link on the same file
-    /// system, else a copy). A blob already there with the right size is left alone: it is
-    /// Ollama's, and Ollama already trusts it.
+    /// system, else a copy). A blob already there is left alone when it is `source` itself or
+    /// hashes to `digest`; one with other bytes is replaced.
     ///
     /// The caller vouches that `source` hashes to `digest` (the download engine verified it).
     pub fn put_blob(&self, source: &Path, digest: &Sha256Digest, size: u64) -> io::Result<bool> {
@@ -140,10 +140,17 @@ impl OllamaStore {
         size: u64,
         allow_link: bool,
     ) -> io::Result<bool> {
-        if self.has_blob(digest, size) {
-            return Ok(false);
-        }
         let target = self.blob_path(digest);
+        if self.has_blob(digest, size) {
+            // Ollama never hashes a blob again, so one with other bytes under this name would
+            // stay broken: keep it only when it is the verified file itself or hashes right.
+            if same_file(source, &target)
+                || Sha256Digest::of_file(&target, |_| {}).is_ok_and(|(d, _)| d == *digest)
+            {
+                return Ok(false);
+            }
+            tracing::warn!(blob = %target.display(), "Ollama's store holds other bytes under this digest; replacing them with the verified file");
+        }
         let dir = target.parent().expect("a blob path has a parent");
         fs::create_dir_all(dir)?;
         stage(source, dir, &digest.to_string(), allow_link)?.persist(&target)?;
@@ -294,6 +301,15 @@ fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
         ));
     }
     fs::read(path)
+}
+
+/// Whether two paths are one file (a hard link).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// Names of the subfolders of `dir` (none when it cannot be read).

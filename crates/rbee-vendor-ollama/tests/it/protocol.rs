@@ -496,6 +496,26 @@ async fn a_tampered_blob_in_ollamas_store_is_downloaded_instead() {
 }
 
 #[tokio::test]
+async fn publishing_replaces_a_tampered_blob_in_ollamas_store() {
+    let (registry, cdn) = (MockServer::start().await, cdn().await);
+    let model = Model::new(19);
+    serve(&registry, &cdn, "library/m", "t", &model).await;
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = write_store(store_dir.path(), "m:t", &model);
+    // Right size, other bytes.
+    let digest = Sha256Digest::of(&model.model);
+    let blob = store.blob_path(&digest);
+    std::fs::write(&blob, vec![0u8; model.model.len()]).unwrap();
+    let v = vendor(&registry, Some(store.root()), true);
+    let plan = resolve(&v, "m:t").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    download(&v, "m:t", &plan, dir.path()).await.unwrap();
+    assert_model_files(dir.path(), &model);
+    let (placed, _) = Sha256Digest::of_file(&blob, |_| {}).unwrap();
+    assert_eq!(placed, digest);
+}
+
+#[tokio::test]
 async fn publishing_writes_ollamas_layout_exactly() {
     let (registry, cdn) = (MockServer::start().await, cdn().await);
     let model = Model::new(17);
