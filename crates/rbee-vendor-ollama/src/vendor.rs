@@ -331,14 +331,20 @@ impl OllamaVendor {
                 let Some(challenge) = challenge_of(&e) else {
                     return Err(explain(e));
                 };
-                let first = &requests[0].url;
-                self.registry(name)?
-                    .fetch_token(first, &challenge, cancel)
+                let first = requests[0].url.clone();
+                let token = self
+                    .registry(name)?
+                    .fetch_token(&first, &challenge, cancel)
                     .await?;
+                // The token just fetched, not the cache's (another job may have replaced it).
                 let retried = requests
                     .into_iter()
                     .map(|mut r| {
-                        r.auth = self.tokens.get(&r.url);
+                        r.auth = if r.url.origin() == first.origin() {
+                            Some(token.clone())
+                        } else {
+                            self.tokens.get(&r.url)
+                        };
                         r
                     })
                     .collect();
