@@ -178,7 +178,15 @@ impl Registry<'_> {
         challenge: &Challenge,
         cancel: &CancellationToken,
     ) -> Result<Secret> {
-        let token_url = challenge.token_url();
+        let token_url = challenge
+            .token_url_for(url)
+            .ok_or_else(|| Error::Unauthorized {
+                message: format!(
+                    "{} sent rbee to a plain-http token service ({}); refusing to ask for a token over http for an https registry",
+                    self.host(),
+                    rbee_artifact::redacted_url(&challenge.realm),
+                ),
+            })?;
         tracing::debug!(realm = %challenge.realm, "asking the registry's token service for an anonymous token");
         let response = self
             .transfer
