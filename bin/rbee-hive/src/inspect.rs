@@ -9,7 +9,7 @@ use rbee_gguf::{
     EstimateOptions, GgufError, InspectReport, ReadOptions, RemoteOptions, find_gpus,
     inspect_remote, kv_cache_type,
 };
-use rbee_model_provisioner::{asks_for_fit, choose_fit};
+use rbee_model_provisioner::{asks_for_fit, choose_fit_with};
 use rbee_transfer::Transfer;
 use tokio_util::sync::CancellationToken;
 
@@ -95,8 +95,16 @@ pub(crate) async fn run(
             )));
         }
         let exclude = &inspect.resolve.exclude;
+        // The candidates' headers are held to the same cap as the header inspected below.
+        let header_options = RemoteOptions {
+            read: ReadOptions {
+                max_header_bytes: MAX_HEADER_BYTES,
+                ..ReadOptions::default()
+            },
+            ..RemoteOptions::default()
+        };
         let chosen = tokio::select! {
-            r = choose_fit(vendor.as_ref(), &transfer, &inspect.reference, exclude, &inspect.estimate, &gpus, cancel) => r?,
+            r = choose_fit_with(vendor.as_ref(), &transfer, &inspect.reference, exclude, &inspect.estimate, &gpus, &header_options, cancel) => r?,
             () = cancel.cancelled() => return Err(Error::Cancelled.into()),
         };
         chosen

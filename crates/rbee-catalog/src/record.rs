@@ -188,11 +188,16 @@ impl CatalogEntry {
         match self.record.files.as_slice() {
             [only] => layout::file_path(&self.dir, &only.path),
             // A split GGUF's first part; an Ollama model's weights (its other layers are a
-            // template, parameters, a projector…).
+            // template, parameters, a projector…). Elsewhere `model.gguf` is just one file of
+            // a snapshot, which a runtime takes as a whole.
             files => files
                 .iter()
                 .find(|f| is_first_split(&f.path))
-                .or_else(|| files.iter().find(|f| f.path == "model.gguf"))
+                .or_else(|| {
+                    (self.record.scheme == Scheme::Ollama)
+                        .then(|| files.iter().find(|f| f.path == "model.gguf"))
+                        .flatten()
+                })
                 .map(|f| layout::file_path(&self.dir, &f.path))
                 .unwrap_or_else(|| self.files_dir()),
         }

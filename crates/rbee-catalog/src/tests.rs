@@ -81,6 +81,17 @@ fn save_get_list_round_trip() {
 }
 
 #[test]
+fn model_gguf_is_the_primary_path_of_an_ollama_model_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(tmp.path()).unwrap();
+    let files: &[(&str, &[u8])] = &[("model.gguf", b"GGUF"), ("config.json", b"{}")];
+    let hf = add(&cat, "hf:o/r", ArtifactStatus::Ready, files);
+    assert_eq!(hf.primary_path(), hf.files_dir());
+    let ollama = add(&cat, "ollama:tiny:1b", ArtifactStatus::Ready, files);
+    assert_eq!(ollama.primary_path(), ollama.files_dir().join("model.gguf"));
+}
+
+#[test]
 fn a_damaged_record_does_not_hide_the_others() {
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path()).unwrap();

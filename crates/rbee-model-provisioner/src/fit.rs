@@ -59,7 +59,7 @@ pub fn candidates(files: &[(String, u64)]) -> Vec<Candidate> {
             bytes: 0,
             paths: Vec::new(),
         });
-        c.bytes += size;
+        c.bytes = c.bytes.saturating_add(*size);
         c.paths.push(path.clone());
     }
     let mut list: Vec<Candidate> = by_quant.into_values().collect();
@@ -111,6 +111,8 @@ pub fn describe(c: &Candidate, j: &Judgement) -> String {
 ///
 /// Errors: `InvalidRequest` when there are no GPUs or nothing fits (the message says why each
 /// candidate did not); the vendor's errors; `Cancelled`.
+///
+/// Headers are read with [`RemoteOptions::default`]; [`choose_fit_with`] takes the caller's.
 pub async fn choose_fit(
     vendor: &dyn VendorSource,
     transfer: &Transfer,
@@ -118,6 +120,32 @@ pub async fn choose_fit(
     exclude: &[String],
     estimate: &EstimateOptions,
     gpus: &[Gpu],
+    cancel: &CancellationToken,
+) -> Result<(ArtifactRef, Vec<String>)> {
+    choose_fit_with(
+        vendor,
+        transfer,
+        reference,
+        exclude,
+        estimate,
+        gpus,
+        &RemoteOptions::default(),
+        cancel,
+    )
+    .await
+}
+
+/// [`choose_fit`], reading each candidate's header with `options` (a daemon passes its own
+/// header cap).
+#[allow(clippy::too_many_arguments)]
+pub async fn choose_fit_with(
+    vendor: &dyn VendorSource,
+    transfer: &Transfer,
+    reference: &ArtifactRef,
+    exclude: &[String],
+    estimate: &EstimateOptions,
+    gpus: &[Gpu],
+    options: &RemoteOptions,
     cancel: &CancellationToken,
 ) -> Result<(ArtifactRef, Vec<String>)> {
     let ArtifactRef::HuggingFace(hf) = reference else {
@@ -154,9 +182,8 @@ pub async fn choose_fit(
                     .collect(),
                 ..resolved.clone()
             };
-            let options = RemoteOptions::default();
             let read = tokio::select! {
-                r = inspect_plan(vendor, transfer, &only_these, &options, cancel) => r,
+                r = inspect_plan(vendor, transfer, &only_these, options, cancel) => r,
                 () = cancel.cancelled() => return Err(Error::Cancelled),
             };
             match read {
@@ -201,6 +228,17 @@ mod tests {
 
     fn files(list: &[(&str, u64)]) -> Vec<(String, u64)> {
         list.iter().map(|(p, s)| (p.to_string(), *s)).collect()
+    }
+
+    #[test]
+    fn candidate_sizes_saturate() {
+        let files = vec![
+            ("m-Q4_K_M-00001-of-00002.gguf".to_string(), u64::MAX - 1),
+            ("m-Q4_K_M-00002-of-00002.gguf".to_string(), 10),
+        ];
+        let list = candidates(&files);
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].bytes, u64::MAX);
     }
 
     #[test]

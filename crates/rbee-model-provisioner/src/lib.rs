@@ -29,7 +29,8 @@
 #![deny(missing_docs)]
 
 pub use fit::{
-    Candidate, Judgement, asks_for_fit, candidates, choose_fit, describe, pick, worth_reading,
+    Candidate, Judgement, asks_for_fit, candidates, choose_fit, choose_fit_with, describe, pick,
+    worth_reading,
 };
 pub use integration::ModelProvisioner;
 pub use provisioner::{

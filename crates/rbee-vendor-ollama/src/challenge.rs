@@ -38,8 +38,13 @@ impl Challenge {
         })
     }
 
-    /// Where to ask for an anonymous token: the realm with `service` and `scope`.
-    pub(crate) fn token_url(&self) -> Url {
+    /// Where to ask for an anonymous token for the registry at `registry`: the realm with
+    /// `service` and `scope`. `None` when the registry is `https` and the realm is not: the
+    /// token must not travel in clear text because a challenge said so.
+    pub(crate) fn token_url_for(&self, registry: &Url) -> Option<Url> {
+        if registry.scheme() == "https" && self.realm.scheme() != "https" {
+            return None;
+        }
         let mut url = self.realm.clone();
         {
             let mut query = url.query_pairs_mut();
@@ -50,7 +55,7 @@ impl Challenge {
                 query.append_pair("scope", scope);
             }
         }
-        url
+        Some(url)
     }
 }
 
@@ -122,8 +127,10 @@ mod tests {
         assert_eq!(c.realm.as_str(), "https://registry.ollama.ai/v2/token");
         assert_eq!(c.service.as_deref(), Some("registry.ollama.ai"));
         assert_eq!(c.scope.as_deref(), Some("repository:library/llama3.2:pull"));
+        let registry =
+            Url::parse("https://registry.ollama.ai/v2/library/llama3.2/manifests/1b").unwrap();
         assert_eq!(
-            c.token_url().as_str(),
+            c.token_url_for(&registry).unwrap().as_str(),
             "https://registry.ollama.ai/v2/token?service=registry.ollama.ai&scope=repository%3Alibrary%2Fllama3.2%3Apull"
         );
     }
@@ -137,6 +144,16 @@ mod tests {
         assert_eq!(c.realm.as_str(), "http://127.0.0.1:9/t");
         assert_eq!(c.scope.as_deref(), Some(r#"a,"b""#));
         assert_eq!(c.service, None);
+    }
+
+    #[test]
+    fn an_https_registry_never_sends_the_token_request_over_http() {
+        let c = Challenge::parse(r#"Bearer realm="http://registry.test/token",scope="s""#).unwrap();
+        let https = Url::parse("https://registry.test/v2/library/m/manifests/t").unwrap();
+        assert_eq!(c.token_url_for(&https), None);
+        // A plain-http registry (a local mirror) may name a plain-http realm.
+        let http = Url::parse("http://127.0.0.1:9/v2/library/m/manifests/t").unwrap();
+        assert!(c.token_url_for(&http).is_some());
     }
 
     #[test]

@@ -112,9 +112,24 @@ pub struct Manifest {
     pub layers: Vec<Layer>,
     /// Media types of layers left out (rbee does not know what to do with them).
     pub skipped: Vec<String>,
+    /// Every blob the manifest names, config and left-out layers included: what Ollama's
+    /// store must hold before this manifest may be written there.
+    pub blobs: Vec<BlobRef>,
     /// SHA-256 of the manifest's bytes: Ollama's model id (`ollama list` shows its first 12
     /// hex digits).
     pub digest: Sha256Digest,
+}
+
+/// One blob a manifest names, whether or not rbee fetches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    /// Its media type as written.
+    pub media_type: String,
+    /// Its SHA-256; `None` when a left-out layer's digest is not `sha256:<64 hex>` (rbee cannot
+    /// place such a blob, so such a manifest is never written to Ollama's store).
+    pub digest: Option<Sha256Digest>,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 /// The wire shape (`schemaVersion`, `mediaType`, `config`, `layers`).
@@ -179,18 +194,34 @@ impl Manifest {
             file_name: LayerKind::Config.file_name(1),
         }];
         let mut skipped = Vec::new();
+        let mut blobs = vec![BlobRef {
+            media_type: wire.config.media_type.clone(),
+            digest: Some(layers[0].digest),
+            size: wire.config.size,
+        }];
         let mut seen: Vec<LayerKind> = Vec::new();
         for layer in &wire.layers {
             let Some(kind) = LayerKind::from_media_type(&layer.media_type) else {
                 skipped.push(layer.media_type.clone());
+                blobs.push(BlobRef {
+                    media_type: layer.media_type.clone(),
+                    digest: digest_of(&layer.digest).ok(),
+                    size: layer.size,
+                });
                 continue;
             };
             seen.push(kind);
             let n = seen.iter().filter(|k| **k == kind).count();
+            let digest = digest_of(&layer.digest)?;
+            blobs.push(BlobRef {
+                media_type: layer.media_type.clone(),
+                digest: Some(digest),
+                size: layer.size,
+            });
             layers.push(Layer {
                 kind,
                 media_type: layer.media_type.clone(),
-                digest: digest_of(&layer.digest)?,
+                digest,
                 size: layer.size,
                 file_name: kind.file_name(n),
             });
@@ -212,6 +243,7 @@ impl Manifest {
         Ok(Manifest {
             layers,
             skipped,
+            blobs,
             digest: Sha256Digest::of(bytes),
         })
     }

@@ -24,21 +24,33 @@ use rbee_artifact::OllamaRef;
 /// Largest error or token answer read.
 const MAX_SMALL_BODY: usize = 64 << 10;
 
-/// Anonymous tokens the registries handed out, by registry origin. They live in memory only:
-/// never in plans, records, events or logs.
+/// Anonymous tokens the registries handed out, by registry origin and repository: a token is
+/// scoped to one repository (`repository:ns/model:pull`), so jobs for two models of one
+/// registry each keep their own. They live in memory only: never in plans, records, events or
+/// logs.
 #[derive(Debug, Default)]
 pub(crate) struct Tokens(Mutex<HashMap<String, Secret>>);
 
 impl Tokens {
     pub(crate) fn get(&self, url: &Url) -> Option<Secret> {
-        lock_unpoisoned(&self.0)
-            .get(&url.origin().ascii_serialization())
-            .cloned()
+        lock_unpoisoned(&self.0).get(&token_key(url)).cloned()
     }
 
     fn set(&self, url: &Url, token: Secret) {
-        lock_unpoisoned(&self.0).insert(url.origin().ascii_serialization(), token);
+        lock_unpoisoned(&self.0).insert(token_key(url), token);
     }
+}
+
+/// The origin and the repository's path of a manifest or blob URL
+/// (`{base}/v2/{ns}/{model}`, without `/manifests/{tag}` or `/blobs/{digest}`).
+fn token_key(url: &Url) -> String {
+    let path = url.path();
+    let repository = path
+        .rsplitn(3, '/')
+        .nth(2)
+        .filter(|_| path.contains("/manifests/") || path.contains("/blobs/"))
+        .unwrap_or(path);
+    format!("{}{repository}", url.origin().ascii_serialization())
 }
 
 /// `{base}/v2/{ns}/{model}/{kind}/{last}`.
@@ -158,15 +170,23 @@ impl Registry<'_> {
         }
     }
 
-    /// Asks the challenge's realm for an anonymous token and keeps it for the registry at
-    /// `url`'s origin.
+    /// Asks the challenge's realm for an anonymous token, keeps it for `url`'s registry and
+    /// repository, and returns it.
     pub(crate) async fn fetch_token(
         &self,
         url: &Url,
         challenge: &Challenge,
         cancel: &CancellationToken,
-    ) -> Result<()> {
-        let token_url = challenge.token_url();
+    ) -> Result<Secret> {
+        let token_url = challenge
+            .token_url_for(url)
+            .ok_or_else(|| Error::Unauthorized {
+                message: format!(
+                    "{} sent rbee to a plain-http token service ({}); refusing to ask for a token over http for an https registry",
+                    self.host(),
+                    rbee_artifact::redacted_url(&challenge.realm),
+                ),
+            })?;
         tracing::debug!(realm = %challenge.realm, "asking the registry's token service for an anonymous token");
         let response = self
             .transfer
@@ -187,8 +207,8 @@ impl Registry<'_> {
                     status.as_u16()
                 ),
             })?;
-        self.tokens.set(url, token);
-        Ok(())
+        self.tokens.set(url, token.clone());
+        Ok(token)
     }
 
     fn host(&self) -> String {
@@ -300,6 +320,26 @@ mod tests {
         assert_eq!(
             blob_url(&mirror, &name, &d).unwrap().as_str(),
             format!("http://127.0.0.1:9/mirror/v2/library/llama3.2/blobs/sha256:{d}")
+        );
+    }
+
+    #[test]
+    fn tokens_are_kept_per_repository() {
+        let tokens = Tokens::default();
+        let name = |s| OllamaRef::parse_name(s).unwrap();
+        let base = Url::parse("https://registry.ollama.ai/mirror").unwrap();
+        let d = Sha256Digest::of(b"x");
+        let a = manifest_url(&base, &name("a:1")).unwrap();
+        tokens.set(&a, Secret::new("token-a".to_string()).unwrap());
+        let b = manifest_url(&base, &name("b:1")).unwrap();
+        tokens.set(&b, Secret::new("token-b".to_string()).unwrap());
+        let a_blob = blob_url(&base, &name("a:2"), &d).unwrap();
+        assert_eq!(tokens.get(&a_blob).unwrap().expose(), "token-a");
+        assert_eq!(tokens.get(&b).unwrap().expose(), "token-b");
+        assert!(
+            tokens
+                .get(&blob_url(&base, &name("c:1"), &d).unwrap())
+                .is_none()
         );
     }
 

@@ -15,7 +15,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use rbee_artifact::{Sha256Digest, link_or_copy};
+use rbee_artifact::Sha256Digest;
 
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use rbee_artifact::OllamaRef;
@@ -125,19 +125,35 @@ impl OllamaStore {
     }
 
     /// Places the verified file `source` as the blob `digest` (a hard link on the same file
-    /// system, else a copy). A blob already there with the right size is left alone: it is
-    /// Ollama's, and Ollama already trusts it.
+    /// system, else a copy). A blob already there is left alone when it is `source` itself or
+    /// hashes to `digest`; one with other bytes is replaced.
     ///
     /// The caller vouches that `source` hashes to `digest` (the download engine verified it).
     pub fn put_blob(&self, source: &Path, digest: &Sha256Digest, size: u64) -> io::Result<bool> {
-        if self.has_blob(digest, size) {
-            return Ok(false);
-        }
+        self.put_blob_with(source, digest, size, true)
+    }
+
+    fn put_blob_with(
+        &self,
+        source: &Path,
+        digest: &Sha256Digest,
+        size: u64,
+        allow_link: bool,
+    ) -> io::Result<bool> {
         let target = self.blob_path(digest);
-        fs::create_dir_all(target.parent().expect("a blob path has a parent"))?;
-        // Not named like a blob (`sha256-…`), so Ollama never mistakes a half-written one.
-        let temp = target.with_file_name(format!(".rbee-{digest}.tmp"));
-        link_or_copy(source, &target, &temp)?;
+        if self.has_blob(digest, size) {
+            // Ollama never hashes a blob again, so one with other bytes under this name would
+            // stay broken: keep it only when it is the verified file itself or hashes right.
+            if same_file(source, &target)
+                || Sha256Digest::of_file(&target, |_| {}).is_ok_and(|(d, _)| d == *digest)
+            {
+                return Ok(false);
+            }
+            tracing::warn!(blob = %target.display(), "Ollama's store holds other bytes under this digest; replacing them with the verified file");
+        }
+        let dir = target.parent().expect("a blob path has a parent");
+        fs::create_dir_all(dir)?;
+        stage(source, dir, &digest.to_string(), allow_link)?.persist(&target)?;
         Ok(true)
     }
 
@@ -146,34 +162,33 @@ impl OllamaStore {
     pub fn put_manifest(&self, name: &OllamaRef, bytes: &[u8]) -> rbee_artifact::Result<()> {
         let path = self.manifest_path(name);
         let manifest = Manifest::parse(bytes, "the downloaded manifest")?;
-        if let Some(missing) = manifest
-            .layers
-            .iter()
-            .find(|l| !self.has_blob(&l.digest, l.size))
-        {
+        // Every blob, left-out layers included: Ollama loads them all and never fetches one
+        // that a manifest in its store names.
+        let missing = manifest.blobs.iter().find_map(|b| match b.digest {
+            None => Some(format!(
+                "its {} layer has no usable sha256 digest",
+                b.media_type
+            )),
+            Some(d) if !self.has_blob(&d, b.size) => Some(format!(
+                "its {} blob sha256-{d} is not in Ollama's store",
+                b.media_type
+            )),
+            Some(_) => None,
+        });
+        if let Some(missing) = missing {
             return Err(rbee_artifact::Error::io(
                 format!("not writing Ollama's manifest {}", path.display()),
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!(
-                        "its {} blob sha256-{} is not in Ollama's store",
-                        missing.kind.label(),
-                        missing.digest
-                    ),
-                ),
+                io::Error::new(io::ErrorKind::NotFound, missing),
             ));
         }
         let write = || -> io::Result<()> {
             let dir = path.parent().expect("a manifest path has a parent");
             fs::create_dir_all(dir)?;
-            let temp = dir.join(format!(".rbee-{}.tmp", name.tag));
-            let mut file = fs::File::create(&temp)?;
+            let (mut file, temp) = create_temp(dir, &name.tag)?;
             file.write_all(bytes)?;
             file.sync_all()?;
             drop(file);
-            fs::rename(&temp, &path).inspect_err(|_| {
-                let _ = fs::remove_file(&temp);
-            })?;
+            temp.persist(&path)?;
             if let Ok(dir) = fs::File::open(dir) {
                 let _ = dir.sync_all();
             }
@@ -183,6 +198,91 @@ impl OllamaStore {
             rbee_artifact::Error::io(format!("writing Ollama's manifest {}", path.display()), e)
         })
     }
+}
+
+/// A file under a temporary name of its own, removed when dropped unless persisted.
+///
+/// Names are never shared, so two writers (the CLI and the daemon) cannot remove or rename
+/// each other's half-written file into place. They start with `.rbee-`, not `sha256-`, so
+/// Ollama never takes one for a blob.
+pub(crate) struct Staged {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl Staged {
+    /// Renames it to `target` (replacing what is there).
+    pub(crate) fn persist(mut self, target: &Path) -> io::Result<()> {
+        fs::rename(&self.path, target)?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn temp_name(dir: &Path, label: &str) -> PathBuf {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let salt = std::collections::hash_map::RandomState::new().hash_one((
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now(),
+    ));
+    dir.join(format!(
+        ".rbee-{label}.{}.{salt:016x}.tmp",
+        std::process::id()
+    ))
+}
+
+/// A new, empty file in `dir` under a name no one else uses.
+fn create_temp(dir: &Path, label: &str) -> io::Result<(fs::File, Staged)> {
+    loop {
+        let path = temp_name(dir, label);
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => return Ok((file, Staged { path, kept: false })),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `source`'s file (a symbolic link is followed) under a new temporary name in `dir`: a hard
+/// link when the file system allows (and `allow_link`), else a synced copy.
+pub(crate) fn stage(
+    source: &Path,
+    dir: &Path,
+    label: &str,
+    allow_link: bool,
+) -> io::Result<Staged> {
+    let source = fs::canonicalize(source)?;
+    if allow_link {
+        loop {
+            let path = temp_name(dir, label);
+            match fs::hard_link(&source, &path) {
+                Ok(()) => return Ok(Staged { path, kept: false }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    tracing::debug!(from = %source.display(), to = %path.display(), error = %e, "hard link refused; copying");
+                    break;
+                }
+            }
+        }
+    }
+    let (mut out, staged) = create_temp(dir, label)?;
+    io::copy(&mut fs::File::open(&source)?, &mut out)?;
+    out.sync_all()?;
+    Ok(staged)
 }
 
 /// Reads a manifest file, refusing one larger than any real manifest.
@@ -201,6 +301,15 @@ fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
         ));
     }
     fs::read(path)
+}
+
+/// Whether two paths are one file (a hard link).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// Names of the subfolders of `dir` (none when it cannot be read).
@@ -304,6 +413,68 @@ mod tests {
             }
         }
         assert!(store.read(&name("other:t")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_manifest_naming_a_left_out_blob_that_is_absent_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OllamaStore::new(dir.path().join("models"));
+        let (model, config, draft) = (&b"GGUF model"[..], &b"config"[..], &b"draft"[..]);
+        let json = manifest_json(&[
+            (
+                "application/vnd.ollama.image.model",
+                Sha256Digest::of(model),
+                model.len() as u64,
+            ),
+            (
+                "application/vnd.ollama.image.draft",
+                Sha256Digest::of(draft),
+                draft.len() as u64,
+            ),
+        ]);
+        for bytes in [model, config] {
+            let src = dir.path().join(Sha256Digest::of(bytes).to_string());
+            fs::write(&src, bytes).unwrap();
+            store
+                .put_blob(&src, &Sha256Digest::of(bytes), bytes.len() as u64)
+                .unwrap();
+        }
+        let n = name("team/drafted:q4");
+        let e = store
+            .put_manifest(&n, json.as_bytes())
+            .unwrap_err()
+            .report()
+            .to_string();
+        assert!(e.contains("application/vnd.ollama.image.draft"), "{e}");
+        assert!(!store.manifest_path(&n).exists());
+    }
+
+    #[test]
+    fn concurrent_copies_of_one_blob_all_succeed_with_whole_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OllamaStore::new(dir.path().join("models"));
+        let bytes: Vec<u8> = (0..8u32 << 20).map(|i| (i * 7 + i / 251) as u8).collect();
+        let digest = Sha256Digest::of(&bytes);
+        let source = dir.path().join("blob");
+        fs::write(&source, &bytes).unwrap();
+        let outcomes: Vec<io::Result<bool>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| store.put_blob_with(&source, &digest, bytes.len() as u64, false))
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        for outcome in outcomes {
+            outcome.unwrap();
+        }
+        let placed = fs::read(store.blob_path(&digest)).unwrap();
+        assert_eq!(Sha256Digest::of(&placed), digest);
+        let left: Vec<_> = fs::read_dir(store.root().join("blobs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "{left:?}");
     }
 
     #[test]

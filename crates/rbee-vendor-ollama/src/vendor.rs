@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rbee_artifact::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, FileAccess, FileSource, ResolveOptions,
     ResolvedArtifact, ResolvedFile, Result, Scheme, Sha256Digest, Sha256Hasher, VendorSource,
-    link_or_copy, partial, validate_relative_path,
+    partial, validate_relative_path,
 };
 use rbee_transfer::{FetchRequest, Transfer, TransferError};
 use tokio_util::sync::CancellationToken;
@@ -331,14 +331,20 @@ impl OllamaVendor {
                 let Some(challenge) = challenge_of(&e) else {
                     return Err(explain(e));
                 };
-                let first = &requests[0].url;
-                self.registry(name)?
-                    .fetch_token(first, &challenge, cancel)
+                let first = requests[0].url.clone();
+                let token = self
+                    .registry(name)?
+                    .fetch_token(&first, &challenge, cancel)
                     .await?;
+                // The token just fetched, not the cache's (another job may have replaced it).
                 let retried = requests
                     .into_iter()
                     .map(|mut r| {
-                        r.auth = self.tokens.get(&r.url);
+                        r.auth = if r.url.origin() == first.origin() {
+                            Some(token.clone())
+                        } else {
+                            self.tokens.get(&r.url)
+                        };
                         r
                     })
                     .collect();
@@ -411,23 +417,8 @@ async fn reuse(
     };
     let target = dest.join(&file.path);
     let stop = cancel.clone();
-    let outcome = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
-        let Ok(meta) = std::fs::metadata(&source) else {
-            return Ok(false);
-        };
-        if !meta.is_file() || meta.len() != size {
-            return Ok(false);
-        }
-        if hash_file(&source, &stop)? != expected {
-            return Ok(false);
-        }
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        link_or_copy(&source, &target, &partial::reuse_temp_path(&target))?;
-        let _ = std::fs::remove_file(partial::part_path(&target));
-        let _ = std::fs::remove_file(partial::part_state_path(&target));
-        Ok(true)
+    let outcome = tokio::task::spawn_blocking(move || {
+        place_verified(&source, &target, expected, size, &stop, |_| {})
     })
     .await
     .map_err(|e| Error::task_failed("checking a blob in Ollama's store", e))?;
@@ -444,6 +435,56 @@ async fn reuse(
             e,
         )),
     }
+}
+
+/// Puts `source`'s file at `target` if it holds `size` bytes hashing to `expected`: linked (or
+/// copied) to a temporary name first, and that copy is what gets hashed and renamed into
+/// place, so a file swapped or rewritten at `source` meanwhile is never kept unchecked.
+/// `Ok(false)`: absent or other bytes (nothing is left at `target`'s temporary name).
+/// `staged` sees the temporary file before it is hashed. Blocking.
+fn place_verified(
+    source: &Path,
+    target: &Path,
+    expected: Sha256Digest,
+    size: u64,
+    cancel: &CancellationToken,
+    staged: impl FnOnce(&Path),
+) -> std::io::Result<bool> {
+    let Ok(meta) = std::fs::metadata(source) else {
+        return Ok(false);
+    };
+    if !meta.is_file() || meta.len() != size {
+        return Ok(false);
+    }
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temp = partial::reuse_temp_path(target);
+    let _ = std::fs::remove_file(&temp);
+    let source = std::fs::canonicalize(source)?;
+    if let Err(e) = std::fs::hard_link(&source, &temp) {
+        tracing::debug!(from = %source.display(), error = %e, "hard link refused; copying");
+        std::fs::copy(&source, &temp)?;
+        std::fs::File::open(&temp)?.sync_all()?;
+    }
+    staged(&temp);
+    let kept = (|| {
+        let meta = std::fs::metadata(&temp)?;
+        Ok(meta.len() == size && hash_file(&temp, cancel)? == expected)
+    })();
+    match kept {
+        Ok(true) => {}
+        Ok(false) | Err(_) => {
+            let _ = std::fs::remove_file(&temp);
+            return kept;
+        }
+    }
+    std::fs::rename(&temp, target).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })?;
+    let _ = std::fs::remove_file(partial::part_path(target));
+    let _ = std::fs::remove_file(partial::part_state_path(target));
+    Ok(true)
 }
 
 /// SHA-256 of a file; stops with `Interrupted` soon after `cancel` fires. Blocking.
@@ -598,4 +639,52 @@ fn glob_set(globs: &[String]) -> Result<Option<globset::GlobSet>> {
     set.build()
         .map(Some)
         .map_err(|e| Error::InvalidRequest(format!("the globs are not valid: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_rewritten_while_it_is_taken_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, target) = (dir.path().join("blob"), dir.path().join("out/model.gguf"));
+        let good = b"verified model bytes".to_vec();
+        std::fs::write(&source, &good).unwrap();
+        let cancel = CancellationToken::new();
+        // The file at the source changes (same size) once rbee has started taking it.
+        let kept = place_verified(
+            &source,
+            &target,
+            Sha256Digest::of(&good),
+            good.len() as u64,
+            &cancel,
+            |_| {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&source)
+                    .unwrap();
+                f.write_all(&vec![b'x'; good.len()]).unwrap();
+            },
+        )
+        .unwrap();
+        assert!(!kept);
+        assert!(!target.exists());
+        assert!(!partial::reuse_temp_path(&target).exists());
+
+        // Unchanged: taken.
+        std::fs::write(&source, &good).unwrap();
+        let kept = place_verified(
+            &source,
+            &target,
+            Sha256Digest::of(&good),
+            good.len() as u64,
+            &cancel,
+            |_| {},
+        )
+        .unwrap();
+        assert!(kept);
+        assert_eq!(std::fs::read(&target).unwrap(), good);
+    }
 }

@@ -313,6 +313,76 @@ async fn the_bearer_challenge_is_answered_anonymously_and_the_token_stays_on_the
     }
 }
 
+/// Serves `model` as `library/{repo}:t`, only to the token scoped to that repository.
+async fn serve_scoped(registry: &MockServer, cdn: &MockServer, repo: &str, model: &Model) {
+    let token = format!("token-for-{repo}");
+    let scope = format!("repository:library/{repo}:pull");
+    Mock::given(method("GET"))
+        .and(path("/token"))
+        .and(wiremock::matchers::query_param("scope", scope.as_str()))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_string(format!(r#"{{"token":"{token}"}}"#)),
+        )
+        .expect(1)
+        .mount(registry)
+        .await;
+    let bearer = format!("Bearer {token}");
+    Mock::given(method("GET"))
+        .and(path(format!("/v2/library/{repo}/manifests/t")))
+        .and(header("authorization", bearer.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(model.manifest.clone()))
+        .mount(registry)
+        .await;
+    for blob in model.blobs() {
+        let digest = Sha256Digest::of(blob);
+        Mock::given(method("GET"))
+            .and(path(format!("/v2/library/{repo}/blobs/sha256:{digest}")))
+            .and(header("authorization", bearer.as_str()))
+            .respond_with(
+                ResponseTemplate::new(307)
+                    .insert_header("location", format!("{}/r2/{digest}", cdn.uri())),
+            )
+            .mount(registry)
+            .await;
+        serve_bytes(cdn, &format!("/r2/{digest}"), blob.to_vec()).await;
+    }
+    let challenge = format!(
+        r#"Bearer realm="{}/token",service="registry.test",scope="{scope}""#,
+        registry.uri()
+    );
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex(format!(
+            "^/v2/library/{repo}/"
+        )))
+        .respond_with(
+            ResponseTemplate::new(401).insert_header("www-authenticate", challenge.as_str()),
+        )
+        .mount(registry)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_models_of_one_registry_keep_their_own_tokens() {
+    let (registry, cdn) = (MockServer::start().await, cdn().await);
+    let (one, two) = (Model::new(21), Model::new(23));
+    serve_scoped(&registry, &cdn, "one", &one).await;
+    serve_scoped(&registry, &cdn, "two", &two).await;
+    let v = vendor(&registry, None, false);
+    let (plan_one, plan_two) = tokio::join!(resolve(&v, "one:t"), resolve(&v, "two:t"));
+    let (plan_one, plan_two) = (plan_one.unwrap(), plan_two.unwrap());
+    let (dir_one, dir_two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = tokio::join!(
+        download(&v, "one:t", &plan_one, dir_one.path()),
+        download(&v, "two:t", &plan_two, dir_two.path())
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_model_files(dir_one.path(), &one);
+    assert_model_files(dir_two.path(), &two);
+    // One token per repository, each fetched once and used for every request after.
+    registry.verify().await;
+}
+
 #[tokio::test]
 async fn a_token_service_that_refuses_is_a_clear_unauthorized_error() {
     let registry = MockServer::start().await;
@@ -493,6 +563,26 @@ async fn a_tampered_blob_in_ollamas_store_is_downloaded_instead() {
     download(&v, "m:t", &plan, dir.path()).await.unwrap();
     assert_model_files(dir.path(), &model);
     assert!(!cdn.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn publishing_replaces_a_tampered_blob_in_ollamas_store() {
+    let (registry, cdn) = (MockServer::start().await, cdn().await);
+    let model = Model::new(19);
+    serve(&registry, &cdn, "library/m", "t", &model).await;
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = write_store(store_dir.path(), "m:t", &model);
+    // Right size, other bytes.
+    let digest = Sha256Digest::of(&model.model);
+    let blob = store.blob_path(&digest);
+    std::fs::write(&blob, vec![0u8; model.model.len()]).unwrap();
+    let v = vendor(&registry, Some(store.root()), true);
+    let plan = resolve(&v, "m:t").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    download(&v, "m:t", &plan, dir.path()).await.unwrap();
+    assert_model_files(dir.path(), &model);
+    let (placed, _) = Sha256Digest::of_file(&blob, |_| {}).unwrap();
+    assert_eq!(placed, digest);
 }
 
 #[tokio::test]
