@@ -396,6 +396,21 @@ async fn resolve_inner(
     };
     put("content-length", (to - from).to_string());
 
+    // A resume on top of bytes this mirror sent wrong would end in a corrupt file of the
+    // right size: such a client has to start over.
+    let key = format!("{org}/{repo}@{}/{path}", info.commit);
+    if from == 0 {
+        body::untaint(&key);
+    } else if body::tainted(&key) {
+        return Err(HubError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            format!(
+                "an earlier download of {path} from this mirror was cut after the mirror had sent bytes that were wrong (its upstream copy failed the check or changed); the partial file cannot be resumed: delete the .incomplete file of {path} and download it again"
+            ),
+        ));
+    }
+
     let ready = ready_copy(state, &org, &repo, &info.commit, &path, file.size).await;
     if method == Method::HEAD {
         return Ok((status, response_headers).into_response());
@@ -404,7 +419,7 @@ async fn resolve_inner(
         Some(local) => body::finished(local, from, to),
         None => {
             let (job, dest) = pull(state, &org, &repo, &info.commit, &path)?;
-            body::growing(dest, job, file.size, from, to)
+            body::growing(dest, job, key, file.size, from, to)
         }
     };
     let mut response = (status, response_headers).into_response();
