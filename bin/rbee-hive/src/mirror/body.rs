@@ -198,6 +198,27 @@ async fn send_part(
     Ok(Sent::All)
 }
 
+/// Opens the `.part` of `dest`. When it is not there (renamed to its final name meanwhile, or
+/// not created yet), waits for news of the download or a while before answering `None`, so
+/// that the caller's next look is not a busy loop.
+async fn open_part(
+    dest: &Path,
+    written: &mut watch::Receiver<Written>,
+    tx: &Chunks,
+) -> Option<Arc<File>> {
+    match File::open(part_path(dest)) {
+        Ok(f) => Some(Arc::new(f)),
+        Err(_) => {
+            tokio::select! {
+                _ = written.changed() => {}
+                () = tokio::time::sleep(LOOK_AGAIN) => {}
+                () = tx.closed() => {}
+            }
+            None
+        }
+    }
+}
+
 async fn follow(
     tx: &Chunks,
     dest: &Path,
@@ -242,22 +263,13 @@ async fn follow(
                 if end > pos && (end - pos >= CHUNK || end == limit) {
                     let file = match &part {
                         Some((file, _)) => file.clone(),
-                        None => match File::open(part_path(dest)) {
-                            Ok(f) => {
-                                let f = Arc::new(f);
+                        None => match open_part(dest, &mut written, tx).await {
+                            Some(f) => {
                                 part = Some((f.clone(), now.generation));
                                 f
                             }
-                            // Renamed to its final name meanwhile, or not there (yet): look
-                            // again after a while, not in a busy loop.
-                            Err(_) => {
-                                tokio::select! {
-                                    _ = written.changed() => {}
-                                    () = tokio::time::sleep(LOOK_AGAIN) => {}
-                                    () = tx.closed() => return Ok(()),
-                                }
-                                break;
-                            }
+                            None if tx.is_closed() => return Ok(()),
+                            None => break,
                         },
                     };
                     let before = pos;
@@ -313,6 +325,22 @@ mod tests {
         w.generation = generation;
         w.ranges = ranges;
         w
+    }
+
+    /// A `.part` that cannot be opened while its board is up is looked for again after a
+    /// while, not at once.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_missing_part_is_looked_for_again_after_a_while() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("model.gguf");
+        let (_board, mut watcher) = watch::channel(written(1, vec![(0, 10)]));
+        let (tx, _rx) = mpsc::channel(1);
+        let started = tokio::time::Instant::now();
+        assert!(open_part(&dest, &mut watcher, &tx).await.is_none());
+        assert!(
+            started.elapsed() >= LOOK_AGAIN,
+            "looked again at once: a busy loop"
+        );
     }
 
     /// The data is discarded while a long range is being sent: what was read after that is
