@@ -412,10 +412,13 @@ async fn resolve_inner(
     put("content-length", (to - from).to_string());
 
     // A resume on top of bytes this mirror sent wrong would end in a corrupt file of the
-    // right size: such a client has to start over.
+    // right size: such a client has to start over. Only a GET from the start clears that (a
+    // HEAD comes before the resume too).
     let key = format!("{org}/{repo}@{}/{path}", info.commit);
     if from == 0 {
-        body::untaint(&key);
+        if method == Method::GET {
+            body::untaint(&key);
+        }
     } else if body::tainted(&key) {
         return Err(HubError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
