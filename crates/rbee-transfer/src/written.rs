@@ -18,9 +18,11 @@ use crate::ranges::RangeSet;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Written {
-    /// Bumped whenever the partial data is discarded (the remote changed, or answered so that
-    /// the file had to start over): bytes read under an older generation may not be the
-    /// file's, and a reader that already passed them on must stop.
+    /// Changes whenever the partial data is discarded (the remote changed, or answered so that
+    /// the file had to start over, or failed its check): bytes read under an older generation
+    /// may not be the file's, and a reader that already passed them on must stop. Unique in
+    /// the process, also across fetches of the same file, so a reader that follows a second
+    /// fetch of a path sees that the data it sent came from another one.
     pub generation: u64,
     /// Sorted, disjoint `[start, end)` ranges of the `.part` that hold the remote's bytes.
     /// Not yet verified: the digest is checked when the file is complete, before the `.part`
@@ -43,6 +45,11 @@ type Registry = Mutex<HashMap<PathBuf, (u64, watch::Sender<Written>)>>;
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Mutex::new(HashMap::new()));
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Follows the written ranges of the file this process is fetching to `dest` (its final
 /// path), or `None` when no fetch of it is running here. The channel closes when the fetch
@@ -64,7 +71,10 @@ pub(crate) struct WrittenBoard {
 impl WrittenBoard {
     pub(crate) fn register(dest: &Path) -> Self {
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tx = watch::Sender::new(Written::default());
+        let tx = watch::Sender::new(Written {
+            generation: next_generation(),
+            ranges: Vec::new(),
+        });
         lock_unpoisoned(&REGISTRY).insert(dest.to_path_buf(), (id, tx.clone()));
         Self {
             dest: dest.to_path_buf(),
@@ -87,7 +97,7 @@ impl WrittenBoard {
     /// The partial data was thrown away.
     pub(crate) fn reset(&self) {
         self.tx.send_modify(|w| {
-            w.generation += 1;
+            w.generation = next_generation();
             w.ranges.clear();
         });
     }
@@ -122,14 +132,30 @@ mod tests {
         assert_eq!((w.run_end(5), w.run_end(10), w.run_end(25)), (10, 10, 30));
         board.publish(&done);
         assert!(!rx.has_changed().unwrap(), "no news, no wake-up");
+        let first = w.generation;
         board.reset();
         let w = rx.borrow_and_update().clone();
-        assert_eq!((w.generation, w.ranges.len()), (1, 0));
+        assert_ne!(w.generation, first);
+        assert!(w.ranges.is_empty());
         drop(board);
         assert!(watch_written(dest).is_none());
         assert!(
             rx.has_changed().is_err(),
             "the channel closes with the fetch"
+        );
+    }
+
+    #[test]
+    fn a_second_fetch_of_a_path_has_another_generation() {
+        let dest = Path::new("/nonexistent/written-test/again.gguf");
+        let board = WrittenBoard::register(dest);
+        let first = watch_written(dest).unwrap().borrow().generation;
+        drop(board);
+        let _board = WrittenBoard::register(dest);
+        let second = watch_written(dest).unwrap().borrow().generation;
+        assert_ne!(
+            first, second,
+            "a reader must tell the two fetches' data apart"
         );
     }
 }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rbee_artifact::{ArtifactRef, HfRef, ResolvedArtifact, Result, lock_unpoisoned, redact_url};
+use rbee_artifact::{
+    ArtifactRef, Error, HfRef, ResolvedArtifact, Result, lock_unpoisoned, redact_url,
+};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
@@ -66,6 +68,16 @@ impl HuggingFaceVendor {
                     return Ok(plan);
                 }
                 Err(e) if e.is_cancelled() => return Err(e),
+                // A refusal of this repo (gated, private, missing) says nothing about the
+                // mirror's health: other repos still go through it.
+                Err(
+                    e @ (Error::NotFound { .. }
+                    | Error::Unauthorized { .. }
+                    | Error::InvalidRequest(_)),
+                ) => {
+                    tracing::info!(mirror = %shown, error = %e, "mirror refused; trying the next");
+                    passed.push(format!("mirror {shown} refused ({e})"));
+                }
                 Err(e) => {
                     tracing::warn!(mirror = %shown, error = %e, "mirror failed; trying the next");
                     self.mirror_health().failed(mirror);

@@ -256,16 +256,19 @@ async fn paths_info_inner(state: &HiveState, uri: &Uri, body: &[u8]) -> Result<R
     if info.private && !authenticated(state) {
         return Err(refuse_restricted(&info, &org, &repo));
     }
+    // Every directory of the listing, once, rather than a scan of all files per path asked.
+    let dirs: std::collections::HashSet<&str> = info
+        .files
+        .keys()
+        .flat_map(|k| k.match_indices('/').map(move |(i, _)| &k[..i]))
+        .collect();
     let mut out = Vec::new();
     for path in wanted {
-        let path = path.trim_matches('/').to_string();
         if let Some(f) = info.files.get(&path) {
             out.push(file_entry(&path, f));
-        } else {
+        } else if path.is_empty() || dirs.contains(path.as_str()) {
             let prefix = format!("{path}/");
-            if path.is_empty() || info.files.keys().any(|k| k.starts_with(&prefix)) {
-                out.push(json!({ "type": "directory", "path": path, "size": 0, "oid": dir_oid(&info, &prefix) }));
-            }
+            out.push(json!({ "type": "directory", "path": path, "size": 0, "oid": dir_oid(&info, &prefix) }));
         }
     }
     Ok(json_response(
@@ -274,23 +277,35 @@ async fn paths_info_inner(state: &HiveState, uri: &Uri, body: &[u8]) -> Result<R
     ))
 }
 
-/// `paths` from a form body (`paths=a&paths=b`, as huggingface_hub sends it) or a JSON one.
+/// Most paths one paths-info request is answered for: each costs a lookup, and the answer
+/// is built in memory.
+const MAX_PATHS: usize = 10_000;
+
+/// `paths` from a form body (`paths=a&paths=b`, as huggingface_hub sends it) or a JSON one:
+/// without surrounding slashes, each once, at most [`MAX_PATHS`].
 fn requested_paths(body: &[u8]) -> Result<Vec<String>, HubError> {
-    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+    let paths: Vec<String> = if let Ok(v) = serde_json::from_slice::<Value>(body) {
         let list = v.get("paths").and_then(Value::as_array).ok_or_else(|| {
             HubError::bad_request(
                 "expected {\"paths\": [\"file\", …]} or a form with paths=…".into(),
             )
         })?;
-        return Ok(list
-            .iter()
+        list.iter()
             .filter_map(|p| p.as_str().map(str::to_string))
-            .collect());
-    }
-    Ok(url::form_urlencoded::parse(body)
-        .filter(|(k, _)| k == "paths" || k == "paths[]")
-        .map(|(_, v)| v.into_owned())
-        .take(10_000)
+            .take(MAX_PATHS)
+            .collect()
+    } else {
+        url::form_urlencoded::parse(body)
+            .filter(|(k, _)| k == "paths" || k == "paths[]")
+            .map(|(_, v)| v.into_owned())
+            .take(MAX_PATHS)
+            .collect()
+    };
+    let mut seen = std::collections::HashSet::new();
+    Ok(paths
+        .into_iter()
+        .map(|p| p.trim_matches('/').to_string())
+        .filter(|p| seen.insert(p.clone()))
         .collect())
 }
 
@@ -396,6 +411,24 @@ async fn resolve_inner(
     };
     put("content-length", (to - from).to_string());
 
+    // A resume on top of bytes this mirror sent wrong would end in a corrupt file of the
+    // right size: such a client has to start over. Only a GET from the start clears that (a
+    // HEAD comes before the resume too).
+    let key = format!("{org}/{repo}@{}/{path}", info.commit);
+    if from == 0 {
+        if method == Method::GET {
+            body::untaint(&key);
+        }
+    } else if body::tainted(&key) {
+        return Err(HubError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            format!(
+                "an earlier download of {path} from this mirror was cut after the mirror had sent bytes that were wrong (its upstream copy failed the check or changed); the partial file cannot be resumed: delete the .incomplete file of {path} and download it again"
+            ),
+        ));
+    }
+
     let ready = ready_copy(state, &org, &repo, &info.commit, &path, file.size).await;
     if method == Method::HEAD {
         return Ok((status, response_headers).into_response());
@@ -404,7 +437,7 @@ async fn resolve_inner(
         Some(local) => body::finished(local, from, to),
         None => {
             let (job, dest) = pull(state, &org, &repo, &info.commit, &path)?;
-            body::growing(dest, job, file.size, from, to)
+            body::growing(dest, job, key, file.size, from, to)
         }
     };
     let mut response = (status, response_headers).into_response();
@@ -490,4 +523,20 @@ fn pull(
         .map_err(|e| HubError::new(e.status(), None, e.body().message.clone()))?,
     };
     Ok((job, dest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_info_considers_at_most_max_paths_each_once() {
+        let many: Vec<String> = (0..20_000).map(|i| format!("f{i}")).collect();
+        let json = serde_json::to_vec(&json!({ "paths": many })).unwrap();
+        assert_eq!(requested_paths(&json).unwrap().len(), MAX_PATHS);
+        let form: String = many.iter().map(|p| format!("paths={p}&")).collect();
+        assert_eq!(requested_paths(form.as_bytes()).unwrap().len(), MAX_PATHS);
+        let twice = serde_json::to_vec(&json!({ "paths": ["a", "/a/", "b", "a"] })).unwrap();
+        assert_eq!(requested_paths(&twice).unwrap(), ["a", "b"]);
+    }
 }

@@ -563,3 +563,68 @@ async fn an_upstream_outage_still_serves_what_the_hive_holds() {
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("upstream answered 503"), "{text}");
 }
+
+/// The upstream sends one wrong byte: the client's stream is cut, and a resume on top of the
+/// wrong bytes it got is refused (it would otherwise end as a corrupt copy of the right size).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_after_a_failed_check_is_refused() {
+    const SIZE: usize = 8 << 20;
+    // One connection at 2 MiB/s: the client gets most of the file before the check.
+    let env = TestEnv::with_rate_limit(Some(2 << 20)).await;
+    let model = env.write_file(&format!("{REPO}/flip.gguf"), SIZE);
+    env.hub.set_faults(vec![
+        rbee_fake_hub::Fault::flip_byte(1000)
+            .path(format!("files/{REPO}/flip.gguf"))
+            .times(1),
+    ]);
+    let hive = Daemon::start(&env, &[]).await;
+    let url = format!("{}/org/repo/resolve/main/flip.gguf", hive.url);
+    let mut response = hive.client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut got = Vec::new();
+    let cut = tokio::time::timeout(SOON * 4, async {
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => got.extend_from_slice(&chunk),
+                Ok(None) => return false,
+                Err(_) => return true,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        cut,
+        "the stream of a file that failed its check must be cut"
+    );
+    assert!(!got.is_empty() && got.len() < SIZE, "{}", got.len());
+    assert_ne!(got[1000], model[1000], "the client got the wrong byte");
+
+    let from = got.len();
+    let (status, h, body) =
+        fetch(&hive.client, &url, &[("range", &format!("bytes={from}-"))]).await;
+    assert!(
+        status.is_server_error(),
+        "a resume on top of wrong bytes went through: {status}"
+    );
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains(".incomplete"), "{text}");
+    assert!(!header(&h, "x-error-message").is_empty());
+
+    // Fetched from the start, the file is right, and resumes work again. (A fetch that joins
+    // the failed download while it winds down is cut too: a client retries it.)
+    let mut whole = None;
+    for _ in 0..5 {
+        let response = hive.client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        if let Ok(body) = response.bytes().await {
+            whole = Some(body);
+            break;
+        }
+    }
+    let body = whole.expect("a fetch from the start completes");
+    assert!(body == model, "the copy fetched from the start differs");
+    let (status, _, body) = fetch(&hive.client, &url, &[("range", "bytes=1000-")]).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert!(body[..] == model[1000..]);
+}

@@ -132,6 +132,8 @@ impl Job<'_> {
             .rewind(lock_unpoisoned(&self.shared.book).st.done.len());
         let _ = std::fs::remove_file(&self.paths.part);
         let _ = std::fs::remove_file(&self.paths.state);
+        // Readers of the growing file may have passed these bytes on: tell them.
+        self.shared.written.reset();
     }
 
     /// A response went on past the size announced for the file: nothing of it past that size

@@ -133,3 +133,26 @@ async fn a_mirror_failing_mid_download_hands_over_to_the_origin() {
         "{events:?}"
     );
 }
+
+/// A mirror that refuses one repo (gated, no token sent to it) is still used for the others.
+#[tokio::test]
+async fn a_mirror_refusing_a_gated_repo_stays_in_use() {
+    let (origin, mirror, root, _data) = origin_and_mirror(10_000).await;
+    let gated = root.path().join("hf/org/gated");
+    std::fs::create_dir_all(&gated).unwrap();
+    std::fs::write(gated.join("m.Q4_K_M.gguf"), vec![1u8; 100]).unwrap();
+    std::fs::write(gated.join("fakehub.json"), br#"{"gated": "manual"}"#).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let v = vendor_with_mirrors(&origin, home.path(), vec![mirror.url().clone()]);
+
+    let plan = resolve(&v, "hf:org/gated/m.Q4_K_M.gguf").await.unwrap();
+    let notes = plan.notes.join("\n");
+    assert!(notes.contains("served by the origin"), "{notes}");
+
+    let plan = resolve(&v, &format!("hf:org/repo/{FILE}")).await.unwrap();
+    let notes = plan.notes.join("\n");
+    assert!(
+        notes.contains(&format!("served by mirror {}", mirror.url())),
+        "{notes}"
+    );
+}
