@@ -94,6 +94,11 @@ mod tests {
             Some("https://example.com/m.gguf")
         );
         assert_eq!(suggestion("fiel:/x.gguf").as_deref(), Some("file:/x.gguf"));
+        // Without a `/` this could read as an Ollama name; a model file's ending keeps the hint.
+        assert_eq!(
+            suggestion("fiel:model.gguf").as_deref(),
+            Some("file:model.gguf")
+        );
         assert_eq!(suggestion("s3:bucket/key"), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }

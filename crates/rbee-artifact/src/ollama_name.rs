@@ -193,6 +193,7 @@ pub fn parse_reference(input: &str) -> Result<OllamaRef, RefError> {
 /// assert!(!claims_bare("TheBloke/TinyLlama-GGUF:Q4_K_M"));
 /// assert!(!claims_bare("llama3.2"));
 /// assert!(!claims_bare("hf.co/o/r:Q4"));
+/// assert!(!claims_bare("fiel:model.gguf"));
 /// ```
 pub fn claims_bare(input: &str) -> bool {
     let input = input.trim();
@@ -203,7 +204,16 @@ pub fn claims_bare(input: &str) -> bool {
         return false;
     };
     // Claimed when it looks like a name, so a malformed tag still gets Ollama's error.
-    check_part("model name", model, false).is_ok() && !tag.starts_with(':')
+    check_part("model name", model, false).is_ok() && !tag.starts_with(':') && !names_a_file(tag)
+}
+
+/// Ollama tags never end like a model file, but a mistyped scheme before a path does
+/// (`fiel:model.gguf`): left unclaimed, it gets the "unknown scheme" error and its hint instead of
+/// a registry pull.
+fn names_a_file(tag: &str) -> bool {
+    const FILE_ENDINGS: [&str; 5] = [".gguf", ".safetensors", ".bin", ".json", ".onnx"];
+    let tag = tag.to_ascii_lowercase();
+    FILE_ENDINGS.iter().any(|ending| tag.ends_with(ending))
 }
 
 fn check_part(part: &'static str, value: &str, namespace: bool) -> Result<String, RefErrorKind> {
@@ -364,9 +374,19 @@ mod tests {
             "s3:bucket/key",
             ":x",
             "a b:c",
+            "fiel:model.gguf",
+            "flie:weights/Model.Q4_K_M.GGUF",
+            "fille:model.safetensors",
         ] {
             assert!(!claims_bare(no), "{no}");
         }
+        // A mistyped scheme keeps its "unknown scheme" error rather than becoming a model name.
+        let err = "fiel:model.gguf".parse::<crate::ArtifactRef>().unwrap_err();
+        assert!(err.to_string().contains("fiel"), "{err}");
+        assert!(
+            matches!(err.kind, RefErrorKind::UnknownScheme { .. }),
+            "{err}"
+        );
     }
 
     #[test]
