@@ -137,12 +137,19 @@ pub(crate) enum ModelCommand {
     /// file system, else copies): `--from ollama` reads Ollama's store ($OLLAMA_MODELS, else
     /// ~/.ollama/models)
     Import {
-        /// Where from (only `ollama` for now)
+        /// Where from
         #[arg(long, value_name = "TOOL")]
-        from: String,
+        from: ImportSource,
     },
     #[command(flatten)]
     Tidy(TidyCommand),
+}
+
+/// Another tool's model store that `rbee model import` reads.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ImportSource {
+    /// Ollama's store: $OLLAMA_MODELS, else ~/.ollama/models
+    Ollama,
 }
 
 /// Keeping the cache tidy and within a size; these work on the local catalog only.

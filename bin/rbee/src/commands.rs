@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{DownloadArgs, GlobalArgs, ModelCommand};
+use crate::args::{DownloadArgs, GlobalArgs, ImportSource, ModelCommand};
 use crate::failure::{self, Failure};
 use crate::logging;
 use crate::render::{self, JSON_VERSION, Mode, Seen, Update};
@@ -33,7 +33,7 @@ pub(crate) async fn run(global: &GlobalArgs, command: &ModelCommand) -> Result<(
         ModelCommand::Rm(args) => rm(global, &args.models),
         ModelCommand::Inspect(args) => crate::inspect::inspect(global, args).await,
         ModelCommand::Du => du(global),
-        ModelCommand::Import { from } => import(global, from).await,
+        ModelCommand::Import { from } => import(global, *from).await,
         ModelCommand::Tidy(cmd) => crate::tidy::run(global, cmd),
     }
 }
@@ -179,13 +179,8 @@ async fn provision(
 /// `model import --from ollama`: each model of Ollama's store provisioned offline, so its
 /// blobs are verified and linked, never downloaded. One line per model; a model that cannot be
 /// taken is reported and the others go on.
-async fn import(global: &GlobalArgs, from: &str) -> Result<()> {
-    if from != "ollama" {
-        return Err(UsageError::argument(format!(
-            "--from {from}: only `ollama` can be imported from (its store: $OLLAMA_MODELS, else ~/.ollama/models)"
-        ))
-        .into());
-    }
+async fn import(global: &GlobalArgs, from: ImportSource) -> Result<()> {
+    let ImportSource::Ollama = from;
     let config = rbee_vendor_ollama::OllamaConfig::from_env()?;
     let Some(store) = config.store.clone() else {
         return Err(CliError::new(
