@@ -436,7 +436,7 @@ fn split_revision<'a>(tail: &[&'a str]) -> (String, Vec<&'a str>) {
     }
 }
 
-/// `/api/models/{org}/{repo}[/revision/{rev}]` and `/api/models/{org}/{repo}/tree/{rev}[/{path}]`.
+/// `/api/models/{org}/{repo}[/revision/{rev}]`, `…/refs` and `…/tree/{rev}[/{path}]`.
 pub(crate) async fn api(State(state): State<AppState>, req: Request) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return (
@@ -454,6 +454,7 @@ pub(crate) async fn api(State(state): State<AppState>, req: Request) -> Response
         [org, name, "revision", rev @ ..] if !rev.is_empty() => {
             model_info(&state, &req, org, name, &rev.join("/")).await
         }
+        [org, name, "refs"] => refs(&state, &req, org, name).await,
         [org, name, "tree", after @ ..] if !after.is_empty() => {
             let (rev, path) = split_revision(after);
             // The Python client sends the path as one segment with `/` encoded.
@@ -635,6 +636,36 @@ async fn tree(
         }
     }
     Ok(resp)
+}
+
+/// `/api/models/{org}/{repo}/refs`: branches and tags with their commits, as the Hub lists them
+/// (llama.cpp reads `main`'s commit here before it lists the tree). Pull requests and
+/// conversions are listed under their own keys.
+async fn refs(state: &HubState, req: &Parts, org: &str, name: &str) -> Result<Response, HubError> {
+    let (repo, _) = open_repo(state, &req.headers, org, name).await?;
+    let (mut branches, mut converts, mut pulls) = (Vec::new(), Vec::new(), Vec::new());
+    for (branch, dir, rel) in revision_dirs(&repo).await {
+        let sha = scan_revision(state, &dir, rel, branch == "main").await?.sha;
+        if let Some(n) = branch.strip_prefix("refs/pr/") {
+            pulls.push(json!({ "name": n, "ref": branch, "targetCommit": sha }));
+        } else if let Some(n) = branch.strip_prefix("refs/convert/") {
+            converts.push(json!({ "name": n, "ref": branch, "targetCommit": sha }));
+        } else {
+            branches.push(json!({ "name": branch, "ref": format!("refs/heads/{branch}"), "targetCommit": sha }));
+        }
+    }
+    let mut tags = Vec::new();
+    for (tag, rev) in &repo.settings.tags {
+        let revision = open_revision(state, &repo, rev).await?;
+        tags.push(
+            json!({ "name": tag, "ref": format!("refs/tags/{tag}"), "targetCommit": revision.sha }),
+        );
+    }
+    let mut body = json!({ "branches": branches, "converts": converts, "tags": tags });
+    if query_flag(req.uri.query(), "include_prs") {
+        body["pullRequests"] = json!(pulls);
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 /// `HEAD|GET /{org}/{repo}/resolve/{rev}/{path…}`.
