@@ -39,6 +39,7 @@ pub use quant::{
 };
 pub use snapshot::{PathFilter, SnapshotChoice, select_snapshot};
 pub use vendor::HuggingFaceVendor;
+pub use xet::{XetFile, XetToken, XetTokens, is_xet_hash};
 
 mod api;
 mod cache;
@@ -49,3 +50,4 @@ mod mirrors;
 mod quant;
 mod snapshot;
 mod vendor;
+mod xet;

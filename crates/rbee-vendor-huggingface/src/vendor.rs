@@ -770,6 +770,7 @@ impl VendorSource for HuggingFaceVendor {
                         headers: Vec::new(),
                         expected_size: file.size,
                         sha256: file.sha256,
+                        pieces: None,
                     });
                 }
                 other => {

@@ -7,3 +7,4 @@ mod fake_hub;
 mod hf_python;
 mod mirrors;
 mod protocol;
+mod xet;
