@@ -251,6 +251,11 @@ impl XorbBuilder {
         self.chunks.is_empty()
     }
 
+    /// Chunks pushed so far (the index the next one gets).
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
     /// Bytes serialized so far.
     pub fn len(&self) -> usize {
         self.bytes.len()
