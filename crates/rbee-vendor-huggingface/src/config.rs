@@ -32,6 +32,9 @@ pub struct HfConfig {
     /// rbee-hives. A mirror that fails is passed over for a while; the token is never sent to
     /// one. The catalog records the origin's reference whichever served.
     pub mirrors: Vec<Url>,
+    /// Fetch files the Hub stores in Xet natively, with the plain `resolve` URL as the
+    /// fallback (default on; off with `HF_HUB_DISABLE_XET=1` or `--no-xet`).
+    pub xet: bool,
 }
 
 impl HfConfig {
@@ -48,13 +51,14 @@ impl HfConfig {
             write_hf_cache: false,
             reuse_hf_cache: true,
             mirrors: Vec::new(),
+            xet: true,
         }
     }
 
     /// Reads the environment the way huggingface_hub does: `HF_ENDPOINT`; `HF_TOKEN` (else
     /// the legacy `HUGGING_FACE_HUB_TOKEN`, else the file at `HF_TOKEN_PATH`, default
     /// `$HF_HOME/token`); `RBEE_MIRRORS`; `HF_HOME` (default `$XDG_CACHE_HOME/huggingface`, else
-    /// `~/.cache/huggingface`); `HF_HUB_CACHE`; `HF_HUB_OFFLINE`.
+    /// `~/.cache/huggingface`); `HF_HUB_CACHE`; `HF_HUB_OFFLINE`; `HF_HUB_DISABLE_XET`.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_vars(|name| std::env::var(name).ok(), std::env::home_dir())
     }
@@ -89,6 +93,7 @@ impl HfConfig {
                 .map_err(|e| Error::InvalidRequest(format!("RBEE_MIRRORS: {e}")))?;
         }
         config.offline = set("HF_HUB_OFFLINE").is_some_and(|v| is_truthy(&v));
+        config.xet = !set("HF_HUB_DISABLE_XET").is_some_and(|v| is_truthy(&v));
         config.token = match set("HF_TOKEN").or_else(|| set("HUGGING_FACE_HUB_TOKEN")) {
             Some(token) => Secret::new(token),
             None => {

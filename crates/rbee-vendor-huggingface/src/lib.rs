@@ -39,7 +39,7 @@ pub use quant::{
 };
 pub use snapshot::{PathFilter, SnapshotChoice, select_snapshot};
 pub use vendor::HuggingFaceVendor;
-pub use xet::{XetFile, XetToken, XetTokens, is_xet_hash};
+pub use xet::{XetFile, XetSource, XetToken, XetTokens, is_xet_hash};
 
 mod api;
 mod cache;

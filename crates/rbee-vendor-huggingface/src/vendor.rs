@@ -2,6 +2,7 @@
 //! shared transfer engine, reuse and fill the HuggingFace cache.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ use crate::hub_error::{self, Answer, Context};
 use crate::mirrors::MirrorHealth;
 use crate::quant::{is_gguf_repo, parse_gguf_name, select_quant, split_set_of};
 use crate::snapshot::{PathFilter, select_snapshot};
+use crate::xet::XetTokens;
 
 /// The largest metadata answer read (a listing of tens of thousands of files fits easily).
 const MAX_API_BODY: usize = 64 << 20;
@@ -782,6 +784,17 @@ impl VendorSource for HuggingFaceVendor {
             }
         }
 
+        if self.config.xet && !requests.is_empty() {
+            let tokens = Arc::new(XetTokens::new(
+                self.transfer.clone(),
+                &self.config.endpoint,
+                &hf.org,
+                &hf.repo,
+                commit,
+                self.config.token.clone(),
+            ));
+            crate::xet::attach(&self.transfer, &mut requests, &tokens, cancel).await?;
+        }
         if !requests.is_empty() {
             let origin = self.origin_requests(&requests, hf, commit);
             if let Some((mirror, _)) = &origin {

@@ -147,7 +147,11 @@ mod tests {
         };
         let (a, b) = (hashes(&data), hashes(&changed));
         let shared = b.iter().filter(|h| a.contains(h)).count();
-        assert!(shared * 100 >= b.len() * 75, "{shared} of {} shared", b.len());
+        assert!(
+            shared * 100 >= b.len() * 75,
+            "{shared} of {} shared",
+            b.len()
+        );
         assert!(shared < b.len());
     }
 }

@@ -62,7 +62,9 @@ pub(crate) struct XetStore {
 impl XetStore {
     pub(crate) fn new(scheme: CompressionScheme) -> io::Result<Self> {
         Ok(Self {
-            dir: tempfile::Builder::new().prefix("fake-hub-xorbs").tempdir()?,
+            dir: tempfile::Builder::new()
+                .prefix("fake-hub-xorbs")
+                .tempdir()?,
             scheme,
             index: Mutex::default(),
             builds: Mutex::default(),
@@ -210,7 +212,8 @@ impl XetStore {
             Some((xorb, index)) => (xorb, index),
             None => {
                 if !builder.inner.has_room_for(data.len()) {
-                    let full = std::mem::replace(builder, PendingXorb::new(self.scheme, builder.seq + 1));
+                    let full =
+                        std::mem::replace(builder, PendingXorb::new(self.scheme, builder.seq + 1));
                     self.seal(full, sealed)?;
                 }
                 let index = builder.inner.chunk_count() as u32;

@@ -9,8 +9,12 @@
 //!   → {accessToken, exp, casUrl}: sent only to casUrl's origin, refreshed before exp
 //! ```
 
+mod attach;
 mod discovery;
+mod source;
 mod token;
 
+pub(crate) use attach::attach;
 pub use discovery::{XetFile, is_xet_hash};
+pub use source::XetSource;
 pub use token::{XetToken, XetTokens};

@@ -8,3 +8,4 @@ mod hf_python;
 mod mirrors;
 mod protocol;
 mod xet;
+mod xet_hub;
