@@ -201,7 +201,10 @@ pub(crate) fn provisioner(
     catalog: Arc<Catalog>,
     settings: &TransferSettings,
 ) -> Result<Provisioner> {
-    let vendors = standard_vendors(&vendor_settings(settings))?;
+    let mut vendor_settings = vendor_settings(settings);
+    // Hidden, so the catalog's own walks pass it by.
+    vendor_settings.xet_cache = Some(catalog.root().join(".xet-chunks-v1"));
+    let vendors = standard_vendors(&vendor_settings)?;
     Ok(Provisioner::new(
         catalog,
         vendors,

@@ -10,11 +10,13 @@
 //! ```
 
 mod attach;
+mod cache;
 mod discovery;
 mod source;
 mod token;
 
 pub(crate) use attach::attach;
+pub use cache::ChunkCache;
 pub use discovery::{XetFile, is_xet_hash};
 pub use source::XetSource;
 pub use token::{XetToken, XetTokens};

@@ -15,6 +15,9 @@ use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::cache::ChunkCache;
 use super::token::XetTokens;
 
 /// A reconstruction lists a term per run of chunks: tens of bytes each, so this allows files
@@ -70,6 +73,13 @@ pub struct XetSource {
     hash: String,
     spans: Vec<Range<u64>>,
     plan: tokio::sync::Mutex<Plan>,
+    cache: Option<Arc<ChunkCache>>,
+    /// One fetch at a time per xorb range: terms that share a range wait for the first,
+    /// then find its chunks in the cache.
+    ranges_in_flight: std::sync::Mutex<HashMap<(XetHash, u64), Arc<tokio::sync::Mutex<()>>>>,
+    /// Bytes of the file rebuilt from the network, and from the chunk cache.
+    fetched: AtomicU64,
+    reused: AtomicU64,
 }
 
 impl XetSource {
@@ -79,6 +89,7 @@ impl XetSource {
         transfer: Transfer,
         tokens: Arc<XetTokens>,
         hash: &str,
+        cache: Option<Arc<ChunkCache>>,
         cancel: &CancellationToken,
     ) -> Result<Self, Error> {
         let r = reconstruct(&transfer, &tokens, hash, cancel).await?;
@@ -111,12 +122,52 @@ impl XetSource {
             hash: hash.to_string(),
             spans,
             plan: tokio::sync::Mutex::new(plan),
+            cache,
+            ranges_in_flight: std::sync::Mutex::new(HashMap::new()),
+            fetched: AtomicU64::new(0),
+            reused: AtomicU64::new(0),
         })
     }
 
     /// How many terms (pieces) the file has.
     pub fn pieces_len(&self) -> usize {
         self.spans.len()
+    }
+
+    /// Bytes of the file rebuilt so far from the network and from the chunk cache.
+    pub fn bytes_fetched_and_reused(&self) -> (u64, u64) {
+        (
+            self.fetched.load(Ordering::Relaxed),
+            self.reused.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Hands over term `index` from the chunk cache when every chunk of it is there.
+    async fn from_cache(
+        &self,
+        index: usize,
+        sink: &mut PieceSink<'_>,
+    ) -> Result<bool, TransferError> {
+        let Some(cache) = &self.cache else {
+            return Ok(false);
+        };
+        let term = self.plan.lock().await.terms[index].clone();
+        if !cache.has_all(&term.hash, term.range) {
+            return Ok(false);
+        }
+        for i in term.range.start..term.range.end {
+            let Some(data) = cache.read(&term.hash, i) else {
+                // Removed as damaged: the retry fetches the term.
+                return Err(TransferError::transient(format!(
+                    "a cached chunk of term {index} of {} was damaged",
+                    self.hash
+                )));
+            };
+            sink.write(&data).await?;
+        }
+        self.reused
+            .fetch_add(u64::from(term.unpacked_length), Ordering::Relaxed);
+        Ok(true)
     }
 
     /// The size the terms add up to.
@@ -165,6 +216,34 @@ impl PieceSource for XetSource {
         index: usize,
         sink: &mut PieceSink<'_>,
     ) -> Result<(), TransferError> {
+        if self.from_cache(index, sink).await? {
+            return Ok(());
+        }
+        let _held = if self.cache.is_some() {
+            let key = {
+                let plan = self.plan.lock().await;
+                let term = &plan.terms[index];
+                plan.fetch_for(term)
+                    .map(|(_, d)| (term.hash, d.bytes.start))
+            };
+            match key {
+                Some(key) => {
+                    let lock = rbee_artifact::lock_unpoisoned(&self.ranges_in_flight)
+                        .entry(key)
+                        .or_default()
+                        .clone();
+                    let held = lock.lock_owned().await;
+                    // Another term may have brought this one's chunks meanwhile.
+                    if self.from_cache(index, sink).await? {
+                        return Ok(());
+                    }
+                    Some(held)
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
         let mut refreshed = false;
         loop {
             let (term, url, range, generation) = {
@@ -196,7 +275,10 @@ impl PieceSource for XetSource {
             let whole =
                 status == StatusCode::OK && response.content_length() == Some(range.bytes.len());
             if status == StatusCode::PARTIAL_CONTENT || whole {
-                return stream_term(response, &term, &range, sink, &shown).await;
+                stream_term(response, &term, &range, self.cache.as_deref(), sink, &shown).await?;
+                self.fetched
+                    .fetch_add(u64::from(term.unpacked_length), Ordering::Relaxed);
+                return Ok(());
             }
             if !refreshed && matches!(status.as_u16(), 400 | 401 | 403 | 404 | 410) {
                 // An expired presigned URL: ask for fresh ones once.
@@ -219,6 +301,7 @@ async fn stream_term(
     mut response: reqwest::Response,
     term: &ReconstructionTerm,
     range: &XorbRangeDescriptor,
+    cache: Option<&ChunkCache>,
     sink: &mut PieceSink<'_>,
     shown: &str,
 ) -> Result<(), TransferError> {
@@ -227,7 +310,13 @@ async fn stream_term(
     let mut pending: Vec<u8> = Vec::new();
     let mut decoded: Vec<u8> = Vec::new();
     let mut chunk = range.chunks.start;
-    while chunk < term.range.end {
+    // With a cache, every chunk of the range is worth keeping: other terms may need them.
+    let last = if cache.is_some() {
+        range.chunks.end
+    } else {
+        term.range.end
+    };
+    while chunk < last {
         let next = response.chunk().await.map_err(|e| {
             TransferError::transient(format!("GET {shown}: reading the xorb range failed ({e})"))
         })?;
@@ -245,7 +334,7 @@ async fn stream_term(
         sink.received(bytes.len() as u64).await?;
         pending.extend_from_slice(&bytes);
         let mut used = 0;
-        while chunk < term.range.end && pending.len() - used >= ChunkHeader::LEN {
+        while chunk < last && pending.len() - used >= ChunkHeader::LEN {
             let header: [u8; ChunkHeader::LEN] = pending[used..used + ChunkHeader::LEN]
                 .try_into()
                 .expect("a header's length");
@@ -257,7 +346,10 @@ async fn stream_term(
             decoded.clear();
             used += decode_chunk(&pending[used..], &mut decoded)
                 .map_err(|e| TransferError::protocol(format!("GET {shown}: chunk {chunk}: {e}")))?;
-            if chunk >= term.range.start {
+            if let Some(cache) = cache {
+                cache.put(&term.hash, chunk, &decoded);
+            }
+            if (term.range.start..term.range.end).contains(&chunk) {
                 sink.write(&decoded).await?;
             }
             chunk += 1;

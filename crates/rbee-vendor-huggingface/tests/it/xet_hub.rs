@@ -153,3 +153,56 @@ async fn a_token_the_cas_refuses_is_replaced() {
     assert_eq!(c.reconstructions_v2, 2, "{c:?}");
     assert_eq!(c.bridge_bytes, 0, "{c:?}");
 }
+
+/// Two quants that share most chunks (as quants of one model do on the Hub): with the chunk
+/// cache, the second fetches only the chunks the first did not have.
+#[tokio::test]
+async fn a_second_file_sharing_chunks_fetches_only_what_it_lacks() {
+    let hub = Hub::start(3 * MIB).await;
+    let second = rbee_fake_hub::mutate_chunks(&hub.data, 0.10, 0);
+    let p = hub.hub.root().join("hf").join(REPO).join("m.Q5_K_M.gguf");
+    std::fs::write(&p, &second).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let vendor = || {
+        let mut c = config(hub.hub.url().as_str(), hub.home.path());
+        c.xet_cache = Some(cache.path().join("chunks"));
+        HuggingFaceVendor::new(c, transfer())
+    };
+    let dest = tempfile::tempdir().unwrap();
+    for (file, data) in [(FILE, &hub.data), ("m.Q5_K_M.gguf", &second)] {
+        let v = vendor();
+        let plan = resolve(&v, &format!("hf:{REPO}/{file}")).await.unwrap();
+        hub.hub.reset_counters();
+        let (out, events) = download_all(&v, &plan, dest.path()).await;
+        assert_eq!(out.unwrap()[0].sha256, sha(data));
+        assert_eq!(&std::fs::read(dest.path().join(file)).unwrap(), data);
+        let c = hub.hub.xet_counters();
+        assert_eq!(c.bridge_bytes, 0, "{c:?}");
+        let told = events
+            .iter()
+            .any(|e| format!("{e:?}").contains("bytes reused from the chunk cache"));
+        assert!(told, "the download says what it reused");
+        if file != FILE {
+            let fetched = c.xorb_bytes_total();
+            assert!(
+                fetched * 100 <= data.len() as u64 * 15,
+                "fetched {fetched} of {} bytes: {c:?}",
+                data.len()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_chunk_cache_can_be_turned_off() {
+    let hub = Hub::start(MIB).await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut c = config(hub.hub.url().as_str(), hub.home.path());
+    c.xet_cache = Some(cache.path().join("chunks"));
+    c.xet_cache_max_bytes = 0;
+    let v = HuggingFaceVendor::new(c, transfer());
+    let plan = resolve(&v, &format!("hf:{REPO}/{FILE}")).await.unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    download_all(&v, &plan, dest.path()).await.0.unwrap();
+    assert!(!cache.path().join("chunks").exists());
+}
