@@ -141,9 +141,15 @@ mod tests {
         assert_eq!(s.check_token("org/repo", &t), Ok(()));
         assert_eq!(s.check_token("org/other", &t), Err(SignError::BadSignature));
         let forged = t.replacen(&later.to_string(), &(later + 1000).to_string(), 1);
-        assert_eq!(s.check_token("org/repo", &forged), Err(SignError::BadSignature));
+        assert_eq!(
+            s.check_token("org/repo", &forged),
+            Err(SignError::BadSignature)
+        );
         let old = s.token("org/repo", 1);
         assert_eq!(s.check_token("org/repo", &old), Err(SignError::Expired));
-        assert_eq!(s.check_token("org/repo", "garbage"), Err(SignError::BadSignature));
+        assert_eq!(
+            s.check_token("org/repo", "garbage"),
+            Err(SignError::BadSignature)
+        );
     }
 }

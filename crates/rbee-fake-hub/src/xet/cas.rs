@@ -334,7 +334,11 @@ fn presigned_url(state: &HubState, xorb: &XetHash, ranges: &[HttpRange], ttl: Du
 /// `GET|HEAD /xorbs/{hash}?range=…&expires=…&sig=…` on the CDN listener.
 pub(crate) async fn xorb(State(state): State<AppState>, req: Request) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")]).into_response();
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD")],
+        )
+            .into_response();
     }
     let path = decode_path(req.uri().path());
     let hash = path.trim_start_matches("/xorbs/");
