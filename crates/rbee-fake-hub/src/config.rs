@@ -54,6 +54,9 @@ pub struct FakeHubConfig {
     /// How xorb chunks are stored (LZ4 by default; chunks it does not shrink are stored as
     /// they are, as xet-core does).
     pub xet_compression: rbee_xet::CompressionScheme,
+    /// Largest xorb the hub packs, in bytes (at most, and by default, 64 MiB as on the Hub);
+    /// smaller values spread a few-MiB file over several xorbs.
+    pub xet_xorb_bytes: usize,
 }
 
 impl FakeHubConfig {
@@ -76,6 +79,7 @@ impl FakeHubConfig {
             xet: false,
             xet_token_ttl: Duration::from_secs(3600),
             xet_compression: rbee_xet::CompressionScheme::Lz4,
+            xet_xorb_bytes: rbee_xet::MAX_XORB_BYTES,
         }
     }
 

@@ -121,7 +121,7 @@ pub enum FaultAction {
         /// Lifetime of the signed URL in seconds.
         after_secs: u64,
     },
-    /// Xet tokens issued while this fault is active (match `*/xet-read-token/*`) expire
+    /// Xet tokens issued while this fault is active (match `**/xet-read-token/*`) expire
     /// `after_secs` seconds after issue (0: already expired): `exp` says so and the CAS
     /// answers 401 once they have.
     ExpireXetToken {

@@ -57,7 +57,10 @@ impl HubState {
             hashes: HashCache::default(),
             gh_usage: Mutex::new(HashMap::new()),
             lies: AtomicU64::new(0),
-            xet: Arc::new(crate::xet::XetStore::new(config.xet_compression)?),
+            xet: Arc::new(crate::xet::XetStore::new(
+                config.xet_compression,
+                config.xet_xorb_bytes,
+            )?),
             config,
         };
         state.set_rate_limit(state.config.rate_limit);

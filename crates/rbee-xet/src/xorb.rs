@@ -225,6 +225,7 @@ pub fn chunk_byte_range(chunks: &[XorbChunk], range: Range<u32>) -> Option<Range
 #[derive(Debug)]
 pub struct XorbBuilder {
     scheme: CompressionScheme,
+    max_bytes: usize,
     bytes: Vec<u8>,
     chunks: Vec<XorbChunk>,
 }
@@ -235,15 +236,25 @@ impl XorbBuilder {
     pub fn new(scheme: CompressionScheme) -> Self {
         Self {
             scheme,
+            max_bytes: MAX_XORB_BYTES,
             bytes: Vec::new(),
             chunks: Vec::new(),
         }
     }
 
-    /// Whether a chunk of `len` bytes still fits (assuming it does not compress).
+    /// Caps the xorb at `max_bytes` (at most [`MAX_XORB_BYTES`]) instead of 64 MiB: smaller
+    /// xorbs let tests span several without 64 MiB files.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes.min(MAX_XORB_BYTES);
+        self
+    }
+
+    /// Whether a chunk of `len` bytes still fits (assuming it does not compress). An empty
+    /// xorb always takes one chunk, however small its cap.
     pub fn has_room_for(&self, len: usize) -> bool {
-        self.chunks.len() < MAX_XORB_CHUNKS
-            && self.bytes.len() + ChunkHeader::LEN + len <= MAX_XORB_BYTES
+        self.chunks.is_empty()
+            || (self.chunks.len() < MAX_XORB_CHUNKS
+                && self.bytes.len() + ChunkHeader::LEN + len <= self.max_bytes)
     }
 
     /// Whether no chunk was pushed yet.

@@ -30,7 +30,7 @@
 //!
 //! # Faults and counters
 //!
-//! Every step answers to the usual [`Fault`](crate::Fault)s by path: `*/xet-read-token/*`
+//! Every step answers to the usual [`Fault`](crate::Fault)s by path: `**/xet-read-token/*`
 //! (e.g. `status(401)`, [`Fault::expire_xet_token`](crate::Fault::expire_xet_token)),
 //! `cas/v2/reconstructions/*` (`status(500)`, [`Fault::reconstruction_lie`](crate::Fault::reconstruction_lie),
 //! [`Fault::expire_redirect`](crate::Fault::expire_redirect) for the presigned URLs it hands

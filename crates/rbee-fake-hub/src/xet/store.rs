@@ -55,17 +55,19 @@ struct Index {
 pub(crate) struct XetStore {
     dir: tempfile::TempDir,
     scheme: CompressionScheme,
+    xorb_bytes: usize,
     index: Mutex<Index>,
     builds: Mutex<HashMap<FileKey, Arc<tokio::sync::OnceCell<Arc<StoredFile>>>>>,
 }
 
 impl XetStore {
-    pub(crate) fn new(scheme: CompressionScheme) -> io::Result<Self> {
+    pub(crate) fn new(scheme: CompressionScheme, xorb_bytes: usize) -> io::Result<Self> {
         Ok(Self {
             dir: tempfile::Builder::new()
                 .prefix("fake-hub-xorbs")
                 .tempdir()?,
             scheme,
+            xorb_bytes,
             index: Mutex::default(),
             builds: Mutex::default(),
         })
@@ -129,7 +131,7 @@ impl XetStore {
     /// read buffer, one chunk, one xorb being packed.
     fn build(&self, path: &Path) -> io::Result<Arc<StoredFile>> {
         let mut file = std::fs::File::open(path)?;
-        let mut builder = PendingXorb::new(self.scheme, 0);
+        let mut builder = PendingXorb::new(self.scheme, self.xorb_bytes, 0);
         let mut sealed: HashMap<u64, XetHash> = HashMap::new();
         let mut placed: Vec<Placement> = Vec::new();
         let mut entries: Vec<(XetHash, u64)> = Vec::new();
@@ -212,8 +214,10 @@ impl XetStore {
             Some((xorb, index)) => (xorb, index),
             None => {
                 if !builder.inner.has_room_for(data.len()) {
-                    let full =
-                        std::mem::replace(builder, PendingXorb::new(self.scheme, builder.seq + 1));
+                    let full = std::mem::replace(
+                        builder,
+                        PendingXorb::new(self.scheme, self.xorb_bytes, builder.seq + 1),
+                    );
                     self.seal(full, sealed)?;
                 }
                 let index = builder.inner.chunk_count() as u32;
@@ -276,10 +280,10 @@ struct PendingXorb {
 }
 
 impl PendingXorb {
-    fn new(scheme: CompressionScheme, seq: u64) -> Self {
+    fn new(scheme: CompressionScheme, max_bytes: usize, seq: u64) -> Self {
         Self {
             seq,
-            inner: XorbBuilder::new(scheme),
+            inner: XorbBuilder::new(scheme).with_max_bytes(max_bytes),
             local: HashMap::new(),
         }
     }
