@@ -65,6 +65,9 @@ impl Plan {
     }
 }
 
+/// A lock per xorb range (xorb, first byte) being fetched.
+type RangeLocks = HashMap<(XetHash, u64), Arc<tokio::sync::Mutex<()>>>;
+
 /// One file rebuilt from the Xet CAS, piece by piece: a piece is a term.
 #[derive(Debug)]
 pub struct XetSource {
@@ -76,7 +79,7 @@ pub struct XetSource {
     cache: Option<Arc<ChunkCache>>,
     /// One fetch at a time per xorb range: terms that share a range wait for the first,
     /// then find its chunks in the cache.
-    ranges_in_flight: std::sync::Mutex<HashMap<(XetHash, u64), Arc<tokio::sync::Mutex<()>>>>,
+    ranges_in_flight: std::sync::Mutex<RangeLocks>,
     /// Bytes of the file rebuilt from the network, and from the chunk cache.
     fetched: AtomicU64,
     reused: AtomicU64,
@@ -143,7 +146,7 @@ impl XetSource {
     }
 
     /// Hands over term `index` from the chunk cache when every chunk of it is there.
-    async fn from_cache(
+    async fn term_from_cache(
         &self,
         index: usize,
         sink: &mut PieceSink<'_>,
@@ -216,7 +219,7 @@ impl PieceSource for XetSource {
         index: usize,
         sink: &mut PieceSink<'_>,
     ) -> Result<(), TransferError> {
-        if self.from_cache(index, sink).await? {
+        if self.term_from_cache(index, sink).await? {
             return Ok(());
         }
         let _held = if self.cache.is_some() {
@@ -234,7 +237,7 @@ impl PieceSource for XetSource {
                         .clone();
                     let held = lock.lock_owned().await;
                     // Another term may have brought this one's chunks meanwhile.
-                    if self.from_cache(index, sink).await? {
+                    if self.term_from_cache(index, sink).await? {
                         return Ok(());
                     }
                     Some(held)
