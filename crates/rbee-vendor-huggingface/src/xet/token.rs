@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rbee_artifact::{Error, Secret};
 use rbee_transfer::{ApiRequest, Transfer, redact_url};
-use serde::Deserialize;
+use rbee_xet::cas::XetTokenResponse;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
@@ -35,17 +35,6 @@ impl XetToken {
             .duration_since(SystemTime::now())
             .is_ok_and(|left| left > margin)
     }
-}
-
-/// The token answer of the Hub.
-#[derive(Deserialize)]
-struct TokenBody {
-    #[serde(rename = "accessToken")]
-    access_token: String,
-    /// Seconds since the Unix epoch.
-    exp: u64,
-    #[serde(rename = "casUrl")]
-    cas_url: String,
 }
 
 /// Read tokens for one repository revision: fetched when first needed and again shortly
@@ -134,9 +123,12 @@ impl XetTokens {
             });
         }
         let body = rbee_transfer::read_body(response, MAX_TOKEN_BODY, cancel).await?;
-        let parsed: TokenBody = serde_json::from_slice(&body).map_err(|e| Error::Protocol {
-            message: format!("{shown} answered a Xet token this client does not understand ({e})"),
-        })?;
+        let parsed: XetTokenResponse =
+            serde_json::from_slice(&body).map_err(|e| Error::Protocol {
+                message: format!(
+                    "{shown} answered a Xet token this client does not understand ({e})"
+                ),
+            })?;
         let cas_url = Url::parse(&parsed.cas_url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))

@@ -155,8 +155,10 @@ async fn a_token_the_cas_refuses_is_replaced() {
 }
 
 /// Two quants that share most chunks (as quants of one model do on the Hub): with the chunk
-/// cache, the second fetches only the chunks the first did not have.
+/// cache, the second fetches only the chunks the first did not have. Prints the share fetched
+/// (visible with `--nocapture`).
 #[tokio::test]
+#[allow(clippy::print_stderr)]
 async fn a_second_file_sharing_chunks_fetches_only_what_it_lacks() {
     let hub = Hub::start(3 * MIB).await;
     let second = rbee_fake_hub::mutate_chunks(&hub.data, 0.10, 0);
@@ -184,6 +186,11 @@ async fn a_second_file_sharing_chunks_fetches_only_what_it_lacks() {
         assert!(told, "the download says what it reused");
         if file != FILE {
             let fetched = c.xorb_bytes_total();
+            eprintln!(
+                "second file: {fetched} of {} bytes fetched ({:.1}%)",
+                data.len(),
+                fetched as f64 * 100.0 / data.len() as f64
+            );
             assert!(
                 fetched * 100 <= data.len() as u64 * 15,
                 "fetched {fetched} of {} bytes: {c:?}",
