@@ -270,6 +270,10 @@ pub(crate) struct DownloadArgs {
     /// llama.cpp -hf)
     #[arg(long)]
     pub(crate) hf_cache: bool,
+    /// Fetch HuggingFace files over the plain download, never natively from the Hub's Xet
+    /// store (as HF_HUB_DISABLE_XET=1 does)
+    #[arg(long)]
+    pub(crate) no_xet: bool,
     /// Also place Ollama models in Ollama's store ($OLLAMA_MODELS, else ~/.ollama/models), so
     /// `ollama list` and `ollama run` see them without pulling
     #[arg(long)]

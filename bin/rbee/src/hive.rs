@@ -371,6 +371,7 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
         (args.connections.is_some(), "--connections"),
         (args.rate_limit.is_some(), "--rate-limit"),
         (args.hf_cache, "--hf-cache"),
+        (args.no_xet, "--no-xet"),
         (args.ollama_store, "--ollama-store"),
         (args.ollama_registry.is_some(), "--ollama-registry"),
         (args.local_dir.is_some(), "--local-dir"),

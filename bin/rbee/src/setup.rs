@@ -98,6 +98,8 @@ pub(crate) struct TransferSettings {
     pub(crate) connections: Option<usize>,
     pub(crate) rate_limit: Option<u64>,
     pub(crate) hf_cache: bool,
+    /// `--no-xet`: HuggingFace files over the plain download only.
+    pub(crate) no_xet: bool,
     pub(crate) offline: bool,
     pub(crate) max_cache_bytes: Option<u64>,
     /// `--mirror` URLs, checked (none: `RBEE_MIRRORS`, read with the other HF settings).
@@ -127,6 +129,7 @@ impl TransferSettings {
             connections: args.connections,
             rate_limit,
             hf_cache: args.hf_cache,
+            no_xet: args.no_xet,
             offline: args.offline,
             max_cache_bytes: max_cache_bytes(args.max_cache_size.as_deref())?,
             mirrors: args.mirrors.clone(),
@@ -175,14 +178,17 @@ pub(crate) fn vendor_settings(settings: &TransferSettings) -> VendorSettings {
         settings.hf_cache,
         settings.offline,
     );
-    if !settings.mirrors.is_empty() {
+    if !settings.mirrors.is_empty() || settings.no_xet {
         // Otherwise the vendor reads the environment itself, and explains a failure on use.
         if let Ok(mut hf) = rbee_vendor_huggingface::HfConfig::from_env() {
-            hf.mirrors = settings
-                .mirrors
-                .iter()
-                .filter_map(|m| rbee_vendor_huggingface::parse_mirror(m).ok())
-                .collect();
+            if !settings.mirrors.is_empty() {
+                hf.mirrors = settings
+                    .mirrors
+                    .iter()
+                    .filter_map(|m| rbee_vendor_huggingface::parse_mirror(m).ok())
+                    .collect();
+            }
+            hf.xet &= !settings.no_xet;
             vendors.huggingface = Some(hf);
         }
     }
@@ -195,7 +201,10 @@ pub(crate) fn provisioner(
     catalog: Arc<Catalog>,
     settings: &TransferSettings,
 ) -> Result<Provisioner> {
-    let vendors = standard_vendors(&vendor_settings(settings))?;
+    let mut vendor_settings = vendor_settings(settings);
+    // Hidden, so the catalog's own walks pass it by.
+    vendor_settings.xet_cache = Some(catalog.root().join(".xet-chunks-v1"));
+    let vendors = standard_vendors(&vendor_settings)?;
     Ok(Provisioner::new(
         catalog,
         vendors,

@@ -110,10 +110,12 @@ pub(crate) fn hub_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The CDN's routes: files only, signed or not.
+/// The CDN's routes: files, signed or not, and Xet's CAS and xorbs.
 pub(crate) fn cdn_router(state: AppState) -> Router {
     Router::new()
         .route("/files/{*path}", any(cdn_file))
+        .route("/cas/{*rest}", any(crate::xet::cas_api))
+        .route("/xorbs/{hash}", any(crate::xet::xorb_route))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), shape))
         .with_state(state)
@@ -165,11 +167,11 @@ async fn cdn_file(State(state): State<AppState>, req: Request) -> Response {
 }
 
 /// How S3 (behind GitHub's and HuggingFace's download hosts) refuses a signed URL.
-fn s3_denied(message: &str) -> Response {
+pub(crate) fn s3_denied(message: &str) -> Response {
     s3_error(StatusCode::FORBIDDEN, "AccessDenied", message)
 }
 
-fn s3_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn s3_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>\n"
     );

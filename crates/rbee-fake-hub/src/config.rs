@@ -46,6 +46,17 @@ pub struct FakeHubConfig {
     /// How long [`FakeHub::shutdown`](crate::FakeHub::shutdown) waits for open responses to end
     /// before cutting them. Default 2 s.
     pub shutdown_grace: Duration,
+    /// Serve every LFS file of every HuggingFace repo over Xet as well as the LFS bridge
+    /// (a repo's `fakehub.json` can also switch it on; see [`crate::xet`]). Default off.
+    pub xet: bool,
+    /// Lifetime of the Xet tokens the `xet-read-token` route issues. Default 1 hour.
+    pub xet_token_ttl: Duration,
+    /// How xorb chunks are stored (LZ4 by default; chunks it does not shrink are stored as
+    /// they are, as xet-core does).
+    pub xet_compression: rbee_xet::CompressionScheme,
+    /// Largest xorb the hub packs, in bytes (at most, and by default, 64 MiB as on the Hub);
+    /// smaller values spread a few-MiB file over several xorbs.
+    pub xet_xorb_bytes: usize,
 }
 
 impl FakeHubConfig {
@@ -65,6 +76,10 @@ impl FakeHubConfig {
             gh_rate_limit: 5000,
             read_chunk: 1024 * 1024,
             shutdown_grace: Duration::from_secs(2),
+            xet: false,
+            xet_token_ttl: Duration::from_secs(3600),
+            xet_compression: rbee_xet::CompressionScheme::Lz4,
+            xet_xorb_bytes: rbee_xet::MAX_XORB_BYTES,
         }
     }
 
@@ -89,6 +104,12 @@ impl FakeHubConfig {
     /// Accepts `token` for private GitHub repos.
     pub fn with_gh_token(mut self, token: impl Into<String>) -> Self {
         self.gh_tokens.push(token.into());
+        self
+    }
+
+    /// Serves every HuggingFace LFS file over Xet too.
+    pub fn with_xet(mut self) -> Self {
+        self.xet = true;
         self
     }
 

@@ -114,10 +114,31 @@ pub enum FaultAction {
         extra: u64,
     },
     /// Signed redirect targets issued while this fault is active expire `after_secs` seconds
-    /// after issue (0: already expired); the CDN answers 403 once they have.
+    /// after issue (0: already expired); the CDN answers 403 once they have. For Xet, the
+    /// presigned xorb URLs of a reconstruction are such targets: match the reconstruction's
+    /// path (`cas/v2/reconstructions/*`).
     ExpireRedirect {
         /// Lifetime of the signed URL in seconds.
         after_secs: u64,
+    },
+    /// Xet tokens issued while this fault is active (match `**/xet-read-token/*`) expire
+    /// `after_secs` seconds after issue (0: already expired): `exp` says so and the CAS
+    /// answers 401 once they have.
+    ExpireXetToken {
+        /// Lifetime of the token in seconds.
+        after_secs: u64,
+    },
+    /// A Xet reconstruction (match `cas/v1/reconstructions/*` or `cas/v2/…`) lies about its
+    /// first term: its `unpacked_length` is off by `unpacked_length_delta`, and the byte
+    /// range its xorb URL is signed for and announced with ends `url_range_delta` bytes away
+    /// from the chunks' end (the xorb bytes served follow that range).
+    ReconstructionLie {
+        /// Added to the first term's `unpacked_length`.
+        #[serde(default)]
+        unpacked_length_delta: i64,
+        /// Added to the end of the first term's byte range.
+        #[serde(default)]
+        url_range_delta: i64,
     },
     /// GitHub's primary rate limit: `status` (403 or 429) with `X-RateLimit-Remaining: 0`
     /// and `X-RateLimit-Reset` `reset_after_secs` from now.
@@ -281,6 +302,19 @@ impl Fault {
     /// Signed redirect targets expire `after_secs` after issue.
     pub fn expire_redirect(after_secs: u64) -> Self {
         Self::new(FaultAction::ExpireRedirect { after_secs })
+    }
+
+    /// Xet tokens expire `after_secs` after issue.
+    pub fn expire_xet_token(after_secs: u64) -> Self {
+        Self::new(FaultAction::ExpireXetToken { after_secs })
+    }
+
+    /// The first term of a reconstruction lies about its length and byte range.
+    pub fn reconstruction_lie(unpacked_length_delta: i64, url_range_delta: i64) -> Self {
+        Self::new(FaultAction::ReconstructionLie {
+            unpacked_length_delta,
+            url_range_delta,
+        })
     }
 
     /// GitHub primary rate limit answered with `status` (403 or 429).
@@ -469,6 +503,10 @@ pub(crate) enum Phase {
     Headers,
     /// A file described in a listing (or a resolve answer's `X-Linked-*`).
     Listing,
+    /// A Xet token being issued.
+    XetToken,
+    /// A Xet reconstruction being answered.
+    Reconstruction,
 }
 
 impl FaultAction {
@@ -490,6 +528,8 @@ impl FaultAction {
             | Self::LongBody { .. }
             | Self::NoContentLength => Phase::Body,
             Self::ExpireRedirect { .. } => Phase::Redirect,
+            Self::ExpireXetToken { .. } => Phase::XetToken,
+            Self::ReconstructionLie { .. } => Phase::Reconstruction,
             Self::ContentRange { .. }
             | Self::ChangingValidators
             | Self::NoValidators
@@ -736,6 +776,8 @@ mod tests {
             Fault::listed_size(1),
             Fault::listed_sha256("ab".repeat(32)),
             Fault::listed_name("../x"),
+            Fault::expire_xet_token(0),
+            Fault::reconstruction_lie(1, -1),
         ] {
             let back: Fault = serde_json::from_value(serde_json::to_value(&f).unwrap()).unwrap();
             assert_eq!(back, f);

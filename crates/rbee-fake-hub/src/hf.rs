@@ -72,9 +72,29 @@ struct Settings {
     gated: Value,
     tokens: Vec<String>,
     tags: BTreeMap<String, String>,
+    /// `true`: every LFS file is also stored in Xet; a list of globs: the LFS files matching
+    /// one (a glob without `/` matches the file name).
+    xet: Value,
 }
 
 impl Settings {
+    /// Whether the LFS file at `path` is stored in Xet (the hub-wide switch or this repo's).
+    fn xet(&self, hub_wide: bool, path: &str) -> bool {
+        match &self.xet {
+            _ if hub_wide => true,
+            Value::Bool(on) => *on,
+            Value::Array(globs) => globs.iter().filter_map(Value::as_str).any(|g| {
+                let name = path.rsplit('/').next().unwrap_or(path);
+                let target = if g.contains('/') { path } else { name };
+                globset::GlobBuilder::new(g)
+                    .literal_separator(true)
+                    .build()
+                    .is_ok_and(|glob| glob.compile_matcher().is_match(target))
+            }),
+            _ => false,
+        }
+    }
+
     fn gated(&self) -> Option<&'static str> {
         match &self.gated {
             Value::Bool(true) => Some("auto"),
@@ -115,6 +135,8 @@ struct RepoFile {
     /// Git blob id: of the content, or of the LFS pointer for LFS files.
     oid: String,
     lfs: Option<Lfs>,
+    /// The Xet file hash, for LFS files stored in Xet.
+    xet: Option<rbee_xet::XetHash>,
 }
 
 #[derive(Debug)]
@@ -291,6 +313,7 @@ fn is_lfs(path: &str, size: u64, threshold: u64) -> bool {
 /// Every file of one revision folder, with sizes and (cached) hashes, and the commit id.
 async fn scan_revision(
     state: &HubState,
+    repo: &Repo,
     dir: &Path,
     rel_dir: String,
     is_main: bool,
@@ -311,7 +334,18 @@ async fn scan_revision(
             let pointer = format!(
                 "version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
             );
+            let xet = if repo.settings.xet(state.config.xet, &path) {
+                let stored = state
+                    .xet
+                    .file(&abs, size, mtime, &repo.id())
+                    .await
+                    .map_err(|e| HubError::Internal(format!("{}: {e}", abs.display())))?;
+                Some(stored.hash)
+            } else {
+                None
+            };
             RepoFile {
+                xet,
                 oid: git_blob_id(pointer.as_bytes()),
                 lfs: Some(Lfs {
                     sha256,
@@ -331,6 +365,7 @@ async fn scan_revision(
             RepoFile {
                 oid,
                 lfs: None,
+                xet: None,
                 path,
                 abs,
                 size,
@@ -396,12 +431,12 @@ async fn open_revision(state: &HubState, repo: &Repo, rev: &str) -> Result<Revis
     let wanted = repo.settings.tags.get(rev).map_or(rev, String::as_str);
     let dirs = revision_dirs(repo).await;
     if let Some((name, dir, rel)) = dirs.iter().find(|(n, _, _)| n == wanted) {
-        return scan_revision(state, dir, rel.clone(), name == "main").await;
+        return scan_revision(state, repo, dir, rel.clone(), name == "main").await;
     }
     if rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
         let rev = rev.to_ascii_lowercase();
         for (name, dir, rel) in &dirs {
-            let scanned = scan_revision(state, dir, rel.clone(), name == "main").await?;
+            let scanned = scan_revision(state, repo, dir, rel.clone(), name == "main").await?;
             if scanned.sha == rev {
                 return Ok(scanned);
             }
@@ -467,6 +502,9 @@ pub(crate) async fn api(State(state): State<AppState>, req: Request) -> Response
             model_info(&state, &req, org, name, &rev.join("/")).await
         }
         [org, name, "refs"] => refs(&state, &req, org, name).await,
+        [org, name, "xet-read-token", rev @ ..] if !rev.is_empty() => {
+            xet_read_token(&state, &req, org, name, &rev.join("/")).await
+        }
         [org, name, "tree", after @ ..] if !after.is_empty() => {
             let (rev, path) = split_revision(after);
             // The Python client sends the path as one segment with `/` encoded.
@@ -682,6 +720,9 @@ fn file_entry(state: &HubState, revision: &Revision, f: &RepoFile) -> Value {
         let sha256 = lies.sha256.as_deref().unwrap_or(&lfs.sha256);
         e["lfs"] = json!({ "oid": sha256, "size": size, "pointerSize": lfs.pointer_size });
     }
+    if let Some(xet) = &f.xet {
+        e["xetHash"] = json!(xet.to_hex());
+    }
     e
 }
 
@@ -729,6 +770,40 @@ async fn paths_info(
         }
     }
     Ok(axum::Json(Value::Array(out)).into_response())
+}
+
+/// `GET /api/models/{org}/{repo}/xet-read-token/{rev}`: a CAS token for the repo, under the
+/// same access rules as resolve (private: a valid token or 401/404; gated: a valid token).
+async fn xet_read_token(
+    state: &HubState,
+    req: &Parts,
+    org: &str,
+    name: &str,
+    rev: &str,
+) -> Result<Response, HubError> {
+    let (repo, access) = open_repo(state, &req.headers, org, name).await?;
+    open_revision(state, &repo, rev).await?;
+    if repo.settings.gated().is_some() && !access.valid {
+        return Err(HubError::Gated {
+            repo: repo.id(),
+            authenticated: access.token.is_some(),
+        });
+    }
+    let path = crate::app::decode_path(req.uri.path());
+    let token = crate::xet::mint_token(state, &repo.id(), &path);
+    let mut resp = axum::Json(&token).into_response();
+    let h = resp.headers_mut();
+    // huggingface_hub reads these headers; hf_xet, refreshing on its own, reads the body.
+    for (name, value) in [
+        ("x-xet-access-token", token.access_token.clone()),
+        ("x-xet-token-expiration", token.exp.to_string()),
+        ("x-xet-cas-url", token.cas_url.clone()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    Ok(resp)
 }
 
 /// `HEAD|GET /{org}/{repo}/resolve/{rev}/{path…}`.
@@ -793,6 +868,24 @@ async fn resolve_inner(
                 HeaderValue::from(lies.size.unwrap_or(file.size)),
             );
             h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            if let Some(xet) = &file.xet {
+                let mut token_route = state.hub_url.clone();
+                token_route.set_path(&format!(
+                    "api/models/{}/xet-read-token/{}",
+                    repo.id(),
+                    revision.sha
+                ));
+                let link = format!(
+                    "<{token_route}>; rel=\"xet-auth\", <{}/v1/reconstructions/{xet}>; rel=\"xet-reconstruction-info\"",
+                    crate::xet::cas_url(state)
+                );
+                if let Ok(v) = HeaderValue::from_str(&link) {
+                    h.insert(header::LINK, v);
+                }
+                if let Ok(v) = HeaderValue::from_str(&xet.to_hex()) {
+                    h.insert("x-xet-hash", v);
+                }
+            }
             Ok(resp)
         }
         None => {

@@ -31,6 +31,8 @@
 //! | `/repos/{owner}/{repo}/releases…`, `/{owner}/{repo}/releases/download/…` | hub | the GitHub releases protocol over `<root>/gh/` |
 //! | `/v2/{ns}/{model}/manifests/{tag}`, `/v2/{ns}/{model}/blobs/sha256:…`, `/v2/token` | hub | the Ollama registry protocol over `<root>/ollama/` (blobs: 307 to the CDN) |
 //! | `/_admin/…` | hub | faults, counters and rate cap at run time (see the README) |
+//! | `/api/models/{repo}/xet-read-token/{rev}` | hub | a Xet token, for Xet-enabled repos (see [`xet`]) |
+//! | `/cas/v1/reconstructions/…`, `/cas/v2/…`, `/xorbs/…` | CDN | Xet's CAS and presigned xorb bytes (see [`xet`]) |
 //!
 //! Files are streamed from disk in `read_chunk` reads (1 MiB) with one read ahead; memory
 //! does not grow with file size. Responses carry `Content-Length`, `Accept-Ranges: bytes`, a
@@ -104,6 +106,7 @@ pub use counters::{CountersSnapshot, PathCounters, RequestRecord};
 pub use fault::{Fault, FaultAction, FaultError, FaultState, Host};
 pub use server::FakeHub;
 pub use tmpfs::Tmpfs;
+pub use xet::{XetCounters, mutate_chunks};
 
 mod admin;
 mod app;
@@ -121,3 +124,4 @@ mod server;
 mod sign;
 mod state;
 mod tmpfs;
+pub mod xet;

@@ -263,6 +263,12 @@ impl FakeHub {
         self.state.counters.snapshot().path(path)
     }
 
+    /// The Xet traffic so far: tokens, reconstructions, bytes per xorb, and the LFS bridge
+    /// (see [`crate::xet`]).
+    pub fn xet_counters(&self) -> crate::xet::XetCounters {
+        crate::xet::XetCounters::from_snapshot(&self.state.counters.snapshot())
+    }
+
     /// The most recent requests (up to 10 000), oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.state.counters.requests()

@@ -60,6 +60,25 @@ impl Signer {
         format!("expires={expires}&sig={}", self.sig(path, expires))
     }
 
+    /// A bearer token for `subject` (e.g. a repo) valid until `expires` (Unix seconds):
+    /// `<expires>.<signature>`; [`check_token`](Self::check_token) verifies it.
+    pub(crate) fn token(&self, subject: &str, expires: u64) -> String {
+        format!("{expires}.{}", self.sig(subject, expires))
+    }
+
+    /// Checks a token made by [`token`](Self::token) for `subject`.
+    pub(crate) fn check_token(&self, subject: &str, token: &str) -> Result<(), SignError> {
+        let (expires, sig) = token.split_once('.').ok_or(SignError::BadSignature)?;
+        let expires: u64 = expires.parse().map_err(|_| SignError::BadSignature)?;
+        if self.sig(subject, expires) != sig {
+            Err(SignError::BadSignature)
+        } else if now_secs() >= expires as f64 {
+            Err(SignError::Expired)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Checks a request's query. `Ok(false)`: the URL is not signed at all.
     pub(crate) fn check(&self, path: &str, query: Option<&str>) -> Result<bool, SignError> {
         let mut expires = None;
@@ -110,6 +129,26 @@ mod tests {
         assert_eq!(s.check("/files/a.bin", None), Ok(false));
         assert_eq!(
             s.check("/files/a.bin", Some("expires=1")),
+            Err(SignError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn tokens_are_bound_to_subject_and_expiry() {
+        let s = Signer::new();
+        let later = now_secs() as u64 + 60;
+        let t = s.token("org/repo", later);
+        assert_eq!(s.check_token("org/repo", &t), Ok(()));
+        assert_eq!(s.check_token("org/other", &t), Err(SignError::BadSignature));
+        let forged = t.replacen(&later.to_string(), &(later + 1000).to_string(), 1);
+        assert_eq!(
+            s.check_token("org/repo", &forged),
+            Err(SignError::BadSignature)
+        );
+        let old = s.token("org/repo", 1);
+        assert_eq!(s.check_token("org/repo", &old), Err(SignError::Expired));
+        assert_eq!(
+            s.check_token("org/repo", "garbage"),
             Err(SignError::BadSignature)
         );
     }

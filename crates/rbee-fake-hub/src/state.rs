@@ -29,6 +29,8 @@ pub(crate) struct HubState {
     pub(crate) gh_usage: Mutex<HashMap<String, (u64, u64)>>,
     /// Numbers the validators a `changing_validators` fault invents.
     lies: AtomicU64,
+    /// Files stored as xorbs, for Xet-enabled repos.
+    pub(crate) xet: Arc<crate::xet::XetStore>,
 }
 
 /// What the listing lies say about one file (see [`FaultAction::ListedSize`] and friends).
@@ -55,6 +57,10 @@ impl HubState {
             hashes: HashCache::default(),
             gh_usage: Mutex::new(HashMap::new()),
             lies: AtomicU64::new(0),
+            xet: Arc::new(crate::xet::XetStore::new(
+                config.xet_compression,
+                config.xet_xorb_bytes,
+            )?),
             config,
         };
         state.set_rate_limit(state.config.rate_limit);

@@ -38,6 +38,9 @@ pub struct VendorSettings {
     pub ollama: Option<OllamaConfig>,
     /// Also place Ollama downloads in Ollama's store, so `ollama run` finds them.
     pub write_ollama_store: bool,
+    /// Where the HuggingFace vendor keeps Xet chunks when its settings name no place (the
+    /// binaries put it inside rbee's cache folder); `None`: no chunk cache.
+    pub xet_cache: Option<std::path::PathBuf>,
 }
 
 impl VendorSettings {
@@ -89,6 +92,9 @@ pub fn standard_vendors(settings: &VendorSettings) -> Result<VendorRegistry> {
         Ok(mut config) => {
             config.write_hf_cache |= settings.write_hf_cache;
             config.offline |= settings.offline;
+            if config.xet_cache.is_none() {
+                config.xet_cache = settings.xet_cache.clone();
+            }
             Arc::new(HuggingFaceVendor::new(config, transfer.clone()))
         }
         Err(e) => Arc::new(Unavailable::new(Scheme::Hf, e)),

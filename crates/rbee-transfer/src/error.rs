@@ -156,9 +156,24 @@ impl TransferError {
         }
     }
 
-    pub(crate) fn protocol(message: impl Into<String>) -> Self {
+    /// The remote answered something that makes no sense (a bad length, a body that does not
+    /// decode or hash to what it names): not retried. For [`PieceSource`](crate::PieceSource)s.
+    pub fn protocol(message: impl Into<String>) -> Self {
         Self {
             repr: Box::new(Repr::Protocol(message.into())),
+        }
+    }
+
+    /// A failure that trying again may cure (a connection dropped in the middle of a body):
+    /// retried with backoff. For [`PieceSource`](crate::PieceSource)s.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            repr: Box::new(Repr::Network {
+                message: message.into(),
+                kind: TransferErrorKind::Network,
+                transient: true,
+                source: None,
+            }),
         }
     }
 

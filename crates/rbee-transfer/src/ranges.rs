@@ -67,6 +67,20 @@ impl RangeSet {
         out
     }
 
+    /// Whether all of `[start, end)` is covered.
+    pub(crate) fn contains(&self, start: u64, end: u64) -> bool {
+        start >= end || self.covered_from(start) >= end
+    }
+
+    /// The end of the covered run that holds `at` (`at` itself when it is not covered).
+    pub(crate) fn covered_from(&self, at: u64) -> u64 {
+        let i = self.0.partition_point(|&(_, e)| e <= at);
+        match self.0.get(i) {
+            Some(&(s, e)) if s <= at => e,
+            _ => at,
+        }
+    }
+
     /// Whether every range lies within `[0, total)`.
     pub(crate) fn fits(&self, total: u64) -> bool {
         self.0.last().is_none_or(|&(_, e)| e <= total)

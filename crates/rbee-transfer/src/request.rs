@@ -1,8 +1,12 @@
 //! The requests the engine takes: a file to fetch, an API call to send.
 
+use std::sync::Arc;
+
 use rbee_artifact::{Secret, Sha256Digest};
 use reqwest::Method;
 use url::Url;
+
+use crate::piece::PieceSource;
 
 /// One file to fetch.
 #[derive(Debug, Clone)]
@@ -20,6 +24,9 @@ pub struct FetchRequest {
     pub expected_size: Option<u64>,
     /// The digest the vendor published; a mismatch is [`Error::Integrity`](rbee_artifact::Error::Integrity).
     pub sha256: Option<Sha256Digest>,
+    /// Another way to the same bytes, piece by piece (the Hub's Xet store): tried first when
+    /// `sha256` is known, with `url` as the fallback for the rest of the file when it fails.
+    pub pieces: Option<Arc<dyn PieceSource>>,
 }
 
 impl FetchRequest {
@@ -32,6 +39,7 @@ impl FetchRequest {
             headers: Vec::new(),
             expected_size: None,
             sha256: None,
+            pieces: None,
         }
     }
 }

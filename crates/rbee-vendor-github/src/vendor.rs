@@ -304,6 +304,7 @@ impl GitHubVendor {
             headers: access.headers,
             expected_size: file.size,
             sha256: file.sha256,
+            pieces: None,
         })
     }
 

@@ -49,6 +49,14 @@ pub(crate) fn resolve_url(
     join(endpoint, &segments)
 }
 
+/// `GET /api/models/{org}/{repo}/xet-read-token/{rev}`: a read token for the Xet store.
+pub(crate) fn xet_token_url(endpoint: &Url, org: &str, repo: &str, revision: &str) -> Url {
+    join(
+        endpoint,
+        &["api", "models", org, repo, "xet-read-token", revision],
+    )
+}
+
 /// The model's page, where a gated model's licence is accepted.
 pub(crate) fn repo_page_url(endpoint: &Url, org: &str, repo: &str) -> Url {
     join(endpoint, &[org, repo])
@@ -118,6 +126,8 @@ pub(crate) struct TreeEntry {
     pub size: Option<u64>,
     pub oid: Option<String>,
     pub lfs: Option<TreeLfs>,
+    #[serde(rename = "xetHash")]
+    pub xet_hash: Option<String>,
 }
 
 /// `lfs` of a tree entry: here the sha256 is called `oid`.
@@ -142,6 +152,7 @@ impl Listing {
         size: Option<u64>,
         sha256: Option<&str>,
         oid: Option<String>,
+        xet_hash: Option<String>,
     ) -> Result<(), Error> {
         if let Err(why) = validate_relative_path(&path) {
             let shown = quote_untrusted(&path);
@@ -164,6 +175,10 @@ impl Listing {
             size,
             sha256,
             oid,
+            // A malformed one only costs the Xet path: the bridge still serves the file.
+            xet_hash: xet_hash
+                .map(|h| h.to_ascii_lowercase())
+                .filter(|h| crate::xet::is_xet_hash(h)),
         });
         Ok(())
     }
@@ -185,6 +200,7 @@ impl ModelInfo {
                 s.size.or(lfs.and_then(|l| l.size)),
                 lfs.and_then(|l| l.sha256.as_deref()),
                 s.blob_id.clone(),
+                None,
             )?;
         }
         Ok(out)
@@ -199,7 +215,13 @@ pub(crate) fn add_tree_page(entries: Vec<TreeEntry>, out: &mut Listing) -> Resul
         }
         let lfs = e.lfs.as_ref();
         let size = lfs.and_then(|l| l.size).or(e.size);
-        out.push(e.path, size, lfs.and_then(|l| l.oid.as_deref()), e.oid)?;
+        out.push(
+            e.path,
+            size,
+            lfs.and_then(|l| l.oid.as_deref()),
+            e.oid,
+            e.xet_hash,
+        )?;
     }
     Ok(())
 }
@@ -308,6 +330,20 @@ mod tests {
         let sizeless: ModelInfo =
             serde_json::from_str(r#"{"sha":"x","siblings":[{"rfilename":"m.gguf"}]}"#).unwrap();
         assert!(!sizeless.listing().unwrap().is_complete());
+    }
+
+    #[test]
+    fn tree_entries_carry_their_xet_hash() {
+        let hash = "AB".repeat(32);
+        let tree = format!(
+            r#"[{{"type":"file","oid":"b1","size":10,"path":"a.gguf","xetHash":"{hash}"}},
+               {{"type":"file","oid":"b2","size":10,"path":"b.gguf","xetHash":"short"}},
+               {{"type":"file","oid":"b3","size":10,"path":"c.gguf"}}]"#
+        );
+        let mut listing = Listing::default();
+        add_tree_page(serde_json::from_str(&tree).unwrap(), &mut listing).unwrap();
+        let hashes: Vec<_> = listing.files.iter().map(|f| f.xet_hash.clone()).collect();
+        assert_eq!(hashes, vec![Some("ab".repeat(32)), None, None]);
     }
 
     #[test]

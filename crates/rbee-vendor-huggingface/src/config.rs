@@ -32,7 +32,18 @@ pub struct HfConfig {
     /// rbee-hives. A mirror that fails is passed over for a while; the token is never sent to
     /// one. The catalog records the origin's reference whichever served.
     pub mirrors: Vec<Url>,
+    /// Fetch files the Hub stores in Xet natively, with the plain `resolve` URL as the
+    /// fallback (default on; off with `HF_HUB_DISABLE_XET=1` or `--no-xet`).
+    pub xet: bool,
+    /// Where decoded Xet chunks are kept between downloads (`RBEE_XET_CACHE`; the provisioner
+    /// puts it inside rbee's cache folder). `None`: no chunk cache.
+    pub xet_cache: Option<PathBuf>,
+    /// The chunk cache's size budget (default 20 GiB); 0 turns it off (`RBEE_XET_CACHE=off`).
+    pub xet_cache_max_bytes: u64,
 }
+
+/// The chunk cache's default size budget.
+pub const DEFAULT_XET_CACHE_BYTES: u64 = 20 << 30;
 
 impl HfConfig {
     /// A configuration for `endpoint` with the HuggingFace cache under `hf_home/hub`, no
@@ -48,13 +59,16 @@ impl HfConfig {
             write_hf_cache: false,
             reuse_hf_cache: true,
             mirrors: Vec::new(),
+            xet: true,
+            xet_cache: None,
+            xet_cache_max_bytes: DEFAULT_XET_CACHE_BYTES,
         }
     }
 
     /// Reads the environment the way huggingface_hub does: `HF_ENDPOINT`; `HF_TOKEN` (else
     /// the legacy `HUGGING_FACE_HUB_TOKEN`, else the file at `HF_TOKEN_PATH`, default
     /// `$HF_HOME/token`); `RBEE_MIRRORS`; `HF_HOME` (default `$XDG_CACHE_HOME/huggingface`, else
-    /// `~/.cache/huggingface`); `HF_HUB_CACHE`; `HF_HUB_OFFLINE`.
+    /// `~/.cache/huggingface`); `HF_HUB_CACHE`; `HF_HUB_OFFLINE`; `HF_HUB_DISABLE_XET`; `RBEE_XET_CACHE`.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_vars(|name| std::env::var(name).ok(), std::env::home_dir())
     }
@@ -89,6 +103,14 @@ impl HfConfig {
                 .map_err(|e| Error::InvalidRequest(format!("RBEE_MIRRORS: {e}")))?;
         }
         config.offline = set("HF_HUB_OFFLINE").is_some_and(|v| is_truthy(&v));
+        config.xet = !set("HF_HUB_DISABLE_XET").is_some_and(|v| is_truthy(&v));
+        match set("RBEE_XET_CACHE") {
+            Some(v) if matches!(v.trim(), "off" | "0" | "false" | "no") => {
+                config.xet_cache_max_bytes = 0;
+            }
+            Some(dir) => config.xet_cache = Some(PathBuf::from(dir)),
+            None => {}
+        }
         config.token = match set("HF_TOKEN").or_else(|| set("HUGGING_FACE_HUB_TOKEN")) {
             Some(token) => Secret::new(token),
             None => {

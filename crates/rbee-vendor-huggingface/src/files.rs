@@ -13,6 +13,8 @@ pub struct RepoFile {
     pub sha256: Option<Sha256Digest>,
     /// The git blob id (of the content, or of the LFS pointer).
     pub oid: Option<String>,
+    /// The Xet hash (64 hex digits), when the tree listing names one (`xetHash`).
+    pub xet_hash: Option<String>,
 }
 
 impl RepoFile {
@@ -23,6 +25,7 @@ impl RepoFile {
             size,
             sha256: None,
             oid: None,
+            xet_hash: None,
         }
     }
 

@@ -30,7 +30,7 @@
 #![deny(missing_docs)]
 
 pub use cache::{CachedRepo, HfCache};
-pub use config::{DEFAULT_ENDPOINT, HfConfig};
+pub use config::{DEFAULT_ENDPOINT, DEFAULT_XET_CACHE_BYTES, HfConfig};
 pub use files::RepoFile;
 pub use mirrors::parse_mirror;
 pub use quant::{
@@ -39,6 +39,7 @@ pub use quant::{
 };
 pub use snapshot::{PathFilter, SnapshotChoice, select_snapshot};
 pub use vendor::HuggingFaceVendor;
+pub use xet::{ChunkCache, XetFile, XetSource, XetToken, XetTokens, is_xet_hash};
 
 mod api;
 mod cache;
@@ -49,3 +50,4 @@ mod mirrors;
 mod quant;
 mod snapshot;
 mod vendor;
+mod xet;

@@ -2,6 +2,7 @@
 //! shared transfer engine, reuse and fill the HuggingFace cache.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ use crate::hub_error::{self, Answer, Context};
 use crate::mirrors::MirrorHealth;
 use crate::quant::{is_gguf_repo, parse_gguf_name, select_quant, split_set_of};
 use crate::snapshot::{PathFilter, select_snapshot};
+use crate::xet::{ChunkCache, XetTokens};
 
 /// The largest metadata answer read (a listing of tens of thousands of files fits easily).
 const MAX_API_BODY: usize = 64 << 20;
@@ -770,6 +772,7 @@ impl VendorSource for HuggingFaceVendor {
                         headers: Vec::new(),
                         expected_size: file.size,
                         sha256: file.sha256,
+                        pieces: None,
                     });
                 }
                 other => {
@@ -781,6 +784,37 @@ impl VendorSource for HuggingFaceVendor {
             }
         }
 
+        let mut xet_sources = Vec::new();
+        if self.config.xet && !requests.is_empty() {
+            let tokens = Arc::new(XetTokens::new(
+                self.transfer.clone(),
+                &self.config.endpoint,
+                &hf.org,
+                &hf.repo,
+                commit,
+                self.config.token.clone(),
+            ));
+            let cache = match &self.config.xet_cache {
+                Some(dir) if self.config.xet_cache_max_bytes > 0 => {
+                    match ChunkCache::open(dir, self.config.xet_cache_max_bytes) {
+                        Ok(c) => Some(Arc::new(c)),
+                        Err(e) => {
+                            tracing::warn!(dir = %dir.display(), error = %e, "cannot use the Xet chunk cache; going on without it");
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            xet_sources = crate::xet::attach(
+                &self.transfer,
+                &mut requests,
+                &tokens,
+                cache.as_ref(),
+                cancel,
+            )
+            .await?;
+        }
         if !requests.is_empty() {
             let origin = self.origin_requests(&requests, hf, commit);
             if let Some((mirror, _)) = &origin {
@@ -811,6 +845,20 @@ impl VendorSource for HuggingFaceVendor {
                     None => return Err(e.into()),
                 },
             };
+            if !xet_sources.is_empty() {
+                let (fetched, reused) = xet_sources
+                    .iter()
+                    .map(|s| s.bytes_fetched_and_reused())
+                    .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+                tracing::info!(
+                    fetched,
+                    reused,
+                    "Xet: bytes fetched and reused from the chunk cache"
+                );
+                progress.message(format!(
+                    "Xet: {fetched} bytes fetched, {reused} bytes reused from the chunk cache"
+                ));
+            }
             check_git_blobs(files, &fetched, dest).await?;
             if self.config.write_hf_cache {
                 let at = Pinned {

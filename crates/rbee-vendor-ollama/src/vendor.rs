@@ -308,6 +308,7 @@ impl OllamaVendor {
             url,
             expected_size: file.size,
             sha256: file.sha256,
+            pieces: None,
         })
     }
 

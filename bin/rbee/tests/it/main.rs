@@ -12,3 +12,4 @@ mod ollama;
 mod soak;
 mod support;
 mod transfer;
+mod xet;

@@ -8,3 +8,4 @@ mod files;
 mod gh;
 mod hf;
 mod hf_python;
+mod xet;

@@ -18,6 +18,7 @@ mod content_range;
 mod hasher;
 mod job;
 mod ledger;
+mod pieces;
 mod probe;
 mod publish;
 mod range;
@@ -26,6 +27,7 @@ mod resume;
 mod stream;
 
 pub(crate) use content_range::{parse_content_range, parse_unsatisfied_total};
+pub use pieces::PieceSink;
 pub(crate) use resume::bytes_on_disk;
 
 use std::os::unix::fs::MetadataExt;
@@ -95,6 +97,37 @@ pub(crate) async fn fetch(
         && let Some(done) = reuse_existing(req, dest, &paths, size, fresh, progress, cancel).await?
     {
         return Ok(done);
+    }
+    if let Some(source) = req.pieces.as_deref() {
+        if req.sha256.is_some() {
+            let mut job = Job::new(
+                inner,
+                req,
+                dest,
+                paths.clone(),
+                headers.clone(),
+                progress,
+                cancel,
+            )?;
+            job.fresh = fresh;
+            match job.run_pieces(source).await {
+                Ok(done) => return Ok(done),
+                Err(e) if e.is_cancelled() => return Err(e),
+                Err(e) => {
+                    // What the pieces wrote stays (the digest checks the whole at the end);
+                    // the URL fetches the rest.
+                    tracing::warn!(path = %dest.display(), error = %e, "fetching the file in pieces failed; fetching it from {} instead", redact_url(&req.url));
+                    progress.retrying(
+                        1,
+                        std::time::Duration::ZERO,
+                        format!("{e}; fetching it from {} instead", redact_url(&req.url)),
+                    );
+                }
+            }
+        } else {
+            // Bytes assembled from pieces need a digest to prove the whole.
+            tracing::debug!(path = %dest.display(), "no published digest: fetching from the URL, not in pieces");
+        }
     }
     let mut job = Job::new(inner, req, dest, paths, headers, progress, cancel)?;
     job.fresh = fresh;

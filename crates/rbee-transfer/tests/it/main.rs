@@ -5,5 +5,6 @@ mod faults;
 mod hedge;
 mod hostile;
 mod many;
+mod pieces;
 mod protocol;
 mod resume;

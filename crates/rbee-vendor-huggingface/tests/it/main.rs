@@ -7,3 +7,5 @@ mod fake_hub;
 mod hf_python;
 mod mirrors;
 mod protocol;
+mod xet;
+mod xet_hub;

@@ -1,0 +1,177 @@
+//! The real `rbee` downloading over Xet from the fake hub: killed with SIGKILL mid-download,
+//! then run again, it fetches only the terms it had not finished.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rbee_fake_hub::{FakeHub, FakeHubConfig, XetCounters};
+
+const MIB: u64 = 1 << 20;
+const REPO: &str = "org/xet-GGUF";
+const FILE: &str = "m.Q4_K_M.gguf";
+
+struct Env {
+    dir: tempfile::TempDir,
+    hub: FakeHub,
+    data: Vec<u8>,
+}
+
+impl Env {
+    /// A file of `size` bytes in a Xet repo packed in xorbs of `xorb` bytes, served at `cap`
+    /// bytes/s per connection.
+    async fn new(size: u64, cap: u64, xorb: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let data: Vec<u8> = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let path = root.join("hf").join(REPO).join(FILE);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, &data).unwrap();
+        let mut config = FakeHubConfig::new(&root).with_xet().with_rate_limit(cap);
+        config.xet_xorb_bytes = xorb as usize;
+        let hub = FakeHub::start(config).await.unwrap();
+        Self { dir, hub, data }
+    }
+
+    fn rbee(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbee"));
+        cmd.arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path().join("home"))
+            .env("HF_HOME", self.dir.path().join("hf-home"))
+            .env("HF_ENDPOINT", self.hub.url().as_str())
+            .env("NO_COLOR", "1")
+            .args(["--quiet", "model", "download", "--connections", "2"])
+            .arg(format!("hf:{REPO}/{FILE}"));
+        for var in [
+            "RBEE_CACHE_DIR",
+            "HF_TOKEN",
+            "HUGGING_FACE_HUB_TOKEN",
+            "HF_TOKEN_PATH",
+            "HF_HUB_CACHE",
+            "HUGGINGFACE_HUB_CACHE",
+            "HF_HUB_OFFLINE",
+            "HF_HUB_DISABLE_XET",
+            "RBEE_XET_CACHE",
+            "XDG_CACHE_HOME",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    fn xet(&self) -> XetCounters {
+        self.hub.xet_counters()
+    }
+
+    /// Lets the counters settle after the client went away, then reads them.
+    async fn settled(&self) -> XetCounters {
+        let mut last = self.xet();
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = self.xet();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    fn files_named(&self, suffix: &str) -> Vec<PathBuf> {
+        fn walk(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, suffix, out);
+                } else if p.to_string_lossy().ends_with(suffix) {
+                    out.push(p);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.dir.path().join("cache"), suffix, &mut out);
+        out
+    }
+}
+
+/// A file of five xorbs (five terms) fetched two at a time: two terms finish, the next two
+/// are cut by a SIGKILL; the second run fetches nothing of the finished ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_over_xet_then_resume_fetches_only_unfinished_terms() {
+    let env = Env::new(40 * MIB, 4 * MIB, 8 * MIB).await;
+    let mut child = env
+        .rbee()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let finished: Vec<String> = loop {
+        let sent = env.xet().xorb_bytes;
+        // A xorb sent whole is a finished term. Xorbs stop short of 8 MiB by less than one
+        // chunk (at most 128 KiB; random bytes are stored as they are).
+        let full = 8 * MIB - 256 * 1024;
+        let whole: Vec<String> = sent
+            .iter()
+            .filter(|(_, b)| **b >= full)
+            .map(|(h, _)| h.clone())
+            .collect();
+        let started = sent.values().any(|b| (MIB..full).contains(b));
+        if whole.len() >= 2 && started {
+            break whole;
+        }
+        if child.try_wait().unwrap().is_some() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            panic!("rbee exited too early: {err}; {:?}", env.xet());
+        }
+        assert!(Instant::now() < deadline, "no progress: {:?}", env.xet());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    child.kill().unwrap(); // SIGKILL: no chance to save anything more
+    child.wait().unwrap();
+    let first = env.settled().await;
+    assert!(
+        first.xorb_bytes_total() < env.data.len() as u64,
+        "killed too late to test a resume: {first:?}"
+    );
+    assert_eq!(env.files_named(".part").len(), 1, "the partial is kept");
+
+    env.hub.reset_counters();
+    let out = env.rbee().output().unwrap();
+    assert!(
+        out.status.success(),
+        "second run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second = env.settled().await;
+    assert_eq!(second.bridge_bytes, 0, "{second:?}");
+    for xorb in &finished {
+        assert_eq!(
+            second.xorb_bytes.get(xorb).copied().unwrap_or(0),
+            0,
+            "a finished term is not fetched again: {second:?}"
+        );
+    }
+    assert!(
+        second.xorb_bytes_total() < env.data.len() as u64,
+        "{second:?}"
+    );
+    let finals = env.files_named(&format!("/{FILE}"));
+    assert_eq!(finals.len(), 1, "{finals:?}");
+    assert!(
+        std::fs::read(&finals[0]).unwrap() == env.data,
+        "content differs"
+    );
+    assert!(env.files_named(".part").is_empty());
+    assert!(env.files_named(".part.state").is_empty());
+}
