@@ -687,7 +687,7 @@ async fn refs(state: &HubState, req: &Parts, org: &str, name: &str) -> Result<Re
     let (repo, _) = open_repo(state, &req.headers, org, name).await?;
     let (mut branches, mut converts, mut pulls) = (Vec::new(), Vec::new(), Vec::new());
     for (branch, dir, rel) in revision_dirs(&repo).await {
-        let sha = scan_revision(state, &dir, rel, branch == "main").await?.sha;
+        let sha = scan_revision(state, &repo, &dir, rel, branch == "main").await?.sha;
         if let Some(n) = branch.strip_prefix("refs/pr/") {
             pulls.push(json!({ "name": n, "ref": branch, "targetCommit": sha }));
         } else if let Some(n) = branch.strip_prefix("refs/convert/") {
