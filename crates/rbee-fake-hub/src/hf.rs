@@ -471,19 +471,31 @@ fn split_revision<'a>(tail: &[&'a str]) -> (String, Vec<&'a str>) {
     }
 }
 
-/// `/api/models/{org}/{repo}[/revision/{rev}]` and `/api/models/{org}/{repo}/tree/{rev}[/{path}]`.
+/// `/api/models/{org}/{repo}[/revision/{rev}]`, `…/refs`, `…/tree/{rev}[/{path}]` and
+/// `POST …/paths-info/{rev}`.
 pub(crate) async fn api(State(state): State<AppState>, req: Request) -> Response {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+    let (req, body) = req.into_parts();
+    let segs = segments(req.uri.path());
+    // segs: ["api", "models", org, repo, ...]
+    let rest: Vec<&str> = segs.iter().skip(2).map(String::as_str).collect();
+    if let [org, name, "paths-info", after @ ..] = rest.as_slice()
+        && req.method == Method::POST
+    {
+        let (rev, _) = split_revision(after);
+        let Ok(body) = axum::body::to_bytes(body, 1 << 20).await else {
+            return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        };
+        return paths_info(&state, &req, &body, org, name, &rev)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
+    if req.method != Method::GET && req.method != Method::HEAD {
         return (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, "GET, HEAD")],
         )
             .into_response();
     }
-    let (req, _body) = req.into_parts();
-    let segs = segments(req.uri.path());
-    // segs: ["api", "models", org, repo, ...]
-    let rest: Vec<&str> = segs.iter().skip(2).map(String::as_str).collect();
     let result = match rest.as_slice() {
         [org, name] => model_info(&state, &req, org, name, "main").await,
         [org, name, "revision", rev @ ..] if !rev.is_empty() => {
@@ -492,6 +504,7 @@ pub(crate) async fn api(State(state): State<AppState>, req: Request) -> Response
         [org, name, "xet-read-token", rev @ ..] if !rev.is_empty() => {
             xet_read_token(&state, &req, org, name, &rev.join("/")).await
         }
+        [org, name, "refs"] => refs(&state, &req, org, name).await,
         [org, name, "tree", after @ ..] if !after.is_empty() => {
             let (rev, path) = split_revision(after);
             // The Python client sends the path as one segment with `/` encoded.
@@ -628,18 +641,7 @@ async fn tree(
                 .push_str(&format!("{} {}\n", f.oid, f.path));
         }
         if recursive || parts.len() == 1 {
-            let lies = state.listed_lies(&format!("{}/{}", revision.rel_dir, f.path));
-            let size = lies.size.unwrap_or(f.size);
-            let path = lies.name.as_deref().unwrap_or(&f.path);
-            let mut e = json!({ "type": "file", "oid": f.oid, "size": size, "path": path });
-            if let Some(lfs) = &f.lfs {
-                let sha256 = lies.sha256.as_deref().unwrap_or(&lfs.sha256);
-                e["lfs"] = json!({ "oid": sha256, "size": size, "pointerSize": lfs.pointer_size });
-            }
-            if let Some(xet) = &f.xet {
-                e["xetHash"] = json!(xet.to_hex());
-            }
-            entries.push((f.path.clone(), e));
+            entries.push((f.path.clone(), file_entry(state, &revision, f)));
         }
     }
     for (d, listing) in dirs {
@@ -676,6 +678,100 @@ async fn tree(
         }
     }
     Ok(resp)
+}
+
+/// `/api/models/{org}/{repo}/refs`: branches and tags with their commits, as the Hub lists them
+/// (llama.cpp reads `main`'s commit here before it lists the tree). Pull requests and
+/// conversions are listed under their own keys.
+async fn refs(state: &HubState, req: &Parts, org: &str, name: &str) -> Result<Response, HubError> {
+    let (repo, _) = open_repo(state, &req.headers, org, name).await?;
+    let (mut branches, mut converts, mut pulls) = (Vec::new(), Vec::new(), Vec::new());
+    for (branch, dir, rel) in revision_dirs(&repo).await {
+        let sha = scan_revision(state, &repo, &dir, rel, branch == "main")
+            .await?
+            .sha;
+        if let Some(n) = branch.strip_prefix("refs/pr/") {
+            pulls.push(json!({ "name": n, "ref": branch, "targetCommit": sha }));
+        } else if let Some(n) = branch.strip_prefix("refs/convert/") {
+            converts.push(json!({ "name": n, "ref": branch, "targetCommit": sha }));
+        } else {
+            branches.push(json!({ "name": branch, "ref": format!("refs/heads/{branch}"), "targetCommit": sha }));
+        }
+    }
+    let mut tags = Vec::new();
+    for (tag, rev) in &repo.settings.tags {
+        let revision = open_revision(state, &repo, rev).await?;
+        tags.push(
+            json!({ "name": tag, "ref": format!("refs/tags/{tag}"), "targetCommit": revision.sha }),
+        );
+    }
+    let mut body = json!({ "branches": branches, "converts": converts, "tags": tags });
+    if query_flag(req.uri.query(), "include_prs") {
+        body["pullRequests"] = json!(pulls);
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+/// A file as the tree and paths-info list it (with the configured lies).
+fn file_entry(state: &HubState, revision: &Revision, f: &RepoFile) -> Value {
+    let lies = state.listed_lies(&format!("{}/{}", revision.rel_dir, f.path));
+    let size = lies.size.unwrap_or(f.size);
+    let path = lies.name.as_deref().unwrap_or(&f.path);
+    let mut e = json!({ "type": "file", "oid": f.oid, "size": size, "path": path });
+    if let Some(lfs) = &f.lfs {
+        let sha256 = lies.sha256.as_deref().unwrap_or(&lfs.sha256);
+        e["lfs"] = json!({ "oid": sha256, "size": size, "pointerSize": lfs.pointer_size });
+    }
+    if let Some(xet) = &f.xet {
+        e["xetHash"] = json!(xet.to_hex());
+    }
+    e
+}
+
+/// `POST /api/models/{org}/{repo}/paths-info/{rev}` with a form `paths=a&paths=b` (as
+/// huggingface_hub sends it) or JSON `{"paths": […]}`: the entries of those that exist, files
+/// as the tree lists them, folders as `directory` entries; unknown paths are left out.
+async fn paths_info(
+    state: &HubState,
+    req: &Parts,
+    body: &[u8],
+    org: &str,
+    name: &str,
+    rev: &str,
+) -> Result<Response, HubError> {
+    let (repo, _) = open_repo(state, &req.headers, org, name).await?;
+    let revision = open_revision(state, &repo, rev).await?;
+    let wanted: Vec<String> = match serde_json::from_slice::<Value>(body) {
+        Ok(v) => v["paths"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str().map(str::to_owned))
+            .collect(),
+        Err(_) => url::form_urlencoded::parse(body)
+            .filter(|(k, _)| k == "paths")
+            .map(|(_, v)| v.into_owned())
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for path in wanted {
+        let path = path.trim_matches('/');
+        if let Some(f) = revision.files.iter().find(|f| f.path == path) {
+            out.push(file_entry(state, &revision, f));
+            continue;
+        }
+        let prefix = format!("{path}/");
+        let listing: String = revision
+            .files
+            .iter()
+            .filter(|f| path.is_empty() || f.path.starts_with(&prefix))
+            .map(|f| format!("{} {}\n", f.oid, f.path))
+            .collect();
+        if !listing.is_empty() {
+            out.push(json!({ "type": "directory", "oid": sha1_hex(listing.as_bytes()), "size": 0, "path": path }));
+        }
+    }
+    Ok(axum::Json(Value::Array(out)).into_response())
 }
 
 /// `GET /api/models/{org}/{repo}/xet-read-token/{rev}`: a CAS token for the repo, under the

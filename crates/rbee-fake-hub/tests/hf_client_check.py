@@ -62,6 +62,16 @@ assert lfs["model.Q4_K_M.gguf"].sha256 == sha256(os.path.join(repo_dir, "model.Q
 pinned = snapshot_download("org/repo", revision=info.sha)
 assert os.path.basename(pinned) == info.sha
 
+# paths-info (POST) and refs, as mirrors such as olah and llama.cpp use them.
+api = HfApi()
+entries = {e.path: e for e in api.get_paths_info("org/repo", ["model.Q4_K_M.gguf", "sub", "missing.bin"])}
+assert set(entries) == {"model.Q4_K_M.gguf", "sub"}, entries
+assert entries["model.Q4_K_M.gguf"].lfs.sha256 == sha256(os.path.join(repo_dir, "model.Q4_K_M.gguf"))
+assert type(entries["sub"]).__name__ == "RepoFolder"
+refs = api.list_repo_refs("org/repo")
+branches = {b.name: b.target_commit for b in refs.branches}
+assert branches["main"] == info.sha and "v2" in branches, branches
+
 # Tokens, gating and errors.
 # (Errors first: once a file is cached, the client falls back to it when the Hub refuses.)
 expect(RepositoryNotFoundError, lambda: hf_hub_download("org/private", "config.json", token=False))

@@ -3,10 +3,12 @@
 //!
 //! ```text
 //! GET  /api/models/{org}/{repo}[/revision/{rev}]   model info (the upstream's, passed on)
+//! GET  /api/models/{org}/{repo}/refs              branches and tags (the upstream's, passed on)
 //! GET  /api/models/{org}/{repo}/tree/{rev}[/{dir}] listing, paginated (Link rewritten to here)
 //! POST /api/models/{org}/{repo}/paths-info/{rev}   the named paths, from the revision listing
 //! HEAD|GET /{org}/{repo}/resolve/{rev}/{path}      the file: Range, ETag, X-Repo-Commit,
 //!                                                  X-Linked-Etag, X-Linked-Size
+//! GET  /v2/{org}/{repo}/manifests/{tag}            llama.cpp's `-hf`: the GGUF file a quant names
 //! ```
 //!
 //! Who may have what: the daemon's usual rules decide who reaches these routes at all (its
@@ -16,6 +18,7 @@
 //! passed on but the Hub's error code and message, and the next-page link, rewritten.
 
 mod body;
+mod manifest;
 mod names;
 mod range;
 mod reply;
@@ -51,12 +54,14 @@ pub(crate) fn router() -> Router<HiveState> {
     Router::new()
         .route("/api/models/{org}/{repo}", get(model_info))
         .route("/api/models/{org}/{repo}/revision/{*rev}", get(model_info))
+        .route("/api/models/{org}/{repo}/refs", get(refs))
         .route("/api/models/{org}/{repo}/tree/{*rest}", get(tree))
         .route(
             "/api/models/{org}/{repo}/paths-info/{*rev}",
             post(paths_info),
         )
         .route("/{org}/{repo}/resolve/{*rest}", get(resolve))
+        .route("/v2/{org}/{repo}/manifests/{tag}", get(manifest::manifest))
 }
 
 fn mirror(state: &HiveState) -> Result<&Upstream, HubError> {
@@ -151,6 +156,25 @@ async fn model_info_inner(state: &HiveState, uri: &Uri) -> Result<Response, HubE
         &["api", "models", &org, &repo, "revision", &rev],
         uri.query(),
     );
+    let answer = upstream.get(url).await?;
+    Ok(json_response(answer.status, answer.body))
+}
+
+async fn refs(State(state): State<HiveState>, uri: Uri) -> Response {
+    refs_inner(&state, &uri)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// llama.cpp asks here which commit `main` is before it lists the tree.
+async fn refs_inner(state: &HiveState, uri: &Uri) -> Result<Response, HubError> {
+    let upstream = mirror(state)?;
+    let (org, repo, _) = repo_path(uri, 2)?;
+    let info = upstream.revision(&org, &repo, "main").await?;
+    if info.private && !authenticated(state) {
+        return Err(refuse_restricted(&info, &org, &repo));
+    }
+    let url = upstream.url(&["api", "models", &org, &repo, "refs"], uri.query());
     let answer = upstream.get(url).await?;
     Ok(json_response(answer.status, answer.body))
 }

@@ -502,10 +502,20 @@ fn in_process_hive(env: &TestEnv) -> rbee_hive::HiveState {
 }
 
 async fn get_in(state: &rbee_hive::HiveState, path: &str) -> (StatusCode, HeaderMap, Vec<u8>) {
+    get_in_with(state, path, &[]).await
+}
+
+async fn get_in_with(
+    state: &rbee_hive::HiveState,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Vec<u8>) {
     use tower::ServiceExt;
-    let request = axum::http::Request::get(path)
-        .body(axum::body::Body::empty())
-        .unwrap();
+    let mut request = axum::http::Request::get(path);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request.body(axum::body::Body::empty()).unwrap();
     let response = rbee_hive::app(state.clone())
         .oneshot(request)
         .await
@@ -627,4 +637,120 @@ async fn a_resume_after_a_failed_check_is_refused() {
     let (status, _, body) = fetch(&hive.client, &url, &[("range", "bytes=1000-")]).await;
     assert_eq!(status, StatusCode::PARTIAL_CONTENT);
     assert!(body[..] == model[1000..]);
+}
+
+/// Older llama.cpp's `-hf ORG/REPO[:QUANT]` through the hive: the manifest names the file the
+/// tag picks (and the projector), and the resolve route serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llama_cpp_manifests_name_the_quant_and_its_projector() {
+    let env = TestEnv::new().await;
+    let q4 = env.write_file(&format!("{REPO}/model-Q4_K_M.gguf"), 200_000);
+    env.write_file(&format!("{REPO}/model-Q8_0.gguf"), 300_000);
+    env.write_file(&format!("{REPO}/mmproj-model-f16.gguf"), 50_000);
+    let hive = in_process_hive(&env);
+    let llama = [("user-agent", "llama-cpp"), ("accept", "application/json")];
+
+    let (status, _, body) = get_in_with(&hive, "/v2/org/repo/manifests/latest", &llama).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let manifest: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(manifest["ggufFile"]["rfilename"], "model-Q4_K_M.gguf");
+    assert_eq!(manifest["ggufFile"]["size"], 200_000);
+    assert_eq!(manifest["mmprojFile"]["rfilename"], "mmproj-model-f16.gguf");
+    assert_eq!(
+        manifest["ggufFile"]["lfs"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+
+    let (status, _, body) = get_in_with(&hive, "/v2/org/repo/manifests/q8_0", &llama).await;
+    assert_eq!(status, StatusCode::OK);
+    let manifest: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(manifest["ggufFile"]["rfilename"], "model-Q8_0.gguf");
+
+    let (status, _, body) = get_in(&hive, "/org/repo/resolve/main/model-Q4_K_M.gguf").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == q4);
+
+    let (status, _, body) = get_in_with(&hive, "/v2/org/repo/manifests/IQ1_S", &llama).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("Q4_K_M") && text.contains("Q8_0"), "{text}");
+
+    let (status, _, _) = get_in_with(&hive, "/v2/org/repo/manifests/..%2Fx", &llama).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, body) = get_in_with(
+        &hive,
+        "/v2/org/repo/manifests/latest",
+        &[(
+            "accept",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(String::from_utf8_lossy(&body).contains("ollama:hf.co/"));
+}
+
+/// Today's llama.cpp `-hf` (its HF-cache downloader) through the hive: `refs` for `main`'s
+/// commit, the recursive tree at that commit, then each file by commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llama_cpp_reads_refs_tree_and_files_through_the_hive() {
+    let env = TestEnv::new().await;
+    let q4 = env.write_file(&format!("{REPO}/Q4_K_M/model-Q4_K_M.gguf"), 150_000);
+    env.write_file(&format!("{REPO}/README.md"), 100);
+    let hive = in_process_hive(&env);
+    let llama = [
+        ("user-agent", "llama-cpp/b1"),
+        ("accept", "application/json"),
+    ];
+
+    let (status, _, body) = get_in_with(&hive, "/api/models/org/repo/refs", &llama).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let refs: Value = serde_json::from_slice(&body).unwrap();
+    let main = refs["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "main")
+        .expect("main is listed");
+    let commit = main["targetCommit"].as_str().unwrap();
+    assert_eq!(commit.len(), 40);
+
+    let (status, _, body) = get_in_with(
+        &hive,
+        &format!("/api/models/org/repo/tree/{commit}?recursive=true"),
+        &llama,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let tree: Value = serde_json::from_slice(&body).unwrap();
+    let entry = tree
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "Q4_K_M/model-Q4_K_M.gguf")
+        .expect("the nested GGUF is listed");
+    assert_eq!(entry["type"], "file");
+    assert_eq!(entry["lfs"]["oid"].as_str().unwrap().len(), 64);
+
+    let (status, _, body) = get_in_with(
+        &hive,
+        &format!("/org/repo/resolve/{commit}/Q4_K_M/model-Q4_K_M.gguf"),
+        &llama,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == q4);
+
+    // The Hub answers an anonymous client 401 for a repository it does not have.
+    let (status, h, body) = get_in(&hive, "/api/models/org/missing/refs").await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(header(&h, "x-error-code"), "RepoNotFound");
 }
