@@ -25,6 +25,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/faults/add", post(add_faults))
         .route("/counters", get(counters))
         .route("/counters/reset", post(reset_counters))
+        .route("/counters/xet", get(xet_counters))
         .route("/requests", get(requests))
         .route("/rate-limit", get(get_rate).post(set_rate))
 }
@@ -95,6 +96,13 @@ async fn clear_faults(State(state): State<AppState>) -> Response {
 
 async fn counters(State(state): State<AppState>) -> Response {
     axum::Json(state.counters.snapshot()).into_response()
+}
+
+async fn xet_counters(State(state): State<AppState>) -> Response {
+    axum::Json(crate::xet::XetCounters::from_snapshot(
+        &state.counters.snapshot(),
+    ))
+    .into_response()
 }
 
 async fn reset_counters(State(state): State<AppState>) -> Response {

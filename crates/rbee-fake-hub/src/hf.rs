@@ -501,10 +501,10 @@ pub(crate) async fn api(State(state): State<AppState>, req: Request) -> Response
         [org, name, "revision", rev @ ..] if !rev.is_empty() => {
             model_info(&state, &req, org, name, &rev.join("/")).await
         }
-        [org, name, "refs"] => refs(&state, &req, org, name).await,
         [org, name, "xet-read-token", rev @ ..] if !rev.is_empty() => {
             xet_read_token(&state, &req, org, name, &rev.join("/")).await
         }
+        [org, name, "refs"] => refs(&state, &req, org, name).await,
         [org, name, "tree", after @ ..] if !after.is_empty() => {
             let (rev, path) = split_revision(after);
             // The Python client sends the path as one segment with `/` encoded.
@@ -687,7 +687,9 @@ async fn refs(state: &HubState, req: &Parts, org: &str, name: &str) -> Result<Re
     let (repo, _) = open_repo(state, &req.headers, org, name).await?;
     let (mut branches, mut converts, mut pulls) = (Vec::new(), Vec::new(), Vec::new());
     for (branch, dir, rel) in revision_dirs(&repo).await {
-        let sha = scan_revision(state, &repo, &dir, rel, branch == "main").await?.sha;
+        let sha = scan_revision(state, &repo, &dir, rel, branch == "main")
+            .await?
+            .sha;
         if let Some(n) = branch.strip_prefix("refs/pr/") {
             pulls.push(json!({ "name": n, "ref": branch, "targetCommit": sha }));
         } else if let Some(n) = branch.strip_prefix("refs/convert/") {

@@ -49,6 +49,15 @@ struct Args {
     /// Size of the disk reads feeding response bodies.
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
     read_chunk: usize,
+    /// Serve every HuggingFace LFS file over Xet too (see the README's Xet section).
+    #[arg(long)]
+    xet: bool,
+    /// Lifetime of Xet tokens in seconds.
+    #[arg(long, default_value_t = 3600)]
+    xet_token_ttl: u64,
+    /// Largest xorb in bytes (at most 64 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = rbee_xet::MAX_XORB_BYTES)]
+    xet_xorb_bytes: usize,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +101,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     config.hf_tokens = args.hf_tokens;
     config.read_chunk = args.read_chunk.max(4096);
     config.gh_tokens = args.gh_tokens;
+    config.xet = args.xet;
+    config.xet_token_ttl = Duration::from_secs(args.xet_token_ttl);
+    config.xet_xorb_bytes = args.xet_xorb_bytes.max(1);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -61,34 +61,27 @@ pub(crate) fn cas_url(state: &HubState) -> String {
     format!("{}cas", state.cdn_url)
 }
 
-/// The repo a CAS bearer token was issued for, if it is genuine and not expired.
-fn token_repo(state: &HubState, headers: &HeaderMap) -> Result<String, Response> {
-    let refuse = |why: &str| {
-        (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({ "error": format!("fake CAS: {why}") })),
-        )
-            .into_response()
-    };
+/// The repo a CAS bearer token was issued for, or why the token is refused (a 401).
+fn token_repo(state: &HubState, headers: &HeaderMap) -> Result<String, &'static str> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
-        .ok_or_else(|| refuse("missing bearer token"))?;
+        .ok_or("missing bearer token")?;
     let (repo_hex, signed) = token
         .strip_prefix("xet_")
         .and_then(|t| t.split_once('_'))
-        .ok_or_else(|| refuse("not a CAS token"))?;
+        .ok_or("not a CAS token")?;
     let repo = hex::decode(repo_hex)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| refuse("not a CAS token"))?;
+        .ok_or("not a CAS token")?;
     match state.signer.check_token(&token_subject(&repo), signed) {
         Ok(()) => Ok(repo),
-        Err(SignError::Expired) => Err(refuse("token expired")),
-        Err(SignError::BadSignature) => Err(refuse("invalid token")),
+        Err(SignError::Expired) => Err("token expired"),
+        Err(SignError::BadSignature) => Err("invalid token"),
     }
 }
 
@@ -108,7 +101,7 @@ pub(crate) async fn api(State(state): State<AppState>, req: Request) -> Response
     };
     let repo = match token_repo(&state, req.headers()) {
         Ok(repo) => repo,
-        Err(resp) => return resp,
+        Err(why) => return cas_error(StatusCode::UNAUTHORIZED, &format!("fake CAS: {why}")),
     };
     let Ok(hash) = XetHash::from_hex(hash) else {
         return cas_error(StatusCode::BAD_REQUEST, "invalid file hash");

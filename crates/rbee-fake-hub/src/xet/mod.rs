@@ -116,7 +116,7 @@ pub fn mutate_chunks(data: &[u8], fraction: f64, seed: u64) -> Vec<u8> {
     let step = (1.0 / fraction.min(1.0)).round().max(1.0) as usize;
     let mut start = 0;
     for (i, end) in rbee_xet::chunk_boundaries(data).into_iter().enumerate() {
-        if (i + seed as usize) % step == 0 {
+        if (i + seed as usize).is_multiple_of(step) {
             out[(start + end) / 2] ^= 0xff;
         }
         start = end;

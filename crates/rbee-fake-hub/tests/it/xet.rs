@@ -254,6 +254,15 @@ async fn a_xet_file_downloads_through_token_reconstruction_and_xorbs() {
     assert_eq!(assemble(&ReconstructionV2::from(v1)).await.unwrap(), model);
 
     let counters = fx.hub.xet_counters();
+    let over_http: rbee_fake_hub::XetCounters = client()
+        .get(fx.hub.url().join("_admin/counters/xet").unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(over_http, counters);
     assert_eq!(counters.token_requests, 1);
     assert_eq!(
         (counters.reconstructions_v1, counters.reconstructions_v2),
@@ -262,6 +271,32 @@ async fn a_xet_file_downloads_through_token_reconstruction_and_xorbs() {
     assert_eq!(counters.xorb_bytes.len(), v2.xorbs.len());
     assert!(counters.xorb_bytes_total() >= 2 * 5 * MIB as u64);
     assert_eq!(counters.bridge_requests, 0);
+}
+
+#[tokio::test]
+async fn chunks_repeated_within_a_file_are_stored_once() {
+    let mut model = vec![0u8; 2 * MIB];
+    model.extend_from_slice(&pattern(MIB, 12));
+    model.extend_from_slice(&vec![0u8; MIB]);
+    let fx = xet_fixture(&model).await;
+    let d = discover(&fx, "org/xet", "main", "model.gguf")
+        .await
+        .unwrap();
+    assert_eq!(d.hash, xet_hash_of(&model).to_hex());
+    let tok = fresh_token(&d).await;
+    let rec: ReconstructionV2 = reconstruction(&tok, "v2", &d.hash, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(assemble(&rec).await.unwrap(), model);
+    // 3 MiB of zeros are 24 identical 128 KiB chunks: one stored, referenced 24 times.
+    let stored: u64 = fx.hub.xet_counters().xorb_bytes_total();
+    assert!(
+        stored < 2 * MIB as u64,
+        "{stored} xorb bytes fetched for {} bytes",
+        model.len()
+    );
 }
 
 #[tokio::test]
