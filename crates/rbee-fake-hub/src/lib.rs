@@ -102,6 +102,7 @@
 pub use config::FakeHubConfig;
 pub use counters::{CountersSnapshot, PathCounters, RequestRecord};
 pub use fault::{Fault, FaultAction, FaultError, FaultState, Host};
+pub use garage::Garage;
 pub use server::FakeHub;
 pub use tmpfs::Tmpfs;
 
@@ -112,6 +113,7 @@ mod config;
 mod counters;
 mod fault;
 mod files;
+mod garage;
 mod gh;
 mod hashes;
 mod hf;
