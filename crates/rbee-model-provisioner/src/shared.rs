@@ -405,6 +405,17 @@ impl SharedTier {
         }
     }
 
+    /// Publishes a ready entry (`rbee model push`): the blobs the store lacks, then the
+    /// manifest. Returns the bytes uploaded.
+    pub async fn push(
+        &self,
+        record: &ArtifactRecord,
+        files_dir: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<u64> {
+        Ok(self.try_publish(record, files_dir, cancel).await?)
+    }
+
     async fn try_publish(
         &self,
         record: &ArtifactRecord,

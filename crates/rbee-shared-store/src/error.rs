@@ -106,7 +106,17 @@ impl From<StoreError> for rbee_artifact::Error {
                 ..
             } => rbee_artifact::Error::Unauthorized { message },
             StoreError::Corrupt { .. } => rbee_artifact::Error::Protocol { message },
-            StoreError::Leased { .. } => rbee_artifact::Error::InvalidRequest(message),
+            StoreError::Leased {
+                store,
+                id,
+                holder,
+                until,
+            } => rbee_artifact::Error::Busy {
+                id,
+                reason: format!(
+                    "{holder} is fetching it into the shared store {store} (lease until {until}); try again when it is done"
+                ),
+            },
             StoreError::Failed { .. } => rbee_artifact::Error::Network {
                 message,
                 source: None,

@@ -36,6 +36,15 @@ pub use url::StoreUrl;
 
 pub mod layout;
 
+/// This machine's host name (for naming a hive in leases), `localhost` when it cannot be read.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 mod config;
 mod error;
 mod lease;
