@@ -173,6 +173,7 @@ impl SharedTier {
     /// come from the origin, waits while another hive fetches it, or wins the lease and returns
     /// it for this hive to fetch. Returns the files still to fetch and, when this hive fetches
     /// from the origin for the cluster, its lease.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn fetch(
         &self,
         key: &CatalogKey,
