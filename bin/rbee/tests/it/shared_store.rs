@@ -91,7 +91,7 @@ fn ok(out: &Output) -> String {
     stdout(out)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_store_is_a_usage_error_naming_what_to_write() {
     let env = Env::new().await;
     let out = env
@@ -115,7 +115,7 @@ async fn a_malformed_store_is_a_usage_error_naming_what_to_write() {
     assert!(text(&out).contains("RBEE_SHARED_STORE"), "{}", text(&out));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_second_machine_pulls_from_the_store_and_the_store_can_be_listed_and_emptied() {
     let Some(garage) = Garage::shared() else {
         return;
@@ -163,7 +163,7 @@ async fn a_second_machine_pulls_from_the_store_and_the_store_can_be_listed_and_e
             "--json",
             "model",
             "push",
-            "hf--org--model",
+            "hf:org/model",
         ])
         .output()
         .unwrap());
