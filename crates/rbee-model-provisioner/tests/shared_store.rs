@@ -1,5 +1,7 @@
 //! The shared-store tier end to end: hives (provisioners with catalogs of their own) sharing a
 //! real Garage on loopback, with the fake hub as the origin.
+// Measured figures (lease contention, origin bytes) are printed for the report.
+#![allow(clippy::print_stderr)]
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -266,6 +268,10 @@ async fn four_hives_at_once_fetch_from_the_origin_once() {
         waited |= events.iter().any(|e| e.contains("waiting for hive hive-"));
     }
     let origin = cluster.origin_bytes();
+    eprintln!(
+        "four hives, one {WEIGHTS}-byte model: the origin sent {origin} bytes ({:.3}x)",
+        origin as f64 / WEIGHTS as f64
+    );
     assert!(
         origin as f64 <= 1.02 * WEIGHTS as f64 + 256.0 * 1024.0,
         "the origin sent {origin} bytes for a {WEIGHTS}-byte model to four hives"
