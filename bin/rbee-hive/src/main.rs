@@ -110,6 +110,19 @@ struct Args {
     /// mirror for clients it lets in: HF_ENDPOINT=http://this-hive; see docs/mirror.md)
     #[arg(long, env = "RBEE_HIVE_NO_MIRROR")]
     no_mirror: bool,
+    /// The cluster's shared store, s3://BUCKET[/PREFIX] on any S3-compatible endpoint
+    /// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION): models are read
+    /// from it before the origin and published to it after (see docs/cluster.md)
+    #[arg(
+        long,
+        env = "RBEE_SHARED_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    shared_store: Option<String>,
+    /// Fail downloads instead of falling back to the origin when the shared store cannot be used
+    #[arg(long, env = "RBEE_SHARED_STORE_REQUIRED")]
+    shared_store_required: bool,
     /// Log more (repeat for more); RUST_LOG overrides
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -254,6 +267,25 @@ async fn run(args: Args) -> Result<()> {
             ..ProvisionerConfig::default()
         },
     );
+    if let Some(url) = args
+        .shared_store
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+    {
+        let store = rbee_shared_store::StoreConfig::from_vars(url, |k| std::env::var(k).ok())
+            .and_then(rbee_shared_store::S3Store::new)
+            .map_err(|e| anyhow::anyhow!("--shared-store: {e}"))?;
+        let tier = rbee_model_provisioner::SharedTier::connect(
+            std::sync::Arc::new(store),
+            format!("{} ({})", args.hive_id, rbee_shared_store::host_name()),
+            rbee_transfer::Transfer::new(vendors.transfer.clone())?,
+            args.shared_store_required,
+            rbee_shared_store::LeaseConfig::default(),
+        )
+        .await?;
+        tracing::info!(store = %tier.name(), "shared store");
+        provisioner.set_shared_store(tier);
+    }
     let state = HiveState::new(provisioner, config);
 
     let listener = tokio::net::TcpListener::bind(addr)

@@ -231,6 +231,10 @@ async fn health(State(state): State<HiveState>) -> Json<serde_json::Value> {
         "hive_id": state.config().hive_id,
         "jobs": { "active": active, "known": jobs.len() },
         "uptime_secs": state.uptime_secs(),
+        "shared_store": state.provisioner().shared_store().map(|s| json!({
+            "store": s.name(),
+            "required": s.required(),
+        })),
     }))
 }
 

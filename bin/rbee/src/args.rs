@@ -24,7 +24,7 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct GlobalArgs {
     /// Catalog folder [default: $RBEE_CACHE_DIR, else ~/.cache/rbee/models]
     #[arg(long, global = true, value_name = "DIR")]
@@ -59,6 +59,27 @@ pub(crate) struct GlobalArgs {
         value_name = "TOKEN"
     )]
     pub(crate) hive_token: Option<String>,
+    /// The cluster's shared store, s3://BUCKET[/PREFIX] on any S3-compatible endpoint
+    /// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION): read before the
+    /// origin, written after it (see docs/cluster.md)
+    #[arg(
+        long,
+        global = true,
+        env = "RBEE_SHARED_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub(crate) shared_store: Option<String>,
+    /// Fail instead of falling back to the origin when the shared store cannot be used
+    #[arg(
+        long,
+        global = true,
+        env = "RBEE_SHARED_STORE_REQUIRED",
+        hide_env_values = true,
+        action = clap::ArgAction::SetTrue,
+        value_parser = BoolishValueParser::new()
+    )]
+    pub(crate) shared_store_required: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,7 +135,13 @@ pub(crate) enum ModelCommand {
     Download(DownloadArgs),
     /// List the catalog
     #[command(visible_alias = "ls")]
-    List,
+    List(ListArgs),
+    /// Publish a ready catalog entry to the shared store (--shared-store), so other hives
+    /// fetch it from there
+    Push {
+        /// Catalog id or reference
+        model: String,
+    },
     /// What a model is and whether it fits this machine, from its headers alone (nothing is
     /// downloaded)
     Inspect(crate::inspect::InspectArgs),
@@ -197,7 +224,7 @@ impl Command {
         match self {
             Command::Model(cmd) => Ok(cmd),
             Command::Pull(args) => Ok(ModelCommand::Download(args)),
-            Command::Ls => Ok(ModelCommand::List),
+            Command::Ls => Ok(ModelCommand::List(ListArgs::default())),
             Command::Rm(args) => Ok(ModelCommand::Rm(args)),
             Command::Prune(args) => Ok(ModelCommand::Tidy(TidyCommand::Prune(args))),
             other => Err(Box::new(other)),
@@ -217,6 +244,17 @@ pub(crate) struct RmArgs {
     /// Catalog ids or references
     #[arg(required = true)]
     pub(crate) models: Vec<String>,
+    /// Remove them from the shared store (--shared-store) instead of this machine's catalog
+    /// (refused while a hive is fetching one)
+    #[arg(long)]
+    pub(crate) shared: bool,
+}
+
+#[derive(Debug, Default, Args)]
+pub(crate) struct ListArgs {
+    /// List the shared store (--shared-store) instead of this machine's catalog
+    #[arg(long)]
+    pub(crate) shared: bool,
 }
 
 #[derive(Debug, Default, Args)]

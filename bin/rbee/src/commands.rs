@@ -27,9 +27,12 @@ pub(crate) async fn run(global: &GlobalArgs, command: &ModelCommand) -> Result<(
     match command {
         ModelCommand::Download(args) if args.dry_run => dry_run(global, args).await,
         ModelCommand::Download(args) => download(global, args).await,
-        ModelCommand::List => list(global),
+        ModelCommand::List(args) if args.shared => crate::shared::list(global).await,
+        ModelCommand::List(_) => list(global),
+        ModelCommand::Push { model } => crate::shared::push(global, model).await,
         ModelCommand::Info { model } => info(global, model),
         ModelCommand::Verify { models } => verify(global, models).await,
+        ModelCommand::Rm(args) if args.shared => crate::shared::rm(global, &args.models).await,
         ModelCommand::Rm(args) => rm(global, &args.models),
         ModelCommand::Inspect(args) => crate::inspect::inspect(global, args).await,
         ModelCommand::Du => du(global),
@@ -166,6 +169,7 @@ async fn provision(
     let settings = TransferSettings::from_args(args)?;
     let catalog = setup::open_catalog(global)?;
     let provisioner = setup::provisioner(catalog, &settings)?;
+    crate::shared::attach(&provisioner, global, &settings).await?;
     let cancel = cancel_on_signals();
     let (reference, notes) = fit::choose(reference, args, &settings, &cancel).await?;
     for note in notes {
@@ -797,7 +801,7 @@ pub(crate) fn du(global: &GlobalArgs) -> Result<()> {
 }
 
 /// An entry by id or by reference (relative `file:` paths count from the current folder).
-fn find(catalog: &Option<Arc<Catalog>>, model: &str) -> Result<CatalogEntry> {
+pub(crate) fn find(catalog: &Option<Arc<Catalog>>, model: &str) -> Result<CatalogEntry> {
     let key = match CatalogKey::from_id(model) {
         Some(key) => key,
         None => CatalogKey::of(&setup::parse_reference(model)?),

@@ -80,7 +80,10 @@ impl Failure {
             }
         } else {
             match typed {
-                Some(Error::Network { message, .. }) => network_advice(message, e),
+                // A shared store's message already names it and what to check.
+                Some(Error::Network { message, .. }) if !message.starts_with("shared store ") => {
+                    network_advice(message, e)
+                }
                 Some(t) if e.chain().count() == 1 => t.to_string(),
                 _ => format!("{e:#}"),
             }

@@ -77,7 +77,14 @@ pub(crate) async fn run(global: &GlobalArgs, url: &str, command: &ModelCommand) 
     let hive = Hive::new(url, global.hive_token.as_deref())?;
     match command {
         ModelCommand::Download(args) => download(&hive, global, args).await,
-        ModelCommand::List => {
+        // The shared store is reached directly, not through the daemon.
+        ModelCommand::List(args) if args.shared => crate::shared::list(global).await,
+        ModelCommand::Rm(args) if args.shared => crate::shared::rm(global, &args.models).await,
+        ModelCommand::Push { .. } => Err(UsageError::argument(
+            "rbee model push publishes from this machine's catalog; run it without --hive (on the hive's machine, with its --cache-dir)",
+        )
+        .into()),
+        ModelCommand::List(_) => {
             let (root, listing) = hive.listing().await?;
             commands::print_listing(global, &root, &listing)
         }

@@ -24,6 +24,7 @@ mod inspect;
 mod logging;
 mod render;
 mod setup;
+mod shared;
 mod spelling;
 mod terminal;
 mod tidy;

@@ -104,6 +104,7 @@
 pub use config::FakeHubConfig;
 pub use counters::{CountersSnapshot, PathCounters, RequestRecord};
 pub use fault::{Fault, FaultAction, FaultError, FaultState, Host};
+pub use garage::Garage;
 pub use server::FakeHub;
 pub use tmpfs::Tmpfs;
 pub use xet::{XetCounters, mutate_chunks};
@@ -115,6 +116,7 @@ mod config;
 mod counters;
 mod fault;
 mod files;
+mod garage;
 mod gh;
 mod hashes;
 mod hf;

@@ -38,10 +38,12 @@ pub use provisioner::{
     ProvisionerConfig, link_or_copy,
 };
 pub use registry::VendorRegistry;
+pub use shared::SharedTier;
 pub use vendors::{VendorSettings, standard_vendors};
 
 mod fit;
 mod integration;
 mod provisioner;
 mod registry;
+mod shared;
 mod vendors;

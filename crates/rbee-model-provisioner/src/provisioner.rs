@@ -24,6 +24,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::VendorRegistry;
+use crate::shared::SharedTier;
 
 /// Tuning for a [`Provisioner`].
 #[derive(Debug, Clone)]
@@ -166,6 +167,7 @@ struct Inner {
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
     inflight: Mutex<HashMap<CatalogKey, Arc<Inflight>>>,
+    shared: std::sync::OnceLock<SharedTier>,
 }
 
 type SharedResult = Option<std::result::Result<Provisioned, Arc<Error>>>;
@@ -203,6 +205,7 @@ impl Provisioner {
                 slots,
                 waiting: AtomicUsize::new(0),
                 inflight: Mutex::new(HashMap::new()),
+                shared: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -215,6 +218,17 @@ impl Provisioner {
     /// The vendors.
     pub fn vendors(&self) -> &VendorRegistry {
         &self.inner.vendors
+    }
+
+    /// Puts the cluster's shared store between the catalog and the origins (once, before the
+    /// first request; a second call is refused with `false`).
+    pub fn set_shared_store(&self, tier: SharedTier) -> bool {
+        self.inner.shared.set(tier).is_ok()
+    }
+
+    /// The cluster's shared store, when one is set.
+    pub fn shared_store(&self) -> Option<&SharedTier> {
+        self.inner.shared.get()
     }
 
     /// Downloads in progress in this process.
@@ -474,7 +488,10 @@ impl Provisioner {
                         outcome: Outcome::AlreadyReady,
                     });
                 }
-                return Err(e);
+                match self.resolve_from_shared(key, reference, tracker).await? {
+                    Some(resolved) => resolved,
+                    None => return Err(e),
+                }
             }
             Err(e) => return Err(e),
         };
@@ -674,16 +691,45 @@ impl Provisioner {
             to_fetch = remaining;
         }
 
-        if !to_fetch.is_empty() {
+        let shared = self.shared_store().filter(|_| !to_fetch.is_empty());
+        let mut lease = None;
+        if let Some(tier) = shared {
             let updater = self.spawn_status_updater(key.clone(), tracker.clone());
+            let outcome = tier
+                .fetch(key, resolved, to_fetch, files_dir, tracker, cancel, record)
+                .await;
+            updater.abort();
+            (to_fetch, lease) = outcome?;
+        }
+        let from_origin = !to_fetch.is_empty();
+        if from_origin {
+            let updater = self.spawn_status_updater(key.clone(), tracker.clone());
+            let lease = lease.map(Arc::new);
+            let reporter = match (shared, &lease) {
+                (Some(tier), Some(lease)) => {
+                    Some(tier.spawn_progress(lease.clone(), tracker.clone()))
+                }
+                _ => None,
+            };
             let downloaded = vendor
                 .download(resolved, &to_fetch, files_dir, tracker, cancel)
                 .await;
             updater.abort();
+            if let Some(reporter) = reporter {
+                reporter.abort();
+            }
             let downloaded = downloaded?;
             check_downloaded(&to_fetch, &downloaded, files_dir)?;
             for d in downloaded {
                 set_digest(record, &d.path, d.sha256, d.size);
+            }
+            if let Some(tier) = shared {
+                tier.publish(record, files_dir, tracker, cancel).await;
+            }
+            if let Some(lease) = lease.and_then(|l| Arc::try_unwrap(l).ok())
+                && let Err(e) = lease.release().await
+            {
+                tracing::warn!(error = %e, "could not release the shared store's lease; it expires on its own");
             }
         }
         // Every file must now be in place at its recorded size, as a regular file.
@@ -879,6 +925,19 @@ impl Provisioner {
             ));
         }
         Ok(())
+    }
+
+    /// The artifact as the shared store's manifest describes it, when the origin cannot be asked.
+    async fn resolve_from_shared(
+        &self,
+        key: &CatalogKey,
+        reference: &ArtifactRef,
+        tracker: &DownloadTracker,
+    ) -> Result<Option<ResolvedArtifact>> {
+        match self.shared_store() {
+            Some(tier) => tier.resolve_from_manifest(key, reference, tracker).await,
+            None => Ok(None),
+        }
     }
 
     /// Re-hashes an entry's files against their recorded digests (off the async threads).
@@ -1150,7 +1209,7 @@ fn remove_final(files_dir: &Path, rel: &str) {
 }
 
 /// Removes a file's final copy and its partial data, so nothing of it is adopted or resumed.
-fn remove_with_partials(files_dir: &Path, rel: &str) {
+pub(crate) fn remove_with_partials(files_dir: &Path, rel: &str) {
     let path = files_dir.join(rel);
     for p in [part_path(&path), part_state_path(&path), path] {
         let _ = std::fs::remove_file(p);

@@ -49,7 +49,7 @@ pub use fetch::PieceSink;
 pub use piece::PieceSource;
 pub use ranged::{RangeReader, RangeStats};
 pub use request::{ApiRequest, FetchRequest};
-pub use retry::parse_retry_after;
+pub use retry::{jitter, parse_retry_after};
 pub use transfer::{RETRY_LOG_TARGET, Transfer};
 pub use written::{Written, watch_written};
 

@@ -66,8 +66,9 @@ impl RetryPolicy {
     }
 }
 
-/// A number in `[0, 1)`, different on each call; quality only needs to spread retries.
-fn jitter() -> f64 {
+/// A number in `[0, 1)`, different on each call; quality only needs to spread retries (and
+/// other hosts' waits: the shared store's lease election).
+pub fn jitter() -> f64 {
     use std::cell::Cell;
     use std::hash::{BuildHasher, Hasher};
     thread_local! {

@@ -1,0 +1,405 @@
+//! The shared-store tier end to end: hives (provisioners with catalogs of their own) sharing a
+//! real Garage on loopback, with the fake hub as the origin.
+// Measured figures (lease contention, origin bytes) are printed for the report.
+#![allow(clippy::print_stderr)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rbee_artifact::{DownloadTracker, JobId, ProgressEvent, Sha256Digest};
+use rbee_catalog::{ArtifactStatus, Catalog};
+use rbee_fake_hub::{FakeHub, FakeHubConfig, Garage};
+use rbee_model_provisioner::{
+    ProvisionOptions, Provisioned, Provisioner, ProvisionerConfig, SharedTier, VendorSettings,
+    standard_vendors,
+};
+use rbee_shared_store::{LeaseConfig, S3Store, SharedStore, StoreConfig, layout};
+use rbee_transfer::Transfer;
+use rbee_vendor_huggingface::HfConfig;
+use tokio_util::sync::CancellationToken;
+
+const WEIGHTS: usize = 24 << 20;
+
+struct Cluster {
+    hub: FakeHub,
+    weights: Vec<u8>,
+    _root: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let root = tempfile::tempdir().unwrap();
+        let repo = root.path().join("hf/org/model");
+        std::fs::create_dir_all(&repo).unwrap();
+        let weights: Vec<u8> = (0..WEIGHTS as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        std::fs::write(repo.join("model.safetensors"), &weights).unwrap();
+        std::fs::write(repo.join("config.json"), br#"{"model_type":"llama"}"#).unwrap();
+        let hub = FakeHub::start(FakeHubConfig::new(root.path()))
+            .await
+            .unwrap();
+        Cluster {
+            hub,
+            weights,
+            _root: root,
+        }
+    }
+
+    /// Bytes the origin sent (file bodies and API answers alike).
+    fn origin_bytes(&self) -> u64 {
+        self.hub.counters().total_bytes_sent
+    }
+}
+
+#[derive(Debug)]
+struct Hive {
+    provisioner: Provisioner,
+    dir: tempfile::TempDir,
+}
+
+fn store_config(garage: &Garage, prefix: &str) -> StoreConfig {
+    StoreConfig::from_vars(&garage.store_url(prefix), |k| garage.var(k)).unwrap()
+}
+
+async fn hive(
+    name: &str,
+    origin: &url::Url,
+    store: StoreConfig,
+    required: bool,
+) -> rbee_artifact::Result<Hive> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = VendorSettings::default();
+    settings.transfer.connections = 2;
+    settings.transfer.max_connections = 2;
+    settings.huggingface = Some(HfConfig::new(origin.clone(), dir.path().join("hf-home")));
+    let catalog = Arc::new(Catalog::open(dir.path().join("catalog")).unwrap());
+    let provisioner = Provisioner::new(
+        catalog,
+        standard_vendors(&settings).unwrap(),
+        ProvisionerConfig::default(),
+    );
+    let store: Arc<dyn SharedStore> = Arc::new(S3Store::new(store).unwrap());
+    let tier = SharedTier::connect(
+        store,
+        name,
+        Transfer::new(settings.transfer.clone()).unwrap(),
+        required,
+        LeaseConfig::default(),
+    )
+    .await?;
+    assert!(provisioner.set_shared_store(tier));
+    Ok(Hive { provisioner, dir })
+}
+
+/// Every event of a provision, as JSON lines.
+async fn provision(hive: &Hive) -> (rbee_artifact::Result<Provisioned>, Vec<String>) {
+    let tracker = DownloadTracker::new(JobId::generate());
+    let (_, mut rx) = tracker.subscribe();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let reader = tokio::spawn(async move {
+        while let Ok(event) = rx.recv().await {
+            let event: ProgressEvent = event;
+            sink.lock()
+                .unwrap()
+                .push(serde_json::to_string(&event).unwrap());
+        }
+    });
+    let result = tokio::time::timeout(
+        Duration::from_secs(120),
+        hive.provisioner.provision(
+            "hf:org/model".parse().unwrap(),
+            ProvisionOptions::default(),
+            &tracker,
+            CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("provisioning finishes");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    reader.abort();
+    let events = seen.lock().unwrap().clone();
+    (result, events)
+}
+
+fn assert_exact(p: &Provisioned, weights: &[u8]) {
+    assert_eq!(p.entry.record.status, ArtifactStatus::Ready);
+    let file = p.entry.files_dir().join("model.safetensors");
+    let (sha, _) = Sha256Digest::of_file(&file, |_| {}).unwrap();
+    assert_eq!(sha, Sha256Digest::of(weights));
+}
+
+fn source_of<'a>(p: &'a Provisioned, path: &str) -> &'a str {
+    p.entry
+        .record
+        .files
+        .iter()
+        .find(|f| f.path == path)
+        .and_then(|f| f.source.as_deref())
+        .unwrap_or("")
+}
+
+fn no_credentials(garage: &Garage, texts: &[String], dir: &Path) {
+    let secret = garage.var("AWS_SECRET_ACCESS_KEY").unwrap();
+    let key_id = garage.var("AWS_ACCESS_KEY_ID").unwrap();
+    let mut all = texts.join("\n");
+    for entry in walk(dir) {
+        if entry.extension().is_some_and(|e| e == "json") {
+            all.push_str(&std::fs::read_to_string(&entry).unwrap_or_default());
+        }
+    }
+    assert!(!all.contains(&secret), "the secret key leaked");
+    assert!(!all.contains(&key_id), "the access key id leaked");
+    assert!(!all.contains("X-Amz-Signature=") || all.contains("X-Amz-Signature=REDACTED"));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_second_hive_reads_the_store_not_the_origin() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let cluster = Cluster::start().await;
+    let prefix = "second-hive";
+    let a = hive(
+        "hive-a",
+        cluster.hub.url(),
+        store_config(garage, prefix),
+        false,
+    )
+    .await
+    .unwrap();
+    let (got, events_a) = provision(&a).await;
+    let got = got.unwrap();
+    assert_exact(&got, &cluster.weights);
+    assert!(!source_of(&got, "model.safetensors").contains("shared store"));
+
+    // Published: every blob, then the manifest.
+    let store = S3Store::new(store_config(garage, prefix)).unwrap();
+    let manifest = rbee_shared_store::read_manifest(&store, &got.entry.record.id)
+        .await
+        .unwrap()
+        .expect("a manifest");
+    assert_eq!(manifest.files.len(), 2);
+    assert_eq!(manifest.published_by, "hive-a");
+    for f in &manifest.files {
+        assert_eq!(
+            store.size(&layout::blob(&f.sha256)).await.unwrap(),
+            Some(f.size)
+        );
+    }
+
+    let before = cluster.origin_bytes();
+    let b = hive(
+        "hive-b",
+        cluster.hub.url(),
+        store_config(garage, prefix),
+        false,
+    )
+    .await
+    .unwrap();
+    let (got_b, events_b) = provision(&b).await;
+    let got_b = got_b.unwrap();
+    assert_exact(&got_b, &cluster.weights);
+    let from_origin = cluster.origin_bytes() - before;
+    assert!(
+        from_origin < 64 * 1024,
+        "hive B took {from_origin} bytes from the origin; only metadata was expected"
+    );
+    // Both files came from the store: the weights by the digest the origin announced, the
+    // small file (no published digest) by the manifest of the same revision.
+    for path in ["model.safetensors", "config.json"] {
+        assert!(
+            source_of(&got_b, path).contains("shared store"),
+            "{path}: {}",
+            source_of(&got_b, path)
+        );
+    }
+    no_credentials(garage, &[events_a, events_b].concat(), a.dir.path());
+    no_credentials(garage, &[], b.dir.path());
+}
+
+#[tokio::test]
+async fn four_hives_at_once_fetch_from_the_origin_once() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let cluster = Cluster::start().await;
+    // Slow enough that the others are still waiting when the first one finishes its election.
+    cluster.hub.set_rate_limit(Some(6 << 20));
+    let mut hives = Vec::new();
+    for i in 0..4 {
+        hives.push(
+            hive(
+                &format!("hive-{i}"),
+                cluster.hub.url(),
+                store_config(garage, "four"),
+                false,
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let results = futures::future::join_all(hives.iter().map(provision)).await;
+    let mut from_store = 0;
+    let mut waited = false;
+    for (result, events) in &results {
+        let got = result.as_ref().unwrap();
+        assert_exact(got, &cluster.weights);
+        if source_of(got, "model.safetensors").contains("shared store") {
+            from_store += 1;
+        }
+        waited |= events.iter().any(|e| e.contains("waiting for hive hive-"));
+    }
+    let origin = cluster.origin_bytes();
+    eprintln!(
+        "four hives, one {WEIGHTS}-byte model: the origin sent {origin} bytes ({:.3}x)",
+        origin as f64 / WEIGHTS as f64
+    );
+    assert!(
+        origin as f64 <= 1.02 * WEIGHTS as f64 + 256.0 * 1024.0,
+        "the origin sent {origin} bytes for a {WEIGHTS}-byte model to four hives"
+    );
+    assert_eq!(from_store, 3, "three hives read the store");
+    assert!(waited, "the waiting hives said whom they waited for");
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_the_store_is_detected_refetched_and_replaced() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let cluster = Cluster::start().await;
+    let prefix = "flipped";
+    let a = hive(
+        "hive-a",
+        cluster.hub.url(),
+        store_config(garage, prefix),
+        false,
+    )
+    .await
+    .unwrap();
+    provision(&a).await.0.unwrap();
+
+    let store = S3Store::new(store_config(garage, prefix)).unwrap();
+    let key = layout::blob(&Sha256Digest::of(&cluster.weights));
+    let mut bad = cluster.weights.clone();
+    bad[WEIGHTS / 2] ^= 0x40;
+    store.put(&key, bad.into(), false).await.unwrap();
+
+    let before = cluster.origin_bytes();
+    let b = hive(
+        "hive-b",
+        cluster.hub.url(),
+        store_config(garage, prefix),
+        false,
+    )
+    .await
+    .unwrap();
+    let (got, events) = provision(&b).await;
+    let got = got.unwrap();
+    assert_exact(&got, &cluster.weights);
+    assert!(
+        events.iter().any(|e| e.contains("is corrupt")),
+        "the corrupt object was reported: {events:#?}"
+    );
+    assert!(!source_of(&got, "model.safetensors").contains("shared store"));
+    assert!(
+        cluster.origin_bytes() - before >= WEIGHTS as u64,
+        "refetched from the origin"
+    );
+    // Replaced: the store holds the right bytes again.
+    let back = store.get(&key).await.unwrap().unwrap();
+    assert_eq!(Sha256Digest::of(&back), Sha256Digest::of(&cluster.weights));
+}
+
+#[tokio::test]
+async fn with_the_origin_unreachable_a_hive_provisions_from_the_manifest_alone() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let cluster = Cluster::start().await;
+    let prefix = "air-gapped";
+    let a = hive(
+        "hive-a",
+        cluster.hub.url(),
+        store_config(garage, prefix),
+        false,
+    )
+    .await
+    .unwrap();
+    provision(&a).await.0.unwrap();
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere: url::Url = format!("http://{}", closed.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    drop(closed);
+    let b = hive("hive-b", &nowhere, store_config(garage, prefix), false)
+        .await
+        .unwrap();
+    let (got, events) = provision(&b).await;
+    let got = got.unwrap_or_else(|e| panic!("{e}: {events:#?}"));
+    assert_exact(&got, &cluster.weights);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("from the manifest in the shared store"))
+    );
+    for path in ["model.safetensors", "config.json"] {
+        assert!(source_of(&got, path).contains("shared store"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_went_away_is_passed_over_with_a_warning_unless_required() {
+    let Some(garage) = Garage::start_own() else {
+        return;
+    };
+    let cluster = Cluster::start().await;
+    let a = hive(
+        "hive-a",
+        cluster.hub.url(),
+        store_config(&garage, "gone"),
+        false,
+    )
+    .await
+    .unwrap();
+    garage.stop();
+    let (got, events) = provision(&a).await;
+    let got = got.unwrap();
+    assert_exact(&got, &cluster.weights);
+    let warning = events
+        .iter()
+        .find(|e| e.contains("warning: shared store"))
+        .unwrap_or_else(|| panic!("a warning: {events:#?}"));
+    assert!(warning.contains(&garage.store_url("gone")), "{warning}");
+    assert!(warning.contains("AWS_ENDPOINT_URL"), "{warning}");
+
+    // Required: the hive does not even start without it.
+    let e = hive(
+        "hive-b",
+        cluster.hub.url(),
+        store_config(&garage, "gone"),
+        true,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains(&garage.store_url("gone")), "{e}");
+}

@@ -1,0 +1,317 @@
+//! One origin fetch per cluster: which hive fetches an artifact while the others wait.
+//!
+//! Stores that refuse a second conditional create (AWS S3, MinIO) elect with it. Stores that
+//! ignore it (Garage answers `200` and overwrites) elect by writing a lease with a random
+//! token, waiting a short jittered moment, and reading it back: a hive proceeds only if its
+//! token is still there. Two hives can both win when one's write lands after the other's read
+//! back; that costs a second origin download, never a wrong file, because blobs are named and
+//! checked by their digest. The holder refreshes its expiry while it works; a holder that dies
+//! loses the lease at expiry and a waiting hive takes over.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use rbee_artifact::JobId;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::StoreError;
+use crate::layout;
+use crate::store::SharedStore;
+
+/// Who fetches an artifact from its origin, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// The hive's name (its `--hive-name`, else its host name).
+    pub holder: String,
+    /// Random per acquisition: tells two leases of the same hive apart.
+    pub token: String,
+    /// After this the lease is free for another hive.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl LeaseRecord {
+    /// Whether it still holds at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at > now
+    }
+}
+
+/// How far the lease holder is, for the hives waiting on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderProgress {
+    /// The holder.
+    pub holder: String,
+    /// Bytes it has.
+    pub bytes: u64,
+    /// Bytes of the artifact.
+    pub total: u64,
+    /// When it wrote this.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl HolderProgress {
+    /// Percent done (0 to 100).
+    pub fn percent(&self) -> u64 {
+        (self.bytes.min(self.total) as u128 * 100)
+            .checked_div(self.total as u128)
+            .unwrap_or(0) as u64
+    }
+}
+
+/// Whether `store` refuses a second conditional create of one object (then elections use it).
+/// Also the first contact with a store: a missing bucket or a refused key shows here.
+pub async fn honours_create_only(store: &dyn SharedStore) -> Result<bool, StoreError> {
+    let key = format!("probe/{}", JobId::generate());
+    let first = store.put(&key, Bytes::from_static(b"1"), true).await?;
+    let second = store.put(&key, Bytes::from_static(b"2"), true).await;
+    let _ = store.delete(&key).await;
+    Ok(first && !second?)
+}
+
+/// Settings of an [`Elector`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LeaseConfig {
+    /// How long a lease lasts without a refresh (the holder refreshes every third of it).
+    pub ttl: Duration,
+    /// How long a hive waits before reading its lease back (plus up to as much again at
+    /// random), on stores without conditional writes.
+    pub settle: Duration,
+}
+
+impl LeaseConfig {
+    /// Leases of `ttl`, read back after `settle` (plus jitter).
+    pub fn new(ttl: Duration, settle: Duration) -> Self {
+        LeaseConfig { ttl, settle }
+    }
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            ttl: Duration::from_secs(30),
+            settle: Duration::from_millis(400),
+        }
+    }
+}
+
+/// The outcome of an election.
+#[derive(Debug)]
+pub enum Election {
+    /// This hive fetches from the origin; keep the lease while working.
+    Won(Lease),
+    /// Another hive does.
+    Held(LeaseRecord),
+}
+
+/// Holds elections for one hive.
+#[derive(Debug, Clone)]
+pub struct Elector {
+    store: Arc<dyn SharedStore>,
+    holder: String,
+    config: LeaseConfig,
+    conditional: bool,
+}
+
+impl Elector {
+    /// An elector for the hive named `holder`; `conditional` from [`honours_create_only`].
+    pub fn new(
+        store: Arc<dyn SharedStore>,
+        holder: impl Into<String>,
+        conditional: bool,
+        config: LeaseConfig,
+    ) -> Elector {
+        Elector {
+            store,
+            holder: holder.into(),
+            config,
+            conditional,
+        }
+    }
+
+    /// This hive's name.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// The lease of artifact `id`, if one is live.
+    pub async fn current(&self, id: &str) -> Result<Option<LeaseRecord>, StoreError> {
+        Ok(read_json::<LeaseRecord>(&*self.store, &layout::lease(id))
+            .await?
+            .filter(|l| l.is_live(Utc::now())))
+    }
+
+    /// The holder's last progress report for artifact `id`.
+    pub async fn progress(&self, id: &str) -> Result<Option<HolderProgress>, StoreError> {
+        read_json(&*self.store, &layout::progress(id)).await
+    }
+
+    /// Tries once to become the hive that fetches artifact `id` from its origin.
+    pub async fn try_acquire(&self, id: &str) -> Result<Election, StoreError> {
+        let key = layout::lease(id);
+        let existing = read_json::<LeaseRecord>(&*self.store, &key).await?;
+        if let Some(current) = &existing
+            && current.is_live(Utc::now())
+        {
+            return Ok(Election::Held(current.clone()));
+        }
+        let mine = self.record();
+        let body = Bytes::from(serde_json::to_vec(&mine).expect("a lease serialises"));
+        if self.conditional && existing.is_none() {
+            if self.store.put(&key, body, true).await? {
+                return Ok(Election::Won(self.lease(id, mine)));
+            }
+            return Ok(match read_json::<LeaseRecord>(&*self.store, &key).await? {
+                Some(other) => Election::Held(other),
+                // Released between our write and our read: try again next round.
+                None => Election::Held(mine),
+            });
+        }
+        self.store.put(&key, body, false).await?;
+        let settle = self.config.settle;
+        tokio::time::sleep(settle + settle.mul_f64(rbee_transfer::jitter())).await;
+        match read_json::<LeaseRecord>(&*self.store, &key).await? {
+            Some(now) if now.token == mine.token => Ok(Election::Won(self.lease(id, mine))),
+            Some(other) => Ok(Election::Held(other)),
+            None => Ok(Election::Held(mine)),
+        }
+    }
+
+    fn record(&self) -> LeaseRecord {
+        LeaseRecord {
+            holder: self.holder.clone(),
+            token: JobId::generate().0,
+            expires_at: expiry(self.config.ttl),
+        }
+    }
+
+    fn lease(&self, id: &str, record: LeaseRecord) -> Lease {
+        let lost = CancellationToken::new();
+        let refresher = tokio::spawn(refresh(
+            self.store.clone(),
+            layout::lease(id),
+            record.clone(),
+            self.config.ttl,
+            lost.clone(),
+        ));
+        Lease {
+            store: self.store.clone(),
+            id: id.to_string(),
+            record,
+            lost,
+            refresher,
+        }
+    }
+}
+
+fn expiry(ttl: Duration) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(30))
+}
+
+/// Keeps a lease alive; cancels `lost` when another hive took it over.
+async fn refresh(
+    store: Arc<dyn SharedStore>,
+    key: String,
+    mut record: LeaseRecord,
+    ttl: Duration,
+    lost: CancellationToken,
+) {
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        match read_json::<LeaseRecord>(&*store, &key).await {
+            Ok(Some(now)) if now.token != record.token => {
+                tracing::warn!(holder = %now.holder, "another hive took over this lease");
+                lost.cancel();
+                return;
+            }
+            Ok(_) => {}
+            // A store that fails a refresh may still be there for the next one; the lease
+            // only matters for efficiency, so keep working.
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the lease back");
+                continue;
+            }
+        }
+        record.expires_at = expiry(ttl);
+        let body = Bytes::from(serde_json::to_vec(&record).expect("a lease serialises"));
+        if let Err(e) = store.put(&key, body, false).await {
+            tracing::warn!(error = %e, "could not refresh the lease");
+        }
+    }
+}
+
+/// A lease this hive holds. Refreshed in the background until released or dropped; a dropped
+/// lease is not removed and expires on its own.
+#[derive(Debug)]
+pub struct Lease {
+    store: Arc<dyn SharedStore>,
+    id: String,
+    record: LeaseRecord,
+    lost: CancellationToken,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    /// The lease as written.
+    pub fn record(&self) -> &LeaseRecord {
+        &self.record
+    }
+
+    /// Fires when another hive took the lease over (this one was thought dead).
+    pub fn lost(&self) -> &CancellationToken {
+        &self.lost
+    }
+
+    /// Tells waiting hives how far this one is.
+    pub async fn report(&self, bytes: u64, total: u64) -> Result<(), StoreError> {
+        let progress = HolderProgress {
+            holder: self.record.holder.clone(),
+            bytes,
+            total,
+            updated_at: Utc::now(),
+        };
+        let body = Bytes::from(serde_json::to_vec(&progress).expect("progress serialises"));
+        self.store
+            .put(&layout::progress(&self.id), body, false)
+            .await
+            .map(|_| ())
+    }
+
+    /// Gives the lease up (removing it only while it is still this hive's).
+    pub async fn release(self) -> Result<(), StoreError> {
+        self.refresher.abort();
+        let key = layout::lease(&self.id);
+        let _ = self.store.delete(&layout::progress(&self.id)).await;
+        match read_json::<LeaseRecord>(&*self.store, &key).await? {
+            Some(now) if now.token == self.record.token => self.store.delete(&key).await,
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.refresher.abort();
+    }
+}
+
+/// A small JSON object; one that does not parse counts as absent (a shared store's contents
+/// are not trusted), with a warning.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    store: &dyn SharedStore,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    let Some(bytes) = store.get(key).await? else {
+        return Ok(None);
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(value) => Ok(Some(value)),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "ignoring an unreadable object in the shared store");
+            Ok(None)
+        }
+    }
+}
