@@ -114,6 +114,7 @@ fn listed_files(info: &RevisionInfo) -> Vec<ListedFile> {
                 .as_deref()
                 .and_then(|s| s.parse::<Sha256Digest>().ok()),
             oid: f.oid.clone(),
+            xet_hash: None,
         })
         .collect();
     // The listing is a map: give the choice the stable order a listing has.
