@@ -5,7 +5,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use rbee_artifact::{ArtifactRef, CatalogKey, Error, ResolveOptions};
 use rbee_model_provisioner::ProvisionOptions;
-use rbee_vendor_local::LocalAccess;
+use rbee_vendor_local::{LocalAccess, LocalRef};
 use serde::de::DeserializeOwned;
 
 use crate::api::{JobRequest, ModelDownloadRequest, OperationName};
@@ -273,7 +273,7 @@ pub(crate) fn check_globs(include: &[String], exclude: &[String]) -> Result<(), 
 /// against the daemon's working folder, not the sender's.
 pub(crate) fn parse_reference(text: &str) -> Result<ArtifactRef, ApiError> {
     let reference: ArtifactRef = text.trim().parse()?;
-    if let ArtifactRef::Local(local) = &reference
+    if let Some(local) = reference.get::<LocalRef>()
         && local.path.is_relative()
     {
         return Err(Error::InvalidRequest(format!(
@@ -291,7 +291,7 @@ pub(crate) fn check_local_access(
     reference: &ArtifactRef,
     access: &LocalAccess,
 ) -> Result<(), ApiError> {
-    let ArtifactRef::Local(local) = reference else {
+    let Some(local) = reference.get::<LocalRef>() else {
         return Ok(());
     };
     match access.check(&local.path) {

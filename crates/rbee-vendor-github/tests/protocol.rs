@@ -45,6 +45,7 @@ async fn cdn() -> MockServer {
 }
 
 fn reference(s: &str) -> ArtifactRef {
+    rbee_artifact::register_reference::<rbee_vendor_github::GhRef>();
     s.parse().unwrap()
 }
 
