@@ -326,6 +326,7 @@ mod tests {
 
     #[test]
     fn operations_parse_and_bad_ones_get_stable_codes() {
+        rbee_model_provisioner::register_references();
         let o = op(serde_json::json!({"operation": "model_download", "hive_id": "localhost", "model": "hf:a/b:q8_0", "include": ["*.gguf"]})).unwrap();
         let Operation::Download(d) = o else { panic!() };
         assert_eq!(d.reference.to_string(), "hf:a/b:Q8_0");
@@ -380,6 +381,7 @@ mod tests {
 
     #[test]
     fn fields_left_at_their_default_are_still_ignored_where_they_do_not_apply() {
+        rbee_model_provisioner::register_references();
         assert!(matches!(
             op(serde_json::json!({"operation": "model_list", "model": "x"})).unwrap(),
             Operation::List
@@ -401,6 +403,7 @@ mod tests {
 
     #[test]
     fn models_are_named_by_id_or_reference() {
+        rbee_model_provisioner::register_references();
         let by_id = model_key("hf--TheBloke--X-GGUF--Q4_K_M").unwrap();
         let by_ref = model_key("hf:TheBloke/X-GGUF:q4_k_m").unwrap();
         assert_eq!(by_id, by_ref);

@@ -197,6 +197,9 @@ pub struct ActiveDownload {
 impl Provisioner {
     /// A provisioner over `catalog` with `vendors`.
     pub fn new(catalog: Arc<Catalog>, vendors: VendorRegistry, config: ProvisionerConfig) -> Self {
+        // Whoever holds a provisioner reads references and records of every vendor of the
+        // build, whichever vendors it was given.
+        crate::vendors::register_references();
         let slots = Arc::new(Semaphore::new(config.max_concurrent_downloads.max(1)));
         Self {
             inner: Arc::new(Inner {

@@ -75,7 +75,7 @@ impl VendorSettings {
 }
 
 /// Makes the references of every vendor of this build parse in this process (idempotent).
-/// Binaries call it first thing; [`standard_vendors`] calls it too.
+/// Binaries call it first thing; [`standard_vendors`] and `Provisioner::new` call it too.
 ///
 /// The order is the order of the examples in messages that name no vendor (the first one's)
 /// and of the known schemes listed for an unknown one; which vendor reads a spelling does not
