@@ -295,3 +295,149 @@ impl Display for KnownPrefixes {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key_segment;
+
+    /// `NAME` vendors for the order of the steps: each takes `PREFIX:NAME`, and claims what
+    /// its `claim` says.
+    macro_rules! toy {
+        ($ty:ident, $scheme:literal, $claim:expr) => {
+            #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+            struct $ty(String);
+
+            impl Display for $ty {
+                fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    write!(f, "{}:{}", $scheme, self.0)
+                }
+            }
+
+            impl VendorReference for $ty {
+                const SCHEME: Scheme = Scheme::new($scheme);
+                const PREFIXES: &'static [&'static str] = &[$scheme];
+                const EXAMPLE: &'static str = concat!($scheme, ":x");
+                const KEY_DEPTH: usize = 1;
+
+                fn parse(_input: &str, body: &str) -> Result<Self, RefErrorKind> {
+                    Ok(Self(body.to_string()))
+                }
+
+                fn claim(input: &str) -> Option<Claim> {
+                    let claim: fn(&str) -> Option<Claim> = $claim;
+                    claim(input)
+                }
+
+                fn catalog_segments(&self) -> Vec<String> {
+                    vec![key_segment(&self.0)]
+                }
+
+                fn is_pinned(&self) -> bool {
+                    false
+                }
+            }
+        };
+    }
+
+    toy!(HostToy, "hosttoy", |s| s
+        .starts_with("toy.example/")
+        .then_some(Claim::Host));
+    toy!(BareToy, "baretoy", |s| s
+        .ends_with("!bare")
+        .then_some(Claim::Bare));
+    toy!(OtherBareToy, "otherbaretoy", |s| s
+        .ends_with("!both")
+        .then_some(Claim::Bare));
+    toy!(BothToy, "bothtoy", |s| s
+        .ends_with("!both")
+        .then_some(Claim::Bare));
+
+    fn parse(s: &str) -> Result<ArtifactRef, crate::RefError> {
+        register_reference::<HostToy>();
+        register_reference::<BareToy>();
+        register_reference::<OtherBareToy>();
+        register_reference::<BothToy>();
+        s.parse()
+    }
+
+    #[test]
+    fn a_host_claim_comes_before_the_prefix_and_a_bare_claim_after_it() {
+        let r = parse("toy.example/m").unwrap();
+        assert_eq!(r.get::<HostToy>(), Some(&HostToy("toy.example/m".into())));
+        // A registered prefix wins over a bare claim of the same text.
+        let r = parse("hosttoy:m!bare").unwrap();
+        assert_eq!(r.get::<HostToy>(), Some(&HostToy("m!bare".into())));
+        // An unknown prefix, or none, leaves the text to the bare claims.
+        let r = parse("nosuch:m!bare").unwrap();
+        assert_eq!(r.get::<BareToy>(), Some(&BareToy("nosuch:m!bare".into())));
+        assert_eq!(r.to_string(), "baretoy:nosuch:m!bare");
+        let e = parse("nosuch:m").unwrap_err();
+        assert!(matches!(e.kind, RefErrorKind::UnknownScheme { ref scheme } if scheme == "nosuch"));
+        assert!(e.to_string().contains("hosttoy:"), "{e}");
+    }
+
+    #[test]
+    fn two_vendors_claiming_one_spelling_is_an_error_naming_both() {
+        let e = parse("m!both").unwrap_err();
+        let RefErrorKind::Ambiguous { first, second } = e.kind else {
+            panic!("{e}");
+        };
+        let mut both = [first.as_str(), second.as_str()];
+        both.sort_unstable();
+        assert_eq!(both, ["bothtoy", "otherbaretoy"]);
+        // A prefix settles it.
+        assert!(parse("bothtoy:m!both").unwrap().get::<BothToy>().is_some());
+    }
+
+    #[test]
+    #[should_panic(expected = "share a prefix")]
+    fn two_vendors_may_not_share_a_prefix() {
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        struct Clash;
+        impl Display for Clash {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("clash:")
+            }
+        }
+        impl VendorReference for Clash {
+            const SCHEME: Scheme = Scheme::new("clash");
+            const PREFIXES: &'static [&'static str] = &["clash", "sharedprefix"];
+            const EXAMPLE: &'static str = "clash:";
+            const KEY_DEPTH: usize = 1;
+            fn parse(_: &str, _: &str) -> Result<Self, RefErrorKind> {
+                Ok(Clash)
+            }
+            fn catalog_segments(&self) -> Vec<String> {
+                vec!["clash".into()]
+            }
+            fn is_pinned(&self) -> bool {
+                false
+            }
+        }
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        struct Clash2;
+        impl Display for Clash2 {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("clash2:")
+            }
+        }
+        impl VendorReference for Clash2 {
+            const SCHEME: Scheme = Scheme::new("clash2");
+            const PREFIXES: &'static [&'static str] = &["sharedprefix"];
+            const EXAMPLE: &'static str = "clash2:";
+            const KEY_DEPTH: usize = 1;
+            fn parse(_: &str, _: &str) -> Result<Self, RefErrorKind> {
+                Ok(Clash2)
+            }
+            fn catalog_segments(&self) -> Vec<String> {
+                vec!["clash2".into()]
+            }
+            fn is_pinned(&self) -> bool {
+                false
+            }
+        }
+        register_reference::<Clash>();
+        register_reference::<Clash2>();
+    }
+}
