@@ -91,7 +91,7 @@ fn release_url(input: &str) -> Option<Result<GhRef, RefErrorKind>> {
         return None;
     }
     let url = Url::parse(input).ok()?;
-    if url.host_str()?.to_ascii_lowercase() != "github.com" {
+    if !url.host_str()?.eq_ignore_ascii_case("github.com") {
         return None;
     }
     parse_github_release_url(url.path())
