@@ -371,10 +371,11 @@ impl ModelView {
             path: entry.primary_path(),
             paths: entry.paths(),
             size: entry.record.total_size(),
-            reference_redacted: matches!(
-                &entry.record.reference,
-                rbee_artifact::ArtifactRef::Url(u) if rbee_artifact::lost_credentials(&u.url)
-            ),
+            reference_redacted: entry
+                .record
+                .reference
+                .get::<rbee_vendor_url::UrlRef>()
+                .is_some_and(|u| rbee_artifact::lost_credentials(&u.url)),
             model: serde_json::Value::Null,
         }
     }

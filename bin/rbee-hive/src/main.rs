@@ -152,6 +152,7 @@ fn warn_if_full(root: &std::path::Path) {
 struct UsageError(String);
 
 fn main() -> ExitCode {
+    rbee_model_provisioner::register_references();
     let args = Args::parse();
     init_logging(args.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

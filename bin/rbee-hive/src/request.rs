@@ -5,7 +5,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use rbee_artifact::{ArtifactRef, CatalogKey, Error, ResolveOptions};
 use rbee_model_provisioner::ProvisionOptions;
-use rbee_vendor_local::LocalAccess;
+use rbee_vendor_local::{LocalAccess, LocalRef};
 use serde::de::DeserializeOwned;
 
 use crate::api::{JobRequest, ModelDownloadRequest, OperationName};
@@ -273,7 +273,7 @@ pub(crate) fn check_globs(include: &[String], exclude: &[String]) -> Result<(), 
 /// against the daemon's working folder, not the sender's.
 pub(crate) fn parse_reference(text: &str) -> Result<ArtifactRef, ApiError> {
     let reference: ArtifactRef = text.trim().parse()?;
-    if let ArtifactRef::Local(local) = &reference
+    if let Some(local) = reference.get::<LocalRef>()
         && local.path.is_relative()
     {
         return Err(Error::InvalidRequest(format!(
@@ -291,7 +291,7 @@ pub(crate) fn check_local_access(
     reference: &ArtifactRef,
     access: &LocalAccess,
 ) -> Result<(), ApiError> {
-    let ArtifactRef::Local(local) = reference else {
+    let Some(local) = reference.get::<LocalRef>() else {
         return Ok(());
     };
     match access.check(&local.path) {
@@ -326,6 +326,7 @@ mod tests {
 
     #[test]
     fn operations_parse_and_bad_ones_get_stable_codes() {
+        rbee_model_provisioner::register_references();
         let o = op(serde_json::json!({"operation": "model_download", "hive_id": "localhost", "model": "hf:a/b:q8_0", "include": ["*.gguf"]})).unwrap();
         let Operation::Download(d) = o else { panic!() };
         assert_eq!(d.reference.to_string(), "hf:a/b:Q8_0");
@@ -380,6 +381,7 @@ mod tests {
 
     #[test]
     fn fields_left_at_their_default_are_still_ignored_where_they_do_not_apply() {
+        rbee_model_provisioner::register_references();
         assert!(matches!(
             op(serde_json::json!({"operation": "model_list", "model": "x"})).unwrap(),
             Operation::List
@@ -401,6 +403,7 @@ mod tests {
 
     #[test]
     fn models_are_named_by_id_or_reference() {
+        rbee_model_provisioner::register_references();
         let by_id = model_key("hf--TheBloke--X-GGUF--Q4_K_M").unwrap();
         let by_ref = model_key("hf:TheBloke/X-GGUF:q4_k_m").unwrap();
         assert_eq!(by_id, by_ref);

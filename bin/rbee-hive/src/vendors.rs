@@ -17,7 +17,7 @@ use crate::config::HiveConfig;
 /// use rbee_model_provisioner::VendorSettings;
 ///
 /// let vendors = hive_vendors(&VendorSettings::default(), &HiveConfig::default()).unwrap();
-/// assert!(vendors.get(rbee_artifact::Scheme::File).is_ok());
+/// assert!(vendors.get(rbee_vendor_local::SCHEME).is_ok());
 /// ```
 pub fn hive_vendors(settings: &VendorSettings, config: &HiveConfig) -> Result<VendorRegistry> {
     let mut vendors = standard_vendors(settings)?;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use rbee_artifact::{
-    ArtifactRef, CatalogKey, DownloadTracker, Error, JobId, ResolveOptions, Scheme, human_bytes,
+    ArtifactRef, CatalogKey, DownloadTracker, Error, JobId, ResolveOptions, human_bytes,
 };
 use rbee_catalog::{
     ArtifactStatus, Catalog, CatalogEntry, CheckOutcome, Listing, Removed, VerifyReport, layout,
@@ -207,7 +207,7 @@ async fn import(global: &GlobalArgs, from: ImportSource) -> Result<()> {
     let cancel = cancel_on_signals();
     let (mut imported, mut failed) = (Vec::new(), 0usize);
     for name in names {
-        let reference = ArtifactRef::Ollama(name);
+        let reference = ArtifactRef::new(name);
         let tracker = DownloadTracker::new(JobId::generate());
         match provisioner
             .provision(
@@ -585,7 +585,7 @@ pub(crate) fn print_info(global: &GlobalArgs, entry: &CatalogEntry) -> Result<()
                 .unwrap_or_else(|| "unknown".into())
         );
     }
-    if r.scheme == Scheme::Ollama {
+    if r.scheme == rbee_vendor_ollama::OLLAMA {
         for (label, text) in rbee_vendor_ollama::describe(&entry.files_dir()) {
             out!("{:<10} {text}", format!("{label}:"));
         }

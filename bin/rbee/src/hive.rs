@@ -650,6 +650,7 @@ mod tests {
 
     #[test]
     fn events_parse_and_feed_the_renderer() {
+        rbee_model_provisioner::register_references();
         let event = sse(
             "progress",
             "{\"job_id\":\"j\",\"seq\":3,\"timestamp_ms\":1,\"event\":\"progress\",\"bytes\":5,\"total\":10,\"percent\":50.0,\"bytes_per_sec\":1.0,\"eta_secs\":5.0,\"attempt\":1,\"message\":\"50%\"}",
@@ -678,6 +679,7 @@ mod tests {
 
     #[test]
     fn files_first_seen_in_progress_get_a_start_event() {
+        rbee_model_provisioner::register_references();
         let mut seen = std::collections::HashSet::new();
         let progress: ProgressEvent = serde_json::from_value(json!({
             "job_id": "j", "seq": 3, "timestamp_ms": 1, "event": "progress",
@@ -701,6 +703,7 @@ mod tests {
 
     #[test]
     fn models_are_named_by_id_or_canonical_reference() {
+        rbee_model_provisioner::register_references();
         assert_eq!(
             model_name("hf:TheBloke/X-GGUF:q4_k_m").unwrap(),
             "hf:TheBloke/X-GGUF:Q4_K_M"

@@ -43,6 +43,7 @@ use crate::failure::Failure;
 use crate::setup::UsageError;
 
 fn main() -> ExitCode {
+    rbee_model_provisioner::register_references();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_failure(&e),

@@ -4,10 +4,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use rbee_artifact::{ArtifactRef, HfSelector};
+use rbee_artifact::ArtifactRef;
 use rbee_catalog::Catalog;
 use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings, standard_vendors};
 use rbee_transfer::parse_rate;
+use rbee_vendor_github::GhRef;
+use rbee_vendor_huggingface::{HfRef, HfSelector};
+use rbee_vendor_local::LocalRef;
 use rbee_vendor_ollama::OllamaConfig;
 
 use crate::args::{DownloadArgs, GlobalArgs};
@@ -220,7 +223,7 @@ pub(crate) fn provisioner(
 /// Relative `file:` paths are made absolute here, where they were typed.
 pub(crate) fn parse_reference(text: &str) -> Result<ArtifactRef> {
     let parsed = match spelling::as_local_path(text) {
-        Some(Ok(path)) => Ok(ArtifactRef::Local(rbee_artifact::LocalRef { path })),
+        Some(Ok(path)) => Ok(ArtifactRef::new(LocalRef { path })),
         Some(Err(message)) => return Err(UsageError::reference(message).into()),
         None => text.parse::<ArtifactRef>(),
     };
@@ -237,7 +240,7 @@ pub(crate) fn parse_reference(text: &str) -> Result<ArtifactRef> {
 pub(crate) fn reference(args: &DownloadArgs) -> Result<ArtifactRef> {
     let mut reference = parse_reference(&args.reference)?;
     if let Some(quant) = &args.quant {
-        let ArtifactRef::HuggingFace(hf) = &mut reference else {
+        let Some(mut hf) = reference.get::<HfRef>().cloned() else {
             return Err(UsageError::argument(format!(
                 "--quant applies to hf: references, not to {reference}"
             ))
@@ -266,10 +269,13 @@ pub(crate) fn reference(args: &DownloadArgs) -> Result<ArtifactRef> {
             _ => hf.selector = HfSelector::Quant(quant),
         }
         // Re-parse so the quant gets the same validation as in a reference.
-        reference = reference.to_string().parse().map_err(anyhow::Error::new)?;
+        reference = ArtifactRef::new(hf)
+            .to_string()
+            .parse()
+            .map_err(anyhow::Error::new)?;
     }
     if args.fit {
-        let ArtifactRef::HuggingFace(hf) = &mut reference else {
+        let Some(mut hf) = reference.get::<HfRef>().cloned() else {
             return Err(UsageError::argument(format!(
                 "--fit applies to hf: references, not to {reference}"
             ))
@@ -290,26 +296,41 @@ pub(crate) fn reference(args: &DownloadArgs) -> Result<ArtifactRef> {
                 .into());
             }
         }
+        reference = ArtifactRef::new(hf);
     }
     if let Some(rev) = &args.revision {
-        let slot = match &mut reference {
-            ArtifactRef::HuggingFace(hf) => &mut hf.revision,
-            ArtifactRef::GitHub(gh) => &mut gh.tag,
-            other => {
+        let conflict = |existing: &Option<String>| -> Result<()> {
+            match existing.as_ref().filter(|e| *e != rev) {
+                Some(existing) => Err(UsageError::argument(format!(
+                    "--revision {rev} conflicts with @{existing} in the reference"
+                ))
+                .into()),
+                None => Ok(()),
+            }
+        };
+        let pinned = match (reference.get::<HfRef>(), reference.get::<GhRef>()) {
+            (Some(hf), _) => {
+                conflict(&hf.revision)?;
+                ArtifactRef::new(HfRef {
+                    revision: Some(rev.clone()),
+                    ..hf.clone()
+                })
+            }
+            (None, Some(gh)) => {
+                conflict(&gh.tag)?;
+                ArtifactRef::new(GhRef {
+                    tag: Some(rev.clone()),
+                    ..gh.clone()
+                })
+            }
+            (None, None) => {
                 return Err(UsageError::argument(format!(
-                    "--revision applies to hf: and gh: references, not to {other}"
+                    "--revision applies to hf: and gh: references, not to {reference}"
                 ))
                 .into());
             }
         };
-        if let Some(existing) = slot.as_ref().filter(|e| *e != rev) {
-            return Err(UsageError::argument(format!(
-                "--revision {rev} conflicts with @{existing} in the reference"
-            ))
-            .into());
-        }
-        *slot = Some(rev.clone());
-        reference = reference.to_string().parse().map_err(anyhow::Error::new)?;
+        reference = pinned.to_string().parse().map_err(anyhow::Error::new)?;
     }
     Ok(reference)
 }

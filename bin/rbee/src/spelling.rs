@@ -6,9 +6,6 @@ use std::path::{Path, PathBuf};
 
 use rbee_artifact::{RefError, RefErrorKind};
 
-/// Prefixes a reference may start with, as a user would type them.
-const SCHEMES: [&str; 7] = ["hf", "gh", "file", "https", "http", "huggingface", "github"];
-
 /// `Some` when `text` is written as a path (absolute, `./`, `../` or `~/`): the path when
 /// something is there, else what to write instead. `None` for anything else.
 pub(crate) fn as_local_path(text: &str) -> Option<Result<PathBuf, String>> {
@@ -46,9 +43,10 @@ pub(crate) fn suggest(text: &str, error: &RefError) -> Option<String> {
         RefErrorKind::UnknownScheme { scheme } => {
             let lower = scheme.to_ascii_lowercase();
             let rest = &text[scheme.len()..];
-            let (best, distance) = SCHEMES
-                .iter()
-                .map(|s| (*s, edit_distance(&lower, s)))
+            // The prefixes of the vendors of this build, as a user would type them.
+            let (best, distance) = rbee_artifact::registered_prefixes()
+                .into_iter()
+                .map(|s| (s, edit_distance(&lower, s)))
                 .min_by_key(|(_, d)| *d)?;
             // Close enough to be a slip, not a different word.
             (distance <= 2 && distance < lower.len()).then(|| format!("{best}{rest}"))
@@ -87,6 +85,7 @@ mod tests {
 
     #[test]
     fn near_miss_schemes_get_a_suggestion() {
+        rbee_model_provisioner::register_references();
         assert_eq!(suggestion("hg:org/repo").as_deref(), Some("hf:org/repo"));
         assert_eq!(suggestion("gih:o/r").as_deref(), Some("gh:o/r"));
         assert_eq!(
@@ -105,6 +104,7 @@ mod tests {
 
     #[test]
     fn paths_are_recognised_by_their_shape() {
+        rbee_model_provisioner::register_references();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("m.gguf");
         std::fs::write(&file, b"x").unwrap();

@@ -1,7 +1,7 @@
 //! The rule for the path of a file inside an artifact, wherever the path comes from.
 
+use crate::check::check_repo_path;
 use crate::partial::RESERVED_SUFFIXES;
-use crate::reference::check_repo_path;
 
 /// Checks the path of a file inside an artifact, wherever it comes from (a vendor's listing or a
 /// record read from disk): a safe relative path (no `..`, not absolute, no empty segments, no

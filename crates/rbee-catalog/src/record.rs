@@ -194,7 +194,7 @@ impl CatalogEntry {
                 .iter()
                 .find(|f| is_first_split(&f.path))
                 .or_else(|| {
-                    (self.record.scheme == Scheme::Ollama)
+                    (self.record.scheme.as_str() == "ollama")
                         .then(|| files.iter().find(|f| f.path == "model.gguf"))
                         .flatten()
                 })

@@ -1,7 +1,16 @@
 use std::sync::Arc;
 
 use super::*;
-use rbee_artifact::{Scheme, Selection};
+use rbee_artifact::{Selection, register_reference};
+
+/// Makes the references the tests write parse (binaries register every vendor at start).
+fn register() {
+    register_reference::<rbee_vendor_huggingface::HfRef>();
+    register_reference::<rbee_vendor_github::GhRef>();
+    register_reference::<rbee_vendor_local::LocalRef>();
+    register_reference::<rbee_vendor_url::UrlRef>();
+    register_reference::<rbee_vendor_ollama::OllamaRef>();
+}
 
 fn record(reference: &str, status: ArtifactStatus, files: &[(&str, &[u8])]) -> ArtifactRecord {
     let reference: ArtifactRef = reference.parse().unwrap();
@@ -47,6 +56,7 @@ fn add(
 
 #[test]
 fn save_get_list_round_trip() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path()).unwrap();
     let e = add(
@@ -82,6 +92,7 @@ fn save_get_list_round_trip() {
 
 #[test]
 fn model_gguf_is_the_primary_path_of_an_ollama_model_only() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path()).unwrap();
     let files: &[(&str, &[u8])] = &[("model.gguf", b"GGUF"), ("config.json", b"{}")];
@@ -93,6 +104,7 @@ fn model_gguf_is_the_primary_path_of_an_ollama_model_only() {
 
 #[test]
 fn a_damaged_record_does_not_hide_the_others() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path()).unwrap();
     add(&cat, "hf:o/a", ArtifactStatus::Ready, &[("a", b"a")]);
@@ -130,6 +142,7 @@ fn a_damaged_record_does_not_hide_the_others() {
 
 #[test]
 fn downloads_left_by_a_dead_process_become_incomplete() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path()).unwrap();
     let downloading = ArtifactStatus::Downloading {
@@ -160,6 +173,7 @@ fn downloads_left_by_a_dead_process_become_incomplete() {
 
 #[test]
 fn leases_are_exclusive_and_block_removal() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path()).unwrap();
     let r: ArtifactRef = "hf:o/r".parse().unwrap();
@@ -181,6 +195,7 @@ fn leases_are_exclusive_and_block_removal() {
 
 #[test]
 fn verify_detects_changed_and_missing_files() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path()).unwrap();
     let e = add(
@@ -218,6 +233,7 @@ fn verify_detects_changed_and_missing_files() {
 
 #[test]
 fn disk_usage_counts_complete_and_partial_bytes() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path()).unwrap();
     let e = add(&cat, "hf:o/r", ArtifactStatus::Ready, &[("a", &[1; 100])]);
@@ -232,6 +248,7 @@ fn disk_usage_counts_complete_and_partial_bytes() {
 
 #[test]
 fn concurrent_writers_never_lose_updates_or_tear_records() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     add(
         &Catalog::open(tmp.path()).unwrap(),
@@ -272,6 +289,7 @@ fn concurrent_writers_never_lose_updates_or_tear_records() {
 
 #[test]
 fn in_process_threads_share_one_catalog() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Arc::new(Catalog::open(tmp.path()).unwrap());
     let threads: Vec<_> = (0..4)
@@ -295,6 +313,7 @@ fn in_process_threads_share_one_catalog() {
 
 #[test]
 fn find_by_digest_only_offers_ready_intact_files() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path()).unwrap();
     let d = Sha256Digest::of(b"weights");
@@ -315,6 +334,7 @@ fn find_by_digest_only_offers_ready_intact_files() {
 
 #[test]
 fn default_root_honours_rbee_cache_dir() {
+    register();
     // Only reads the variable; the test sets nothing process-wide.
     let root = Catalog::default_root();
     if let Some(dir) = std::env::var_os("RBEE_CACHE_DIR") {
@@ -322,11 +342,12 @@ fn default_root_honours_rbee_cache_dir() {
     } else {
         assert!(root.unwrap().ends_with("rbee/models"));
     }
-    assert_eq!(Scheme::Hf.as_str(), "hf");
+    assert_eq!(rbee_vendor_huggingface::SCHEME.as_str(), "hf");
 }
 
 #[test]
 fn a_tilde_in_the_cache_folder_means_home() {
+    register();
     let home = Some(PathBuf::from("/home/u"));
     assert_eq!(
         expand_home("~/models".into(), home.clone()),
@@ -349,6 +370,7 @@ fn a_tilde_in_the_cache_folder_means_home() {
 
 #[test]
 fn links_inside_the_catalog_are_never_followed() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path().join("root")).unwrap();
     let outside = tmp.path().join("outside");
@@ -396,6 +418,7 @@ fn links_inside_the_catalog_are_never_followed() {
 
 #[test]
 fn a_dead_download_reads_as_incomplete_and_an_unchanged_update_writes_nothing() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path()).unwrap();
     let e = add(
@@ -436,6 +459,7 @@ fn a_dead_download_reads_as_incomplete_and_an_unchanged_update_writes_nothing() 
 
 #[test]
 fn hard_linked_files_are_counted_once_and_rm_reports_bytes_really_freed() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path()).unwrap();
     let a = add(
@@ -474,6 +498,7 @@ fn hard_linked_files_are_counted_once_and_rm_reports_bytes_really_freed() {
 
 #[test]
 fn a_link_outside_the_catalog_keeps_the_bytes_alive() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path().join("c")).unwrap();
     let a = add(
@@ -493,6 +518,7 @@ fn a_link_outside_the_catalog_keeps_the_bytes_alive() {
 
 #[test]
 fn a_preallocated_partial_counts_the_bytes_written() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path()).unwrap();
     let e = add(&cat, "hf:o/r", ArtifactStatus::Ready, &[("a", &[1; 10])]);
@@ -518,6 +544,7 @@ const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 #[test]
 fn prune_removes_stale_partials_failed_entries_and_orphans_but_never_a_held_download() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path()).unwrap();
     let incomplete = || ArtifactStatus::Incomplete {
@@ -615,6 +642,7 @@ fn prune_removes_stale_partials_failed_entries_and_orphans_but_never_a_held_down
 
 #[test]
 fn the_budget_evicts_least_recently_used_unpinned_models_or_refuses_before_anything() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path()).unwrap();
     for (name, days_ago) in [("old", 3), ("pinned", 5), ("recent", 1)] {
@@ -654,6 +682,7 @@ fn the_budget_evicts_least_recently_used_unpinned_models_or_refuses_before_anyth
 
 #[test]
 fn a_lookup_marks_the_last_use_without_rewriting_the_record() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path()).unwrap();
     let e = add(&cat, "hf:o/r", ArtifactStatus::Ready, &[("m.gguf", b"x")]);
@@ -679,6 +708,7 @@ fn a_lookup_marks_the_last_use_without_rewriting_the_record() {
 
 #[test]
 fn ages_and_sizes_parse_with_clear_errors() {
+    register();
     assert_eq!(parse_age("7d").unwrap(), 7 * DAY);
     assert_eq!(parse_age("12h").unwrap().as_secs(), 12 * 3600);
     assert!(parse_age("soon").unwrap_err().contains("e.g. 7d"));
@@ -690,6 +720,7 @@ fn ages_and_sizes_parse_with_clear_errors() {
 
 #[test]
 fn bytes_linked_from_outside_count_neither_as_used_nor_as_evictable() {
+    register();
     let tmp = tempfile::tempdir().unwrap();
     let cat = Catalog::open(tmp.path().join("c")).unwrap();
     let e = add(

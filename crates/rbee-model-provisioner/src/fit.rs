@@ -6,12 +6,11 @@
 use std::collections::BTreeMap;
 
 use rbee_artifact::{
-    ArtifactRef, Error, HfSelector, ResolveOptions, ResolvedArtifact, Result, VendorSource,
-    human_bytes,
+    ArtifactRef, Error, ResolveOptions, ResolvedArtifact, Result, VendorSource, human_bytes,
 };
 use rbee_gguf::{EstimateOptions, Gpu, RemoteOptions, inspect_plan};
 use rbee_transfer::Transfer;
-use rbee_vendor_huggingface::parse_gguf_name;
+use rbee_vendor_huggingface::{HfRef, HfSelector, parse_gguf_name};
 use tokio_util::sync::CancellationToken;
 
 /// One quantization of a repository: a single file or a whole split set.
@@ -40,7 +39,9 @@ pub enum Judgement {
 
 /// Whether a reference asks for the quantization that fits (`:fit`).
 pub fn asks_for_fit(reference: &ArtifactRef) -> bool {
-    matches!(reference, ArtifactRef::HuggingFace(hf) if hf.selector == HfSelector::Fit)
+    reference
+        .get::<HfRef>()
+        .is_some_and(|hf| hf.selector == HfSelector::Fit)
 }
 
 /// The model quantizations among `files` (path, size), largest first; vision projectors and
@@ -148,7 +149,7 @@ pub async fn choose_fit_with(
     options: &RemoteOptions,
     cancel: &CancellationToken,
 ) -> Result<(ArtifactRef, Vec<String>)> {
-    let ArtifactRef::HuggingFace(hf) = reference else {
+    let Some(hf) = reference.get::<HfRef>() else {
         return Ok((reference.clone(), Vec::new()));
     };
     if hf.selector != HfSelector::Fit {
@@ -157,7 +158,7 @@ pub async fn choose_fit_with(
     let gpu_memory: u64 = gpus.iter().map(Gpu::free).sum();
     let mut every_gguf = hf.clone();
     every_gguf.selector = HfSelector::Default;
-    let listing = ArtifactRef::HuggingFace(every_gguf);
+    let listing = ArtifactRef::new(every_gguf);
     let resolve = ResolveOptions::with_globs(vec!["*.gguf".into()], exclude.to_vec());
     let resolved = tokio::select! {
         r = vendor.resolve(&listing, &resolve, cancel) => r?,
@@ -219,7 +220,7 @@ pub async fn choose_fit_with(
         .collect();
     let mut chosen = hf.clone();
     chosen.selector = HfSelector::Quant(picked.quant);
-    Ok((ArtifactRef::HuggingFace(chosen), notes))
+    Ok((ArtifactRef::new(chosen), notes))
 }
 
 #[cfg(test)]

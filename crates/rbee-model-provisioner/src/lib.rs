@@ -11,6 +11,8 @@
 //! use tokio_util::sync::CancellationToken;
 //!
 //! # async fn demo() -> rbee_artifact::Result<()> {
+//! // Every vendor's references parse from here on (binaries do this first thing).
+//! rbee_model_provisioner::register_references();
 //! let catalog = Arc::new(Catalog::open("/tmp/rbee-demo")?);
 //! let vendors = VendorRegistry::new().with(Arc::new(LocalVendor::new()));
 //! let provisioner = Provisioner::new(catalog, vendors, ProvisionerConfig::default());
@@ -39,7 +41,7 @@ pub use provisioner::{
 };
 pub use registry::VendorRegistry;
 pub use shared::SharedTier;
-pub use vendors::{VendorSettings, standard_vendors};
+pub use vendors::{VendorSettings, register_references, standard_vendors};
 
 mod fit;
 mod integration;

@@ -19,6 +19,9 @@ use rbee_catalog::layout;
 use rbee_catalog::{
     ArtifactRecord, ArtifactStatus, Catalog, CatalogEntry, DownloadLease, FileRecord, RECORD_SCHEMA,
 };
+use rbee_vendor_github::GhRef;
+use rbee_vendor_huggingface::HfRef;
+use rbee_vendor_url::UrlRef;
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
@@ -196,6 +199,9 @@ pub struct ActiveDownload {
 impl Provisioner {
     /// A provisioner over `catalog` with `vendors`.
     pub fn new(catalog: Arc<Catalog>, vendors: VendorRegistry, config: ProvisionerConfig) -> Self {
+        // Whoever holds a provisioner reads references and records of every vendor of the
+        // build, whichever vendors it was given.
+        crate::vendors::register_references();
         let slots = Arc::new(Semaphore::new(config.max_concurrent_downloads.max(1)));
         Self {
             inner: Arc::new(Inner {
@@ -1161,32 +1167,33 @@ fn check_downloaded(
 /// record does not show is resolved again (`false`).
 fn pin_holds(reference: &ArtifactRef, entry: &CatalogEntry) -> Result<bool> {
     let record = &entry.record;
-    match reference {
-        ArtifactRef::Url(u) => {
-            let Some(pin) = u.sha256 else {
-                return Ok(true);
-            };
-            match record.files.as_slice() {
-                [only] if only.sha256 == Some(pin) => Ok(true),
-                [only] if only.sha256.is_some() => Err(Error::InvalidRequest(format!(
-                    "the catalog holds {} (id {}) with sha256 {}, but the reference pins sha256 {pin}; nothing was downloaded. If the file at that URL changed, add --refresh to fetch it again and check it against the pin; otherwise correct the digest",
-                    redact_url(&u.url),
-                    record.id,
-                    only.sha256.map(|d| d.to_string()).unwrap_or_default(),
-                ))),
-                _ => Ok(false),
-            }
+    if let Some(u) = reference.get::<UrlRef>() {
+        let Some(pin) = u.sha256 else {
+            return Ok(true);
+        };
+        match record.files.as_slice() {
+            [only] if only.sha256 == Some(pin) => Ok(true),
+            [only] if only.sha256.is_some() => Err(Error::InvalidRequest(format!(
+                "the catalog holds {} (id {}) with sha256 {}, but the reference pins sha256 {pin}; nothing was downloaded. If the file at that URL changed, add --refresh to fetch it again and check it against the pin; otherwise correct the digest",
+                redact_url(&u.url),
+                record.id,
+                only.sha256.map(|d| d.to_string()).unwrap_or_default(),
+            ))),
+            _ => Ok(false),
         }
-        ArtifactRef::HuggingFace(hf) => Ok(match (&hf.revision, &record.revision) {
+    } else if let Some(hf) = reference.get::<HfRef>() {
+        Ok(match (&hf.revision, &record.revision) {
             (Some(pin), Some(recorded)) => pin.eq_ignore_ascii_case(recorded),
             (None, _) => true,
             (Some(_), None) => false,
-        }),
-        ArtifactRef::GitHub(gh) => Ok(match &gh.tag {
+        })
+    } else if let Some(gh) = reference.get::<GhRef>() {
+        Ok(match &gh.tag {
             Some(tag) => record.revision.as_deref() == Some(tag.as_str()),
             None => true,
-        }),
-        _ => Ok(true),
+        })
+    } else {
+        Ok(true)
     }
 }
 

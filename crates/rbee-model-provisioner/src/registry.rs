@@ -13,7 +13,7 @@ use rbee_artifact::{Error, Result, Scheme, VendorSource};
 /// use rbee_model_provisioner::VendorRegistry;
 ///
 /// let registry = VendorRegistry::new();
-/// let err = registry.get(Scheme::Gh).unwrap_err();
+/// let err = registry.get(Scheme::new("gh")).unwrap_err();
 /// assert!(err.to_string().contains("gh:"));
 /// ```
 #[derive(Debug, Default, Clone)]

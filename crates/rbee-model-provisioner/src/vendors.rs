@@ -1,18 +1,21 @@
-//! The standard set of vendors, wired once for every binary: adding a vendor is one line here.
+//! The standard set of vendors, wired once for every binary. Adding a vendor is its crate, its
+//! dependency in this crate's `Cargo.toml`, one line in [`register_references`] and its source
+//! in [`standard_vendors`].
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use rbee_artifact::register_reference;
 use rbee_artifact::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, ResolveOptions, ResolvedArtifact,
     ResolvedFile, Result, Scheme, VendorSource,
 };
 use rbee_transfer::{Transfer, TransferConfig};
-use rbee_vendor_github::{GitHubConfig, GitHubVendor};
-use rbee_vendor_huggingface::{HfConfig, HuggingFaceVendor};
-use rbee_vendor_local::LocalVendor;
-use rbee_vendor_ollama::{OllamaConfig, OllamaVendor};
-use rbee_vendor_url::UrlVendor;
+use rbee_vendor_github::{GhRef, GitHubConfig, GitHubVendor};
+use rbee_vendor_huggingface::{HfConfig, HfRef, HuggingFaceVendor};
+use rbee_vendor_local::{LocalRef, LocalVendor};
+use rbee_vendor_ollama::{OllamaConfig, OllamaRef, OllamaVendor};
+use rbee_vendor_url::{UrlRef, UrlVendor};
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::VendorRegistry;
@@ -74,12 +77,37 @@ impl VendorSettings {
     }
 }
 
+/// Makes the references of every vendor of this build parse in this process (idempotent).
+/// Binaries call it first thing; [`standard_vendors`] and `Provisioner::new` call it too.
+///
+/// The order is the order of the examples in messages that name no vendor (the first one's)
+/// and of the known schemes listed for an unknown one; which vendor reads a spelling does not
+/// depend on it (see `rbee_artifact::VendorReference`).
+///
+/// ```
+/// use rbee_artifact::{ArtifactRef, CatalogKey};
+///
+/// rbee_model_provisioner::register_references();
+/// let r: ArtifactRef = "hf.co/TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF:Q4_K_M".parse()?;
+/// assert_eq!(r.scheme().as_str(), "hf");
+/// assert_eq!(CatalogKey::of(&r).id(), "hf--TheBloke--TinyLlama-1.1B-Chat-v1.0-GGUF--Q4_K_M");
+/// # Ok::<(), rbee_artifact::RefError>(())
+/// ```
+pub fn register_references() {
+    register_reference::<HfRef>();
+    register_reference::<GhRef>();
+    register_reference::<LocalRef>();
+    register_reference::<UrlRef>();
+    register_reference::<OllamaRef>();
+}
+
 /// Every vendor of this build, sharing one download engine (so a rate limit holds across them).
 ///
 /// A vendor whose settings cannot be read (say, no home folder to find the HuggingFace cache
 /// in) is still registered, and explains the problem when it is asked for something, so the
 /// other vendors keep working.
 pub fn standard_vendors(settings: &VendorSettings) -> Result<VendorRegistry> {
+    register_references();
     let transfer = Transfer::new(settings.transfer.clone())?;
     let mut registry = VendorRegistry::new();
     registry.register(Arc::new(LocalVendor::new()));
@@ -97,7 +125,7 @@ pub fn standard_vendors(settings: &VendorSettings) -> Result<VendorRegistry> {
             }
             Arc::new(HuggingFaceVendor::new(config, transfer.clone()))
         }
-        Err(e) => Arc::new(Unavailable::new(Scheme::Hf, e)),
+        Err(e) => Arc::new(Unavailable::new(rbee_vendor_huggingface::SCHEME, e)),
     });
     let gh = match &settings.github {
         Some(config) => Ok(config.clone()),
@@ -105,7 +133,7 @@ pub fn standard_vendors(settings: &VendorSettings) -> Result<VendorRegistry> {
     };
     registry.register(match gh {
         Ok(config) => Arc::new(GitHubVendor::new(config, transfer.clone())),
-        Err(e) => Arc::new(Unavailable::new(Scheme::Gh, e)),
+        Err(e) => Arc::new(Unavailable::new(rbee_vendor_github::SCHEME, e)),
     });
     let ollama = match &settings.ollama {
         Some(config) => Ok(config.clone()),
@@ -117,7 +145,7 @@ pub fn standard_vendors(settings: &VendorSettings) -> Result<VendorRegistry> {
             config.offline |= settings.offline;
             Arc::new(OllamaVendor::new(config, transfer.clone()))
         }
-        Err(e) => Arc::new(Unavailable::new(Scheme::Ollama, e)),
+        Err(e) => Arc::new(Unavailable::new(rbee_vendor_ollama::OLLAMA, e)),
     });
     Ok(registry)
 }

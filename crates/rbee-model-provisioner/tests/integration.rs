@@ -61,6 +61,7 @@ async fn until_final(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_job_router_flow_runs_through_the_facade() {
+    rbee_model_provisioner::register_references();
     let env = Env::new(None, &[("models/tiny.gguf", 3 << 20)]).await;
     let models = env.provisioner();
     let model = env.hub.file_url("models/tiny.gguf").to_string();
@@ -122,6 +123,7 @@ async fn the_job_router_flow_runs_through_the_facade() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_is_cancelled_by_its_id_and_keeps_its_partial_files() {
+    rbee_model_provisioner::register_references();
     // 4 MiB at 256 KiB/s: running for many seconds, so the cancel lands mid-transfer.
     let env = Env::new(Some(256 << 10), &[("models/slow.gguf", 4 << 20)]).await;
     let models = env.provisioner();
@@ -167,6 +169,7 @@ async fn a_job_is_cancelled_by_its_id_and_keeps_its_partial_files() {
 
 #[tokio::test]
 async fn a_bad_reference_fails_the_job_with_its_code() {
+    rbee_model_provisioner::register_references();
     let env = Env::new(None, &[]).await;
     let models = env.provisioner();
     let (_, rx) = models.tracker("job-router-3").subscribe();
@@ -183,6 +186,7 @@ async fn a_bad_reference_fails_the_job_with_its_code() {
 
 #[tokio::test]
 async fn a_cancel_that_comes_before_the_download_starts_is_not_lost() {
+    rbee_model_provisioner::register_references();
     let env = Env::new(None, &[("models/early.gguf", 64 << 10)]).await;
     let models = env.provisioner();
     let model = env.hub.file_url("models/early.gguf").to_string();

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rbee_artifact::{ArtifactRef, DownloadTracker, Error, Scheme, VendorSource};
+use rbee_artifact::{ArtifactRef, DownloadTracker, Error, VendorSource};
 use rbee_catalog::{ArtifactStatus, Catalog};
 use rbee_model_provisioner::{
     Outcome, ProvisionOptions, Provisioner, ProvisionerConfig, VendorRegistry,
@@ -25,7 +25,7 @@ struct Setup {
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let catalog = Arc::new(Catalog::open(dir.path().join("catalog")).unwrap());
-    let vendor = Arc::new(InMemoryVendor::new(Scheme::Hf));
+    let vendor = Arc::new(InMemoryVendor::new(rbee_vendor_huggingface::SCHEME));
     let reference: ArtifactRef = "hf:org/repo".parse().unwrap();
     vendor.insert(
         &reference,
@@ -48,6 +48,7 @@ fn setup() -> Setup {
 
 #[tokio::test]
 async fn an_interrupted_download_resumes_through_the_provisioner() {
+    rbee_model_provisioner::register_references();
     let s = setup();
     s.vendor.stall_once_after(50_000);
     let tracker = DownloadTracker::new("job-interrupted".into());
@@ -100,6 +101,7 @@ async fn an_interrupted_download_resumes_through_the_provisioner() {
 
 #[tokio::test]
 async fn bytes_that_fail_their_digest_are_never_ready() {
+    rbee_model_provisioner::register_references();
     let s = setup();
     assert!(s.vendor.corrupt(&s.reference, "model.gguf"));
     let err = s

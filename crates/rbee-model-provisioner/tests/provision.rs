@@ -61,7 +61,7 @@ impl Scripted {
 #[async_trait]
 impl VendorSource for Scripted {
     fn scheme(&self) -> Scheme {
-        Scheme::Hf
+        rbee_vendor_huggingface::SCHEME
     }
 
     async fn resolve(
@@ -213,6 +213,7 @@ async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn a_local_file_is_provisioned_recorded_and_idempotent() {
+    rbee_model_provisioner::register_references();
     let s = setup(Arc::new(Scripted::default()), ProvisionerConfig::default());
     let src = s._dir.path().join("model.gguf");
     std::fs::write(&src, vec![3u8; 1 << 20]).unwrap();
@@ -270,6 +271,7 @@ async fn a_local_file_is_provisioned_recorded_and_idempotent() {
 
 #[tokio::test]
 async fn identical_concurrent_requests_share_one_transfer() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted::gated(&[("m.gguf", b"0123456789")]));
     let s = setup(vendor.clone(), ProvisionerConfig::default());
     let (ta, tb) = (
@@ -303,6 +305,7 @@ async fn identical_concurrent_requests_share_one_transfer() {
 
 #[tokio::test]
 async fn the_queue_bounds_concurrent_downloads() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted::gated(&[("m.gguf", b"0123456789")]));
     let s = setup(
         vendor.clone(),
@@ -342,6 +345,7 @@ async fn the_queue_bounds_concurrent_downloads() {
 
 #[tokio::test]
 async fn cancelling_keeps_the_catalog_true() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted::gated(&[("m.gguf", b"0123456789")]));
     let s = setup(vendor.clone(), ProvisionerConfig::default());
     let tracker = DownloadTracker::new("job".into());
@@ -383,6 +387,7 @@ async fn cancelling_keeps_the_catalog_true() {
 
 #[tokio::test]
 async fn one_caller_cancelling_does_not_stop_a_shared_transfer() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted::gated(&[("m.gguf", b"0123456789")]));
     let s = setup(vendor.clone(), ProvisionerConfig::default());
     let cancel_a = CancellationToken::new();
@@ -412,6 +417,7 @@ async fn one_caller_cancelling_does_not_stop_a_shared_transfer() {
 
 #[tokio::test]
 async fn failures_are_recorded_and_reported() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted::new(&[("m.gguf", b"0123456789")]));
     *vendor.download_error.lock().unwrap() = Some(|| Error::Network {
         message: "connection reset by the CDN after 8 attempts".into(),
@@ -450,6 +456,7 @@ async fn failures_are_recorded_and_reported() {
 
 #[tokio::test]
 async fn bad_bytes_never_become_ready() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted {
         lie_about_digest: true,
         ..Scripted::new(&[("m.gguf", b"0123456789")])
@@ -466,6 +473,7 @@ async fn bad_bytes_never_become_ready() {
 
 #[tokio::test]
 async fn a_moving_reference_fetches_only_changed_files() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted::new(&[
         ("a.safetensors", b"aaaa"),
         ("config.json", b"{}"),
@@ -503,6 +511,7 @@ async fn a_moving_reference_fetches_only_changed_files() {
 
 #[tokio::test]
 async fn an_unreachable_vendor_falls_back_to_the_ready_copy() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted::new(&[("m.gguf", b"0123456789")]));
     let s = setup(vendor.clone(), ProvisionerConfig::default());
     provision(&s.provisioner, "hf:o/r", &DownloadTracker::new("1".into()))
@@ -521,6 +530,7 @@ async fn an_unreachable_vendor_falls_back_to_the_ready_copy() {
 
 #[tokio::test]
 async fn not_enough_space_is_refused_before_any_byte() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted::new(&[("m.gguf", b"0123456789")]));
     vendor.extra_files.lock().unwrap().push(ResolvedFile {
         path: "huge.gguf".into(),
@@ -542,6 +552,7 @@ async fn not_enough_space_is_refused_before_any_byte() {
 
 #[tokio::test]
 async fn hostile_file_names_are_refused() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted::new(&[("../../escape.gguf", b"x")]));
     let s = setup(vendor.clone(), ProvisionerConfig::default());
     let err = provision(&s.provisioner, "hf:o/r", &DownloadTracker::new("j".into()))
@@ -553,6 +564,7 @@ async fn hostile_file_names_are_refused() {
 
 #[tokio::test]
 async fn identical_bytes_in_the_catalog_are_linked_not_fetched() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted::new(&[("m.gguf", b"shared weights")]));
     let s = setup(vendor.clone(), ProvisionerConfig::default());
     provision(
@@ -579,6 +591,7 @@ async fn identical_bytes_in_the_catalog_are_linked_not_fetched() {
 
 #[tokio::test]
 async fn dry_run_plans_without_writing() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted::new(&[("m.gguf", b"0123456789")]));
     let s = setup(vendor.clone(), ProvisionerConfig::default());
     let plan = s
@@ -600,6 +613,7 @@ async fn dry_run_plans_without_writing() {
 
 #[tokio::test]
 async fn an_unknown_scheme_is_a_typed_error() {
+    rbee_model_provisioner::register_references();
     let s = setup(Arc::new(Scripted::default()), ProvisionerConfig::default());
     let err = provision(&s.provisioner, "gh:o/r", &DownloadTracker::new("j".into()))
         .await
@@ -629,6 +643,7 @@ fn selecting(include: &[&str]) -> ProvisionOptions {
 
 #[tokio::test]
 async fn requests_with_other_selections_never_share_a_transfer_or_an_entry() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted::gated(&[
         ("a.gguf", b"aaaa"),
         ("b.gguf", b"bbbbbb"),
@@ -703,6 +718,7 @@ async fn requests_with_other_selections_never_share_a_transfer_or_an_entry() {
 
 #[tokio::test]
 async fn sizes_that_overflow_when_summed_are_refused_before_any_byte() {
+    rbee_model_provisioner::register_references();
     for check_disk_space in [true, false] {
         let vendor = Arc::new(Scripted::new(&[("m.gguf", b"x")]));
         for name in ["huge-1.gguf", "huge-2.gguf"] {
@@ -734,6 +750,7 @@ async fn sizes_that_overflow_when_summed_are_refused_before_any_byte() {
 
 #[tokio::test]
 async fn a_file_that_failed_verification_is_deleted_before_it_is_fetched_again() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted::new(&[("m.gguf", b"published bytes")]));
     let s = setup(vendor.clone(), ProvisionerConfig::default());
     let got = provision(&s.provisioner, "hf:o/r", &DownloadTracker::new("1".into()))
@@ -769,6 +786,7 @@ async fn a_file_that_failed_verification_is_deleted_before_it_is_fetched_again()
 
 #[tokio::test]
 async fn a_cache_budget_evicts_the_least_recently_used_model_and_says_so() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted::new(&[("m.gguf", &[5; 1000])]));
     let config = ProvisionerConfig {
         max_cache_bytes: Some(2500),
@@ -798,6 +816,7 @@ async fn a_cache_budget_evicts_the_least_recently_used_model_and_says_so() {
 
 #[tokio::test]
 async fn a_download_larger_than_the_budget_fails_before_any_byte() {
+    rbee_model_provisioner::register_references();
     let vendor = Arc::new(Scripted::new(&[("m.gguf", &[5; 1000])]));
     let config = ProvisionerConfig {
         max_cache_bytes: Some(500),

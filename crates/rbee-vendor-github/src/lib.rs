@@ -41,10 +41,12 @@
 #![deny(missing_docs)]
 
 pub use config::{DEFAULT_API_BASE, DEFAULT_MAX_RATE_LIMIT_WAIT, GitHubConfig};
+pub use reference::{GhRef, SCHEME};
 pub use vendor::GitHubVendor;
 
 mod api;
 mod config;
 mod rate_limit;
+mod reference;
 mod select;
 mod vendor;

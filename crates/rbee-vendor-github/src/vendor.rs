@@ -6,10 +6,12 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use rbee_artifact::{
-    ArtifactRef, DownloadTracker, DownloadedFile, Error, FileSource, GhRef, ResolveOptions,
+    ArtifactRef, DownloadTracker, DownloadedFile, Error, FileSource, ResolveOptions,
     ResolvedArtifact, ResolvedFile, Result, Scheme, Secret, Sha256Digest, VendorSource,
     validate_relative_path,
 };
+
+use crate::reference::GhRef;
 use rbee_transfer::{ApiRequest, FetchRequest, Transfer, TransferError};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -421,7 +423,7 @@ impl VendorSource for GitHubVendor {
     }
 
     fn scheme(&self) -> Scheme {
-        Scheme::Gh
+        crate::SCHEME
     }
 
     async fn resolve(
@@ -430,7 +432,7 @@ impl VendorSource for GitHubVendor {
         options: &ResolveOptions,
         cancel: &CancellationToken,
     ) -> Result<ResolvedArtifact> {
-        let ArtifactRef::GitHub(gh) = reference else {
+        let Some(gh) = reference.get::<GhRef>() else {
             return Err(Error::Unsupported(format!(
                 "the GitHub vendor resolves gh: references, not `{reference}`"
             )));

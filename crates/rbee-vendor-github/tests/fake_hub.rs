@@ -125,6 +125,7 @@ fn published(at: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_public_release_downloads_through_the_cdn_and_verifies() {
+    rbee_artifact::register_reference::<rbee_vendor_github::GhRef>();
     let model = bytes(3 * MIB + 5, 1);
     let v1 = published("2025-01-01T00:00:00Z");
     let v2 = published("2025-02-01T00:00:00Z");
@@ -169,6 +170,7 @@ async fn latest_public_release_downloads_through_the_cdn_and_verifies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_skips_pre_releases_and_drafts_but_tags_reach_pre_releases() {
+    rbee_artifact::register_reference::<rbee_vendor_github::GhRef>();
     let env = Env::new(&[
         (
             "o/r",
@@ -218,6 +220,7 @@ async fn latest_skips_pre_releases_and_drafts_but_tags_reach_pre_releases() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_release_needs_the_token_and_downloads_through_the_asset_api() {
+    rbee_artifact::register_reference::<rbee_vendor_github::GhRef>();
     let model = bytes(2 * MIB, 4);
     let env = Env::new(&[(
         "o/secret",
@@ -266,6 +269,7 @@ async fn private_release_needs_the_token_and_downloads_through_the_asset_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_waited_out_when_short_and_reported_when_long() {
+    rbee_artifact::register_reference::<rbee_vendor_github::GhRef>();
     let env = Env::new(&[("o/r", ("v1", None, vec![("m.gguf", bytes(1000, 5))]))]).await;
     let v = env.vendor(None);
 
@@ -294,6 +298,7 @@ async fn rate_limits_are_waited_out_when_short_and_reported_when_long() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_things_have_their_own_messages() {
+    rbee_artifact::register_reference::<rbee_vendor_github::GhRef>();
     let env = Env::new(&[(
         "o/r",
         (
@@ -326,6 +331,7 @@ async fn missing_things_have_their_own_messages() {
 /// as GitHub's rate limit, with its reset time and what helps, not as a refusal of access.
 #[tokio::test]
 async fn a_rate_limit_during_the_asset_download_says_when_it_resets() {
+    rbee_artifact::register_reference::<rbee_vendor_github::GhRef>();
     let data = bytes(100_000, 5);
     let env = Env::new(&[("o/r", ("v1", None, vec![("m.gguf", data)]))]).await;
     let v = env.vendor(None);
@@ -351,6 +357,7 @@ async fn a_rate_limit_during_the_asset_download_says_when_it_resets() {
 /// Asset listings that lie about names, sizes or digests: refused or caught, never final.
 #[tokio::test]
 async fn asset_listing_lies_are_refused_or_caught() {
+    rbee_artifact::register_reference::<rbee_vendor_github::GhRef>();
     let data = bytes(300_000, 9);
     let env = Env::new(&[("o/r", ("v1", None, vec![("m.gguf", data)]))]).await;
     let v = env.vendor(None);

@@ -45,6 +45,9 @@ async fn cdn() -> MockServer {
 }
 
 fn reference(s: &str) -> ArtifactRef {
+    rbee_artifact::register_reference::<rbee_vendor_github::GhRef>();
+    // A reference of another vendor, which this one must refuse.
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     s.parse().unwrap()
 }
 

@@ -37,6 +37,7 @@ pub use quant::{
     DEFAULT_PREFERENCE, GgufName, QuantChoice, available_quants, is_gguf_repo, parse_gguf_name,
     select_quant, split_set_of,
 };
+pub use reference::{HfRef, HfSelector, SCHEME};
 pub use snapshot::{PathFilter, SnapshotChoice, select_snapshot};
 pub use vendor::HuggingFaceVendor;
 pub use xet::{ChunkCache, XetFile, XetSource, XetToken, XetTokens, is_xet_hash};
@@ -48,6 +49,7 @@ mod files;
 mod hub_error;
 mod mirrors;
 mod quant;
+mod reference;
 mod snapshot;
 mod vendor;
 mod xet;

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rbee_artifact::{
-    ArtifactRef, Error, HfRef, ResolvedArtifact, Result, lock_unpoisoned, redact_url,
-};
+use rbee_artifact::{ArtifactRef, Error, ResolvedArtifact, Result, lock_unpoisoned, redact_url};
+
+use crate::reference::HfRef;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 

@@ -7,10 +7,12 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use rbee_artifact::{
-    ArtifactRef, DownloadTracker, DownloadedFile, Error, FileSource, HfRef, HfSelector,
-    ResolveOptions, ResolvedArtifact, ResolvedFile, Result, Scheme, Secret, VendorSource,
-    link_or_copy, partial, redact_url, validate_relative_path,
+    ArtifactRef, DownloadTracker, DownloadedFile, Error, FileSource, ResolveOptions,
+    ResolvedArtifact, ResolvedFile, Result, Scheme, Secret, VendorSource, link_or_copy, partial,
+    redact_url, validate_relative_path,
 };
+
+use crate::reference::{HfRef, HfSelector};
 use rbee_transfer::{ApiRequest, FetchRequest, Transfer, TransferError, parse_retry_after};
 use reqwest::Response;
 use tokio_util::sync::CancellationToken;
@@ -663,7 +665,7 @@ impl VendorSource for HuggingFaceVendor {
     }
 
     fn scheme(&self) -> Scheme {
-        Scheme::Hf
+        crate::SCHEME
     }
 
     async fn resolve(
@@ -672,7 +674,7 @@ impl VendorSource for HuggingFaceVendor {
         options: &ResolveOptions,
         cancel: &CancellationToken,
     ) -> Result<ResolvedArtifact> {
-        let ArtifactRef::HuggingFace(hf) = reference else {
+        let Some(hf) = reference.get::<HfRef>() else {
             return Err(Error::Unsupported(format!(
                 "the HuggingFace vendor cannot resolve `{reference}`"
             )));
@@ -697,7 +699,7 @@ impl VendorSource for HuggingFaceVendor {
         progress: &DownloadTracker,
         cancel: &CancellationToken,
     ) -> Result<Vec<DownloadedFile>> {
-        let ArtifactRef::HuggingFace(hf) = &plan.reference else {
+        let Some(hf) = plan.reference.get::<HfRef>() else {
             return Err(Error::Unsupported(format!(
                 "the HuggingFace vendor cannot download `{}`",
                 plan.reference

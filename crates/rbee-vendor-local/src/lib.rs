@@ -22,8 +22,10 @@
 #![deny(missing_docs)]
 
 pub use access::LocalAccess;
+pub use reference::{LocalRef, SCHEME};
 pub use vendor::LocalVendor;
 
 mod access;
+mod reference;
 mod scan;
 mod vendor;

@@ -11,6 +11,8 @@ use rbee_artifact::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, FileProgress, FileSource, ResolveOptions,
     ResolvedArtifact, ResolvedFile, Result, Scheme, Sha256Digest, Sha256Hasher, VendorSource,
 };
+
+use crate::reference::LocalRef;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{LocalAccess, Roots, same_file};
@@ -56,7 +58,7 @@ impl LocalVendor {
 #[async_trait]
 impl VendorSource for LocalVendor {
     fn scheme(&self) -> Scheme {
-        Scheme::File
+        crate::SCHEME
     }
 
     async fn resolve(
@@ -65,7 +67,7 @@ impl VendorSource for LocalVendor {
         options: &ResolveOptions,
         _cancel: &CancellationToken,
     ) -> Result<ResolvedArtifact> {
-        let ArtifactRef::Local(local) = reference else {
+        let Some(local) = reference.get::<LocalRef>() else {
             return Err(Error::Unsupported(format!(
                 "the file: vendor cannot fetch `{reference}`"
             )));

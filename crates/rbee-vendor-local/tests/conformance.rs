@@ -36,24 +36,28 @@ fn env() -> Env {
 
 #[tokio::test]
 async fn resolve_moves_no_bytes() {
+    rbee_artifact::register_reference::<rbee_vendor_local::LocalRef>();
     let env = env();
     conformance::resolve_moves_no_bytes(&env.fixture, env.dest.path()).await;
 }
 
 #[tokio::test]
 async fn download_reports_progress() {
+    rbee_artifact::register_reference::<rbee_vendor_local::LocalRef>();
     let env = env();
     conformance::download_reports_progress(&env.fixture, env.dest.path()).await;
 }
 
 #[tokio::test]
 async fn cancelled_download_keeps_no_final_file() {
+    rbee_artifact::register_reference::<rbee_vendor_local::LocalRef>();
     let env = env();
     conformance::cancelled_download_keeps_no_final_file(&env.fixture, env.dest.path()).await;
 }
 
 #[tokio::test]
 async fn repeat_download_is_idempotent() {
+    rbee_artifact::register_reference::<rbee_vendor_local::LocalRef>();
     let env = env();
     conformance::repeat_download_is_idempotent(&env.fixture, env.dest.path()).await;
 }

@@ -10,6 +10,7 @@ use rbee_vendor_local::LocalVendor;
 use tokio_util::sync::CancellationToken;
 
 fn reference(path: &Path) -> ArtifactRef {
+    rbee_artifact::register_reference::<rbee_vendor_local::LocalRef>();
     format!("file:{}", path.display()).parse().unwrap()
 }
 

@@ -17,7 +17,7 @@
 //! use rbee_vendor_memory::InMemoryVendor;
 //! use tokio_util::sync::CancellationToken;
 //!
-//! let vendor = InMemoryVendor::new(Scheme::Hf);
+//! let vendor = InMemoryVendor::new(Scheme::new("hf"));
 //! let reference: ArtifactRef = "hf:org/repo".parse()?;
 //! vendor.insert(&reference, Some("rev1"), &[("model.gguf", b"GGUF".to_vec())]);
 //! let plan = vendor

@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use rbee_artifact::{ArtifactRef, EventKind, Scheme};
+use rbee_artifact::{ArtifactRef, EventKind};
 use rbee_vendor_memory::InMemoryVendor;
 use rbee_vendor_memory::conformance::{self, Fixture};
 
 const FILES: [(&str, &[u8]); 2] = [("model.gguf", &[7; 100_000]), ("sub/config.json", b"{}")];
 
 fn fixture() -> (Arc<InMemoryVendor>, Fixture) {
-    let vendor = Arc::new(InMemoryVendor::new(Scheme::Hf));
+    let vendor = Arc::new(InMemoryVendor::new(rbee_vendor_huggingface::SCHEME));
     let reference: ArtifactRef = "hf:org/repo".parse().unwrap();
     let files: Vec<(&str, Vec<u8>)> = FILES.iter().map(|(p, b)| (*p, b.to_vec())).collect();
     vendor.insert(&reference, Some("rev1"), &files);
@@ -19,6 +19,7 @@ fn fixture() -> (Arc<InMemoryVendor>, Fixture) {
 
 #[tokio::test]
 async fn resolve_moves_no_bytes() {
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     let (vendor, f) = fixture();
     let dest = tempfile::tempdir().unwrap();
     let plan = conformance::resolve_moves_no_bytes(&f, dest.path()).await;
@@ -28,6 +29,7 @@ async fn resolve_moves_no_bytes() {
 
 #[tokio::test]
 async fn download_reports_progress() {
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     let (_, f) = fixture();
     let dest = tempfile::tempdir().unwrap();
     conformance::download_reports_progress(&f, dest.path()).await;
@@ -35,6 +37,7 @@ async fn download_reports_progress() {
 
 #[tokio::test]
 async fn cancelled_download_keeps_no_final_file() {
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     let (_, f) = fixture();
     let dest = tempfile::tempdir().unwrap();
     conformance::cancelled_download_keeps_no_final_file(&f, dest.path()).await;
@@ -42,6 +45,7 @@ async fn cancelled_download_keeps_no_final_file() {
 
 #[tokio::test]
 async fn repeat_download_is_idempotent() {
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     let (vendor, f) = fixture();
     let dest = tempfile::tempdir().unwrap();
     conformance::repeat_download_is_idempotent(&f, dest.path()).await;
@@ -50,6 +54,7 @@ async fn repeat_download_is_idempotent() {
 
 #[tokio::test]
 async fn integrity_failure_is_never_ready() {
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     let (vendor, f) = fixture();
     assert!(vendor.corrupt(&f.reference, "model.gguf"));
     let dest = tempfile::tempdir().unwrap();
@@ -62,6 +67,7 @@ async fn integrity_failure_is_never_ready() {
 
 #[tokio::test]
 async fn resumes_after_interruption() {
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     let (vendor, f) = fixture();
     vendor.stall_once_after(40_000);
     let dest = tempfile::tempdir().unwrap();
@@ -78,6 +84,7 @@ async fn resumes_after_interruption() {
 
 #[tokio::test]
 async fn an_unknown_reference_is_not_found() {
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     let (vendor, _) = fixture();
     let other: ArtifactRef = "hf:org/other".parse().unwrap();
     let err = rbee_artifact::VendorSource::resolve(

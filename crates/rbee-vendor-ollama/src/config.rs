@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use rbee_artifact::{Error, Result};
 use url::Url;
 
-use rbee_artifact::ollama::DEFAULT_HOST;
+use crate::DEFAULT_HOST;
 
 /// The public registry's address.
 pub const DEFAULT_REGISTRY: &str = "https://registry.ollama.ai";

@@ -38,9 +38,9 @@
 pub use config::{DEFAULT_REGISTRY, OllamaConfig};
 pub use describe::describe;
 pub use manifest::{Layer, LayerKind, MANIFEST_FILE, MANIFEST_MEDIA_TYPE, Manifest};
-pub use rbee_artifact::OllamaRef;
-pub use rbee_artifact::ollama::{
-    DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, EXAMPLE, SCHEME, claims_bare, parse_reference,
+pub use name::{
+    DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, EXAMPLE, OLLAMA, OllamaRef, SCHEME, claims_bare,
+    parse_reference,
 };
 pub use store::{OllamaStore, StoredModel};
 pub use vendor::{OllamaVendor, Resolution};
@@ -49,6 +49,7 @@ mod challenge;
 mod config;
 mod describe;
 mod manifest;
+mod name;
 mod registry;
 mod store;
 mod vendor;

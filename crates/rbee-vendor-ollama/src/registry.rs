@@ -17,9 +17,9 @@ use reqwest::header::WWW_AUTHENTICATE;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::OllamaRef;
 use crate::challenge::{Challenge, token_from_json};
 use crate::manifest::{MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
-use rbee_artifact::OllamaRef;
 
 /// Largest error or token answer read.
 const MAX_SMALL_BODY: usize = 64 << 10;
@@ -224,8 +224,8 @@ impl Registry<'_> {
     fn not_found(&self, body: &[u8]) -> Error {
         let codes = error_codes(body);
         let name = &self.name;
-        let page = if name.host == rbee_artifact::ollama::DEFAULT_HOST {
-            let path = if name.namespace == rbee_artifact::ollama::DEFAULT_NAMESPACE {
+        let page = if name.host == crate::DEFAULT_HOST {
+            let path = if name.namespace == crate::DEFAULT_NAMESPACE {
                 format!("library/{}", name.model)
             } else {
                 format!("{}/{}", name.namespace, name.model)

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use rbee_artifact::Sha256Digest;
 
+use crate::OllamaRef;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
-use rbee_artifact::OllamaRef;
 
 /// Ollama's store at one root.
 #[derive(Debug, Clone, PartialEq, Eq)]

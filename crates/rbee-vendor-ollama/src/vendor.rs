@@ -10,15 +10,16 @@ use rbee_artifact::{
     ResolvedArtifact, ResolvedFile, Result, Scheme, Sha256Digest, Sha256Hasher, VendorSource,
     partial, validate_relative_path,
 };
+
 use rbee_transfer::{FetchRequest, Transfer, TransferError};
 use tokio_util::sync::CancellationToken;
 
+use crate::OllamaRef;
 use crate::challenge::Challenge;
 use crate::config::OllamaConfig;
 use crate::manifest::{LayerKind, MANIFEST_FILE, Manifest};
 use crate::registry::{self, Registry, Tokens};
 use crate::store::OllamaStore;
-use rbee_artifact::OllamaRef;
 
 /// How a reused file is described in progress events.
 const FROM_OLLAMA_STORE: &str = "from Ollama's store";
@@ -562,7 +563,7 @@ async fn publish(
 #[async_trait::async_trait]
 impl VendorSource for OllamaVendor {
     fn scheme(&self) -> Scheme {
-        Scheme::Ollama
+        crate::OLLAMA
     }
 
     async fn resolve(
@@ -571,7 +572,7 @@ impl VendorSource for OllamaVendor {
         options: &ResolveOptions,
         cancel: &CancellationToken,
     ) -> Result<ResolvedArtifact> {
-        let ArtifactRef::Ollama(name) = reference else {
+        let Some(name) = reference.get::<OllamaRef>() else {
             return Err(Error::Unsupported(format!(
                 "the Ollama vendor resolves ollama: references, not `{reference}`"
             )));
@@ -605,7 +606,7 @@ impl VendorSource for OllamaVendor {
         progress: &DownloadTracker,
         cancel: &CancellationToken,
     ) -> Result<Vec<DownloadedFile>> {
-        let ArtifactRef::Ollama(name) = &plan.reference else {
+        let Some(name) = plan.reference.get::<OllamaRef>() else {
             return Err(Error::Unsupported(format!(
                 "the Ollama vendor downloads ollama: plans, not `{}`",
                 plan.reference

@@ -104,6 +104,7 @@ async fn get(hub: &FakeHub, path: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn resolve_moves_no_bytes() {
+    rbee_artifact::register_reference::<rbee_vendor_ollama::OllamaRef>();
     let env = Env::start().await;
     conformance::resolve_moves_no_bytes(&env.fixture, &env.dest()).await;
     assert_eq!(env.body_bytes(), 0, "resolving downloaded blob bytes");
@@ -111,24 +112,28 @@ async fn resolve_moves_no_bytes() {
 
 #[tokio::test]
 async fn download_reports_progress() {
+    rbee_artifact::register_reference::<rbee_vendor_ollama::OllamaRef>();
     let env = Env::start().await;
     conformance::download_reports_progress(&env.fixture, &env.dest()).await;
 }
 
 #[tokio::test]
 async fn cancelled_download_keeps_no_final_file() {
+    rbee_artifact::register_reference::<rbee_vendor_ollama::OllamaRef>();
     let env = Env::start().await;
     conformance::cancelled_download_keeps_no_final_file(&env.fixture, &env.dest()).await;
 }
 
 #[tokio::test]
 async fn repeat_download_is_idempotent() {
+    rbee_artifact::register_reference::<rbee_vendor_ollama::OllamaRef>();
     let env = Env::start().await;
     conformance::repeat_download_is_idempotent(&env.fixture, &env.dest()).await;
 }
 
 #[tokio::test]
 async fn integrity_failure_is_never_ready() {
+    rbee_artifact::register_reference::<rbee_vendor_ollama::OllamaRef>();
     let env = Env::start().await;
     env.hub
         .set_faults(vec![Fault::flip_byte(1000).path(MODEL_PATH)]);
@@ -137,6 +142,7 @@ async fn integrity_failure_is_never_ready() {
 
 #[tokio::test]
 async fn resumes_after_interruption() {
+    rbee_artifact::register_reference::<rbee_vendor_ollama::OllamaRef>();
     let env = Env::start().await;
     env.hub
         .set_faults(vec![Fault::hang(100_000).path(MODEL_PATH).times(1)]);

@@ -20,7 +20,9 @@
 //! ```
 #![deny(missing_docs)]
 
+pub use reference::{SCHEME, UrlRef};
 pub use vendor::UrlVendor;
 
 mod name;
+mod reference;
 mod vendor;

@@ -6,8 +6,10 @@ use async_trait::async_trait;
 use globset::{Glob, GlobSetBuilder};
 use rbee_artifact::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, FileSource, ResolveOptions,
-    ResolvedArtifact, ResolvedFile, Result, Scheme, UrlRef, VendorSource,
+    ResolvedArtifact, ResolvedFile, Result, Scheme, VendorSource,
 };
+
+use crate::reference::UrlRef;
 use rbee_transfer::{ApiRequest, FetchRequest, Transfer, redact_url};
 use reqwest::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderMap};
 use reqwest::{Method, StatusCode};
@@ -173,7 +175,7 @@ fn check_globs(options: &ResolveOptions, file: &str) -> Result<()> {
 #[async_trait]
 impl VendorSource for UrlVendor {
     fn scheme(&self) -> Scheme {
-        Scheme::Url
+        crate::SCHEME
     }
 
     async fn resolve(
@@ -182,7 +184,7 @@ impl VendorSource for UrlVendor {
         options: &ResolveOptions,
         cancel: &CancellationToken,
     ) -> Result<ResolvedArtifact> {
-        let ArtifactRef::Url(u) = reference else {
+        let Some(u) = reference.get::<UrlRef>() else {
             return Err(Error::Unsupported(format!(
                 "the URL vendor cannot fetch `{reference}`"
             )));

@@ -27,6 +27,7 @@ async fn resolve(r: &str) -> rbee_artifact::Result<rbee_artifact::ResolvedArtifa
 
 #[tokio::test]
 async fn head_gives_size_version_name_and_fragment_digest() {
+    rbee_artifact::register_reference::<rbee_vendor_url::UrlRef>();
     let server = MockServer::start().await;
     Mock::given(method("HEAD"))
         .and(path("/models/tiny%20model.gguf"))
@@ -64,6 +65,7 @@ async fn head_gives_size_version_name_and_fragment_digest() {
 
 #[tokio::test]
 async fn head_not_allowed_falls_back_to_one_byte_get() {
+    rbee_artifact::register_reference::<rbee_vendor_url::UrlRef>();
     let server = MockServer::start().await;
     Mock::given(method("HEAD"))
         .respond_with(ResponseTemplate::new(405))
@@ -87,6 +89,7 @@ async fn head_not_allowed_falls_back_to_one_byte_get() {
 
 #[tokio::test]
 async fn missing_and_refused_urls_are_clear_errors() {
+    rbee_artifact::register_reference::<rbee_vendor_url::UrlRef>();
     let server = MockServer::start().await;
     for (p, status) in [
         ("/gone.gguf", 404),
@@ -117,6 +120,7 @@ async fn missing_and_refused_urls_are_clear_errors() {
 
 #[tokio::test]
 async fn unknown_size_is_none_and_still_downloads() {
+    rbee_artifact::register_reference::<rbee_vendor_url::UrlRef>();
     let server = MockServer::start().await;
     Mock::given(method("HEAD"))
         .respond_with(ResponseTemplate::new(200))
@@ -149,6 +153,7 @@ async fn unknown_size_is_none_and_still_downloads() {
 
 #[tokio::test]
 async fn wrong_digest_fails_and_leaves_nothing_final() {
+    rbee_artifact::register_reference::<rbee_vendor_url::UrlRef>();
     let server = MockServer::start().await;
     let data = b"the real bytes".to_vec();
     Mock::given(method("HEAD"))
@@ -181,6 +186,7 @@ async fn wrong_digest_fails_and_leaves_nothing_final() {
 
 #[tokio::test]
 async fn offline_and_globs() {
+    rbee_artifact::register_reference::<rbee_vendor_url::UrlRef>();
     let r: ArtifactRef = "https://example.invalid/m.gguf".parse().unwrap();
     let mut options = ResolveOptions::default();
     options.offline = true;
@@ -221,6 +227,7 @@ mod hostile {
 
     #[tokio::test]
     async fn content_disposition_names_that_are_paths_or_escapes_are_refused() {
+        rbee_artifact::register_reference::<rbee_vendor_url::UrlRef>();
         let (hub, _root) = hub(1000).await;
         let r: ArtifactRef = hub.file_url("m.gguf").as_str().parse().unwrap();
         let long = format!("attachment; filename=\"{}.gguf\"", "a".repeat(3000));
@@ -245,6 +252,7 @@ mod hostile {
     /// `HEAD` announces 1000 bytes; the `GET` goes on past them.
     #[tokio::test]
     async fn a_body_longer_than_head_announced_is_cut_and_refused() {
+        rbee_artifact::register_reference::<rbee_vendor_url::UrlRef>();
         let (hub, _root) = hub(1000).await;
         let r: ArtifactRef = hub.file_url("m.gguf").as_str().parse().unwrap();
         let v = super::vendor();

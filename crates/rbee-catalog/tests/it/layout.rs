@@ -38,6 +38,7 @@ const GGUF_SHA256: &str = "b83633aa785344791618f2fddf131b010ea04912a60430760b070
 
 #[test]
 fn entries_written_by_the_current_layout_are_found() {
+    crate::register();
     let root = tempfile::tempdir().unwrap();
     for (reference, folder, id) in ENTRIES {
         let dir = root.path().join(folder);

@@ -90,6 +90,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic_and_errors_say_why(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        crate::register();
         match ArtifactRecord::decode(&bytes) {
             Ok(record) => check_invariants(&record)?,
             Err(why) => prop_assert!(!why.is_empty()),
@@ -98,6 +99,7 @@ proptest! {
 
     #[test]
     fn a_valid_record_round_trips(record in record_strategy()) {
+        crate::register();
         let json = serde_json::to_vec_pretty(&record).unwrap();
         let back = ArtifactRecord::decode(&json).map_err(TestCaseError::fail)?;
         check_invariants(&back)?;
@@ -111,6 +113,7 @@ proptest! {
         record in record_strategy(),
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8),
     ) {
+        crate::register();
         let mut json = serde_json::to_vec(&record).unwrap();
         for (at, byte, how) in edits {
             let i = at.index(json.len().max(1));
@@ -134,6 +137,7 @@ proptest! {
         text in hostile_text(),
         number in any::<u64>(),
     ) {
+        crate::register();
         let mut value = serde_json::to_value(&record).unwrap();
         match field {
             0 => value["files"][0]["path"] = Value::String(text),
@@ -161,6 +165,7 @@ proptest! {
         bytes in prop::collection::vec(any::<u8>(), 0..256),
         record in record_strategy(),
     ) {
+        crate::register();
         let tmp = tempfile::tempdir().unwrap();
         let catalog = Catalog::open(tmp.path()).unwrap();
         let good = valid_record("hf:org/good:Q8_0", &[("m.gguf", 1)], vec![]);

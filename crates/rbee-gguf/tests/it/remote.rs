@@ -137,6 +137,7 @@ fn llama3_like(path: &Path) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_header_takes_three_range_requests_and_little_more_than_its_bytes() {
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     let hub = Hub::start().await;
     let file = "Llama-like.Q4_K_M.gguf";
     let header = llama3_like(&hub.path("org/llama", file));
@@ -174,6 +175,7 @@ async fn a_large_header_takes_three_range_requests_and_little_more_than_its_byte
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_without_a_vocabulary_takes_one_small_request() {
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     let hub = Hub::start().await;
     let file = "tiny.Q8_0.gguf";
     let mut w = GgufWriter::new()
@@ -199,6 +201,7 @@ async fn a_header_without_a_vocabulary_takes_one_small_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_repos_need_the_token_which_never_reaches_the_cdn() {
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     let hub = Hub::start().await;
     let file = "m.Q4_0.gguf";
     GgufWriter::new()
@@ -231,6 +234,7 @@ async fn private_repos_need_the_token_which_never_reaches_the_cdn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_are_retried_and_ignored_ranges_read_through() {
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     let hub = Hub::start().await;
     let file = "Llama-like.Q4_K_M.gguf";
     llama3_like(&hub.path("org/llama", file));
@@ -260,6 +264,7 @@ async fn faults_are_retried_and_ignored_ranges_read_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_models_are_read_shard_by_shard() {
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     let hub = Hub::start().await;
     for (no, name) in [
         (0u16, "big-Q4_0-00001-of-00002.gguf"),
@@ -290,6 +295,7 @@ async fn split_models_are_read_shard_by_shard() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_and_foreign_files_are_clear_errors() {
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     let hub = Hub::start().await;
     let w = GgufWriter::new()
         .kv("general.architecture", Value::String("llama".into()))
@@ -330,6 +336,7 @@ fn safetensors(path: &Path, tensors: &[(&str, &str, &[u64])]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn safetensors_headers_take_one_request_per_shard() {
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     let hub = Hub::start().await;
     let repo = "org/st";
     std::fs::write(

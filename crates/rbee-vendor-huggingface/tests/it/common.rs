@@ -41,6 +41,7 @@ pub(crate) fn vendor(endpoint: &str, hf_home: &Path, token: bool) -> HuggingFace
 }
 
 pub(crate) fn reference(s: &str) -> ArtifactRef {
+    rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
     s.parse().unwrap()
 }
 

@@ -16,7 +16,7 @@
 
 use std::fmt;
 
-use crate::reference::{RefError, RefErrorKind};
+use rbee_artifact::{Claim, RefError, RefErrorKind, Scheme, VendorReference, key_segment};
 
 /// The registry a name without a host lives in.
 pub const DEFAULT_HOST: &str = "registry.ollama.ai";
@@ -28,6 +28,8 @@ pub const DEFAULT_TAG: &str = "latest";
 pub const EXAMPLE: &str = "ollama:llama3.2:1b";
 /// The scheme prefix (without the colon).
 pub const SCHEME: &str = "ollama";
+/// The scheme of Ollama references.
+pub const OLLAMA: Scheme = Scheme::new(SCHEME);
 
 /// Longest part Ollama accepts.
 const MAX_PART: usize = 128;
@@ -38,7 +40,7 @@ const MAX_PART: usize = 128;
 /// Ollama shows, always with its tag), which parses back to an equal value.
 ///
 /// ```
-/// use rbee_artifact::OllamaRef;
+/// use rbee_vendor_ollama::OllamaRef;
 ///
 /// let r: OllamaRef = "llama3.2:1b".parse().unwrap();
 /// assert_eq!(r.host, "registry.ollama.ai");
@@ -162,6 +164,31 @@ impl fmt::Display for OllamaRef {
     }
 }
 
+impl VendorReference for OllamaRef {
+    const SCHEME: Scheme = OLLAMA;
+    const PREFIXES: &'static [&'static str] = &[SCHEME];
+    const EXAMPLE: &'static str = EXAMPLE;
+    const KEY_DEPTH: usize = 4;
+
+    fn parse(_input: &str, body: &str) -> Result<Self, RefErrorKind> {
+        OllamaRef::parse_name(body)
+    }
+
+    /// `NAME:TAG` without a scheme: see [`claims_bare`].
+    fn claim(input: &str) -> Option<Claim> {
+        claims_bare(input).then_some(Claim::Bare)
+    }
+
+    fn catalog_segments(&self) -> Vec<String> {
+        self.store_segments().into_iter().map(key_segment).collect()
+    }
+
+    /// A tag moves like a branch; there is no digest pin in the grammar.
+    fn is_pinned(&self) -> bool {
+        false
+    }
+}
+
 /// Parses `ollama:NAME…` (or a bare name) into an [`OllamaRef`], with an error naming the bad
 /// part and showing [`EXAMPLE`].
 pub fn parse_reference(input: &str) -> Result<OllamaRef, RefError> {
@@ -183,11 +210,11 @@ pub fn parse_reference(input: &str) -> Result<OllamaRef, RefError> {
 
 /// Whether a reference written without a scheme is Ollama's spelling: `NAME:TAG` with no `/`
 /// (`llama3.2:1b`). Spellings with a `/` stay HuggingFace's (`ORG/REPO:QUANT`, as llama.cpp
-/// reads them); write `ollama:NS/NAME:TAG` for those. The caller has already ruled out known
-/// schemes (`hf:`, `gh:`, `file:`, `http:`…), so `hf:x` never lands here.
+/// reads them); write `ollama:NS/NAME:TAG` for those. Only asked when the text's prefix names
+/// no registered vendor, so `hf:x` never lands here.
 ///
 /// ```
-/// use rbee_artifact::ollama::claims_bare;
+/// use rbee_vendor_ollama::claims_bare;
 /// assert!(claims_bare("llama3.2:1b"));
 /// assert!(claims_bare("qwen2.5-coder:7b-instruct-q4_K_M"));
 /// assert!(!claims_bare("TheBloke/TinyLlama-GGUF:Q4_K_M"));
@@ -381,47 +408,15 @@ mod tests {
             assert!(!claims_bare(no), "{no}");
         }
         // A mistyped scheme keeps its "unknown scheme" error rather than becoming a model name.
-        let err = "fiel:model.gguf".parse::<crate::ArtifactRef>().unwrap_err();
+        rbee_artifact::register_reference::<OllamaRef>();
+        let err = "fiel:model.gguf"
+            .parse::<rbee_artifact::ArtifactRef>()
+            .unwrap_err();
         assert!(err.to_string().contains("fiel"), "{err}");
         assert!(
             matches!(err.kind, RefErrorKind::UnknownScheme { .. }),
             "{err}"
         );
-    }
-
-    #[test]
-    fn references_and_catalog_keys() {
-        use crate::{ArtifactRef, CatalogKey};
-        let r: ArtifactRef = "llama3.2:1b".parse().unwrap();
-        assert!(matches!(&r, ArtifactRef::Ollama(o) if o.tag == "1b"));
-        assert_eq!(r.to_string(), "ollama:llama3.2:1b");
-        let key = CatalogKey::of(&r);
-        assert_eq!(
-            key.id(),
-            "ollama--registry.ollama.ai--library--llama3.2--1b"
-        );
-        assert_eq!(CatalogKey::from_id(&key.id()), Some(key));
-        // The same model by every spelling is one entry.
-        for same in [
-            "ollama:llama3.2:1b",
-            "ollama:library/llama3.2:1b",
-            "ollama:registry.ollama.ai/library/llama3.2:1b",
-        ] {
-            assert_eq!(
-                CatalogKey::of(&same.parse().unwrap()).id(),
-                CatalogKey::of(&r).id()
-            );
-        }
-        // A port's `:` is not a folder character: the segment gets a hash, still one folder.
-        let port: ArtifactRef = "ollama:localhost:5000/team/m:v1".parse().unwrap();
-        let id = CatalogKey::of(&port).id();
-        assert!(id.starts_with("ollama--localhost_5000-"), "{id}");
-        assert_eq!(CatalogKey::from_id(&id).map(|k| k.id()), Some(id));
-        // With a `/`, the bare spelling stays HuggingFace's.
-        let hf: ArtifactRef = "org/repo:Q4_K_M".parse().unwrap();
-        assert!(matches!(hf, ArtifactRef::HuggingFace(_)));
-        let hf: ArtifactRef = "hf.co/org/repo:Q4_K_M".parse().unwrap();
-        assert!(matches!(hf, ArtifactRef::HuggingFace(_)));
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! Property tests of the reference grammar, catalog keys and URL redaction.
+//! Property tests of the reference grammars of every vendor together, catalog keys and URL
+//! redaction.
 
 use proptest::prelude::*;
 use rbee_artifact::{
     ArtifactRef, CatalogKey, REDACTED, Selection, is_credential_param, redacted_url,
 };
+use rbee_model_provisioner::register_references;
+use rbee_vendor_url::UrlRef;
 
 fn name() -> impl Strategy<Value = String> {
     "[A-Za-z0-9][A-Za-z0-9._-]{0,20}".prop_filter("not dots", |s| s != "." && s != "..")
@@ -77,11 +80,13 @@ proptest! {
 
     #[test]
     fn parsing_never_panics(s in any::<String>()) {
+        register_references();
         let _ = s.parse::<ArtifactRef>();
     }
 
     #[test]
     fn parsing_never_panics_on_reference_like_text(s in "(hf|gh|file|https?|x)?:?(//)?[A-Za-z0-9/@:.%*#=_ -]{0,40}") {
+        register_references();
         if let Ok(r) = s.parse::<ArtifactRef>() {
             // Whatever parses displays to something that parses to the same value.
             let shown = r.to_string();
@@ -91,6 +96,7 @@ proptest! {
 
     #[test]
     fn display_then_parse_round_trips(s in valid_reference()) {
+        register_references();
         let r: ArtifactRef = s.parse().map_err(|e| TestCaseError::fail(format!("{s}: {e}")))?;
         let shown = r.to_string();
         let back: ArtifactRef = shown.parse().map_err(|e| TestCaseError::fail(format!("{shown}: {e}")))?;
@@ -116,6 +122,7 @@ proptest! {
         ), 1..4),
         other in "[A-Za-z0-9_-]{6,24}",
     ) {
+        register_references();
         let mut query: Vec<String> = plain.iter().map(|(k, v)| format!("{k}={v}")).collect();
         query.extend(secrets.iter().map(|(k, v)| format!("{k}={v}")));
         let signed = format!("https://cdn.example/{path}?{}", query.join("&"));
@@ -138,7 +145,7 @@ proptest! {
         );
         let resigned: ArtifactRef = resigned.parse().unwrap();
         prop_assert_eq!(CatalogKey::of(&resigned), CatalogKey::of(&r));
-        let ArtifactRef::Url(u) = &r else { panic!("{r:?}") };
+        let Some(u) = r.get::<UrlRef>() else { panic!("{r:?}") };
         prop_assert_eq!(u.url.as_str(), signed.as_str());
         let debug = format!("{r:?}");
         let first_secret = format!("{}={}", secrets[0].0, secrets[0].1);
@@ -154,6 +161,7 @@ proptest! {
         include in prop::collection::vec("[A-Za-z0-9*?._/-]{1,12}", 0..4),
         exclude in prop::collection::vec("[A-Za-z0-9*?._/-]{1,12}", 0..4),
     ) {
+        register_references();
         let r: ArtifactRef = s.parse().unwrap();
         let selection = Selection::new(include.clone(), exclude.clone());
         let key = CatalogKey::of_request(&r, &selection);
