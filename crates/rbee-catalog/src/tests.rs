@@ -3,7 +3,11 @@ use std::sync::Arc;
 use super::*;
 use rbee_artifact::{Scheme, Selection};
 
-fn record(reference: &str, status: ArtifactStatus, files: &[(&str, &[u8])]) -> ArtifactRecord {
+pub(crate) fn record(
+    reference: &str,
+    status: ArtifactStatus,
+    files: &[(&str, &[u8])],
+) -> ArtifactRecord {
     let reference: ArtifactRef = reference.parse().unwrap();
     ArtifactRecord {
         schema: RECORD_SCHEMA,
@@ -30,7 +34,7 @@ fn record(reference: &str, status: ArtifactStatus, files: &[(&str, &[u8])]) -> A
 }
 
 /// Saves a record and writes its files.
-fn add(
+pub(crate) fn add(
     cat: &Catalog,
     reference: &str,
     status: ArtifactStatus,
