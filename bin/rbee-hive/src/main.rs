@@ -139,6 +139,7 @@ fn warn_if_full(root: &std::path::Path) {
 struct UsageError(String);
 
 fn main() -> ExitCode {
+    rbee_cli_support::return_freed_memory();
     let args = Args::parse();
     init_logging(args.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

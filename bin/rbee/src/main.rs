@@ -42,6 +42,7 @@ use crate::failure::Failure;
 use crate::setup::UsageError;
 
 fn main() -> ExitCode {
+    rbee_cli_support::return_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_failure(&e),

@@ -24,10 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::ArtifactRecord;
-
-/// The index file at the catalog root. Its name starts with a dot, so no walk of the catalog
-/// takes it for an entry.
-pub(crate) const INDEX_FILE: &str = ".catalog-index.json";
+use crate::layout::INDEX_FILE;
 
 /// Bumped whenever what the index holds changes meaning; another format is rebuilt.
 const FORMAT: u32 = 1;
@@ -72,8 +69,10 @@ fn nanos(secs: i64, nsec: i64) -> i64 {
 }
 
 /// What the index knows of one folder below the root (the root itself: the empty path).
+// Externally tagged: an internally tagged enum is buffered whole before it is decoded, which
+// doubles the cost of reading the index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Node {
     /// A folder of folders: its stamp and its sub-folders (not starting with a dot).
     Branch { stamp: Stamp, children: Vec<String> },

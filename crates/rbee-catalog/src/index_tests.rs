@@ -22,7 +22,7 @@ fn ids(listing: &[Listing]) -> Vec<String> {
 
 /// What a catalog without any index lists: the truth the index must agree with.
 fn truth(root: &Path) -> Vec<Listing> {
-    let _ = fs::remove_file(root.join(index::INDEX_FILE));
+    let _ = fs::remove_file(root.join(layout::INDEX_FILE));
     Catalog::open(root).unwrap().list().unwrap()
 }
 
@@ -95,7 +95,7 @@ fn a_deleted_truncated_or_garbage_index_is_rebuilt_from_the_records() {
     let cat = eager(tmp.path());
     fill(&cat, 10);
     let expected = cat.list().unwrap();
-    let path = tmp.path().join(index::INDEX_FILE);
+    let path = tmp.path().join(layout::INDEX_FILE);
     let saved = fs::read(&path).unwrap();
     let garbage: [&[u8]; 5] = [
         b"",
@@ -125,8 +125,8 @@ fn an_index_is_never_trusted_over_the_records() {
     let cat = eager(tmp.path());
     fill(&cat, 6);
     cat.list().unwrap();
-    let index_before = fs::read(tmp.path().join(index::INDEX_FILE)).unwrap();
-    let restore_index = || fs::write(tmp.path().join(index::INDEX_FILE), &index_before).unwrap();
+    let index_before = fs::read(tmp.path().join(layout::INDEX_FILE)).unwrap();
+    let restore_index = || fs::write(tmp.path().join(layout::INDEX_FILE), &index_before).unwrap();
 
     // A record removed behind the index's back is not listed.
     let gone = cat.entry_dir(&CatalogKey::of(&"hf:org/repo-001".parse().unwrap()));

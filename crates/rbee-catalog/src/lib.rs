@@ -7,7 +7,13 @@
 //!   (or threads) never lose each other's updates.
 //! - A process downloading an artifact holds that artifact's `.lock` ([`DownloadLease`]) for the
 //!   whole download. An entry marked `downloading` whose lock nobody holds was left by a dead
-//!   process: reads show it as `incomplete`, and [`Catalog::open`] records that when it can.
+//!   process: reads show it as `incomplete`, and [`Catalog::list`] records that when it can.
+//! - The index (`.catalog-index.json`) is a cache that every reader checks against the records
+//!   (see `index`); it is replaced whole by a rename, and a save racing another is harmless.
+//!
+//! # Scale
+//! Opening reads nothing; a lookup by id or reference reads one record; a listing stats every
+//! record and reads only those that changed since the index was saved, in any process.
 //!
 //! # Reading never needs writing
 //! Opening, listing, reading, verifying and removing work on a full disk: recovery and status
