@@ -73,6 +73,7 @@ fn nanos(secs: i64, nsec: i64) -> i64 {
 // doubles the cost of reading the index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // Entries are most nodes; boxing would add an allocation each.
 pub(crate) enum Node {
     /// A folder of folders: its stamp and its sub-folders (not starting with a dot).
     Branch { stamp: Stamp, children: Vec<String> },

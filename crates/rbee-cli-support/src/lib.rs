@@ -16,8 +16,8 @@ pub const MMAP_THRESHOLD: usize = 128 << 10;
 /// threshold rises to the size of the largest mapped block freed (up to 32 MiB): after the
 /// first 1 MiB hashing buffer is freed, every 128 KiB write buffer of every connection comes
 /// from the per-thread heaps, which keep what is freed. Measured with eight simultaneous
-/// 1 GiB downloads in the daemon: peak RSS 406 MiB, 300 MiB still held when they had ended;
-/// with the threshold fixed, 211 MiB and 22 MiB. Call it first in `main`, before any thread
+/// 1 GiB downloads in the daemon: peak RSS 406 MiB, 398 MiB still held when they had ended;
+/// with the threshold fixed, 236 MiB and 28 MiB (`bench/hive-load.sh`). Call it first in `main`, before any thread
 /// starts. Elsewhere than glibc, nothing to do.
 pub fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
