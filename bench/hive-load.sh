@@ -5,7 +5,10 @@
 # reports each completion; reports the daemon's CPU time and RSS. Not run by CI.
 #
 # Usage: bench/hive-load.sh   (env: SUBSCRIBERS=200 JOBS=50 BIG_MIB=512 SMALL_MIB=8
-#                              CAP=8000000 (bytes/s per connection) CONCURRENT=2)
+#                              CAP=8000000 (bytes/s per connection, 0: no cap) CONCURRENT=2)
+#
+# Eight simultaneous 1 GiB downloads, unthrottled (peak RSS is `daemon_rss_peak_mib`):
+#   SUBSCRIBERS=8 BIG_MIB=1024 JOBS=7 SMALL_MIB=1024 CONCURRENT=8 CAP=0 bench/hive-load.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

@@ -1,6 +1,6 @@
-//! `rbee-hive`: the model-provisioning daemon. Parses flags, opens the catalog (recovering
-//! downloads a dead process left), wires the vendors, prints where it listens, and serves until
-//! SIGINT or SIGTERM.
+//! `rbee-hive`: the model-provisioning daemon. Parses flags, opens the catalog, wires the
+//! vendors, prints where it listens, and serves until SIGINT or SIGTERM; meanwhile it lists the
+//! catalog once (recording downloads a dead process left).
 // Printing the listening line and start-up errors is this binary's job; the library logs.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -152,6 +152,7 @@ fn warn_if_full(root: &std::path::Path) {
 struct UsageError(String);
 
 fn main() -> ExitCode {
+    rbee_cli_support::return_freed_memory();
     rbee_model_provisioner::register_references();
     let args = Args::parse();
     init_logging(args.verbose);
@@ -201,8 +202,8 @@ async fn run(args: Args) -> Result<()> {
     }
 
     let root = Catalog::resolve_root(args.cache_dir.as_deref())?;
-    // Opening recovers entries a dead process left `downloading` (they become `incomplete`).
     let catalog = Arc::new(Catalog::open(&root)?);
+    let first_listing = catalog.clone();
     warn_if_full(&root);
 
     let rate_limit = args
@@ -295,6 +296,13 @@ async fn run(args: Args) -> Result<()> {
     let local = listener.local_addr().context("reading the bound address")?;
     announce(local, &root)?;
     tracing::info!(%local, catalog = %root.display(), "rbee-hive listening");
+    // After the listening line, so that start-up never waits for a walk of the catalog: records
+    // downloads a dead process left `downloading` as `incomplete`, and loads the catalog index.
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = first_listing.list() {
+            tracing::warn!(error = %e.report(), "could not list the catalog");
+        }
+    });
 
     rbee_hive::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("rbee-hive stopped");

@@ -37,7 +37,7 @@ struct Shared {
 }
 
 impl HiveState {
-    /// State over `provisioner` (whose catalog was opened, and so recovered, by the caller).
+    /// State over `provisioner` (whose catalog was opened by the caller).
     pub fn new(provisioner: Provisioner, config: HiveConfig) -> Self {
         // Every job keeps its tracker (a late subscriber reads its final event from it), and a
         // tracker's broadcast buffer is allocated up front: keep it small. A subscriber further

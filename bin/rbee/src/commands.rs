@@ -466,6 +466,8 @@ pub(crate) fn print_listing(
             .unwrap_or(0)
     });
     let terminal = crate::terminal::stdout_width();
+    // One write for the whole table, not one per line: a catalog can hold thousands of entries.
+    let mut lines = Vec::with_capacity(rows.len() + 1);
     for row in std::iter::once(&header).chain(&rows) {
         let line = format!(
             "{:<w0$} {:>w1$}  {:<w2$}  {}",
@@ -480,16 +482,15 @@ pub(crate) fn print_listing(
         // Only the last column gives way, so ids stay whole for copying.
         let fixed = widths[0] + widths[1] + widths[2] + 5;
         match terminal {
-            Some(cols) if line.chars().count() > cols && cols > fixed + 8 => {
-                out!(
-                    "{}{}",
-                    &line[..line.len() - row[3].len()],
-                    crate::terminal::fit(&row[3], cols - fixed)
-                )
-            }
-            _ => out!("{line}"),
+            Some(cols) if line.chars().count() > cols && cols > fixed + 8 => lines.push(format!(
+                "{}{}",
+                &line[..line.len() - row[3].len()],
+                crate::terminal::fit(&row[3], cols - fixed)
+            )),
+            _ => lines.push(line),
         }
     }
+    out!("{}", lines.join("\n"));
     Ok(())
 }
 

@@ -43,6 +43,7 @@ use crate::failure::Failure;
 use crate::setup::UsageError;
 
 fn main() -> ExitCode {
+    rbee_cli_support::return_freed_memory();
     rbee_model_provisioner::register_references();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

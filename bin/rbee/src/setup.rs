@@ -79,7 +79,7 @@ pub(crate) fn cache_dir(global: &GlobalArgs) -> Result<PathBuf> {
     Ok(Catalog::resolve_root(global.cache_dir.as_deref())?)
 }
 
-/// Opens the catalog (creating it, and recovering downloads left by dead processes).
+/// Opens the catalog (creating it if needed).
 pub(crate) fn open_catalog(global: &GlobalArgs) -> Result<Arc<Catalog>> {
     let dir = cache_dir(global)?;
     Ok(Arc::new(Catalog::open(&dir)?))

@@ -3,6 +3,7 @@
 //! ```text
 //! <root>/                                   $RBEE_CACHE_DIR or ~/.cache/rbee/models
 //!   .catalog.lock                           serialises metadata writes between processes
+//!   .catalog-index.json                     a cache of the records, rebuilt when missing or stale
 //!   hf/<org>/<repo>/<variant>/              one artifact (variant: Q4_K_M, default, file-…, …@rev;
 //!                                           `…=sel-<hash>` when --include/--exclude chose files)
 //!     metadata.json                         the record (reference, revision, files, status)
@@ -37,6 +38,9 @@ pub const PINNED_FILE: &str = ".pinned";
 pub const FILES_DIR: &str = "files";
 /// The catalog-wide lock for metadata writes.
 pub const CATALOG_LOCK_FILE: &str = ".catalog.lock";
+/// The index of the records at the root (a cache: see `Catalog::list`). Its name starts with a
+/// dot, so no walk of the catalog takes it for an entry.
+pub const INDEX_FILE: &str = ".catalog-index.json";
 
 /// The artifact folder.
 pub fn entry_dir(root: &Path, key: &CatalogKey) -> PathBuf {

@@ -7,7 +7,13 @@
 //!   (or threads) never lose each other's updates.
 //! - A process downloading an artifact holds that artifact's `.lock` ([`DownloadLease`]) for the
 //!   whole download. An entry marked `downloading` whose lock nobody holds was left by a dead
-//!   process: reads show it as `incomplete`, and [`Catalog::open`] records that when it can.
+//!   process: reads show it as `incomplete`, and [`Catalog::list`] records that when it can.
+//! - The index (`.catalog-index.json`) is a cache that every reader checks against the records
+//!   (see `index`); it is replaced whole by a rename, and a save racing another is harmless.
+//!
+//! # Scale
+//! Opening reads nothing; a lookup by id or reference reads one record; a listing stats every
+//! record and reads only those that changed since the index was saved, in any process.
 //!
 //! # Reading never needs writing
 //! Opening, listing, reading, verifying and removing work on a full disk: recovery and status
@@ -26,6 +32,7 @@
 
 mod contain;
 mod hygiene;
+mod index;
 pub mod layout;
 mod record;
 mod usage;
@@ -36,6 +43,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -52,6 +60,13 @@ use rbee_artifact::{ArtifactRef, CatalogKey, Error, Result, Sha256Digest, availa
 pub struct Catalog {
     root: PathBuf,
     write_lock: Mutex<()>,
+    /// What the last walk found, checked against the disk on every walk (see `index`); `None`
+    /// until the first walk loads the saved index.
+    index: Mutex<Option<index::Nodes>>,
+    /// Record files read and decoded so far.
+    records_read: AtomicU64,
+    /// How old a change to a record must be before the index caches it (shorter in tests).
+    settle: std::time::Duration,
 }
 
 /// Exclusive right to download one artifact, held across processes; released on drop.
@@ -246,10 +261,11 @@ impl Catalog {
             .map_err(|e| Error::io(format!("using {} as the cache folder", dir.display()), e))
     }
 
-    /// Opens (creating if needed) the catalog at `root`, and marks entries left `downloading`
-    /// by a dead process as `incomplete`. An existing catalog opens without writing anything:
-    /// when that mark cannot be written (a full disk), it is logged and reads show the entries
-    /// as `incomplete` anyway.
+    /// Opens (creating if needed) the catalog at `root`. Reads nothing else: an existing
+    /// catalog opens in the same time whatever its size, and without writing anything.
+    ///
+    /// Entries left `downloading` by a dead process read as `incomplete`; [`list`](Self::list)
+    /// records that on disk when it meets them.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         if !root.is_dir() {
@@ -257,12 +273,19 @@ impl Catalog {
                 Error::io(format!("creating the catalog folder {}", root.display()), e)
             })?;
         }
-        let catalog = Self {
+        Ok(Self {
             root,
             write_lock: Mutex::new(()),
-        };
-        catalog.recover();
-        Ok(catalog)
+            index: Mutex::new(None),
+            records_read: AtomicU64::new(0),
+            settle: index::SETTLE,
+        })
+    }
+
+    /// How many record files (`metadata.json`) this catalog has read and decoded: a lookup of
+    /// one entry reads one, a listing reads only those that changed since the last one.
+    pub fn records_read(&self) -> u64 {
+        self.records_read.load(Ordering::Relaxed)
     }
 
     /// The catalog root.
@@ -317,6 +340,7 @@ impl Catalog {
         if let Some(link) = contain::first_link(&self.root, &dir.join(layout::METADATA_FILE)) {
             return Err(contain::link_reason(&link));
         }
+        self.records_read.fetch_add(1, Ordering::Relaxed);
         let Some(record) = read_record(dir)? else {
             return Ok(None);
         };
@@ -329,19 +353,124 @@ impl Catalog {
         Ok(Some(record))
     }
 
-    /// Every entry, damaged ones included, sorted by id.
+    /// Every entry, damaged ones included, sorted by id. Entries left `downloading` by a dead
+    /// process are recorded as `incomplete` (best effort, as reads show them so anyway).
+    ///
+    /// Reads only the records that changed since the last listing (in any process): the rest
+    /// come from the index, each checked against its record's file (see `index`).
     pub fn list(&self) -> Result<Vec<Listing>> {
+        let (mut out, dead) = {
+            let mut cached = rbee_artifact::lock_unpoisoned(&self.index);
+            let old = cached.take().unwrap_or_else(|| index::load(&self.root));
+            let mut refresh = index::Refresh::new(old, self.settle);
+            let walked = self.walk(&mut refresh);
+            let (nodes, changed) = refresh.finish();
+            if walked.is_ok() {
+                if changed {
+                    self.save_index(&nodes);
+                }
+                *cached = Some(nodes);
+            }
+            walked?
+        };
+        out.sort_by(|a, b| listing_id(a).cmp(listing_id(b)));
+        self.recover(&dead);
+        Ok(out)
+    }
+
+    /// Walks the catalog folders, taking from the index what is unchanged on disk and reading
+    /// the rest. Returns the listing and the keys of entries whose record says `downloading`
+    /// while no process holds their lease.
+    fn walk(&self, refresh: &mut index::Refresh) -> Result<(Vec<Listing>, Vec<CatalogKey>)> {
         let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
-        while let Some(dir) = stack.pop() {
+        let mut dead = Vec::new();
+        let mut stack = vec![String::new()];
+        while let Some(rel) = stack.pop() {
+            let dir = index::dir_of(&self.root, &rel);
+            let is_root = rel.is_empty();
+            // The root is read every time: saving the index changes it.
+            let mut stamp = None;
+            if let Some(index::Node::Branch {
+                stamp: cached,
+                children,
+            }) = refresh.cached(&rel)
+            {
+                let now = fs::symlink_metadata(&dir).map(|m| index::Stamp::of(&m));
+                if now.as_ref().is_ok_and(|now| now == cached) {
+                    // Nothing was added, removed or renamed in it: not even a record.
+                    push_children(&mut stack, &rel, children);
+                    refresh.keep(&rel);
+                    continue;
+                }
+                stamp = now.ok();
+            }
+            if !is_root && let Ok(meta) = fs::symlink_metadata(dir.join(layout::METADATA_FILE)) {
+                self.visit_entry(&rel, dir, &meta, refresh, &mut out, &mut dead);
+                continue;
+            }
+            if !is_root && stamp.is_none() {
+                match fs::symlink_metadata(&dir) {
+                    Ok(meta) => stamp = Some(index::Stamp::of(&meta)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+                }
+            }
+            // Stamped before it is read: a change after the stamp shows as a newer one.
             let read = match fs::read_dir(&dir) {
                 Ok(read) => read,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
             };
-            let has_record =
-                dir != self.root && fs::symlink_metadata(dir.join(layout::METADATA_FILE)).is_ok();
-            if has_record {
+            let mut children = Vec::new();
+            for item in read.flatten() {
+                // A link is never a folder here: `file_type` does not follow it.
+                let is_dir = item.file_type().is_ok_and(|t| t.is_dir());
+                let name = item.file_name();
+                match name.to_str() {
+                    Some(name) if is_dir && !name.starts_with('.') => {
+                        children.push(name.to_string())
+                    }
+                    // rbee names its folders in ASCII: a record under another name is shown
+                    // as damaged, and there is nothing else to find there.
+                    None if is_dir && item.path().join(layout::METADATA_FILE).exists() => {
+                        out.push(Listing::Damaged {
+                            id: self.id_of_dir(&item.path()),
+                            dir: item.path(),
+                            reason: format!(
+                                "its folder {} is not one rbee makes",
+                                item.path().display()
+                            ),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            push_children(&mut stack, &rel, &children);
+            if let Some(stamp) = stamp {
+                refresh.put(&rel, index::Node::Branch { stamp, children });
+            }
+        }
+        Ok((out, dead))
+    }
+
+    /// One folder holding a record: from the index when its record is unchanged, else read.
+    fn visit_entry(
+        &self,
+        rel: &str,
+        dir: PathBuf,
+        meta: &fs::Metadata,
+        refresh: &mut index::Refresh,
+        out: &mut Vec<Listing>,
+        dead: &mut Vec<CatalogKey>,
+    ) {
+        let stamp = index::Stamp::of(meta);
+        let record = match refresh.cached(rel) {
+            Some(index::Node::Entry { stamp: s, record }) if *s == stamp && meta.is_file() => {
+                let record = record.clone();
+                refresh.keep(rel);
+                record
+            }
+            _ => {
                 let id = self.id_of_dir(&dir);
                 let read = match CatalogKey::from_id(&id) {
                     Some(key) => self.read_checked(&key, &dir),
@@ -351,28 +480,47 @@ impl Catalog {
                     )),
                 };
                 match read {
-                    Ok(Some(record)) => out.push(Listing::Entry(CatalogEntry {
-                        record: shown_status(&dir, record),
-                        dir,
-                    })),
-                    Ok(None) => {}
-                    Err(reason) => out.push(Listing::Damaged { id, dir, reason }),
+                    Ok(Some(record)) => {
+                        refresh.put(
+                            rel,
+                            index::Node::Entry {
+                                stamp,
+                                record: record.clone(),
+                            },
+                        );
+                        record
+                    }
+                    Ok(None) => return,
+                    Err(reason) => {
+                        out.push(Listing::Damaged { id, dir, reason });
+                        return;
+                    }
                 }
-                continue;
             }
-            for item in read.flatten() {
-                let name = item.file_name();
-                let is_dir = item.file_type().is_ok_and(|t| t.is_dir());
-                if is_dir && !name.to_string_lossy().starts_with('.') {
-                    stack.push(item.path());
-                }
-            }
+        };
+        let on_disk_downloading = matches!(record.status, ArtifactStatus::Downloading { .. });
+        let record = shown_status(&dir, record);
+        if on_disk_downloading && !matches!(record.status, ArtifactStatus::Downloading { .. }) {
+            dead.push(record.key());
         }
-        out.sort_by_key(|l| match l {
-            Listing::Entry(e) => e.record.id.clone(),
-            Listing::Damaged { id, .. } => id.clone(),
-        });
-        Ok(out)
+        out.push(Listing::Entry(CatalogEntry { record, dir }));
+    }
+
+    /// Saves the index for the next process. Best effort: a catalog on a read-only or full
+    /// disk still lists, only slower. Under the catalog lock when it is free, so that a save
+    /// never waits for a writer; a save racing another is harmless, since every reader checks
+    /// what it takes from the index against the records.
+    fn save_index(&self, nodes: &index::Nodes) {
+        let path = self.root.join(layout::CATALOG_LOCK_FILE);
+        let Ok(lock) = contain::open_lock(&path) else {
+            return;
+        };
+        if lock.try_lock().is_err() {
+            return;
+        }
+        if let Err(e) = index::save(&self.root, nodes) {
+            tracing::debug!(root = %self.root.display(), error = %e, "could not save the catalog index; the next listing rebuilds it");
+        }
     }
 
     /// Takes the download lease of an artifact if no other download holds it.
@@ -700,13 +848,32 @@ impl Catalog {
     /// A ready file anywhere in the catalog with this digest and size, to link instead of
     /// downloading the same bytes twice.
     pub fn find_by_digest(&self, sha256: &Sha256Digest, size: u64) -> Result<Option<PathBuf>> {
-        Ok(self.digest_index()?.remove(&(*sha256, size)))
+        Ok(self
+            .find_copies(&[(*sha256, size)])?
+            .remove(&(*sha256, size)))
     }
 
-    /// Every present file of every ready entry, by (digest, size): one pass over the catalog
-    /// for a download that wants to reuse several files. Files reached through a symbolic link
-    /// are never offered.
+    /// Every present file of every ready entry, by (digest, size). Files reached through a
+    /// symbolic link are never offered.
     pub fn digest_index(&self) -> Result<HashMap<(Sha256Digest, u64), PathBuf>> {
+        self.copies(|_| true)
+    }
+
+    /// Of these (digest, size) pairs, those a ready entry holds, with the path of a present
+    /// copy: one listing (which reads only changed records) for a download that wants to reuse
+    /// several files, and a check on disk of the wanted files only.
+    pub fn find_copies(
+        &self,
+        wanted: &[(Sha256Digest, u64)],
+    ) -> Result<HashMap<(Sha256Digest, u64), PathBuf>> {
+        let wanted: std::collections::HashSet<_> = wanted.iter().copied().collect();
+        self.copies(|k| wanted.contains(k))
+    }
+
+    fn copies(
+        &self,
+        wanted: impl Fn(&(Sha256Digest, u64)) -> bool,
+    ) -> Result<HashMap<(Sha256Digest, u64), PathBuf>> {
         let mut index = HashMap::new();
         for listing in self.list()? {
             let Listing::Entry(entry) = listing else {
@@ -717,11 +884,15 @@ impl Catalog {
             }
             for f in &entry.record.files {
                 let Some(sha256) = f.sha256 else { continue };
+                let key = (sha256, f.size);
+                if index.contains_key(&key) || !wanted(&key) {
+                    continue;
+                }
                 let path = layout::file_path(&entry.dir, &f.path);
                 if contain::first_link(&entry.dir, &path).is_none()
                     && fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == f.size)
                 {
-                    index.entry((sha256, f.size)).or_insert(path);
+                    index.insert(key, path);
                 }
             }
         }
@@ -738,35 +909,21 @@ impl Catalog {
     }
 
     /// Records downloads left by dead processes as `incomplete`. Best effort: reads already
-    /// show them so, and a catalog on a full disk must still open.
-    fn recover(&self) {
-        let listing = match self.list() {
-            Ok(listing) => listing,
-            Err(e) => {
-                tracing::warn!(error = %e.report(), "could not look for downloads left by a dead process");
-                return;
-            }
-        };
-        for listing in listing {
-            let Listing::Entry(entry) = listing else {
-                continue;
-            };
-            // `list` already shows a dead process's download as incomplete; the record on disk
-            // may still say downloading.
-            let ArtifactStatus::Incomplete { bytes, total } = entry.record.status else {
-                continue;
-            };
-            let key = entry.record.key();
+    /// show them so, and a catalog on a full disk must still list.
+    fn recover(&self, dead: &[CatalogKey]) {
+        for key in dead {
+            // Holding the lease proves the download is dead and keeps a new one from starting
+            // while the record changes.
             let Ok(Some(_lease)) = self.try_lease_key(key.clone()) else {
                 continue;
             };
-            let result = self.update(&key, |r| {
-                if matches!(r.status, ArtifactStatus::Downloading { .. }) {
+            let result = self.update(key, |r| {
+                if let ArtifactStatus::Downloading { bytes, total } = r.status {
                     r.status = ArtifactStatus::Incomplete { bytes, total };
                 }
             });
             if let Err(e) = result {
-                tracing::warn!(id = %entry.record.id, error = %e.report(), "could not record a dead process's download as incomplete; it is shown so anyway");
+                tracing::warn!(id = %key.id(), error = %e.report(), "could not record a dead process's download as incomplete; it is shown so anyway");
             }
         }
     }
@@ -782,6 +939,24 @@ impl Catalog {
             _file: file,
             _guard: guard,
         })
+    }
+}
+
+fn listing_id(listing: &Listing) -> &str {
+    match listing {
+        Listing::Entry(e) => &e.record.id,
+        Listing::Damaged { id, .. } => id,
+    }
+}
+
+/// Pushes the sub-folders of the folder `rel` for a walk.
+fn push_children(stack: &mut Vec<String>, rel: &str, children: &[String]) {
+    for child in children {
+        stack.push(if rel.is_empty() {
+            child.clone()
+        } else {
+            format!("{rel}/{child}")
+        });
     }
 }
 
@@ -888,5 +1063,7 @@ fn write_record(dir: &Path, record: &ArtifactRecord) -> Result<()> {
     result.map_err(|e| Error::io(format!("writing {}", target.display()), e))
 }
 
+#[cfg(test)]
+mod index_tests;
 #[cfg(test)]
 mod tests;

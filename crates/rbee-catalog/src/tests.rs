@@ -12,7 +12,11 @@ fn register() {
     register_reference::<rbee_vendor_ollama::OllamaRef>();
 }
 
-fn record(reference: &str, status: ArtifactStatus, files: &[(&str, &[u8])]) -> ArtifactRecord {
+pub(crate) fn record(
+    reference: &str,
+    status: ArtifactStatus,
+    files: &[(&str, &[u8])],
+) -> ArtifactRecord {
     let reference: ArtifactRef = reference.parse().unwrap();
     ArtifactRecord {
         schema: RECORD_SCHEMA,
@@ -39,7 +43,7 @@ fn record(reference: &str, status: ArtifactStatus, files: &[(&str, &[u8])]) -> A
 }
 
 /// Saves a record and writes its files.
-fn add(
+pub(crate) fn add(
     cat: &Catalog,
     reference: &str,
     status: ArtifactStatus,

@@ -680,9 +680,12 @@ impl Provisioner {
                 tracker.file_reused(&f.path, f.size.unwrap_or(0), "unchanged in the catalog");
             }
         }
-        let wants_digest = to_fetch.iter().any(|f| f.sha256.is_some());
-        if self.inner.config.reuse_by_digest && wants_digest {
-            let index = self.inner.catalog.digest_index()?;
+        let wanted: Vec<_> = to_fetch
+            .iter()
+            .filter_map(|f| Some((f.sha256?, f.size?)))
+            .collect();
+        if self.inner.config.reuse_by_digest && !wanted.is_empty() {
+            let index = self.inner.catalog.find_copies(&wanted)?;
             let mut remaining = Vec::new();
             for f in to_fetch {
                 match self.reuse_by_digest(&index, &f, files_dir, tracker).await {

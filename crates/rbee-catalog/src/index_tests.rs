@@ -1,0 +1,326 @@
+//! The index: listings read only what changed, and nothing in the index is trusted over the
+//! records.
+
+use std::time::Duration;
+
+use super::*;
+use crate::tests::{add, record};
+
+/// A catalog whose index caches a changed record at once, so the tests need not wait for changes
+/// to settle; each test changes records by renaming new files into place or by changing their
+/// size, which no clock tick can hide. (Folders still settle: what is added to one within a tick
+/// of the last change can leave it with the same times.)
+fn eager(root: &Path) -> Catalog {
+    let mut cat = Catalog::open(root).unwrap();
+    cat.settle = Duration::ZERO;
+    cat
+}
+
+fn ids(listing: &[Listing]) -> Vec<String> {
+    listing.iter().map(|l| listing_id(l).to_string()).collect()
+}
+
+/// What a catalog without any index lists: the truth the index must agree with.
+fn truth(root: &Path) -> Vec<Listing> {
+    let _ = fs::remove_file(root.join(layout::INDEX_FILE));
+    Catalog::open(root).unwrap().list().unwrap()
+}
+
+fn fill(cat: &Catalog, n: usize) {
+    for i in 0..n {
+        add(
+            cat,
+            &format!("hf:org/repo-{i:03}"),
+            ArtifactStatus::Ready,
+            &[("w.gguf", format!("weights {i}").as_bytes())],
+        );
+    }
+}
+
+#[test]
+fn a_listing_reads_only_the_records_that_changed_since_the_last_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = eager(tmp.path());
+    fill(&cat, 40);
+    assert_eq!(cat.list().unwrap().len(), 40);
+    assert_eq!(cat.records_read(), 40);
+
+    // The same catalog, and another process opening it: nothing read again.
+    assert_eq!(cat.list().unwrap().len(), 40);
+    assert_eq!(cat.records_read(), 40);
+    let other = eager(tmp.path());
+    assert_eq!(other.list().unwrap(), cat.list().unwrap());
+    assert_eq!(other.records_read(), 0);
+
+    // One record changes (written by the other catalog, as another process would): one read.
+    let key = CatalogKey::of(&"hf:org/repo-007".parse().unwrap());
+    other
+        .set_status(
+            &key,
+            ArtifactStatus::Failed {
+                error: "x".into(),
+                code: "network".into(),
+                suspect: vec![],
+            },
+        )
+        .unwrap();
+    let listing = cat.list().unwrap();
+    assert_eq!(cat.records_read(), 41);
+    let changed = listing
+        .iter()
+        .find_map(|l| match l {
+            Listing::Entry(e) if e.record.id == key.id() => Some(e.record.status.name()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(changed, "failed");
+    assert_eq!(listing, truth(tmp.path()));
+}
+
+#[test]
+fn opening_and_looking_up_one_entry_read_one_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    fill(&Catalog::open(tmp.path()).unwrap(), 30);
+    let cat = Catalog::open(tmp.path()).unwrap();
+    assert_eq!(cat.records_read(), 0, "opening read records");
+    assert!(cat.get("hf:org/repo-012").unwrap().is_some());
+    assert_eq!(cat.records_read(), 1);
+    assert!(cat.get("hf--org--repo-013--default").unwrap().is_some());
+    assert_eq!(cat.records_read(), 2);
+}
+
+#[test]
+fn a_deleted_truncated_or_garbage_index_is_rebuilt_from_the_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = eager(tmp.path());
+    fill(&cat, 10);
+    let expected = cat.list().unwrap();
+    let path = tmp.path().join(layout::INDEX_FILE);
+    let saved = fs::read(&path).unwrap();
+    let garbage: [&[u8]; 5] = [
+        b"",
+        b"garbage{",
+        &saved[..saved.len() / 2],
+        br#"{"format": 999, "nodes": {}}"#,
+        br#"{"format": 1, "nodes": {"hf": {"kind": "branch", "stamp": 7, "children": 3}}}"#,
+    ];
+    for bad in garbage {
+        fs::write(&path, bad).unwrap();
+        let fresh = eager(tmp.path());
+        assert_eq!(fresh.list().unwrap(), expected);
+        assert_eq!(fresh.records_read(), 10, "every record is read again");
+        // And the rebuilt index serves the next process.
+        let next = eager(tmp.path());
+        assert_eq!(next.list().unwrap(), expected);
+        assert_eq!(next.records_read(), 0);
+    }
+    fs::remove_file(&path).unwrap();
+    assert_eq!(eager(tmp.path()).list().unwrap(), expected);
+    assert!(path.exists(), "the index was saved again");
+}
+
+#[test]
+fn an_index_is_never_trusted_over_the_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = eager(tmp.path());
+    fill(&cat, 6);
+    cat.list().unwrap();
+    let index_before = fs::read(tmp.path().join(layout::INDEX_FILE)).unwrap();
+    let restore_index = || fs::write(tmp.path().join(layout::INDEX_FILE), &index_before).unwrap();
+
+    // A record removed behind the index's back is not listed.
+    let gone = cat.entry_dir(&CatalogKey::of(&"hf:org/repo-001".parse().unwrap()));
+    fs::remove_dir_all(gone.parent().unwrap()).unwrap();
+    restore_index();
+    let listing = eager(tmp.path()).list().unwrap();
+    assert!(!ids(&listing).contains(&"hf--org--repo-001--default".to_string()));
+    assert_eq!(listing, truth(tmp.path()));
+
+    // A record rewritten in place (another tool, same inode) shows what it says now.
+    let dir = cat.entry_dir(&CatalogKey::of(&"hf:org/repo-002".parse().unwrap()));
+    let mut changed = record(
+        "hf:org/repo-002",
+        ArtifactStatus::Failed {
+            error: "edited".into(),
+            code: "integrity".into(),
+            suspect: vec![],
+        },
+        &[],
+    );
+    changed.notes.push("rewritten in place".into());
+    cat.list().unwrap();
+    restore_index();
+    fs::write(
+        dir.join(layout::METADATA_FILE),
+        serde_json::to_vec(&changed).unwrap(),
+    )
+    .unwrap();
+    let listing = eager(tmp.path()).list().unwrap();
+    let shown = listing
+        .iter()
+        .find_map(|l| match l {
+            Listing::Entry(e) if e.dir == dir => Some(e.record.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(shown.status.name(), "failed");
+    assert_eq!(listing, truth(tmp.path()));
+
+    // A record damaged behind the index's back shows as damaged.
+    let dir = cat.entry_dir(&CatalogKey::of(&"hf:org/repo-003".parse().unwrap()));
+    cat.list().unwrap();
+    fs::write(dir.join(layout::METADATA_FILE), b"{ not a record").unwrap();
+    let listing = cat.list().unwrap();
+    assert!(
+        listing
+            .iter()
+            .any(|l| matches!(l, Listing::Damaged { dir: d, .. } if *d == dir))
+    );
+
+    // A record replaced by a link, and an entry folder replaced by a link to a copy: refused,
+    // as without an index.
+    let dir = cat.entry_dir(&CatalogKey::of(&"hf:org/repo-004".parse().unwrap()));
+    let outside = tmp.path().join("outside.json");
+    fs::copy(dir.join(layout::METADATA_FILE), &outside).unwrap();
+    fs::remove_file(dir.join(layout::METADATA_FILE)).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join(layout::METADATA_FILE)).unwrap();
+    let dir5 = cat.entry_dir(&CatalogKey::of(&"hf:org/repo-005".parse().unwrap()));
+    let moved = tmp.path().join("moved");
+    fs::rename(&dir5, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &dir5).unwrap();
+    let listing = cat.list().unwrap();
+    assert_eq!(listing, truth(tmp.path()));
+    assert!(
+        !listing
+            .iter()
+            .any(|l| matches!(l, Listing::Entry(e) if e.dir == dir || e.dir == dir5)),
+        "an entry reached through a link was listed: {:?}",
+        ids(&listing)
+    );
+}
+
+#[test]
+fn an_entry_added_by_another_process_shows_in_a_running_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = eager(tmp.path());
+    fill(&daemon, 5);
+    assert_eq!(daemon.list().unwrap().len(), 5);
+    // Another process: its own catalog value, in a folder the daemon has already listed.
+    let other = eager(tmp.path());
+    add(&other, "hf:org/repo-zzz", ArtifactStatus::Ready, &[]);
+    add(&other, "hf:another/one", ArtifactStatus::Ready, &[]);
+    let listing = daemon.list().unwrap();
+    assert_eq!(listing.len(), 7);
+    assert_eq!(listing, truth(tmp.path()));
+    other.remove("hf:org/repo-zzz").unwrap();
+    assert_eq!(daemon.list().unwrap().len(), 6);
+}
+
+#[test]
+fn a_change_too_recent_to_tell_apart_is_not_cached() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The default settling time: everything was just written, so nothing is cached yet and
+    // every listing reads every record.
+    let cat = Catalog::open(tmp.path()).unwrap();
+    fill(&cat, 3);
+    cat.list().unwrap();
+    cat.list().unwrap();
+    assert_eq!(cat.records_read(), 6);
+}
+
+#[test]
+fn dead_downloads_are_recorded_incomplete_by_a_listing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = eager(tmp.path());
+    add(
+        &cat,
+        "hf:o/dead",
+        ArtifactStatus::Downloading { bytes: 1, total: 2 },
+        &[],
+    );
+    let key = CatalogKey::of(&"hf:o/dead".parse().unwrap());
+    let on_disk = || read_record(&cat.entry_dir(&key)).unwrap().unwrap().status;
+    assert_eq!(on_disk().name(), "downloading", "opening wrote nothing");
+    cat.list().unwrap();
+    assert_eq!(on_disk(), ArtifactStatus::Incomplete { bytes: 1, total: 2 });
+}
+
+#[test]
+fn concurrent_writers_and_listers_leave_an_index_that_agrees_with_the_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    fill(&Catalog::open(tmp.path()).unwrap(), 10);
+    // Separate catalog values: only the file locks keep them apart, as between processes.
+    let writers: Vec<_> = (0..2)
+        .map(|t| {
+            let root = tmp.path().to_path_buf();
+            std::thread::spawn(move || {
+                let cat = Catalog::open(root).unwrap();
+                for i in 0..30 {
+                    add(&cat, &format!("hf:w{t}/m{i}"), ArtifactStatus::Ready, &[]);
+                    let key =
+                        CatalogKey::of(&format!("hf:org/repo-{:03}", i % 10).parse().unwrap());
+                    cat.update(&key, |r| r.notes.push(format!("{t}-{i}")))
+                        .unwrap();
+                    if i % 3 == 0 {
+                        cat.remove(&format!("hf:w{t}/m{i}")).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let listers: Vec<_> = (0..2)
+        .map(|_| {
+            let root = tmp.path().to_path_buf();
+            std::thread::spawn(move || {
+                let cat = Catalog::open(root).unwrap();
+                for _ in 0..30 {
+                    for l in cat.list().unwrap() {
+                        assert!(matches!(l, Listing::Entry(_)), "a torn record: {l:?}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in writers.into_iter().chain(listers) {
+        t.join().unwrap();
+    }
+    let with_index = Catalog::open(tmp.path()).unwrap().list().unwrap();
+    assert_eq!(with_index.len(), 10 + 2 * 20);
+    assert_eq!(with_index, truth(tmp.path()));
+    let notes: usize = with_index
+        .iter()
+        .map(|l| match l {
+            Listing::Entry(e) => e.record.notes.len(),
+            Listing::Damaged { .. } => 0,
+        })
+        .sum();
+    assert_eq!(notes, 60);
+}
+
+#[test]
+fn digest_reuse_reads_no_record_that_did_not_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = eager(tmp.path());
+    fill(&cat, 30);
+    cat.list().unwrap();
+    // A download in another process looks for a copy of one file.
+    let other = eager(tmp.path());
+    let found = other
+        .find_by_digest(&Sha256Digest::of(b"weights 17"), 10)
+        .unwrap()
+        .unwrap();
+    assert!(
+        found.ends_with("repo-017/default/files/w.gguf"),
+        "{found:?}"
+    );
+    assert_eq!(other.records_read(), 0);
+    let wanted = [
+        (Sha256Digest::of(b"weights 3"), 9),
+        (Sha256Digest::of(b"weights 3"), 10),
+        (Sha256Digest::of(b"not there"), 9),
+    ];
+    let copies = other.find_copies(&wanted).unwrap();
+    assert_eq!(copies.len(), 1);
+    assert!(copies.contains_key(&wanted[0]));
+    assert_eq!(other.records_read(), 0);
+}
