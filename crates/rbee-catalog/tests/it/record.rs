@@ -9,6 +9,8 @@ use rbee_catalog::{ArtifactRecord, ArtifactStatus, Catalog, FileRecord, Listing,
 use serde_json::Value;
 
 fn valid_record(reference: &str, files: &[(&str, u64)], include: Vec<String>) -> ArtifactRecord {
+    // Strategies build records before a test's body runs, so registering there is too late.
+    crate::register();
     let reference: ArtifactRef = reference.parse().unwrap();
     let selection = Selection::new(include, vec![]);
     ArtifactRecord {
