@@ -80,6 +80,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Manifest {
+        rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
         Manifest {
             schema: MANIFEST_SCHEMA,
             id: "hf--org--repo".into(),

@@ -291,7 +291,10 @@ async fn manifests_are_published_listed_and_removed_but_not_while_leased() {
     let manifest = Manifest {
         schema: MANIFEST_SCHEMA,
         id: "hf--org--model".into(),
-        reference: "hf:org/model".parse().unwrap(),
+        reference: {
+            rbee_artifact::register_reference::<rbee_vendor_huggingface::HfRef>();
+            "hf:org/model".parse().unwrap()
+        },
         selection: Default::default(),
         revision: Some("abc".into()),
         files: vec![ManifestFile {

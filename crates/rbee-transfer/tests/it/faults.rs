@@ -350,13 +350,15 @@ async fn adaptive_connections_grow_under_a_per_connection_cap() {
     let (dest, never) = (out.path().join("m.bin"), CancellationToken::new());
     let fetch = t.fetch(&req, &dest, &p, &never);
     tokio::pin!(fetch);
-    // Sample the server's log while the download runs: ranges whose bodies are still flowing.
+    // Sample the server's log while the download runs: ranges whose bodies are still flowing
+    // (a range the engine gave up, such as a hedged one, stays short but stops growing).
     let mut peak = 0;
+    let mut before = std::collections::HashMap::new();
     let result = loop {
         tokio::select! {
             r = &mut fetch => break r,
             _ = tokio::time::sleep(Duration::from_millis(50)) => {
-                peak = peak.max(in_flight(&hub.requests()));
+                peak = peak.max(flowing(&hub.requests(), &mut before));
             }
         }
     };
@@ -368,22 +370,29 @@ async fn adaptive_connections_grow_under_a_per_connection_cap() {
     assert!(peak <= 16, "peak concurrent ranges {peak}");
 }
 
-/// Ranged responses whose bodies have not been fully sent yet.
-fn in_flight(log: &[rbee_fake_hub::RequestRecord]) -> usize {
-    log.iter()
-        .filter(|r| {
-            let Some((a, b)) = r
-                .range
-                .as_deref()
-                .and_then(|v| v.strip_prefix("bytes="))
-                .and_then(|v| v.split_once('-'))
-            else {
-                return false;
-            };
-            let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>()) else {
-                return false;
-            };
-            r.bytes_sent < b - a + 1
-        })
-        .count()
+/// Ranged responses whose bodies have not been fully sent yet and grew since the last sample
+/// (`before`: bytes sent per request at that sample).
+fn flowing(
+    log: &[rbee_fake_hub::RequestRecord],
+    before: &mut std::collections::HashMap<u64, u64>,
+) -> usize {
+    let mut count = 0;
+    for r in log {
+        let Some((a, b)) = r
+            .range
+            .as_deref()
+            .and_then(|v| v.strip_prefix("bytes="))
+            .and_then(|v| v.split_once('-'))
+        else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>()) else {
+            continue;
+        };
+        let last = before.insert(r.seq, r.bytes_sent).unwrap_or(0);
+        if r.bytes_sent < b - a + 1 && r.bytes_sent > last {
+            count += 1;
+        }
+    }
+    count
 }
