@@ -519,7 +519,7 @@ mod tests {
             transfer,
             tokens: Arc::new(tokens),
             hash: "h".into(),
-            spans: vec![0..10],
+            spans: std::iter::once(0..10).collect(),
             plan: tokio::sync::Mutex::new(Plan::new(reconstruction(99))),
             cache: None,
             ranges_in_flight: std::sync::Mutex::new(HashMap::new()),
