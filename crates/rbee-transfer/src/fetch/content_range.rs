@@ -4,16 +4,19 @@ use reqwest::header::{ETAG, HeaderMap, HeaderValue, LAST_MODIFIED};
 
 use crate::state::Validators;
 
+/// The span a `206` says it carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ContentRange {
-    pub(crate) start: u64,
+pub struct ContentRange {
+    /// First byte.
+    pub start: u64,
     /// Exclusive.
-    pub(crate) end: u64,
-    pub(crate) total: Option<u64>,
+    pub end: u64,
+    /// The whole resource's size, when told.
+    pub total: Option<u64>,
 }
 
 /// `bytes 0-99/1000` or `bytes 0-99/*`.
-pub(crate) fn parse_content_range(v: &str) -> Option<ContentRange> {
+pub fn parse_content_range(v: &str) -> Option<ContentRange> {
     let rest = v.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let (a, b) = range.split_once('-')?;

@@ -26,7 +26,8 @@ mod request;
 mod resume;
 mod stream;
 
-pub(crate) use content_range::{parse_content_range, parse_unsatisfied_total};
+pub(crate) use content_range::parse_unsatisfied_total;
+pub use content_range::{ContentRange, parse_content_range};
 pub use pieces::PieceSink;
 pub(crate) use resume::bytes_on_disk;
 
@@ -43,7 +44,6 @@ use crate::error::{TransferError, redact_url};
 use crate::http;
 use crate::lock::FileLock;
 use crate::request::FetchRequest;
-use content_range::ContentRange;
 use hasher::hash_file;
 use job::Job;
 

@@ -11,10 +11,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rbee_artifact::lock_unpoisoned;
 use rbee_xet::cas::ChunkRange;
 use rbee_xet::{XetHash, chunk_hash};
+
+/// Numbers the temporary files of this process's writes.
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A bounded, content-checked store of decoded chunks.
 #[derive(Debug)]
@@ -52,12 +56,14 @@ impl ChunkCache {
     pub fn read(&self, xorb: &XetHash, index: u32) -> Option<Vec<u8>> {
         let path = self.path(xorb, index);
         let stored = std::fs::read(&path).ok()?;
-        let (hash, data) = stored.split_first_chunk::<32>()?;
-        if chunk_hash(data).as_bytes() != hash {
-            tracing::warn!(path = %path.display(), "a cached Xet chunk no longer matches its hash; removing it");
+        let intact = stored
+            .split_first_chunk::<32>()
+            .filter(|(hash, data)| chunk_hash(data).as_bytes() == *hash);
+        let Some((_, data)) = intact else {
+            tracing::warn!(path = %path.display(), "a cached Xet chunk is truncated or no longer matches its hash; removing it");
             let _ = std::fs::remove_file(&path);
             return None;
-        }
+        };
         if let Ok(f) = std::fs::File::options().append(true).open(&path) {
             let _ = f.set_modified(std::time::SystemTime::now());
         }
@@ -73,7 +79,12 @@ impl ChunkCache {
         let write = || -> std::io::Result<()> {
             let dir = path.parent().expect("a chunk path has a folder");
             std::fs::create_dir_all(dir)?;
-            let tmp = dir.join(format!(".{index}.{}.tmp", std::process::id()));
+            // Unique per write: two tasks of this process may store the same chunk at once.
+            let tmp = dir.join(format!(
+                ".{index}.{}.{}.tmp",
+                std::process::id(),
+                TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
             let mut bytes = Vec::with_capacity(32 + data.len());
             bytes.extend_from_slice(chunk_hash(data).as_bytes());
             bytes.extend_from_slice(data);
@@ -163,6 +174,49 @@ mod tests {
         std::fs::write(&p, bytes).unwrap();
         assert_eq!(cache.read(&x, 1), None);
         assert!(!cache.has_all(&x, range(0, 2)));
+    }
+
+    #[test]
+    fn a_truncated_chunk_is_removed_and_no_longer_counted_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        let x = XetHash::from_bytes([9; 32]);
+        let p = dir.path().join(x.to_hex()).join("0");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"").unwrap();
+        assert!(cache.has_all(&x, range(0, 1)));
+        assert_eq!(cache.read(&x, 0), None);
+        assert!(!p.exists(), "a short entry is removed");
+        assert!(!cache.has_all(&x, range(0, 1)));
+        // Shorter than a hash but not empty: the same.
+        std::fs::write(&p, [1u8; 31]).unwrap();
+        assert_eq!(cache.read(&x, 0), None);
+        assert!(!cache.has_all(&x, range(0, 1)));
+    }
+
+    #[test]
+    fn concurrent_stores_of_one_chunk_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = std::sync::Arc::new(ChunkCache::open(dir.path(), 1 << 20).unwrap());
+        let x = XetHash::from_bytes([3; 32]);
+        let data = vec![5u8; 256 << 10];
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, data) = (cache.clone(), data.clone());
+                std::thread::spawn(move || cache.put(&x, 0, &data))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(cache.read(&x, 0).unwrap(), data);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join(x.to_hex()))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n != "0")
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

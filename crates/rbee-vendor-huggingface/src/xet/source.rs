@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rbee_artifact::Error;
-use rbee_transfer::{ApiRequest, PieceSink, PieceSource, Transfer, TransferError, redact_url};
+use rbee_transfer::{
+    ApiRequest, PieceSink, PieceSource, Transfer, TransferError, parse_content_range, redact_url,
+};
 use rbee_xet::cas::{ReconstructionTerm, ReconstructionV1, ReconstructionV2, XorbRangeDescriptor};
 use rbee_xet::{ChunkHeader, XetHash, decode_chunk};
 use reqwest::StatusCode;
@@ -25,7 +27,7 @@ use super::token::XetTokens;
 const MAX_RECONSTRUCTION_BODY: usize = 64 << 20;
 
 /// The terms of a file and the presigned ranges that hold them, replaced when they expire.
-#[derive(Debug)]
+/// No `Debug`: the presigned URLs carry their credential in the query string.
 struct Plan {
     terms: Vec<ReconstructionTerm>,
     /// Per xorb: presigned URLs with the chunk and byte ranges each may be asked for.
@@ -69,7 +71,6 @@ impl Plan {
 type RangeLocks = HashMap<(XetHash, u64), Arc<tokio::sync::Mutex<()>>>;
 
 /// One file rebuilt from the Xet CAS, piece by piece: a piece is a term.
-#[derive(Debug)]
 pub struct XetSource {
     transfer: Transfer,
     tokens: Arc<XetTokens>,
@@ -96,29 +97,9 @@ impl XetSource {
         cancel: &CancellationToken,
     ) -> Result<Self, Error> {
         let r = reconstruct(&transfer, &tokens, hash, cancel).await?;
-        let plan = Plan::new(r.clone());
-        let bad = |message: String| Error::Protocol { message };
-        if r.offset_into_first_range != 0 {
-            return Err(bad(format!(
-                "the reconstruction of {hash} starts {} bytes into its first term, for a whole file",
-                r.offset_into_first_range
-            )));
-        }
-        let mut spans = Vec::with_capacity(plan.terms.len());
-        let mut at = 0u64;
-        for (i, term) in plan.terms.iter().enumerate() {
-            if term.unpacked_length == 0 || term.range.is_empty() {
-                return Err(bad(format!("term {i} of {hash} is empty")));
-            }
-            if plan.fetch_for(term).is_none() {
-                return Err(bad(format!(
-                    "the reconstruction of {hash} says nowhere where term {i} can be fetched"
-                )));
-            }
-            let end = at + u64::from(term.unpacked_length);
-            spans.push(at..end);
-            at = end;
-        }
+        let offset = r.offset_into_first_range;
+        let plan = Plan::new(r);
+        let spans = spans_of(&plan, offset, hash)?;
         Ok(Self {
             transfer,
             tokens,
@@ -208,6 +189,17 @@ impl XetSource {
     }
 }
 
+/// By hand: the plan's presigned URLs must not reach logs or errors.
+impl std::fmt::Debug for XetSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XetSource")
+            .field("hash", &self.hash)
+            .field("pieces", &self.spans.len())
+            .field("cache", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 #[async_trait]
 impl PieceSource for XetSource {
     fn pieces(&self) -> &[Range<u64>] {
@@ -277,6 +269,28 @@ impl PieceSource for XetSource {
             let status = response.status();
             let whole =
                 status == StatusCode::OK && response.content_length() == Some(range.bytes.len());
+            if status == StatusCode::PARTIAL_CONTENT {
+                // Chunks are cached under the indices asked for: bytes of another range would
+                // poison the cache for every file sharing this xorb.
+                let told = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_content_range);
+                if told.is_none_or(|c| {
+                    c.start != range.bytes.start || c.end != range.bytes.end.saturating_add(1)
+                }) {
+                    return Err(TransferError::protocol(format!(
+                        "GET {shown}: the CAS answered bytes {}-{} of a xorb with a Content-Range of {}",
+                        range.bytes.start,
+                        range.bytes.end,
+                        told.map_or_else(
+                            || "none it could read".to_string(),
+                            |c| format!("{}-{}", c.start, c.end - 1)
+                        ),
+                    )));
+                }
+            }
             if status == StatusCode::PARTIAL_CONTENT || whole {
                 stream_term(response, &term, &range, self.cache.as_deref(), sink, &shown).await?;
                 self.fetched
@@ -296,6 +310,53 @@ impl PieceSource for XetSource {
             )));
         }
     }
+}
+
+/// The file's spans, term by term, once every term is non-empty and fetchable and every
+/// byte range is one whose length can be computed.
+fn spans_of(plan: &Plan, offset: u64, hash: &str) -> Result<Vec<Range<u64>>, Error> {
+    let bad = |message: String| Error::Protocol { message };
+    if offset != 0 {
+        return Err(bad(format!(
+            "the reconstruction of {hash} starts {} bytes into its first term, for a whole file",
+            offset
+        )));
+    }
+    // `HttpRange::len` and the `Content-Range` check add one to the last byte.
+    if let Some(d) = plan
+        .xorbs
+        .values()
+        .flatten()
+        .map(|(_, d)| d)
+        .find(|d| d.bytes.end == u64::MAX || d.bytes.end < d.bytes.start)
+    {
+        return Err(bad(format!(
+            "the reconstruction of {hash} names an impossible xorb byte range {}-{}",
+            d.bytes.start, d.bytes.end
+        )));
+    }
+    let mut spans = Vec::with_capacity(plan.terms.len());
+    let mut at = 0u64;
+    for (i, term) in plan.terms.iter().enumerate() {
+        if term.unpacked_length == 0 || term.range.is_empty() {
+            return Err(bad(format!("term {i} of {hash} is empty")));
+        }
+        if plan.fetch_for(term).is_none() {
+            return Err(bad(format!(
+                "the reconstruction of {hash} says nowhere where term {i} can be fetched"
+            )));
+        }
+        let end = at
+            .checked_add(u64::from(term.unpacked_length))
+            .ok_or_else(|| {
+                bad(format!(
+                    "the terms of {hash} add up to more than 2^64 bytes"
+                ))
+            })?;
+        spans.push(at..end);
+        at = end;
+    }
+    Ok(spans)
 }
 
 /// Decodes the chunks of a xorb range as they arrive, handing over those of `term`. Holds at
@@ -415,5 +476,70 @@ async fn reconstruct(
         return Err(Error::Protocol {
             message: format!("the CAS serves no reconstruction of {hash}"),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbee_xet::cas::{ChunkRange, HttpRange, XorbMultiRangeFetch};
+
+    fn reconstruction(end: u64) -> ReconstructionV2 {
+        let xorb = XetHash::from_bytes([4; 32]);
+        let chunks = ChunkRange { start: 0, end: 1 };
+        ReconstructionV2 {
+            offset_into_first_range: 0,
+            terms: vec![ReconstructionTerm {
+                hash: xorb,
+                unpacked_length: 10,
+                range: chunks,
+            }],
+            xorbs: HashMap::from([(
+                xorb,
+                vec![XorbMultiRangeFetch {
+                    url: "http://127.0.0.1:9/xorbs/x?sig=SECRET".into(),
+                    ranges: vec![XorbRangeDescriptor {
+                        chunks,
+                        bytes: HttpRange { start: 0, end },
+                    }],
+                }],
+            )]),
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_presigned_url() {
+        let transfer = Transfer::new(rbee_transfer::TransferConfig::default()).unwrap();
+        let tokens = XetTokens::at(
+            transfer.clone(),
+            "http://127.0.0.1:9/token".parse().unwrap(),
+            None,
+        );
+        let source = XetSource {
+            transfer,
+            tokens: Arc::new(tokens),
+            hash: "h".into(),
+            spans: std::iter::once(0..10).collect(),
+            plan: tokio::sync::Mutex::new(Plan::new(reconstruction(99))),
+            cache: None,
+            ranges_in_flight: std::sync::Mutex::new(HashMap::new()),
+            fetched: AtomicU64::new(0),
+            reused: AtomicU64::new(0),
+        };
+        let shown = format!("{source:?}");
+        assert!(!shown.contains("sig="), "{shown}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(!shown.contains('?'), "{shown}");
+    }
+
+    #[test]
+    fn a_byte_range_ending_at_the_last_u64_is_refused() {
+        assert!(spans_of(&Plan::new(reconstruction(99)), 0, "h").is_ok());
+        let err = spans_of(&Plan::new(reconstruction(u64::MAX)), 0, "h").unwrap_err();
+        assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("impossible xorb byte range"),
+            "{err}"
+        );
     }
 }

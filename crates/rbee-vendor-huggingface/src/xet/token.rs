@@ -138,9 +138,17 @@ impl XetTokens {
         let access_token = Secret::new(parsed.access_token).ok_or_else(|| Error::Protocol {
             message: format!("{shown} answered an empty Xet token"),
         })?;
+        let expires_at = UNIX_EPOCH
+            .checked_add(Duration::from_secs(parsed.exp))
+            .ok_or_else(|| Error::Protocol {
+                message: format!(
+                    "{shown} answered a Xet token expiring at {}, past any time this system can hold",
+                    parsed.exp
+                ),
+            })?;
         Ok(XetToken {
             access_token,
-            expires_at: UNIX_EPOCH + Duration::from_secs(parsed.exp),
+            expires_at,
             cas_url,
         })
     }

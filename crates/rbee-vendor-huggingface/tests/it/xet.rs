@@ -202,3 +202,20 @@ async fn a_refused_or_broken_token_answer_is_a_clear_error_without_secrets() {
     assert!(matches!(err, Error::Protocol { .. }), "{err}");
     assert!(!err.to_string().contains("xet_X"), "{err}");
 }
+
+#[tokio::test]
+async fn a_token_expiring_past_any_representable_time_is_a_protocol_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(TOKEN_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("xet_FAR", u64::MAX)))
+        .mount(&server)
+        .await;
+    let err = tokens(&server)
+        .get(&CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+    assert!(err.to_string().contains("expiring"), "{err}");
+    assert!(!err.to_string().contains("xet_FAR"), "{err}");
+}

@@ -213,3 +213,42 @@ async fn the_chunk_cache_can_be_turned_off() {
     download_all(&v, &plan, dest.path()).await.0.unwrap();
     assert!(!cache.path().join("chunks").exists());
 }
+
+/// A xorb range answered as another range must not reach the chunk cache: the file falls back
+/// to the bridge, and a second file sharing the xorb still rebuilds correctly from Xet.
+#[tokio::test]
+async fn a_xorb_range_answered_as_another_range_is_refused() {
+    let hub = Hub::start(2 * MIB).await;
+    let second = rbee_fake_hub::mutate_chunks(&hub.data, 0.10, 0);
+    let p = hub.hub.root().join("hf").join(REPO).join("m.Q5_K_M.gguf");
+    std::fs::write(&p, &second).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let vendor = || {
+        let mut c = config(hub.hub.url().as_str(), hub.home.path());
+        c.xet_cache = Some(cache.path().join("chunks"));
+        HuggingFaceVendor::new(c, transfer())
+    };
+    let dest = tempfile::tempdir().unwrap();
+    for (file, data) in [(FILE, &hub.data), ("m.Q5_K_M.gguf", &second)] {
+        let v = vendor();
+        let plan = resolve(&v, &format!("hf:{REPO}/{file}")).await.unwrap();
+        hub.hub.reset_counters();
+        if file == FILE {
+            hub.hub.set_faults(vec![
+                Fault::content_range("bytes 1-{end}/{total}").path("xorbs/*"),
+            ]);
+        } else {
+            hub.hub.set_faults(vec![]);
+        }
+        let (out, _) = download_all(&v, &plan, dest.path()).await;
+        assert_eq!(out.unwrap()[0].sha256, sha(data));
+        assert_eq!(&std::fs::read(dest.path().join(file)).unwrap(), data);
+        let c = hub.hub.xet_counters();
+        if file == FILE {
+            assert!(c.bridge_bytes > 0, "the wrong range was refused: {c:?}");
+        } else {
+            assert_eq!(c.bridge_bytes, 0, "{c:?}");
+            assert!(c.xorb_requests >= 1, "{c:?}");
+        }
+    }
+}
