@@ -10,7 +10,8 @@
 #      the same cache: bytes fetched for it (target <= 15% of the file)
 #   3. kill -9 at about half way, then the same command again: what the second run fetches
 #
-# Usage: bench/xet.sh   (env: SIZE_MIB=1024 RUNS=3 CASES="speed revision kill" SKIP_BUILD=0)
+# Usage: bench/xet.sh   (env: SIZE_MIB=1024 RUNS=3 CASES="speed revision kill" SKIP_BUILD=0
+#                        WORK=bench/work/xet)
 #
 # Writes a markdown table to bench/results/xet-<date>.md. Files, caches and the venv
 # (huggingface_hub and hf_xet from PyPI, reused) live in bench/work/ (git-ignored). Not run by CI.
@@ -18,7 +19,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-WORK=$ROOT/bench/work/xet
+WORK=${WORK:-$ROOT/bench/work/xet}
 SIZE_MIB=${SIZE_MIB:-1024}
 RUNS=${RUNS:-3}
 CASES=${CASES:-"speed revision kill"}
@@ -43,7 +44,7 @@ if ! "$VENV/bin/python" -c 'import hf_xet, huggingface_hub' 2>/dev/null; then
     "$VENV/bin/pip" install -q huggingface_hub hf_xet
 fi
 PY=$VENV/bin/python
-HF_VERSIONS=$("$PY" -c 'import importlib.metadata as m; print(f"huggingface_hub {m.version(\"huggingface_hub\")}, hf_xet {m.version(\"hf_xet\")}")')
+HF_VERSIONS=$("$PY" -c 'import importlib.metadata as m; print(", ".join(p + " " + m.version(p) for p in ("huggingface_hub", "hf_xet")))')
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     echo "building release binaries" >&2
@@ -66,6 +67,7 @@ if [ ! -f "$MAIN" ] || [ "$(stat -c %s "$MAIN")" -ne "$SIZE" ] || [ ! -f "$V2" ]
     "$MUTATE" "$MAIN" "$V2" 0.10 0
 fi
 
+rm -f "$WORK/hub.json" # a previous run's would be read before this one truncates it
 "$HUB_BIN" --root "$WORK/files" --xet >"$WORK/hub.json" 2>"$WORK/hub.log" &
 HUB_PID=$!
 trap 'kill $HUB_PID 2>/dev/null || true' EXIT
@@ -117,7 +119,8 @@ clear_out() { rm -rf "${OUT:?}"/* "$OUT"/.[!.]* 2>/dev/null || true; }
 measure() {
     sync
     reset_counters
-    if ! /usr/bin/time -f "%e %M %U %S" -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/cmd.log"; then
+    # Through bash, which runs the exported functions; time reports the largest RSS below it.
+    if ! /usr/bin/time -f "%e %M %U %S" -o "$WORK/time.txt" bash -c '"$@"' _ "$@" >/dev/null 2>"$WORK/cmd.log"; then
         echo "failed: $* ($(tail -3 "$WORK/cmd.log"))" >&2
         echo "nan 0 nan 0 0 0"
         return
@@ -186,7 +189,7 @@ if want kill; then
             *) cmd=(hf_get main) ;;
         esac
         line=$("$PY" - "$HUB" "$SIZE" "$OUT" "$MAIN" bash -c '"$@"' _ "${cmd[@]}" <<'PY'
-import glob, hashlib, json, os, signal, subprocess, sys, time, urllib.request
+import hashlib, json, os, signal, subprocess, sys, time, urllib.request
 hub, size, out, source, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
 def sent():
     with urllib.request.urlopen(hub + "_admin/counters/xet") as r:
@@ -202,13 +205,16 @@ def settled():
         if now == last:
             return now
         last = now
+def files():
+    # Every regular file under $OUT, hidden folders (huggingface_hub's .hf) included.
+    for d, _, names in os.walk(out):
+        for n in names:
+            p = os.path.join(d, n)
+            if os.path.isfile(p) and not os.path.islink(p):
+                yield p
 def partial():
-    # Whatever the tool left in $OUT that is not a finished file: .part, .incomplete, chunk caches.
-    total = 0
-    for p in glob.glob(os.path.join(out, "**"), recursive=True):
-        if os.path.isfile(p) and not os.path.islink(p):
-            total += os.path.getsize(p)
-    return total
+    # Whatever the tool left after the kill: .part, .incomplete, chunk caches.
+    return sum(os.path.getsize(p) for p in files())
 def sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -230,8 +236,7 @@ secs = time.time() - t0
 second = settled()
 want = sha256(source)
 # The finished file, wherever the tool put it (rbee's catalog, huggingface_hub's blobs).
-right = any(sha256(p) == want for p in glob.glob(os.path.join(out, "**", "*"), recursive=True)
-            if os.path.isfile(p) and not os.path.islink(p) and os.path.getsize(p) == size)
+right = any(sha256(p) == want for p in files() if os.path.getsize(p) == size)
 print(f"{first}|{left}|{second}|{secs:.1f}|{'yes' if ok else 'no'}|{'yes' if right else 'no'}")
 PY
 )
