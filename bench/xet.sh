@@ -101,6 +101,9 @@ rbee_get() { # REF [FLAGS...]
     shift
     "$RBEE" --cache-dir "$OUT/cache" --quiet model download "$@" "$ref"
 }
+rbee_get_uncached() { # REF [FLAGS...]
+    RBEE_XET_CACHE=off rbee_get "$@"
+}
 # huggingface_hub as its users call it; hf_xet does the Xet part when installed.
 hf_get() { # REV
     HF_HOME=$OUT/.hf "$PY" -c 'import sys
@@ -110,7 +113,7 @@ hf_hub_download("bench/xet", "model.gguf", revision=sys.argv[1])' "$1"
 hf_get_bridge() { # REV
     HF_HUB_DISABLE_XET=1 hf_get "$1"
 }
-export -f rbee_get hf_get hf_get_bridge
+export -f rbee_get rbee_get_uncached hf_get hf_get_bridge
 export RBEE OUT PY
 
 clear_out() { rm -rf "${OUT:?}"/* "$OUT"/.[!.]* 2>/dev/null || true; }
@@ -134,13 +137,15 @@ ROWS=()
 
 if want speed; then
     # The tools take turns within each run, so load from the rest of the machine falls on all.
-    TOOLS=("rbee over Xet" "rbee --no-xet (bridge)" "huggingface_hub + hf_xet" "huggingface_hub, HF_HUB_DISABLE_XET=1")
+    TOOLS=("rbee over Xet" "rbee over Xet, RBEE_XET_CACHE=off" "rbee --no-xet (bridge)" "huggingface_hub + hf_xet" "huggingface_hub, HF_HUB_DISABLE_XET=1")
     declare -A T M C X B
     for run in $(seq "$RUNS"); do
         for tool in "${TOOLS[@]}"; do
             clear_out
             case $tool in
                 "rbee over Xet") cmd=(rbee_get hf:bench/xet/model.gguf) ;;
+                # Without the chunk cache: the share of the time spent keeping chunks.
+                "rbee over Xet, RBEE_XET_CACHE=off") cmd=(rbee_get_uncached hf:bench/xet/model.gguf) ;;
                 "rbee --no-xet (bridge)") cmd=(rbee_get hf:bench/xet/model.gguf --no-xet) ;;
                 "huggingface_hub + hf_xet") cmd=(hf_get main) ;;
                 *) cmd=(hf_get_bridge main) ;;
