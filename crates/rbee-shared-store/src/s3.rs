@@ -29,9 +29,6 @@ const PART_SIZE: usize = 16 * 1024 * 1024;
 /// Parts in flight at once during an upload.
 const PARTS_IN_FLIGHT: usize = 4;
 
-/// The most a manifest, lease or progress note may weigh.
-const MAX_SMALL_OBJECT: u64 = 4 * 1024 * 1024;
-
 /// A shared store on an S3-compatible endpoint.
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -147,24 +144,8 @@ impl SharedStore for S3Store {
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         let path = self.path(key);
-        let found = match self.inner.s3.get(&path).await {
-            Ok(found) => found,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.failed(format!("reading {key}"), &e)),
-        };
-        // Manifests, leases and progress notes are small; anyone with the bucket key can
-        // write a huge one, and it must not be read into memory.
-        if found.meta.size > MAX_SMALL_OBJECT {
-            return Err(StoreError::Corrupt {
-                store: self.describe(),
-                what: key.to_string(),
-                reason: format!(
-                    "it has {} bytes, more than the {} a manifest, lease or progress note may have; remove it from the store",
-                    found.meta.size, MAX_SMALL_OBJECT
-                ),
-            });
-        }
-        match found.bytes().await {
+        let read = async { self.inner.s3.get(&path).await?.bytes().await };
+        match read.await {
             Ok(bytes) => Ok(Some(bytes)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.failed(format!("reading {key}"), &e)),
