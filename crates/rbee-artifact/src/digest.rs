@@ -80,6 +80,56 @@ impl Sha256Hasher {
     }
 }
 
+/// Incremental git blob id (`sha1("blob <size>\0" + bytes)`): how the Hub names files it
+/// keeps in git rather than LFS, which have no published sha256.
+#[derive(Debug, Clone)]
+pub struct GitBlobHasher(sha1::Sha1);
+
+impl GitBlobHasher {
+    /// A hasher for content of `size` bytes (git hashes the size first).
+    pub fn new(size: u64) -> Self {
+        let mut h = sha1::Sha1::new();
+        h.update(format!("blob {size}\0").as_bytes());
+        Self(h)
+    }
+
+    /// Feeds more bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The blob id (40 lowercase hex digits) of everything fed.
+    pub fn finalize(self) -> String {
+        hex::encode(self.0.finalize())
+    }
+
+    /// The blob id of the file at `path`. Blocking.
+    pub fn of_file(path: &std::path::Path) -> std::io::Result<String> {
+        let mut file = std::fs::File::open(path)?;
+        let size = file.metadata()?.len();
+        let mut hasher = Self::new(size);
+        let mut buf = vec![0u8; 1 << 16];
+        let mut read = 0u64;
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            read += n as u64;
+        }
+        if read != size {
+            return Err(std::io::Error::other(format!(
+                "{} changed while it was read",
+                path.display()
+            )));
+        }
+        Ok(hasher.finalize())
+    }
+}
+
 impl From<sha2::digest::Output<Sha256>> for Sha256Digest {
     fn from(out: sha2::digest::Output<Sha256>) -> Self {
         Self(out.into())
@@ -134,6 +184,21 @@ impl<'de> Deserialize<'de> for Sha256Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_blob_ids_match_git() {
+        // `printf 'hello\n' | git hash-object --stdin`
+        let mut h = GitBlobHasher::new(6);
+        h.update(b"hello\n");
+        assert_eq!(h.finalize(), "ce013625030ba8dba906f756967f9e9ca394464a");
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        assert_eq!(
+            GitBlobHasher::of_file(&empty).unwrap(),
+            "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+        );
+    }
 
     #[test]
     fn known_vector_and_round_trip() {

@@ -72,7 +72,7 @@ pub use check::{
     check_name, check_repo_path, check_revision, decode_revision, encode_revision, quote_untrusted,
     validate_relative_path,
 };
-pub use digest::{InvalidDigest, Sha256Digest, Sha256Hasher};
+pub use digest::{GitBlobHasher, InvalidDigest, Sha256Digest, Sha256Hasher};
 pub use error::{BoxError, Error, Result};
 pub use grammar::{
     Claim, VendorReference, register_reference, registered_prefixes, registered_schemes,

@@ -160,6 +160,16 @@ pub struct ResolvedFile {
     pub source: FileSource,
 }
 
+impl ResolvedFile {
+    /// The git blob id the file must have, for files kept in git rather than LFS (no sha256
+    /// published, a 40-hex-digit `version`).
+    pub fn expected_git_blob(&self) -> Option<&str> {
+        self.version.as_deref().filter(|v| {
+            self.sha256.is_none() && v.len() == 40 && v.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    }
+}
+
 /// Where a file's bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

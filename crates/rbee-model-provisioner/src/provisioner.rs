@@ -726,20 +726,29 @@ impl Provisioner {
             updater.abort();
             if let Some(reporter) = reporter {
                 reporter.abort();
+                // Abort only asks; the reporter's clone of the lease is gone once it has ended.
+                let _ = reporter.await;
             }
-            let downloaded = downloaded?;
-            check_downloaded(&to_fetch, &downloaded, files_dir)?;
-            for d in downloaded {
-                set_digest(record, &d.path, d.sha256, d.size);
+            let outcome = downloaded.and_then(|downloaded| {
+                check_downloaded(&to_fetch, &downloaded, files_dir)?;
+                Ok(downloaded)
+            });
+            if let Ok(downloaded) = &outcome {
+                for d in downloaded {
+                    set_digest(record, &d.path, d.sha256, d.size);
+                }
+                if let Some(tier) = shared {
+                    tier.publish(record, files_dir, tracker, cancel).await;
+                }
             }
-            if let Some(tier) = shared {
-                tier.publish(record, files_dir, tracker, cancel).await;
-            }
+            // Released whatever the outcome, so that waiting hives take over at once instead
+            // of waiting for the lease to expire.
             if let Some(lease) = lease.and_then(|l| Arc::try_unwrap(l).ok())
                 && let Err(e) = lease.release().await
             {
                 tracing::warn!(error = %e, "could not release the shared store's lease; it expires on its own");
             }
+            outcome?;
         }
         // Every file must now be in place at its recorded size, as a regular file.
         for f in &record.files {
@@ -943,10 +952,22 @@ impl Provisioner {
         reference: &ArtifactRef,
         tracker: &DownloadTracker,
     ) -> Result<Option<ResolvedArtifact>> {
-        match self.shared_store() {
-            Some(tier) => tier.resolve_from_manifest(key, reference, tracker).await,
-            None => Ok(None),
-        }
+        let Some(tier) = self.shared_store() else {
+            return Ok(None);
+        };
+        let Some(resolved) = tier.resolve_from_manifest(key, reference, tracker).await? else {
+            return Ok(None);
+        };
+        // The store's copy answers to the reference's pin like a local copy does.
+        let digests: Vec<_> = resolved.files.iter().map(|f| f.sha256).collect();
+        let holds = pin_holds_for(
+            reference,
+            &format!("the shared store {}", tier.name()),
+            &key.id(),
+            resolved.revision.as_deref(),
+            &digests,
+        )?;
+        Ok(holds.then_some(resolved))
     }
 
     /// Re-hashes an entry's files against their recorded digests (off the async threads).
@@ -1170,29 +1191,45 @@ fn check_downloaded(
 /// record does not show is resolved again (`false`).
 fn pin_holds(reference: &ArtifactRef, entry: &CatalogEntry) -> Result<bool> {
     let record = &entry.record;
+    let digests: Vec<_> = record.files.iter().map(|f| f.sha256).collect();
+    pin_holds_for(
+        reference,
+        "the catalog",
+        &record.id,
+        record.revision.as_deref(),
+        &digests,
+    )
+}
+
+/// [`pin_holds`] for a copy that `holder` describes by its revision and file digests.
+fn pin_holds_for(
+    reference: &ArtifactRef,
+    holder: &str,
+    id: &str,
+    revision: Option<&str>,
+    digests: &[Option<Sha256Digest>],
+) -> Result<bool> {
     if let Some(u) = reference.get::<UrlRef>() {
         let Some(pin) = u.sha256 else {
             return Ok(true);
         };
-        match record.files.as_slice() {
-            [only] if only.sha256 == Some(pin) => Ok(true),
-            [only] if only.sha256.is_some() => Err(Error::InvalidRequest(format!(
-                "the catalog holds {} (id {}) with sha256 {}, but the reference pins sha256 {pin}; nothing was downloaded. If the file at that URL changed, add --refresh to fetch it again and check it against the pin; otherwise correct the digest",
+        match digests {
+            [only] if *only == Some(pin) => Ok(true),
+            [Some(other)] => Err(Error::InvalidRequest(format!(
+                "{holder} holds {} (id {id}) with sha256 {other}, but the reference pins sha256 {pin}; nothing was downloaded. If the file at that URL changed, add --refresh to fetch it again and check it against the pin; otherwise correct the digest",
                 redact_url(&u.url),
-                record.id,
-                only.sha256.map(|d| d.to_string()).unwrap_or_default(),
             ))),
             _ => Ok(false),
         }
     } else if let Some(hf) = reference.get::<HfRef>() {
-        Ok(match (&hf.revision, &record.revision) {
+        Ok(match (&hf.revision, revision) {
             (Some(pin), Some(recorded)) => pin.eq_ignore_ascii_case(recorded),
             (None, _) => true,
             (Some(_), None) => false,
         })
     } else if let Some(gh) = reference.get::<GhRef>() {
         Ok(match &gh.tag {
-            Some(tag) => record.revision.as_deref() == Some(tag.as_str()),
+            Some(tag) => revision == Some(tag.as_str()),
             None => true,
         })
     } else {

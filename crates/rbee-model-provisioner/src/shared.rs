@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rbee_artifact::{
-    ArtifactRef, CatalogKey, DownloadTracker, Error, FileSource, ResolvedArtifact, ResolvedFile,
-    Result, Sha256Digest, human_bytes,
+    ArtifactRef, CatalogKey, DownloadTracker, Error, FileSource, GitBlobHasher, ResolvedArtifact,
+    ResolvedFile, Result, Sha256Digest, human_bytes,
 };
 use rbee_catalog::ArtifactRecord;
 use rbee_shared_store::{
@@ -264,9 +264,13 @@ impl SharedTier {
         record: &mut ArtifactRecord,
     ) -> std::result::Result<Vec<ResolvedFile>, Fault> {
         let store = &*self.inner.store;
-        // Files without a published digest are found by the manifest of the same revision.
+        // Files without a published sha256 but with a git blob id are found by the manifest of
+        // the same revision; the manifest is not trusted, so their bytes are checked against
+        // that id. A file with neither can only be trusted from the origin.
         let by_manifest: HashMap<String, ManifestFile> =
-            if to_fetch.iter().any(|f| f.sha256.is_none()) && resolved.revision.is_some() {
+            if to_fetch.iter().any(|f| f.expected_git_blob().is_some())
+                && resolved.revision.is_some()
+            {
                 match read_manifest(store, id).await {
                     Ok(Some(m)) if m.revision == resolved.revision => {
                         m.files.into_iter().map(|f| (f.path.clone(), f)).collect()
@@ -286,6 +290,7 @@ impl SharedTier {
         for f in to_fetch {
             let digest = match (f.sha256, f.size) {
                 (Some(sha), Some(size)) => Some((sha, size)),
+                (None, _) if f.expected_git_blob().is_none() => None,
                 (None, size) => by_manifest
                     .get(&f.path)
                     .filter(|m| size.is_none_or(|s| s == m.size))
@@ -330,6 +335,27 @@ impl SharedTier {
             {
                 Ok(mut done) => {
                     let d = done.pop().expect("one file in, one out");
+                    if let Some(expected) = f.expected_git_blob() {
+                        let local = files_dir.join(&f.path);
+                        let actual =
+                            tokio::task::spawn_blocking(move || GitBlobHasher::of_file(&local))
+                                .await
+                                .map_err(|e| {
+                                    Fault::Other(Error::task_failed("checking a file", e))
+                                })?
+                                .map_err(|e| {
+                                    Fault::Other(Error::io(format!("checking {}", f.path), e))
+                                })?;
+                        if !actual.eq_ignore_ascii_case(expected) {
+                            tracker.message(format!(
+                                "warning: the shared store's manifest of {id} names other bytes for {} (git blob {actual}, the origin says {expected}); it was not kept and is fetched from the origin",
+                                f.path
+                            ));
+                            crate::provisioner::remove_with_partials(files_dir, &f.path);
+                            rest.push(f);
+                            continue;
+                        }
+                    }
                     if let Some(r) = record.files.iter_mut().find(|r| r.path == f.path) {
                         r.sha256 = Some(d.sha256);
                         r.size = d.size;

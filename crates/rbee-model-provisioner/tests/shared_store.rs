@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rbee_artifact::{DownloadTracker, JobId, ProgressEvent, Sha256Digest};
 use rbee_catalog::{ArtifactStatus, Catalog};
-use rbee_fake_hub::{FakeHub, FakeHubConfig, Garage};
+use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault, Garage};
 use rbee_model_provisioner::{
     ProvisionOptions, Provisioned, Provisioner, ProvisionerConfig, SharedTier, VendorSettings,
     standard_vendors,
@@ -69,6 +69,16 @@ async fn hive(
     store: StoreConfig,
     required: bool,
 ) -> rbee_artifact::Result<Hive> {
+    hive_with_lease(name, origin, store, required, LeaseConfig::default()).await
+}
+
+async fn hive_with_lease(
+    name: &str,
+    origin: &url::Url,
+    store: StoreConfig,
+    required: bool,
+    lease: LeaseConfig,
+) -> rbee_artifact::Result<Hive> {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = VendorSettings::default();
     settings.transfer.connections = 2;
@@ -86,7 +96,7 @@ async fn hive(
         name,
         Transfer::new(settings.transfer.clone()).unwrap(),
         required,
-        LeaseConfig::default(),
+        lease,
     )
     .await?;
     assert!(provisioner.set_shared_store(tier));
@@ -402,4 +412,110 @@ async fn a_store_that_went_away_is_passed_over_with_a_warning_unless_required() 
     .await
     .unwrap_err();
     assert!(e.to_string().contains(&garage.store_url("gone")), "{e}");
+}
+
+#[tokio::test]
+async fn a_manifest_naming_other_bytes_for_a_git_file_is_not_believed() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let cluster = Cluster::start().await;
+    let prefix = "lying-manifest";
+    let a = hive(
+        "hive-a",
+        cluster.hub.url(),
+        store_config(garage, prefix),
+        false,
+    )
+    .await
+    .unwrap();
+    let got = provision(&a).await.0.unwrap();
+    let origin_config =
+        std::fs::read(got.entry.files_dir().join("config.json")).expect("hive A's config");
+
+    // Anyone with the bucket key can publish: same revision, same size, other bytes.
+    let store = S3Store::new(store_config(garage, prefix)).unwrap();
+    let mut manifest = rbee_shared_store::read_manifest(&store, &got.entry.record.id)
+        .await
+        .unwrap()
+        .expect("a manifest");
+    let forged = br#"{"model_type":"evils"}"#.to_vec();
+    assert_eq!(forged.len(), origin_config.len());
+    let forged_sha = Sha256Digest::of(&forged);
+    store
+        .put(&layout::blob(&forged_sha), forged.clone().into(), false)
+        .await
+        .unwrap();
+    let entry = manifest
+        .files
+        .iter_mut()
+        .find(|f| f.path == "config.json")
+        .expect("config.json in the manifest");
+    entry.sha256 = forged_sha;
+    rbee_shared_store::write_manifest(&store, &manifest)
+        .await
+        .unwrap();
+
+    let b = hive(
+        "hive-b",
+        cluster.hub.url(),
+        store_config(garage, prefix),
+        false,
+    )
+    .await
+    .unwrap();
+    let (got_b, events) = provision(&b).await;
+    let got_b = got_b.unwrap();
+    assert_exact(&got_b, &cluster.weights);
+    let config = std::fs::read(got_b.entry.files_dir().join("config.json")).unwrap();
+    assert_eq!(config, origin_config, "hive B kept the forged config");
+    assert!(!source_of(&got_b, "config.json").contains("shared store"));
+    assert!(
+        events.iter().any(|e| e.contains("names other bytes")),
+        "the forged manifest was reported: {events:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_holder_whose_download_fails_releases_the_lease_at_once() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let cluster = Cluster::start().await;
+    // Downloads refused, the API answers: the holder fails after it has won the lease.
+    cluster.hub.add_fault(Fault {
+        path: Some("**/resolve/**".into()),
+        ..Fault::status(401)
+    });
+    // Far longer than the wait below: a hive that sat out the lease would time out.
+    let lease = LeaseConfig::new(Duration::from_secs(600), Duration::from_millis(400));
+    let mut hives = Vec::new();
+    for name in ["hive-a", "hive-b"] {
+        hives.push(
+            hive_with_lease(
+                name,
+                cluster.hub.url(),
+                store_config(garage, "failed-holder"),
+                false,
+                lease.clone(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let both = futures::future::join_all(hives.iter().map(provision));
+    let results = tokio::time::timeout(Duration::from_secs(90), both)
+        .await
+        .expect(
+            "the waiting hive took over once the holder failed, long before the lease's expiry",
+        );
+    let mut waited = false;
+    for (result, events) in &results {
+        let e = result
+            .as_ref()
+            .expect_err("the origin refuses every download");
+        assert!(!e.is_cancelled(), "{e}");
+        waited |= events.iter().any(|e| e.contains("waiting for hive hive-"));
+    }
+    assert!(waited, "one hive waited for the other's lease");
 }

@@ -33,9 +33,15 @@ pub struct LeaseRecord {
 }
 
 impl LeaseRecord {
-    /// Whether it still holds at `now`.
-    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+    /// Whether it still holds at `now`, for leases of `ttl`. An expiry further ahead than two
+    /// lifetimes (a writer's clock running fast, or a hostile writer) is not believed: such a
+    /// lease counts as dead, so that it cannot block the cluster for longer than that.
+    pub fn is_live(&self, now: DateTime<Utc>, ttl: Duration) -> bool {
+        let limit = chrono::Duration::from_std(ttl * 2).unwrap_or(chrono::Duration::MAX);
         self.expires_at > now
+            && now
+                .checked_add_signed(limit)
+                .is_none_or(|latest| self.expires_at <= latest)
     }
 }
 
@@ -141,7 +147,7 @@ impl Elector {
     pub async fn current(&self, id: &str) -> Result<Option<LeaseRecord>, StoreError> {
         Ok(read_json::<LeaseRecord>(&*self.store, &layout::lease(id))
             .await?
-            .filter(|l| l.is_live(Utc::now())))
+            .filter(|l| l.is_live(Utc::now(), self.config.ttl)))
     }
 
     /// The holder's last progress report for artifact `id`.
@@ -154,7 +160,7 @@ impl Elector {
         let key = layout::lease(id);
         let existing = read_json::<LeaseRecord>(&*self.store, &key).await?;
         if let Some(current) = &existing
-            && current.is_live(Utc::now())
+            && current.is_live(Utc::now(), self.config.ttl)
         {
             return Ok(Election::Held(current.clone()));
         }
@@ -313,5 +319,30 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
             tracing::warn!(key, error = %e, "ignoring an unreadable object in the shared store");
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expiring_in(now: DateTime<Utc>, secs: i64) -> LeaseRecord {
+        LeaseRecord {
+            holder: "hive-b".into(),
+            token: "t".into(),
+            expires_at: now + chrono::Duration::seconds(secs),
+        }
+    }
+
+    #[test]
+    fn a_lease_is_live_until_its_expiry_but_no_further_than_two_lifetimes_ahead() {
+        let now = Utc::now();
+        let ttl = Duration::from_secs(30);
+        assert!(expiring_in(now, 30).is_live(now, ttl));
+        assert!(expiring_in(now, 60).is_live(now, ttl));
+        assert!(!expiring_in(now, -1).is_live(now, ttl));
+        // A writer whose clock runs a day fast (or lies) does not block the cluster for a day.
+        assert!(!expiring_in(now, 61).is_live(now, ttl));
+        assert!(!expiring_in(now, 86_400).is_live(now, ttl));
     }
 }

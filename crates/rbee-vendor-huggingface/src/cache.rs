@@ -15,8 +15,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use rbee_artifact::{Sha256Digest, link_or_copy};
-use sha1::Sha1;
+use rbee_artifact::{GitBlobHasher, Sha256Digest, link_or_copy};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -250,11 +249,7 @@ pub(crate) fn hash_file(
     let mut file = fs::File::open(path)?;
     let size = file.metadata()?.len();
     let mut sha256 = Sha256::new();
-    let mut sha1 = git_oid.then(|| {
-        let mut h = Sha1::new();
-        h.update(format!("blob {size}\0").as_bytes());
-        h
-    });
+    let mut sha1 = git_oid.then(|| GitBlobHasher::new(size));
     let mut buf = vec![0u8; 1 << 20];
     let mut read = 0u64;
     loop {
@@ -282,12 +277,7 @@ pub(crate) fn hash_file(
     Ok(LocalDigest {
         size,
         sha256: Sha256Digest::from_bytes(sha256.finalize().into()),
-        git_oid: sha1.map(|h| {
-            h.finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        }),
+        git_oid: sha1.map(GitBlobHasher::finalize),
     })
 }
 

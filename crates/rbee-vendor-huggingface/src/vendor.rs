@@ -911,9 +911,7 @@ impl HuggingFaceVendor {
 /// The git blob id a plan file expects, for files the Hub stores in git rather than LFS (no
 /// sha256 published).
 fn expected_git_oid(file: &ResolvedFile) -> Option<&str> {
-    file.version.as_deref().filter(|v| {
-        file.sha256.is_none() && v.len() == 40 && v.bytes().all(|b| b.is_ascii_hexdigit())
-    })
+    file.expected_git_blob()
 }
 
 /// A git-stored file already at its place in `dest`: kept when its blob id is the one the

@@ -107,9 +107,7 @@ pub(crate) fn reused_paths(events: &[ProgressEvent]) -> Vec<String> {
 
 /// A git blob id, as `git hash-object` computes it.
 pub(crate) fn git_oid(data: &[u8]) -> String {
-    use sha1::{Digest, Sha1};
-    let mut h = Sha1::new();
-    h.update(format!("blob {}\0", data.len()).as_bytes());
+    let mut h = rbee_artifact::GitBlobHasher::new(data.len() as u64);
     h.update(data);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()
 }
