@@ -10,7 +10,10 @@ fn main() -> anyhow::Result<()> {
         [i, o, ..] => (i, o),
         _ => bail!("usage: mutate-chunks IN OUT [FRACTION] [SEED]"),
     };
-    let fraction: f64 = args.get(2).map_or(Ok(0.10), |f| f.parse()).context("FRACTION")?;
+    let fraction: f64 = args
+        .get(2)
+        .map_or(Ok(0.10), |f| f.parse())
+        .context("FRACTION")?;
     let seed: u64 = args.get(3).map_or(Ok(0), |s| s.parse()).context("SEED")?;
     let data = std::fs::read(input).with_context(|| format!("reading {input}"))?;
     let changed = rbee_fake_hub::mutate_chunks(&data, fraction, seed);
