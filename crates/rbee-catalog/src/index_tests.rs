@@ -4,13 +4,14 @@
 use std::time::Duration;
 
 use super::*;
-use crate::tests::{add, record};
+use crate::tests::{add, record, register};
 
 /// A catalog whose index caches a changed record at once, so the tests need not wait for changes
 /// to settle; each test changes records by renaming new files into place or by changing their
 /// size, which no clock tick can hide. (Folders still settle: what is added to one within a tick
 /// of the last change can leave it with the same times.)
 fn eager(root: &Path) -> Catalog {
+    register();
     let mut cat = Catalog::open(root).unwrap();
     cat.settle = Duration::ZERO;
     cat

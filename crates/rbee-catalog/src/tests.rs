@@ -4,7 +4,7 @@ use super::*;
 use rbee_artifact::{Selection, register_reference};
 
 /// Makes the references the tests write parse (binaries register every vendor at start).
-fn register() {
+pub(crate) fn register() {
     register_reference::<rbee_vendor_huggingface::HfRef>();
     register_reference::<rbee_vendor_github::GhRef>();
     register_reference::<rbee_vendor_local::LocalRef>();
@@ -17,6 +17,7 @@ pub(crate) fn record(
     status: ArtifactStatus,
     files: &[(&str, &[u8])],
 ) -> ArtifactRecord {
+    register();
     let reference: ArtifactRef = reference.parse().unwrap();
     ArtifactRecord {
         schema: RECORD_SCHEMA,
