@@ -119,7 +119,7 @@ pub fn redacted_url(url: &Url) -> Url {
 }
 
 /// Whether `url` had credentials taken out by [`redacted_url`] (a credential parameter whose
-/// value is the placeholder): it was recorded, and cannot be fetched again as it stands.
+/// value is the redaction mark): it was recorded, and cannot be fetched again as it stands.
 ///
 /// ```
 /// use rbee_artifact::lost_credentials;

@@ -78,12 +78,13 @@ impl HttpRange {
         })
     }
 
-    /// Bytes in the range (0 when it is inverted).
+    /// Bytes in the range (0 when it is inverted; `u64::MAX` for the one range too long to
+    /// count, `0..=u64::MAX`, which a hostile answer may name).
     pub fn len(&self) -> u64 {
         if self.end < self.start {
             0
         } else {
-            self.end - self.start + 1
+            (self.end - self.start).saturating_add(1)
         }
     }
 
@@ -219,6 +220,16 @@ fn without_query(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_range_lengths_never_overflow() {
+        let r = |start, end| HttpRange { start, end };
+        assert_eq!(r(0, 0).len(), 1);
+        assert_eq!(r(10, 19).len(), 10);
+        assert_eq!(r(5, 4).len(), 0);
+        assert_eq!(r(0, u64::MAX).len(), u64::MAX);
+        assert_eq!(r(1, u64::MAX).len(), u64::MAX);
+    }
 
     #[test]
     fn token_response_uses_the_hub_field_names_and_hides_the_token() {
