@@ -12,9 +12,11 @@ use rbee_artifact::{
 };
 use rbee_transfer::{Transfer, TransferConfig};
 use rbee_vendor_github::{GhRef, GitHubConfig, GitHubVendor};
-use rbee_vendor_huggingface::{HfConfig, HfRef, HuggingFaceVendor};
+use rbee_vendor_huggingface::{HfConfig, HfRef, HfSelector, HuggingFaceVendor, parse_gguf_name};
 use rbee_vendor_local::{LocalRef, LocalVendor};
-use rbee_vendor_ollama::{OllamaConfig, OllamaRef, OllamaVendor};
+use rbee_vendor_ollama::{
+    GgufPlan, OllamaConfig, OllamaRef, OllamaStore, OllamaVendor, SharedWithOllama,
+};
 use rbee_vendor_url::{UrlRef, UrlVendor};
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +41,8 @@ pub struct VendorSettings {
     /// The Ollama settings; `None` reads them from the environment (`OLLAMA_REGISTRY`,
     /// `OLLAMA_MODELS`).
     pub ollama: Option<OllamaConfig>,
-    /// Also place Ollama downloads in Ollama's store, so `ollama run` finds them.
+    /// Also place Ollama downloads, and HuggingFace GGUFs (as `hf.co/ORG/REPO:QUANT`), in
+    /// Ollama's store, so `ollama run` finds them.
     pub write_ollama_store: bool,
     /// Where the HuggingFace vendor keeps Xet chunks when its settings name no place (the
     /// binaries put it inside rbee's cache folder); `None`: no chunk cache.
@@ -112,6 +115,15 @@ pub fn standard_vendors(settings: &VendorSettings) -> Result<VendorRegistry> {
     let mut registry = VendorRegistry::new();
     registry.register(Arc::new(LocalVendor::new()));
     registry.register(Arc::new(UrlVendor::new(transfer.clone())));
+    let ollama = match &settings.ollama {
+        Some(config) => Ok(config.clone()),
+        None => OllamaConfig::from_env(),
+    }
+    .map(|mut config| {
+        config.publish_to_store |= settings.write_ollama_store;
+        config.offline |= settings.offline;
+        config
+    });
     let hf = match &settings.huggingface {
         Some(config) => Ok(config.clone()),
         None => HfConfig::from_env(),
@@ -123,7 +135,25 @@ pub fn standard_vendors(settings: &VendorSettings) -> Result<VendorRegistry> {
             if config.xet_cache.is_none() {
                 config.xet_cache = settings.xet_cache.clone();
             }
-            Arc::new(HuggingFaceVendor::new(config, transfer.clone()))
+            let hf: Arc<dyn VendorSource> =
+                Arc::new(HuggingFaceVendor::new(config, transfer.clone()));
+            let ollama_store = ollama
+                .as_ref()
+                .ok()
+                .and_then(|o| Some((o.store.clone()?, o.publish_to_store)));
+            match ollama_store {
+                // A GGUF Ollama already pulled (`hf.co/…`) is the same bytes under its LFS
+                // sha256: taken from Ollama's store instead of fetched.
+                Some((store, publish)) => {
+                    let shared = SharedWithOllama::new(hf, OllamaStore::new(store));
+                    Arc::new(if publish {
+                        shared.publishing(Arc::new(ollama_name_of_hf))
+                    } else {
+                        shared
+                    })
+                }
+                None => hf,
+            }
         }
         Err(e) => Arc::new(Unavailable::new(rbee_vendor_huggingface::SCHEME, e)),
     });
@@ -135,19 +165,65 @@ pub fn standard_vendors(settings: &VendorSettings) -> Result<VendorRegistry> {
         Ok(config) => Arc::new(GitHubVendor::new(config, transfer.clone())),
         Err(e) => Arc::new(Unavailable::new(rbee_vendor_github::SCHEME, e)),
     });
-    let ollama = match &settings.ollama {
-        Some(config) => Ok(config.clone()),
-        None => OllamaConfig::from_env(),
-    };
     registry.register(match ollama {
-        Ok(mut config) => {
-            config.publish_to_store |= settings.write_ollama_store;
-            config.offline |= settings.offline;
-            Arc::new(OllamaVendor::new(config, transfer.clone()))
-        }
+        Ok(config) => Arc::new(OllamaVendor::new(config, transfer.clone())),
         Err(e) => Arc::new(Unavailable::new(rbee_vendor_ollama::OLLAMA, e)),
     });
     Ok(registry)
+}
+
+/// The Ollama model an `hf:` GGUF download makes, named as `ollama pull` names HuggingFace
+/// models: `hf.co/ORG/REPO:QUANT` (the quantization asked for, else the one in the file name,
+/// else `latest`), so `ollama run hf.co/ORG/REPO:QUANT` finds it without pulling.
+fn ollama_name_of_hf(plan: &ResolvedArtifact) -> std::result::Result<GgufPlan, String> {
+    let Some(hf) = plan.reference.get::<HfRef>() else {
+        return Err(format!("{} is not a HuggingFace reference", plan.reference));
+    };
+    let ggufs: Vec<(&ResolvedFile, rbee_vendor_huggingface::GgufName)> = plan
+        .files
+        .iter()
+        .filter_map(|f| Some((f, parse_gguf_name(&f.path)?)))
+        .collect();
+    let (models, projectors): (Vec<_>, Vec<_>) = ggufs.iter().partition(|(_, n)| !n.mmproj);
+    if models.iter().any(|(_, n)| n.split.is_some()) {
+        return Err(
+            "the model is split into several GGUF files, which Ollama does not load as one"
+                .to_string(),
+        );
+    }
+    let (model, name) = match models.as_slice() {
+        [(file, name)] => (file, name),
+        [] => return Err("it has no GGUF model file".to_string()),
+        many => {
+            return Err(format!(
+                "it has {} GGUF model files; name one quantization",
+                many.len()
+            ));
+        }
+    };
+    let projector = match projectors.as_slice() {
+        [] => None,
+        [(file, _)] => Some(file.path.clone()),
+        many => {
+            return Err(format!(
+                "it has {} vision projectors; Ollama takes one",
+                many.len()
+            ));
+        }
+    };
+    let tag = match &hf.selector {
+        HfSelector::Quant(q) => q.clone(),
+        _ => name.quant.clone().unwrap_or_else(|| "latest".to_string()),
+    };
+    let written = format!("hf.co/{}/{}:{tag}", hf.org, hf.repo);
+    let ollama_name = OllamaRef::parse_name(&written)
+        .map_err(|e| format!("`{written}` is not a name Ollama accepts ({e})"))?;
+    Ok(GgufPlan {
+        name: ollama_name,
+        model: model.path.clone(),
+        projector,
+        file_type: name.quant.clone(),
+    })
 }
 
 /// Stands in for a vendor whose configuration failed, reporting why on use.

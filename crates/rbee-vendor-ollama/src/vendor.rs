@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use rbee_artifact::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, FileAccess, FileSource, ResolveOptions,
-    ResolvedArtifact, ResolvedFile, Result, Scheme, Sha256Digest, Sha256Hasher, VendorSource,
-    partial, validate_relative_path,
+    ResolvedArtifact, ResolvedFile, Result, Scheme, Sha256Digest, VendorSource, partial,
+    validate_relative_path,
 };
 
 use rbee_transfer::{FetchRequest, Transfer, TransferError};
@@ -22,7 +22,7 @@ use crate::registry::{self, Registry, Tokens};
 use crate::store::OllamaStore;
 
 /// How a reused file is described in progress events.
-const FROM_OLLAMA_STORE: &str = "from Ollama's store";
+pub(crate) const FROM_OLLAMA_STORE: &str = "from Ollama's store";
 
 /// The `ollama:` vendor.
 ///
@@ -408,7 +408,7 @@ fn summary(name: &OllamaRef, manifest: &Manifest) -> String {
 
 /// Takes `file` from `source` (a blob or manifest in Ollama's store) into `dest` if its bytes
 /// hash to the planned digest. `Ok(None)`: absent or different.
-async fn reuse(
+pub(crate) async fn reuse(
     file: &ResolvedFile,
     source: PathBuf,
     dest: &Path,
@@ -472,7 +472,9 @@ fn place_verified(
     staged(&temp);
     let kept = (|| {
         let meta = std::fs::metadata(&temp)?;
-        Ok(meta.len() == size && hash_file(&temp, cancel)? == expected)
+        let file = std::fs::File::open(&temp)?;
+        Ok(meta.len() == size
+            && Sha256Digest::of_reader(StopOnCancel { file, cancel }, |_| {})?.0 == expected)
     })();
     match kept {
         Ok(true) => {}
@@ -489,24 +491,19 @@ fn place_verified(
     Ok(true)
 }
 
-/// SHA-256 of a file; stops with `Interrupted` soon after `cancel` fires. Blocking.
-fn hash_file(path: &Path, cancel: &CancellationToken) -> std::io::Result<Sha256Digest> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        if cancel.is_cancelled() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "cancelled",
-            ));
+/// A reader that fails once `cancel` fires, so hashing a large blob stops promptly.
+struct StopOnCancel<'a> {
+    file: std::fs::File,
+    cancel: &'a CancellationToken,
+}
+
+impl Read for StopOnCancel<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            // Not `Interrupted`: readers retry that.
+            return Err(std::io::Error::other("cancelled"));
         }
-        match file.read(&mut buf) {
-            Ok(0) => return Ok(hasher.finalize()),
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+        self.file.read(buf)
     }
 }
 
