@@ -275,3 +275,97 @@ impl VendorSource for Unavailable {
         Err(self.error())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbee_artifact::FileSource;
+
+    fn plan(reference: &str, paths: &[&str]) -> ResolvedArtifact {
+        register_references();
+        ResolvedArtifact {
+            reference: reference.parse().unwrap(),
+            revision: None,
+            files: paths
+                .iter()
+                .map(|path| ResolvedFile {
+                    path: path.to_string(),
+                    size: Some(1),
+                    sha256: None,
+                    version: None,
+                    source: FileSource::Local {
+                        path: std::path::PathBuf::from("/nowhere"),
+                    },
+                })
+                .collect(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn named(reference: &str, paths: &[&str]) -> std::result::Result<String, String> {
+        ollama_name_of_hf(&plan(reference, paths)).map(|p| {
+            format!(
+                "{}/{}/{}:{} {} {:?}",
+                p.name.host, p.name.namespace, p.name.model, p.name.tag, p.model, p.projector
+            )
+        })
+    }
+
+    #[test]
+    fn hf_ggufs_get_the_names_ollama_gives_them() {
+        assert_eq!(
+            named("hf:org/Repo-GGUF:q4_k_m", &["Repo.Q4_K_M.gguf"]).unwrap(),
+            "hf.co/org/Repo-GGUF:Q4_K_M Repo.Q4_K_M.gguf None"
+        );
+        // No quantization asked for: the file name's, else `latest`.
+        assert_eq!(
+            named(
+                "hf:org/Repo-GGUF/sub/Repo-IQ2_XS.gguf",
+                &["sub/Repo-IQ2_XS.gguf"]
+            )
+            .unwrap(),
+            "hf.co/org/Repo-GGUF:IQ2_XS sub/Repo-IQ2_XS.gguf None"
+        );
+        assert_eq!(
+            named("hf:org/Repo-GGUF/model.gguf", &["model.gguf"]).unwrap(),
+            "hf.co/org/Repo-GGUF:latest model.gguf None"
+        );
+        assert_eq!(
+            named(
+                "hf:org/Vision-GGUF:Q8_0",
+                &["Vision-Q8_0.gguf", "mmproj-Vision-F16.gguf", "README.md"]
+            )
+            .unwrap(),
+            "hf.co/org/Vision-GGUF:Q8_0 Vision-Q8_0.gguf Some(\"mmproj-Vision-F16.gguf\")"
+        );
+    }
+
+    #[test]
+    fn what_ollama_cannot_load_as_one_model_is_named_not_written() {
+        for (reference, paths, says) in [
+            (
+                "hf:org/R:Q8_0",
+                &["R-Q8_0-00001-of-00002.gguf", "R-Q8_0-00002-of-00002.gguf"][..],
+                "split",
+            ),
+            (
+                "hf:org/R",
+                &["config.json", "model.safetensors"][..],
+                "no GGUF",
+            ),
+            (
+                "hf:org/R",
+                &["R-Q4_0.gguf", "R-Q8_0.gguf"][..],
+                "2 GGUF model files",
+            ),
+            (
+                "gh:o/r",
+                &["R-Q4_0.gguf"][..],
+                "not a HuggingFace reference",
+            ),
+        ] {
+            let e = named(reference, paths).unwrap_err();
+            assert!(e.contains(says), "{reference}: {e}");
+        }
+    }
+}

@@ -53,5 +53,6 @@ mod manifest;
 mod name;
 mod registry;
 mod share;
+mod stamp;
 mod store;
 mod vendor;
