@@ -61,7 +61,14 @@ pull() { # LABEL STORE REF [FLAGS…]: RUNS runs, each into a fresh catalog; STO
     shift 3
     local times=() cpus=() sent_bytes=() t0 t1
     for run in $(seq "$RUNS"); do
-        rm -rf "$WORK/cache"
+        # Removing a catalog that linked a store blob moves the blob's change time and voids
+        # rbee's note on it; store takes (KEEP=1) go to catalogs kept until the end instead.
+        local cache=$WORK/cache
+        if [ "${KEEP:-}" = 1 ]; then
+            cache=$(mktemp -d "$WORK/kept-cache.XXXX")
+        else
+            rm -rf "$cache"
+        fi
         if [ "$store" = fresh ]; then
             rm -rf "$WORK/fresh-store"
             export OLLAMA_MODELS=$WORK/fresh-store
@@ -72,7 +79,7 @@ pull() { # LABEL STORE REF [FLAGS…]: RUNS runs, each into a fresh catalog; STO
         reset
         t0=$(now)
         /usr/bin/time -f "%U %S" -o "$WORK/cpu" \
-            "$RBEE" --cache-dir "$WORK/cache" --quiet model download "$@" "$ref" >/dev/null
+            "$RBEE" --cache-dir "$cache" --quiet model download "$@" "$ref" >/dev/null
         t1=$(now)
         times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')")
         cpus+=("$(awk '{printf "%.2f", $1 + $2}' "$WORK/cpu")")
@@ -107,10 +114,11 @@ for name in os.listdir(blobs):
         pass
 PY
 }
-FORGET=1 pull "ollama:bench:1g, in Ollama's store, first take (hashed)" "$WORK/ollama-models" ollama:bench:1g
-FORGET=1 pull "hf:bench/m/model.gguf, in Ollama's store, first take (hashed)" "$WORK/ollama-models" hf:bench/m/model.gguf
-pull "ollama:bench:1g, in Ollama's store, taken again (noted)" "$WORK/ollama-models" ollama:bench:1g
-pull "hf:bench/m/model.gguf, in Ollama's store, taken again (noted)" "$WORK/ollama-models" hf:bench/m/model.gguf
+FORGET=1 KEEP=1 pull "ollama:bench:1g, in Ollama's store, first take (hashed)" "$WORK/ollama-models" ollama:bench:1g
+FORGET=1 KEEP=1 pull "hf:bench/m/model.gguf, in Ollama's store, first take (hashed)" "$WORK/ollama-models" hf:bench/m/model.gguf
+KEEP=1 pull "ollama:bench:1g, in Ollama's store, taken again (noted)" "$WORK/ollama-models" ollama:bench:1g
+KEEP=1 pull "hf:bench/m/model.gguf, in Ollama's store, taken again (noted)" "$WORK/ollama-models" hf:bench/m/model.gguf
+rm -rf "$WORK"/kept-cache.*
 
 # Resume after kill -9 at about half the blob (an empty store, so the registry is used), for
 # ollama: and, on the same file, hf: (the same engine: the figures should match).

@@ -466,6 +466,11 @@ fn place_verified(
     let temp = partial::reuse_temp_path(target);
     let _ = std::fs::remove_file(&temp);
     let source = std::fs::canonicalize(source)?;
+    // Checked before linking: the link itself moves the change time the note is held against.
+    let noted_as = std::fs::File::open(&source).ok().and_then(|f| {
+        let m = f.metadata().ok()?;
+        (stamp::noted(&f, &m) == Some(expected)).then_some(m)
+    });
     if let Err(e) = std::fs::hard_link(&source, &temp) {
         tracing::debug!(from = %source.display(), error = %e, "hard link refused; copying");
         std::fs::copy(&source, &temp)?;
@@ -478,9 +483,12 @@ fn place_verified(
         if meta.len() != size {
             return Ok(false);
         }
-        // Linked, the temporary name is Ollama's blob itself: it may carry a note that rbee
-        // already hashed it, as it is now.
-        if stamp::noted(&file, &meta) == Some(expected) {
+        // Linked, the temporary name is Ollama's blob itself: when its note held before the
+        // link and it is still that file in that state, rbee already hashed these bytes.
+        if let Some(noted) = &noted_as
+            && stamp::same_file_unchanged(noted, &meta)
+        {
+            stamp::note(&file, &meta, &expected);
             return Ok(true);
         }
         let reader = StopOnCancel {
@@ -668,21 +676,27 @@ mod tests {
         let good = b"verified model bytes".to_vec();
         std::fs::write(&source, &good).unwrap();
         let (digest, size) = (Sha256Digest::of(&good), good.len() as u64);
-        let cancel = CancellationToken::new();
-        let take = |n: u32| {
+        let take = |n: u32, cancel: &CancellationToken| {
             let target = dir.path().join(format!("catalog-{n}/model.gguf"));
-            place_verified(&source, &target, digest, size, &cancel, |_| {}).unwrap()
+            place_verified(&source, &target, digest, size, cancel, |_| {}).unwrap_or(false)
         };
-        assert!(take(1));
+        let live = CancellationToken::new();
+        assert!(take(1, &live));
         let file = std::fs::File::open(&source).unwrap();
         if stamp::noted(&file, &file.metadata().unwrap()).is_none() {
             return; // no user extended attributes on this file system: every take hashes
         }
-        // What proves the bytes are not read again: other bytes put back under the same
-        // modification time are taken on the note alone. (Only a writer that also forges the
-        // time gets past it; Ollama never rewrites a blob.)
-        let when = file.metadata().unwrap().modified().unwrap();
         drop(file);
+        // What proves the bytes are not read again: a take whose hash would stop at once still
+        // succeeds, and so does the next one (each take links the blob, and notes it again).
+        let cancelled = CancellationToken::new();
+        cancelled.cancel();
+        assert!(take(2, &cancelled));
+        assert!(take(3, &cancelled));
+        // Other bytes put back under the same modification time: the change time gives them
+        // away, the bytes are hashed and refused.
+        let when = std::fs::metadata(&source).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(250));
         std::fs::write(&source, vec![b'x'; good.len()]).unwrap();
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -690,10 +704,11 @@ mod tests {
             .unwrap();
         file.set_modified(when).unwrap();
         drop(file);
-        assert!(take(2));
-        // Written without forging the time: the note no longer holds, the bytes are hashed.
+        assert!(!take(4, &cancelled));
+        assert!(!take(5, &live));
+        // Written without forging the time: hashed and refused too.
         std::fs::write(&source, vec![b'y'; good.len()]).unwrap();
-        assert!(!take(3));
+        assert!(!take(6, &live));
     }
 
     #[test]
