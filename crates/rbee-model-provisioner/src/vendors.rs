@@ -120,7 +120,9 @@ pub fn standard_vendors(settings: &VendorSettings) -> Result<VendorRegistry> {
         None => OllamaConfig::from_env(),
     }
     .map(|mut config| {
-        config.publish_to_store |= settings.write_ollama_store;
+        if settings.write_ollama_store {
+            config = config.publishing();
+        }
         config.offline |= settings.offline;
         config
     });

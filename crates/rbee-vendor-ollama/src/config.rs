@@ -28,6 +28,9 @@ pub struct OllamaConfig {
     pub publish_to_store: bool,
     /// Never touch the network: only models already in Ollama's store resolve.
     pub offline: bool,
+    /// Where Ollama itself would create its store (`~/.ollama/models`) when none exists yet:
+    /// where [`publishing`](Self::publishing) writes then.
+    pub store_to_create: Option<PathBuf>,
 }
 
 impl Default for OllamaConfig {
@@ -41,6 +44,7 @@ impl Default for OllamaConfig {
             store: None,
             publish_to_store: false,
             offline: false,
+            store_to_create: None,
         }
     }
 }
@@ -63,6 +67,17 @@ impl OllamaConfig {
     pub fn with_store(mut self, store: Option<PathBuf>, publish: bool) -> Self {
         self.store = store;
         self.publish_to_store = publish;
+        self
+    }
+
+    /// The same configuration also writing what rbee downloads into Ollama's store: the one
+    /// found, else the one Ollama would create, so `--ollama-store` on a machine where Ollama
+    /// has not run yet still leaves models `ollama list` shows.
+    pub fn publishing(mut self) -> Self {
+        self.publish_to_store = true;
+        if self.store.is_none() {
+            self.store = self.store_to_create.clone();
+        }
         self
     }
 
@@ -109,6 +124,7 @@ impl OllamaConfig {
         config.store = match lookup("OLLAMA_MODELS").filter(|v| !v.trim().is_empty()) {
             Some(dir) => Some(PathBuf::from(dir.trim())),
             None => {
+                config.store_to_create = home.as_ref().map(|h| h.join(".ollama").join("models"));
                 let candidates = home
                     .map(|h| h.join(".ollama").join("models"))
                     .into_iter()
@@ -211,5 +227,27 @@ mod tests {
         .unwrap();
         assert_eq!(c.store, Some(PathBuf::from("/srv/ollama")));
         assert!(!c.publish_to_store);
+    }
+
+    #[test]
+    fn writing_with_no_store_yet_writes_where_ollama_would_create_it() {
+        let home = tempfile::tempdir().unwrap();
+        let c = OllamaConfig::from_lookup(lookup(&[]), Some(home.path().into())).unwrap();
+        let found = c.store.clone();
+        let c = c.publishing();
+        assert!(c.publish_to_store);
+        // A store found (the service's, on a machine that has one) is kept; else Ollama's
+        // default under the home folder.
+        assert_eq!(
+            c.store,
+            Some(found.unwrap_or_else(|| home.path().join(".ollama/models")))
+        );
+        let c = OllamaConfig::from_lookup(
+            lookup(&[("OLLAMA_MODELS", "/srv/ollama")]),
+            Some(home.path().into()),
+        )
+        .unwrap()
+        .publishing();
+        assert_eq!(c.store, Some(PathBuf::from("/srv/ollama")));
     }
 }

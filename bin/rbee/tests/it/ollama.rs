@@ -164,6 +164,34 @@ async fn ollama_store_is_written_then_read_without_the_network() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn ollama_store_is_created_where_ollama_would_when_there_is_none_yet() {
+    if Path::new("/usr/share/ollama/.ollama/models").is_dir() {
+        return; // this machine has the service's store, which is the one written
+    }
+    let env = Env::new().await;
+    let out = env
+        .rbee("cache")
+        .env_remove("OLLAMA_MODELS")
+        .args(["model", "download", "--ollama-store", "ollama:tiny:1b"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let store = env.dir.path().join("home/.ollama/models");
+    assert!(
+        store
+            .join("manifests/registry.ollama.ai/library/tiny/1b")
+            .is_file(),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read(store.join(format!("blobs/sha256-{}", Sha256Digest::of(&env.model))))
+            .unwrap(),
+        env.model
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unknown_models_and_tags_fail_with_what_to_do() {
     let env = Env::new().await;
     for (spelling, says) in [
