@@ -202,6 +202,7 @@ fn event<'a>(events: &'a [serde_json::Value], name: &str) -> &'a serde_json::Val
 /// default: it fetches only the chunks it lacks, and `--json`'s `completed` event says how
 /// many bytes came over the network and how many from the cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stderr)]
 async fn a_second_revision_fetches_only_its_new_chunks_and_says_so_in_json() {
     let env = Env::new(4 * MIB, 1 << 40, MIB).await;
     let size = env.data.len() as u64;
@@ -243,6 +244,9 @@ async fn a_second_revision_fetches_only_its_new_chunks_and_says_so_in_json() {
         "a first download reuses nothing"
     );
     let (fetched, reused, sent) = numbers[1];
+    eprintln!(
+        "second revision: {fetched} bytes fetched, {reused} reused, the hub sent {sent}, of {size}"
+    );
     assert_eq!(fetched + reused, size, "{numbers:?}");
     assert!(fetched * 100 <= size * 15, "fetched {fetched} of {size}");
     assert!(
@@ -269,6 +273,7 @@ async fn a_second_revision_fetches_only_its_new_chunks_and_says_so_in_json() {
 /// bytes only: it fetches them plus at most about a chunk per term cut short, not the
 /// finished start of those terms again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stderr)]
 async fn kill_9_in_the_middle_of_terms_refetches_only_the_missing_bytes() {
     let env = Env::new(40 * MIB, 4 * MIB, 16 * MIB).await;
     let size = env.data.len() as u64;
@@ -322,6 +327,7 @@ async fn kill_9_in_the_middle_of_terms_refetches_only_the_missing_bytes() {
     // holds its first missing byte (128 KiB at most, plus its header).
     let slack = 2 * (128 * 1024 + 8);
     let sent = second.xorb_bytes_total();
+    eprintln!("after kill -9: {sent} bytes fetched for {missing} missing of {size}");
     assert!(
         sent <= missing + slack,
         "fetched {sent} bytes for {missing} missing: {second:?}"
