@@ -204,9 +204,10 @@ pub(crate) fn provisioner(
     catalog: Arc<Catalog>,
     settings: &TransferSettings,
 ) -> Result<Provisioner> {
-    // No Xet chunk cache unless RBEE_XET_CACHE names one: it keeps one file per chunk, which
-    // costs more than it saves on a first download (see bench/results/xet-2026-11-30.md).
-    let vendors = standard_vendors(&vendor_settings(settings))?;
+    let mut vendor_settings = vendor_settings(settings);
+    // Hidden, so the catalog's own walks pass it by. RBEE_XET_CACHE moves it or turns it off.
+    vendor_settings.xet_cache = Some(catalog.root().join(".xet-packs-v1"));
+    let vendors = standard_vendors(&vendor_settings)?;
     Ok(Provisioner::new(
         catalog,
         vendors,

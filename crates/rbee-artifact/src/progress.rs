@@ -148,6 +148,13 @@ pub enum EventKind {
         paths: Vec<PathBuf>,
         /// Total bytes.
         bytes: u64,
+        /// Of the bytes rebuilt from a chunk store (the Hub's Xet), those that came over the
+        /// network; absent when nothing was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fetched_bytes: Option<u64>,
+        /// Of the bytes rebuilt from a chunk store, those taken from the local chunk cache.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reused_bytes: Option<u64>,
     },
     /// Final: the job failed.
     Failed {
@@ -367,6 +374,8 @@ struct Inner {
     /// The shared transfer this tracker mirrors ([`DownloadTracker::follow`]): its snapshot is
     /// the source's, whose speed window sees every byte.
     source: Mutex<Option<DownloadTracker>>,
+    /// Bytes rebuilt from a chunk store: (over the network, from the local chunk cache).
+    fetched_and_reused: Mutex<Option<(u64, u64)>>,
 }
 
 #[derive(Debug)]
@@ -454,6 +463,7 @@ impl DownloadTracker {
                 speed: Mutex::new(SpeedWindow::default()),
                 state: Mutex::new(ReplayState::default()),
                 source: Mutex::new(None),
+                fetched_and_reused: Mutex::new(None),
             }),
         }
     }
@@ -606,12 +616,24 @@ impl DownloadTracker {
         });
     }
 
+    /// Counts bytes rebuilt from a chunk store: `fetched` over the network, `reused` from the
+    /// local chunk cache. The `completed` event carries the sums.
+    pub fn fetched_and_reused(&self, fetched: u64, reused: u64) {
+        let mut sums = lock_unpoisoned(&self.inner.fetched_and_reused);
+        let (f, r) = sums.get_or_insert((0, 0));
+        *f += fetched;
+        *r += reused;
+    }
+
     /// Final: ready.
     pub fn completed(&self, id: impl Into<String>, paths: Vec<PathBuf>, bytes: u64) {
+        let sums = *lock_unpoisoned(&self.inner.fetched_and_reused);
         self.emit(EventKind::Completed {
             id: id.into(),
             paths,
             bytes,
+            fetched_bytes: sums.map(|s| s.0),
+            reused_bytes: sums.map(|s| s.1),
         });
     }
 

@@ -35,8 +35,8 @@ pub struct HfConfig {
     /// Fetch files the Hub stores in Xet natively, with the plain `resolve` URL as the
     /// fallback (default on; off with `HF_HUB_DISABLE_XET=1` or `--no-xet`).
     pub xet: bool,
-    /// Where decoded Xet chunks are kept between downloads (`RBEE_XET_CACHE`). `None`: no
-    /// chunk cache.
+    /// Where decoded Xet chunks are kept between downloads (`RBEE_XET_CACHE`; the CLI and the
+    /// daemon default to a folder inside rbee's cache). `None`: no chunk cache.
     pub xet_cache: Option<PathBuf>,
     /// The chunk cache's size budget (default 20 GiB); 0 turns it off (`RBEE_XET_CACHE=off`).
     pub xet_cache_max_bytes: u64,

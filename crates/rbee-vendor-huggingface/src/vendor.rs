@@ -62,6 +62,8 @@ pub struct HuggingFaceVendor {
     mirror_health: std::sync::Arc<MirrorHealth>,
     /// For a mirror's metadata: few retries, since the next mirror or the origin is waiting.
     mirror_api: Transfer,
+    /// The Xet chunk cache, opened on first use and shared by every download of this vendor.
+    chunk_cache: Arc<tokio::sync::OnceCell<Option<Arc<ChunkCache>>>>,
 }
 
 impl HuggingFaceVendor {
@@ -80,6 +82,7 @@ impl HuggingFaceVendor {
             cache,
             mirror_health: Default::default(),
             mirror_api,
+            chunk_cache: Default::default(),
         }
     }
 
@@ -95,6 +98,34 @@ impl HuggingFaceVendor {
             transfer: self.mirror_api.clone(),
             ..self.clone()
         }
+    }
+
+    /// The Xet chunk cache, when one is configured and can be opened (reading what an earlier
+    /// process left is blocking work, done once).
+    async fn chunk_cache(&self) -> Option<Arc<ChunkCache>> {
+        self.chunk_cache
+            .get_or_init(|| async {
+                let dir = self.config.xet_cache.clone()?;
+                let max = self.config.xet_cache_max_bytes;
+                if max == 0 {
+                    return None;
+                }
+                let opened =
+                    tokio::task::spawn_blocking(move || (ChunkCache::open(&dir, max), dir)).await;
+                match opened {
+                    Ok((Ok(c), _)) => Some(Arc::new(c)),
+                    Ok((Err(e), dir)) => {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot use the Xet chunk cache; going on without it");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot use the Xet chunk cache; going on without it");
+                        None
+                    }
+                }
+            })
+            .await
+            .clone()
     }
 
     pub(crate) fn mirror_health(&self) -> &MirrorHealth {
@@ -787,6 +818,7 @@ impl VendorSource for HuggingFaceVendor {
         }
 
         let mut xet_sources = Vec::new();
+        let mut xet_cache = None;
         if self.config.xet && !requests.is_empty() {
             let tokens = Arc::new(XetTokens::new(
                 self.transfer.clone(),
@@ -796,23 +828,12 @@ impl VendorSource for HuggingFaceVendor {
                 commit,
                 self.config.token.clone(),
             ));
-            let cache = match &self.config.xet_cache {
-                Some(dir) if self.config.xet_cache_max_bytes > 0 => {
-                    match ChunkCache::open(dir, self.config.xet_cache_max_bytes) {
-                        Ok(c) => Some(Arc::new(c)),
-                        Err(e) => {
-                            tracing::warn!(dir = %dir.display(), error = %e, "cannot use the Xet chunk cache; going on without it");
-                            None
-                        }
-                    }
-                }
-                _ => None,
-            };
+            xet_cache = self.chunk_cache().await;
             xet_sources = crate::xet::attach(
                 &self.transfer,
                 &mut requests,
                 &tokens,
-                cache.as_ref(),
+                xet_cache.as_ref(),
                 cancel,
             )
             .await?;
@@ -847,6 +868,10 @@ impl VendorSource for HuggingFaceVendor {
                     None => return Err(e.into()),
                 },
             };
+            if let Some(cache) = &xet_cache {
+                // On disk before this download returns: the next one may be another process.
+                cache.flush().await;
+            }
             if !xet_sources.is_empty() {
                 let (fetched, reused) = xet_sources
                     .iter()
@@ -860,6 +885,7 @@ impl VendorSource for HuggingFaceVendor {
                 progress.message(format!(
                     "Xet: {fetched} bytes fetched, {reused} bytes reused from the chunk cache"
                 ));
+                progress.fetched_and_reused(fetched, reused);
             }
             check_git_blobs(files, &fetched, dest).await?;
             if self.config.write_hf_cache {

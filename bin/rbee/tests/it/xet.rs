@@ -1,5 +1,6 @@
 //! The real `rbee` downloading over Xet from the fake hub: killed with SIGKILL mid-download,
-//! then run again, it fetches only the terms it had not finished.
+//! then run again, it fetches only what it had not finished; a second revision fetches only
+//! the chunks it lacks, and `--json` says how many bytes it fetched and reused.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -42,6 +43,11 @@ impl Env {
     }
 
     fn rbee(&self) -> Command {
+        self.rbee_with(&["--quiet"], &format!("hf:{REPO}/{FILE}"))
+    }
+
+    /// `rbee GLOBAL… model download --connections 2 REFERENCE`.
+    fn rbee_with(&self, global: &[&str], reference: &str) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbee"));
         cmd.arg("--cache-dir")
             .arg(self.dir.path().join("cache"))
@@ -50,8 +56,9 @@ impl Env {
             .env("HF_HOME", self.dir.path().join("hf-home"))
             .env("HF_ENDPOINT", self.hub.url().as_str())
             .env("NO_COLOR", "1")
-            .args(["--quiet", "model", "download", "--connections", "2"])
-            .arg(format!("hf:{REPO}/{FILE}"));
+            .args(global)
+            .args(["model", "download", "--connections", "2"])
+            .arg(reference);
         for var in [
             "RBEE_CACHE_DIR",
             "HF_TOKEN",
@@ -174,4 +181,158 @@ async fn kill_9_over_xet_then_resume_fetches_only_unfinished_terms() {
     );
     assert!(env.files_named(".part").is_empty());
     assert!(env.files_named(".part.state").is_empty());
+}
+
+/// The events `rbee --json` printed, one JSON document a line.
+fn json_events(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn event<'a>(events: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    events
+        .iter()
+        .find(|e| e["event"] == name)
+        .unwrap_or_else(|| panic!("no {name} event in {events:?}"))
+}
+
+/// A second revision with a tenth of its chunks changed, with the chunk cache rbee keeps by
+/// default: it fetches only the chunks it lacks, and `--json`'s `completed` event says how
+/// many bytes came over the network and how many from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stderr)]
+async fn a_second_revision_fetches_only_its_new_chunks_and_says_so_in_json() {
+    let env = Env::new(4 * MIB, 1 << 40, MIB).await;
+    let size = env.data.len() as u64;
+    let second = rbee_fake_hub::mutate_chunks(&env.data, 0.10, 0);
+    let v2 = env
+        .hub
+        .root()
+        .join("hf")
+        .join(REPO)
+        .join(".revisions")
+        .join("v2")
+        .join(FILE);
+    std::fs::create_dir_all(v2.parent().unwrap()).unwrap();
+    std::fs::write(&v2, &second).unwrap();
+
+    let mut numbers = Vec::new();
+    for reference in [format!("hf:{REPO}/{FILE}"), format!("hf:{REPO}@v2/{FILE}")] {
+        env.hub.reset_counters();
+        let out = env.rbee_with(&["--json"], &reference).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{reference}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let events = json_events(&out.stdout);
+        let done = event(&events, "completed");
+        let counters = env.settled().await;
+        assert_eq!(counters.bridge_bytes, 0, "{counters:?}");
+        numbers.push((
+            done["fetched_bytes"].as_u64().expect("fetched_bytes"),
+            done["reused_bytes"].as_u64().expect("reused_bytes"),
+            counters.xorb_bytes_total(),
+        ));
+    }
+    let (fetched, reused, _) = numbers[0];
+    assert_eq!(
+        (fetched, reused),
+        (size, 0),
+        "a first download reuses nothing"
+    );
+    let (fetched, reused, sent) = numbers[1];
+    eprintln!(
+        "second revision: {fetched} bytes fetched, {reused} reused, the hub sent {sent}, of {size}"
+    );
+    assert_eq!(fetched + reused, size, "{numbers:?}");
+    assert!(fetched * 100 <= size * 15, "fetched {fetched} of {size}");
+    assert!(
+        sent * 100 <= size * 15,
+        "the hub sent {sent} of {size} bytes"
+    );
+    assert!(
+        sent >= fetched / 2,
+        "what rbee says it fetched matches what the hub sent: {numbers:?}"
+    );
+    let packs = std::fs::read_dir(env.dir.path().join("cache").join(".xet-packs-v1"))
+        .unwrap()
+        .count();
+    assert!(packs > 0, "the chunk cache lives in rbee's cache folder");
+    let got: Vec<_> = env
+        .files_named(&format!("/{FILE}"))
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(got.contains(&env.data) && got.contains(&second));
+}
+
+/// Killed with SIGKILL in the middle of terms, the second run asks the CAS for the missing
+/// bytes only: it fetches them plus at most about a chunk per term cut short, not the
+/// finished start of those terms again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stderr)]
+async fn kill_9_in_the_middle_of_terms_refetches_only_the_missing_bytes() {
+    let env = Env::new(40 * MIB, 4 * MIB, 16 * MIB).await;
+    let size = env.data.len() as u64;
+    let mut child = env
+        .rbee()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        // Both terms in flight well past their start: several state saves have happened.
+        let sent = env.xet().xorb_bytes;
+        if sent.values().filter(|b| **b >= 6 * MIB).count() >= 2 {
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            panic!("rbee exited too early: {err}; {:?}", env.xet());
+        }
+        assert!(Instant::now() < deadline, "no progress: {:?}", env.xet());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.settled().await;
+
+    env.hub.reset_counters();
+    let out = env
+        .rbee_with(&["--json"], &format!("hf:{REPO}/{FILE}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "second run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = json_events(&out.stdout);
+    let held = event(&events, "file_started")["resumed_from"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        held >= 4 * MIB,
+        "the first run left too little to test: {held}"
+    );
+    let second = env.settled().await;
+    assert_eq!(second.bridge_bytes, 0, "{second:?}");
+    let missing = size - held;
+    // A gap per term that was in flight (two connections); each costs at most the chunk that
+    // holds its first missing byte (128 KiB at most, plus its header).
+    let slack = 2 * (128 * 1024 + 8);
+    let sent = second.xorb_bytes_total();
+    eprintln!("after kill -9: {sent} bytes fetched for {missing} missing of {size}");
+    assert!(
+        sent <= missing + slack,
+        "fetched {sent} bytes for {missing} missing: {second:?}"
+    );
+    let finals = env.files_named(&format!("/{FILE}"));
+    assert_eq!(finals.len(), 1, "{finals:?}");
+    assert!(std::fs::read(&finals[0]).unwrap() == env.data);
 }

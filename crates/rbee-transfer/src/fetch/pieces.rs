@@ -60,6 +60,15 @@ impl PieceSink<'_> {
         self.skip_to
     }
 
+    /// Moves past the bytes the engine already holds without their being handed over, for a
+    /// source that can start in the middle of a piece: the next byte handed over is the one
+    /// at [`have_until`](Self::have_until).
+    pub fn skip_held(&mut self) {
+        if self.at < self.skip_to {
+            self.at = self.skip_to;
+        }
+    }
+
     /// Counts `n` bytes received from the network for this piece: waits for the engine's rate
     /// limit and tells the stall watchdog the piece is moving. Errors once the transfer is
     /// cancelled.

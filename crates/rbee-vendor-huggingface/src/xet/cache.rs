@@ -2,149 +2,413 @@
 //! shares chunks with one fetched before takes them from disk.
 //!
 //! ```text
-//! <dir>/<xorb hash>/<chunk index>   the chunk's hash (32 bytes), then its bytes
+//! <dir>/<pid>-<nanos>-<n>.pack   append-only records, each:
+//!     "XCR1" | xorb hash (32) | chunk index (u32 LE) | length (u32 LE) | chunk hash (32) | bytes
 //! ```
 //!
-//! Keyed by where a chunk sits in the CAS (a xorb never changes once written), checked
-//! against its own hash when read, bounded by size: past the budget the chunks used longest
-//! ago (by modification time, refreshed on every hit) are removed.
+//! A few large files rather than one per chunk: a first download writes its chunks as it
+//! goes at little more than the cost of the bytes. Records are appended by one writer thread
+//! per cache (off the async threads); a process only ever appends to packs it created. The
+//! index (xorb, chunk index) → record lives in memory and is rebuilt at open by walking the
+//! record headers: a record cut short by a crash ends a pack's walk and is never served, and
+//! every read is checked against the chunk's hash. Keyed by where a chunk sits in the CAS (a
+//! xorb never changes once written). Bounded by size: past the budget whole packs go, those
+//! used longest ago first.
 
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use rbee_artifact::lock_unpoisoned;
 use rbee_xet::cas::ChunkRange;
 use rbee_xet::{XetHash, chunk_hash};
+use tokio::sync::{mpsc, oneshot};
 
-/// Numbers the temporary files of this process's writes.
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+const MAGIC: &[u8; 4] = b"XCR1";
+const HEADER_LEN: usize = 4 + 32 + 4 + 4 + 32;
+/// Far above any chunk the Hub makes (128 KiB): a length past it is a damaged header.
+const MAX_RECORD: u32 = 16 << 20;
+/// A pack is closed and a new one started past this size (less for small budgets, so that
+/// eviction, which removes whole packs, can still keep the cache near its budget).
+const PACK_BYTES: u64 = 64 << 20;
+/// Chunks queued for the writer; at the Hub's 64 KiB chunks about 8 MiB held in memory.
+const QUEUE: usize = 128;
+/// The writer appends up to this much at once.
+const BATCH_BYTES: usize = 4 << 20;
+/// A pack's modification time (its age for other processes' eviction) is refreshed at most
+/// this often.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// Numbers the packs of this process.
+static PACK_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+type Key = (XetHash, u32);
+
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    pack: usize,
+    /// Offset of the record's header.
+    offset: u64,
+    len: u32,
+}
+
+#[derive(Debug)]
+struct Pack {
+    path: PathBuf,
+    size: u64,
+    last_used: SystemTime,
+    touched: Option<SystemTime>,
+    file: Option<Arc<File>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    index: HashMap<Key, Loc>,
+    /// Chunks handed to the writer and not yet on disk: served from here meanwhile.
+    pending: HashMap<Key, Arc<Vec<u8>>>,
+    /// Indexed by `Loc::pack`; `None` once evicted.
+    packs: Vec<Option<Pack>>,
+    /// The pack the writer appends to.
+    current: Option<usize>,
+    used: u64,
+}
+
+enum Job {
+    Put(Key, Arc<Vec<u8>>),
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    max_bytes: u64,
+    state: Mutex<State>,
+}
 
 /// A bounded, content-checked store of decoded chunks.
 #[derive(Debug)]
 pub struct ChunkCache {
-    dir: PathBuf,
-    max_bytes: u64,
-    /// Bytes stored, as far as this process knows (recounted when evicting).
-    used: Mutex<u64>,
+    inner: Arc<Inner>,
+    queue: mpsc::Sender<Job>,
 }
 
 impl ChunkCache {
-    /// The cache in `dir` (created when missing), holding at most about `max_bytes`.
+    /// The cache in `dir` (created when missing), holding at most about `max_bytes`. Reads
+    /// the packs already there; starts the writer thread.
     pub fn open(dir: impl Into<PathBuf>, max_bytes: u64) -> std::io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
-        let used = entries(&dir).iter().map(|e| e.2).sum();
-        Ok(Self {
+        let mut state = State::default();
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "pack") {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let pack = state.packs.len();
+            for (key, loc) in walk_pack(&path, meta.len(), pack) {
+                state.index.insert(key, loc);
+            }
+            state.used += meta.len();
+            state.packs.push(Some(Pack {
+                path,
+                size: meta.len(),
+                last_used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                touched: None,
+                file: None,
+            }));
+        }
+        let inner = Arc::new(Inner {
             dir,
             max_bytes,
-            used: Mutex::new(used),
-        })
+            state: Mutex::new(state),
+        });
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        let writer = inner.clone();
+        std::thread::Builder::new()
+            .name("xet-chunk-cache".into())
+            .spawn(move || writer.write_loop(jobs))?;
+        Ok(Self { inner, queue })
     }
 
-    fn path(&self, xorb: &XetHash, index: u32) -> PathBuf {
-        self.dir.join(xorb.to_hex()).join(index.to_string())
+    fn has(&self, state: &State, key: &Key) -> bool {
+        state.index.contains_key(key) || state.pending.contains_key(key)
     }
 
     /// Whether every chunk of `range` of `xorb` is here.
     pub fn has_all(&self, xorb: &XetHash, range: ChunkRange) -> bool {
-        (range.start..range.end).all(|i| self.path(xorb, i).is_file())
+        let state = lock_unpoisoned(&self.inner.state);
+        (range.start..range.end).all(|i| self.has(&state, &(*xorb, i)))
     }
 
-    /// Chunk `index` of `xorb`, when stored and still matching its hash (a damaged entry is
-    /// removed). Counts as a use for eviction.
+    /// Chunk `index` of `xorb`, when stored and still matching its hash (a damaged record is
+    /// forgotten). Counts as a use of its pack for eviction. Blocking file I/O.
     pub fn read(&self, xorb: &XetHash, index: u32) -> Option<Vec<u8>> {
-        let path = self.path(xorb, index);
-        let stored = std::fs::read(&path).ok()?;
-        let intact = stored
-            .split_first_chunk::<32>()
-            .filter(|(hash, data)| chunk_hash(data).as_bytes() == *hash);
-        let Some((_, data)) = intact else {
-            tracing::warn!(path = %path.display(), "a cached Xet chunk is truncated or no longer matches its hash; removing it");
-            let _ = std::fs::remove_file(&path);
-            return None;
-        };
-        if let Ok(f) = std::fs::File::options().append(true).open(&path) {
-            let _ = f.set_modified(std::time::SystemTime::now());
-        }
-        Some(data.to_vec())
-    }
-
-    /// Stores chunk `index` of `xorb` (written whole, then renamed into place).
-    pub fn put(&self, xorb: &XetHash, index: u32, data: &[u8]) {
-        let path = self.path(xorb, index);
-        if path.is_file() {
-            return;
-        }
-        let write = || -> std::io::Result<()> {
-            let dir = path.parent().expect("a chunk path has a folder");
-            std::fs::create_dir_all(dir)?;
-            // Unique per write: two tasks of this process may store the same chunk at once.
-            let tmp = dir.join(format!(
-                ".{index}.{}.{}.tmp",
-                std::process::id(),
-                TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            let mut bytes = Vec::with_capacity(32 + data.len());
-            bytes.extend_from_slice(chunk_hash(data).as_bytes());
-            bytes.extend_from_slice(data);
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::rename(&tmp, &path)
-        };
-        if let Err(e) = write() {
-            tracing::debug!(error = %e, "could not keep a Xet chunk");
-            return;
-        }
-        let over = {
-            let mut used = lock_unpoisoned(&self.used);
-            *used += 32 + data.len() as u64;
-            *used > self.max_bytes
-        };
-        if over {
-            self.evict();
-        }
-    }
-
-    /// Removes the chunks used longest ago until the cache is down to 90% of its budget.
-    fn evict(&self) {
-        let mut all = entries(&self.dir);
-        all.sort_by_key(|e| e.1);
-        let mut total: u64 = all.iter().map(|e| e.2).sum();
-        let target = self.max_bytes / 10 * 9;
-        for (path, _, size) in all {
-            if total <= target {
-                break;
+        let key = (*xorb, index);
+        let (loc, file) = {
+            let mut state = lock_unpoisoned(&self.inner.state);
+            if let Some(data) = state.pending.get(&key) {
+                return Some(data.as_ref().clone());
             }
-            if std::fs::remove_file(&path).is_ok() {
-                total -= size;
-                if let Some(dir) = path.parent() {
-                    // Only succeeds once the xorb's folder is empty.
-                    let _ = std::fs::remove_dir(dir);
+            let loc = *state.index.get(&key)?;
+            let pack = state.packs.get_mut(loc.pack)?.as_mut()?;
+            let now = SystemTime::now();
+            pack.last_used = now;
+            if pack
+                .touched
+                .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= TOUCH_EVERY)
+            {
+                pack.touched = Some(now);
+                if let Ok(f) = File::options().append(true).open(&pack.path) {
+                    let _ = f.set_modified(now);
                 }
             }
+            let file = match &pack.file {
+                Some(f) => f.clone(),
+                None => {
+                    let f = Arc::new(File::open(&pack.path).ok()?);
+                    pack.file = Some(f.clone());
+                    f
+                }
+            };
+            (loc, file)
+        };
+        let mut record = vec![0u8; HEADER_LEN + loc.len as usize];
+        let intact = file.read_exact_at(&mut record, loc.offset).is_ok()
+            && parse_header(record[..HEADER_LEN].try_into().expect("a header's length"))
+                .is_some_and(|(k, len, hash)| {
+                    k == key
+                        && len == loc.len
+                        && chunk_hash(&record[HEADER_LEN..]).as_bytes() == &hash
+                });
+        if !intact {
+            tracing::warn!(dir = %self.inner.dir.display(), "a cached Xet chunk no longer matches its hash; forgetting it");
+            lock_unpoisoned(&self.inner.state).index.remove(&key);
+            return None;
         }
-        *lock_unpoisoned(&self.used) = total;
+        record.drain(..HEADER_LEN);
+        Some(record)
+    }
+
+    /// Stores chunk `index` of `xorb`: queued for the writer thread (waiting while it is
+    /// behind), readable from here at once.
+    pub async fn put(&self, xorb: &XetHash, index: u32, data: Vec<u8>) {
+        let key = (*xorb, index);
+        if data.len() > MAX_RECORD as usize {
+            return;
+        }
+        let data = Arc::new(data);
+        {
+            let mut state = lock_unpoisoned(&self.inner.state);
+            if self.has(&state, &key) {
+                return;
+            }
+            state.pending.insert(key, data.clone());
+        }
+        if self.queue.send(Job::Put(key, data)).await.is_err() {
+            lock_unpoisoned(&self.inner.state).pending.remove(&key);
+        }
+    }
+
+    /// Waits until every chunk stored so far is on disk.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.queue.send(Job::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
     }
 }
 
-/// Every stored chunk: path, modification time, size.
-fn entries(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime, u64)> {
-    let mut out = Vec::new();
-    let Ok(xorbs) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for xorb in xorbs.flatten() {
-        let Ok(chunks) = std::fs::read_dir(xorb.path()) else {
-            continue;
-        };
-        for chunk in chunks.flatten() {
-            if let Ok(m) = chunk.metadata()
-                && m.is_file()
+impl Inner {
+    /// The writer thread: appends queued chunks in batches until the cache is dropped.
+    fn write_loop(&self, mut jobs: mpsc::Receiver<Job>) {
+        let mut out: Option<File> = None;
+        while let Some(first) = jobs.blocking_recv() {
+            let mut batch = Vec::new();
+            let mut flushes = Vec::new();
+            let mut bytes = 0;
+            let mut next = Some(first);
+            while let Some(job) = next {
+                match job {
+                    Job::Put(key, data) => {
+                        bytes += data.len();
+                        batch.push((key, data));
+                    }
+                    Job::Flush(done) => flushes.push(done),
+                }
+                next = if bytes < BATCH_BYTES {
+                    jobs.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            if !batch.is_empty()
+                && let Err(e) = self.append(&mut out, &batch)
             {
-                let modified = m.modified().unwrap_or(std::time::UNIX_EPOCH);
-                out.push((chunk.path(), modified, m.len()));
+                tracing::debug!(error = %e, "could not keep Xet chunks");
+                out = None;
+                let mut state = lock_unpoisoned(&self.state);
+                state.current = None;
+                for (key, _) in &batch {
+                    state.pending.remove(key);
+                }
+            }
+            for done in flushes {
+                let _ = done.send(());
             }
         }
+    }
+
+    /// Appends `batch` to the current pack (a new one when there is none or it is full),
+    /// then indexes it and evicts when over budget.
+    fn append(&self, out: &mut Option<File>, batch: &[(Key, Arc<Vec<u8>>)]) -> std::io::Result<()> {
+        let pack_bytes = PACK_BYTES.min((self.max_bytes / 8).max(1));
+        let (pack, start) = {
+            let mut state = lock_unpoisoned(&self.state);
+            let current = state.current.filter(|&p| {
+                out.is_some() && state.packs[p].as_ref().is_some_and(|p| p.size < pack_bytes)
+            });
+            match current {
+                Some(p) => (p, state.packs[p].as_ref().map_or(0, |p| p.size)),
+                None => {
+                    let path = self.dir.join(format!(
+                        "{}-{}-{}.pack",
+                        std::process::id(),
+                        SystemTime::now()
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_nanos(),
+                        PACK_COUNTER.fetch_add(1, Ordering::Relaxed)
+                    ));
+                    *out = Some(File::options().append(true).create_new(true).open(&path)?);
+                    let p = state.packs.len();
+                    state.packs.push(Some(Pack {
+                        path,
+                        size: 0,
+                        last_used: SystemTime::now(),
+                        touched: None,
+                        file: None,
+                    }));
+                    state.current = Some(p);
+                    (p, 0)
+                }
+            }
+        };
+        let mut buf = Vec::with_capacity(batch.iter().map(|(_, d)| HEADER_LEN + d.len()).sum());
+        let mut locs = Vec::with_capacity(batch.len());
+        for ((xorb, index), data) in batch {
+            locs.push(Loc {
+                pack,
+                offset: start + buf.len() as u64,
+                len: data.len() as u32,
+            });
+            buf.extend_from_slice(MAGIC);
+            buf.extend_from_slice(xorb.as_bytes());
+            buf.extend_from_slice(&index.to_le_bytes());
+            buf.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            buf.extend_from_slice(chunk_hash(data).as_bytes());
+            buf.extend_from_slice(data);
+        }
+        out.as_mut().expect("a pack is open").write_all(&buf)?;
+        let doomed = {
+            let mut state = lock_unpoisoned(&self.state);
+            for ((key, _), loc) in batch.iter().zip(locs) {
+                state.pending.remove(key);
+                state.index.insert(*key, loc);
+            }
+            if let Some(p) = state.packs[pack].as_mut() {
+                p.size += buf.len() as u64;
+            }
+            state.used += buf.len() as u64;
+            self.choose_evictions(&mut state)
+        };
+        for path in doomed {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(())
+    }
+
+    /// Forgets the packs used longest ago (not the one being written) until the cache is down
+    /// to 90% of its budget; returns their files to remove.
+    fn choose_evictions(&self, state: &mut State) -> Vec<PathBuf> {
+        if state.used <= self.max_bytes {
+            return Vec::new();
+        }
+        let mut order: Vec<(SystemTime, usize)> = state
+            .packs
+            .iter()
+            .enumerate()
+            .filter(|&(i, p)| p.is_some() && Some(i) != state.current)
+            .map(|(i, p)| (p.as_ref().expect("filtered").last_used, i))
+            .collect();
+        order.sort();
+        let target = self.max_bytes / 10 * 9;
+        let mut gone = Vec::new();
+        for (_, i) in order {
+            if state.used <= target {
+                break;
+            }
+            if let Some(pack) = state.packs[i].take() {
+                state.used -= pack.size;
+                gone.push((i, pack.path));
+            }
+        }
+        if !gone.is_empty() {
+            state
+                .index
+                .retain(|_, loc| !gone.iter().any(|(i, _)| *i == loc.pack));
+        }
+        gone.into_iter().map(|(_, path)| path).collect()
+    }
+}
+
+fn parse_header(h: &[u8; HEADER_LEN]) -> Option<(Key, u32, [u8; 32])> {
+    if &h[..4] != MAGIC {
+        return None;
+    }
+    let xorb = XetHash::from_bytes(h[4..36].try_into().ok()?);
+    let index = u32::from_le_bytes(h[36..40].try_into().ok()?);
+    let len = u32::from_le_bytes(h[40..44].try_into().ok()?);
+    let hash: [u8; 32] = h[44..76].try_into().ok()?;
+    (len <= MAX_RECORD).then_some(((xorb, index), len, hash))
+}
+
+/// The records of a pack of `size` bytes, up to the first one that is damaged or cut short.
+fn walk_pack(path: &Path, size: u64, pack: usize) -> Vec<(Key, Loc)> {
+    let mut out = Vec::new();
+    let Ok(file) = File::open(path) else {
+        return out;
+    };
+    let mut reader = BufReader::with_capacity(64 << 10, file);
+    let mut offset = 0u64;
+    let mut header = [0u8; HEADER_LEN];
+    while offset + HEADER_LEN as u64 <= size {
+        if reader.read_exact(&mut header).is_err() {
+            break;
+        }
+        let Some((key, len, _)) = parse_header(&header) else {
+            break;
+        };
+        let end = offset + HEADER_LEN as u64 + u64::from(len);
+        if end > size {
+            break;
+        }
+        out.push((key, Loc { pack, offset, len }));
+        if reader.seek_relative(i64::from(len)).is_err() {
+            break;
+        }
+        offset = end;
+    }
+    if offset < size {
+        tracing::debug!(pack = %path.display(), valid = offset, size, "a Xet chunk pack ends in a damaged or unfinished record; the rest is ignored");
     }
     out
 }
@@ -157,91 +421,156 @@ mod tests {
         ChunkRange { start, end }
     }
 
-    #[test]
-    fn chunks_come_back_and_damaged_ones_do_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
-        let x = XetHash::from_bytes([7; 32]);
-        cache.put(&x, 0, b"zero");
-        cache.put(&x, 1, b"one");
-        assert!(cache.has_all(&x, range(0, 2)));
-        assert!(!cache.has_all(&x, range(0, 3)));
-        assert_eq!(cache.read(&x, 1).unwrap(), b"one");
-        // Tampered on disk: refused and removed.
-        let p = dir.path().join(x.to_hex()).join("1");
-        let mut bytes = std::fs::read(&p).unwrap();
-        *bytes.last_mut().unwrap() ^= 1;
-        std::fs::write(&p, bytes).unwrap();
-        assert_eq!(cache.read(&x, 1), None);
-        assert!(!cache.has_all(&x, range(0, 2)));
-    }
-
-    #[test]
-    fn a_truncated_chunk_is_removed_and_no_longer_counted_present() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
-        let x = XetHash::from_bytes([9; 32]);
-        let p = dir.path().join(x.to_hex()).join("0");
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, b"").unwrap();
-        assert!(cache.has_all(&x, range(0, 1)));
-        assert_eq!(cache.read(&x, 0), None);
-        assert!(!p.exists(), "a short entry is removed");
-        assert!(!cache.has_all(&x, range(0, 1)));
-        // Shorter than a hash but not empty: the same.
-        std::fs::write(&p, [1u8; 31]).unwrap();
-        assert_eq!(cache.read(&x, 0), None);
-        assert!(!cache.has_all(&x, range(0, 1)));
-    }
-
-    #[test]
-    fn concurrent_stores_of_one_chunk_all_land() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = std::sync::Arc::new(ChunkCache::open(dir.path(), 1 << 20).unwrap());
-        let x = XetHash::from_bytes([3; 32]);
-        let data = vec![5u8; 256 << 10];
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let (cache, data) = (cache.clone(), data.clone());
-                std::thread::spawn(move || cache.put(&x, 0, &data))
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(cache.read(&x, 0).unwrap(), data);
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join(x.to_hex()))
+    fn packs(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .flatten()
-            .map(|e| e.file_name())
-            .filter(|n| n != "0")
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "pack"))
             .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
+        v.sort();
+        v
     }
 
-    #[test]
-    fn the_chunks_used_longest_ago_go_first() {
+    #[tokio::test]
+    async fn chunks_come_back_across_opens_and_damaged_ones_do_not() {
         let dir = tempfile::tempdir().unwrap();
-        // Room for about three chunks of 1000 bytes (each stored with its 32-byte hash).
-        let cache = ChunkCache::open(dir.path(), 3200).unwrap();
-        let x = XetHash::from_bytes([1; 32]);
-        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(100);
-        for i in 0..3u32 {
-            cache.put(&x, i, &[i as u8; 1000]);
-            let f = std::fs::File::options()
-                .append(true)
-                .open(dir.path().join(x.to_hex()).join(i.to_string()))
-                .unwrap();
-            f.set_modified(old + std::time::Duration::from_secs(u64::from(i)))
-                .unwrap();
+        let x = XetHash::from_bytes([7; 32]);
+        {
+            let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+            cache.put(&x, 0, b"zero".to_vec()).await;
+            cache.put(&x, 1, b"one".to_vec()).await;
+            // Readable before the writer got to it.
+            assert_eq!(cache.read(&x, 1).unwrap(), b"one");
+            cache.flush().await;
+            assert!(cache.has_all(&x, range(0, 2)));
+            assert!(!cache.has_all(&x, range(0, 3)));
         }
-        // Chunk 0 is used again: now the most recent.
+        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        assert!(
+            cache.has_all(&x, range(0, 2)),
+            "found again by a new process"
+        );
+        assert_eq!(cache.read(&x, 0).unwrap(), b"zero");
+        assert_eq!(cache.read(&x, 1).unwrap(), b"one");
+        // Tampered on disk: refused and forgotten.
+        let p = &packs(dir.path())[0];
+        let mut bytes = std::fs::read(p).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        std::fs::write(p, bytes).unwrap();
+        assert_eq!(cache.read(&x, 1), None);
+        assert!(!cache.has_all(&x, range(0, 2)));
+        assert_eq!(
+            cache.read(&x, 0).unwrap(),
+            b"zero",
+            "the other record holds"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pack_cut_short_by_a_crash_serves_only_its_whole_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = XetHash::from_bytes([9; 32]);
+        {
+            let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+            for i in 0..3 {
+                cache.put(&x, i, vec![i as u8; 1000]).await;
+            }
+            cache.flush().await;
+        }
+        let p = &packs(dir.path())[0];
+        let len = std::fs::metadata(p).unwrap().len();
+        // As a kill -9 in the middle of the last record leaves it.
+        File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        assert!(cache.has_all(&x, range(0, 2)));
+        assert!(
+            !cache.has_all(&x, range(2, 3)),
+            "the torn record is not indexed"
+        );
+        assert_eq!(cache.read(&x, 2), None);
+        assert_eq!(cache.read(&x, 1).unwrap(), vec![1u8; 1000]);
+        // A torn header too: only whole records before it.
+        File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_len(HEADER_LEN as u64 + 1000 + 20)
+            .unwrap();
+        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        assert!(cache.has_all(&x, range(0, 1)));
+        assert!(!cache.has_all(&x, range(1, 2)));
+        // Garbage in place of a header ends the walk as well.
+        std::fs::write(p, [0xAB; 200]).unwrap();
+        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        assert!(!cache.has_all(&x, range(0, 1)));
+    }
+
+    #[tokio::test]
+    async fn concurrent_stores_of_one_chunk_keep_one_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(ChunkCache::open(dir.path(), 1 << 30).unwrap());
+        let x = XetHash::from_bytes([3; 32]);
+        let data = vec![5u8; 256 << 10];
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, data) = (cache.clone(), data.clone());
+                tokio::spawn(async move { cache.put(&x, 0, data).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        cache.flush().await;
+        assert_eq!(cache.read(&x, 0).unwrap(), data);
+        let on_disk: u64 = packs(dir.path())
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert_eq!(on_disk, (HEADER_LEN + data.len()) as u64);
+    }
+
+    #[tokio::test]
+    async fn the_packs_used_longest_ago_go_first() {
+        let dir = tempfile::tempdir().unwrap();
+        // Packs close at an eighth of the budget: one 1000-byte chunk each (plus its header),
+        // and the budget holds about six.
+        let budget = 8 * 1000;
+        let x = XetHash::from_bytes([1; 32]);
+        {
+            let cache = ChunkCache::open(dir.path(), budget).unwrap();
+            for i in 0..6u32 {
+                cache.put(&x, i, vec![i as u8; 1000]).await;
+                cache.flush().await;
+            }
+        }
+        assert_eq!(packs(dir.path()).len(), 6);
+        // Their ages, oldest first in the order written.
+        let old = SystemTime::now() - Duration::from_secs(1000);
+        for (i, p) in packs(dir.path()).iter().enumerate() {
+            let f = File::options().append(true).open(p).unwrap();
+            f.set_modified(old + Duration::from_secs(i as u64)).unwrap();
+        }
+        let cache = ChunkCache::open(dir.path(), budget).unwrap();
+        // Chunk 0's pack is used again: now the most recent.
         assert!(cache.read(&x, 0).is_some());
-        cache.put(&x, 3, &[3; 1000]);
+        for i in 6..9u32 {
+            cache.put(&x, i, vec![i as u8; 1000]).await;
+            cache.flush().await;
+        }
         assert!(cache.read(&x, 0).is_some(), "recently used, kept");
-        assert!(cache.read(&x, 3).is_some(), "just added, kept");
+        assert!(cache.read(&x, 8).is_some(), "just added, kept");
         assert_eq!(cache.read(&x, 1), None, "used longest ago, evicted");
-        let on_disk: u64 = entries(dir.path()).iter().map(|e| e.2).sum();
-        assert!(on_disk <= 3200, "{on_disk}");
+        assert!(!cache.has_all(&x, range(1, 2)));
+        let on_disk: u64 = packs(dir.path())
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert!(on_disk <= budget, "{on_disk}");
     }
 }

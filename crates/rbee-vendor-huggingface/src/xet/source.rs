@@ -26,6 +26,9 @@ use super::token::XetTokens;
 /// far larger than any model while bounding what a broken server can make us hold.
 const MAX_RECONSTRUCTION_BODY: usize = 64 << 20;
 
+/// Chunks read from the cache per blocking task: about 4 MiB at the Hub's chunk size.
+const CACHE_READ_CHUNKS: u32 = 64;
+
 /// The terms of a file and the presigned ranges that hold them, replaced when they expire.
 /// No `Debug`: the presigned URLs carry their credential in the query string.
 struct Plan {
@@ -96,10 +99,17 @@ impl XetSource {
         cache: Option<Arc<ChunkCache>>,
         cancel: &CancellationToken,
     ) -> Result<Self, Error> {
-        let r = reconstruct(&transfer, &tokens, hash, cancel).await?;
-        let offset = r.offset_into_first_range;
+        let r = reconstruct(&transfer, &tokens, hash, None, cancel).await?;
+        if r.offset_into_first_range != 0 {
+            return Err(Error::Protocol {
+                message: format!(
+                    "the reconstruction of {hash} starts {} bytes into its first term, for a whole file",
+                    r.offset_into_first_range
+                ),
+            });
+        }
         let plan = Plan::new(r);
-        let spans = spans_of(&plan, offset, hash)?;
+        let spans = spans_of(&plan, hash)?;
         Ok(Self {
             transfer,
             tokens,
@@ -139,15 +149,30 @@ impl XetSource {
         if !cache.has_all(&term.hash, term.range) {
             return Ok(false);
         }
-        for i in term.range.start..term.range.end {
-            let Some(data) = cache.read(&term.hash, i) else {
-                // Removed as damaged: the retry fetches the term.
-                return Err(TransferError::transient(format!(
-                    "a cached chunk of term {index} of {} was damaged",
-                    self.hash
-                )));
-            };
-            sink.write(&data).await?;
+        // Blocking reads, a few MiB at a time, off the async threads.
+        let mut next = term.range.start;
+        while next < term.range.end {
+            let (from, to) = (
+                next,
+                next.saturating_add(CACHE_READ_CHUNKS).min(term.range.end),
+            );
+            let (cache, xorb) = (cache.clone(), term.hash);
+            let chunks = tokio::task::spawn_blocking(move || {
+                (from..to).map(|i| cache.read(&xorb, i)).collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| TransferError::transient(format!("reading the chunk cache: {e}")))?;
+            for data in chunks {
+                let Some(data) = data else {
+                    // Forgotten as damaged: the retry fetches the term.
+                    return Err(TransferError::transient(format!(
+                        "a cached chunk of term {index} of {} was damaged",
+                        self.hash
+                    )));
+                };
+                sink.write(&data).await?;
+            }
+            next = to;
         }
         self.reused
             .fetch_add(u64::from(term.unpacked_length), Ordering::Relaxed);
@@ -170,6 +195,7 @@ impl XetSource {
             &self.transfer,
             &self.tokens,
             &self.hash,
+            None,
             &CancellationToken::new(),
         )
         .await
@@ -214,6 +240,9 @@ impl PieceSource for XetSource {
         if self.term_from_cache(index, sink).await? {
             return Ok(());
         }
+        if sink.have_until() > sink.span().start {
+            return self.resume_term(index, sink).await;
+        }
         let _held = if self.cache.is_some() {
             let key = {
                 let plan = self.plan.lock().await;
@@ -252,76 +281,175 @@ impl PieceSource for XetSource {
                 })?;
                 (term, url, range, plan.generation)
             };
-            let url: Url = url.parse().map_err(|_| {
-                TransferError::protocol(format!(
-                    "the CAS gave term {index} of {} a URL that does not parse",
-                    self.hash
-                ))
-            })?;
-            let shown = redact_url(&url);
-            // Presigned: no credential goes with it, and a redirect is not followed.
-            let mut request = ApiRequest::get(url).with_header("Range", range.bytes.header_value());
-            request.follow_redirects = false;
-            let response = self
-                .transfer
-                .send(request, &CancellationToken::new())
-                .await?;
-            let status = response.status();
-            let whole =
-                status == StatusCode::OK && response.content_length() == Some(range.bytes.len());
-            if status == StatusCode::PARTIAL_CONTENT {
-                // Chunks are cached under the indices asked for: bytes of another range would
-                // poison the cache for every file sharing this xorb.
-                let told = response
-                    .headers()
-                    .get(reqwest::header::CONTENT_RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_content_range);
-                if told.is_none_or(|c| {
-                    c.start != range.bytes.start || c.end != range.bytes.end.saturating_add(1)
-                }) {
+            match self.get_xorb_range(&url, &range, index).await? {
+                Ok((response, shown)) => {
+                    stream_term(
+                        response,
+                        &term,
+                        &range,
+                        0,
+                        self.cache.as_deref(),
+                        sink,
+                        &shown,
+                    )
+                    .await?;
+                    self.fetched
+                        .fetch_add(u64::from(term.unpacked_length), Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(status) if !refreshed => {
+                    // An expired presigned URL: ask for fresh ones once.
+                    tracing::debug!(
+                        status,
+                        "a xorb URL was refused; asking for the reconstruction again"
+                    );
+                    refreshed = true;
+                    self.refresh(generation).await?;
+                }
+                Err(status) => {
                     return Err(TransferError::protocol(format!(
-                        "GET {shown}: the CAS answered bytes {}-{} of a xorb with a Content-Range of {}",
-                        range.bytes.start,
-                        range.bytes.end,
-                        told.map_or_else(
-                            || "none it could read".to_string(),
-                            |c| format!("{}-{}", c.start, c.end - 1)
-                        ),
+                        "the CAS answered HTTP {status} for a xorb range of term {index} of {}",
+                        self.hash
                     )));
                 }
             }
-            if status == StatusCode::PARTIAL_CONTENT || whole {
-                stream_term(response, &term, &range, self.cache.as_deref(), sink, &shown).await?;
-                self.fetched
-                    .fetch_add(u64::from(term.unpacked_length), Ordering::Relaxed);
-                return Ok(());
-            }
-            if !refreshed && matches!(status.as_u16(), 400 | 401 | 403 | 404 | 410) {
-                // An expired presigned URL: ask for fresh ones once.
-                tracing::debug!(url = %shown, status = status.as_u16(), "a xorb URL was refused; asking for the reconstruction again");
-                refreshed = true;
-                self.refresh(generation).await?;
-                continue;
-            }
+        }
+    }
+}
+
+impl XetSource {
+    /// Rebuilds the rest of a term that is partly on disk already: asks the CAS how to
+    /// rebuild only the missing file bytes, so the fetch starts at the chunk that holds the
+    /// first of them rather than at the start of the term.
+    async fn resume_term(
+        &self,
+        index: usize,
+        sink: &mut PieceSink<'_>,
+    ) -> Result<(), TransferError> {
+        let span = sink.span();
+        let from = sink.have_until();
+        let want = span.end - from;
+        let r = reconstruct(
+            &self.transfer,
+            &self.tokens,
+            &self.hash,
+            Some(from..span.end),
+            &CancellationToken::new(),
+        )
+        .await
+        .map_err(|e| {
+            TransferError::transient(format!(
+                "asking how to rebuild bytes {from}-{} of {}: {e}",
+                span.end - 1,
+                self.hash
+            ))
+        })?;
+        let offset = r.offset_into_first_range;
+        let part = Plan::new(r);
+        let spans = spans_of(&part, &self.hash).map_err(|e| {
+            TransferError::protocol(format!("resuming term {index} of {}: {e}", self.hash))
+        })?;
+        let total = spans.last().map_or(0, |s| s.end);
+        if offset >= spans.first().map_or(0, |s| s.end) || total - offset != want {
             return Err(TransferError::protocol(format!(
-                "GET {shown}: the CAS answered HTTP {} for a xorb range",
-                status.as_u16()
+                "the reconstruction of bytes {from}-{} of {} does not add up to them",
+                span.end - 1,
+                self.hash
             )));
         }
+        sink.skip_held();
+        for (i, term) in part.terms.iter().enumerate() {
+            let (url, range) = part.fetch_for(term).expect("checked by spans_of");
+            let (response, shown) = match self.get_xorb_range(&url, &range, index).await? {
+                Ok(r) => r,
+                // Expired meanwhile: the retry asks again.
+                Err(status) => {
+                    return Err(TransferError::transient(format!(
+                        "the CAS answered HTTP {status} for a xorb range of term {index} of {}",
+                        self.hash
+                    )));
+                }
+            };
+            let skip = if i == 0 { offset } else { 0 };
+            stream_term(
+                response,
+                term,
+                &range,
+                skip,
+                self.cache.as_deref(),
+                sink,
+                &shown,
+            )
+            .await?;
+        }
+        self.fetched.fetch_add(want, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// GETs one presigned xorb range. `Err(status)` when the URL is refused as an expired
+    /// one is (400, 401, 403, 404, 410).
+    async fn get_xorb_range(
+        &self,
+        url: &str,
+        range: &XorbRangeDescriptor,
+        index: usize,
+    ) -> Result<Result<(reqwest::Response, String), u16>, TransferError> {
+        let url: Url = url.parse().map_err(|_| {
+            TransferError::protocol(format!(
+                "the CAS gave term {index} of {} a URL that does not parse",
+                self.hash
+            ))
+        })?;
+        let shown = redact_url(&url);
+        // Presigned: no credential goes with it, and a redirect is not followed.
+        let mut request = ApiRequest::get(url).with_header("Range", range.bytes.header_value());
+        request.follow_redirects = false;
+        let response = self
+            .transfer
+            .send(request, &CancellationToken::new())
+            .await?;
+        let status = response.status();
+        let whole =
+            status == StatusCode::OK && response.content_length() == Some(range.bytes.len());
+        if status == StatusCode::PARTIAL_CONTENT {
+            // Chunks are cached under the indices asked for: bytes of another range would
+            // poison the cache for every file sharing this xorb.
+            let told = response
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_content_range);
+            if told.is_none_or(|c| {
+                c.start != range.bytes.start || c.end != range.bytes.end.saturating_add(1)
+            }) {
+                return Err(TransferError::protocol(format!(
+                    "GET {shown}: the CAS answered bytes {}-{} of a xorb with a Content-Range of {}",
+                    range.bytes.start,
+                    range.bytes.end,
+                    told.map_or_else(
+                        || "none it could read".to_string(),
+                        |c| format!("{}-{}", c.start, c.end - 1)
+                    ),
+                )));
+            }
+        }
+        if status == StatusCode::PARTIAL_CONTENT || whole {
+            return Ok(Ok((response, shown)));
+        }
+        if matches!(status.as_u16(), 400 | 401 | 403 | 404 | 410) {
+            return Ok(Err(status.as_u16()));
+        }
+        Err(TransferError::protocol(format!(
+            "GET {shown}: the CAS answered HTTP {} for a xorb range",
+            status.as_u16()
+        )))
     }
 }
 
 /// The file's spans, term by term, once every term is non-empty and fetchable and every
 /// byte range is one whose length can be computed.
-fn spans_of(plan: &Plan, offset: u64, hash: &str) -> Result<Vec<Range<u64>>, Error> {
+fn spans_of(plan: &Plan, hash: &str) -> Result<Vec<Range<u64>>, Error> {
     let bad = |message: String| Error::Protocol { message };
-    if offset != 0 {
-        return Err(bad(format!(
-            "the reconstruction of {hash} starts {} bytes into its first term, for a whole file",
-            offset
-        )));
-    }
     // `HttpRange::len` and the `Content-Range` check add one to the last byte.
     if let Some(d) = plan
         .xorbs
@@ -359,12 +487,13 @@ fn spans_of(plan: &Plan, offset: u64, hash: &str) -> Result<Vec<Range<u64>>, Err
     Ok(spans)
 }
 
-/// Decodes the chunks of a xorb range as they arrive, handing over those of `term`. Holds at
-/// most one encoded chunk and one network read at a time.
+/// Decodes the chunks of a xorb range as they arrive, handing over those of `term` past its
+/// first `skip` bytes. Holds at most one encoded chunk and one network read at a time.
 async fn stream_term(
     mut response: reqwest::Response,
     term: &ReconstructionTerm,
     range: &XorbRangeDescriptor,
+    mut skip: u64,
     cache: Option<&ChunkCache>,
     sink: &mut PieceSink<'_>,
     shown: &str,
@@ -372,7 +501,6 @@ async fn stream_term(
     let expected = range.bytes.len();
     let mut received = 0u64;
     let mut pending: Vec<u8> = Vec::new();
-    let mut decoded: Vec<u8> = Vec::new();
     let mut chunk = range.chunks.start;
     // With a cache, every chunk of the range is worth keeping: other terms may need them.
     let last = if cache.is_some() {
@@ -407,14 +535,16 @@ async fn stream_term(
             if pending.len() - used < ChunkHeader::LEN + header.compressed_len as usize {
                 break;
             }
-            decoded.clear();
+            let mut decoded = Vec::new();
             used += decode_chunk(&pending[used..], &mut decoded)
                 .map_err(|e| TransferError::protocol(format!("GET {shown}: chunk {chunk}: {e}")))?;
-            if let Some(cache) = cache {
-                cache.put(&term.hash, chunk, &decoded);
-            }
             if (term.range.start..term.range.end).contains(&chunk) {
-                sink.write(&decoded).await?;
+                let dropped = skip.min(decoded.len() as u64);
+                skip -= dropped;
+                sink.write(&decoded[dropped as usize..]).await?;
+            }
+            if let Some(cache) = cache {
+                cache.put(&term.hash, chunk, decoded).await;
             }
             chunk += 1;
         }
@@ -424,11 +554,12 @@ async fn stream_term(
 }
 
 /// `GET {casUrl}/v2/reconstructions/{hash}`, or `/v1/` when V2 is not served (404, 501); a
-/// token the CAS refuses is replaced once.
+/// token the CAS refuses is replaced once. `bytes`: only that part of the file (`Range`).
 async fn reconstruct(
     transfer: &Transfer,
     tokens: &XetTokens,
     hash: &str,
+    bytes: Option<Range<u64>>,
     cancel: &CancellationToken,
 ) -> Result<ReconstructionV2, Error> {
     let mut refused = false;
@@ -443,7 +574,10 @@ async fn reconstruct(
                 .pop_if_empty()
                 .extend([version, "reconstructions", hash]);
             let shown = redact_url(&url);
-            let request = ApiRequest::get(url).with_auth(Some(token.access_token.clone()));
+            let mut request = ApiRequest::get(url).with_auth(Some(token.access_token.clone()));
+            if let Some(b) = &bytes {
+                request = request.with_header("Range", format!("bytes={}-{}", b.start, b.end - 1));
+            }
             let response = transfer.send(request, cancel).await?;
             let status = response.status().as_u16();
             match status {
@@ -534,8 +668,8 @@ mod tests {
 
     #[test]
     fn a_byte_range_ending_at_the_last_u64_is_refused() {
-        assert!(spans_of(&Plan::new(reconstruction(99)), 0, "h").is_ok());
-        let err = spans_of(&Plan::new(reconstruction(u64::MAX)), 0, "h").unwrap_err();
+        assert!(spans_of(&Plan::new(reconstruction(99)), "h").is_ok());
+        let err = spans_of(&Plan::new(reconstruction(u64::MAX)), "h").unwrap_err();
         assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
         assert!(
             err.to_string().contains("impossible xorb byte range"),
