@@ -238,7 +238,8 @@ async fn run(args: Args) -> Result<()> {
     }
 
     let mut vendors =
-        VendorSettings::from_options(args.connections, rate_limit, args.hf_cache, args.offline);
+        VendorSettings::from_options(args.connections, rate_limit, args.hf_cache, args.offline)
+            .with_xet_cache_in(&root);
     vendors.write_ollama_store = args.ollama_store;
     let wanted = args.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
     let open_files = raise_open_files_limit();

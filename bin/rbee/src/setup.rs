@@ -204,10 +204,7 @@ pub(crate) fn provisioner(
     catalog: Arc<Catalog>,
     settings: &TransferSettings,
 ) -> Result<Provisioner> {
-    let mut vendor_settings = vendor_settings(settings);
-    // Hidden, so the catalog's own walks pass it by. RBEE_XET_CACHE moves it or turns it off.
-    vendor_settings.xet_cache = Some(catalog.root().join(".xet-packs-v1"));
-    let vendors = standard_vendors(&vendor_settings)?;
+    let vendors = standard_vendors(&vendor_settings(settings).with_xet_cache_in(catalog.root()))?;
     Ok(Provisioner::new(
         catalog,
         vendors,

@@ -50,6 +50,14 @@ pub struct VendorSettings {
 }
 
 impl VendorSettings {
+    /// The same settings with the Xet chunk cache in its default place inside the catalog at
+    /// `catalog_root`: hidden, so the catalog's own walks pass it by. `RBEE_XET_CACHE` still
+    /// moves it or turns it off.
+    pub fn with_xet_cache_in(mut self, catalog_root: &std::path::Path) -> Self {
+        self.xet_cache = Some(catalog_root.join(".xet-packs-v1"));
+        self
+    }
+
     /// Defaults, with the download engine tuned by `transfer`.
     pub fn new(transfer: TransferConfig) -> Self {
         Self {
