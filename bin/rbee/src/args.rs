@@ -312,8 +312,9 @@ pub(crate) struct DownloadArgs {
     /// store (as HF_HUB_DISABLE_XET=1 does)
     #[arg(long)]
     pub(crate) no_xet: bool,
-    /// Also place Ollama models in Ollama's store ($OLLAMA_MODELS, else ~/.ollama/models), so
-    /// `ollama list` and `ollama run` see them without pulling
+    /// Also place Ollama models, and HuggingFace GGUFs as hf.co/ORG/REPO:QUANT, in Ollama's
+    /// store ($OLLAMA_MODELS, else ~/.ollama/models), so `ollama list` and `ollama run` see
+    /// them without pulling
     #[arg(long)]
     pub(crate) ollama_store: bool,
     /// Where registry.ollama.ai is reached (a mirror), or HOST=URL pairs separated by commas

@@ -42,7 +42,8 @@ pub use name::{
     DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, EXAMPLE, OLLAMA, OllamaRef, SCHEME, claims_bare,
     parse_reference,
 };
-pub use store::{OllamaStore, StoredModel};
+pub use share::{GgufPlan, OllamaNaming, SharedWithOllama};
+pub use store::{GgufModel, OllamaStore, StoredModel, VerifiedFile};
 pub use vendor::{OllamaVendor, Resolution};
 
 mod challenge;
@@ -51,5 +52,7 @@ mod describe;
 mod manifest;
 mod name;
 mod registry;
+mod share;
+mod stamp;
 mod store;
 mod vendor;

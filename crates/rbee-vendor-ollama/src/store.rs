@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use rbee_artifact::Sha256Digest;
 
 use crate::OllamaRef;
-use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
+use crate::manifest::{MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, Manifest};
 
 /// Ollama's store at one root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +199,112 @@ impl OllamaStore {
         })
     }
 }
+
+/// A GGUF rbee verified, to be filed in Ollama's store as a model of its own (what `ollama
+/// create` makes of a bare GGUF: the model layer, a projector when there is one, and a config
+/// describing them).
+#[derive(Debug, Clone)]
+pub struct GgufModel {
+    /// The name Ollama will know it by (`hf.co/ORG/REPO:QUANT` for a HuggingFace GGUF).
+    pub name: OllamaRef,
+    /// The model file, verified against `digest`.
+    pub model: VerifiedFile,
+    /// The vision projector (llama.cpp's `--mmproj`), verified, when the model has one.
+    pub projector: Option<VerifiedFile>,
+    /// The quantization (`Q4_K_M`), shown by `ollama show` as the file type.
+    pub file_type: Option<String>,
+}
+
+/// A file whose bytes rbee checked against `digest`.
+#[derive(Debug, Clone)]
+pub struct VerifiedFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its SHA-256.
+    pub digest: Sha256Digest,
+    /// Its size.
+    pub size: u64,
+}
+
+impl OllamaStore {
+    /// Files `model` in the store: its blobs, a config blob describing them, then the manifest
+    /// naming them, in that order (see [`put_blob`](Self::put_blob) and
+    /// [`put_manifest`](Self::put_manifest)). Returns the manifest's bytes.
+    ///
+    /// No template or parameters layer is written: a GGUF carries a Jinja chat template,
+    /// while Ollama's template layer is a Go template, and a wrong one is worse than none
+    /// (Ollama then passes the prompt as it is).
+    pub fn put_gguf_model(&self, model: &GgufModel) -> rbee_artifact::Result<Vec<u8>> {
+        let place = |file: &VerifiedFile, what: &str| {
+            self.put_blob(&file.path, &file.digest, file.size)
+                .map_err(|e| {
+                    rbee_artifact::Error::io(format!("placing the {what} in Ollama's store"), e)
+                })
+        };
+        let mut layers = vec![(MODEL_MEDIA_TYPE, &model.model)];
+        place(&model.model, "model")?;
+        if let Some(projector) = &model.projector {
+            place(projector, "projector")?;
+            layers.push((PROJECTOR_MEDIA_TYPE, projector));
+        }
+        let config = serde_json::to_vec(&serde_json::json!({
+            "model_format": "gguf",
+            "model_family": "",
+            "model_families": [],
+            "model_type": "",
+            "file_type": model.file_type.as_deref().unwrap_or(""),
+            // Go's names for this platform, as `ollama create` records them.
+            "architecture": match std::env::consts::ARCH {
+                "x86_64" => "amd64",
+                "aarch64" => "arm64",
+                other => other,
+            },
+            "os": match std::env::consts::OS {
+                "macos" => "darwin",
+                other => other,
+            },
+            "rootfs": {
+                "type": "layers",
+                "diff_ids": layers.iter().map(|(_, f)| format!("sha256:{}", f.digest)).collect::<Vec<_>>(),
+            },
+        }))
+        .expect("a JSON value serializes");
+        let config_digest = Sha256Digest::of(&config);
+        self.put_blob_bytes(&config, &config_digest)
+            .map_err(|e| rbee_artifact::Error::io("placing the config in Ollama's store", e))?;
+        let layer = |media_type: &str, digest: &Sha256Digest, size: u64| serde_json::json!({"mediaType": media_type, "digest": format!("sha256:{digest}"), "size": size});
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "config": layer(CONFIG_MEDIA_TYPE, &config_digest, config.len() as u64),
+            "layers": layers.iter().map(|(m, f)| layer(m, &f.digest, f.size)).collect::<Vec<_>>(),
+        }))
+        .expect("a JSON value serializes");
+        self.put_manifest(&model.name, &manifest)?;
+        Ok(manifest)
+    }
+
+    /// Places `bytes` (which hash to `digest`: the caller just computed it) as a blob, unless
+    /// the store has it with the right bytes already.
+    fn put_blob_bytes(&self, bytes: &[u8], digest: &Sha256Digest) -> io::Result<()> {
+        let target = self.blob_path(digest);
+        if fs::read(&target).is_ok_and(|have| have == bytes) {
+            return Ok(());
+        }
+        let dir = target.parent().expect("a blob path has a parent");
+        fs::create_dir_all(dir)?;
+        let (mut file, temp) = create_temp(dir, &digest.to_string())?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        temp.persist(&target)
+    }
+}
+
+/// The media types of what [`OllamaStore::put_gguf_model`] writes, as Ollama names them.
+const MODEL_MEDIA_TYPE: &str = "application/vnd.ollama.image.model";
+const PROJECTOR_MEDIA_TYPE: &str = "application/vnd.ollama.image.projector";
+const CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.image.v1+json";
 
 /// A file under a temporary name of its own, removed when dropped unless persisted.
 ///

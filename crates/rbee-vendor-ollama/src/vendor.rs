@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use rbee_artifact::{
     ArtifactRef, DownloadTracker, DownloadedFile, Error, FileAccess, FileSource, ResolveOptions,
-    ResolvedArtifact, ResolvedFile, Result, Scheme, Sha256Digest, Sha256Hasher, VendorSource,
-    partial, validate_relative_path,
+    ResolvedArtifact, ResolvedFile, Result, Scheme, Sha256Digest, VendorSource, partial,
+    validate_relative_path,
 };
 
 use rbee_transfer::{FetchRequest, Transfer, TransferError};
@@ -19,10 +19,11 @@ use crate::challenge::Challenge;
 use crate::config::OllamaConfig;
 use crate::manifest::{LayerKind, MANIFEST_FILE, Manifest};
 use crate::registry::{self, Registry, Tokens};
+use crate::stamp;
 use crate::store::OllamaStore;
 
 /// How a reused file is described in progress events.
-const FROM_OLLAMA_STORE: &str = "from Ollama's store";
+pub(crate) const FROM_OLLAMA_STORE: &str = "from Ollama's store";
 
 /// The `ollama:` vendor.
 ///
@@ -408,7 +409,7 @@ fn summary(name: &OllamaRef, manifest: &Manifest) -> String {
 
 /// Takes `file` from `source` (a blob or manifest in Ollama's store) into `dest` if its bytes
 /// hash to the planned digest. `Ok(None)`: absent or different.
-async fn reuse(
+pub(crate) async fn reuse(
     file: &ResolvedFile,
     source: PathBuf,
     dest: &Path,
@@ -442,6 +443,7 @@ async fn reuse(
 /// Puts `source`'s file at `target` if it holds `size` bytes hashing to `expected`: linked (or
 /// copied) to a temporary name first, and that copy is what gets hashed and renamed into
 /// place, so a file swapped or rewritten at `source` meanwhile is never kept unchecked.
+/// A file hashed once is not hashed again while it is unchanged (see [`stamp`]).
 /// `Ok(false)`: absent or other bytes (nothing is left at `target`'s temporary name).
 /// `staged` sees the temporary file before it is hashed. Blocking.
 fn place_verified(
@@ -471,8 +473,25 @@ fn place_verified(
     }
     staged(&temp);
     let kept = (|| {
-        let meta = std::fs::metadata(&temp)?;
-        Ok(meta.len() == size && hash_file(&temp, cancel)? == expected)
+        let file = std::fs::File::open(&temp)?;
+        let meta = file.metadata()?;
+        if meta.len() != size {
+            return Ok(false);
+        }
+        // Linked, the temporary name is Ollama's blob itself: it may carry a note that rbee
+        // already hashed it, as it is now.
+        if stamp::noted(&file, &meta) == Some(expected) {
+            return Ok(true);
+        }
+        let reader = StopOnCancel {
+            file: file.try_clone()?,
+            cancel,
+        };
+        let right = Sha256Digest::of_reader(reader, |_| {})?.0 == expected;
+        if right {
+            stamp::note(&file, &meta, &expected);
+        }
+        Ok(right)
     })();
     match kept {
         Ok(true) => {}
@@ -489,24 +508,19 @@ fn place_verified(
     Ok(true)
 }
 
-/// SHA-256 of a file; stops with `Interrupted` soon after `cancel` fires. Blocking.
-fn hash_file(path: &Path, cancel: &CancellationToken) -> std::io::Result<Sha256Digest> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        if cancel.is_cancelled() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "cancelled",
-            ));
+/// A reader that fails once `cancel` fires, so hashing a large blob stops promptly.
+struct StopOnCancel<'a> {
+    file: std::fs::File,
+    cancel: &'a CancellationToken,
+}
+
+impl Read for StopOnCancel<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            // Not `Interrupted`: readers retry that.
+            return Err(std::io::Error::other("cancelled"));
         }
-        match file.read(&mut buf) {
-            Ok(0) => return Ok(hasher.finalize()),
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+        self.file.read(buf)
     }
 }
 
@@ -646,6 +660,41 @@ fn glob_set(globs: &[String]) -> Result<Option<globset::GlobSet>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blob_hashed_once_is_taken_again_on_its_note_until_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("blob");
+        let good = b"verified model bytes".to_vec();
+        std::fs::write(&source, &good).unwrap();
+        let (digest, size) = (Sha256Digest::of(&good), good.len() as u64);
+        let cancel = CancellationToken::new();
+        let take = |n: u32| {
+            let target = dir.path().join(format!("catalog-{n}/model.gguf"));
+            place_verified(&source, &target, digest, size, &cancel, |_| {}).unwrap()
+        };
+        assert!(take(1));
+        let file = std::fs::File::open(&source).unwrap();
+        if stamp::noted(&file, &file.metadata().unwrap()).is_none() {
+            return; // no user extended attributes on this file system: every take hashes
+        }
+        // What proves the bytes are not read again: other bytes put back under the same
+        // modification time are taken on the note alone. (Only a writer that also forges the
+        // time gets past it; Ollama never rewrites a blob.)
+        let when = file.metadata().unwrap().modified().unwrap();
+        drop(file);
+        std::fs::write(&source, vec![b'x'; good.len()]).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&source)
+            .unwrap();
+        file.set_modified(when).unwrap();
+        drop(file);
+        assert!(take(2));
+        // Written without forging the time: the note no longer holds, the bytes are hashed.
+        std::fs::write(&source, vec![b'y'; good.len()]).unwrap();
+        assert!(!take(3));
+    }
 
     #[test]
     fn a_source_rewritten_while_it_is_taken_is_not_kept() {

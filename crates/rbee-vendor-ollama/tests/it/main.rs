@@ -3,3 +3,4 @@
 mod fake_hub;
 mod name;
 mod protocol;
+mod share;
