@@ -501,8 +501,13 @@ async fn the_lease_holder_killed_at_half_way_is_replaced_and_nothing_wrong_is_re
     let at_kill = rack.origin_bytes();
     hives[holder].kill().unwrap();
     hives[holder].wait().unwrap();
-    eprintln!("rack: killed the holder, hive {holder}, with -9 at {at_kill} of {size} origin bytes");
-    assert!(at_kill < size, "the holder died half way, not after its download");
+    eprintln!(
+        "rack: killed the holder, hive {holder}, with -9 at {at_kill} of {size} origin bytes"
+    );
+    assert!(
+        at_kill < size,
+        "the holder died half way, not after its download"
+    );
     for (i, child) in hives.iter_mut().enumerate() {
         if i != holder {
             let status = wait(child, FINISH).await;
@@ -542,7 +547,10 @@ async fn a_store_killed_mid_transfer_is_passed_over_and_nothing_corrupt_is_ready
     let at_kill = rack.origin_bytes();
     rack.garage.kill();
     eprintln!("rack: killed Garage at {at_kill} of {size} origin bytes");
-    assert!(at_kill < size, "the store died during the transfer, not after it");
+    assert!(
+        at_kill < size,
+        "the store died during the transfer, not after it"
+    );
     for (i, child) in hives.iter_mut().enumerate() {
         let status = wait(child, FINISH).await;
         assert!(status.success(), "hive {i}: {}", rack.stderr(i));
