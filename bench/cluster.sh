@@ -11,8 +11,11 @@
 #   3. publish overhead:  one hive with an empty store (fetch, then publish) vs one hive
 #                         without a store (target <= +10%)
 #
-# Everything is on loopback, no network namespaces: the "internet link" is the fake hub's rate
-# cap. That cap is per response, so it is set to LINK / CONNECTIONS and every hive downloads with
+# With NETNS=1 (the default when run as root and `ip netns add` works) every hive runs in a
+# network namespace of its own, on a veth pair to a bridge this script creates (10.77.N.0/24),
+# with the fake hub and Garage on the bridge's addresses; NETNS=0, or no permission, runs
+# everything on loopback (the output says which). Either way the "internet link" is the fake
+# hub's rate cap. That cap is per response, so it is set to LINK / CONNECTIONS and every hive downloads with
 # exactly CONNECTIONS connections: one hive fetching from the origin gets LINK bytes/s in total.
 # Two hives fetching at once would each get LINK, so a double lease win shows in the origin
 # bytes, not in the wall time.
@@ -20,7 +23,7 @@
 # Usage: bench/cluster.sh
 #   env: SIZE_MIB=1024 RUNS=3 HIVES="1 2 4 8" LINK=50000000 (bytes/s) CONNECTIONS=4
 #        SKIP_BUILD=1 (measure the binaries already in target/release); HIVES must hold 1,
-#        the publish case
+#        the publish case; NETNS=0|1
 #
 # Writes a markdown table to bench/results/cluster-<date>.md (RESULT_MD). Files, catalogs and
 # Garage's data live in bench/work/cluster (git-ignored) and are removed at the end. Garage
@@ -61,14 +64,63 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 GARAGE_DIR=$WORK/garage
 HUB_PID=
+TAG=rbench$$
+NAMESPACES=()
+BRIDGE=
 cleanup() {
     [ -z "$HUB_PID" ] || kill "$HUB_PID" 2>/dev/null || true
     scripts/garage-dev.sh stop "$GARAGE_DIR" || true
+    for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+    [ -z "$BRIDGE" ] || ip link del "$BRIDGE" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-"$HUB_BIN" --root "$WORK/files" --rate-limit $((LINK / CONNECTIONS)) >"$WORK/hub.json" 2>"$WORK/hub.log" &
+# The hives' network: a namespace per hive on a bridge, or loopback.
+MAX_HIVES=$(printf '%s\n' $HIVES 1 | sort -n | tail -1)
+HOST_IP=127.0.0.1 CDN_IP=127.0.0.2 NETWORK="loopback (no network namespaces)"
+make_namespaces() {
+    local octet used i ns
+    used=$(ip -4 -o addr show)
+    for octet in $(seq 200 250); do
+        grep -q " 10.77.$octet\." <<<"$used" || break
+    done
+    BRIDGE=${TAG:0:11}br
+    ip link add "$BRIDGE" type bridge || return 1
+    ip addr add "10.77.$octet.1/24" dev "$BRIDGE" || return 1
+    ip addr add "10.77.$octet.2/24" dev "$BRIDGE" || return 1
+    ip link set "$BRIDGE" up || return 1
+    for i in $(seq "$MAX_HIVES"); do
+        ns=$TAG-$i
+        ip netns add "$ns" || return 1
+        NAMESPACES+=("$ns")
+        ip link add "${TAG:0:10}h$i" type veth peer name "${TAG:0:10}n$i" || return 1
+        ip link set "${TAG:0:10}h$i" master "$BRIDGE" up || return 1
+        ip link set "${TAG:0:10}n$i" netns "$ns" || return 1
+        ip -n "$ns" addr add "10.77.$octet.$((10 + i))/24" dev "${TAG:0:10}n$i" || return 1
+        ip -n "$ns" link set "${TAG:0:10}n$i" up || return 1
+        ip -n "$ns" link set lo up || return 1
+    done
+    HOST_IP=10.77.$octet.1 CDN_IP=10.77.$octet.2
+    NETWORK="a network namespace per hive on bridge $BRIDGE (10.77.$octet.0/24); origin and Garage on the bridge"
+}
+if [ "${NETNS:-1}" = 1 ] && [ "$(id -u)" = 0 ]; then
+    make_namespaces 2>"$WORK/log/netns.log" || echo "network namespaces refused ($(tail -1 "$WORK/log/netns.log")); running on loopback" >&2
+fi
+if [ ${#NAMESPACES[@]} -lt "$MAX_HIVES" ]; then
+    for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+    [ -z "$BRIDGE" ] || ip link del "$BRIDGE" 2>/dev/null || true
+    NAMESPACES=() BRIDGE= HOST_IP=127.0.0.1 CDN_IP=127.0.0.2 NETWORK="loopback (no network namespaces)"
+fi
+echo "network: $NETWORK" >&2
+# Runs hive I's command in its namespace (when there are namespaces).
+in_hive() { # I CMD...
+    local i=$1
+    shift
+    if [ ${#NAMESPACES[@]} -gt 0 ]; then ip netns exec "$TAG-$i" "$@"; else "$@"; fi
+}
+
+"$HUB_BIN" --root "$WORK/files" --bind "$HOST_IP" --cdn-bind "$CDN_IP" --rate-limit $((LINK / CONNECTIONS)) >"$WORK/hub.json" 2>"$WORK/hub.log" &
 HUB_PID=$!
 for _ in $(seq 100); do [ -s "$WORK/hub.json" ] && break; sleep 0.1; done
 HUB=$(sed -n 's/.*"hub":"\([^"]*\)".*/\1/p' "$WORK/hub.json")
@@ -77,7 +129,7 @@ HUB=${HUB%/}
 
 origin_bytes() { curl -s "$HUB/_admin/counters" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total_bytes_sent"])'; }
 reset_counters() { curl -s -X POST "$HUB/_admin/counters/reset" >/dev/null; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { python3 -c "import socket; s=socket.socket(); s.bind(('$HOST_IP',0)); print(s.getsockname()[1])"; }
 now() { date +%s.%N; }
 since() { python3 -c "import time; print(f'{time.time() - $1:.3f}')"; }
 median() { python3 -c 'import statistics,sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.3f}")' "$@"; }
@@ -90,7 +142,7 @@ fresh_garage() {
     scripts/garage-dev.sh stop "$GARAGE_DIR"
     rm -rf "$GARAGE_DIR"
     local vars
-    vars=$(GARAGE_S3_PORT=$(free_port) GARAGE_RPC_PORT=$(free_port) GARAGE_ADMIN_PORT=$(free_port) \
+    vars=$(GARAGE_HOST=$HOST_IP GARAGE_S3_PORT=$(free_port) GARAGE_RPC_PORT=$(free_port) GARAGE_ADMIN_PORT=$(free_port) \
         scripts/garage-dev.sh start "$GARAGE_DIR" 2>>"$WORK/log/garage-dev.log")
     eval "$vars"
     # Only the hives that are meant to use the store get it, through --shared-store.
@@ -117,7 +169,7 @@ run_hives() { # N STORE TAG
         dir=$WORK/hives/$i
         mkdir -p "$dir"
         HOME=$WORK/home HF_HOME=$WORK/home/hf HF_ENDPOINT=$HUB RBEE_HIVE_NAME=hive-$i \
-            "$RBEE" --cache-dir "$dir" "${args[@]}" model download "$REF" --connections "$CONNECTIONS" \
+            in_hive "$i" "$RBEE" --cache-dir "$dir" "${args[@]}" model download "$REF" --connections "$CONNECTIONS" \
             >"$dir/path" 2>"$WORK/log/$tag-$i.err" &
         pids+=($!)
     done
@@ -213,7 +265,7 @@ mkdir -p "$(dirname "$RESULT_MD")"
     echo "Command: \`SIZE_MIB=$SIZE_MIB RUNS=$RUNS HIVES=\"$HIVES\" LINK=$LINK CONNECTIONS=$CONNECTIONS bench/cluster.sh\`"
     echo
     echo "Machine: $(nproc) cores, shared with other work: load average $LOAD_START at the start, $LOAD_END at the end."
-    echo "All on loopback (no network namespaces): fake hub capped at $((LINK / CONNECTIONS)) B/s per response, $CONNECTIONS connections per hive ="
+    echo "Network: $NETWORK. Fake hub capped at $((LINK / CONNECTIONS)) B/s per response, $CONNECTIONS connections per hive ="
     echo "$((LINK / 1000000)) MB/s for one hive fetching from the origin; single-node Garage ($("$GARAGE" --version 2>/dev/null | head -1)), sqlite metadata, fresh per case."
     echo "Random ${SIZE_MIB} MiB file; median of $RUNS runs; raw runs in brackets."
     echo

@@ -395,8 +395,8 @@ impl Page {
         self.wait_for(what, &script, vec![json!(model)]).await
     }
 
-    /// The catalog row of `reference` as `{id, status, note, vendor, size, path, revision,
-    /// revisionTitle, files, actionNote}`, once it satisfies `condition` (over `r`).
+    /// The catalog row of `reference` as `{id, status, note, vendor, cameFrom, size, path,
+    /// revision, revisionTitle, files, actionNote}`, once it satisfies `condition` (over `r`).
     async fn row(&self, what: &str, reference: &str, condition: &str) -> Value {
         let script = format!(
             "const tr = [...document.querySelectorAll('#catalog-body tr')]
@@ -407,7 +407,8 @@ impl Page {
                  id: tr.dataset.modelId,
                  status: tr.querySelector('.badge').textContent,
                  note: tr.querySelector('.status-note').textContent,
-                 vendor: cell('Vendor').textContent,
+                 vendor: cell('Vendor').querySelector('span').textContent,
+                 cameFrom: tr.querySelector('.came-from').textContent,
                  files: cell('Files').textContent,
                  size: cell('Size').textContent,
                  path: cell('Local path').textContent,
@@ -606,6 +607,7 @@ async fn download_watch_cancel_and_delete_in_the_browser() {
             )
             .await;
         assert_eq!(hf["vendor"], "HuggingFace");
+        assert_eq!(hf["cameFrom"], "from the origin");
         assert_eq!(hf["files"], "tiny.Q8_0.gguf");
         let revision = hf["revisionTitle"].as_str().unwrap();
         assert_eq!(revision.len(), 40, "{hf}");

@@ -855,6 +855,7 @@
       ref: el('span', { class: 'ref' }),
       id: el('span', { class: 'id mono' }),
       vendor: el('span'),
+      origin: el('span', { class: 'muted came-from' }),
       files: el('div'),
       size: el('span', { class: 'size' }),
       badge: el('span', { class: 'badge' }),
@@ -872,7 +873,7 @@
       'tr',
       { role: 'row', 'data-model-id': model.id },
       cell('Model', parts.ref, parts.id, parts.summary),
-      cell('Vendor', parts.vendor),
+      cell('Vendor', parts.vendor, parts.origin),
       cell('Files', parts.files),
       cell('Size', parts.size),
       cell('Status', parts.badge, parts.statusNote),
@@ -883,12 +884,21 @@
     return parts;
   }
 
+  // Where the bytes came from, as the catalog records it in each file's source: reads from the
+  // cluster's shared store end in "(shared store)"; anything else came from its origin (a peer
+  // hive's mirror is an origin URL like any other).
+  function cameFrom(files) {
+    const kinds = new Set(files.filter((f) => f.source).map((f) => (/\(shared store\)$/.test(f.source) ? 'the shared store' : 'the origin')));
+    return kinds.size ? `from ${[...kinds].sort().join(' and ')}` : '';
+  }
+
   function updateRow(row, model) {
     row.model = model;
     const reference = model.reference || model.id;
     breakable(row.ref, reference);
     breakable(row.id, model.reference ? model.id : '');
     row.vendor.textContent = VENDOR_LABEL[model.scheme] || model.scheme || '—';
+    row.origin.textContent = cameFrom(model.files || []);
 
     const files = model.files || [];
     row.files.replaceChildren();

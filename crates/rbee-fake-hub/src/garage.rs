@@ -8,7 +8,7 @@
 //! binary ([`Garage::shared`]); tests keep apart by prefix.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -34,21 +34,32 @@ impl Garage {
 
     /// A Garage of its own, for tests that stop it.
     pub fn start_own() -> Option<Garage> {
-        match Garage::start() {
+        Garage::start_own_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// A Garage of its own listening on `host` (an address of this machine: a test network's
+    /// bridge, or another loopback address).
+    pub fn start_own_on(host: IpAddr) -> Option<Garage> {
+        match Garage::start_on(host) {
             Ok(garage) => Some(garage),
             Err(why) => skip(&why),
         }
     }
 
     fn start() -> Result<Garage, String> {
+        Garage::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    fn start_on(host: IpAddr) -> Result<Garage, String> {
         let script = script();
         let owned = tempfile::tempdir().map_err(|e| format!("a temp folder: {e}"))?;
         let dir = owned.path().to_path_buf();
-        let [s3, rpc, admin] = free_ports();
+        let [s3, rpc, admin] = free_ports(host);
         let out = Command::new("bash")
             .arg(&script)
             .arg("start")
             .arg(&dir)
+            .env("GARAGE_HOST", host.to_string())
             .env("GARAGE_S3_PORT", s3.to_string())
             .env("GARAGE_RPC_PORT", rpc.to_string())
             .env("GARAGE_ADMIN_PORT", admin.to_string())
@@ -95,6 +106,15 @@ impl Garage {
         )
     }
 
+    /// Kills it at once (`kill -9`), as a power cut would: for tests of a store that dies in
+    /// the middle of a transfer.
+    pub fn kill(&self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("garage.pid")) {
+            let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+        }
+        self.stop();
+    }
+
     /// Stops it (for tests of a store that goes away).
     pub fn stop(&self) {
         let _ = Command::new("bash")
@@ -115,9 +135,9 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/garage-dev.sh")
 }
 
-fn free_ports() -> [u16; 3] {
+fn free_ports(host: IpAddr) -> [u16; 3] {
     let listeners: Vec<TcpListener> = (0..3)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .map(|_| TcpListener::bind((host, 0)).expect("a free port"))
         .collect();
     let port = |i: usize| listeners[i].local_addr().expect("an address").port();
     [port(0), port(1), port(2)]

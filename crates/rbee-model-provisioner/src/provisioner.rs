@@ -720,9 +720,16 @@ impl Provisioner {
                 }
                 _ => None,
             };
+            let followers = match (shared, &lease) {
+                (Some(tier), Some(_)) => Some(tier.follow_uploads(&to_fetch, files_dir, cancel)),
+                _ => None,
+            };
             let downloaded = vendor
                 .download(resolved, &to_fetch, files_dir, tracker, cancel)
                 .await;
+            if let Some(followers) = followers {
+                followers.finish(downloaded.is_ok()).await;
+            }
             updater.abort();
             if let Some(reporter) = reporter {
                 reporter.abort();

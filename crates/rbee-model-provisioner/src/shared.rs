@@ -21,7 +21,7 @@ use rbee_artifact::{
 use rbee_catalog::ArtifactRecord;
 use rbee_shared_store::{
     Election, Elector, Lease, LeaseConfig, MANIFEST_SCHEMA, Manifest, ManifestFile, SharedStore,
-    StoreError, honours_create_only, layout, publish_blob, read_manifest, write_manifest,
+    StoreError, diagnose, honours_create_only, layout, publish_blob, read_manifest, write_manifest,
 };
 use rbee_transfer::{FetchRequest, Transfer, TransferErrorKind};
 use tokio_util::sync::CancellationToken;
@@ -389,12 +389,15 @@ impl SharedTier {
                     return Err(Fault::Other(e.into_error()));
                 }
                 Err(e) => {
+                    let status = e.status();
+                    let cause = e.into_error().to_string();
+                    let (kind, hint) = diagnose(status, &cause);
                     return Err(Fault::Store(StoreError::Failed {
                         store: self.inner.name.clone(),
                         operation: format!("reading {blob}"),
-                        cause: e.into_error().to_string(),
-                        hint: "check that the store is running and reachable from this hive",
-                        kind: rbee_shared_store::FailureKind::Unreachable,
+                        cause,
+                        hint,
+                        kind,
                     }));
                 }
             }
@@ -481,6 +484,41 @@ impl SharedTier {
         Ok(sent)
     }
 
+    /// While this hive fetches `files` from the origin for the cluster, uploads each large one
+    /// as the download writes it, so that publishing overlaps the download and waiting hives
+    /// can read the blob as soon as it is verified. Blobs the store already holds are skipped.
+    /// What fails here is left to [`publish`](Self::publish), which uploads what is missing.
+    pub(crate) fn follow_uploads(
+        &self,
+        files: &[ResolvedFile],
+        files_dir: &Path,
+        cancel: &CancellationToken,
+    ) -> FollowUploads {
+        let cancel = cancel.child_token();
+        let tasks = files
+            .iter()
+            .filter_map(|f| Some((f.sha256?, f.size?, files_dir.join(&f.path))))
+            .filter(|(_, size, _)| *size > FOLLOW_ABOVE)
+            .map(|(sha, size, dest)| {
+                let store = self.inner.store.clone();
+                let cancel = cancel.clone();
+                tokio::spawn(async move {
+                    let key = layout::blob(&sha);
+                    if matches!(store.size(&key).await, Ok(Some(s)) if s == size) {
+                        return;
+                    }
+                    match store.put_growing(&key, &dest, size, &sha, &cancel).await {
+                        Ok(sent) => tracing::info!(key, bytes = sent, "uploaded while downloading"),
+                        Err(e) => {
+                            tracing::debug!(error = %e, key, "not uploaded while downloading; published afterwards")
+                        }
+                    }
+                })
+            })
+            .collect();
+        FollowUploads { cancel, tasks }
+    }
+
     /// While this hive fetches for the cluster, tells waiting hives how far it is.
     pub(crate) fn spawn_progress(
         &self,
@@ -495,6 +533,28 @@ impl SharedTier {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })
+    }
+}
+
+/// Files smaller than this are published after their download: one request either way.
+const FOLLOW_ABOVE: u64 = 16 * 1024 * 1024;
+
+/// Uploads that follow downloads (see [`SharedTier::follow_uploads`]).
+#[derive(Debug)]
+pub(crate) struct FollowUploads {
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl FollowUploads {
+    /// After the downloads: waits for the uploads to complete (`ok`), or abandons them.
+    pub(crate) async fn finish(self, ok: bool) {
+        if !ok {
+            self.cancel.cancel();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
 }
 

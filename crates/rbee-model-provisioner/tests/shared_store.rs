@@ -335,7 +335,7 @@ async fn a_flipped_byte_in_the_store_is_detected_refetched_and_replaced() {
         "refetched from the origin"
     );
     // Replaced: the store holds the right bytes again.
-    let back = store.get(&key).await.unwrap().unwrap();
+    let back = store.get(&key, u64::MAX).await.unwrap().unwrap();
     assert_eq!(Sha256Digest::of(&back), Sha256Digest::of(&cluster.weights));
 }
 
@@ -518,4 +518,89 @@ async fn a_holder_whose_download_fails_releases_the_lease_at_once() {
         waited |= events.iter().any(|e| e.contains("waiting for hive hive-"));
     }
     assert!(waited, "one hive waited for the other's lease");
+}
+
+/// The "published … (N uploaded)" line of a provision's events: bytes the publish step sent.
+fn published_bytes(events: &[String]) -> String {
+    events
+        .iter()
+        .find(|e| e.contains("to the shared store") && e.contains("uploaded"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_holder_uploads_while_it_downloads_so_publishing_has_little_left() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let cluster = Cluster::start().await;
+    // Slow enough that the upload has parts to follow while the download runs.
+    cluster.hub.set_rate_limit(Some(8_000_000));
+    let prefix = "follow";
+    let a = hive(
+        "hive-a",
+        cluster.hub.url(),
+        store_config(garage, prefix),
+        false,
+    )
+    .await
+    .unwrap();
+    let (got, events) = provision(&a).await;
+    let got = got.unwrap();
+    assert_exact(&got, &cluster.weights);
+    // The weights were in the store before the publish step ran: it sent only the small file.
+    let line = published_bytes(&events);
+    assert!(
+        line.contains("published") && line.contains(" B uploaded"),
+        "the publish step after the download re-sent the weights: {line}"
+    );
+    let store = S3Store::new(store_config(garage, prefix)).unwrap();
+    let sha = Sha256Digest::of(&cluster.weights);
+    assert_eq!(
+        store.size(&layout::blob(&sha)).await.unwrap(),
+        Some(WEIGHTS as u64)
+    );
+    let back = store
+        .get(&layout::blob(&sha), u64::MAX)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        Sha256Digest::of(&back),
+        sha,
+        "the followed upload is the verified file"
+    );
+}
+
+#[tokio::test]
+async fn a_download_that_fails_its_check_leaves_no_blob_behind() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let cluster = Cluster::start().await;
+    cluster.hub.set_rate_limit(Some(8_000_000));
+    // Every answer for the weights has one byte wrong, far into the file: the upload that
+    // follows the download has sent parts by then.
+    cluster.hub.add_fault(
+        Fault::new(rbee_fake_hub::FaultAction::FlipByte {
+            offset: (WEIGHTS - 1000) as u64,
+        })
+        .path("**/model.safetensors"),
+    );
+    let prefix = "follow-failed";
+    let a = hive(
+        "hive-a",
+        cluster.hub.url(),
+        store_config(garage, prefix),
+        false,
+    )
+    .await
+    .unwrap();
+    let (got, _) = provision(&a).await;
+    assert!(got.is_err(), "the corrupt download fails");
+    let store = S3Store::new(store_config(garage, prefix)).unwrap();
+    let sha = Sha256Digest::of(&cluster.weights);
+    assert_eq!(store.size(&layout::blob(&sha)).await.unwrap(), None);
+    assert!(store.list("manifests").await.unwrap().is_empty());
 }

@@ -85,6 +85,41 @@ pub enum FailureKind {
     Other,
 }
 
+/// What to check after a store failed, from the HTTP status it answered (if any) and the text
+/// of the failure: a refused key (401/403), a missing bucket or object (404), a closed port, a
+/// timeout and a server error each get their own advice. The store and its endpoint are named
+/// by the message this goes into.
+pub fn diagnose(status: Option<u16>, cause: &str) -> (FailureKind, &'static str) {
+    const ACCESS: &str = "the store refused this key: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, that the key may read and write the bucket (Garage: `garage bucket allow --read --write --owner BUCKET --key KEY`), and that this machine's clock is right (requests are signed with the time)";
+    const NO_BUCKET: &str =
+        "create the bucket (Garage: `garage bucket create BUCKET`) or correct --shared-store";
+    const NO_OBJECT: &str = "the object went away while it was read (removed by `rbee model rm --shared` or another hive); the download continues from the origin";
+    const REFUSED: &str = "nothing answers at that address: start the store, or correct AWS_ENDPOINT_URL (Garage's S3 API: port 3900)";
+    const TIMEOUT: &str = "the store did not answer in time: check that it is not stopped or overloaded, and that this hive reaches AWS_ENDPOINT_URL";
+    const SERVER: &str =
+        "the store answered with a server error: see the store's own log (Garage: its journal)";
+    const UNREACHABLE: &str = "check that the store is running and that AWS_ENDPOINT_URL points at its S3 API (Garage: port 3900)";
+    let has = |needle: &str| cause.to_ascii_lowercase().contains(needle);
+    match status {
+        _ if cause.contains("NoSuchBucket") => (FailureKind::NoBucket, NO_BUCKET),
+        _ if cause.contains("InvalidAccessKeyId")
+            || cause.contains("SignatureDoesNotMatch")
+            || cause.contains("AccessDenied") =>
+        {
+            (FailureKind::Access, ACCESS)
+        }
+        Some(401 | 403) => (FailureKind::Access, ACCESS),
+        Some(404) if has("bucket") => (FailureKind::NoBucket, NO_BUCKET),
+        Some(404) => (FailureKind::Other, NO_OBJECT),
+        Some(500..=599) => (FailureKind::Unreachable, SERVER),
+        _ if has("connection refused") => (FailureKind::Unreachable, REFUSED),
+        _ if has("timed out") || has("timeout") || has("stalled") => {
+            (FailureKind::Unreachable, TIMEOUT)
+        }
+        _ => (FailureKind::Unreachable, UNREACHABLE),
+    }
+}
+
 impl StoreError {
     /// Whether the store itself is not usable right now (as opposed to one missing or corrupt
     /// object): provisioning then goes to the origin, with a warning.
@@ -122,5 +157,59 @@ impl From<StoreError> for rbee_artifact::Error {
                 source: None,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_says_what_to_check() {
+        let cases = [
+            (
+                Some(403),
+                "Forbidden",
+                FailureKind::Access,
+                "AWS_SECRET_ACCESS_KEY",
+            ),
+            (Some(401), "", FailureKind::Access, "clock"),
+            (
+                None,
+                "<Code>NoSuchBucket</Code>",
+                FailureKind::NoBucket,
+                "bucket create",
+            ),
+            (Some(404), "NoSuchKey", FailureKind::Other, "went away"),
+            (
+                None,
+                "error sending request: tcp connect error: Connection refused (os error 111)",
+                FailureKind::Unreachable,
+                "nothing answers",
+            ),
+            (
+                None,
+                "operation timed out",
+                FailureKind::Unreachable,
+                "in time",
+            ),
+            (
+                Some(503),
+                "Service Unavailable",
+                FailureKind::Unreachable,
+                "server error",
+            ),
+        ];
+        for (status, cause, kind, says) in cases {
+            let (got, hint) = diagnose(status, cause);
+            assert_eq!(got, kind, "{status:?} {cause}");
+            assert!(hint.contains(says), "{status:?} {cause}: {hint}");
+        }
+        // A 403 and a 404 are not the same advice, and neither is a closed port.
+        assert_ne!(diagnose(Some(403), "").1, diagnose(Some(404), "").1);
+        assert_ne!(
+            diagnose(Some(404), "").1,
+            diagnose(None, "Connection refused").1
+        );
     }
 }

@@ -15,6 +15,13 @@ use rbee_artifact::Sha256Digest;
 /// The folder of manifests.
 pub const MANIFESTS: &str = "manifests";
 
+/// The largest manifest a hive reads (a repository of many thousand files fits; a store that
+/// answers with more is not believed).
+pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The largest lease or progress object a hive reads (a few hundred bytes when honest).
+pub const MAX_LEASE_BYTES: u64 = 64 * 1024;
+
 /// A blob's key.
 pub fn blob(sha256: &Sha256Digest) -> String {
     format!("blobs/sha256/{sha256}")

@@ -304,14 +304,20 @@ impl Drop for Lease {
     }
 }
 
-/// A small JSON object; one that does not parse counts as absent (a shared store's contents
-/// are not trusted), with a warning.
+/// A small JSON object; one that does not parse or is too large counts as absent (a shared
+/// store's contents are not trusted), with a warning, so that the next lease replaces it.
 pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     store: &dyn SharedStore,
     key: &str,
 ) -> Result<Option<T>, StoreError> {
-    let Some(bytes) = store.get(key).await? else {
-        return Ok(None);
+    let bytes = match store.get(key, layout::MAX_LEASE_BYTES).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::warn!(key, error = %e, "ignoring an oversized object in the shared store");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
     };
     match serde_json::from_slice(&bytes) {
         Ok(value) => Ok(Some(value)),

@@ -24,7 +24,7 @@
 #![deny(missing_docs)]
 
 pub use config::StoreConfig;
-pub use error::{FailureKind, StoreError};
+pub use error::{FailureKind, StoreError, diagnose};
 pub use lease::{
     Election, Elector, HolderProgress, Lease, LeaseConfig, LeaseRecord, honours_create_only,
 };
@@ -47,6 +47,7 @@ pub fn host_name() -> String {
 
 mod config;
 mod error;
+mod growing;
 mod lease;
 mod manifest;
 mod manifests;

@@ -19,7 +19,7 @@ pub async fn read_manifest(
     id: &str,
 ) -> Result<Option<Manifest>, StoreError> {
     let key = layout::manifest(id);
-    let Some(bytes) = store.get(&key).await? else {
+    let Some(bytes) = store.get(&key, layout::MAX_MANIFEST_BYTES).await? else {
         return Ok(None);
     };
     Manifest::from_json(&bytes)

@@ -16,12 +16,12 @@ use object_store::{
     WriteMultipart,
 };
 use rbee_artifact::{Sha256Digest, Sha256Hasher};
-use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::config::StoreConfig;
-use crate::error::{FailureKind, StoreError};
+use crate::error::{FailureKind, StoreError, diagnose};
+use crate::growing::{BlobBytes, GrowingFile};
 use crate::store::SharedStore;
 
 /// Files up to this size go up in one `PUT`; larger ones in parts of this size.
@@ -62,6 +62,10 @@ impl S3Store {
             .with_region(&config.region)
             .with_access_key_id(config.access_key_id.expose())
             .with_secret_access_key(config.secret_access_key.expose())
+            // The payload is not hashed for the signature: that was a second full sha256 pass
+            // over every published blob. Blobs are named by their digest and verified by every
+            // reader, so a payload damaged on the way is caught where it matters.
+            .with_unsigned_payload(true)
             .with_client_options(client)
             .with_retry(retry);
         if let Some(endpoint) = &config.endpoint {
@@ -85,6 +89,99 @@ impl S3Store {
 
     fn path(&self, key: &str) -> ObjectPath {
         ObjectPath::from(self.inner.config.url.key(key))
+    }
+
+    /// Uploads `len` bytes from `source` as `key` (one `PUT` when small, else parts with
+    /// several in flight), hashing them as they are read; completes the object only when
+    /// they hash to `sha256`, else abandons it. `what` names the source in messages.
+    async fn upload(
+        &self,
+        key: &str,
+        what: &str,
+        len: u64,
+        source: &mut dyn BlobBytes,
+        sha256: &Sha256Digest,
+        cancel: &CancellationToken,
+    ) -> Result<u64, StoreError> {
+        let local_error = |e: std::io::Error| StoreError::Corrupt {
+            store: self.inner.describe.clone(),
+            what: what.to_string(),
+            reason: format!("it cannot be read ({e})"),
+        };
+        let wrong_bytes = |actual: Sha256Digest| StoreError::Corrupt {
+            store: self.inner.describe.clone(),
+            what: what.to_string(),
+            reason: format!("it hashes to {actual}, not {sha256}; it was not published"),
+        };
+        let mut hasher = Sha256Hasher::new();
+        let mut buffer = vec![0u8; PART_SIZE];
+        if len <= PART_SIZE as u64 {
+            let n = source.fill(&mut buffer).await.map_err(local_error)?;
+            hasher.update(&buffer[..n]);
+            let actual = hasher.finalize();
+            if actual != *sha256 {
+                return Err(wrong_bytes(actual));
+            }
+            buffer.truncate(n);
+            self.put(key, Bytes::from(buffer), false).await?;
+            return Ok(n as u64);
+        }
+        let upload = self
+            .inner
+            .s3
+            .put_multipart(&self.path(key))
+            .await
+            .map_err(|e| self.failed(format!("starting the upload of {key}"), &e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut sent = 0u64;
+        let outcome: Result<(), StoreError> = async {
+            loop {
+                if cancel.is_cancelled() {
+                    return Err(StoreError::Failed {
+                        store: self.inner.describe.clone(),
+                        operation: format!("uploading {key}"),
+                        cause: "cancelled".into(),
+                        hint: "nothing was published",
+                        kind: FailureKind::Other,
+                    });
+                }
+                writer
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(|e| self.failed(format!("uploading {key}"), &e))?;
+                let n = source.fill(&mut buffer).await.map_err(local_error)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                hasher.update(&buffer[..n]);
+                writer.write(&buffer[..n]);
+                sent += n as u64;
+            }
+        }
+        .await;
+        let outcome = outcome.and_then(|()| {
+            let actual = hasher.finalize();
+            if actual == *sha256 && sent == len {
+                Ok(())
+            } else {
+                Err(wrong_bytes(actual))
+            }
+        });
+        match outcome {
+            Ok(()) => {
+                writer
+                    .finish()
+                    .await
+                    .map_err(|e| self.failed(format!("finishing the upload of {key}"), &e))?;
+                Ok(sent)
+            }
+            Err(e) => {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(error = %self.inner.config.redact(&abort.to_string()), key, "could not abandon an upload; the store keeps its parts until it cleans up");
+                }
+                Err(e)
+            }
+        }
     }
 
     fn failed(&self, operation: String, e: &object_store::Error) -> StoreError {
@@ -116,24 +213,14 @@ fn error_chain(e: &object_store::Error) -> String {
 }
 
 fn classify(e: &object_store::Error, cause: &str) -> (FailureKind, &'static str) {
-    const ACCESS: &str = "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that the key may read and write the bucket (Garage: `garage bucket allow --read --write --owner BUCKET --key KEY`)";
-    const NO_BUCKET: &str =
-        "create the bucket (Garage: `garage bucket create BUCKET`) or correct --shared-store";
-    const UNREACHABLE: &str = "check that the store is running and that AWS_ENDPOINT_URL points at its S3 API (Garage: port 3900)";
-    match e {
-        object_store::Error::PermissionDenied { .. }
-        | object_store::Error::Unauthenticated { .. } => (FailureKind::Access, ACCESS),
-        _ if cause.contains("NoSuchBucket") => (FailureKind::NoBucket, NO_BUCKET),
-        _ if cause.contains("InvalidAccessKeyId")
-            || cause.contains("SignatureDoesNotMatch")
-            || cause.contains("AccessDenied") =>
-        {
-            (FailureKind::Access, ACCESS)
-        }
-        object_store::Error::NotFound { .. } => (FailureKind::NoBucket, NO_BUCKET),
-        object_store::Error::Generic { .. } => (FailureKind::Unreachable, UNREACHABLE),
-        _ => (FailureKind::Other, UNREACHABLE),
-    }
+    let status = match e {
+        object_store::Error::PermissionDenied { .. } => Some(403),
+        object_store::Error::Unauthenticated { .. } => Some(401),
+        // Only ever seen here for the bucket: a missing object is `Ok(None)` where it can be.
+        object_store::Error::NotFound { .. } => return diagnose(Some(404), "no such bucket"),
+        _ => None,
+    };
+    diagnose(status, cause)
 }
 
 #[async_trait]
@@ -142,14 +229,34 @@ impl SharedStore for S3Store {
         self.inner.describe.clone()
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+    async fn get(&self, key: &str, limit: u64) -> Result<Option<Bytes>, StoreError> {
         let path = self.path(key);
-        let read = async { self.inner.s3.get(&path).await?.bytes().await };
-        match read.await {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.failed(format!("reading {key}"), &e)),
+        let mut stream = match self.inner.s3.get(&path).await {
+            Ok(got) => got.into_stream(),
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.failed(format!("reading {key}"), &e)),
+        };
+        // Counted as it arrives, not taken from the announced size, which the store may get
+        // wrong.
+        let mut bytes = bytes::BytesMut::new();
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|e| self.failed(format!("reading {key}"), &e))?
+        {
+            if (bytes.len() + chunk.len()) as u64 > limit {
+                return Err(StoreError::Corrupt {
+                    store: self.inner.describe.clone(),
+                    what: key.to_string(),
+                    reason: format!(
+                        "it is larger than {}, more than such an object can be; remove it from the bucket",
+                        rbee_artifact::human_bytes(limit)
+                    ),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
         }
+        Ok(Some(bytes.freeze()))
     }
 
     async fn put(&self, key: &str, bytes: Bytes, create_only: bool) -> Result<bool, StoreError> {
@@ -180,92 +287,30 @@ impl SharedStore for S3Store {
         sha256: &Sha256Digest,
         cancel: &CancellationToken,
     ) -> Result<u64, StoreError> {
+        let what = format!("the local copy {}", file.display());
         let local_error = |e: std::io::Error| StoreError::Corrupt {
             store: self.inner.describe.clone(),
-            what: format!("the local copy {}", file.display()),
+            what: what.clone(),
             reason: format!("it cannot be read ({e})"),
         };
         let mut reader = tokio::fs::File::open(file).await.map_err(local_error)?;
         let len = reader.metadata().await.map_err(local_error)?.len();
-        let path = self.path(key);
-        let mut hasher = Sha256Hasher::new();
-        let mut buffer = vec![0u8; PART_SIZE];
-        let wrong_bytes = |actual: Sha256Digest| StoreError::Corrupt {
-            store: self.inner.describe.clone(),
-            what: format!("the local copy {}", file.display()),
-            reason: format!("it hashes to {actual}, not {sha256}; it was not published"),
-        };
-        if len <= PART_SIZE as u64 {
-            let n = read_full(&mut reader, &mut buffer)
-                .await
-                .map_err(local_error)?;
-            hasher.update(&buffer[..n]);
-            let actual = hasher.finalize();
-            if actual != *sha256 {
-                return Err(wrong_bytes(actual));
-            }
-            buffer.truncate(n);
-            self.put(key, Bytes::from(buffer), false).await?;
-            return Ok(n as u64);
-        }
-        let upload = self
-            .inner
-            .s3
-            .put_multipart(&path)
+        self.upload(key, &what, len, &mut reader, sha256, cancel)
             .await
-            .map_err(|e| self.failed(format!("starting the upload of {key}"), &e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut sent = 0u64;
-        let outcome: Result<(), StoreError> = async {
-            loop {
-                if cancel.is_cancelled() {
-                    return Err(StoreError::Failed {
-                        store: self.inner.describe.clone(),
-                        operation: format!("uploading {key}"),
-                        cause: "cancelled".into(),
-                        hint: "nothing was published",
-                        kind: FailureKind::Other,
-                    });
-                }
-                writer
-                    .wait_for_capacity(PARTS_IN_FLIGHT)
-                    .await
-                    .map_err(|e| self.failed(format!("uploading {key}"), &e))?;
-                let n = read_full(&mut reader, &mut buffer)
-                    .await
-                    .map_err(local_error)?;
-                if n == 0 {
-                    return Ok(());
-                }
-                hasher.update(&buffer[..n]);
-                writer.write(&buffer[..n]);
-                sent += n as u64;
-            }
-        }
-        .await;
-        let outcome = outcome.and_then(|()| {
-            let actual = hasher.finalize();
-            if actual == *sha256 {
-                Ok(())
-            } else {
-                Err(wrong_bytes(actual))
-            }
-        });
-        match outcome {
-            Ok(()) => {
-                writer
-                    .finish()
-                    .await
-                    .map_err(|e| self.failed(format!("finishing the upload of {key}"), &e))?;
-                Ok(sent)
-            }
-            Err(e) => {
-                if let Err(abort) = writer.abort().await {
-                    tracing::warn!(error = %self.inner.config.redact(&abort.to_string()), key, "could not abandon an upload; the store keeps its parts until it cleans up");
-                }
-                Err(e)
-            }
-        }
+    }
+
+    async fn put_growing(
+        &self,
+        key: &str,
+        dest: &Path,
+        size: u64,
+        sha256: &Sha256Digest,
+        cancel: &CancellationToken,
+    ) -> Result<u64, StoreError> {
+        let what = format!("the download to {}", dest.display());
+        let mut source = GrowingFile::new(dest, size, cancel.clone());
+        self.upload(key, &what, size, &mut source, sha256, cancel)
+            .await
     }
 
     async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
@@ -315,17 +360,4 @@ impl SharedStore for S3Store {
             .await
             .map_err(|e| self.failed(format!("signing a read of {key}"), &e))
     }
-}
-
-/// Reads until `buffer` is full or the file ends; returns the bytes read.
-async fn read_full(reader: &mut tokio::fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        let n = reader.read(&mut buffer[filled..]).await?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    Ok(filled)
 }

@@ -28,8 +28,10 @@ pub trait SharedStore: Send + Sync + Debug + 'static {
     /// How to name the store in messages (`s3://BUCKET/PREFIX at ENDPOINT`).
     fn describe(&self) -> String;
 
-    /// A small object, whole; `None` when it is not there.
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+    /// An object, whole; `None` when it is not there. More than `limit` bytes is an error
+    /// ([`StoreError::Corrupt`]) once `limit` is passed, whatever size the store announced: a
+    /// hostile or broken store cannot make a hive read gigabytes into memory.
+    async fn get(&self, key: &str, limit: u64) -> Result<Option<Bytes>, StoreError>;
 
     /// Writes a small object. With `create_only`, `Ok(false)` when the store refused because
     /// the object exists.
@@ -41,6 +43,20 @@ pub trait SharedStore: Send + Sync + Debug + 'static {
         &self,
         key: &str,
         file: &Path,
+        sha256: &Sha256Digest,
+        cancel: &CancellationToken,
+    ) -> Result<u64, StoreError>;
+
+    /// Uploads the file this process is downloading to `dest` (`size` bytes) while the download
+    /// runs, reading each range once the download engine has written it. The object is
+    /// completed only when what was read hashes to `sha256` and the download has put the file
+    /// at `dest` (verified); a download that fails, starts over or is cancelled through
+    /// `cancel` leaves nothing in the store.
+    async fn put_growing(
+        &self,
+        key: &str,
+        dest: &Path,
+        size: u64,
         sha256: &Sha256Digest,
         cancel: &CancellationToken,
     ) -> Result<u64, StoreError>;

@@ -36,14 +36,17 @@ async fn objects_round_trip_and_large_files_go_up_in_parts() {
         return;
     };
     let store = store(garage, "round-trip");
-    assert_eq!(store.get("nothing").await.unwrap(), None);
+    assert_eq!(store.get("nothing", 1024).await.unwrap(), None);
     assert!(
         store
             .put("a/b.json", Bytes::from_static(b"{}"), false)
             .await
             .unwrap()
     );
-    assert_eq!(store.get("a/b.json").await.unwrap().unwrap(), &b"{}"[..]);
+    assert_eq!(
+        store.get("a/b.json", 1024).await.unwrap().unwrap(),
+        &b"{}"[..]
+    );
     assert_eq!(store.size("a/b.json").await.unwrap(), Some(2));
     assert_eq!(store.list("a").await.unwrap(), vec!["a/b.json".to_string()]);
     store.delete("a/b.json").await.unwrap();
@@ -67,7 +70,11 @@ async fn objects_round_trip_and_large_files_go_up_in_parts() {
         store.size(&layout::blob(&sha)).await.unwrap(),
         Some(data.len() as u64)
     );
-    let back = store.get(&layout::blob(&sha)).await.unwrap().unwrap();
+    let back = store
+        .get(&layout::blob(&sha), u64::MAX)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(Sha256Digest::of(&back), sha);
     // Already there at that size: nothing is sent again.
     assert_eq!(
@@ -351,5 +358,76 @@ async fn manifests_are_published_listed_and_removed_but_not_while_leased() {
     assert!(
         matches!(e, StoreError::Corrupt { .. }) && e.to_string().contains("manifests/bad.json"),
         "{e}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_manifest_or_lease_is_refused_without_being_read_whole() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let store = store(garage, "oversized");
+    // A manifest that is valid JSON up to where the limit stops reading, then padding.
+    let mut huge = br#"{"schema":1,"id":"hf--org--huge","files":[],"pad":""#.to_vec();
+    huge.resize(layout::MAX_MANIFEST_BYTES as usize + 1024, b' ');
+    huge.extend_from_slice(b"\"}");
+    store
+        .put(&layout::manifest("hf--org--huge"), huge.into(), false)
+        .await
+        .unwrap();
+    let e = read_manifest(&store, "hf--org--huge").await.unwrap_err();
+    assert!(
+        matches!(e, StoreError::Corrupt { .. }) && e.to_string().contains("larger than"),
+        "{e}"
+    );
+
+    let lease = vec![b' '; layout::MAX_LEASE_BYTES as usize + 1];
+    store
+        .put(&layout::lease("hf--org--huge"), lease.into(), false)
+        .await
+        .unwrap();
+    let elector = Elector::new(
+        Arc::new(store.clone()),
+        "hive-a",
+        false,
+        LeaseConfig::default(),
+    );
+    // An oversized lease counts as no lease: it is replaced rather than blocking the cluster.
+    assert!(matches!(
+        elector.try_acquire("hf--org--huge").await.unwrap(),
+        Election::Won(_)
+    ));
+    let size = store.size(&layout::lease("hf--org--huge")).await.unwrap();
+    assert!(size.is_some_and(|s| s < 1024), "{size:?}");
+}
+
+#[tokio::test]
+async fn a_closed_port_and_a_refused_key_get_different_advice() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut down = config(garage, "x", |k| {
+        (k == "AWS_ENDPOINT_URL").then(|| format!("http://127.0.0.1:{port}"))
+    });
+    down.max_retries = 0;
+    let refused = honours_create_only(&S3Store::new(down).unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("nothing answers") && refused.contains(&port.to_string()),
+        "{refused}"
+    );
+    let wrong = S3Store::new(config(garage, "x", |k| {
+        (k == "AWS_SECRET_ACCESS_KEY").then(|| "wrong-secret-0123456789".to_string())
+    }))
+    .unwrap();
+    let denied = honours_create_only(&wrong).await.unwrap_err().to_string();
+    assert!(
+        denied.contains("refused this key") && !denied.contains("nothing answers"),
+        "{denied}"
     );
 }

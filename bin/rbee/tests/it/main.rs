@@ -9,6 +9,7 @@ mod inspect;
 mod integrity;
 mod local_state;
 mod ollama;
+mod rack;
 mod shared_store;
 mod soak;
 mod support;
