@@ -60,6 +60,8 @@ impl Stamp {
     }
 
     /// The identity `fstatat` reports: the same fields as [`Stamp::of`] gives for the same file.
+    // The field types of `stat` differ between architectures: the casts are no-ops on some.
+    #[allow(clippy::unnecessary_cast)]
     pub(crate) fn of_stat(st: &rustix::fs::Stat) -> Self {
         Self {
             dev: st.st_dev as u64,
