@@ -9,7 +9,9 @@
 # Usage: bench/transfer.sh
 #   env: RUNS=3 SIZES="1 4" (GiB, unthrottled) CAP=25000000 (bytes/s per connection)
 #        TAIL_GIB=1 SMALL_FILES=1000 SMALL_KB=50 SHARD_MIB=500 ENTRIES=10000
-#        CASES="limits unthrottled capped tail snapshot catalog resume"
+#        CASES="limits unthrottled capped tail snapshot catalog resume" RESULT_MD=<file>
+#   Only the slow tail, without making the unthrottled files:
+#        SKIP_BUILD=1 SIZES= CASES=tail RESULT_MD=/tmp/tail.md bench/transfer.sh
 #
 # Writes a markdown table to bench/results/<date>.md and, for the slow tail, a plot of
 # throughput over time to bench/results/<date>-tail.png. Files live in bench/work/
@@ -21,7 +23,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 WORK=$ROOT/bench/work
 RUNS=${RUNS:-3}
-SIZES=${SIZES:-"1 4"}
+SIZES=${SIZES-"1 4"}
 CAP=${CAP:-25000000}
 TAIL_GIB=${TAIL_GIB:-1}
 SMALL_FILES=${SMALL_FILES:-1000}

@@ -13,7 +13,7 @@ use axum::{BoxError, Json, Router, middleware};
 use serde_json::json;
 use tower::ServiceBuilder;
 
-use crate::api::{DownloadAccepted, JobList};
+use crate::api::{DownloadAccepted, JobList, ModelList};
 use crate::auth::guard;
 use crate::error::ApiError;
 use crate::jobs::{Job, JobView, Stop};
@@ -191,9 +191,11 @@ async fn downloads_stream(State(state): State<HiveState>) -> Response {
     sse::downloads_stream(&state).into_response()
 }
 
-async fn list_models(State(state): State<HiveState>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn list_models(State(state): State<HiveState>) -> Result<Json<ModelList>, ApiError> {
     let (root, listing) = ops::list_models(&state).await?;
-    Ok(Json(ops::listing_json(&root, &listing)))
+    // Serialised straight to the body: a `serde_json::Value` of 10,000 records first would
+    // build and free a tree as large as the document.
+    Ok(Json(ModelList::of(&root, &listing)))
 }
 
 async fn get_model(

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,7 +27,7 @@ use crate::ArtifactRecord;
 use crate::layout::INDEX_FILE;
 
 /// Bumped whenever what the index holds changes meaning; another format is rebuilt.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// How old a change must be before the index caches what it saw.
 pub(crate) const SETTLE: Duration = Duration::from_secs(2);
@@ -47,13 +47,28 @@ pub(crate) struct Stamp {
 }
 
 impl Stamp {
+    #[cfg(test)]
     pub(crate) fn of(meta: &fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
         Self {
             dev: meta.dev(),
             ino: meta.ino(),
             size: meta.size(),
             mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
             ctime_ns: nanos(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// The identity `fstatat` reports: the same fields as [`Stamp::of`] gives for the same file.
+    // The field types of `stat` differ between architectures: the casts are no-ops on some.
+    #[allow(clippy::unnecessary_cast)]
+    pub(crate) fn of_stat(st: &rustix::fs::Stat) -> Self {
+        Self {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            size: st.st_size as u64,
+            mtime_ns: nanos(st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime_ns: nanos(st.st_ctime as i64, st.st_ctime_nsec as i64),
         }
     }
 
@@ -87,17 +102,92 @@ pub(crate) enum Node {
 /// Cached folders by path relative to the root.
 pub(crate) type Nodes = HashMap<String, Node>;
 
-#[derive(Serialize, Deserialize)]
+/// The index file: its format, how many folders it holds (so the table is sized once rather
+/// than grown and rehashed while 10,000 entries are decoded), and the folders.
 struct IndexFile {
     format: u32,
     nodes: Nodes,
+}
+
+/// The most folders a count in the file reserves room for before any is decoded: a count
+/// larger than the file could hold is not believed.
+fn believable_count(count: usize, file_len: usize) -> usize {
+    // Even an empty folder's entry takes more than 32 bytes of JSON.
+    count.min(file_len / 32)
+}
+
+/// Decodes an [`IndexFile`] from `bytes`, reserving room for the folders it announces.
+fn decode(bytes: &[u8]) -> serde_json::Result<IndexFile> {
+    struct FileVisitor(usize);
+    impl<'de> serde::de::Visitor<'de> for FileVisitor {
+        type Value = IndexFile;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a catalog index")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<IndexFile, A::Error> {
+            use serde::de::Error;
+            let (mut format, mut count, mut nodes) = (None, 0, None);
+            while let Some(key) = map.next_key::<String>()? {
+                match key.as_str() {
+                    "format" => format = Some(map.next_value::<u32>()?),
+                    "count" => count = map.next_value::<usize>()?,
+                    "nodes" if format == Some(FORMAT) => {
+                        let room = believable_count(count, self.0);
+                        nodes = Some(map.next_value_seed(NodesSeed(room))?);
+                    }
+                    // Another format's folders are not decoded: it is rebuilt anyway.
+                    _ => {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+            }
+            let format = format.ok_or_else(|| A::Error::missing_field("format"))?;
+            let nodes = match nodes {
+                Some(nodes) => nodes,
+                None if format != FORMAT => Nodes::new(),
+                None => return Err(A::Error::missing_field("nodes")),
+            };
+            Ok(IndexFile { format, nodes })
+        }
+    }
+    struct NodesSeed(usize);
+    impl<'de> serde::de::DeserializeSeed<'de> for NodesSeed {
+        type Value = Nodes;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Nodes, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> serde::de::Visitor<'de> for NodesSeed {
+        type Value = Nodes;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("the folders of a catalog index")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Nodes, A::Error> {
+            let mut nodes = Nodes::with_capacity(self.0);
+            while let Some((rel, node)) = map.next_entry::<String, Node>()? {
+                nodes.insert(rel, node);
+            }
+            Ok(nodes)
+        }
+    }
+    use serde::Deserializer;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let file = (&mut de).deserialize_map(FileVisitor(bytes.len()))?;
+    de.end()?;
+    Ok(file)
 }
 
 /// The nodes saved at `root`, or none when there is no usable index (it is then rebuilt).
 pub(crate) fn load(root: &Path) -> Nodes {
     let path = root.join(INDEX_FILE);
     let read = crate::contain::open_regular(&path).and_then(|file| {
-        let mut bytes = Vec::new();
+        // Sized up front: growing a 10 MB buffer by doubling copies it and faults in fresh
+        // pages at every step.
+        let len = file.metadata()?.len().min(MAX_INDEX_BYTES + 1);
+        let mut bytes = Vec::with_capacity(usize::try_from(len + 1).unwrap_or(0));
         file.take(MAX_INDEX_BYTES + 1).read_to_end(&mut bytes)?;
         Ok(bytes)
     });
@@ -114,7 +204,7 @@ pub(crate) fn load(root: &Path) -> Nodes {
             return Nodes::new();
         }
     };
-    match serde_json::from_slice::<IndexFile>(&bytes) {
+    match decode(&bytes) {
         Ok(index) if index.format == FORMAT => index.nodes,
         Ok(_) => Nodes::new(),
         Err(e) => {
@@ -130,10 +220,12 @@ pub(crate) fn save(root: &Path, nodes: &Nodes) -> std::io::Result<()> {
     #[derive(Serialize)]
     struct IndexRef<'a> {
         format: u32,
+        count: usize,
         nodes: &'a Nodes,
     }
     let json = serde_json::to_vec(&IndexRef {
         format: FORMAT,
+        count: nodes.len(),
         nodes,
     })
     .map_err(std::io::Error::other)?;
@@ -176,8 +268,8 @@ impl Refresh {
     /// tests, whose changes to records are all visible in their inode or size).
     pub(crate) fn new(old: Nodes, record_settle: Duration) -> Self {
         Self {
+            next: Nodes::with_capacity(old.len()),
             old,
-            next: Nodes::new(),
             now_ns: now_ns(),
             record_settle,
             changed: false,
@@ -191,9 +283,14 @@ impl Refresh {
 
     /// Keeps a node unchanged from the old index.
     pub(crate) fn keep(&mut self, rel: &str) {
-        if let Some(node) = self.old.remove(rel) {
-            self.next.insert(rel.to_string(), node);
+        if let Some((rel, node)) = self.old.remove_entry(rel) {
+            self.next.insert(rel, node);
         }
+    }
+
+    /// How many folders the old index knew (a size hint for a listing).
+    pub(crate) fn known(&self) -> usize {
+        self.old.len()
     }
 
     /// Records what was just read from disk, unless it changed too recently to be cached.
@@ -214,6 +311,128 @@ impl Refresh {
     pub(crate) fn finish(self) -> (Nodes, bool) {
         (self.next, self.changed || !self.old.is_empty())
     }
+}
+
+/// Stats below the catalog root relative to folders held open, so that each stat of a walk
+/// resolves a name or two instead of the whole path from `/` (the path walk was most of a
+/// warm listing's system time). The root is always held; a folder with several sub-folders is
+/// held while the walk is inside it.
+pub(crate) struct Folders {
+    root: PathBuf,
+    /// Open folders by path relative to the root, each inside the one before it.
+    open: Vec<(String, OwnedFd)>,
+    /// The path of the last stat, relative to the folder it was made from.
+    name: String,
+}
+
+/// How many sub-folders make a folder worth holding open: opening one costs two system calls.
+const HOLD_OPEN_FROM: usize = 4;
+
+impl Folders {
+    pub(crate) fn new(root: &Path) -> Self {
+        let mut open = Vec::new();
+        if let Ok(fd) = rustix::fs::open(root, folder_flags(), rustix::fs::Mode::empty()) {
+            open.push((String::new(), fd));
+        }
+        Self {
+            root: root.to_path_buf(),
+            open,
+            name: String::new(),
+        }
+    }
+
+    /// The identity of `rel` (below the root), or of `name` inside it, not following a link
+    /// at the last component; and whether it is a regular file.
+    pub(crate) fn lstat(
+        &mut self,
+        rel: &str,
+        name: Option<&str>,
+    ) -> std::io::Result<(Stamp, bool)> {
+        self.leave_unless_inside(rel);
+        let st = match self.open.last() {
+            Some((held, fd)) => {
+                self.name.clear();
+                self.name.push_str(inside(held, rel));
+                if let Some(name) = name {
+                    if !self.name.is_empty() {
+                        self.name.push('/');
+                    }
+                    self.name.push_str(name);
+                }
+                if self.name.is_empty() {
+                    self.name.push('.');
+                }
+                rustix::fs::statat(
+                    fd,
+                    self.name.as_str(),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )
+            }
+            None => {
+                let mut path = dir_of(&self.root, rel);
+                if let Some(name) = name {
+                    path.push(name);
+                }
+                rustix::fs::statat(
+                    rustix::fs::CWD,
+                    &path,
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )
+            }
+        }?;
+        let is_file = rustix::fs::FileType::from_raw_mode(st.st_mode as _)
+            == rustix::fs::FileType::RegularFile;
+        Ok((Stamp::of_stat(&st), is_file))
+    }
+
+    /// The walk goes into `rel`, which has `children` sub-folders: holds it open when that
+    /// saves more than it costs. Best effort: a folder that cannot be opened is stat'd by
+    /// its path from the last one held.
+    pub(crate) fn enter(&mut self, rel: &str, children: usize) {
+        if children < HOLD_OPEN_FROM || rel.is_empty() {
+            return;
+        }
+        self.leave_unless_inside(rel);
+        let Some((held, fd)) = self.open.last() else {
+            return;
+        };
+        if let Ok(sub) = rustix::fs::openat(
+            fd,
+            inside(held, rel),
+            folder_flags(),
+            rustix::fs::Mode::empty(),
+        ) {
+            self.open.push((rel.to_string(), sub));
+        }
+    }
+
+    /// Lets go of the held folders `rel` is not inside.
+    fn leave_unless_inside(&mut self, rel: &str) {
+        while let Some((held, _)) = self.open.last() {
+            if held.is_empty()
+                || rel == held
+                || (rel.starts_with(held.as_str()) && rel.as_bytes()[held.len()] == b'/')
+            {
+                break;
+            }
+            self.open.pop();
+        }
+    }
+}
+
+/// `rel` relative to `held`, a folder it is inside (or is).
+fn inside<'a>(held: &str, rel: &'a str) -> &'a str {
+    if held.is_empty() {
+        rel
+    } else {
+        rel[held.len()..].trim_start_matches('/')
+    }
+}
+
+/// A folder held only to resolve names from: no read access needed, never a link.
+fn folder_flags() -> rustix::fs::OFlags {
+    use rustix::fs::OFlags;
+    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
 }
 
 /// The folder `rel` names below `root`.

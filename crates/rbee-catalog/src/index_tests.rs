@@ -98,12 +98,15 @@ fn a_deleted_truncated_or_garbage_index_is_rebuilt_from_the_records() {
     let expected = cat.list().unwrap();
     let path = tmp.path().join(layout::INDEX_FILE);
     let saved = fs::read(&path).unwrap();
-    let garbage: [&[u8]; 5] = [
+    let garbage: [&[u8]; 7] = [
         b"",
         b"garbage{",
         &saved[..saved.len() / 2],
         br#"{"format": 999, "nodes": {}}"#,
         br#"{"format": 1, "nodes": {"hf": {"kind": "branch", "stamp": 7, "children": 3}}}"#,
+        // A count no file of this size could hold reserves nothing.
+        br#"{"format": 2, "count": 18446744073709551615, "nodes": {}}"#,
+        br#"{"nodes": {}, "format": 2}"#,
     ];
     for bad in garbage {
         fs::write(&path, bad).unwrap();
@@ -324,4 +327,52 @@ fn digest_reuse_reads_no_record_that_did_not_change() {
     assert_eq!(copies.len(), 1);
     assert!(copies.contains_key(&wanted[0]));
     assert_eq!(other.records_read(), 0);
+}
+
+#[test]
+fn stats_from_held_folders_agree_with_stats_by_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // Wide folders (held open) and narrow ones (resolved through), files and a link.
+    for i in 0..6 {
+        let leaf = root.join(format!("wide/f{i}/v"));
+        fs::create_dir_all(&leaf).unwrap();
+        fs::write(leaf.join("metadata.json"), format!("{i}")).unwrap();
+    }
+    fs::create_dir_all(root.join("narrow/only")).unwrap();
+    fs::write(root.join("narrow/only/metadata.json"), b"x").unwrap();
+    std::os::unix::fs::symlink(
+        root.join("narrow/only/metadata.json"),
+        root.join("wide/f0/link.json"),
+    )
+    .unwrap();
+    let by_path = |rel: &str| {
+        let meta = fs::symlink_metadata(root.join(rel)).unwrap();
+        (index::Stamp::of(&meta), meta.is_file())
+    };
+    let mut folders = index::Folders::new(root);
+    assert_eq!(folders.lstat("", None).unwrap(), by_path("."));
+    folders.enter("wide", 6);
+    for i in 0..6 {
+        let rel = format!("wide/f{i}");
+        assert_eq!(folders.lstat(&rel, None).unwrap(), by_path(&rel));
+        folders.enter(&rel, 1);
+        let file = format!("{rel}/v/metadata.json");
+        assert_eq!(
+            folders
+                .lstat(&format!("{rel}/v"), Some("metadata.json"))
+                .unwrap(),
+            by_path(&file)
+        );
+    }
+    // A link is reported as itself, not as the file it points to.
+    let (_, is_file) = folders.lstat("wide/f0", Some("link.json")).unwrap();
+    assert!(!is_file);
+    // Out of the held folder again: a sibling resolves from the root.
+    assert_eq!(
+        folders.lstat("narrow/only", Some("metadata.json")).unwrap(),
+        by_path("narrow/only/metadata.json")
+    );
+    let missing = folders.lstat("wide/gone", None).unwrap_err();
+    assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
 }

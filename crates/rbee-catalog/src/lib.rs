@@ -382,11 +382,11 @@ impl Catalog {
     /// the rest. Returns the listing and the keys of entries whose record says `downloading`
     /// while no process holds their lease.
     fn walk(&self, refresh: &mut index::Refresh) -> Result<(Vec<Listing>, Vec<CatalogKey>)> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(refresh.known());
         let mut dead = Vec::new();
+        let mut folders = index::Folders::new(&self.root);
         let mut stack = vec![String::new()];
         while let Some(rel) = stack.pop() {
-            let dir = index::dir_of(&self.root, &rel);
             let is_root = rel.is_empty();
             // The root is read every time: saving the index changes it.
             let mut stamp = None;
@@ -395,22 +395,25 @@ impl Catalog {
                 children,
             }) = refresh.cached(&rel)
             {
-                let now = fs::symlink_metadata(&dir).map(|m| index::Stamp::of(&m));
+                let now = folders.lstat(&rel, None).map(|(stamp, _)| stamp);
                 if now.as_ref().is_ok_and(|now| now == cached) {
                     // Nothing was added, removed or renamed in it: not even a record.
                     push_children(&mut stack, &rel, children);
+                    folders.enter(&rel, children.len());
                     refresh.keep(&rel);
                     continue;
                 }
                 stamp = now.ok();
             }
-            if !is_root && let Ok(meta) = fs::symlink_metadata(dir.join(layout::METADATA_FILE)) {
-                self.visit_entry(&rel, dir, &meta, refresh, &mut out, &mut dead);
+            if !is_root && let Ok(found) = folders.lstat(&rel, Some(layout::METADATA_FILE)) {
+                let dir = index::dir_of(&self.root, &rel);
+                self.visit_entry(&rel, dir, found, refresh, &mut out, &mut dead);
                 continue;
             }
+            let dir = index::dir_of(&self.root, &rel);
             if !is_root && stamp.is_none() {
-                match fs::symlink_metadata(&dir) {
-                    Ok(meta) => stamp = Some(index::Stamp::of(&meta)),
+                match folders.lstat(&rel, None) {
+                    Ok((now, _)) => stamp = Some(now),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
                 }
@@ -446,6 +449,7 @@ impl Catalog {
                 }
             }
             push_children(&mut stack, &rel, &children);
+            folders.enter(&rel, children.len());
             if let Some(stamp) = stamp {
                 refresh.put(&rel, index::Node::Branch { stamp, children });
             }
@@ -458,14 +462,13 @@ impl Catalog {
         &self,
         rel: &str,
         dir: PathBuf,
-        meta: &fs::Metadata,
+        (stamp, is_file): (index::Stamp, bool),
         refresh: &mut index::Refresh,
         out: &mut Vec<Listing>,
         dead: &mut Vec<CatalogKey>,
     ) {
-        let stamp = index::Stamp::of(meta);
         let record = match refresh.cached(rel) {
-            Some(index::Node::Entry { stamp: s, record }) if *s == stamp && meta.is_file() => {
+            Some(index::Node::Entry { stamp: s, record }) if *s == stamp && is_file => {
                 let record = record.clone();
                 refresh.keep(rel);
                 record

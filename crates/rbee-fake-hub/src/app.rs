@@ -257,6 +257,7 @@ async fn shape(State(state): State<AppState>, mut req: Request, next: Next) -> R
         .map(str::to_owned);
     let meter = state.counters.begin(
         host,
+        conn.id,
         method.as_str(),
         &path,
         req.uri().query(),

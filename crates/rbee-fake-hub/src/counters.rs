@@ -71,6 +71,10 @@ pub struct RequestRecord {
     pub status: Option<u16>,
     /// Response body bytes written so far.
     pub bytes_sent: u64,
+    /// The connection that carried it (numbered from 0 in accept order across the process;
+    /// equal numbers mean one kept-alive connection).
+    #[serde(default)]
+    pub connection: u64,
 }
 
 fn normalize(path: &str) -> String {
@@ -103,6 +107,7 @@ struct RequestStats {
     range: Option<String>,
     status: AtomicU16,
     bytes: AtomicU64,
+    connection: u64,
 }
 
 #[derive(Debug, Default)]
@@ -148,6 +153,7 @@ impl Counters {
     pub(crate) fn begin(
         &self,
         host: Host,
+        connection: u64,
         method: &str,
         path: &str,
         query: Option<&str>,
@@ -168,6 +174,7 @@ impl Counters {
             range: range.map(str::to_owned),
             status: AtomicU16::new(0),
             bytes: AtomicU64::new(0),
+            connection,
         });
         inner.seq += 1;
         if inner.log.len() == LOG_CAPACITY {
@@ -219,6 +226,7 @@ impl Counters {
                     s => Some(s),
                 },
                 bytes_sent: r.bytes.load(Ordering::Relaxed),
+                connection: r.connection,
             })
             .collect()
     }
@@ -239,10 +247,10 @@ mod tests {
     #[test]
     fn counts_by_path_and_logs_requests() {
         let c = Counters::default();
-        let m = c.begin(Host::Hub, "GET", "/files/a", None, Some("bytes=0-9"));
+        let m = c.begin(Host::Hub, 0, "GET", "/files/a", None, Some("bytes=0-9"));
         m.add_bytes(10);
         m.status(206);
-        let m2 = c.begin(Host::Cdn, "HEAD", "/files/a", Some("x=1"), None);
+        let m2 = c.begin(Host::Cdn, 1, "HEAD", "/files/a", Some("x=1"), None);
         m2.status(200);
         let snap = c.snapshot();
         let a = snap.path("files/a");

@@ -29,6 +29,8 @@ use crate::state::HubState;
 #[derive(Debug)]
 pub(crate) struct ConnShared {
     pub(crate) host: Host,
+    /// Accept order, for telling kept-alive connections apart in the request log.
+    pub(crate) id: u64,
     /// Bytes the socket accepted so far (all responses of this connection).
     written: AtomicU64,
     /// Close with a TCP reset when the connection ends.
@@ -377,8 +379,11 @@ async fn accept_loop(
 async fn serve_connection(stream: TcpStream, router: Router, host: Host, stop: CancellationToken) {
     // Small reads and writes (headers, short JSON) should not wait for Nagle.
     let _ = stream.set_nodelay(true);
+    /// Connections accepted by every hub of this process.
+    static ACCEPTED: AtomicU64 = AtomicU64::new(0);
     let shared = Arc::new(ConnShared {
         host,
+        id: ACCEPTED.fetch_add(1, Ordering::Relaxed),
         written: AtomicU64::new(0),
         reset: AtomicBool::new(false),
         slow: AtomicU64::new(0),

@@ -128,3 +128,34 @@ async fn faults_counters_and_rate_over_http() {
         .unwrap();
     assert!(log.is_empty(), "reset cleared the log");
 }
+
+#[tokio::test]
+async fn the_request_log_tells_kept_alive_connections_apart() {
+    let data = pattern(64 * 1024, 13);
+    let fx = start(&[("f.bin", &data)]).await;
+    // One client keeps its connection alive for two requests (which is how a slow
+    // connection's later responses are found); a second client opens another.
+    let first = client();
+    for _ in 0..2 {
+        let resp = first
+            .get(fx.hub.file_url("f.bin"))
+            .header("range", "bytes=0-8191")
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.bytes().await.unwrap()[..] == data[..8192]);
+    }
+    let rest = client()
+        .get(fx.hub.file_url("f.bin"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(rest[..] == data[..]);
+    let log = fx.hub.requests();
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[0].connection, log[1].connection, "kept alive");
+    assert_ne!(log[0].connection, log[2].connection);
+}

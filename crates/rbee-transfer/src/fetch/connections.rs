@@ -1,9 +1,11 @@
 //! The connections of one file: run them, save state on the way, add more while that helps.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::Either;
 use futures::stream::FuturesUnordered;
 use reqwest::Response;
 use tokio::time::Instant;
@@ -11,14 +13,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::Flow;
 use super::job::Job;
-use super::ledger::MIN_CLAIM;
+use super::ledger::{MIN_CLAIM, Span};
 use crate::error::TransferError;
 use rbee_artifact::lock_unpoisoned;
 
 /// How long connection growth measures before deciding.
 pub(super) const GROWTH_WINDOW: Duration = Duration::from_millis(500);
-/// How often an idle connection looks again for a slow range to help.
+/// How often an idle connection, or the supervisor while none is idle, looks again for a
+/// slow range to help.
 const HEDGE_RECHECK: Duration = Duration::from_millis(50);
+/// Helpers for slow ranges running at once, per this many connections: a slow connection is
+/// rare, and each helper is one more connection to the server.
+const CONNECTIONS_PER_HELPER: usize = 4;
 /// A connection at least this fast is not being throttled: more would not help.
 pub(super) const SLOW_CONNECTION: f64 = 64.0 * 1024.0 * 1024.0;
 
@@ -33,11 +39,14 @@ impl Job<'_> {
     ) -> Result<(), Flow> {
         let config = &self.inner.config;
         let mut workers = FuturesUnordered::new();
-        workers.push(self.worker(Some(first), stop, probe_attempts));
+        workers.push(Either::Left(self.worker(Some(first), stop, probe_attempts)));
         let initial = lock_unpoisoned(&self.shared.book).workers;
         for _ in 1..initial {
-            workers.push(self.worker(None, stop, 1));
+            workers.push(Either::Left(self.worker(None, stop, 1)));
         }
+        let max_helpers = (config.connections / CONNECTIONS_PER_HELPER).max(1);
+        let mut hedge_check = tokio::time::interval(HEDGE_RECHECK);
+        hedge_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut active = initial;
         let mut growth = Growth::new(self.shared.received.load(Ordering::Relaxed));
         let mut ticker = tokio::time::interval_at(
@@ -63,6 +72,11 @@ impl Job<'_> {
                     }
                 },
                 _ = self.shared.save_soon.notified() => self.save_detached(),
+                _ = hedge_check.tick(), if failure.is_none() => {
+                    if let Some(span) = self.shared.help_slow_range(max_helpers) {
+                        workers.push(Either::Right(self.helper(span, stop)));
+                    }
+                }
                 _ = ticker.tick() => {
                     self.save_detached();
                     if failure.is_none() {
@@ -79,7 +93,7 @@ impl Job<'_> {
                             active += add;
                             lock_unpoisoned(&self.shared.book).workers = active;
                             for _ in 0..add {
-                                workers.push(self.worker(None, stop, 1));
+                                workers.push(Either::Left(self.worker(None, stop, 1)));
                             }
                         }
                     }
@@ -103,6 +117,14 @@ impl Job<'_> {
                 Err(flow)
             }
         }
+    }
+
+    /// A connection for one slow range's rest (see [`help_slow_range`](super::ledger::Shared::help_slow_range)).
+    async fn helper(&self, span: Arc<Span>, stop: &CancellationToken) -> Result<(), Flow> {
+        let result = self.fetch_range(&span, None, stop, 1).await;
+        self.shared.release(&span);
+        lock_unpoisoned(&self.shared.book).helpers -= 1;
+        result
     }
 
     /// One connection: takes ranges until none are left, then helps the slowest of the

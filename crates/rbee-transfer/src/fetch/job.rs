@@ -97,6 +97,7 @@ impl<'a> Job<'a> {
                 active: Vec::new(),
                 finished: (0.0, 0.0),
                 hedges: 0,
+                helpers: 0,
                 hedging: inner.config.rate_limit.is_none(),
             }),
             hash: HashCell::default(),

@@ -123,8 +123,10 @@ pub(super) struct Book {
     /// Bytes and seconds of recently finished ranges (older ones weigh less): their ratio is
     /// what a fresh connection may expect.
     pub(super) finished: (f64, f64),
-    /// Ranges taken over or raced by an idle connection.
+    /// Ranges taken over or raced by another connection.
     pub(super) hedges: u64,
+    /// One-range connections started to help a slow range while every other one was busy.
+    pub(super) helpers: usize,
     /// Whether idle connections may help slow ones: not under the engine's rate limit, which
     /// then sets the pace (slow connections are its doing, and bytes fetched twice would
     /// spend it twice).
@@ -277,13 +279,14 @@ impl Shared {
         !lock_unpoisoned(&self.book).active.is_empty()
     }
 
-    /// Work for an idle connection when nothing is left to claim: the range whose rest will
-    /// take longest, when its connection is far slower than a typical one ([`SLOW_BELOW`]) and
-    /// would need more than [`WORTH_HEDGING`] for it,
-    /// either split (this connection takes the back part, sized so that both should end
-    /// together) or, when too little is left to split, raced for the rest. `None`: no range
-    /// is worth it (connections of about the same speed are left alone: hedging them would
-    /// only fetch bytes twice).
+    /// Help for the range whose rest will take longest, when its connection is far slower
+    /// than a typical one ([`SLOW_BELOW`]) and would need more than [`WORTH_HEDGING`] for it:
+    /// either split (the caller's connection takes the back part, sized so that both should
+    /// end together) or, when too little is left to split, raced for the rest. Asked by idle
+    /// connections and, while every connection is busy, by the supervisor for a one-range
+    /// helper, so a slow connection is relieved as soon as it is measured rather than when
+    /// nothing is left to hand out. `None`: no range is worth it (connections of about the
+    /// same speed are left alone: hedging them would only fetch bytes twice).
     pub(super) fn hedge(&self) -> Option<Arc<Span>> {
         let mut b = lock_unpoisoned(&self.book);
         if b.claim_len == u64::MAX || !b.hedging {
@@ -292,10 +295,12 @@ impl Shared {
         }
         let now = Instant::now();
         let min_split = (b.claim_len / 4).clamp(SPLIT_ALIGN, MIN_CLAIM);
-        let typical = match b.finished {
-            (bytes, secs) if secs > 0.0 => bytes / secs,
-            _ => return None,
-        };
+        let running: Vec<f64> = b
+            .active
+            .iter()
+            .filter_map(|span| span.state().rate(now))
+            .collect();
+        let typical = typical_rate(b.finished, running)?;
         let mut worst: Option<(f64, usize, f64)> = None;
         for (i, span) in b.active.iter().enumerate() {
             let s = span.state();
@@ -345,6 +350,22 @@ impl Shared {
         Some(span)
     }
 
+    /// Work for a helper connection while ranges are still to be handed out and every
+    /// connection is busy with one: the back of a slow range, or a race for its rest (see
+    /// [`Shared::hedge`]), at most `max_helpers` at a time. Once nothing is left to hand out,
+    /// connections that run out of work help instead.
+    pub(super) fn help_slow_range(&self, max_helpers: usize) -> Option<Arc<Span>> {
+        {
+            let b = lock_unpoisoned(&self.book);
+            if b.helpers >= max_helpers || b.unclaimed.is_empty() {
+                return None;
+            }
+        }
+        let span = self.hedge()?;
+        lock_unpoisoned(&self.book).helpers += 1;
+        Some(span)
+    }
+
     pub(super) fn unclaimed_bytes(&self) -> u64 {
         lock_unpoisoned(&self.book)
             .unclaimed
@@ -357,6 +378,26 @@ impl Shared {
         let mut h = lock_unpoisoned(&self.hash.m);
         h.abort = true;
         self.hash.cv.notify_all();
+    }
+}
+
+/// What a connection of this file typically achieves: the larger of what recently finished
+/// ranges took and the median rate of the ranges running now (those old enough to judge).
+/// Running ranges are what tell a slow connection from the others before any range has
+/// finished; two are needed, so that a lone range is never measured against itself.
+fn typical_rate(finished: (f64, f64), mut rates: Vec<f64>) -> Option<f64> {
+    let done = match finished {
+        (bytes, secs) if secs > 0.0 => Some(bytes / secs),
+        _ => None,
+    };
+    let now = (rates.len() >= 2).then(|| {
+        rates.sort_by(f64::total_cmp);
+        // The upper median: with one slow range of two, the other one is the measure.
+        rates[rates.len() / 2]
+    });
+    match (done, now) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -405,6 +446,20 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_typical_rate_needs_a_finished_range_or_two_running() {
+        assert_eq!(typical_rate((0.0, 0.0), vec![]), None);
+        // A lone range is never measured against itself.
+        assert_eq!(typical_rate((0.0, 0.0), vec![5.0]), None);
+        // One slow range of two: the other is the measure.
+        assert_eq!(typical_rate((0.0, 0.0), vec![100.0, 5.0]), Some(100.0));
+        assert_eq!(typical_rate((0.0, 0.0), vec![5.0, 90.0, 100.0]), Some(90.0));
+        assert_eq!(typical_rate((300.0, 3.0), vec![5.0]), Some(100.0));
+        // Whichever says more: a slow range stands out against either.
+        assert_eq!(typical_rate((300.0, 3.0), vec![5.0, 200.0]), Some(200.0));
+        assert_eq!(typical_rate((900.0, 3.0), vec![5.0, 200.0]), Some(300.0));
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault};
-use rbee_transfer::{FetchRequest, Transfer};
+use rbee_transfer::{FetchRequest, Transfer, TransferConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
@@ -73,5 +73,77 @@ async fn a_slow_connection_does_not_hold_the_tail() {
     assert!(
         sent < 2 * data.len() as u64,
         "{sent} bytes sent for a 4 MiB file"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_connection_is_relieved_while_ranges_are_still_to_be_handed_out() {
+    let root = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let data = body(24 << 20);
+    std::fs::write(root.path().join("m.bin"), &data).unwrap();
+    // Every connection capped, the first one (the probe's, which holds the start of the file
+    // and so the hash of everything after it) at a sixteenth of the others.
+    let hub = FakeHub::start(FakeHubConfig::new(root.path()).with_rate_limit(8 << 20))
+        .await
+        .unwrap();
+    hub.set_faults(vec![
+        Fault::slow_connection(512 << 10).path("m.bin").times(1),
+    ]);
+    let mut req = FetchRequest::new("m.bin", hub.file_url("m.bin"));
+    req.expected_size = Some(data.len() as u64);
+    req.sha256 = Some(digest(&data));
+    let t = Transfer::new(TransferConfig {
+        chunk_size: 1 << 20,
+        ..config()
+    })
+    .unwrap();
+    let tr = tracker();
+    let p = progress(&tr, req.expected_size);
+    let dest = out.path().join("m.bin");
+    // A safety net only.
+    let done = tokio::time::timeout(
+        Duration::from_secs(120),
+        t.fetch(&req, &dest, &p, &CancellationToken::new()),
+    )
+    .await
+    .expect("the download finished")
+    .unwrap();
+    assert_eq!(done.sha256, digest(&data));
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+
+    let log: Vec<_> = hub
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/files/m.bin")
+        .collect();
+    let ranges: Vec<(u64, u64)> = log
+        .iter()
+        .map(|r| parse_range(r.range.as_deref().expect("ranged requests")))
+        .collect();
+    // A request starting strictly inside an earlier one's range helps a slow range; the
+    // others hand out fresh ranges.
+    let helps = |i: usize| {
+        ranges[..i]
+            .iter()
+            .any(|&(a, b)| a < ranges[i].0 && ranges[i].0 < b)
+    };
+    let first_help = (0..log.len()).find(|&i| helps(i));
+    let last_fresh = (0..log.len()).rfind(|&i| !helps(i)).unwrap();
+    let first_help =
+        first_help.unwrap_or_else(|| panic!("the slow range was not helped: {ranges:?}"));
+    assert!(
+        first_help < last_fresh,
+        "the slow range was helped only once every range was handed out: {ranges:?}"
+    );
+    // The slowed connection is the probe's: once relieved, it is given nothing more.
+    let slow = log[0].connection;
+    let on_slow: Vec<_> = log.iter().filter(|r| r.connection == slow).collect();
+    assert_eq!(on_slow.len(), 1, "the slow connection got another range");
+    let slow_bytes: u64 = on_slow.iter().map(|r| r.bytes_sent).sum();
+    assert!(
+        slow_bytes < data.len() as u64 / 20,
+        "the slow connection carried {slow_bytes} of {} bytes",
+        data.len()
     );
 }
