@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::Flow;
 use super::job::Job;
 use super::ledger::MIN_CLAIM;
-use crate::error::TransferError;
+use crate::error::{TransferError, TransferErrorKind};
 use rbee_artifact::lock_unpoisoned;
 
 /// How long connection growth measures before deciding.
@@ -49,6 +49,11 @@ impl Job<'_> {
         loop {
             tokio::select! {
                 next = workers.next() => match next {
+                    // Connections that gave up helping a slow range may have handed its rest
+                    // back after the others ended: one more connection fetches it.
+                    None if failure.is_none() && self.shared.unclaimed_bytes() > 0 => {
+                        workers.push(self.worker(None, stop, 1));
+                    }
                     None => break,
                     Some(Ok(())) => {}
                     Some(Err(flow)) => {
@@ -115,14 +120,14 @@ impl Job<'_> {
     ) -> Result<(), Flow> {
         let mut attempts = attempts;
         loop {
-            let (span, resp) = match first.take() {
+            let (span, resp, helping) = match first.take() {
                 Some((resp, (start, end), stream_end)) => {
-                    (self.shared.track(start, end), Some((resp, stream_end)))
+                    (self.shared.track(start, end), Some((resp, stream_end)), false)
                 }
                 None => match self.shared.claim() {
-                    Some((start, end)) => (self.shared.track(start, end), None),
+                    Some((start, end)) => (self.shared.track(start, end), None, false),
                     None => match self.shared.hedge() {
-                        Some(span) => (span, None),
+                        Some(span) => (span, None, true),
                         None => {
                             if !self.shared.busy() {
                                 return Ok(());
@@ -142,6 +147,23 @@ impl Job<'_> {
                 },
             };
             let result = self.fetch_range(&span, resp, stop, attempts).await;
+            if helping
+                && let Err(Flow::Fail(e)) = &result
+                && matches!(
+                    e.kind(),
+                    TransferErrorKind::Status
+                        | TransferErrorKind::Network
+                        | TransferErrorKind::Stalled
+                        | TransferErrorKind::NoResponse
+                )
+            {
+                // Helping was optional: a request that failed (the answer, not the disk) fails
+                // this connection, not the file. What it did not fetch goes back to be claimed
+                // by the others; it does not claim it itself, as it would likely fail again.
+                tracing::debug!(error = %e, "a connection helping a slow range failed; dropping it");
+                self.shared.give_back(&span);
+                return Ok(());
+            }
             self.shared.release(&span);
             result?;
             attempts = 1;
