@@ -62,7 +62,10 @@ async fn read_at(file: Arc<File>, offset: u64, len: u64) -> std::io::Result<Byte
         let mut chunk = Chunk { buf, filled: 0 };
         let len = (len as usize).min(chunk.buf.len());
         while chunk.filled < len {
-            match file.read_at(&mut chunk.buf[chunk.filled..len], offset + chunk.filled as u64)? {
+            match file.read_at(
+                &mut chunk.buf[chunk.filled..len],
+                offset + chunk.filled as u64,
+            )? {
                 0 => break,
                 n => chunk.filled += n,
             }

@@ -496,7 +496,10 @@ async fn ready_copy(
         let holds = |record: &rbee_catalog::ArtifactRecord| {
             record.status == ArtifactStatus::Ready
                 && record.revision.as_deref() == Some(commit.as_str())
-                && record.files.iter().any(|f| f.path == path && f.size == size)
+                && record
+                    .files
+                    .iter()
+                    .any(|f| f.path == path && f.size == size)
         };
         if let Ok(Some(entry)) = catalog.read(&key)
             && holds(&entry.record)

@@ -2,7 +2,9 @@
 //! checked before anything is looked up or fetched.
 
 use percent_encoding::percent_decode_str;
-use rbee_artifact::{check_file_path, check_name as check_ref_name, check_revision as check_ref_revision};
+use rbee_artifact::{
+    check_file_path, check_name as check_ref_name, check_revision as check_ref_revision,
+};
 
 /// Percent-decoded segments of a raw path, without the leading `/`. `None` when a segment is
 /// not UTF-8 once decoded.
@@ -33,9 +35,8 @@ pub(super) fn split_revision(tail: &[String]) -> Option<(String, &[String])> {
 
 /// A user, organisation or repository name, checked as references check them.
 pub(super) fn check_name(name: &str) -> Result<(), String> {
-    check_ref_name("repository or owner name", name).map_err(|why| {
-        format!("{why} (e.g. TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF)")
-    })
+    check_ref_name("repository or owner name", name)
+        .map_err(|why| format!("{why} (e.g. TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF)"))
 }
 
 /// A branch, tag or commit, checked as references check them (a revision arrives decoded:
@@ -98,16 +99,7 @@ mod tests {
 
     #[test]
     fn hostile_names_are_refused() {
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "a b",
-            "a\0",
-            "é",
-            &"x".repeat(97),
-        ] {
+        for bad in ["", ".", "..", "a/b", "a b", "a\0", "é", &"x".repeat(97)] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
         for good in ["TheBloke", "Qwen2.5-7B", "org_1", "a.b"] {

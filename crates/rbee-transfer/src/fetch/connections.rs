@@ -121,9 +121,11 @@ impl Job<'_> {
         let mut attempts = attempts;
         loop {
             let (span, resp, helping) = match first.take() {
-                Some((resp, (start, end), stream_end)) => {
-                    (self.shared.track(start, end), Some((resp, stream_end)), false)
-                }
+                Some((resp, (start, end), stream_end)) => (
+                    self.shared.track(start, end),
+                    Some((resp, stream_end)),
+                    false,
+                ),
                 None => match self.shared.claim() {
                     Some((start, end)) => (self.shared.track(start, end), None, false),
                     None => match self.shared.hedge() {
