@@ -3,13 +3,14 @@
 # fake hub, same file, same run. Not run by CI.
 #
 #   1. cached:  a SIZE_MIB file the hive already holds, to curl, vs fake-hub's own speed to curl
-#               (target: >= 90%)
+#               (target: >= 90%): RUNS fetches of each, interleaved so that load from other
+#               processes hits both, compared by median; with each server's CPU seconds per GiB
 #   2. cold:    the same file, not held, to CLIENTS concurrent curls: upstream bytes (target
 #               <= 1.02 x size) and the last client's time over one cold client's time (target
 #               <= 1.2 x the upstream download time, measured as one client alone)
 #   3. olah:    cases 1 and 2 through olah, with its peak RSS beside the hive's
 #
-# Usage: bench/mirror.sh   (env: SIZE_MIB=1024 CLIENTS=3 OLAH=1 CAP=0; the olah venv lives
+# Usage: bench/mirror.sh   (env: SIZE_MIB=1024 CLIENTS=3 RUNS=5 OLAH=1 CAP=0; the olah venv lives
 #                           in bench/work/olah-venv and is reused; CAP=bytes/s per upstream
 #                           connection during the cold runs, as a CDN caps them, 0 for none)
 set -euo pipefail
@@ -19,6 +20,7 @@ ROOT=$PWD
 WORK=$ROOT/bench/work/mirror
 SIZE_MIB=${SIZE_MIB:-1024}
 CLIENTS=${CLIENTS:-3}
+RUNS=${RUNS:-5}
 OLAH=${OLAH:-1}
 CAP=${CAP:-0}
 SIZE=$((SIZE_MIB * 1024 * 1024))
@@ -61,6 +63,17 @@ fetch() {
     echo "${out% *}"
 }
 peak_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+# CPU ticks (user + system) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+# Seconds and CPU seconds per GiB of the serving process $2 for one fetch of URL $1.
+fetch_cpu() {
+    local before after secs
+    before=$(cpu_ticks "$2")
+    secs=$(fetch "$1")
+    after=$(cpu_ticks "$2")
+    python3 -c "print($secs, f'{($after - $before) / $(getconf CLK_TCK) / ($SIZE / 2**30):.3f}')"
+}
 ratio() { python3 -c "print(f'{$1 / $2:.3f}')"; }
 mbps() { python3 -c "print(f'{$SIZE / $1 / 1e6:.0f}')"; }
 
@@ -98,15 +111,26 @@ cold_runs() { # $1: name, $2: base URL factory (a function taking a fresh cache 
 
 hive_base() { start_hive "$1"; BASE=$HIVE; SERVER_PID=$HIVE_PID; }
 
-echo "== fake-hub to curl" >&2
-DIRECT=$(fetch "$HUB/$FILE")
-DIRECT=$(fetch "$HUB/$FILE")
-
+HUB_PID=${PIDS[0]}
 echo "== rbee-hive" >&2
 cold_runs hive hive_base >"$WORK/hive.result"
 read -r H_ONE H_LAST H_BYTES H_RSS <"$WORK/hive.result"
-H_CACHED=$(fetch "$HIVE/$FILE")
-H_CACHED=$(fetch "$HIVE/$FILE")
+
+echo "== cached: fake-hub and rbee-hive to curl, $RUNS runs each, interleaved" >&2
+fetch "$HUB/$FILE" >/dev/null
+fetch "$HIVE/$FILE" >/dev/null
+D_SECS=() D_CPU=() H_SECS=() H_CPU=()
+for _ in $(seq "$RUNS"); do
+    read -r secs cpu < <(fetch_cpu "$HUB/$FILE" "$HUB_PID")
+    D_SECS+=("$secs") D_CPU+=("$cpu")
+    read -r secs cpu < <(fetch_cpu "$HIVE/$FILE" "$HIVE_PID")
+    H_SECS+=("$secs") H_CPU+=("$cpu")
+done
+echo "fake-hub seconds: ${D_SECS[*]}; CPU s/GiB: ${D_CPU[*]}" >&2
+echo "rbee-hive seconds: ${H_SECS[*]}; CPU s/GiB: ${H_CPU[*]}" >&2
+DIRECT=$(median "${D_SECS[@]}")
+H_CACHED=$(median "${H_SECS[@]}")
+PAIRED=$(python3 -c "import statistics,sys; d, h = sys.argv[1].split(), sys.argv[2].split(); print(f'{statistics.median(float(a) / float(b) for a, b in zip(d, h)):.3f}')" "${D_SECS[*]}" "${H_SECS[*]}")
 
 O_LINE="olah: not run (OLAH=0)"
 if [ "$OLAH" = 1 ]; then
@@ -141,8 +165,8 @@ fi
 
 cat <<EOF
 mirror bench, $(date -u +%Y-%m-%d), ${SIZE_MIB} MiB file, $CLIENTS clients, $(nproc) cores, upstream cap ${CAP} B/s per connection in the cold runs
-fake-hub to curl:    $(mbps "$DIRECT") MB/s (${DIRECT}s)
-rbee-hive cached:    $(mbps "$H_CACHED") MB/s (${H_CACHED}s) = $(ratio "$DIRECT" "$H_CACHED") of fake-hub (target >= 0.90)
+fake-hub to curl:    $(mbps "$DIRECT") MB/s (median ${DIRECT}s of $RUNS); server CPU $(median "${D_CPU[@]}") s/GiB
+rbee-hive cached:    $(mbps "$H_CACHED") MB/s (median ${H_CACHED}s of $RUNS) = $(ratio "$DIRECT" "$H_CACHED") of fake-hub (target >= 0.90; median of run pairs $PAIRED); server CPU $(median "${H_CPU[@]}") s/GiB
 rbee-hive cold x$CLIENTS:   upstream $H_BYTES bytes = $(ratio "$H_BYTES" "$SIZE") x size (target <= 1.02); last client ${H_LAST}s vs one client ${H_ONE}s = $(ratio "$H_LAST" "$H_ONE") (target <= 1.2); peak RSS $((H_RSS / 1024)) MiB
 $O_LINE
 EOF

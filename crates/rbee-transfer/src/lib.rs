@@ -45,7 +45,7 @@ pub use body::read_body;
 pub use config::{TransferConfig, parse_rate};
 pub use dns::NameNotResolved;
 pub use error::{TransferError, TransferErrorKind, redact_url};
-pub use fetch::{ContentRange, PieceSink, parse_content_range};
+pub use fetch::{ContentRange, PieceSink, RangeRequest, parse_content_range, parse_range_request};
 pub use piece::PieceSource;
 pub use ranged::{RangeReader, RangeStats};
 pub use request::{ApiRequest, FetchRequest};

@@ -348,11 +348,7 @@ fn dir_oid(info: &RevisionInfo, prefix: &str) -> String {
         h.update(name.as_bytes());
         h.update(f.oid.as_deref().unwrap_or_default().as_bytes());
     }
-    hex_of(&h.finalize()[..20])
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&h.finalize()[..20])
 }
 
 fn file_entry(path: &str, f: &RepoFile) -> Value {
@@ -453,7 +449,7 @@ async fn resolve_inner(
         ));
     }
 
-    let ready = ready_copy(state, &org, &repo, &info.commit, &path, file.size).await;
+    let ready = ready_copy(state, &org, &repo, &info.commit, &path, file).await;
     if method == Method::HEAD {
         return Ok((status, response_headers).into_response());
     }
@@ -469,45 +465,68 @@ async fn resolve_inner(
     Ok(response)
 }
 
-/// A ready catalog file of `org/repo` at `commit` named `path` with the listed size.
+/// A ready catalog copy of `path` (listed at `size` bytes, with content digest `sha256` for
+/// LFS files) of `org/repo` at `commit`. Looked up without listing the catalog where it can
+/// be: the entry this mirror keeps for the file is read by its key, and a copy of the same
+/// content elsewhere is found by digest. Only a file without a digest that another entry
+/// holds (a whole-repository download) takes a scan of the catalog.
 async fn ready_copy(
     state: &HiveState,
     org: &str,
     repo: &str,
     commit: &str,
     path: &str,
-    size: u64,
+    file: &RepoFile,
 ) -> Option<std::path::PathBuf> {
     let catalog = state.provisioner().catalog().clone();
+    let (_, key) = file_reference(org, repo, commit, path).ok()?;
     let (org, repo, commit, path) = (
         org.to_string(),
         repo.to_string(),
         commit.to_string(),
         path.to_string(),
     );
+    let (size, sha256) = (file.size, file.sha256.clone());
     tokio::task::spawn_blocking(move || {
+        let present = |local: std::path::PathBuf| {
+            std::fs::symlink_metadata(&local)
+                .is_ok_and(|m| m.is_file() && m.len() == size)
+                .then_some(local)
+        };
+        let holds = |record: &rbee_catalog::ArtifactRecord| {
+            record.status == ArtifactStatus::Ready
+                && record.revision.as_deref() == Some(commit.as_str())
+                && record
+                    .files
+                    .iter()
+                    .any(|f| f.path == path && f.size == size)
+        };
+        if let Ok(Some(entry)) = catalog.read(&key)
+            && holds(&entry.record)
+            && let Some(local) = present(file_path(&entry.dir, &path))
+        {
+            return Some(local);
+        }
+        if let Some(sha256) = sha256 {
+            let digest: rbee_artifact::Sha256Digest = sha256.parse().ok()?;
+            return catalog
+                .find_copies(&[(digest, size)])
+                .ok()?
+                .remove(&(digest, size));
+        }
         let prefix = format!("hf:{org}/{repo}");
         for listing in catalog.list().ok()? {
             let rbee_catalog::Listing::Entry(entry) = listing else {
                 continue;
             };
-            let record = &entry.record;
-            let reference = record.reference.to_string();
+            let reference = entry.record.reference.to_string();
             let same_repo = reference
                 .strip_prefix(&prefix)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with(['@', ':', '/']));
-            if !same_repo
-                || record.status != ArtifactStatus::Ready
-                || record.revision.as_deref() != Some(commit.as_str())
-                || !record
-                    .files
-                    .iter()
-                    .any(|f| f.path == path && f.size == size)
+            if same_repo
+                && holds(&entry.record)
+                && let Some(local) = present(file_path(&entry.dir, &path))
             {
-                continue;
-            }
-            let local = entry.files_dir().join(&path);
-            if std::fs::symlink_metadata(&local).is_ok_and(|m| m.is_file() && m.len() == size) {
                 return Some(local);
             }
         }
@@ -516,6 +535,21 @@ async fn ready_copy(
     .await
     .ok()
     .flatten()
+}
+
+/// The reference of the one-file entry the mirror downloads `path` into, and its key.
+fn file_reference(
+    org: &str,
+    repo: &str,
+    commit: &str,
+    path: &str,
+) -> Result<(ArtifactRef, CatalogKey), HubError> {
+    let text = format!("hf:{org}/{repo}@{commit}/{path}");
+    let reference: ArtifactRef = text
+        .parse()
+        .map_err(|e| HubError::bad_request(format!("this mirror cannot fetch {path}: {e}")))?;
+    let key = ProvisionOptions::default().key(&reference);
+    Ok((reference, key))
 }
 
 /// Starts (or joins) the hive's download of one file, as a job like any other: it shows in the
@@ -527,12 +561,7 @@ fn pull(
     commit: &str,
     path: &str,
 ) -> Result<(Arc<Job>, std::path::PathBuf), HubError> {
-    let text = format!("hf:{org}/{repo}@{commit}/{path}");
-    let reference: ArtifactRef = text
-        .parse()
-        .map_err(|e| HubError::bad_request(format!("this mirror cannot fetch {path}: {e}")))?;
-    let options = ProvisionOptions::default();
-    let key: CatalogKey = options.key(&reference);
+    let (reference, key) = file_reference(org, repo, commit, path)?;
     let dest = file_path(&state.provisioner().catalog().entry_dir(&key), path);
     let job = match state.jobs().downloading(&key) {
         Some(job) => job,
@@ -541,7 +570,7 @@ fn pull(
             Operation::Download(DownloadRequest {
                 reference,
                 key,
-                options,
+                options: ProvisionOptions::default(),
             }),
         )
         .map_err(|e| HubError::new(e.status(), None, e.body().message.clone()))?,

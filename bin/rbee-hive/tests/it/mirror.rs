@@ -754,3 +754,31 @@ async fn llama_cpp_reads_refs_tree_and_files_through_the_hive() {
     );
     assert_eq!(header(&h, "x-error-code"), "RepoNotFound");
 }
+
+/// An LFS file whose content the catalog already holds under another repository is served
+/// from that copy (found by its sha256), not fetched from the upstream again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_the_same_content_is_served_without_the_upstream() {
+    let env = TestEnv::new().await;
+    // Same length of name and size: the same bytes in two repositories.
+    let model = env.write_file(&format!("{REPO}/{MODEL}"), 1_000_000);
+    assert!(env.write_file(&format!("hf/org/copy/{MODEL}"), 1_000_000) == model);
+    let hive = in_process_hive(&env);
+    let (status, _, body) = get_in(&hive, &format!("/org/copy/resolve/main/{MODEL}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == model);
+    let deadline = tokio::time::Instant::now() + SOON;
+    while !hive.provisioner().catalog().list().unwrap().iter().any(|l| {
+        matches!(l, rbee_catalog::Listing::Entry(e) if e.record.status == rbee_catalog::ArtifactStatus::Ready)
+    }) {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let (status, h, body) = get_in(&hive, &format!("/org/repo/resolve/main/{MODEL}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!header(&h, "x-linked-etag").is_empty(), "not an LFS file");
+    assert!(body == model);
+    let fetched = env.hub.counters_for(&lfs_path(REPO, MODEL)).bytes_sent;
+    assert_eq!(fetched, 0, "the upstream sent the file again");
+}

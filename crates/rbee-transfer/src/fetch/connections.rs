@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::Flow;
 use super::job::Job;
 use super::ledger::{MIN_CLAIM, Span};
-use crate::error::TransferError;
+use crate::error::{TransferError, TransferErrorKind};
 use rbee_artifact::lock_unpoisoned;
 
 /// How long connection growth measures before deciding.
@@ -58,6 +58,11 @@ impl Job<'_> {
         loop {
             tokio::select! {
                 next = workers.next() => match next {
+                    // Connections that gave up helping a slow range may have handed its rest
+                    // back after the others ended: one more connection fetches it.
+                    None if failure.is_none() && self.shared.unclaimed_bytes() > 0 => {
+                        workers.push(Either::Left(self.worker(None, stop, 1)));
+                    }
                     None => break,
                     Some(Ok(())) => {}
                     Some(Err(flow)) => {
@@ -122,9 +127,34 @@ impl Job<'_> {
     /// A connection for one slow range's rest (see [`help_slow_range`](super::ledger::Shared::help_slow_range)).
     async fn helper(&self, span: Arc<Span>, stop: &CancellationToken) -> Result<(), Flow> {
         let result = self.fetch_range(&span, None, stop, 1).await;
-        self.shared.release(&span);
         lock_unpoisoned(&self.shared.book).helpers -= 1;
+        if self.gave_up_helping(&span, &result) {
+            return Ok(());
+        }
+        self.shared.release(&span);
         result
+    }
+
+    /// Helping a slow range is optional: a helping request that failed on the server's
+    /// answer (not the disk) ends this connection, not the file. What it did not fetch goes
+    /// back to be claimed by the others; it does not claim it itself, as it would likely fail
+    /// again. `true`: the span was handed back.
+    fn gave_up_helping(&self, span: &Arc<Span>, result: &Result<(), Flow>) -> bool {
+        let Err(Flow::Fail(e)) = result else {
+            return false;
+        };
+        if !matches!(
+            e.kind(),
+            TransferErrorKind::Status
+                | TransferErrorKind::Network
+                | TransferErrorKind::Stalled
+                | TransferErrorKind::NoResponse
+        ) {
+            return false;
+        }
+        tracing::debug!(error = %e, "a connection helping a slow range failed; dropping it");
+        self.shared.give_back(span);
+        true
     }
 
     /// One connection: takes ranges until none are left, then helps the slowest of the
@@ -137,14 +167,16 @@ impl Job<'_> {
     ) -> Result<(), Flow> {
         let mut attempts = attempts;
         loop {
-            let (span, resp) = match first.take() {
-                Some((resp, (start, end), stream_end)) => {
-                    (self.shared.track(start, end), Some((resp, stream_end)))
-                }
+            let (span, resp, helping) = match first.take() {
+                Some((resp, (start, end), stream_end)) => (
+                    self.shared.track(start, end),
+                    Some((resp, stream_end)),
+                    false,
+                ),
                 None => match self.shared.claim() {
-                    Some((start, end)) => (self.shared.track(start, end), None),
+                    Some((start, end)) => (self.shared.track(start, end), None, false),
                     None => match self.shared.hedge() {
-                        Some(span) => (span, None),
+                        Some(span) => (span, None, true),
                         None => {
                             if !self.shared.busy() {
                                 return Ok(());
@@ -164,6 +196,9 @@ impl Job<'_> {
                 },
             };
             let result = self.fetch_range(&span, resp, stop, attempts).await;
+            if helping && self.gave_up_helping(&span, &result) {
+                return Ok(());
+            }
             self.shared.release(&span);
             result?;
             attempts = 1;

@@ -1,4 +1,5 @@
-//! What a ranged answer says: `Content-Range` and the validators that identify the remote version.
+//! What a ranged answer says: `Content-Range` and the validators that identify the remote
+//! version; and what a `Range` request asks.
 
 use reqwest::header::{ETAG, HeaderMap, HeaderValue, LAST_MODIFIED};
 
@@ -35,6 +36,60 @@ pub fn parse_content_range(v: &str) -> Option<ContentRange> {
         end: last.checked_add(1)?,
         total,
     })
+}
+
+/// What a `Range` request header asks of a resource: as servers that ignore what they cannot
+/// serve answer it (one range only; several ranges, or one that does not parse, get it all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeRequest {
+    /// All of it.
+    Whole,
+    /// `[start, end)`, non-empty and inside the resource: a `206`.
+    Part(u64, u64),
+    /// A range past the end: a `416`.
+    Unsatisfiable,
+}
+
+/// Parses a `Range` request header (`bytes=0-99`, `bytes=100-`, `bytes=-100`) against a
+/// resource of `size` bytes.
+pub fn parse_range_request(value: &str, size: u64) -> RangeRequest {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Whole;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeRequest::Whole;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    // Digits only: `parse` would also take a leading `+`.
+    let num = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    match (a.is_empty(), num(a), num(b)) {
+        // `-n`: the last n bytes.
+        (true, _, Some(n)) => {
+            if n == 0 || size == 0 {
+                RangeRequest::Unsatisfiable
+            } else {
+                RangeRequest::Part(size.saturating_sub(n), size)
+            }
+        }
+        (false, Some(from), end) if b.is_empty() || end.is_some() => {
+            if from >= size {
+                return RangeRequest::Unsatisfiable;
+            }
+            match end {
+                Some(last) if last < from => RangeRequest::Whole,
+                Some(last) => RangeRequest::Part(from, last.saturating_add(1).min(size)),
+                None => RangeRequest::Part(from, size),
+            }
+        }
+        _ => RangeRequest::Whole,
+    }
 }
 
 /// `bytes */1000`.
@@ -80,6 +135,22 @@ mod tests {
         assert_eq!(parse_unsatisfied_total("bytes */77"), Some(77));
     }
 
+    #[test]
+    fn range_requests() {
+        use RangeRequest::*;
+        assert_eq!(parse_range_request("bytes=0-9", 100), Part(0, 10));
+        assert_eq!(parse_range_request("bytes=90-", 100), Part(90, 100));
+        assert_eq!(parse_range_request("bytes=-10", 100), Part(90, 100));
+        assert_eq!(parse_range_request("bytes=-1000", 100), Part(0, 100));
+        assert_eq!(parse_range_request("bytes=50-5000", 100), Part(50, 100));
+        assert_eq!(parse_range_request("bytes=100-", 100), Unsatisfiable);
+        assert_eq!(parse_range_request("bytes=-0", 100), Unsatisfiable);
+        assert_eq!(parse_range_request("bytes=0-1,5-6", 100), Whole);
+        assert_eq!(parse_range_request("bytes=9-1", 100), Whole);
+        assert_eq!(parse_range_request("items=0-1", 100), Whole);
+        assert_eq!(parse_range_request("bytes=+1-2", 100), Whole);
+    }
+
     mod fuzz {
         use super::super::*;
         use proptest::prelude::*;
@@ -95,6 +166,17 @@ mod tests {
                     prop_assert!(cr.total.is_none_or(|t| cr.end <= t));
                 }
                 let _ = parse_unsatisfied_total(&text);
+            }
+
+            /// Whatever a `Range` header says, a part lies inside the resource and is not empty.
+            #[test]
+            fn range_request_parts_stay_inside(
+                text in "bytes=[0-9 ,+-]{0,24}|\\PC{0,24}",
+                size in 0u64..1_000_000,
+            ) {
+                if let RangeRequest::Part(from, to) = parse_range_request(&text, size) {
+                    prop_assert!(from < to && to <= size, "{text:?} {size} → {from}..{to}");
+                }
             }
 
             /// Near-valid headers with extreme numbers (overflow at `u64::MAX`).

@@ -274,9 +274,23 @@ impl Shared {
         self.span_done.notify_waiters();
     }
 
-    /// Whether any range is still being fetched.
+    /// A connection that helped with `span` stops: when nobody else is on it, the rest of
+    /// it is handed out again.
+    pub(super) fn give_back(&self, span: &Arc<Span>) {
+        {
+            let mut b = lock_unpoisoned(&self.book);
+            let s = span.state();
+            if s.writers == 1 && s.rest() > 0 {
+                b.unclaimed.push_front((s.frontier, s.end));
+            }
+        }
+        self.release(span);
+    }
+
+    /// Whether any range is still being fetched or waits to be (a range given back).
     pub(super) fn busy(&self) -> bool {
-        !lock_unpoisoned(&self.book).active.is_empty()
+        let b = lock_unpoisoned(&self.book);
+        !b.active.is_empty() || !b.unclaimed.is_empty()
     }
 
     /// Help for the range whose rest will take longest, when its connection is far slower

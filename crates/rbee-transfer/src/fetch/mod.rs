@@ -27,7 +27,7 @@ mod resume;
 mod stream;
 
 pub(crate) use content_range::parse_unsatisfied_total;
-pub use content_range::{ContentRange, parse_content_range};
+pub use content_range::{ContentRange, RangeRequest, parse_content_range, parse_range_request};
 pub use pieces::PieceSink;
 pub(crate) use resume::bytes_on_disk;
 

@@ -147,3 +147,87 @@ async fn a_slow_connection_is_relieved_while_ranges_are_still_to_be_handed_out()
         data.len()
     );
 }
+
+/// Serves `data` by range. The first request for the range starting at `slow_from` answers
+/// late; the next one for it (an idle connection helping) is refused with a 403.
+struct HelperRefused {
+    data: Vec<u8>,
+    slow_from: u64,
+    delay: Duration,
+    asked: std::sync::Mutex<u32>,
+}
+
+impl wiremock::Respond for HelperRefused {
+    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+        use wiremock::ResponseTemplate;
+        let len = self.data.len() as u64;
+        let (a, b) = req
+            .headers
+            .get("range")
+            .and_then(|v| v.to_str().ok())
+            .map(parse_range)
+            .unwrap_or((0, len));
+        let b = b.min(len);
+        let mut resp = ResponseTemplate::new(206)
+            .insert_header("etag", "\"v1\"")
+            .insert_header("content-range", format!("bytes {a}-{}/{len}", b - 1))
+            .set_body_bytes(self.data[a as usize..b as usize].to_vec());
+        if a == self.slow_from {
+            let mut asked = self.asked.lock().unwrap();
+            *asked += 1;
+            match *asked {
+                1 => resp = resp.set_delay(self.delay),
+                2 => return ResponseTemplate::new(403),
+                _ => {}
+            }
+        }
+        resp
+    }
+}
+
+/// A connection that helps a slow range and is refused fails itself, not the file: the range
+/// it took over is fetched by another connection, and the download completes.
+#[tokio::test]
+async fn a_helping_request_that_fails_does_not_fail_the_file() {
+    let out = tempfile::tempdir().unwrap();
+    let data = body(2 << 20);
+    let server = wiremock::MockServer::start().await;
+    let responder = std::sync::Arc::new(HelperRefused {
+        data: data.clone(),
+        slow_from: 1 << 20,
+        delay: Duration::from_secs(2),
+        asked: std::sync::Mutex::new(0),
+    });
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .respond_with(ArcResponder(responder.clone()))
+        .mount(&server)
+        .await;
+    let mut req = FetchRequest::new("m.bin", format!("{}/m.bin", server.uri()).parse().unwrap());
+    req.expected_size = Some(data.len() as u64);
+    req.sha256 = Some(digest(&data));
+    let t = Transfer::new(config()).unwrap();
+    let tr = tracker();
+    let p = progress(&tr, req.expected_size);
+    let dest = out.path().join("m.bin");
+    let done = tokio::time::timeout(
+        Duration::from_secs(60),
+        t.fetch(&req, &dest, &p, &CancellationToken::new()),
+    )
+    .await
+    .expect("the download finished")
+    .expect("a refused helper does not fail the download");
+    assert_eq!(done.sha256, digest(&data));
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+    assert!(
+        *responder.asked.lock().unwrap() >= 2,
+        "no connection helped the slow range, so none was refused"
+    );
+}
+
+struct ArcResponder(std::sync::Arc<HelperRefused>);
+
+impl wiremock::Respond for ArcResponder {
+    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+        self.0.respond(req)
+    }
+}
