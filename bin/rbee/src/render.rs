@@ -184,7 +184,7 @@ impl View {
                 }
                 let _ = self.multi.println(event.to_string());
             }
-            Mode::Plain => eprintln!("{}", event.to_string()),
+            Mode::Plain => eprintln!("{event}"),
             Mode::Quiet => {}
         }
     }
@@ -201,7 +201,7 @@ impl View {
             EventKind::Completed { .. }
             | EventKind::Failed { .. }
             | EventKind::Cancelled { .. } => {}
-            _ => eprintln!("{}", event.to_string()),
+            _ => eprintln!("{event}"),
         }
     }
 
