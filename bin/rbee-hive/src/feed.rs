@@ -118,7 +118,7 @@ pub(crate) fn feed_item(
         if name == "paused" {
             "Paused; partial files kept".to_string()
         } else {
-            event.narration()
+            event.to_string()
         }
         .into(),
     );

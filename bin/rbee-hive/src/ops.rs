@@ -341,13 +341,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("a catalog task failed: {e}"),
-            )
-        })?
+        .map_err(|e| Error::task_failed("running a catalog operation", e))?
         .map_err(ApiError::from)
 }
 

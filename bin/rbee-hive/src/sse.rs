@@ -177,7 +177,7 @@ async fn forward_attempt(
         if event.kind.is_final() {
             return Ok(Some(event));
         }
-        out.send(job_event(&event, attempt.number, event.narration(), None))
+        out.send(job_event(&event, attempt.number, event.to_string(), None))
             .await?;
     }
     let Some(mut rx) = rx else { return Ok(None) };
@@ -185,7 +185,7 @@ async fn forward_attempt(
         match rx.recv().await {
             Ok(event) if event.kind.is_final() => return Ok(Some(event)),
             Ok(event) => {
-                out.send(job_event(&event, attempt.number, event.narration(), None))
+                out.send(job_event(&event, attempt.number, event.to_string(), None))
                     .await?
             }
             Err(broadcast::error::RecvError::Lagged(n)) => out.send(skipped(n)).await?,
@@ -199,7 +199,7 @@ fn final_event(job: &Job, attempt: &Attempt, last: &ProgressEvent) -> Event {
     let message = job
         .summary()
         .filter(|_| !job.is_download())
-        .unwrap_or_else(|| last.narration());
+        .unwrap_or_else(|| last.to_string());
     let result = job.result();
     job_event(last, attempt.number, message, result.as_ref())
 }

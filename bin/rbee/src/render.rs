@@ -182,9 +182,9 @@ impl View {
                 for bar in self.total.iter().chain(self.files.values()) {
                     bar.set_prefix("paused");
                 }
-                let _ = self.multi.println(event.narration());
+                let _ = self.multi.println(event.to_string());
             }
-            Mode::Plain => eprintln!("{}", event.narration()),
+            Mode::Plain => eprintln!("{event}"),
             Mode::Quiet => {}
         }
     }
@@ -201,7 +201,7 @@ impl View {
             EventKind::Completed { .. }
             | EventKind::Failed { .. }
             | EventKind::Cancelled { .. } => {}
-            _ => eprintln!("{}", event.narration()),
+            _ => eprintln!("{event}"),
         }
     }
 
@@ -247,7 +247,7 @@ impl View {
         match &event.kind {
             EventKind::Queued { .. } => {
                 if let Some(s) = &self.spinner {
-                    s.set_message(event.narration());
+                    s.set_message(event.to_string());
                 }
             }
             EventKind::Started {
@@ -277,7 +277,7 @@ impl View {
                     total.set_message(path.clone());
                 }
                 if *resumed_from > 0 {
-                    let _ = self.multi.println(event.narration());
+                    let _ = self.multi.println(event.to_string());
                 }
             }
             EventKind::Progress(s) | EventKind::Heartbeat(s) => {
@@ -317,7 +317,7 @@ impl View {
                 let _ = self.multi.println(retry_line(event));
             }
             EventKind::FileReused { .. } | EventKind::Message { .. } => {
-                let _ = self.multi.println(event.narration());
+                let _ = self.multi.println(event.to_string());
             }
             EventKind::Completed { .. }
             | EventKind::Failed { .. }
@@ -471,7 +471,7 @@ fn retry_line(event: &ProgressEvent) -> String {
             "{path}: {reason}, retrying in {} (attempt {attempt})",
             wait(*delay_ms)
         ),
-        _ => event.narration(),
+        _ => event.to_string(),
     }
 }
 

@@ -1,4 +1,6 @@
-//! SHA-256 digests.
+//! Content digests as typed values: SHA-256 ([`Sha256Digest`]), git blob ids ([`GitBlobId`])
+//! and either of them ([`ContentDigest`]). Each displays and serializes as lower-case hex,
+//! the form on disk and on the wire.
 
 use std::fmt;
 use std::io::Read;
@@ -98,13 +100,13 @@ impl GitBlobHasher {
         self.0.update(data);
     }
 
-    /// The blob id (40 lowercase hex digits) of everything fed.
-    pub fn finalize(self) -> String {
-        hex::encode(self.0.finalize())
+    /// The blob id of everything fed.
+    pub fn finalize(self) -> GitBlobId {
+        GitBlobId(self.0.finalize().into())
     }
 
     /// The blob id of the file at `path`. Blocking.
-    pub fn of_file(path: &std::path::Path) -> std::io::Result<String> {
+    pub fn of_file(path: &std::path::Path) -> std::io::Result<GitBlobId> {
         let mut file = std::fs::File::open(path)?;
         let size = file.metadata()?.len();
         let mut hasher = Self::new(size);
@@ -130,6 +132,69 @@ impl GitBlobHasher {
     }
 }
 
+/// A git blob id (`sha1("blob <size>\0" + bytes)`); displays and parses as 40 lower-case hex
+/// digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GitBlobId([u8; 20]);
+
+impl fmt::Display for GitBlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for GitBlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "git-blob:{self}")
+    }
+}
+
+impl FromStr for GitBlobId {
+    type Err = InvalidDigest;
+
+    /// Accepts 40 hex digits in either case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 20];
+        if s.len() != 40 {
+            return Err(InvalidDigest(s.to_string()));
+        }
+        hex::decode_to_slice(s, &mut out).map_err(|_| InvalidDigest(s.to_string()))?;
+        Ok(Self(out))
+    }
+}
+
+/// The digest a file is checked against: SHA-256 where the vendor publishes one, the git blob
+/// id for files a Hub keeps in git. Displays as the bare hex of a SHA-256 and as
+/// `git blob HEX` for a blob id, so a message says which kind was compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContentDigest {
+    /// A SHA-256 of the bytes.
+    Sha256(Sha256Digest),
+    /// A git blob id of the bytes.
+    GitBlob(GitBlobId),
+}
+
+impl From<Sha256Digest> for ContentDigest {
+    fn from(d: Sha256Digest) -> Self {
+        ContentDigest::Sha256(d)
+    }
+}
+
+impl From<GitBlobId> for ContentDigest {
+    fn from(d: GitBlobId) -> Self {
+        ContentDigest::GitBlob(d)
+    }
+}
+
+impl fmt::Display for ContentDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ContentDigest::Sha256(d) => d.fmt(f),
+            ContentDigest::GitBlob(d) => write!(f, "git blob {d}"),
+        }
+    }
+}
+
 impl From<sha2::digest::Output<Sha256>> for Sha256Digest {
     fn from(out: sha2::digest::Output<Sha256>) -> Self {
         Self(out.into())
@@ -148,9 +213,10 @@ impl fmt::Debug for Sha256Digest {
     }
 }
 
-/// The text is not 64 hex digits.
+/// The text is not a digest of the expected kind (64 hex digits for SHA-256, 40 for a git
+/// blob id).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a SHA-256 digest (expected 64 hexadecimal digits)")]
+#[error("`{0}` is not a digest (expected 64 hexadecimal digits for SHA-256, 40 for a git blob id)")]
 pub struct InvalidDigest(pub String);
 
 impl FromStr for Sha256Digest {
@@ -190,14 +256,57 @@ mod tests {
         // `printf 'hello\n' | git hash-object --stdin`
         let mut h = GitBlobHasher::new(6);
         h.update(b"hello\n");
-        assert_eq!(h.finalize(), "ce013625030ba8dba906f756967f9e9ca394464a");
+        assert_eq!(
+            h.finalize().to_string(),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty");
         std::fs::write(&empty, b"").unwrap();
         assert_eq!(
-            GitBlobHasher::of_file(&empty).unwrap(),
+            GitBlobHasher::of_file(&empty).unwrap().to_string(),
             "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
         );
+    }
+
+    #[test]
+    fn git_blob_ids_parse_in_either_case_and_show_lower_case() {
+        let id: GitBlobId = "CE013625030BA8DBA906F756967F9E9CA394464A".parse().unwrap();
+        assert_eq!(id.to_string(), "ce013625030ba8dba906f756967f9e9ca394464a");
+        assert!("ce01".parse::<GitBlobId>().is_err());
+        assert!("zz".repeat(20).parse::<GitBlobId>().is_err());
+        let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert!(
+            hex.parse::<GitBlobId>().is_err(),
+            "a SHA-256 is not a blob id"
+        );
+    }
+
+    #[test]
+    fn content_digests_say_which_kind_they_are() {
+        let sha = ContentDigest::from(Sha256Digest::of(b"abc"));
+        assert_eq!(
+            sha.to_string(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let mut h = GitBlobHasher::new(6);
+        h.update(b"hello\n");
+        let blob = ContentDigest::from(h.finalize());
+        assert_eq!(
+            blob.to_string(),
+            "git blob ce013625030ba8dba906f756967f9e9ca394464a"
+        );
+        assert_ne!(sha, blob);
+    }
+
+    #[test]
+    fn a_digest_serializes_as_the_hex_older_files_hold() {
+        let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let d = Sha256Digest::of(b"abc");
+        assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{hex}\""));
+        let back: Sha256Digest = serde_json::from_str(&format!("\"{hex}\"")).unwrap();
+        assert_eq!(back, d);
+        assert!(serde_json::from_str::<Sha256Digest>("\"abc\"").is_err());
     }
 
     #[test]

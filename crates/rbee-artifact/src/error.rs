@@ -1,42 +1,44 @@
 //! The error every vendor, the catalog and the provisioner speak.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::digest::ContentDigest;
 use crate::reference::RefError;
 
-/// A boxed cause kept in `#[source]`.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// A cause kept as an error's source. Shared rather than boxed so that an [`Error`] can be cloned
+/// for every caller of one operation without losing its causes.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong when resolving, fetching or cataloguing an artifact.
 ///
 /// Messages are written for the person at the shell: what happened and what to do. Causes are
 /// kept in [`std::error::Error::source`], not repeated in the message. [`Error::code`] gives a
 /// stable machine-readable code (used by the daemon's JSON errors and `--json` output).
-#[derive(Debug, thiserror::Error)]
+///
+/// Cloning is cheap and keeps every cause: several callers of one shared download each get the
+/// same error.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// The reference did not parse.
-    #[error(transparent)]
-    InvalidReference(#[from] RefError),
+    InvalidReference(RefError),
     /// The request is well-formed but cannot be satisfied as asked (a quant that does not
     /// exist, an ambiguous asset, …). The message lists what would work.
-    #[error("{0}")]
     InvalidRequest(String),
     /// The repository, revision, release or file does not exist (or is private).
-    #[error("{message}")]
     NotFound {
         /// What is missing and what to check.
         message: String,
     },
     /// Authentication is needed, was refused, or access must be granted first (gated models).
-    #[error("{message}")]
     Unauthorized {
         /// What was refused and what to do (never contains the token).
         message: String,
     },
     /// The vendor is rate-limiting us beyond what is worth waiting for.
-    #[error("{message}")]
     RateLimited {
         /// When it resets and what helps (a token).
         message: String,
@@ -44,19 +46,15 @@ pub enum Error {
         retry_after: Option<Duration>,
     },
     /// Downloaded or stored bytes do not match the expected digest.
-    #[error(
-        "{path}: the bytes do not match their published digest (expected {expected}, got {actual}); they were not kept"
-    )]
     Integrity {
         /// The file, relative to its artifact.
         path: String,
         /// The digest the vendor published.
-        expected: String,
+        expected: ContentDigest,
         /// The digest of the bytes we have.
-        actual: String,
+        actual: ContentDigest,
     },
     /// A file has a different size than the vendor said.
-    #[error("{path}: size mismatch (expected {expected} bytes, got {actual})")]
     SizeMismatch {
         /// The file, relative to its artifact.
         path: String,
@@ -66,10 +64,6 @@ pub enum Error {
         actual: u64,
     },
     /// Not enough free space for the download.
-    #[error(
-        "not enough disk space in {}: {needed} bytes needed, {available} bytes free; free some space or choose another cache directory (--cache-dir / RBEE_CACHE_DIR)",
-        path.display()
-    )]
     InsufficientSpace {
         /// Where the bytes would go.
         path: PathBuf,
@@ -80,43 +74,35 @@ pub enum Error {
     },
     /// A download would take the cache past its size budget, even after evicting every
     /// model that may be evicted.
-    #[error("{message}")]
     OverBudget {
         /// What is needed, the budget, and what to do.
         message: String,
     },
     /// The network failed and retries did not help.
-    #[error("{message}")]
     Network {
         /// What failed (URL without credentials, attempts made).
         message: String,
         /// The last underlying error.
-        #[source]
-        source: Option<BoxError>,
+        source: Option<Cause>,
     },
     /// A server answered something we cannot make sense of.
-    #[error("{message}")]
     Protocol {
         /// What was unexpected.
         message: String,
     },
     /// Only local artifacts may be used, and this one is not local.
-    #[error("{message}")]
     Offline {
         /// What is missing locally.
         message: String,
     },
     /// A file-system operation failed.
-    #[error("{context}")]
     Io {
         /// What we were doing, with the path.
         context: String,
         /// The OS error.
-        #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     /// A catalog entry cannot be read.
-    #[error("catalog entry `{id}` is damaged: {reason}; remove it with `rbee model rm {id}`")]
     Damaged {
         /// The entry id.
         id: String,
@@ -124,7 +110,6 @@ pub enum Error {
         reason: String,
     },
     /// The entry is in use (being downloaded) and cannot be changed now.
-    #[error("`{id}` is busy: {reason}")]
     Busy {
         /// The entry id.
         id: String,
@@ -132,25 +117,98 @@ pub enum Error {
         reason: String,
     },
     /// The operation was cancelled; partial files are kept for a later resume.
-    #[error("cancelled; partial files were kept, run the same command again to resume")]
     Cancelled,
     /// The vendor or operation is not supported.
-    #[error("{0}")]
     Unsupported(String),
     /// A bug: a task panicked or was dropped before it answered. Nothing it left half-done
     /// is marked ready.
-    #[error(
-        "internal error while {doing}: {cause_kind}; this is a bug in rbee, please report it (partial files were kept)"
-    )]
     Internal {
         /// What rbee was doing.
         doing: String,
         /// How the task ended (`a task panicked`, `a task was cancelled`).
         cause_kind: &'static str,
         /// The task's failure.
-        #[source]
-        source: BoxError,
+        source: Cause,
     },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidReference(e) => e.fmt(f),
+            Error::InvalidRequest(message)
+            | Error::Unsupported(message)
+            | Error::NotFound { message }
+            | Error::Unauthorized { message }
+            | Error::RateLimited { message, .. }
+            | Error::OverBudget { message }
+            | Error::Network { message, .. }
+            | Error::Protocol { message }
+            | Error::Offline { message } => f.write_str(message),
+            Error::Integrity {
+                path,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "{path}: the bytes do not match their published digest (expected {expected}, got {actual}); they were not kept"
+            ),
+            Error::SizeMismatch {
+                path,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "{path}: size mismatch (expected {expected} bytes, got {actual})"
+            ),
+            Error::InsufficientSpace {
+                path,
+                needed,
+                available,
+            } => write!(
+                f,
+                "not enough disk space in {}: {needed} bytes needed, {available} bytes free; free some space or choose another cache directory (--cache-dir / RBEE_CACHE_DIR)",
+                path.display()
+            ),
+            Error::Io { context, .. } => f.write_str(context),
+            Error::Damaged { id, reason } => write!(
+                f,
+                "catalog entry `{id}` is damaged: {reason}; remove it with `rbee model rm {id}`"
+            ),
+            Error::Busy { id, reason } => write!(f, "`{id}` is busy: {reason}"),
+            Error::Cancelled => f.write_str(
+                "cancelled; partial files were kept, run the same command again to resume",
+            ),
+            Error::Internal {
+                doing, cause_kind, ..
+            } => write!(
+                f,
+                "internal error while {doing}: {cause_kind}; this is a bug in rbee, please report it (partial files were kept)"
+            ),
+        }
+    }
+}
+
+/// The causes are the errors themselves, not the `Arc`s that share them, so callers can
+/// downcast them (an OS error, a task's `JoinError`).
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::InvalidReference(e) => e.source(),
+            Error::Network { source, .. } => source
+                .as_deref()
+                .map(|c| c as &(dyn std::error::Error + 'static)),
+            Error::Io { source, .. } => Some(&**source),
+            Error::Internal { source, .. } => Some(&**source),
+            _ => None,
+        }
+    }
+}
+
+impl From<RefError> for Error {
+    fn from(e: RefError) -> Self {
+        Error::InvalidReference(e)
+    }
 }
 
 /// Shorthand for results with [`Error`].
@@ -161,7 +219,7 @@ impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            source: Arc::new(source),
         }
     }
 
@@ -175,7 +233,7 @@ impl Error {
             } else {
                 "a task was cancelled"
             },
-            source: Box::new(source),
+            source: Arc::new(source),
         }
     }
 
@@ -213,92 +271,6 @@ impl Error {
         matches!(self, Error::Cancelled)
     }
 
-    /// An equivalent error for a second caller of a shared operation (errors are not `Clone`
-    /// because their causes are not): same variant and message; an I/O cause keeps its kind and
-    /// text, other causes are folded into the message.
-    pub fn duplicate(&self) -> Error {
-        match self {
-            Error::InvalidReference(e) => Error::InvalidReference(e.clone()),
-            Error::InvalidRequest(m) => Error::InvalidRequest(m.clone()),
-            Error::NotFound { message } => Error::NotFound {
-                message: message.clone(),
-            },
-            Error::OverBudget { message } => Error::OverBudget {
-                message: message.clone(),
-            },
-            Error::Unauthorized { message } => Error::Unauthorized {
-                message: message.clone(),
-            },
-            Error::RateLimited {
-                message,
-                retry_after,
-            } => Error::RateLimited {
-                message: message.clone(),
-                retry_after: *retry_after,
-            },
-            Error::Integrity {
-                path,
-                expected,
-                actual,
-            } => Error::Integrity {
-                path: path.clone(),
-                expected: expected.clone(),
-                actual: actual.clone(),
-            },
-            Error::SizeMismatch {
-                path,
-                expected,
-                actual,
-            } => Error::SizeMismatch {
-                path: path.clone(),
-                expected: *expected,
-                actual: *actual,
-            },
-            Error::InsufficientSpace {
-                path,
-                needed,
-                available,
-            } => Error::InsufficientSpace {
-                path: path.clone(),
-                needed: *needed,
-                available: *available,
-            },
-            Error::Network { .. } => Error::Network {
-                message: self.report(),
-                source: None,
-            },
-            Error::Protocol { message } => Error::Protocol {
-                message: message.clone(),
-            },
-            Error::Offline { message } => Error::Offline {
-                message: message.clone(),
-            },
-            Error::Io { context, source } => Error::Io {
-                context: context.clone(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
-            },
-            Error::Damaged { id, reason } => Error::Damaged {
-                id: id.clone(),
-                reason: reason.clone(),
-            },
-            Error::Busy { id, reason } => Error::Busy {
-                id: id.clone(),
-                reason: reason.clone(),
-            },
-            Error::Cancelled => Error::Cancelled,
-            Error::Unsupported(m) => Error::Unsupported(m.clone()),
-            Error::Internal {
-                doing,
-                cause_kind,
-                source,
-            } => Error::Internal {
-                doing: doing.clone(),
-                cause_kind,
-                source: source.to_string().into(),
-            },
-        }
-    }
-
     /// The message followed by each cause, one per line — for people, never containing secrets
     /// as long as the causes do not.
     pub fn report(&self) -> String {
@@ -329,6 +301,33 @@ mod tests {
         assert_eq!(e.report(), "reading /x\n  caused by: no such file");
         assert_eq!(e.code(), "io");
         assert!(Error::Cancelled.is_cancelled());
+    }
+
+    #[test]
+    fn a_clone_keeps_the_variant_the_message_and_every_cause() {
+        let refused = std::io::Error::from_raw_os_error(111);
+        let io = Error::io("reading /x", refused);
+        let copy = io.clone();
+        assert_eq!((copy.code(), copy.to_string()), (io.code(), io.to_string()));
+        let cause = std::error::Error::source(&copy)
+            .and_then(|c| c.downcast_ref::<std::io::Error>())
+            .expect("the OS error is kept");
+        assert_eq!(cause.raw_os_error(), Some(111));
+
+        let network = Error::Network {
+            message: "fetching m.gguf failed".into(),
+            source: Some(Arc::new(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused",
+            ))),
+        };
+        let copy = network.clone();
+        assert_eq!(copy.to_string(), "fetching m.gguf failed");
+        assert_eq!(copy.report(), network.report());
+        let cause = std::error::Error::source(&copy)
+            .and_then(|c| c.downcast_ref::<std::io::Error>())
+            .expect("the network cause is kept, not folded into the message");
+        assert_eq!(cause.kind(), std::io::ErrorKind::ConnectionRefused);
     }
 
     #[tokio::test]

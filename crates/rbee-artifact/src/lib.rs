@@ -8,7 +8,8 @@
 //! - [`VendorSource`]: the plugin trait a vendor implements (resolve, then download), with
 //!   [`ResolvedArtifact`] as the plan between the two.
 //! - [`DownloadTracker`] and [`ProgressEvent`]: vendor-neutral progress, broadcast to any number
-//!   of subscribers.
+//!   of subscribers. Events are data; their `Display` is the one line people read, and
+//!   [`human_bytes`] / [`human_duration`] the one spelling of sizes and times.
 //! - [`Error`]: one error type with clear messages and stable codes.
 //! - [`redact_url`]: the one place that decides what of a URL may be recorded or shown.
 //! - [`partial`]: the names of the files kept beside a download; [`check_file_path`]: the rule
@@ -72,17 +73,20 @@ pub use check::{
     check_name, check_repo_path, check_revision, decode_revision, encode_revision, quote_untrusted,
     validate_relative_path,
 };
-pub use digest::{GitBlobHasher, InvalidDigest, Sha256Digest, Sha256Hasher};
-pub use error::{BoxError, Error, Result};
+pub use digest::{
+    ContentDigest, GitBlobHasher, GitBlobId, InvalidDigest, Sha256Digest, Sha256Hasher,
+};
+pub use error::{Cause, Error, Result};
 pub use grammar::{
     Claim, VendorReference, register_reference, registered_prefixes, registered_schemes,
     scheme_for_prefix, split_scheme,
 };
+pub use human::{human_bytes, human_duration};
 pub use key::{CatalogKey, key_segment, key_segment_body, short_hash};
 pub use place::{available_space, link_or_copy};
 pub use progress::{
     DownloadTracker, EventKind, FileProgress, FileSnapshot, HeartbeatHandle, JobId, ProgressEvent,
-    ProgressSnapshot, TrackerConfig, human_bytes, human_duration,
+    ProgressSnapshot, TrackerConfig,
 };
 pub use redact::{REDACTED, is_credential_param, lost_credentials, redact_url, redacted_url};
 pub use reference::{ArtifactRef, RefError, RefErrorKind, Scheme};
@@ -101,6 +105,7 @@ mod check;
 mod digest;
 mod error;
 mod grammar;
+mod human;
 mod key;
 mod place;
 mod progress;

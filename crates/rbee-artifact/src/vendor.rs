@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::digest::Sha256Digest;
+use crate::digest::{GitBlobId, Sha256Digest};
 use crate::error::Result;
 use crate::progress::DownloadTracker;
 use crate::reference::{ArtifactRef, Scheme};
@@ -163,10 +163,11 @@ pub struct ResolvedFile {
 impl ResolvedFile {
     /// The git blob id the file must have, for files kept in git rather than LFS (no sha256
     /// published, a 40-hex-digit `version`).
-    pub fn expected_git_blob(&self) -> Option<&str> {
-        self.version.as_deref().filter(|v| {
-            self.sha256.is_none() && v.len() == 40 && v.bytes().all(|b| b.is_ascii_hexdigit())
-        })
+    pub fn expected_git_blob(&self) -> Option<GitBlobId> {
+        if self.sha256.is_some() {
+            return None;
+        }
+        self.version.as_deref()?.parse().ok()
     }
 }
 

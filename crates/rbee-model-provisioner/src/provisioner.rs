@@ -151,7 +151,7 @@ pub struct PlannedFile {
     /// Size, when known.
     pub size: Option<u64>,
     /// Expected digest, when published.
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256Digest>,
     /// `fetch`, `resume` (partial data on disk) or `present` (already in the catalog).
     pub action: &'static str,
 }
@@ -298,7 +298,7 @@ impl Provisioner {
             files.push(PlannedFile {
                 path: f.path.clone(),
                 size: f.size,
-                sha256: f.sha256.map(|d| d.to_string()),
+                sha256: f.sha256,
                 action: match (fetch, partial) {
                     (false, _) => "present",
                     (true, 0) => "fetch",
@@ -1007,35 +1007,8 @@ async fn wait_result(rx: &mut watch::Receiver<SharedResult>) -> Result<Provision
         .map_err(|_| Error::Cancelled)?;
     match value.as_ref() {
         Some(Ok(p)) => Ok(p.clone()),
-        Some(Err(e)) => Err(match &**e {
-            // Keep the causes (a name that does not resolve, a refused connection) for the
-            // callers that explain them.
-            Error::Network {
-                message,
-                source: Some(_),
-            } => Error::Network {
-                message: message.clone(),
-                source: Some(Box::new(SharedCause(e.clone()))),
-            },
-            _ => e.duplicate(),
-        }),
+        Some(Err(e)) => Err(Error::clone(e)),
         None => Err(Error::Cancelled),
-    }
-}
-
-/// The causes of an error that several callers of one transfer share.
-#[derive(Debug)]
-struct SharedCause(Arc<Error>);
-
-impl std::fmt::Display for SharedCause {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for SharedCause {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&*self.0)
     }
 }
 
@@ -1056,7 +1029,7 @@ fn ready_plan(key: &CatalogKey, entry: CatalogEntry, notes: Vec<String>) -> Plan
             .map(|f| PlannedFile {
                 path: f.path.clone(),
                 size: Some(f.size),
-                sha256: f.sha256.map(|d| d.to_string()),
+                sha256: f.sha256,
                 action: "present",
             })
             .collect(),
@@ -1175,8 +1148,8 @@ fn check_downloaded(
             let _ = std::fs::remove_file(files_dir.join(&w.path));
             return Err(Error::Integrity {
                 path: w.path.clone(),
-                expected: expected.to_string(),
-                actual: d.sha256.to_string(),
+                expected: expected.into(),
+                actual: d.sha256.into(),
             });
         }
         if let Some(size) = w.size

@@ -346,7 +346,7 @@ impl SharedTier {
                                 .map_err(|e| {
                                     Fault::Other(Error::io(format!("checking {}", f.path), e))
                                 })?;
-                        if !actual.eq_ignore_ascii_case(expected) {
+                        if actual != expected {
                             tracker.message(format!(
                                 "warning: the shared store's manifest of {id} names other bytes for {} (git blob {actual}, the origin says {expected}); it was not kept and is fetched from the origin",
                                 f.path

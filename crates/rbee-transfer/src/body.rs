@@ -1,5 +1,7 @@
 //! Reading a small API answer whole, with a size cap.
 
+use std::sync::Arc;
+
 use rbee_artifact::Error;
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +34,7 @@ pub async fn read_body(
             Err(e) => {
                 return Err(Error::Network {
                     message: format!("reading the answer from {url} failed"),
-                    source: Some(Box::new(e.without_url())),
+                    source: Some(Arc::new(e.without_url())),
                 });
             }
         }

@@ -1,9 +1,10 @@
 //! [`TransferError`]: what went wrong in a transfer, classified for retries and for people.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rbee_artifact::{BoxError, Error};
+use rbee_artifact::{Cause, Error};
 use reqwest::header::HeaderMap;
 use url::Url;
 
@@ -57,7 +58,7 @@ enum Repr {
         message: String,
         kind: TransferErrorKind,
         transient: bool,
-        source: Option<BoxError>,
+        source: Option<Cause>,
     },
     Protocol(String),
     Config(String),
@@ -106,7 +107,7 @@ impl TransferError {
                 message: format!("{what}: {reason}{}", attempts_suffix(attempts)),
                 kind: TransferErrorKind::Network,
                 transient,
-                source: Some(Box::new(source.without_url())),
+                source: Some(Arc::new(source.without_url())),
             }),
         }
     }

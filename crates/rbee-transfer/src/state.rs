@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rbee_artifact::Sha256Digest;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use sha2::digest::common::hazmat::{SerializableState, SerializedState};
@@ -94,7 +95,7 @@ pub(crate) struct PartState {
     pub(crate) source: String,
     /// The digest the file must have, when the vendor gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) sha256: Option<String>,
+    pub(crate) sha256: Option<Sha256Digest>,
     #[serde(flatten)]
     pub(crate) validators: Validators,
     /// Written ranges of the `.part`.
@@ -108,7 +109,7 @@ pub(crate) struct PartState {
 }
 
 impl PartState {
-    pub(crate) fn new(source: String, sha256: Option<String>) -> Self {
+    pub(crate) fn new(source: String, sha256: Option<Sha256Digest>) -> Self {
         Self {
             version: VERSION,
             source,

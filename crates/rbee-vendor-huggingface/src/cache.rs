@@ -15,7 +15,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use rbee_artifact::{GitBlobHasher, Sha256Digest, link_or_copy};
+use rbee_artifact::{GitBlobHasher, GitBlobId, Sha256Digest, link_or_copy};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -236,7 +236,7 @@ pub(crate) struct LocalDigest {
     pub size: u64,
     pub sha256: Sha256Digest,
     /// The git blob id (`sha1("blob <size>\0" + bytes)`), when asked for.
-    pub git_oid: Option<String>,
+    pub git_oid: Option<GitBlobId>,
 }
 
 /// Hashes a file with SHA-256 and, when `git_oid` is set, the git blob id too. Blocking; stops
@@ -327,7 +327,7 @@ mod tests {
         let d = hash_file(&p, true, None).unwrap();
         // `printf 'hello\n' | git hash-object --stdin`
         assert_eq!(
-            d.git_oid.as_deref(),
+            d.git_oid.map(|id| id.to_string()).as_deref(),
             Some("ce013625030ba8dba906f756967f9e9ca394464a")
         );
         assert_eq!(d.sha256, Sha256Digest::of(b"hello\n"));

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use rbee_artifact::{
-    ArtifactRef, DownloadTracker, DownloadedFile, Error, FileSource, ResolveOptions,
+    ArtifactRef, DownloadTracker, DownloadedFile, Error, FileSource, GitBlobId, ResolveOptions,
     ResolvedArtifact, ResolvedFile, Result, Scheme, Secret, VendorSource, link_or_copy, partial,
     redact_url, validate_relative_path,
 };
@@ -589,7 +589,7 @@ impl HuggingFaceVendor {
             let digest = hash_file(&source, expected.sha256.is_none() && oid.is_some(), Some(&stop))?;
             let matches = match (&expected.sha256, oid) {
                 (Some(sha), _) => *sha == digest.sha256,
-                (None, Some(oid)) => digest.git_oid.as_deref() == Some(&oid.to_ascii_lowercase()),
+                (None, Some(oid)) => digest.git_oid == Some(oid),
                 // Nothing to check against but the size.
                 (None, None) => true,
             };
@@ -657,7 +657,8 @@ impl HuggingFaceVendor {
                     Some(etag) => etag,
                     None => hash_file(&local, true, None)?
                         .git_oid
-                        .expect("asked for the git blob id"),
+                        .expect("asked for the git blob id")
+                        .to_string(),
                 };
                 cached.store(&commit, &revision, &path, &etag, &local)
             })
@@ -936,7 +937,7 @@ impl HuggingFaceVendor {
 
 /// The git blob id a plan file expects, for files the Hub stores in git rather than LFS (no
 /// sha256 published).
-fn expected_git_oid(file: &ResolvedFile) -> Option<&str> {
+fn expected_git_oid(file: &ResolvedFile) -> Option<GitBlobId> {
     file.expected_git_blob()
 }
 
@@ -948,7 +949,7 @@ async fn keep_if_identical(
     dest: &Path,
     cancel: &CancellationToken,
 ) -> Result<Option<DownloadedFile>> {
-    let Some(expected) = expected_git_oid(file).map(str::to_ascii_lowercase) else {
+    let Some(expected) = expected_git_oid(file) else {
         return Ok(None);
     };
     let target = dest.join(safe_path(&file.path)?);
@@ -963,7 +964,7 @@ async fn keep_if_identical(
         .await
         .map_err(|e| Error::task_failed("checking a file", e))?;
     match digest {
-        Ok(d) if d.git_oid.as_deref() == Some(expected.as_str()) => Ok(Some(DownloadedFile {
+        Ok(d) if d.git_oid == Some(expected) => Ok(Some(DownloadedFile {
             path: file.path.clone(),
             size: d.size,
             sha256: d.sha256,
@@ -991,7 +992,6 @@ async fn check_git_blobs(
             .iter()
             .find(|f| f.path == done.path)
             .and_then(expected_git_oid)
-            .map(str::to_ascii_lowercase)
         else {
             continue;
         };
@@ -1001,13 +1001,13 @@ async fn check_git_blobs(
             .await
             .map_err(|e| Error::task_failed("checking a downloaded file", e))?
             .map_err(|e| Error::io(format!("checking {}", local.display()), e))?;
-        let actual = digest.git_oid.unwrap_or_default();
+        let actual = digest.git_oid.expect("asked for the git blob id");
         if actual != expected {
             let _ = std::fs::remove_file(&local);
             return Err(Error::Integrity {
                 path: done.path.clone(),
-                expected: format!("git blob {expected}"),
-                actual: format!("git blob {actual}"),
+                expected: expected.into(),
+                actual: actual.into(),
             });
         }
     }

@@ -254,8 +254,8 @@ impl Job {
             let _ = fs::remove_file(&part);
             return Err(Error::Integrity {
                 path: self.rel.clone(),
-                expected: expected.to_string(),
-                actual: sha256.to_string(),
+                expected: expected.into(),
+                actual: sha256.into(),
             });
         }
         fs::rename(&part, &self.target)

@@ -185,8 +185,8 @@ impl InMemoryVendor {
             let _ = fs::remove_file(&part);
             return Err(Error::Integrity {
                 path: file.path.clone(),
-                expected: file.published.to_string(),
-                actual: actual.to_string(),
+                expected: file.published.into(),
+                actual: actual.into(),
             });
         }
         fs::rename(&part, &target)

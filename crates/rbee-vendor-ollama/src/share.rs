@@ -161,8 +161,8 @@ fn verified(
         if actual != digest || read != size {
             return Err(Error::Integrity {
                 path: path.to_string(),
-                expected: digest.to_string(),
-                actual: actual.to_string(),
+                expected: digest.into(),
+                actual: actual.into(),
             });
         }
     }

@@ -64,7 +64,6 @@ impl<'a> Job<'a> {
             .metadata()
             .map_err(|e| TransferError::io(format!("reading {}", paths.part.display()), e))?
             .len();
-        let sha_hex = req.sha256.map(|d| d.to_string());
         let st = match PartState::load(&paths.state) {
             Some(mut s) if usable_state(&s, req, part_len) => {
                 s.source = source_id(&req.url);
@@ -78,7 +77,7 @@ impl<'a> Job<'a> {
                 file.set_len(0).map_err(|e| {
                     TransferError::io(format!("truncating {}", paths.part.display()), e)
                 })?;
-                PartState::new(source_id(&req.url), sha_hex)
+                PartState::new(source_id(&req.url), req.sha256)
             }
         };
         let resumed = st.done.len() > 0;

@@ -68,8 +68,8 @@ impl Job<'_> {
         {
             let error = TransferError::catalog(Error::Integrity {
                 path: self.req.path.clone(),
-                expected: expected.to_string(),
-                actual: digest.to_string(),
+                expected: expected.into(),
+                actual: digest.into(),
             });
             if self.resumed.swap(false, Ordering::AcqRel) {
                 // Bytes from an earlier run (another version, or changed on disk) may be

@@ -50,8 +50,7 @@ pub(super) fn provable_ranges(s: &PartState, req: &FetchRequest) -> RangeSet {
 
 /// Whether a saved state describes a partial of this request that can be continued.
 pub(super) fn usable_state(s: &PartState, req: &FetchRequest, part_len: u64) -> bool {
-    let want_sha = req.sha256.map(|d| d.to_string());
-    let same_content = match (&want_sha, &s.sha256) {
+    let same_content = match (&req.sha256, &s.sha256) {
         // Equal digests prove the same bytes even from another URL (a mirror, a new signature).
         (Some(a), Some(b)) => a == b,
         (None, None) => s.source == source_id(&req.url),
@@ -63,7 +62,7 @@ pub(super) fn usable_state(s: &PartState, req: &FetchRequest, part_len: u64) -> 
     };
     let on_disk = s.done.ranges().last().is_none_or(|&(_, e)| e <= part_len);
     // Without a validator or a digest nothing proves the remote still has these bytes.
-    let provable = s.done.len() == 0 || s.validators.if_range().is_some() || want_sha.is_some();
+    let provable = s.done.len() == 0 || s.validators.if_range().is_some() || req.sha256.is_some();
     same_content && size_agrees && on_disk && provable
 }
 
@@ -133,7 +132,7 @@ impl Job<'_> {
         let mut b = lock_unpoisoned(&self.shared.book);
         self.progress.rewind(b.st.done.len());
         let source = b.st.source.clone();
-        let sha = b.st.sha256.clone();
+        let sha = b.st.sha256;
         b.st = PartState::new(source, sha);
         b.unclaimed.clear();
         b.active.clear();

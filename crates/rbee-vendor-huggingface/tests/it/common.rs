@@ -109,5 +109,5 @@ pub(crate) fn reused_paths(events: &[ProgressEvent]) -> Vec<String> {
 pub(crate) fn git_oid(data: &[u8]) -> String {
     let mut h = rbee_artifact::GitBlobHasher::new(data.len() as u64);
     h.update(data);
-    h.finalize()
+    h.finalize().to_string()
 }
