@@ -101,6 +101,25 @@ impl RangeSet {
         }
         set
     }
+
+    /// The bytes covered by both sets.
+    pub(crate) fn intersect(&self, other: &RangeSet) -> RangeSet {
+        let (mut i, mut j) = (0, 0);
+        let mut out = Vec::new();
+        while i < self.0.len() && j < other.0.len() {
+            let (a, b) = (self.0[i], other.0[j]);
+            let (s, e) = (a.0.max(b.0), a.1.min(b.1));
+            if s < e {
+                out.push((s, e));
+            }
+            if a.1 < b.1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        Self(out)
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +152,19 @@ mod tests {
             &[(0, 9)]
         );
         assert_eq!(RangeSet::new().gaps(0), vec![]);
+    }
+
+    #[test]
+    fn intersects() {
+        let a = RangeSet::from_ranges([(0, 10), (20, 30), (40, 50)]);
+        let b = RangeSet::from_ranges([(5, 25), (28, 45)]);
+        assert_eq!(
+            a.intersect(&b).ranges(),
+            &[(5, 10), (20, 25), (28, 30), (40, 45)]
+        );
+        assert_eq!(b.intersect(&a), a.intersect(&b));
+        assert_eq!(a.intersect(&RangeSet::new()), RangeSet::new());
+        assert_eq!(a.intersect(&a), a);
     }
 
     #[test]

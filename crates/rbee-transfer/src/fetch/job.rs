@@ -108,6 +108,8 @@ impl<'a> Job<'a> {
             state_path: paths.state.clone(),
             armed: AtomicBool::new(true),
             saving: AtomicBool::new(false),
+            syncing: AtomicBool::new(false),
+            resets: AtomicU64::new(0),
             save_soon: tokio::sync::Notify::new(),
             save_every: (inner.config.chunk_size / 4).max(1 << 20),
             silent: AtomicU32::new(0),

@@ -157,8 +157,13 @@ pub(super) struct Shared {
     pub(super) state_path: PathBuf,
     /// While set, dropping the job saves the resume state.
     pub(super) armed: AtomicBool,
-    /// A save runs on a blocking thread.
+    /// A save of the written state runs on a blocking thread.
     pub(super) saving: AtomicBool,
+    /// A `sync_data` (then a save recording what it made durable) runs on a blocking thread.
+    pub(super) syncing: AtomicBool,
+    /// Bumped whenever the partial's bytes are forgotten, so a sync that began before does
+    /// not vouch for bytes written after.
+    pub(super) resets: AtomicU64,
     /// Woken when `unsaved` passes `save_every`.
     pub(super) save_soon: tokio::sync::Notify,
     pub(super) save_every: u64,
@@ -215,17 +220,24 @@ impl Shared {
         st
     }
 
-    /// Writes the resume state, after making the bytes it describes durable: a state that
-    /// claims ranges (and a hash of them) the disk may not hold would, after a power loss,
-    /// resume over holes and publish them.
-    pub(super) fn persist(&self, st: &PartState) -> std::io::Result<()> {
+    /// Makes the written bytes durable, records them as such, and writes the resume state. Only
+    /// what was written before the `sync_data` began is recorded durable: a state that claimed
+    /// durable bytes the disk may not hold would, after a power loss, resume over holes.
+    pub(super) fn persist(&self) -> std::io::Result<()> {
+        let resets = self.resets.load(Ordering::Acquire);
+        let synced = self.snapshot().written_view();
         self.file.sync_data()?;
-        st.save(&self.state_path)
+        {
+            let mut b = lock_unpoisoned(&self.book);
+            if self.resets.load(Ordering::Acquire) == resets {
+                b.st.mark_durable(synced);
+            }
+        }
+        self.snapshot().save(&self.state_path)
     }
 
     pub(super) fn save_sync(&self) {
-        let st = self.snapshot();
-        if let Err(e) = self.persist(&st) {
+        if let Err(e) = self.persist() {
             tracing::warn!(path = %self.state_path.display(), error = %e, "could not save the resume state");
         }
     }
@@ -426,30 +438,42 @@ impl Job<'_> {
         let _ = tokio::task::spawn_blocking(move || shared.save_sync()).await;
     }
 
-    /// Starts writing the resume state without waiting (the connections keep running); skipped
-    /// while a save is still in flight.
+    /// Starts writing the resume state without waiting (the connections keep running): the
+    /// written state at once, without waiting for the disk (it bounds what a `kill -9` loses,
+    /// however slow a sync is), and a `sync_data` that then advances the durable state (what
+    /// a power loss keeps). Each is skipped while the previous one is still in flight.
     pub(super) fn save_detached(&self) {
-        if !self.shared.armed.load(Ordering::Acquire)
-            || !lock_unpoisoned(&self.shared.book).dirty
-            || self.shared.saving.swap(true, Ordering::AcqRel)
-        {
+        if !self.shared.armed.load(Ordering::Acquire) || !lock_unpoisoned(&self.shared.book).dirty {
             return;
         }
-        let st = self.shared.snapshot();
-        let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || {
-            if shared.armed.load(Ordering::Acquire)
-                && let Err(e) = shared.persist(&st)
-            {
-                tracing::warn!(path = %shared.state_path.display(), error = %e, "could not save the resume state");
-            }
-            shared.saving.store(false, Ordering::Release);
-        });
+        if !self.shared.saving.swap(true, Ordering::AcqRel) {
+            let st = self.shared.snapshot();
+            let shared = self.shared.clone();
+            tokio::task::spawn_blocking(move || {
+                if shared.armed.load(Ordering::Acquire)
+                    && let Err(e) = st.save(&shared.state_path)
+                {
+                    tracing::warn!(path = %shared.state_path.display(), error = %e, "could not save the resume state");
+                }
+                shared.saving.store(false, Ordering::Release);
+            });
+        }
+        if !self.shared.syncing.swap(true, Ordering::AcqRel) {
+            let shared = self.shared.clone();
+            tokio::task::spawn_blocking(move || {
+                if shared.armed.load(Ordering::Acquire) {
+                    shared.save_sync();
+                }
+                shared.syncing.store(false, Ordering::Release);
+            });
+        }
     }
 
-    /// Waits until no detached save is in flight.
+    /// Waits until no detached save or sync is in flight.
     pub(super) async fn settle_saves(&self) {
-        while self.shared.saving.load(Ordering::Acquire) {
+        while self.shared.saving.load(Ordering::Acquire)
+            || self.shared.syncing.load(Ordering::Acquire)
+        {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }

@@ -119,7 +119,7 @@ impl Job<'_> {
         if dropped > 0 {
             tracing::info!(path = %self.paths.part.display(), kept = kept.len(), dropped, "without a published digest only the verified prefix of a partial is kept");
             self.progress.rewind(dropped);
-            b.st.done = kept;
+            b.st.retain(kept);
             b.dirty = true;
         }
         self.resumed.store(b.st.done.len() > 0, Ordering::Release);
@@ -130,6 +130,7 @@ impl Job<'_> {
     pub(super) fn reset_data(&self) -> Result<(), TransferError> {
         self.resumed.store(false, Ordering::Release);
         let mut b = lock_unpoisoned(&self.shared.book);
+        self.shared.resets.fetch_add(1, Ordering::AcqRel);
         self.progress.rewind(b.st.done.len());
         let source = b.st.source.clone();
         let sha = b.st.sha256;

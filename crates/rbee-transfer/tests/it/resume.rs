@@ -261,3 +261,149 @@ async fn rate_limit_holds_across_connections() {
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(1300), "{took:?}");
 }
+
+/// The kernel boot this test runs under, as the engine records it.
+fn this_boot() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .expect("the kernel's boot id")
+        .trim()
+        .to_string()
+}
+
+/// Leaves `m.bin.part` with every byte of `data` on disk and a resume state that claims
+/// `[0, written)` written and `[0, durable)` durable (the format `version` writes).
+fn plant_partial(dir: &std::path::Path, data: &[u8], state: serde_json::Value) {
+    std::fs::write(dir.join("m.bin.part"), data).unwrap();
+    std::fs::write(
+        dir.join("m.bin.part.state"),
+        serde_json::to_vec(&state).unwrap(),
+    )
+    .unwrap();
+}
+
+fn planted_state(data: &[u8], written: u64, durable: u64, boot: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": 2, "source": "elsewhere", "sha256": digest(data).to_string(),
+        "total": data.len(), "etag": "\"v1\"",
+        "done": [[0, written]],
+        "durable": {"done": [[0, durable]]},
+        "boot_id": boot,
+    })
+}
+
+/// Fetches the planted partial to the end; returns the body bytes served for it.
+async fn finish_planted(
+    fs: &FileServer,
+    server: &MockServer,
+    dir: &std::path::Path,
+    data: &[u8],
+) -> u64 {
+    let mut req = request(server, data.len());
+    req.sha256 = Some(digest(data));
+    let dest = dir.join("m.bin");
+    fs.with(|s| s.served = 0);
+    let t = tracker();
+    let p = t.file(
+        "m.bin",
+        req.expected_size,
+        transfer().bytes_on_disk(&req, &dest),
+    );
+    let got = transfer()
+        .fetch(&req, &dest, &p, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(got.sha256, digest(data));
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+    assert_eq!(listing(dir), vec!["m.bin"]);
+    fs.with(|s| s.served)
+}
+
+#[tokio::test]
+async fn bytes_written_under_this_boot_are_trusted_and_after_a_reboot_only_synced_ones() {
+    let data = body(4 * MIB);
+    let size = data.len() as u64;
+    let (written, durable) = (3 * MIB as u64, MIB as u64);
+    let fs = FileServer::new(data.clone());
+    let server = serve(&fs).await;
+    let chunk = config().chunk_size;
+    let mut req = request(&server, data.len());
+    req.sha256 = Some(digest(&data));
+
+    // The process died, the machine did not: everything written is in the page cache.
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(
+        dir.path(),
+        &data,
+        planted_state(&data, written, durable, &this_boot()),
+    );
+    assert_eq!(
+        transfer().bytes_on_disk(&req, &dir.path().join("m.bin")),
+        written
+    );
+    let served = finish_planted(&fs, &server, dir.path(), &data).await;
+    assert!(
+        served >= size - written && served <= size - written + chunk,
+        "served {served} with {} missing",
+        size - written
+    );
+
+    // The machine rebooted since: only what was synced may be on disk.
+    let dir = tempfile::tempdir().unwrap();
+    let other_boot = "00000000-0000-4000-8000-000000000000";
+    plant_partial(
+        dir.path(),
+        &data,
+        planted_state(&data, written, durable, other_boot),
+    );
+    assert_eq!(
+        transfer().bytes_on_disk(&req, &dir.path().join("m.bin")),
+        durable
+    );
+    let served = finish_planted(&fs, &server, dir.path(), &data).await;
+    assert!(
+        served >= size - durable && served <= size - durable + chunk,
+        "served {served} with {} not durable",
+        size - durable
+    );
+
+    // A state that records no boot: only what was synced.
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = planted_state(&data, written, durable, "");
+    state.as_object_mut().unwrap().remove("boot_id");
+    plant_partial(dir.path(), &data, state);
+    assert_eq!(
+        transfer().bytes_on_disk(&req, &dir.path().join("m.bin")),
+        durable
+    );
+}
+
+#[tokio::test]
+async fn a_state_in_the_format_before_boot_ids_still_resumes() {
+    let data = body(4 * MIB);
+    let size = data.len() as u64;
+    let fs = FileServer::new(data.clone());
+    let server = serve(&fs).await;
+    let mut req = request(&server, data.len());
+    req.sha256 = Some(digest(&data));
+    let dir = tempfile::tempdir().unwrap();
+    // That format saved only after a sync: all it claims is durable, under any boot.
+    let written = 3 * MIB as u64;
+    plant_partial(
+        dir.path(),
+        &data,
+        serde_json::json!({
+            "version": 1, "source": "elsewhere", "sha256": digest(&data).to_string(),
+            "total": data.len(), "etag": "\"v1\"", "done": [[0, written]],
+        }),
+    );
+    assert_eq!(
+        transfer().bytes_on_disk(&req, &dir.path().join("m.bin")),
+        written
+    );
+    let served = finish_planted(&fs, &server, dir.path(), &data).await;
+    assert!(
+        served <= size - written + config().chunk_size,
+        "served {served} with {} missing",
+        size - written
+    );
+}
