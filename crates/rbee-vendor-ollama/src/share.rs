@@ -115,18 +115,7 @@ impl SharedWithOllama {
             store.put_gguf_model(&model).map(drop)
         })
         .await;
-        match outcome {
-            Ok(Ok(())) => progress.message(format!(
-                "placed in Ollama's store at {root}: `ollama run {shown}` uses it without pulling"
-            )),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e.report(), "could not place the model in Ollama's store");
-                progress.message(format!("could not place the model in Ollama's store: {e}"));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the task placing the model in Ollama's store failed")
-            }
-        }
+        crate::vendor::report_placed(progress, &root, &shown, outcome);
     }
 }
 

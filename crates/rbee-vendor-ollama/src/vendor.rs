@@ -570,6 +570,17 @@ async fn publish(
         Ok(())
     })
     .await;
+    report_placed(progress, &root, &shown, outcome);
+}
+
+/// Says how placing a model in Ollama's store (at `root`, as `shown`) went. Failures are
+/// reported, not fatal: rbee's own copy is complete either way.
+pub(crate) fn report_placed(
+    progress: &DownloadTracker,
+    root: &str,
+    shown: &str,
+    outcome: std::result::Result<Result<()>, tokio::task::JoinError>,
+) {
     match outcome {
         Ok(Ok(())) => progress.message(format!(
             "placed in Ollama's store at {root}: `ollama run {shown}` uses it without pulling"
