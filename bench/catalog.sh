@@ -43,24 +43,7 @@ if [ ! -d "$CAT/hf/bench" ] || [ "$(ls "$CAT/hf/bench" | wc -l)" -ne "$ENTRIES" 
     HUB=$(sed -n 's/.*"hub":"\([^"]*\)".*/\1/p' "$WORK/hub.json")
     HF_ENDPOINT=${HUB%/} HF_HOME=$WORK/.hf "$RBEE" --cache-dir "$CAT" --quiet model download hf:bench/tiny/tiny.bin >/dev/null
     kill "$HUB_PID"
-    python3 - "$CAT" "$ENTRIES" <<'PY'
-import os, sys
-root, n = sys.argv[1], int(sys.argv[2])
-src = os.path.join(root, "hf", "bench", "tiny")
-(variant,) = os.listdir(src)
-record = open(os.path.join(src, variant, "metadata.json")).read()
-for i in range(1, n):
-    name = f"tiny-{i:05}"
-    dst = os.path.join(root, "hf", "bench", name, variant)
-    os.makedirs(os.path.join(dst, "files"), exist_ok=True)
-    with open(os.path.join(dst, "metadata.json"), "w") as f:
-        f.write(record.replace("bench/tiny", f"bench/{name}").replace("bench--tiny--", f"bench--{name}--"))
-    for dirpath, _, files in os.walk(os.path.join(src, variant, "files")):
-        for fn in files:
-            rel = os.path.relpath(os.path.join(dirpath, fn), os.path.join(src, variant))
-            os.makedirs(os.path.dirname(os.path.join(dst, rel)), exist_ok=True)
-            os.link(os.path.join(dirpath, fn), os.path.join(dst, rel))
-PY
+    python3 "$ROOT/bench/lib/grow-catalog.py" "$CAT" "$ENTRIES"
 fi
 one=$(ls "$CAT/hf/bench" | sed -n 2p)
 

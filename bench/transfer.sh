@@ -312,24 +312,7 @@ if want catalog; then
         mkdir -p "$WORK/files/hf/bench/tiny"
         head -c 4096 /dev/urandom >"$WORK/files/hf/bench/tiny/tiny.bin"
         "$RBEE" --cache-dir "$CAT" --quiet model download hf:bench/tiny/tiny.bin >/dev/null
-        "$PY" - "$CAT" "$ENTRIES" <<'PY'
-import json, os, shutil, sys
-root, n = sys.argv[1], int(sys.argv[2])
-src = os.path.join(root, "hf", "bench", "tiny")
-(variant,) = os.listdir(src)
-record = open(os.path.join(src, variant, "metadata.json")).read()
-for i in range(1, n):
-    name = f"tiny-{i:05}"
-    dst = os.path.join(root, "hf", "bench", name, variant)
-    os.makedirs(os.path.join(dst, "files"), exist_ok=True)
-    with open(os.path.join(dst, "metadata.json"), "w") as f:
-        f.write(record.replace("bench/tiny", f"bench/{name}").replace("bench--tiny--", f"bench--{name}--"))
-    for dirpath, _, files in os.walk(os.path.join(src, variant, "files")):
-        for fn in files:
-            rel = os.path.relpath(os.path.join(dirpath, fn), os.path.join(src, variant))
-            os.makedirs(os.path.dirname(os.path.join(dst, rel)), exist_ok=True)
-            os.link(os.path.join(dirpath, fn), os.path.join(dst, rel))
-PY
+        "$PY" "$ROOT/bench/lib/grow-catalog.py" "$CAT" "$ENTRIES"
     fi
     n=$(ls "$CAT/hf/bench" | wc -l)
     case="catalog of $n entries"
