@@ -139,6 +139,27 @@ impl Env {
         out
     }
 
+    /// Starts a download, kills it with SIGKILL (no chance to save anything more) once the
+    /// hub has sent `after` bytes, and returns what the hub had sent by then.
+    async fn download_killed_after(&self, after: u64) -> u64 {
+        let mut child = self
+            .rbee()
+            .args(["--quiet", "model", "download", &self.reference])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.wait_for_bytes(after, &mut child).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let sent = self.settled_sent().await;
+        assert!(
+            sent < self.data.len() as u64,
+            "killed too late to test a resume"
+        );
+        sent
+    }
+
     /// Runs the download to the end and checks the file and what the server sent for it.
     /// Prints the bytes fetched twice (visible with `--nocapture`).
     #[allow(clippy::print_stderr)]
@@ -180,21 +201,7 @@ impl Env {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_half_way_then_resume_fetches_only_what_is_missing() {
     let env = Env::new(64 * MIB, Some(4 * MIB)).await;
-    let mut child = env
-        .rbee()
-        .args(["--quiet", "model", "download", &env.reference])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    env.wait_for_bytes(32 * MIB, &mut child).await;
-    child.kill().unwrap(); // SIGKILL: no chance to save anything more
-    child.wait().unwrap();
-    let first = env.settled_sent().await;
-    assert!(
-        first < env.data.len() as u64,
-        "killed too late to test a resume"
-    );
+    let first = env.download_killed_after(32 * MIB).await;
     assert!(env.files_named(".part").len() == 1, "the partial is kept");
     env.finish_and_check(first).await;
 }
@@ -204,21 +211,7 @@ async fn kill_9_at_half_way_then_resume_fetches_only_what_is_missing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_fast_hf_download_then_resume_fetches_only_what_is_missing() {
     let env = Env::hf(256 * MIB, Some(64 * MIB)).await;
-    let mut child = env
-        .rbee()
-        .args(["--quiet", "model", "download", &env.reference])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    env.wait_for_bytes(128 * MIB, &mut child).await;
-    child.kill().unwrap(); // SIGKILL: no chance to save anything more
-    child.wait().unwrap();
-    let first = env.settled_sent().await;
-    assert!(
-        first < env.data.len() as u64,
-        "killed too late to test a resume"
-    );
+    let first = env.download_killed_after(128 * MIB).await;
     env.finish_and_check(first).await;
 }
 

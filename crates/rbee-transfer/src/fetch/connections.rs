@@ -78,7 +78,9 @@ impl Job<'_> {
                 },
                 _ = self.shared.save_soon.notified() => self.save_detached(),
                 _ = hedge_check.tick(), if failure.is_none() => {
-                    if let Some(span) = self.shared.help_slow_range(max_helpers) {
+                    // Helpers count against the connection cap like any connection.
+                    let room = config.max_connections.saturating_sub(active);
+                    if let Some(span) = self.shared.help_slow_range(max_helpers.min(room)) {
                         workers.push(Either::Right(self.helper(span, stop)));
                     }
                 }
@@ -92,6 +94,10 @@ impl Job<'_> {
                             parallel,
                             config,
                             self.shared.unclaimed_bytes(),
+                        );
+                        let helpers = lock_unpoisoned(&self.shared.book).helpers;
+                        let add = add.min(
+                            config.max_connections.saturating_sub(active + helpers),
                         );
                         if add > 0 {
                             tracing::debug!(from = active, to = active + add, "adding connections");

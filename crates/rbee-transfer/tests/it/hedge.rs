@@ -93,8 +93,10 @@ async fn a_slow_connection_is_relieved_while_ranges_are_still_to_be_handed_out()
     let mut req = FetchRequest::new("m.bin", hub.file_url("m.bin"));
     req.expected_size = Some(data.len() as u64);
     req.sha256 = Some(digest(&data));
+    // Room above the four connections for a helper.
     let t = Transfer::new(TransferConfig {
         chunk_size: 1 << 20,
+        max_connections: 8,
         ..config()
     })
     .unwrap();
@@ -230,4 +232,54 @@ impl wiremock::Respond for ArcResponder {
     fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
         self.0.respond(req)
     }
+}
+
+/// At the connection cap, a slow range gets no extra connection: the cap holds, and idle
+/// connections help it once nothing is left to hand out.
+#[tokio::test]
+async fn helpers_for_a_slow_range_stay_within_the_connection_cap() {
+    let root = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let data = body(16 << 20);
+    std::fs::write(root.path().join("m.bin"), &data).unwrap();
+    let hub = FakeHub::start(FakeHubConfig::new(root.path()).with_rate_limit(8 << 20))
+        .await
+        .unwrap();
+    hub.set_faults(vec![
+        Fault::slow_connection(512 << 10).path("m.bin").times(1),
+    ]);
+    let mut req = FetchRequest::new("m.bin", hub.file_url("m.bin"));
+    req.expected_size = Some(data.len() as u64);
+    req.sha256 = Some(digest(&data));
+    let t = Transfer::new(TransferConfig {
+        chunk_size: 1 << 20,
+        connections: 4,
+        max_connections: 4,
+        ..config()
+    })
+    .unwrap();
+    let tr = tracker();
+    let p = progress(&tr, req.expected_size);
+    let dest = out.path().join("m.bin");
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        t.fetch(&req, &dest, &p, &CancellationToken::new()),
+    )
+    .await
+    .expect("the download finished")
+    .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+    let mut connections: Vec<_> = hub
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/files/m.bin")
+        .map(|r| r.connection)
+        .collect();
+    connections.sort_unstable();
+    connections.dedup();
+    assert!(
+        connections.len() <= 4,
+        "{} connections for a cap of 4",
+        connections.len()
+    );
 }
