@@ -6,6 +6,9 @@
 //!     "XCR1" | xorb hash (32) | chunk index (u32 LE) | length (u32 LE) | chunk hash (32) | bytes
 //! ```
 //!
+//! A record found wrong after the fact (its file failed its digest) has its magic rewritten
+//! to "XCR0": still walked past, never indexed again, by this process or the next.
+//!
 //! A few large files rather than one per chunk: a first download writes its chunks as it
 //! goes at little more than the cost of the bytes. Records are appended by one writer thread
 //! per cache (off the async threads); a process only ever appends to packs it created. The
@@ -17,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +33,8 @@ use rbee_xet::{XetHash, chunk_hash};
 use tokio::sync::{mpsc, oneshot};
 
 const MAGIC: &[u8; 4] = b"XCR1";
+/// A forgotten record: same layout, skipped by the walk.
+const MAGIC_FORGOTTEN: &[u8; 4] = b"XCR0";
 const HEADER_LEN: usize = 4 + 32 + 4 + 4 + 32;
 /// Far above any chunk the Hub makes (128 KiB): a length past it is a damaged header.
 const MAX_RECORD: u32 = 16 << 20;
@@ -106,6 +111,14 @@ impl ChunkCache {
         let mut state = State::default();
         for entry in std::fs::read_dir(&dir)?.flatten() {
             let path = entry.path();
+            if is_old_layout_folder(&entry) {
+                // The earlier layout kept a file per chunk under a folder per xorb: nothing
+                // reads it any more, and it counts against no budget.
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    tracing::debug!(path = %path.display(), error = %e, "could not remove a folder of the old Xet chunk cache layout");
+                }
+                continue;
+            }
             if path.extension().is_none_or(|e| e != "pack") {
                 continue;
             }
@@ -150,10 +163,12 @@ impl ChunkCache {
     }
 
     /// Chunk `index` of `xorb`, when stored and still matching its hash (a damaged record is
-    /// forgotten). Counts as a use of its pack for eviction. Blocking file I/O.
+    /// forgotten; a pack that cannot be read any more, as when another process evicted it,
+    /// is forgotten whole). Counts as a use of its pack for eviction. Blocking file I/O,
+    /// done outside the cache's lock.
     pub fn read(&self, xorb: &XetHash, index: u32) -> Option<Vec<u8>> {
         let key = (*xorb, index);
-        let (loc, file) = {
+        let (loc, path, file, touch) = {
             let mut state = lock_unpoisoned(&self.inner.state);
             if let Some(data) = state.pending.get(&key) {
                 return Some(data.as_ref().clone());
@@ -162,33 +177,47 @@ impl ChunkCache {
             let pack = state.packs.get_mut(loc.pack)?.as_mut()?;
             let now = SystemTime::now();
             pack.last_used = now;
-            if pack
+            let touch = pack
                 .touched
-                .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= TOUCH_EVERY)
-            {
+                .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= TOUCH_EVERY);
+            if touch {
                 pack.touched = Some(now);
-                if let Ok(f) = File::options().append(true).open(&pack.path) {
-                    let _ = f.set_modified(now);
-                }
             }
-            let file = match &pack.file {
-                Some(f) => f.clone(),
-                None => {
-                    let f = Arc::new(File::open(&pack.path).ok()?);
-                    pack.file = Some(f.clone());
+            (loc, pack.path.clone(), pack.file.clone(), touch.then_some(now))
+        };
+        if let Some(now) = touch
+            && let Ok(f) = File::options().append(true).open(&path)
+        {
+            let _ = f.set_modified(now);
+        }
+        let file = match file {
+            Some(f) => f,
+            None => match File::open(&path) {
+                Ok(f) => {
+                    let f = Arc::new(f);
+                    let mut state = lock_unpoisoned(&self.inner.state);
+                    if let Some(Some(pack)) = state.packs.get_mut(loc.pack) {
+                        pack.file.get_or_insert_with(|| f.clone());
+                    }
                     f
                 }
-            };
-            (loc, file)
+                Err(e) => {
+                    self.inner.forget_pack(loc.pack, &path, &e);
+                    return None;
+                }
+            },
         };
         let mut record = vec![0u8; HEADER_LEN + loc.len as usize];
-        let intact = file.read_exact_at(&mut record, loc.offset).is_ok()
-            && parse_header(record[..HEADER_LEN].try_into().expect("a header's length"))
-                .is_some_and(|(k, len, hash)| {
-                    k == key
-                        && len == loc.len
-                        && chunk_hash(&record[HEADER_LEN..]).as_bytes() == &hash
-                });
+        if let Err(e) = file.read_exact_at(&mut record, loc.offset) {
+            self.inner.forget_pack(loc.pack, &path, &e);
+            return None;
+        }
+        let intact = parse_header(record[..HEADER_LEN].try_into().expect("a header's length"))
+            .is_some_and(|(k, len, hash, live)| {
+                live && k == key
+                    && len == loc.len
+                    && chunk_hash(&record[HEADER_LEN..]).as_bytes() == &hash
+            });
         if !intact {
             tracing::warn!(dir = %self.inner.dir.display(), "a cached Xet chunk no longer matches its hash; forgetting it");
             lock_unpoisoned(&self.inner.state).index.remove(&key);
@@ -196,6 +225,46 @@ impl ChunkCache {
         }
         record.drain(..HEADER_LEN);
         Some(record)
+    }
+
+    /// Forgets chunks `range` of `xorb`, here and on disk, for this process and the next: what
+    /// they held turned out wrong (a file rebuilt from them failed its digest). Waits for the
+    /// writer first, so that none of them is still on its way to disk.
+    pub async fn forget(&self, xorb: &XetHash, range: ChunkRange) {
+        self.flush().await;
+        let doomed: Vec<(PathBuf, u64)> = {
+            let mut state = lock_unpoisoned(&self.inner.state);
+            (range.start..range.end)
+                .filter_map(|i| {
+                    let key = (*xorb, i);
+                    state.pending.remove(&key);
+                    let loc = state.index.remove(&key)?;
+                    let pack = state.packs.get(loc.pack)?.as_ref()?;
+                    Some((pack.path.clone(), loc.offset))
+                })
+                .collect()
+        };
+        if doomed.is_empty() {
+            return;
+        }
+        let dir = self.inner.dir.clone();
+        let marked = tokio::task::spawn_blocking(move || {
+            for (path, offset) in doomed {
+                // Written in place of the magic: the record keeps its length, so the walk
+                // still finds the ones after it.
+                let marked = File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.write_all_at(MAGIC_FORGOTTEN, offset));
+                if let Err(e) = marked {
+                    tracing::debug!(pack = %path.display(), error = %e, "could not mark a wrong Xet chunk as forgotten on disk");
+                }
+            }
+        })
+        .await;
+        if marked.is_err() {
+            tracing::debug!(dir = %dir.display(), "marking wrong Xet chunks as forgotten did not finish");
+        }
     }
 
     /// Stores chunk `index` of `xorb`: queued for the writer thread (waiting while it is
@@ -228,6 +297,20 @@ impl ChunkCache {
 }
 
 impl Inner {
+    /// Forgets pack `pack` (still at `path`) and everything in it, as eviction does: it could
+    /// not be read, most likely because another process evicted it or someone removed it.
+    fn forget_pack(&self, pack: usize, path: &Path, error: &std::io::Error) {
+        let mut state = lock_unpoisoned(&self.state);
+        if !matches!(state.packs.get(pack), Some(Some(p)) if p.path == path) {
+            return;
+        }
+        tracing::debug!(pack = %path.display(), %error, "a Xet chunk pack cannot be read; forgetting its chunks");
+        if let Some(p) = state.packs[pack].take() {
+            state.used = state.used.saturating_sub(p.size);
+        }
+        state.index.retain(|_, loc| loc.pack != pack);
+    }
+
     /// The writer thread: appends queued chunks in batches until the cache is dropped.
     fn write_loop(&self, mut jobs: mpsc::Receiver<Job>) {
         let mut out: Option<File> = None;
@@ -370,40 +453,42 @@ impl Inner {
     }
 }
 
-fn parse_header(h: &[u8; HEADER_LEN]) -> Option<(Key, u32, [u8; 32])> {
-    if &h[..4] != MAGIC {
+/// A record's key, length and chunk hash, and whether it is live (not forgotten).
+fn parse_header(h: &[u8; HEADER_LEN]) -> Option<(Key, u32, [u8; 32], bool)> {
+    let live = &h[..4] == MAGIC;
+    if !live && &h[..4] != MAGIC_FORGOTTEN {
         return None;
     }
     let xorb = XetHash::from_bytes(h[4..36].try_into().ok()?);
     let index = u32::from_le_bytes(h[36..40].try_into().ok()?);
     let len = u32::from_le_bytes(h[40..44].try_into().ok()?);
     let hash: [u8; 32] = h[44..76].try_into().ok()?;
-    (len <= MAX_RECORD).then_some(((xorb, index), len, hash))
+    (len <= MAX_RECORD).then_some(((xorb, index), len, hash, live))
 }
 
 /// The records of a pack of `size` bytes, up to the first one that is damaged or cut short.
+/// Reads only the headers, each where it is: a buffered reader would pull in most of the
+/// bytes between them.
 fn walk_pack(path: &Path, size: u64, pack: usize) -> Vec<(Key, Loc)> {
     let mut out = Vec::new();
     let Ok(file) = File::open(path) else {
         return out;
     };
-    let mut reader = BufReader::with_capacity(64 << 10, file);
     let mut offset = 0u64;
     let mut header = [0u8; HEADER_LEN];
     while offset + HEADER_LEN as u64 <= size {
-        if reader.read_exact(&mut header).is_err() {
+        if file.read_exact_at(&mut header, offset).is_err() {
             break;
         }
-        let Some((key, len, _)) = parse_header(&header) else {
+        let Some((key, len, _, live)) = parse_header(&header) else {
             break;
         };
         let end = offset + HEADER_LEN as u64 + u64::from(len);
         if end > size {
             break;
         }
-        out.push((key, Loc { pack, offset, len }));
-        if reader.seek_relative(i64::from(len)).is_err() {
-            break;
+        if live {
+            out.push((key, Loc { pack, offset, len }));
         }
         offset = end;
     }
@@ -411,6 +496,15 @@ fn walk_pack(path: &Path, size: u64, pack: usize) -> Vec<(Key, Loc)> {
         tracing::debug!(pack = %path.display(), valid = offset, size, "a Xet chunk pack ends in a damaged or unfinished record; the rest is ignored");
     }
     out
+}
+
+/// A folder of the earlier one-file-per-chunk layout: named by a xorb's 64 hex digits.
+fn is_old_layout_folder(entry: &std::fs::DirEntry) -> bool {
+    let name = entry.file_name();
+    let name = name.to_string_lossy();
+    name.len() == 64
+        && name.bytes().all(|b| b.is_ascii_hexdigit())
+        && entry.file_type().is_ok_and(|t| t.is_dir())
 }
 
 #[cfg(test)]
@@ -572,5 +666,84 @@ mod tests {
             .map(|p| std::fs::metadata(p).unwrap().len())
             .sum();
         assert!(on_disk <= budget, "{on_disk}");
+    }
+
+    #[tokio::test]
+    async fn a_pack_gone_from_disk_is_forgotten_so_its_chunks_are_fetched_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = XetHash::from_bytes([2; 32]);
+        {
+            let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+            cache.put(&x, 0, b"zero".to_vec()).await;
+            cache.put(&x, 1, b"one".to_vec()).await;
+            cache.flush().await;
+        }
+        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        assert!(cache.has_all(&x, range(0, 2)));
+        // As another process's eviction, or a user clearing the folder, leaves it.
+        for p in packs(dir.path()) {
+            std::fs::remove_file(p).unwrap();
+        }
+        assert_eq!(cache.read(&x, 0), None);
+        assert!(
+            !cache.has_all(&x, range(0, 1)),
+            "a chunk of a vanished pack still counts as cached"
+        );
+        assert!(
+            !cache.has_all(&x, range(1, 2)),
+            "the whole pack is forgotten, not only the chunk read"
+        );
+        assert_eq!(lock_unpoisoned(&cache.inner.state).used, 0);
+        // Stored again, it is served again.
+        cache.put(&x, 0, b"zero".to_vec()).await;
+        cache.flush().await;
+        assert_eq!(cache.read(&x, 0).unwrap(), b"zero");
+    }
+
+    #[tokio::test]
+    async fn forgotten_chunks_stay_forgotten_in_the_next_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = XetHash::from_bytes([5; 32]);
+        let y = XetHash::from_bytes([6; 32]);
+        {
+            let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+            for i in 0..4 {
+                cache.put(&x, i, vec![i as u8; 100]).await;
+            }
+            cache.put(&y, 1, b"other".to_vec()).await;
+            // Not flushed: forgetting waits for the writer.
+            cache.forget(&x, range(1, 3)).await;
+            assert!(!cache.has_all(&x, range(1, 2)));
+            assert!(!cache.has_all(&x, range(2, 3)));
+            assert!(cache.has_all(&x, range(0, 1)) && cache.has_all(&x, range(3, 4)));
+        }
+        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        assert!(!cache.has_all(&x, range(1, 2)), "came back after a reopen");
+        assert!(!cache.has_all(&x, range(2, 3)), "came back after a reopen");
+        assert_eq!(cache.read(&x, 3).unwrap(), vec![3u8; 100], "walked past");
+        assert_eq!(cache.read(&x, 0).unwrap(), vec![0u8; 100]);
+        assert_eq!(cache.read(&y, 1).unwrap(), b"other");
+        // Right bytes stored again are served, now and after a reopen.
+        cache.put(&x, 1, vec![9u8; 100]).await;
+        cache.flush().await;
+        drop(cache);
+        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(cache.read(&x, 1).unwrap(), vec![9u8; 100]);
+    }
+
+    #[test]
+    fn folders_of_the_old_one_file_per_chunk_layout_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("ab".repeat(32));
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("0"), b"chunk").unwrap();
+        // Not the old layout: left alone.
+        let other = dir.path().join("notes");
+        std::fs::create_dir_all(&other).unwrap();
+        let short = dir.path().join("ab".repeat(31));
+        std::fs::create_dir_all(&short).unwrap();
+        let _cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        assert!(!old.exists(), "the old layout is still there");
+        assert!(other.exists() && short.exists());
     }
 }
