@@ -41,4 +41,9 @@ pub trait PieceSource: Send + Sync + fmt::Debug {
         index: usize,
         sink: &mut PieceSink<'_>,
     ) -> Result<(), TransferError>;
+
+    /// The file assembled from this source's pieces failed its published digest (the engine
+    /// then starts over or falls back to the URL). A source that keeps what it fetched for
+    /// later, such as a cache, should drop what this file took from it.
+    async fn digest_mismatch(&self) {}
 }

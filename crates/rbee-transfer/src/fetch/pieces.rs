@@ -173,7 +173,13 @@ impl Job<'_> {
         let max_restarts = self.inner.retry.max_attempts();
         let mut restarts = 0;
         loop {
-            match self.attempt_pieces(source, total).await {
+            let attempt = self.attempt_pieces(source, total).await;
+            if let Err(Flow::Fail(e) | Flow::Restart(_, Some(e))) = &attempt
+                && e.kind() == crate::TransferErrorKind::Integrity
+            {
+                source.digest_mismatch().await;
+            }
+            match attempt {
                 Ok(done) => return Ok(done),
                 Err(Flow::Restart(reason, _)) if restarts < max_restarts => {
                     restarts += 1;

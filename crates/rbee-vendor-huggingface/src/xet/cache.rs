@@ -183,7 +183,12 @@ impl ChunkCache {
             if touch {
                 pack.touched = Some(now);
             }
-            (loc, pack.path.clone(), pack.file.clone(), touch.then_some(now))
+            (
+                loc,
+                pack.path.clone(),
+                pack.file.clone(),
+                touch.then_some(now),
+            )
         };
         if let Some(now) = touch
             && let Ok(f) = File::options().append(true).open(&path)

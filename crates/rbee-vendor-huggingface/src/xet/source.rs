@@ -11,7 +11,9 @@ use rbee_artifact::Error;
 use rbee_transfer::{
     ApiRequest, PieceSink, PieceSource, Transfer, TransferError, parse_content_range, redact_url,
 };
-use rbee_xet::cas::{ReconstructionTerm, ReconstructionV1, ReconstructionV2, XorbRangeDescriptor};
+use rbee_xet::cas::{
+    ChunkRange, ReconstructionTerm, ReconstructionV1, ReconstructionV2, XorbRangeDescriptor,
+};
 use rbee_xet::{ChunkHeader, XetHash, decode_chunk};
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
@@ -315,9 +317,36 @@ impl PieceSource for XetSource {
             }
         }
     }
+
+    async fn digest_mismatch(&self) {
+        self.forget_cached_terms().await;
+    }
 }
 
 impl XetSource {
+    /// Forgets from the chunk cache every chunk of this file's terms: the file rebuilt from
+    /// them failed its digest, so one of them is wrong (the CAS served bytes that decode but
+    /// are not the file's), and kept it would fail every later download that shares it.
+    async fn forget_cached_terms(&self) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        let mut terms: Vec<_> = self
+            .plan
+            .lock()
+            .await
+            .terms
+            .iter()
+            .map(|t| (t.hash, t.range.start, t.range.end))
+            .collect();
+        terms.sort_unstable();
+        terms.dedup();
+        tracing::warn!(hash = %self.hash, "the file rebuilt over Xet does not match its digest; forgetting its chunks from the cache");
+        for (xorb, start, end) in terms {
+            cache.forget(&xorb, ChunkRange { start, end }).await;
+        }
+    }
+
     /// Rebuilds the rest of a term that is partly on disk already: asks the CAS how to
     /// rebuild only the missing file bytes, so the fetch starts at the chunk that holds the
     /// first of them rather than at the start of the term.

@@ -252,3 +252,46 @@ async fn a_xorb_range_answered_as_another_range_is_refused() {
         }
     }
 }
+
+/// A CAS that once served xorb bytes that decode but are wrong: the file fails its digest and
+/// comes from the bridge, and the wrong chunks do not stay in the chunk cache, so the next
+/// download of the file is rebuilt from Xet alone.
+#[tokio::test]
+async fn chunks_of_a_file_that_failed_its_digest_are_not_served_again() {
+    let hub = Hub::start(2 * MIB).await;
+    let cache = tempfile::tempdir().unwrap();
+    let vendor = || {
+        let mut c = config(hub.hub.url().as_str(), hub.home.path());
+        c.xet_cache = Some(cache.path().join("chunks"));
+        HuggingFaceVendor::new(c, transfer())
+    };
+    for corrupt in [true, false] {
+        if corrupt {
+            // Inside the first chunk's bytes (stored uncompressed: noise does not compress).
+            hub.hub
+                .set_faults(vec![Fault::flip_byte(100).path("xorbs/*")]);
+        } else {
+            hub.hub.clear_faults();
+        }
+        let v = vendor();
+        let plan = resolve(&v, &format!("hf:{REPO}/{FILE}")).await.unwrap();
+        hub.hub.reset_counters();
+        let dest = tempfile::tempdir().unwrap();
+        let (out, _) = download_all(&v, &plan, dest.path()).await;
+        assert_eq!(out.unwrap()[0].sha256, sha(&hub.data));
+        assert_eq!(std::fs::read(dest.path().join(FILE)).unwrap(), hub.data);
+        let c = hub.hub.xet_counters();
+        if corrupt {
+            assert!(c.bridge_bytes > 0, "the bridge filled in: {c:?}");
+        } else {
+            assert!(
+                c.xorb_requests >= 1,
+                "the wrong chunks were fetched again: {c:?}"
+            );
+            assert_eq!(
+                c.bridge_bytes, 0,
+                "a wrong chunk came from the cache: {c:?}"
+            );
+        }
+    }
+}
