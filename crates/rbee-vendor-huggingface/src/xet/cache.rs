@@ -751,4 +751,43 @@ mod tests {
         assert!(!old.exists(), "the old layout is still there");
         assert!(other.exists() && short.exists());
     }
+
+    /// The cache's lock is not held across file I/O: a pack whose open blocks (here a FIFO
+    /// in its place, as a slow or hung filesystem would) stalls only the read that needs it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_read_stuck_in_file_io_does_not_hold_up_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = XetHash::from_bytes([4; 32]);
+        {
+            let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+            cache.put(&x, 0, b"zero".to_vec()).await;
+            cache.flush().await;
+        }
+        let cache = Arc::new(ChunkCache::open(dir.path(), 1 << 20).unwrap());
+        let pack = packs(dir.path()).remove(0);
+        std::fs::remove_file(&pack).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&pack)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Opening a FIFO blocks until its other end is opened.
+        let reader = {
+            let cache = cache.clone();
+            std::thread::spawn(move || cache.read(&x, 0))
+        };
+        // A head start for the read, so that it is inside the open when the cache is asked.
+        std::thread::sleep(Duration::from_millis(200));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let cache = cache.clone();
+            std::thread::spawn(move || tx.send(cache.has_all(&x, range(0, 1))));
+        }
+        let answered = rx.recv_timeout(Duration::from_secs(10));
+        // Both ends at once: every open of the FIFO goes through, and the read fails.
+        let _ends = File::options().read(true).write(true).open(&pack).unwrap();
+        assert_eq!(reader.join().unwrap(), None);
+        assert_eq!(answered, Ok(true), "the cache was locked during the read's I/O");
+        assert!(!cache.has_all(&x, range(0, 1)), "the unreadable pack is forgotten");
+    }
 }
