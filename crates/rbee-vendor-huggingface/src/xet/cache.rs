@@ -787,7 +787,14 @@ mod tests {
         // Both ends at once: every open of the FIFO goes through, and the read fails.
         let _ends = File::options().read(true).write(true).open(&pack).unwrap();
         assert_eq!(reader.join().unwrap(), None);
-        assert_eq!(answered, Ok(true), "the cache was locked during the read's I/O");
-        assert!(!cache.has_all(&x, range(0, 1)), "the unreadable pack is forgotten");
+        assert_eq!(
+            answered,
+            Ok(true),
+            "the cache was locked during the read's I/O"
+        );
+        assert!(
+            !cache.has_all(&x, range(0, 1)),
+            "the unreadable pack is forgotten"
+        );
     }
 }
