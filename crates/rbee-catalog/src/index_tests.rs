@@ -376,3 +376,39 @@ fn stats_from_held_folders_agree_with_stats_by_path() {
     let missing = folders.lstat("wide/gone", None).unwrap_err();
     assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
 }
+
+#[test]
+fn a_record_from_the_index_is_checked_as_one_from_disk_would_be() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = eager(tmp.path());
+    fill(&cat, 4);
+    cat.list().unwrap();
+    // Another rbee (or a hand) left an index whose record for one entry is of a newer format
+    // and names a file outside its folder, under the stamps of the real record.
+    let path = tmp.path().join(layout::INDEX_FILE);
+    let mut index: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let mut edited = 0;
+    fn edit(v: &mut serde_json::Value, edited: &mut usize) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("id").and_then(|i| i.as_str()) == Some("hf--org--repo-002--default") {
+                    m.insert("schema".into(), 99.into());
+                    if let Some(serde_json::Value::Array(files)) = m.get_mut("files") {
+                        files.push(serde_json::json!({"path": "../x", "size": 1}));
+                    }
+                    *edited += 1;
+                }
+                for v in m.values_mut() {
+                    edit(v, edited);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|v| edit(v, edited)),
+            _ => {}
+        }
+    }
+    edit(&mut index, &mut edited);
+    assert_eq!(edited, 1, "the index holds the record");
+    fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let listing = eager(tmp.path()).list().unwrap();
+    assert_eq!(listing, truth(tmp.path()));
+}

@@ -467,13 +467,25 @@ impl Catalog {
         out: &mut Vec<Listing>,
         dead: &mut Vec<CatalogKey>,
     ) {
-        let record = match refresh.cached(rel) {
-            Some(index::Node::Entry { stamp: s, record }) if *s == stamp && is_file => {
-                let record = record.clone();
+        let cached = match refresh.cached(rel) {
+            // Checked as a record read from disk would be: the index may have been written by
+            // another rbee, with other rules.
+            Some(index::Node::Entry { stamp: s, record })
+                if *s == stamp
+                    && is_file
+                    && record.check().is_ok()
+                    && record.id == self.id_of_dir(&dir) =>
+            {
+                Some(record.clone())
+            }
+            _ => None,
+        };
+        let record = match cached {
+            Some(record) => {
                 refresh.keep(rel);
                 record
             }
-            _ => {
+            None => {
                 let id = self.id_of_dir(&dir);
                 let read = match CatalogKey::from_id(&id) {
                     Some(key) => self.read_checked(&key, &dir),
