@@ -412,3 +412,28 @@ fn a_record_from_the_index_is_checked_as_one_from_disk_would_be() {
     let listing = eager(tmp.path()).list().unwrap();
     assert_eq!(listing, truth(tmp.path()));
 }
+
+#[test]
+fn a_record_under_a_name_rbee_never_makes_stays_listed_as_damaged() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = eager(tmp.path());
+    fill(&cat, 2);
+    let odd = tmp
+        .path()
+        .join("hf")
+        .join(std::ffi::OsStr::from_bytes(b"org\xff"));
+    fs::create_dir_all(&odd).unwrap();
+    fs::write(odd.join(layout::METADATA_FILE), b"{}").unwrap();
+    // Old enough for its folder to be kept in the index.
+    std::thread::sleep(index::SETTLE + Duration::from_millis(100));
+    for listing in 1..=3 {
+        let damaged = eager(tmp.path())
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|l| matches!(l, Listing::Damaged { .. }))
+            .count();
+        assert_eq!(damaged, 1, "listing {listing}");
+    }
+}
