@@ -121,7 +121,7 @@ time_run() {
     awk '{printf "%s %s %.2f\n", $1, $2, $3 + $4}' "$WORK/time.txt"
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$ROOT/bench/lib/stats.sh"
 
 RESULTS=()
 # bench CASE SIZE_BYTES TOOL CMD...
