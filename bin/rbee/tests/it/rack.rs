@@ -1,6 +1,7 @@
 //! A rack of hives on a network of their own: each hive a real `rbee` process in a network
 //! namespace of its own (a veth pair on a bridge this test creates, addresses in 10.77.N.0/24),
-//! the fake hub as "the internet" behind a capped link, Garage on the "LAN" (the bridge).
+//! the fake hub as "the internet" (its responses capped in rate, not the link itself), Garage
+//! on the "LAN" (the bridge).
 //!
 //! Where namespaces cannot be made (not root, `ip netns add` refused, or
 //! `RBEE_TEST_LOOPBACK_ONLY=1`), the same cases run on distinct loopback addresses
