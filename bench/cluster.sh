@@ -132,7 +132,7 @@ reset_counters() { curl -s -X POST "$HUB/_admin/counters/reset" >/dev/null; }
 free_port() { python3 -c "import socket; s=socket.socket(); s.bind(('$HOST_IP',0)); print(s.getsockname()[1])"; }
 now() { date +%s.%N; }
 since() { python3 -c "import time; print(f'{time.time() - $1:.3f}')"; }
-median() { python3 -c 'import statistics,sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.3f}")' "$@"; }
+. "$ROOT/bench/lib/stats.sh"
 ratio() { python3 -c "print(f'{$1 / $2:.3f}')"; }
 mbps() { python3 -c "print(f'{$SIZE / $1 / 1e6:.0f}')"; }
 
@@ -253,11 +253,11 @@ for r in $(seq "$RUNS"); do
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
-PLAIN_MED=$(median "${PLAIN[@]}")
-PUBLISH_MED=$(median "${PUBLISH[@]}")
-READ_MED=$(median "${READ[@]}")
-CF_MED=$(median "${CURL_FILE[@]}")
-CN_MED=$(median "${CURL_NULL[@]}")
+PLAIN_MED=$(median_of "${PLAIN[@]}")
+PUBLISH_MED=$(median_of "${PUBLISH[@]}")
+READ_MED=$(median_of "${READ[@]}")
+CF_MED=$(median_of "${CURL_FILE[@]}")
+CN_MED=$(median_of "${CURL_NULL[@]}")
 mkdir -p "$(dirname "$RESULT_MD")"
 {
     echo "# Shared store (Garage), $DATE"
@@ -277,8 +277,8 @@ mkdir -p "$(dirname "$RESULT_MD")"
     for n in $HIVES; do
         read -ra ws <<<"${WALL[$n]}"
         read -ra bs <<<"${BYTES[$n]}"
-        wm=$(median "${ws[@]}")
-        bm=$(median "${bs[@]}")
+        wm=$(median_of "${ws[@]}")
+        bm=$(median_of "${bs[@]}")
         echo "| $n | $wm [${ws[*]}] | $(ratio "$wm" "$PLAIN_MED") | $(ratio "$bm" "$SIZE") (max $(ratio "$(printf '%s\n' "${bs[@]}" | sort -n | tail -1)" "$SIZE")) | ${ORIGIN[$n]% } |"
     done
     echo

@@ -70,7 +70,7 @@ counters() {
 header_len() { # FILE: bytes of its header (magic to the end of the tensor infos)
     "$RBEE" --json model inspect "file:$1" --vram 1GiB | python3 -c "import json,sys; print(json.load(sys.stdin)['files'][0]['header_bytes'])"
 }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$ROOT/bench/lib/stats.sh"
 now() { date +%s.%N; }
 
 ROWS=()

@@ -65,7 +65,7 @@ fetch() {
 peak_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 # CPU ticks (user + system) a process has used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+. "$ROOT/bench/lib/stats.sh"
 # Seconds and CPU seconds per GiB of the serving process $2 for one fetch of URL $1.
 fetch_cpu() {
     local before after secs
@@ -128,8 +128,8 @@ for _ in $(seq "$RUNS"); do
 done
 echo "fake-hub seconds: ${D_SECS[*]}; CPU s/GiB: ${D_CPU[*]}" >&2
 echo "rbee-hive seconds: ${H_SECS[*]}; CPU s/GiB: ${H_CPU[*]}" >&2
-DIRECT=$(median "${D_SECS[@]}")
-H_CACHED=$(median "${H_SECS[@]}")
+DIRECT=$(median_of "${D_SECS[@]}")
+H_CACHED=$(median_of "${H_SECS[@]}")
 PAIRED=$(python3 -c "import statistics,sys; d, h = sys.argv[1].split(), sys.argv[2].split(); print(f'{statistics.median(float(a) / float(b) for a, b in zip(d, h)):.3f}')" "${D_SECS[*]}" "${H_SECS[*]}")
 
 O_LINE="olah: not run (OLAH=0)"
@@ -165,8 +165,8 @@ fi
 
 cat <<EOF
 mirror bench, $(date -u +%Y-%m-%d), ${SIZE_MIB} MiB file, $CLIENTS clients, $(nproc) cores, upstream cap ${CAP} B/s per connection in the cold runs
-fake-hub to curl:    $(mbps "$DIRECT") MB/s (median ${DIRECT}s of $RUNS); server CPU $(median "${D_CPU[@]}") s/GiB
-rbee-hive cached:    $(mbps "$H_CACHED") MB/s (median ${H_CACHED}s of $RUNS) = $(ratio "$DIRECT" "$H_CACHED") of fake-hub (target >= 0.90; median of run pairs $PAIRED); server CPU $(median "${H_CPU[@]}") s/GiB
+fake-hub to curl:    $(mbps "$DIRECT") MB/s (median ${DIRECT}s of $RUNS); server CPU $(median_of "${D_CPU[@]}") s/GiB
+rbee-hive cached:    $(mbps "$H_CACHED") MB/s (median ${H_CACHED}s of $RUNS) = $(ratio "$DIRECT" "$H_CACHED") of fake-hub (target >= 0.90; median of run pairs $PAIRED); server CPU $(median_of "${H_CPU[@]}") s/GiB
 rbee-hive cold x$CLIENTS:   upstream $H_BYTES bytes = $(ratio "$H_BYTES" "$SIZE") x size (target <= 1.02); last client ${H_LAST}s vs one client ${H_ONE}s = $(ratio "$H_LAST" "$H_ONE") (target <= 1.2); peak RSS $((H_RSS / 1024)) MiB
 $O_LINE
 EOF

@@ -53,7 +53,7 @@ reset() { curl -s -X POST "${HUB}_admin/counters/reset" >/dev/null; }
 now() { date +%s.%N; }
 
 RUNS=${RUNS:-3}
-median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+. "$ROOT/bench/lib/stats.sh"
 ROWS=()
 pull() { # LABEL STORE REF [FLAGS…]: RUNS runs, each into a fresh catalog; STORE=fresh empties
     # Ollama's store before each run, otherwise it is the store named

@@ -121,7 +121,7 @@ time_run() {
     awk '{printf "%s %s %.2f\n", $1, $2, $3 + $4}' "$WORK/time.txt"
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$ROOT/bench/lib/stats.sh"
 
 RESULTS=()
 # bench CASE SIZE_BYTES TOOL CMD...
@@ -321,7 +321,10 @@ if want catalog; then
         local tool=$1 times=() rss=() cpus=()
         shift
         for _ in $(seq "$RUNS"); do
-            /usr/bin/time -f "%e %M %U %S" -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/cmd.log" || echo "failed: $*" >&2
+            if ! /usr/bin/time -f "%e %M %U %S" -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/cmd.log"; then
+                echo "failed (not timed): $*" >&2
+                continue
+            fi
             read -r t m c < <(awk '{printf "%s %s %.2f\n", $1, $2, $3 + $4}' "$WORK/time.txt")
             times+=("$t"); rss+=("$m"); cpus+=("$c")
         done

@@ -130,7 +130,7 @@ measure() {
     fi
     echo "$(awk '{printf "%s %s %.2f", $1, $2, $3 + $4}' "$WORK/time.txt") $(xet_bytes)"
 }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$ROOT/bench/lib/stats.sh"
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 ROWS=()

@@ -376,3 +376,64 @@ fn stats_from_held_folders_agree_with_stats_by_path() {
     let missing = folders.lstat("wide/gone", None).unwrap_err();
     assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
 }
+
+#[test]
+fn a_record_from_the_index_is_checked_as_one_from_disk_would_be() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = eager(tmp.path());
+    fill(&cat, 4);
+    cat.list().unwrap();
+    // Another rbee (or a hand) left an index whose record for one entry is of a newer format
+    // and names a file outside its folder, under the stamps of the real record.
+    let path = tmp.path().join(layout::INDEX_FILE);
+    let mut index: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let mut edited = 0;
+    fn edit(v: &mut serde_json::Value, edited: &mut usize) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("id").and_then(|i| i.as_str()) == Some("hf--org--repo-002--default") {
+                    m.insert("schema".into(), 99.into());
+                    if let Some(serde_json::Value::Array(files)) = m.get_mut("files") {
+                        files.push(serde_json::json!({"path": "../x", "size": 1}));
+                    }
+                    *edited += 1;
+                }
+                for v in m.values_mut() {
+                    edit(v, edited);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|v| edit(v, edited)),
+            _ => {}
+        }
+    }
+    edit(&mut index, &mut edited);
+    assert_eq!(edited, 1, "the index holds the record");
+    fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let listing = eager(tmp.path()).list().unwrap();
+    assert_eq!(listing, truth(tmp.path()));
+}
+
+#[test]
+fn a_record_under_a_name_rbee_never_makes_stays_listed_as_damaged() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = eager(tmp.path());
+    fill(&cat, 2);
+    let odd = tmp
+        .path()
+        .join("hf")
+        .join(std::ffi::OsStr::from_bytes(b"org\xff"));
+    fs::create_dir_all(&odd).unwrap();
+    fs::write(odd.join(layout::METADATA_FILE), b"{}").unwrap();
+    // Old enough for its folder to be kept in the index.
+    std::thread::sleep(index::SETTLE + Duration::from_millis(100));
+    for listing in 1..=3 {
+        let damaged = eager(tmp.path())
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|l| matches!(l, Listing::Damaged { .. }))
+            .count();
+        assert_eq!(damaged, 1, "listing {listing}");
+    }
+}

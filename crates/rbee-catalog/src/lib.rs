@@ -425,6 +425,9 @@ impl Catalog {
                 Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
             };
             let mut children = Vec::new();
+            // A folder listing a damaged name is read again each time: the index keeps only
+            // names it can replay.
+            let mut damaged = false;
             for item in read.flatten() {
                 // A link is never a folder here: `file_type` does not follow it.
                 let is_dir = item.file_type().is_ok_and(|t| t.is_dir());
@@ -436,6 +439,7 @@ impl Catalog {
                     // rbee names its folders in ASCII: a record under another name is shown
                     // as damaged, and there is nothing else to find there.
                     None if is_dir && item.path().join(layout::METADATA_FILE).exists() => {
+                        damaged = true;
                         out.push(Listing::Damaged {
                             id: self.id_of_dir(&item.path()),
                             dir: item.path(),
@@ -450,7 +454,7 @@ impl Catalog {
             }
             push_children(&mut stack, &rel, &children);
             folders.enter(&rel, children.len());
-            if let Some(stamp) = stamp {
+            if let Some(stamp) = stamp.filter(|_| !damaged) {
                 refresh.put(&rel, index::Node::Branch { stamp, children });
             }
         }
@@ -467,13 +471,25 @@ impl Catalog {
         out: &mut Vec<Listing>,
         dead: &mut Vec<CatalogKey>,
     ) {
-        let record = match refresh.cached(rel) {
-            Some(index::Node::Entry { stamp: s, record }) if *s == stamp && is_file => {
-                let record = record.clone();
+        let cached = match refresh.cached(rel) {
+            // Checked as a record read from disk would be: the index may have been written by
+            // another rbee, with other rules.
+            Some(index::Node::Entry { stamp: s, record })
+                if *s == stamp
+                    && is_file
+                    && record.check().is_ok()
+                    && record.id == self.id_of_dir(&dir) =>
+            {
+                Some(record.clone())
+            }
+            _ => None,
+        };
+        let record = match cached {
+            Some(record) => {
                 refresh.keep(rel);
                 record
             }
-            _ => {
+            None => {
                 let id = self.id_of_dir(&dir);
                 let read = match CatalogKey::from_id(&id) {
                     Some(key) => self.read_checked(&key, &dir),

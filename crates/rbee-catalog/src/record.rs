@@ -62,6 +62,14 @@ impl ArtifactRecord {
     pub fn decode(json: &[u8]) -> Result<Self, String> {
         let record: ArtifactRecord =
             serde_json::from_slice(json).map_err(|e| format!("it is not a valid record: {e}"))?;
+        record.check()?;
+        Ok(record)
+    }
+
+    /// The checks of [`decode`](Self::decode) on a record already decoded (one the catalog's
+    /// index kept, say, which another rbee may have written): no I/O.
+    pub fn check(&self) -> Result<(), String> {
+        let record = self;
         if record.schema > RECORD_SCHEMA {
             return Err(format!(
                 "it was written by a newer rbee (record schema {}); upgrade rbee",
@@ -91,7 +99,7 @@ impl ArtifactRecord {
                 return Err(format!("it lists the file `{}` twice", f.path));
             }
         }
-        Ok(record)
+        Ok(())
     }
 }
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use rbee_artifact::Sha256Digest;
 
 use crate::OllamaRef;
-use crate::manifest::{MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, Manifest};
+use crate::manifest::{LayerKind, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, Manifest};
 
 /// Ollama's store at one root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,6 +246,21 @@ impl OllamaStore {
         if let Some(projector) = &model.projector {
             place(projector, "projector")?;
             layers.push((PROJECTOR_MEDIA_TYPE, projector));
+        }
+        // Ollama's own pull of the same bytes keeps its manifest: it carries the template,
+        // parameters and licence that rbee does not write.
+        if let Ok(Some(existing)) = self.read(&model.name) {
+            let projector = existing
+                .manifest
+                .layers
+                .iter()
+                .find(|l| l.kind == LayerKind::Projector)
+                .map(|l| l.digest);
+            if existing.manifest.model().digest == model.model.digest
+                && projector == model.projector.as_ref().map(|p| p.digest)
+            {
+                return Ok(existing.bytes);
+            }
         }
         let config = serde_json::to_vec(&serde_json::json!({
             "model_format": "gguf",

@@ -37,7 +37,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rbee_artifact::{ArtifactRef, CatalogKey};
 use rbee_catalog::ArtifactStatus;
-use rbee_catalog::layout::file_path;
 use rbee_model_provisioner::ProvisionOptions;
 use serde_json::{Value, json};
 
@@ -466,10 +465,10 @@ async fn resolve_inner(
 }
 
 /// A ready catalog copy of `path` (listed at `size` bytes, with content digest `sha256` for
-/// LFS files) of `org/repo` at `commit`. Looked up without listing the catalog where it can
-/// be: the entry this mirror keeps for the file is read by its key, and a copy of the same
-/// content elsewhere is found by digest. Only a file without a digest that another entry
-/// holds (a whole-repository download) takes a scan of the catalog.
+/// LFS files) of `org/repo` at `commit`, reached without following a link. The entry this
+/// mirror keeps for the file is read by its key; failing that, a copy of the same content is
+/// found by digest, or a file without a digest in another entry of the repository: both walk
+/// the catalog (through its index, reading only records that changed).
 async fn ready_copy(
     state: &HiveState,
     org: &str,
@@ -503,7 +502,10 @@ async fn ready_copy(
         };
         if let Ok(Some(entry)) = catalog.read(&key)
             && holds(&entry.record)
-            && let Some(local) = present(file_path(&entry.dir, &path))
+            && let Some(local) = catalog
+                .file_inside(&entry.dir, &path)
+                .ok()
+                .and_then(present)
         {
             return Some(local);
         }
@@ -525,7 +527,10 @@ async fn ready_copy(
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with(['@', ':', '/']));
             if same_repo
                 && holds(&entry.record)
-                && let Some(local) = present(file_path(&entry.dir, &path))
+                && let Some(local) = catalog
+                    .file_inside(&entry.dir, &path)
+                    .ok()
+                    .and_then(present)
             {
                 return Some(local);
             }
@@ -562,7 +567,17 @@ fn pull(
     path: &str,
 ) -> Result<(Arc<Job>, std::path::PathBuf), HubError> {
     let (reference, key) = file_reference(org, repo, commit, path)?;
-    let dest = file_path(&state.provisioner().catalog().entry_dir(&key), path);
+    let catalog = state.provisioner().catalog();
+    // Clients read this path as the download writes it: never through a link on the way.
+    let dest = catalog
+        .file_inside(&catalog.entry_dir(&key), path)
+        .map_err(|e| {
+            HubError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                format!("this hive's copy of {path} cannot be served: {e}"),
+            )
+        })?;
     let job = match state.jobs().downloading(&key) {
         Some(job) => job,
         None => crate::ops::start(

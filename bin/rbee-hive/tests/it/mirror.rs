@@ -782,3 +782,51 @@ async fn a_copy_of_the_same_content_is_served_without_the_upstream() {
     let fetched = env.hub.counters_for(&lfs_path(REPO, MODEL)).bytes_sent;
     assert_eq!(fetched, 0, "the upstream sent the file again");
 }
+
+/// A catalog folder swapped for a link to somewhere else (same file name, same size) is not
+/// served: the mirror reads catalog files only where no link leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_file_reached_through_a_link_is_not_served() {
+    let env = TestEnv::new().await;
+    let model = env.write_file(&format!("{REPO}/{MODEL}"), 1_000_000);
+    let hive = in_process_hive(&env);
+    let path = format!("/org/repo/resolve/main/{MODEL}");
+    let (status, _, body) = get_in(&hive, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == model);
+    let deadline = tokio::time::Instant::now() + SOON;
+    let dir = loop {
+        let ready = hive
+            .provisioner()
+            .catalog()
+            .list()
+            .unwrap()
+            .into_iter()
+            .find_map(|l| match l {
+                rbee_catalog::Listing::Entry(e)
+                    if e.record.status == rbee_catalog::ArtifactStatus::Ready =>
+                {
+                    Some(e.dir)
+                }
+                _ => None,
+            });
+        if let Some(dir) = ready {
+            break dir;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    // Someone replaces the entry's files folder with a link to other bytes of the same size.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = vec![0x5a; model.len()];
+    std::fs::write(elsewhere.path().join(MODEL), &other).unwrap();
+    let files = dir.join("files");
+    std::fs::remove_dir_all(&files).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), &files).unwrap();
+
+    let (status, _, body) = get_in(&hive, &path).await;
+    assert!(body != other, "bytes behind a link were served");
+    if status == StatusCode::OK {
+        assert!(body == model);
+    }
+}

@@ -1,6 +1,7 @@
 //! A rack of hives on a network of their own: each hive a real `rbee` process in a network
 //! namespace of its own (a veth pair on a bridge this test creates, addresses in 10.77.N.0/24),
-//! the fake hub as "the internet" behind a capped link, Garage on the "LAN" (the bridge).
+//! the fake hub as "the internet" (its responses capped in rate, not the link itself), Garage
+//! on the "LAN" (the bridge).
 //!
 //! Where namespaces cannot be made (not root, `ip netns add` refused, or
 //! `RBEE_TEST_LOOPBACK_ONLY=1`), the same cases run on distinct loopback addresses
@@ -241,13 +242,13 @@ impl Rack {
     }
 
     /// Starts hive `i` downloading `hf:org/model` through the store.
-    pub(crate) fn spawn(&self, hive: usize) -> Child {
+    pub(crate) fn spawn(&self, hive: usize) -> HiveProcess {
         self.spawn_with_origin(hive, self.hub.url().as_str())
     }
 
     /// Starts hive `i` on a host that cannot reach the origin: in a namespace, its routes to
     /// the origin's addresses are refused; on loopback, it is sent to a closed port.
-    pub(crate) fn spawn_without_origin(&self, hive: usize) -> Child {
+    pub(crate) fn spawn_without_origin(&self, hive: usize) -> HiveProcess {
         match &self.lan.namespaces {
             Some(ns) => {
                 for addr in [self.lan.hub, self.lan.cdn] {
@@ -272,7 +273,7 @@ impl Rack {
         }
     }
 
-    fn spawn_with_origin(&self, hive: usize, origin: &str) -> Child {
+    fn spawn_with_origin(&self, hive: usize, origin: &str) -> HiveProcess {
         let program = Path::new(env!("CARGO_BIN_EXE_rbee"));
         let mut cmd = self.lan.command(hive, program);
         let log = |ext: &str| {
@@ -312,7 +313,7 @@ impl Rack {
                 cmd.env(k, v);
             }
         }
-        cmd.spawn().expect("rbee starts")
+        HiveProcess(cmd.spawn().expect("rbee starts"))
     }
 
     /// What hive `i` wrote on stderr.
@@ -399,6 +400,32 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A hive's `rbee` process, killed when dropped: a failed assertion must not leave hives
+/// running in namespaces that are being removed.
+pub(crate) struct HiveProcess(Child);
+
+impl std::ops::Deref for HiveProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for HiveProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for HiveProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Waits for `child` (a safety net, not a speed check).
 pub(crate) async fn wait(child: &mut Child, within: Duration) -> ExitStatus {
     let deadline = Instant::now() + within;
@@ -434,7 +461,7 @@ fn from_store(source: &str) -> bool {
 }
 
 async fn four_hives_at_once(rack: Rack) {
-    let mut hives: Vec<Child> = (0..4).map(|i| rack.spawn(i)).collect();
+    let mut hives: Vec<HiveProcess> = (0..4).map(|i| rack.spawn(i)).collect();
     for (i, child) in hives.iter_mut().enumerate() {
         let status = wait(child, FINISH).await;
         assert!(status.success(), "hive {i}: {}", rack.stderr(i));
@@ -490,7 +517,7 @@ async fn the_lease_holder_killed_at_half_way_is_replaced_and_nothing_wrong_is_re
         return;
     };
     let size = rack.weights.len() as u64;
-    let mut hives: Vec<Child> = (0..3).map(|i| rack.spawn(i)).collect();
+    let mut hives: Vec<HiveProcess> = (0..3).map(|i| rack.spawn(i)).collect();
     until("the origin sending half the model", FINISH, || {
         rack.origin_bytes() >= size / 2
     })
@@ -539,7 +566,7 @@ async fn a_store_killed_mid_transfer_is_passed_over_and_nothing_corrupt_is_ready
         return;
     };
     let size = rack.weights.len() as u64;
-    let mut hives: Vec<Child> = (0..3).map(|i| rack.spawn(i)).collect();
+    let mut hives: Vec<HiveProcess> = (0..3).map(|i| rack.spawn(i)).collect();
     until("the origin sending half the model", FINISH, || {
         rack.origin_bytes() >= size / 2
     })

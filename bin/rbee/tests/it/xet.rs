@@ -253,9 +253,11 @@ async fn a_second_revision_fetches_only_its_new_chunks_and_says_so_in_json() {
         sent * 100 <= size * 15,
         "the hub sent {sent} of {size} bytes"
     );
+    // The hub sends whole xorb ranges (chunks the file does not need included, for the
+    // cache), so it may send more than the file bytes rbee rebuilt from them, never less.
     assert!(
-        sent >= fetched / 2,
-        "what rbee says it fetched matches what the hub sent: {numbers:?}"
+        fetched <= sent,
+        "rbee says it fetched {fetched} bytes, the hub sent {sent}: {numbers:?}"
     );
     let packs = std::fs::read_dir(env.dir.path().join("cache").join(".xet-packs-v1"))
         .unwrap()

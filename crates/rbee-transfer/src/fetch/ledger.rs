@@ -201,14 +201,19 @@ impl Shared {
         self.hash.cv.notify_one();
     }
 
-    /// The resume state as it is now: written ranges plus the hasher's last published state.
+    /// The resume state as it is now, for a save: what was written so far counts as saved.
     pub(super) fn snapshot(&self) -> PartState {
-        let mut st = {
+        {
             let mut b = lock_unpoisoned(&self.book);
             b.dirty = false;
             b.unsaved = 0;
-            b.st.clone()
-        };
+        }
+        self.current()
+    }
+
+    /// The resume state as it is now: written ranges plus the hasher's last published state.
+    fn current(&self) -> PartState {
+        let mut st = lock_unpoisoned(&self.book).st.clone();
         let h = lock_unpoisoned(&self.hash.m);
         if h.snapshot.is_some() && h.hashed <= st.done.prefix_end() {
             st.hashed = h.hashed;
@@ -225,7 +230,7 @@ impl Shared {
     /// durable bytes the disk may not hold would, after a power loss, resume over holes.
     pub(super) fn persist(&self) -> std::io::Result<()> {
         let resets = self.resets.load(Ordering::Acquire);
-        let synced = self.snapshot().written_view();
+        let synced = self.current().written_view();
         self.file.sync_data()?;
         {
             let mut b = lock_unpoisoned(&self.book);

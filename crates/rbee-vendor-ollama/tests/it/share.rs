@@ -137,3 +137,54 @@ async fn a_file_changed_since_it_was_verified_never_lands_in_ollamas_store() {
         gguf()
     );
 }
+
+#[tokio::test]
+async fn a_manifest_ollama_wrote_for_the_same_bytes_is_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = OllamaStore::new(dir.path().join("models"));
+    let (_, vendor, reference) = shared(store.root());
+    let name = OllamaRef::parse_name("hf.co/team/tiny:Q4_K_M").unwrap();
+    let model = Sha256Digest::of(&gguf());
+    // What `ollama pull hf.co/team/tiny:Q4_K_M` leaves: the GGUF plus a template layer.
+    let blob = store.blob_path(&model);
+    std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
+    std::fs::write(&blob, gguf()).unwrap();
+    let template = b"{{ .Prompt }}";
+    let config = b"{}";
+    for bytes in [&template[..], &config[..]] {
+        std::fs::write(store.blob_path(&Sha256Digest::of(bytes)), bytes).unwrap();
+    }
+    let theirs = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": format!("sha256:{}", Sha256Digest::of(config)), "size": config.len()},
+        "layers": [
+            {"mediaType": "application/vnd.ollama.image.model",
+             "digest": format!("sha256:{model}"), "size": gguf().len()},
+            {"mediaType": "application/vnd.ollama.image.template",
+             "digest": format!("sha256:{}", Sha256Digest::of(template)), "size": template.len()},
+        ],
+    }))
+    .unwrap();
+    let path = store.manifest_path(&name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &theirs).unwrap();
+
+    let plan = plan(&vendor, &reference).await;
+    vendor
+        .download(
+            &plan,
+            &plan.files,
+            &dir.path().join("files"),
+            &DownloadTracker::new(JobId::generate()),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        theirs,
+        "Ollama's manifest, with its template, was replaced"
+    );
+}
