@@ -14,7 +14,9 @@ fn bytes_read() -> u64 {
         .expect("an rchar line")
 }
 
+/// Prints what opening read (visible with `--nocapture`).
 #[tokio::test(flavor = "current_thread")]
+#[allow(clippy::print_stderr)]
 async fn opening_the_cache_reads_only_the_record_headers() {
     let dir = tempfile::tempdir().unwrap();
     let x = XetHash::from_bytes([8; 32]);
@@ -34,6 +36,7 @@ async fn opening_the_cache_reads_only_the_record_headers() {
     let before = bytes_read();
     let cache = ChunkCache::open(dir.path(), 1 << 30).unwrap();
     let read = bytes_read() - before;
+    eprintln!("opening a {on_disk}-byte cache of {records} records read {read} bytes");
     assert!(
         read * 10 < on_disk,
         "opening read {read} bytes of a {on_disk}-byte cache"
