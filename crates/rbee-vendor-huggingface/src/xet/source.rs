@@ -166,9 +166,9 @@ impl XetSource {
             .map_err(|e| TransferError::transient(format!("reading the chunk cache: {e}")))?;
             for data in chunks {
                 let Some(data) = data else {
-                    // Forgotten as damaged: the retry fetches the term.
+                    // Forgotten as damaged or gone from disk: the retry fetches the term.
                     return Err(TransferError::transient(format!(
-                        "a cached chunk of term {index} of {} was damaged",
+                        "a cached chunk of term {index} of {} was damaged or removed",
                         self.hash
                     )));
                 };
