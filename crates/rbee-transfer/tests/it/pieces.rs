@@ -43,6 +43,8 @@ struct Pieces {
     /// Calls per piece, and where the engine said it already had bytes up to.
     calls: Mutex<Vec<(usize, u64)>>,
     dropped: AtomicU32,
+    /// Times the engine said the assembled file failed its digest.
+    mismatches: AtomicU32,
 }
 
 impl Pieces {
@@ -58,6 +60,7 @@ impl Pieces {
             trick,
             calls: Mutex::new(Vec::new()),
             dropped: AtomicU32::new(0),
+            mismatches: AtomicU32::new(0),
         })
     }
 
@@ -107,6 +110,10 @@ impl PieceSource for Pieces {
             sink.write(chunk).await?;
         }
         Ok(())
+    }
+
+    async fn digest_mismatch(&self) {
+        self.mismatches.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -262,6 +269,11 @@ async fn a_failing_source_falls_back_to_the_url() {
         assert_eq!(std::fs::read(&dest).unwrap(), data, "{trick:?}");
         assert!(fs.with(|s| s.requests) > 0, "{trick:?}: the URL was used");
         assert_eq!(listing(dir.path()), vec!["m.bin"], "{trick:?}");
+        assert_eq!(
+            source.mismatches.load(Ordering::Relaxed),
+            u32::from(trick == Trick::Corrupt),
+            "{trick:?}: the source is told when, and only when, its file failed the digest"
+        );
     }
 }
 
