@@ -306,9 +306,10 @@ impl SharedStore for S3Store {
         size: u64,
         sha256: &Sha256Digest,
         cancel: &CancellationToken,
+        download_ended: &CancellationToken,
     ) -> Result<u64, StoreError> {
         let what = format!("the download to {}", dest.display());
-        let mut source = GrowingFile::new(dest, size, cancel.clone());
+        let mut source = GrowingFile::new(dest, size, cancel.clone(), download_ended.clone());
         self.upload(key, &what, size, &mut source, sha256, cancel)
             .await
     }
