@@ -782,6 +782,8 @@ async fn a_vendor_that_returns_without_the_file_fails_the_lease_holder_instead_o
     let Some(garage) = Garage::shared() else {
         return;
     };
+    // The vendor is built before any provisioner, which registers the references it reads.
+    rbee_model_provisioner::register_references();
     let vendor = rbee_vendor_memory::InMemoryVendor::new(rbee_vendor_huggingface::SCHEME);
     // Above the size whose upload follows the download.
     vendor.insert(
