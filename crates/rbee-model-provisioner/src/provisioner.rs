@@ -724,11 +724,17 @@ impl Provisioner {
                 (Some(tier), Some(_)) => Some(tier.follow_uploads(&to_fetch, files_dir, cancel)),
                 _ => None,
             };
-            let downloaded = vendor
+            let outcome = vendor
                 .download(resolved, &to_fetch, files_dir, tracker, cancel)
-                .await;
+                .await
+                .and_then(|downloaded| {
+                    check_downloaded(&to_fetch, &downloaded, files_dir)?;
+                    Ok(downloaded)
+                });
+            // Only after the check: a vendor that returned Ok without a file must not leave an
+            // upload waiting for it.
             if let Some(followers) = followers {
-                followers.finish(downloaded.is_ok()).await;
+                followers.finish(outcome.is_ok()).await;
             }
             updater.abort();
             if let Some(reporter) = reporter {
@@ -736,10 +742,6 @@ impl Provisioner {
                 // Abort only asks; the reporter's clone of the lease is gone once it has ended.
                 let _ = reporter.await;
             }
-            let outcome = downloaded.and_then(|downloaded| {
-                check_downloaded(&to_fetch, &downloaded, files_dir)?;
-                Ok(downloaded)
-            });
             if let Ok(downloaded) = &outcome {
                 for d in downloaded {
                     set_digest(record, &d.path, d.sha256, d.size);

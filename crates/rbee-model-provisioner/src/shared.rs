@@ -388,6 +388,17 @@ impl SharedTier {
                 {
                     return Err(Fault::Other(e.into_error()));
                 }
+                Err(e) if e.status() == Some(404) => {
+                    // Removed since it was looked up (`rbee model rm --shared`, a corrupt copy
+                    // another hive dropped): not a failing store, just one file fewer in it.
+                    tracker.message(format!(
+                        "warning: the shared store's copy of {} ({blob}) went away while it was read; fetching it from the origin",
+                        f.path
+                    ));
+                    tracing::warn!(error = %e.into_error(), blob, "a blob went away while it was read");
+                    crate::provisioner::remove_with_partials(files_dir, &f.path);
+                    rest.push(f);
+                }
                 Err(e) => {
                     let status = e.status();
                     let cause = e.into_error().to_string();
@@ -495,6 +506,7 @@ impl SharedTier {
         cancel: &CancellationToken,
     ) -> FollowUploads {
         let cancel = cancel.child_token();
+        let download_ended = CancellationToken::new();
         let tasks = files
             .iter()
             .filter_map(|f| Some((f.sha256?, f.size?, files_dir.join(&f.path))))
@@ -502,12 +514,16 @@ impl SharedTier {
             .map(|(sha, size, dest)| {
                 let store = self.inner.store.clone();
                 let cancel = cancel.clone();
+                let download_ended = download_ended.clone();
                 tokio::spawn(async move {
                     let key = layout::blob(&sha);
                     if matches!(store.size(&key).await, Ok(Some(s)) if s == size) {
                         return;
                     }
-                    match store.put_growing(&key, &dest, size, &sha, &cancel).await {
+                    match store
+                        .put_growing(&key, &dest, size, &sha, &cancel, &download_ended)
+                        .await
+                    {
                         Ok(sent) => tracing::info!(key, bytes = sent, "uploaded while downloading"),
                         Err(e) => {
                             tracing::debug!(error = %e, key, "not uploaded while downloading; published afterwards")
@@ -516,7 +532,12 @@ impl SharedTier {
                 })
             })
             .collect();
-        FollowUploads { cancel, tasks }
+        FollowUploads {
+            abandon: cancel.clone(),
+            _abandon_on_drop: cancel.drop_guard(),
+            download_ended,
+            tasks,
+        }
     }
 
     /// While this hive fetches for the cluster, tells waiting hives how far it is.
@@ -539,19 +560,24 @@ impl SharedTier {
 /// Files smaller than this are published after their download: one request either way.
 const FOLLOW_ABOVE: u64 = 16 * 1024 * 1024;
 
-/// Uploads that follow downloads (see [`SharedTier::follow_uploads`]).
+/// Uploads that follow downloads (see [`SharedTier::follow_uploads`]). Dropped without
+/// [`finish`](Self::finish) (a provision whose future was dropped), it abandons them.
 #[derive(Debug)]
 pub(crate) struct FollowUploads {
-    cancel: CancellationToken,
+    abandon: CancellationToken,
+    _abandon_on_drop: tokio_util::sync::DropGuard,
+    download_ended: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl FollowUploads {
-    /// After the downloads: waits for the uploads to complete (`ok`), or abandons them.
+    /// After the downloads and their check: waits for the uploads to complete (`ok`), or
+    /// abandons them. Either way an upload whose file is not in place gives up.
     pub(crate) async fn finish(self, ok: bool) {
         if !ok {
-            self.cancel.cancel();
+            self.abandon.cancel();
         }
+        self.download_ended.cancel();
         for task in self.tasks {
             let _ = task.await;
         }

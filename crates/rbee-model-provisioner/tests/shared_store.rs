@@ -11,8 +11,8 @@ use rbee_artifact::{DownloadTracker, JobId, ProgressEvent, Sha256Digest};
 use rbee_catalog::{ArtifactStatus, Catalog};
 use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault, Garage};
 use rbee_model_provisioner::{
-    ProvisionOptions, Provisioned, Provisioner, ProvisionerConfig, SharedTier, VendorSettings,
-    standard_vendors,
+    ProvisionOptions, Provisioned, Provisioner, ProvisionerConfig, SharedTier, VendorRegistry,
+    VendorSettings, standard_vendors,
 };
 use rbee_shared_store::{LeaseConfig, S3Store, SharedStore, StoreConfig, layout};
 use rbee_transfer::Transfer;
@@ -84,13 +84,31 @@ async fn hive_with_lease(
     settings.transfer.connections = 2;
     settings.transfer.max_connections = 2;
     settings.huggingface = Some(HfConfig::new(origin.clone(), dir.path().join("hf-home")));
-    let catalog = Arc::new(Catalog::open(dir.path().join("catalog")).unwrap());
-    let provisioner = Provisioner::new(
-        catalog,
-        standard_vendors(&settings).unwrap(),
-        ProvisionerConfig::default(),
-    );
     let store: Arc<dyn SharedStore> = Arc::new(S3Store::new(store).unwrap());
+    hive_on_store(
+        name,
+        dir,
+        standard_vendors(&settings).unwrap(),
+        &settings,
+        store,
+        required,
+        lease,
+    )
+    .await
+}
+
+/// A hive whose vendors and store are given (a store double, a vendor that misbehaves).
+async fn hive_on_store(
+    name: &str,
+    dir: tempfile::TempDir,
+    vendors: VendorRegistry,
+    settings: &VendorSettings,
+    store: Arc<dyn SharedStore>,
+    required: bool,
+    lease: LeaseConfig,
+) -> rbee_artifact::Result<Hive> {
+    let catalog = Arc::new(Catalog::open(dir.path().join("catalog")).unwrap());
+    let provisioner = Provisioner::new(catalog, vendors, ProvisionerConfig::default());
     let tier = SharedTier::connect(
         store,
         name,
@@ -611,4 +629,183 @@ async fn a_download_that_fails_its_check_leaves_no_blob_behind() {
     let sha = Sha256Digest::of(&cluster.weights);
     assert_eq!(store.size(&layout::blob(&sha)).await.unwrap(), None);
     assert!(store.list("manifests").await.unwrap().is_empty());
+}
+
+/// A store that removes each blob when asked for a URL to read it: a blob deleted (by
+/// `rbee model rm --shared`, by another hive) between the lookup of its size and its read.
+#[derive(Debug)]
+struct DeletesBlobsBeforeTheirRead(S3Store);
+
+#[async_trait::async_trait]
+impl SharedStore for DeletesBlobsBeforeTheirRead {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    async fn get(
+        &self,
+        key: &str,
+        limit: u64,
+    ) -> Result<Option<bytes::Bytes>, rbee_shared_store::StoreError> {
+        self.0.get(key, limit).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        bytes: bytes::Bytes,
+        create_only: bool,
+    ) -> Result<bool, rbee_shared_store::StoreError> {
+        self.0.put(key, bytes, create_only).await
+    }
+    async fn put_file(
+        &self,
+        key: &str,
+        file: &Path,
+        sha256: &Sha256Digest,
+        cancel: &CancellationToken,
+    ) -> Result<u64, rbee_shared_store::StoreError> {
+        self.0.put_file(key, file, sha256, cancel).await
+    }
+    async fn put_growing(
+        &self,
+        key: &str,
+        dest: &Path,
+        size: u64,
+        sha256: &Sha256Digest,
+        cancel: &CancellationToken,
+        download_ended: &CancellationToken,
+    ) -> Result<u64, rbee_shared_store::StoreError> {
+        self.0
+            .put_growing(key, dest, size, sha256, cancel, download_ended)
+            .await
+    }
+    async fn size(&self, key: &str) -> Result<Option<u64>, rbee_shared_store::StoreError> {
+        self.0.size(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), rbee_shared_store::StoreError> {
+        self.0.delete(key).await
+    }
+    async fn list(&self, dir: &str) -> Result<Vec<String>, rbee_shared_store::StoreError> {
+        self.0.list(dir).await
+    }
+    async fn read_url(
+        &self,
+        key: &str,
+        valid_for: Duration,
+    ) -> Result<url::Url, rbee_shared_store::StoreError> {
+        if key.starts_with("blobs/") {
+            self.0.delete(key).await?;
+        }
+        self.0.read_url(key, valid_for).await
+    }
+}
+
+#[tokio::test]
+async fn a_blob_deleted_before_its_read_is_fetched_from_the_origin_even_when_the_store_is_required()
+{
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let cluster = Cluster::start().await;
+    let prefix = "deleted-before-read";
+    let a = hive(
+        "hive-a",
+        cluster.hub.url(),
+        store_config(garage, prefix),
+        true,
+    )
+    .await
+    .unwrap();
+    let (got, _) = provision(&a).await;
+    assert_exact(&got.unwrap(), &cluster.weights);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = VendorSettings::default();
+    settings.huggingface = Some(HfConfig::new(
+        cluster.hub.url().clone(),
+        dir.path().join("hf-home"),
+    ));
+    let store = DeletesBlobsBeforeTheirRead(S3Store::new(store_config(garage, prefix)).unwrap());
+    let b = hive_on_store(
+        "hive-b",
+        dir,
+        standard_vendors(&settings).unwrap(),
+        &settings,
+        Arc::new(store),
+        true,
+        LeaseConfig::default(),
+    )
+    .await
+    .unwrap();
+    let (got, events) = provision(&b).await;
+    let got = got.unwrap_or_else(|e| panic!("a missing blob is not a failing store: {e}"));
+    assert_exact(&got, &cluster.weights);
+    assert!(!source_of(&got, "model.safetensors").contains("shared store"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("went away while it was read")),
+        "a warning: {events:#?}"
+    );
+}
+
+/// A vendor that says it downloaded everything and wrote nothing.
+#[derive(Debug)]
+struct DeliversNothing(rbee_vendor_memory::InMemoryVendor);
+
+#[async_trait::async_trait]
+impl rbee_artifact::VendorSource for DeliversNothing {
+    fn scheme(&self) -> rbee_artifact::Scheme {
+        self.0.scheme()
+    }
+    async fn resolve(
+        &self,
+        reference: &rbee_artifact::ArtifactRef,
+        options: &rbee_artifact::ResolveOptions,
+        cancel: &CancellationToken,
+    ) -> rbee_artifact::Result<rbee_artifact::ResolvedArtifact> {
+        self.0.resolve(reference, options, cancel).await
+    }
+    async fn download(
+        &self,
+        _plan: &rbee_artifact::ResolvedArtifact,
+        _files: &[rbee_artifact::ResolvedFile],
+        _dest: &Path,
+        _tracker: &DownloadTracker,
+        _cancel: &CancellationToken,
+    ) -> rbee_artifact::Result<Vec<rbee_artifact::DownloadedFile>> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_vendor_that_returns_without_the_file_fails_the_lease_holder_instead_of_hanging() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    // The vendor is built before any provisioner, which registers the references it reads.
+    rbee_model_provisioner::register_references();
+    let vendor = rbee_vendor_memory::InMemoryVendor::new(rbee_vendor_huggingface::SCHEME);
+    // Above the size whose upload follows the download.
+    vendor.insert(
+        &"hf:org/model".parse().unwrap(),
+        Some("rev1"),
+        &[("model.safetensors", vec![3; WEIGHTS])],
+    );
+    let vendors = VendorRegistry::new().with(Arc::new(DeliversNothing(vendor)));
+    let store = S3Store::new(store_config(garage, "delivers-nothing")).unwrap();
+    let a = hive_on_store(
+        "hive-a",
+        tempfile::tempdir().unwrap(),
+        vendors,
+        &VendorSettings::default(),
+        Arc::new(store),
+        true,
+        LeaseConfig::default(),
+    )
+    .await
+    .unwrap();
+    // `provision` gives up (and fails the test) after its own timeout.
+    let (got, _) = provision(&a).await;
+    let e = got.expect_err("nothing was delivered");
+    assert!(e.to_string().contains("did not deliver"), "{e}");
 }

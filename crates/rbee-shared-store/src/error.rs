@@ -109,7 +109,6 @@ pub fn diagnose(status: Option<u16>, cause: &str) -> (FailureKind, &'static str)
             (FailureKind::Access, ACCESS)
         }
         Some(401 | 403) => (FailureKind::Access, ACCESS),
-        Some(404) if has("bucket") => (FailureKind::NoBucket, NO_BUCKET),
         Some(404) => (FailureKind::Other, NO_OBJECT),
         Some(500..=599) => (FailureKind::Unreachable, SERVER),
         _ if has("connection refused") => (FailureKind::Unreachable, REFUSED),
@@ -181,6 +180,19 @@ mod tests {
                 "bucket create",
             ),
             (Some(404), "NoSuchKey", FailureKind::Other, "went away"),
+            // A bucket whose name says "bucket" is still there when one of its objects is not.
+            (
+                Some(404),
+                "<Code>NoSuchKey</Code><Resource>/rbee-bucket/blobs/ab</Resource>",
+                FailureKind::Other,
+                "went away",
+            ),
+            (
+                Some(404),
+                "<Code>NoSuchBucket</Code>",
+                FailureKind::NoBucket,
+                "bucket create",
+            ),
             (
                 None,
                 "error sending request: tcp connect error: Connection refused (os error 111)",

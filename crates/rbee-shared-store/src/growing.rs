@@ -52,10 +52,17 @@ pub(crate) struct GrowingFile {
     /// The download's board has been seen: when it goes away the download has ended.
     followed: bool,
     cancel: CancellationToken,
+    /// Cancelled once the download has returned, whatever it produced.
+    download_ended: CancellationToken,
 }
 
 impl GrowingFile {
-    pub(crate) fn new(dest: &Path, size: u64, cancel: CancellationToken) -> GrowingFile {
+    pub(crate) fn new(
+        dest: &Path,
+        size: u64,
+        cancel: CancellationToken,
+        download_ended: CancellationToken,
+    ) -> GrowingFile {
         GrowingFile {
             dest: dest.to_path_buf(),
             size,
@@ -65,6 +72,7 @@ impl GrowingFile {
             written: None,
             followed: false,
             cancel,
+            download_ended,
         }
     }
 
@@ -86,7 +94,11 @@ impl GrowingFile {
                         self.written = None;
                     }
                 }
-                None => tokio::time::sleep(LOOK_AGAIN).await,
+                // Woken early by the end of the download, which may not have produced the file.
+                None => tokio::select! {
+                    () = tokio::time::sleep(LOOK_AGAIN) => {}
+                    () = self.download_ended.cancelled() => {}
+                },
             }
         };
         tokio::select! {
@@ -124,6 +136,11 @@ impl BlobBytes for GrowingFile {
                         .await
                         .is_ok_and(|m| m.is_file() && m.len() == self.size);
                     if !done {
+                        if self.download_ended.is_cancelled() {
+                            return Err(std::io::Error::other(
+                                "the download ended without putting the file in place",
+                            ));
+                        }
                         self.wait().await?;
                         continue;
                     }
@@ -176,5 +193,45 @@ impl BlobBytes for GrowingFile {
             filled += n;
         }
         Ok(filled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_download_that_ended_without_the_file_is_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let ended = CancellationToken::new();
+        let mut file = GrowingFile::new(
+            &dir.path().join("never.bin"),
+            1024,
+            CancellationToken::new(),
+            ended.clone(),
+        );
+        let mut buffer = vec![0; 1024];
+        let reading = tokio::spawn(async move { file.fill(&mut buffer).await });
+        tokio::time::sleep(LOOK_AGAIN * 2).await;
+        ended.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(30), reading)
+            .await
+            .expect("the reader gives up once the download has ended")
+            .unwrap();
+        let e = outcome.expect_err("there are no bytes to read");
+        assert!(e.to_string().contains("without putting the file"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_file_in_place_when_the_download_ended_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("done.bin");
+        std::fs::write(&dest, [7u8; 64]).unwrap();
+        let ended = CancellationToken::new();
+        ended.cancel();
+        let mut file = GrowingFile::new(&dest, 64, CancellationToken::new(), ended);
+        let mut buffer = vec![0; 64];
+        assert_eq!(file.fill(&mut buffer).await.unwrap(), 64);
+        assert_eq!(buffer, vec![7u8; 64]);
     }
 }

@@ -216,8 +216,8 @@ fn classify(e: &object_store::Error, cause: &str) -> (FailureKind, &'static str)
     let status = match e {
         object_store::Error::PermissionDenied { .. } => Some(403),
         object_store::Error::Unauthenticated { .. } => Some(401),
-        // Only ever seen here for the bucket: a missing object is `Ok(None)` where it can be.
-        object_store::Error::NotFound { .. } => return diagnose(Some(404), "no such bucket"),
+        // The S3 error code in the cause tells a missing bucket from a missing object.
+        object_store::Error::NotFound { .. } => Some(404),
         _ => None,
     };
     diagnose(status, cause)
@@ -306,9 +306,10 @@ impl SharedStore for S3Store {
         size: u64,
         sha256: &Sha256Digest,
         cancel: &CancellationToken,
+        download_ended: &CancellationToken,
     ) -> Result<u64, StoreError> {
         let what = format!("the download to {}", dest.display());
-        let mut source = GrowingFile::new(dest, size, cancel.clone());
+        let mut source = GrowingFile::new(dest, size, cancel.clone(), download_ended.clone());
         self.upload(key, &what, size, &mut source, sha256, cancel)
             .await
     }

@@ -51,7 +51,8 @@ pub trait SharedStore: Send + Sync + Debug + 'static {
     /// runs, reading each range once the download engine has written it. The object is
     /// completed only when what was read hashes to `sha256` and the download has put the file
     /// at `dest` (verified); a download that fails, starts over or is cancelled through
-    /// `cancel` leaves nothing in the store.
+    /// `cancel` leaves nothing in the store. `download_ended` is cancelled once the download
+    /// has returned: a file still not at `dest` then never will be, and the upload gives up.
     async fn put_growing(
         &self,
         key: &str,
@@ -59,6 +60,7 @@ pub trait SharedStore: Send + Sync + Debug + 'static {
         size: u64,
         sha256: &Sha256Digest,
         cancel: &CancellationToken,
+        download_ended: &CancellationToken,
     ) -> Result<u64, StoreError>;
 
     /// An object's size; `None` when it is not there.
