@@ -1,151 +1,21 @@
 //! `rbee model inspect REF`: what a model is and whether it fits, from its headers alone; and
 //! the same summary for entries already in the catalog (`rbee model info`).
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
-use clap::Args;
 use rbee_artifact::{ArtifactRef, Error, ResolveOptions, human_bytes};
 use rbee_catalog::CatalogEntry;
 use rbee_gguf::{
-    EstimateOptions, Fit, Gpu, InspectReport, InspectedFile, Inspection, KV_CACHE_TYPES,
-    ModelSummary, ReadOptions, RemoteOptions, find_gpus, inspect_remote, kv_cache_type,
+    EstimateOptions, Fit, Gpu, InspectReport, InspectedFile, Inspection, ModelSummary, ReadOptions,
+    RemoteOptions, inspect_remote,
 };
 use rbee_hive::api::InspectRequest;
 use rbee_transfer::Transfer;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{DownloadArgs, GlobalArgs};
-use crate::setup::{self, TransferSettings, UsageError};
-
-/// Flags of `rbee model inspect`.
-#[derive(Debug, Args)]
-pub(crate) struct InspectArgs {
-    /// What to inspect (see "References" in `rbee --help`); nothing is downloaded
-    pub(crate) reference: String,
-    /// GGUF quantization, e.g. Q4_K_M (same as REF:QUANT)
-    #[arg(long)]
-    pub(crate) quant: Option<String>,
-    /// Branch, tag or commit (hf:), or release tag (gh:) (same as REF@REV)
-    #[arg(long, value_name = "REV")]
-    pub(crate) revision: Option<String>,
-    /// Only files matching this glob (repeatable)
-    #[arg(long, value_name = "GLOB")]
-    pub(crate) include: Vec<String>,
-    /// Leave out files matching this glob (repeatable)
-    #[arg(long, value_name = "GLOB")]
-    pub(crate) exclude: Vec<String>,
-    /// With --json: every array item (token lists, merges) and every tensor, not only lengths
-    #[arg(long)]
-    pub(crate) full: bool,
-    /// Print the chat template and nothing else
-    #[arg(long)]
-    pub(crate) template: bool,
-    #[command(flatten)]
-    pub(crate) estimate: EstimateArgs,
-}
-
-/// Flags of the memory estimate (`inspect`, and `download --dry-run`).
-#[derive(Debug, Clone, Args)]
-pub(crate) struct EstimateArgs {
-    /// Context per sequence [default: the model's training context, at most 8192]
-    #[arg(long, value_name = "TOKENS")]
-    pub(crate) ctx: Option<u64>,
-    /// KV cache type: f16, bf16, f32, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl
-    #[arg(long, value_name = "TYPE", default_value = "f16")]
-    pub(crate) kv_type: String,
-    /// Repeating layers on the GPU [default: all, and the output layer]
-    #[arg(long, value_name = "N")]
-    pub(crate) ngl: Option<u64>,
-    /// Parallel sequences, each with --ctx tokens
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub(crate) parallel: u64,
-    /// GPU memory to check the fit against, e.g. 24GiB (instead of asking nvidia-smi)
-    #[arg(long, value_name = "SIZE")]
-    pub(crate) vram: Option<String>,
-    /// Estimate without flash attention (llama.cpp's -fa off)
-    #[arg(long)]
-    pub(crate) no_flash_attn: bool,
-}
-
-/// The values clap gives when no flag is passed.
-impl Default for EstimateArgs {
-    fn default() -> Self {
-        EstimateArgs {
-            ctx: None,
-            kv_type: "f16".into(),
-            ngl: None,
-            parallel: 1,
-            vram: None,
-            no_flash_attn: false,
-        }
-    }
-}
-
-impl EstimateArgs {
-    /// The flags that were set, for refusing them where they would be ignored.
-    pub(crate) fn set_flags(&self) -> Vec<&'static str> {
-        let default = EstimateArgs::default();
-        [
-            (self.ctx.is_some(), "--ctx"),
-            (self.kv_type != default.kv_type, "--kv-type"),
-            (self.ngl.is_some(), "--ngl"),
-            (self.parallel != default.parallel, "--parallel"),
-            (self.vram.is_some(), "--vram"),
-            (self.no_flash_attn, "--no-flash-attn"),
-        ]
-        .into_iter()
-        .filter_map(|(set, flag)| set.then_some(flag))
-        .collect()
-    }
-
-    pub(crate) fn options(&self) -> Result<EstimateOptions> {
-        let kv_type = kv_cache_type(&self.kv_type).map_err(|_| {
-            UsageError::argument(format!(
-                "--kv-type {}: not a KV cache type; use one of {}",
-                self.kv_type,
-                KV_CACHE_TYPES.join(", ")
-            ))
-        })?;
-        if self.parallel == 0 {
-            return Err(UsageError::argument("--parallel must be at least 1").into());
-        }
-        if self.ctx == Some(0) {
-            return Err(UsageError::argument("--ctx must be at least 1").into());
-        }
-        Ok(EstimateOptions {
-            context: self.ctx,
-            kv_type,
-            gpu_layers: self.ngl,
-            parallel: self.parallel,
-            flash_attention: !self.no_flash_attn,
-            ..EstimateOptions::default()
-        })
-    }
-
-    fn vram(&self) -> Result<Option<u64>> {
-        let Some(text) = &self.vram else {
-            return Ok(None);
-        };
-        let size = rbee_catalog::parse_cache_size(text.trim()).map_err(|_| {
-            UsageError::argument(format!(
-                "--vram {text}: not a size above 0; write e.g. 24GiB or 8000MiB"
-            ))
-        })?;
-        Ok(Some(size))
-    }
-}
-
-/// The GPUs to judge a fit against: `--vram`, else what nvidia-smi (or `RBEE_NVIDIA_SMI`)
-/// lists.
-pub(crate) async fn gpus(args: &EstimateArgs) -> Result<(Vec<Gpu>, Option<String>)> {
-    let vram = args.vram()?;
-    let program = std::env::var_os("RBEE_NVIDIA_SMI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("nvidia-smi"));
-    Ok(find_gpus(vram, &program).await)
-}
+use crate::args::{DownloadArgs, GlobalArgs, InspectArgs};
+use crate::estimate::gpus;
+use crate::setup::{self, TransferSettings};
 
 pub(crate) async fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<()> {
     let estimate_options = args.estimate.options()?;
@@ -259,7 +129,7 @@ pub(crate) struct PlannedModel(InspectReport);
 /// a dry run of a ready model needs no network, as its download does), else from the remote
 /// headers unless offline. `None` when the plan has no GGUF or safetensors file, or offline
 /// with nothing local. Flag errors come first, before anything is resolved; see
-/// [`EstimateArgs::check`].
+/// [`EstimateArgs::check`](crate::args::EstimateArgs::check).
 pub(crate) async fn planned_model(
     reference: &ArtifactRef,
     plan_paths: &[&str],
@@ -297,28 +167,6 @@ pub(crate) async fn planned_model(
         )))
     };
     Some(read.await)
-}
-
-impl EstimateArgs {
-    /// Puts the estimate flags into a request to rbee-hive, checked here first (so a mistake
-    /// is a usage error, as without the daemon).
-    pub(crate) fn set_in(&self, request: &mut InspectRequest) -> Result<()> {
-        self.check()?;
-        request.ctx = self.ctx;
-        request.kv_type = Some(self.kv_type.clone());
-        request.ngl = self.ngl;
-        request.parallel = Some(self.parallel);
-        request.vram = self.vram()?;
-        request.flash_attn = self.no_flash_attn.then_some(false);
-        Ok(())
-    }
-
-    /// Refuses bad flag values up front, so a dry run fails before it resolves anything.
-    pub(crate) fn check(&self) -> Result<()> {
-        self.options()?;
-        self.vram()?;
-        Ok(())
-    }
 }
 
 /// The model of a dry run as JSON: the summary as `rbee model info --json` has it, with the

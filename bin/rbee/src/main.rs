@@ -17,6 +17,7 @@ macro_rules! out {
 
 mod args;
 mod commands;
+mod estimate;
 mod failure;
 mod fit;
 mod hive;
