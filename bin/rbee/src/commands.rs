@@ -1,6 +1,5 @@
 //! `rbee model …`: each command builds its inputs and makes one library call.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -8,18 +7,18 @@ use rbee_artifact::{
     ArtifactRef, CatalogKey, DownloadTracker, Error, JobId, ResolveOptions, human_bytes,
 };
 use rbee_catalog::{
-    ArtifactStatus, Catalog, CatalogEntry, CheckOutcome, Listing, Removed, VerifyReport, layout,
+    ArtifactStatus, CatalogEntry, CheckOutcome, Listing, Removed, VerifyReport, layout,
 };
 use rbee_model_provisioner::{Outcome, Plan, ProvisionOptions};
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
-use tokio_util::sync::CancellationToken;
 
 use crate::args::{DownloadArgs, GlobalArgs, ImportSource, ModelCommand};
-use crate::failure::{self, Failure};
+use crate::failure::Failure;
 use crate::logging;
-use crate::render::{self, JSON_VERSION, Mode, Seen, Update};
-use crate::setup::{self, CliError, TransferSettings, UsageError};
+use crate::render::{self, JSON_VERSION, Mode, Seen, Update, versioned};
+use crate::setup::{self, CliError, TransferSettings, UsageError, find, not_found};
+use crate::signals::cancel_on_signals;
 use crate::{fit, inspect};
 
 /// Runs a catalog command in this process.
@@ -346,16 +345,6 @@ pub(crate) fn print_ready(
     out!("{}", path.display());
 }
 
-/// Cancels on Ctrl-C or SIGTERM (remembering which, for the exit status); a second signal
-/// exits at once.
-pub(crate) fn cancel_on_signals() -> CancellationToken {
-    rbee_cli_support::stop_on_signals(failure::set_signal, |signal| {
-        failure::set_signal(signal);
-        eprintln!("interrupted again; exiting without waiting");
-        i32::from(failure::signal_exit())
-    })
-}
-
 fn print_plan(
     plan: &Plan,
     model: Option<&Result<inspect::PlannedModel>>,
@@ -401,14 +390,6 @@ fn print_plan(
     }
     out!("Nothing was downloaded (--dry-run).");
     Ok(())
-}
-
-/// A JSON document with the output's version (an object gains a `version` field).
-pub(crate) fn versioned(mut value: serde_json::Value) -> serde_json::Value {
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("version".into(), JSON_VERSION.into());
-    }
-    value
 }
 
 pub(crate) fn list(global: &GlobalArgs) -> Result<()> {
@@ -804,24 +785,4 @@ pub(crate) fn du(global: &GlobalArgs) -> Result<()> {
             .unwrap_or_default()
     );
     Ok(())
-}
-
-/// An entry by id or by reference (relative `file:` paths count from the current folder).
-pub(crate) fn find(catalog: &Option<Arc<Catalog>>, model: &str) -> Result<CatalogEntry> {
-    let key = match CatalogKey::from_id(model) {
-        Some(key) => key,
-        None => CatalogKey::of(&setup::parse_reference(model)?),
-    };
-    let found = match catalog {
-        Some(catalog) => catalog.read(&key)?,
-        None => None,
-    };
-    found.ok_or_else(|| not_found(model))
-}
-
-fn not_found(model: &str) -> anyhow::Error {
-    Error::NotFound {
-        message: format!("`{model}` is not in the catalog; `rbee ls` shows what is"),
-    }
-    .into()
 }

@@ -20,35 +20,12 @@ use tokio::sync::mpsc;
 
 use crate::args::{DownloadArgs, GlobalArgs, ModelCommand, PsAction};
 use crate::commands;
+use crate::failure::RemoteError;
 use crate::render::{self, JSON_VERSION, Mode, Update};
 use crate::setup::{self, CliError, UsageError};
 
 /// How long to wait for the daemon's final event after asking it to cancel.
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
-
-/// An error the daemon answered: its stable code and its message.
-#[derive(Debug)]
-pub(crate) struct RemoteError {
-    /// The daemon's error code (`not_found`, `busy`, `invalid_reference`, …).
-    pub(crate) code: String,
-    /// What happened and what to do.
-    pub(crate) message: String,
-}
-
-impl std::fmt::Display for RemoteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for RemoteError {}
-
-impl RemoteError {
-    /// Whether the request itself was wrong (exit status 2, as in embedded mode).
-    pub(crate) fn is_usage(&self) -> bool {
-        self.code == "invalid_reference"
-    }
-}
 
 /// Runs `command` through the daemon at `url`.
 pub(crate) async fn run(global: &GlobalArgs, url: &str, command: &ModelCommand) -> Result<()> {
@@ -447,7 +424,7 @@ async fn download(hive: &Hive, global: &GlobalArgs, args: &DownloadArgs) -> Resu
         };
         let _ = tx.send(Update::Event(note)).await;
     }
-    let cancel = commands::cancel_on_signals();
+    let cancel = crate::signals::cancel_on_signals();
     let mut cancelling: Option<Instant> = None;
     let mut files = std::collections::HashSet::new();
     let last = loop {

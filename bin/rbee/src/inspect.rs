@@ -33,7 +33,7 @@ pub(crate) async fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<(
         resolve: ResolveOptions::with_globs(args.include.clone(), args.exclude.clone()),
         ..RemoteOptions::default()
     };
-    let cancel = crate::commands::cancel_on_signals();
+    let cancel = crate::signals::cancel_on_signals();
     let (reference, notes) = crate::fit::choose(
         reference,
         &as_download,

@@ -26,6 +26,7 @@ mod logging;
 mod render;
 mod setup;
 mod shared;
+mod signals;
 mod spelling;
 mod terminal;
 mod tidy;
