@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::HiveConfig;
 use crate::error::ApiError;
 use crate::feed::Feed;
+use crate::hub::upstream::Upstream;
 use crate::jobs::Jobs;
-use crate::mirror::Upstream;
 
 /// The daemon's state. Cheap to clone (an `Arc`).
 #[derive(Debug, Clone)]
