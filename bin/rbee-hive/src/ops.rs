@@ -73,9 +73,9 @@ pub(crate) fn begin_stop(
 impl HiveState {
     /// Stops taking jobs, cancels every queued, running and paused job (partial files stay on
     /// disk and their catalog entries become `incomplete`), waits up to
-    /// [`HiveConfig::shutdown_grace`] for the downloads to record that, then ends every event
-    /// stream (each job stream has sent its final `cancelled` event by then). Safe to call more
-    /// than once.
+    /// [`HiveConfig::shutdown_grace`](crate::config::HiveConfig::shutdown_grace) for the
+    /// downloads to record that, then ends every event stream (each job stream has sent its
+    /// final `cancelled` event by then). Safe to call more than once.
     pub async fn shutdown(&self) {
         if self.begin_shutdown() {
             self.streams_end().cancelled().await;
