@@ -390,22 +390,31 @@ impl Inner {
                 }
             }
         };
-        let mut buf = Vec::with_capacity(batch.iter().map(|(_, d)| HEADER_LEN + d.len()).sum());
+        // Headers are gathered; each chunk's bytes go to the kernel from where they are.
+        let mut headers = Vec::with_capacity(batch.len());
         let mut locs = Vec::with_capacity(batch.len());
+        let mut written = 0u64;
         for ((xorb, index), data) in batch {
             locs.push(Loc {
                 pack,
-                offset: start + buf.len() as u64,
+                offset: start + written,
                 len: data.len() as u32,
             });
-            buf.extend_from_slice(MAGIC);
-            buf.extend_from_slice(xorb.as_bytes());
-            buf.extend_from_slice(&index.to_le_bytes());
-            buf.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            buf.extend_from_slice(chunk_hash(data).as_bytes());
-            buf.extend_from_slice(data);
+            let mut header = [0u8; HEADER_LEN];
+            header[..4].copy_from_slice(MAGIC);
+            header[4..36].copy_from_slice(xorb.as_bytes());
+            header[36..40].copy_from_slice(&index.to_le_bytes());
+            header[40..44].copy_from_slice(&(data.len() as u32).to_le_bytes());
+            header[44..].copy_from_slice(chunk_hash(data).as_bytes());
+            headers.push(header);
+            written += (HEADER_LEN + data.len()) as u64;
         }
-        out.as_mut().expect("a pack is open").write_all(&buf)?;
+        let mut slices: Vec<std::io::IoSlice<'_>> = headers
+            .iter()
+            .zip(batch)
+            .flat_map(|(h, (_, d))| [std::io::IoSlice::new(h), std::io::IoSlice::new(d)])
+            .collect();
+        write_all_vectored(out.as_mut().expect("a pack is open"), &mut slices)?;
         let doomed = {
             let mut state = lock_unpoisoned(&self.state);
             for ((key, _), loc) in batch.iter().zip(locs) {
@@ -413,9 +422,9 @@ impl Inner {
                 state.index.insert(*key, loc);
             }
             if let Some(p) = state.packs[pack].as_mut() {
-                p.size += buf.len() as u64;
+                p.size += written;
             }
-            state.used += buf.len() as u64;
+            state.used += written;
             self.choose_evictions(&mut state)
         };
         for path in doomed {
@@ -456,6 +465,24 @@ impl Inner {
         }
         gone.into_iter().map(|(_, path)| path).collect()
     }
+}
+
+/// `Write::write_all_vectored`, which is not stable: writes every slice, in order, with as
+/// few system calls as the kernel allows (at most 1024 slices each).
+fn write_all_vectored(
+    out: &mut File,
+    mut slices: &mut [std::io::IoSlice<'_>],
+) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        let n = match out.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        std::io::IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
 }
 
 /// A record's key, length and chunk hash, and whether it is live (not forgotten).
