@@ -4,12 +4,26 @@
 
 use rbee_transfer::{PieceSink, TransferError};
 use rbee_xet::cas::{ReconstructionTerm, XorbRangeDescriptor};
-use rbee_xet::{ChunkHeader, decode_chunk_borrowed};
+use std::ops::Range;
 
-use super::cache::ChunkCache;
+use rbee_xet::{ChunkHeader, chunk_hash, decode_chunk_borrowed};
+
+use super::cache::{ChunkCache, LinkedChunk};
+
+/// Where a term being written whole lands in the file, so its chunks can be linked to the
+/// file once verified instead of copied into the cache.
+pub(super) struct Keep<'a> {
+    /// File offset of the term's next chunk.
+    pub at: u64,
+    /// Chunks of this xorb that other terms of the file use too: copied into the cache as
+    /// before, so those terms find them while the file is still being written.
+    pub shared: &'a [Range<u32>],
+    pub links: Vec<LinkedChunk>,
+}
 
 /// Decodes the chunks of a xorb range as they arrive, handing over those of `term` past its
-/// first `skip` bytes. Chunks that lie whole in one network read are decoded where they lie
+/// first `skip` bytes. With `keep` (a term written from its start), the term's own chunks are
+/// noted for linking rather than copied into the cache. Chunks that lie whole in one network read are decoded where they lie
 /// (a chunk stored as it is goes to the sink without a copy); only a chunk cut between two
 /// reads is gathered first, so at most one encoded chunk and one network read are held.
 pub(super) async fn stream_term(
@@ -18,6 +32,7 @@ pub(super) async fn stream_term(
     range: &XorbRangeDescriptor,
     mut skip: u64,
     cache: Option<&ChunkCache>,
+    mut keep: Option<&mut Keep<'_>>,
     sink: &mut PieceSink<'_>,
     shown: &str,
 ) -> Result<(), TransferError> {
@@ -65,14 +80,32 @@ pub(super) async fn stream_term(
                 let (decoded, _) = decode_chunk_borrowed(&pending, &mut scratch)
                     .map_err(|e| bad(chunk, e))?
                     .expect("a whole chunk");
-                hand_over(decoded, chunk, term, &mut skip, cache, sink).await?;
+                hand_over(
+                    decoded,
+                    chunk,
+                    term,
+                    &mut skip,
+                    cache,
+                    keep.as_deref_mut(),
+                    sink,
+                )
+                .await?;
                 pending.clear();
                 chunk += 1;
                 continue;
             }
             match decode_chunk_borrowed(input, &mut scratch).map_err(|e| bad(chunk, e))? {
                 Some((decoded, used)) => {
-                    hand_over(decoded, chunk, term, &mut skip, cache, sink).await?;
+                    hand_over(
+                        decoded,
+                        chunk,
+                        term,
+                        &mut skip,
+                        cache,
+                        keep.as_deref_mut(),
+                        sink,
+                    )
+                    .await?;
                     input = &input[used..];
                     chunk += 1;
                 }
@@ -96,20 +129,35 @@ fn still_missing(pending: &[u8]) -> Result<usize, rbee_xet::XetError> {
     }
 }
 
-/// One decoded chunk: to the sink when it is part of `term` (past `skip`), to the cache when
-/// there is one.
+/// One decoded chunk: to the sink when it is part of `term` (past `skip`); to the cache when
+/// there is one, unless `keep` notes it for a link.
 async fn hand_over(
     decoded: &[u8],
     chunk: u32,
     term: &ReconstructionTerm,
     skip: &mut u64,
     cache: Option<&ChunkCache>,
+    keep: Option<&mut Keep<'_>>,
     sink: &mut PieceSink<'_>,
 ) -> Result<(), TransferError> {
     if (term.range.start..term.range.end).contains(&chunk) {
         let dropped = (*skip).min(decoded.len() as u64);
         *skip -= dropped;
         sink.write(&decoded[dropped as usize..]).await?;
+        if let Some(keep) = keep {
+            let at = keep.at;
+            keep.at += decoded.len() as u64;
+            if !keep.shared.iter().any(|r| r.contains(&chunk)) {
+                keep.links.push(LinkedChunk {
+                    xorb: term.hash,
+                    index: chunk,
+                    at,
+                    len: decoded.len() as u32,
+                    hash: chunk_hash(decoded),
+                });
+                return Ok(());
+            }
+        }
     }
     if let Some(cache) = cache {
         cache.put(&term.hash, chunk, decoded.to_vec()).await;

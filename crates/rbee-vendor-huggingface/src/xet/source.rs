@@ -12,7 +12,7 @@ use rbee_transfer::{
     ApiRequest, PieceSink, PieceSource, Transfer, TransferError, parse_content_range, redact_url,
 };
 use rbee_xet::XetHash;
-use rbee_xet::cas::{ChunkRange, XorbRangeDescriptor};
+use rbee_xet::cas::{ChunkRange, ReconstructionTerm, XorbRangeDescriptor};
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -20,7 +20,8 @@ use url::Url;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::cache::ChunkCache;
-use super::decode::stream_term;
+use super::cache::LinkedChunk;
+use super::decode::{Keep, stream_term};
 use super::plan::{Plan, reconstruct, spans_of};
 use super::token::XetTokens;
 
@@ -41,6 +42,11 @@ pub struct XetSource {
     /// One fetch at a time per xorb range: terms that share a range wait for the first,
     /// then find its chunks in the cache.
     ranges_in_flight: std::sync::Mutex<RangeLocks>,
+    /// Per xorb, the chunks more than one term of the file uses.
+    shared: HashMap<XetHash, Vec<Range<u32>>>,
+    /// The file's chunks fetched so far, where they lie in it: linked from the cache once
+    /// the file is verified.
+    links: std::sync::Mutex<Vec<LinkedChunk>>,
     /// Bytes of the file rebuilt from the network, and from the chunk cache.
     fetched: AtomicU64,
     reused: AtomicU64,
@@ -67,6 +73,7 @@ impl XetSource {
         }
         let plan = Plan::new(r);
         let spans = spans_of(&plan, hash)?;
+        let shared = shared_chunks(&plan.terms);
         Ok(Self {
             transfer,
             tokens,
@@ -75,6 +82,8 @@ impl XetSource {
             plan: tokio::sync::Mutex::new(plan),
             cache,
             ranges_in_flight: std::sync::Mutex::new(HashMap::new()),
+            shared,
+            links: std::sync::Mutex::new(Vec::new()),
             fetched: AtomicU64::new(0),
             reused: AtomicU64::new(0),
         })
@@ -172,6 +181,32 @@ impl XetSource {
     }
 }
 
+/// Per xorb, the chunk ranges that two or more of `terms` cover.
+fn shared_chunks(terms: &[ReconstructionTerm]) -> HashMap<XetHash, Vec<Range<u32>>> {
+    let mut by_xorb: HashMap<XetHash, Vec<Range<u32>>> = HashMap::new();
+    for t in terms {
+        by_xorb
+            .entry(t.hash)
+            .or_default()
+            .push(t.range.start..t.range.end);
+    }
+    by_xorb
+        .into_iter()
+        .filter_map(|(xorb, mut ranges)| {
+            ranges.sort_by_key(|r| r.start);
+            let mut shared: Vec<Range<u32>> = Vec::new();
+            let mut reach = 0u32;
+            for (i, r) in ranges.iter().enumerate() {
+                if i > 0 && r.start < reach {
+                    shared.push(r.start..r.end.min(reach));
+                }
+                reach = reach.max(r.end);
+            }
+            (!shared.is_empty()).then_some((xorb, shared))
+        })
+        .collect()
+}
+
 /// By hand: the plan's presigned URLs must not reach logs or errors.
 impl std::fmt::Debug for XetSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -240,16 +275,26 @@ impl PieceSource for XetSource {
             };
             match self.get_xorb_range(&url, &range, index).await? {
                 Ok((response, shown)) => {
+                    let no_shared = Vec::new();
+                    let mut keep = Keep {
+                        at: sink.span().start,
+                        shared: self.shared.get(&term.hash).unwrap_or(&no_shared),
+                        links: Vec::new(),
+                    };
                     stream_term(
                         response,
                         &term,
                         &range,
                         0,
                         self.cache.as_deref(),
+                        Some(&mut keep),
                         sink,
                         &shown,
                     )
                     .await?;
+                    if self.cache.is_some() {
+                        rbee_artifact::lock_unpoisoned(&self.links).extend(keep.links);
+                    }
                     self.fetched
                         .fetch_add(u64::from(term.unpacked_length), Ordering::Relaxed);
                     return Ok(());
@@ -274,7 +319,17 @@ impl PieceSource for XetSource {
     }
 
     async fn digest_mismatch(&self) {
+        rbee_artifact::lock_unpoisoned(&self.links).clear();
         self.forget_cached_terms().await;
+    }
+
+    async fn completed(&self, path: &std::path::Path) {
+        let links = std::mem::take(&mut *rbee_artifact::lock_unpoisoned(&self.links));
+        if let Some(cache) = &self.cache
+            && !links.is_empty()
+        {
+            cache.link(path, links).await;
+        }
     }
 }
 
@@ -361,6 +416,7 @@ impl XetSource {
                 &range,
                 skip,
                 self.cache.as_deref(),
+                None,
                 sink,
                 &shown,
             )
@@ -436,6 +492,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn chunks_two_terms_use_are_found_and_no_others() {
+        let (x, y) = (XetHash::from_bytes([1; 32]), XetHash::from_bytes([2; 32]));
+        let term = |hash, start, end| ReconstructionTerm {
+            hash,
+            unpacked_length: 1,
+            range: ChunkRange { start, end },
+        };
+        let shared = shared_chunks(&[
+            term(x, 0, 10),
+            term(y, 0, 10),
+            term(x, 8, 12),
+            term(x, 20, 30),
+            term(x, 2, 4),
+            term(y, 10, 20),
+        ]);
+        assert_eq!(shared.get(&x), Some(&vec![2..4, 8..10]));
+        assert_eq!(shared.get(&y), None, "adjacent ranges share nothing");
+    }
+
+    #[test]
     fn debug_shows_no_presigned_url() {
         let transfer = Transfer::new(rbee_transfer::TransferConfig::default()).unwrap();
         let tokens = XetTokens::at(
@@ -451,6 +527,8 @@ mod tests {
             plan: tokio::sync::Mutex::new(Plan::new(reconstruction(99))),
             cache: None,
             ranges_in_flight: std::sync::Mutex::new(HashMap::new()),
+            shared: HashMap::new(),
+            links: std::sync::Mutex::new(Vec::new()),
             fetched: AtomicU64::new(0),
             reused: AtomicU64::new(0),
         };
