@@ -10,6 +10,13 @@ use rbee_xet::{ChunkHeader, chunk_hash, decode_chunk_borrowed};
 
 use super::cache::{ChunkCache, LinkedChunk};
 
+/// The xorb range fetched for `term`, and the redacted URL it came from (for errors).
+pub(super) struct XorbRangeOf<'a> {
+    pub term: &'a ReconstructionTerm,
+    pub range: &'a XorbRangeDescriptor,
+    pub shown: &'a str,
+}
+
 /// Where a term being written whole lands in the file, so its chunks can be linked to the
 /// file once verified instead of copied into the cache.
 pub(super) struct Keep<'a> {
@@ -28,14 +35,13 @@ pub(super) struct Keep<'a> {
 /// reads is gathered first, so at most one encoded chunk and one network read are held.
 pub(super) async fn stream_term(
     mut response: reqwest::Response,
-    term: &ReconstructionTerm,
-    range: &XorbRangeDescriptor,
+    from: XorbRangeOf<'_>,
     mut skip: u64,
     cache: Option<&ChunkCache>,
     mut keep: Option<&mut Keep<'_>>,
     sink: &mut PieceSink<'_>,
-    shown: &str,
 ) -> Result<(), TransferError> {
+    let XorbRangeOf { term, range, shown } = from;
     let expected = range.bytes.len();
     let mut received = 0u64;
     // A chunk cut between network reads, gathered until whole.

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::cache::ChunkCache;
 use super::cache::LinkedChunk;
-use super::decode::{Keep, stream_term};
+use super::decode::{Keep, XorbRangeOf, stream_term};
 use super::plan::{Plan, reconstruct, spans_of};
 use super::token::XetTokens;
 
@@ -281,15 +281,18 @@ impl PieceSource for XetSource {
                         shared: self.shared.get(&term.hash).unwrap_or(&no_shared),
                         links: Vec::new(),
                     };
+                    let from = XorbRangeOf {
+                        term: &term,
+                        range: &range,
+                        shown: &shown,
+                    };
                     stream_term(
                         response,
-                        &term,
-                        &range,
+                        from,
                         0,
                         self.cache.as_deref(),
                         Some(&mut keep),
                         sink,
-                        &shown,
                     )
                     .await?;
                     if self.cache.is_some() {
@@ -410,17 +413,12 @@ impl XetSource {
                 }
             };
             let skip = if i == 0 { offset } else { 0 };
-            stream_term(
-                response,
+            let from = XorbRangeOf {
                 term,
-                &range,
-                skip,
-                self.cache.as_deref(),
-                None,
-                sink,
-                &shown,
-            )
-            .await?;
+                range: &range,
+                shown: &shown,
+            };
+            stream_term(response, from, skip, self.cache.as_deref(), None, sink).await?;
         }
         self.fetched.fetch_add(want, Ordering::Relaxed);
         Ok(())
