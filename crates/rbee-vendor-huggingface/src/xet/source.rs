@@ -331,7 +331,9 @@ impl PieceSource for XetSource {
         if let Some(cache) = &self.cache
             && !links.is_empty()
         {
-            cache.link(path, links).await;
+            // Absolute, so a later process started elsewhere finds the file.
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            cache.link(&path, links).await;
         }
     }
 }
