@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::HuggingFaceVendor;
 use super::hf_cache::Pinned;
+use super::plan_index::PlanIndex;
 use crate::api::is_commit;
 use crate::cache::hash_file;
 use crate::xet::XetTokens;
@@ -49,6 +50,7 @@ impl HuggingFaceVendor {
             })?;
         let revision = hf.revision.as_deref().unwrap_or("main");
         let cached = self.cache.repo(&hf.org, &hf.repo);
+        let by_path = PlanIndex::new(files);
 
         let mut done: Vec<DownloadedFile> = Vec::new();
         let mut requests = Vec::new();
@@ -188,19 +190,20 @@ impl HuggingFaceVendor {
                 ));
                 progress.fetched_and_reused(fetched, reused);
             }
-            check_git_blobs(files, &fetched, dest).await?;
+            check_git_blobs(&by_path, &fetched, dest).await?;
             if self.config.write_hf_cache {
                 let at = Pinned {
                     hf,
                     commit,
                     revision,
                 };
-                self.write_cache(at, files, &fetched, dest, progress).await;
+                self.write_cache(at, &by_path, &fetched, dest, progress)
+                    .await;
             }
             done.extend(fetched);
         }
         // In the plan's order, whatever order they completed in.
-        done.sort_by_key(|d| files.iter().position(|f| f.path == d.path));
+        done.sort_by_key(|d| by_path.position(&d.path));
         Ok(done)
     }
 }
@@ -253,35 +256,43 @@ pub(super) async fn keep_if_identical(
 /// Files without a published sha256 (configs, tokenizers: stored in git, not LFS) are checked
 /// against their git blob id; a mismatch removes the file and is [`Error::Integrity`].
 pub(super) async fn check_git_blobs(
-    plan_files: &[ResolvedFile],
+    plan: &PlanIndex<'_>,
     fetched: &[DownloadedFile],
     dest: &Path,
 ) -> Result<()> {
+    let mut to_check = Vec::new();
     for done in fetched {
-        let Some(expected) = plan_files
-            .iter()
-            .find(|f| f.path == done.path)
-            .and_then(expected_git_oid)
-        else {
-            continue;
-        };
-        let local = dest.join(safe_path(&done.path)?);
-        let path = local.clone();
-        let digest = tokio::task::spawn_blocking(move || hash_file(&path, true, None))
-            .await
-            .map_err(|e| Error::task_failed("checking a downloaded file", e))?
-            .map_err(|e| Error::io(format!("checking {}", local.display()), e))?;
-        let actual = digest.git_oid.expect("asked for the git blob id");
-        if actual != expected {
-            let _ = std::fs::remove_file(&local);
-            return Err(Error::Integrity {
-                path: done.path.clone(),
-                expected: expected.into(),
-                actual: actual.into(),
-            });
+        if let Some(expected) = plan.get(&done.path).and_then(expected_git_oid) {
+            to_check.push((
+                done.path.clone(),
+                dest.join(safe_path(&done.path)?),
+                expected,
+            ));
         }
     }
-    Ok(())
+    if to_check.is_empty() {
+        return Ok(());
+    }
+    // One blocking task for all of them: a snapshot's many small configs do not each wait
+    // for a thread.
+    tokio::task::spawn_blocking(move || {
+        for (path, local, expected) in to_check {
+            let digest = hash_file(&local, true, None)
+                .map_err(|e| Error::io(format!("checking {}", local.display()), e))?;
+            let actual = digest.git_oid.expect("asked for the git blob id");
+            if actual != expected {
+                let _ = std::fs::remove_file(&local);
+                return Err(Error::Integrity {
+                    path,
+                    expected: expected.into(),
+                    actual: actual.into(),
+                });
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| Error::task_failed("checking downloaded files", e))?
 }
 
 /// A plan's file path as a relative path, refusing anything that could leave `dest`.
@@ -292,4 +303,100 @@ pub(super) fn safe_path(path: &str) -> Result<&Path> {
             path.escape_debug()
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rbee_artifact::{ArtifactRef, DownloadTracker, JobId, ResolveOptions, VendorSource};
+    use rbee_fake_hub::{FakeHub, FakeHubConfig};
+    use rbee_transfer::{Transfer, TransferConfig};
+
+    use super::*;
+    use crate::config::HfConfig;
+    use crate::vendor::plan_index::PASSES;
+
+    #[tokio::test]
+    async fn a_many_file_snapshot_is_looked_up_in_one_pass_over_the_plan() {
+        let root = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let files = 120;
+        for i in 0..files {
+            // Small text files: git-stored, checked against their blob ids.
+            let p = root
+                .path()
+                .join(format!("hf/org/many/{}/f{i:03}.txt", i % 3));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, format!("file {i}\n").repeat(i + 1)).unwrap();
+        }
+        let hub = FakeHub::start(FakeHubConfig::new(root.path()))
+            .await
+            .unwrap();
+        let transfer = Transfer::new(TransferConfig {
+            use_env_proxy: false,
+            ..TransferConfig::default()
+        })
+        .unwrap();
+        let vendor =
+            HuggingFaceVendor::new(HfConfig::new(hub.url().clone(), home.path()), transfer);
+        rbee_artifact::register_reference::<HfRef>();
+        let reference: ArtifactRef = "hf:org/many".parse().unwrap();
+        let mut options = ResolveOptions::default();
+        options.include = vec!["**".into()];
+        let cancel = CancellationToken::new();
+        let plan = vendor.resolve(&reference, &options, &cancel).await.unwrap();
+        assert_eq!(plan.files.len(), files);
+        assert!(plan.files.iter().all(|f| expected_git_oid(f).is_some()));
+        PASSES.with(|p| p.set(0));
+        let tracker = DownloadTracker::new(JobId::from("many"));
+        let done = vendor
+            .download(&plan, &plan.files, out.path(), &tracker, &cancel)
+            .await
+            .unwrap();
+        assert_eq!(
+            PASSES.with(|p| p.get()),
+            1,
+            "the plan is indexed once, not searched once per file"
+        );
+        let order: Vec<&str> = done.iter().map(|d| d.path.as_str()).collect();
+        let planned: Vec<&str> = plan.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(order, planned, "results come in the plan's order");
+    }
+
+    #[tokio::test]
+    async fn a_git_stored_file_that_does_not_match_its_blob_id_is_removed_and_refused() {
+        let dest = tempfile::tempdir().unwrap();
+        let mut plan = Vec::new();
+        let mut fetched = Vec::new();
+        for (name, text) in [("a.txt", "right"), ("b.txt", "wrong")] {
+            std::fs::write(dest.path().join(name), text).unwrap();
+            let mut h = rbee_artifact::GitBlobHasher::new(5);
+            h.update(b"right");
+            plan.push(ResolvedFile {
+                path: name.into(),
+                size: Some(5),
+                sha256: None,
+                version: Some(h.finalize().to_string()),
+                source: FileSource::Local { path: "/x".into() },
+            });
+            fetched.push(DownloadedFile {
+                path: name.into(),
+                size: 5,
+                sha256: rbee_artifact::Sha256Digest::of(text.as_bytes()),
+            });
+        }
+        let index = PlanIndex::new(&plan);
+        let e = check_git_blobs(&index, &fetched, dest.path())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Integrity { path, .. } if path == "b.txt"),
+            "{e}"
+        );
+        assert!(dest.path().join("a.txt").exists());
+        assert!(
+            !dest.path().join("b.txt").exists(),
+            "the wrong file is removed"
+        );
+    }
 }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::HuggingFaceVendor;
 use super::download::{expected_git_oid, safe_path};
+use super::plan_index::PlanIndex;
 use crate::cache::{LocalDigest, hash_file};
 
 impl HuggingFaceVendor {
@@ -76,7 +77,7 @@ impl HuggingFaceVendor {
     pub(super) async fn write_cache(
         &self,
         at: Pinned<'_>,
-        plan_files: &[ResolvedFile],
+        plan: &PlanIndex<'_>,
         downloaded: &[DownloadedFile],
         dest: &Path,
         tracker: &DownloadTracker,
@@ -84,7 +85,7 @@ impl HuggingFaceVendor {
         let (hf, commit, revision) = (at.hf, at.commit, at.revision);
         let cached = self.cache.repo(&hf.org, &hf.repo);
         for done in downloaded {
-            let Some(planned) = plan_files.iter().find(|f| f.path == done.path) else {
+            let Some(planned) = plan.get(&done.path) else {
                 continue;
             };
             let local = dest.join(&done.path);

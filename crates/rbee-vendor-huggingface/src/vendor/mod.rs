@@ -26,6 +26,7 @@ mod download;
 mod hf_cache;
 mod hub_api;
 mod mirrored;
+mod plan_index;
 mod resolve;
 mod select;
 

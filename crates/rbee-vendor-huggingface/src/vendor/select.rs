@@ -114,9 +114,10 @@ impl HuggingFaceVendor {
             }
         };
         let before = chosen.len();
+        let chosen: std::collections::HashSet<&str> = chosen.iter().map(String::as_str).collect();
         let kept: Vec<&RepoFile> = files
             .iter()
-            .filter(|f| chosen.contains(&f.path) && !filter.excluded(&f.path))
+            .filter(|f| chosen.contains(f.path.as_str()) && !filter.excluded(&f.path))
             .collect();
         if kept.is_empty() {
             return Err(Error::InvalidRequest(format!(
