@@ -92,7 +92,9 @@ impl Transfer {
     /// done when complete. On the first failure the other files stop (keeping their partials)
     /// and that failure is returned, with the status and headers of a refusing server for the
     /// vendor to interpret (it converts into [`Error`] with `?`); results come in the order of
-    /// `requests`.
+    /// `requests`. Each folder written into is synced once, before this returns (whatever the
+    /// outcome), rather than once per file: a caller that records the files as ready after
+    /// `Ok` records only durable names.
     pub async fn fetch_all(
         &self,
         requests: Vec<FetchRequest>,
