@@ -220,3 +220,40 @@ async fn a_small_file_is_published_without_a_resume_state_a_large_one_with() {
     );
     assert_eq!(std::fs::read(out.path().join("big.bin")).unwrap(), data);
 }
+
+#[tokio::test]
+async fn a_batch_that_fails_midway_still_syncs_the_folders_of_the_files_it_published() {
+    let root = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let hub = FakeHub::start(FakeHubConfig::new(root.path()))
+        .await
+        .unwrap();
+    let mut requests = small_files(root.path(), &hub, 12, &["ok", "also"]);
+    requests[5].sha256 = Some(digest(b"not these bytes"));
+    let bad = requests[5].path.clone();
+    let t = Transfer::new(config()).unwrap();
+    let e = t
+        .fetch_all(
+            requests.clone(),
+            out.path(),
+            &tracker(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains(&bad), "{e}");
+    assert!(
+        !out.path().join(&bad).exists(),
+        "no final name on bytes proven wrong"
+    );
+    let published: std::collections::HashSet<&str> = requests
+        .iter()
+        .filter(|r| out.path().join(&r.path).exists())
+        .map(|r| r.path.split('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        t.directory_syncs(),
+        published.len() as u64,
+        "each folder holding a published file is synced before the failure is returned"
+    );
+}
