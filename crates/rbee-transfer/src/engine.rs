@@ -1,5 +1,8 @@
 //! What every transfer of one engine shares: its settings, HTTP clients, rate limit and retry policy.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
 use rbee_artifact::Error;
 use reqwest::Client;
 
@@ -17,6 +20,20 @@ pub(crate) struct Inner {
     pub(crate) data: Client,
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) retry: RetryPolicy,
+    pub(crate) syncs: Arc<SyncCounts>,
+}
+
+/// Syncs an engine has made, for tests and diagnostics (see [`Transfer::directory_syncs`] and
+/// [`Transfer::state_saves`]).
+///
+/// [`Transfer::directory_syncs`]: crate::Transfer::directory_syncs
+/// [`Transfer::state_saves`]: crate::Transfer::state_saves
+#[derive(Debug, Default)]
+pub(crate) struct SyncCounts {
+    /// Folder syncs after files were published.
+    pub(crate) dirs: AtomicU64,
+    /// Resume states saved (each after a sync of the partial).
+    pub(crate) states: AtomicU64,
 }
 
 impl Inner {
@@ -34,6 +51,7 @@ impl Inner {
             api,
             data,
             config,
+            syncs: Default::default(),
         })
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -13,6 +14,7 @@ use url::Url;
 use crate::config::TransferConfig;
 use crate::engine::Inner;
 use crate::error::{TransferError, redact_url};
+use crate::fetch::DirtyDirs;
 use crate::http::{self, Outgoing, SendError};
 use crate::request::{ApiRequest, FetchRequest};
 use crate::retry::{MAX_SILENT_ANSWERS, is_transient_status, retry_after};
@@ -65,7 +67,20 @@ impl Transfer {
         progress: &FileProgress,
         cancel: &CancellationToken,
     ) -> Result<DownloadedFile, TransferError> {
-        crate::fetch::fetch(&self.inner, request, dest, progress, cancel).await
+        crate::fetch::fetch(&self.inner, request, dest, progress, cancel, None).await
+    }
+
+    /// How many folder syncs this engine (and its clones) has made: one per file fetched
+    /// alone, one per folder for a batch of [`fetch_all`](Transfer::fetch_all). For tests and
+    /// diagnostics.
+    pub fn directory_syncs(&self) -> u64 {
+        self.inner.syncs.dirs.load(Ordering::Relaxed)
+    }
+
+    /// How many resume states this engine (and its clones) has saved. A file smaller than one
+    /// save interval's worth of bytes is published without one. For tests and diagnostics.
+    pub fn state_saves(&self) -> u64 {
+        self.inner.syncs.states.load(Ordering::Relaxed)
     }
 
     /// Fetches several files of one artifact, each to `dest_dir.join(request.path)`, as many at
@@ -77,7 +92,9 @@ impl Transfer {
     /// done when complete. On the first failure the other files stop (keeping their partials)
     /// and that failure is returned, with the status and headers of a refusing server for the
     /// vendor to interpret (it converts into [`Error`] with `?`); results come in the order of
-    /// `requests`.
+    /// `requests`. Each folder written into is synced once, before this returns (whatever the
+    /// outcome), rather than once per file: a caller that records the files as ready after
+    /// `Ok` records only durable names.
     pub async fn fetch_all(
         &self,
         requests: Vec<FetchRequest>,
@@ -101,6 +118,8 @@ impl Transfer {
             .min(tokio::sync::Semaphore::MAX_PERMITS);
         let slots = tokio::sync::Semaphore::new(budget);
         let slots = &slots;
+        let dirty = DirtyDirs::default();
+        let batch = &dirty;
         let mut jobs = futures::stream::iter(requests.into_iter().enumerate().map(|(i, r)| {
             let stop = stop.clone();
             let weight = match r.expected_size {
@@ -114,7 +133,9 @@ impl Transfer {
                 let dest = dest_dir.join(&r.path);
                 let on_disk = crate::fetch::bytes_on_disk(&r, &dest);
                 let progress = tracker.file(r.path.clone(), r.expected_size, on_disk);
-                let result = self.fetch(&r, &dest, &progress, &stop).await;
+                let result =
+                    crate::fetch::fetch(&self.inner, &r, &dest, &progress, &stop, Some(batch))
+                        .await;
                 if result.is_ok() {
                     progress.done();
                 } else {
@@ -141,6 +162,20 @@ impl Transfer {
                         first_error = Some(e);
                     }
                 }
+            }
+        }
+        drop(jobs);
+        // Before any success is reported: the caller records the files as ready next. After a
+        // failure too, so the files already in place keep their names for the next attempt.
+        match tokio::task::spawn_blocking(move || dirty.sync()).await {
+            Ok(synced) => {
+                self.inner.syncs.dirs.fetch_add(synced, Ordering::Relaxed);
+            }
+            Err(e) => {
+                return Err(TransferError::catalog(Error::task_failed(
+                    "syncing folders",
+                    e,
+                )));
             }
         }
         if cancel.is_cancelled() {

@@ -6,14 +6,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rbee_artifact::{ArtifactRef, Error, ResolvedArtifact, Result, lock_unpoisoned, redact_url};
-
-use crate::reference::HfRef;
-use tokio_util::sync::CancellationToken;
+use rbee_artifact::{lock_unpoisoned, redact_url};
 use url::Url;
-
-use crate::snapshot::PathFilter;
-use crate::vendor::HuggingFaceVendor;
 
 /// How long a mirror that failed is passed over.
 pub(crate) const SKIP_FOR: Duration = Duration::from_secs(300);
@@ -33,69 +27,6 @@ impl MirrorHealth {
 
     pub(crate) fn failed(&self, mirror: &Url) {
         lock_unpoisoned(&self.down_until).insert(mirror.clone(), Instant::now() + SKIP_FOR);
-    }
-}
-
-impl HuggingFaceVendor {
-    /// Resolves through the first mirror that answers, else the origin; the plan's notes say
-    /// which one served, and why mirrors before it did not.
-    pub(crate) async fn resolve_via_mirrors(
-        &self,
-        reference: &ArtifactRef,
-        hf: &HfRef,
-        revision: &str,
-        filter: &PathFilter,
-        cancel: &CancellationToken,
-    ) -> Result<ResolvedArtifact> {
-        let mut passed = Vec::new();
-        for mirror in &self.config().mirrors {
-            let shown = redact_url(mirror);
-            if !self.mirror_health().usable(mirror) {
-                passed.push(format!(
-                    "mirror {shown} skipped (it failed in the last {} min)",
-                    SKIP_FOR.as_secs() / 60
-                ));
-                continue;
-            }
-            let via = self.through(mirror);
-            match via
-                .resolve_online(reference, hf, revision, filter, cancel)
-                .await
-            {
-                Ok(mut plan) => {
-                    plan.notes.extend(passed);
-                    plan.notes.push(format!("served by mirror {shown}"));
-                    return Ok(plan);
-                }
-                Err(e) if e.is_cancelled() => return Err(e),
-                // A refusal of this repo (gated, private, missing) says nothing about the
-                // mirror's health: other repos still go through it.
-                Err(
-                    e @ (Error::NotFound { .. }
-                    | Error::Unauthorized { .. }
-                    | Error::InvalidRequest(_)),
-                ) => {
-                    tracing::info!(mirror = %shown, error = %e, "mirror refused; trying the next");
-                    passed.push(format!("mirror {shown} refused ({e})"));
-                }
-                Err(e) => {
-                    tracing::warn!(mirror = %shown, error = %e, "mirror failed; trying the next");
-                    self.mirror_health().failed(mirror);
-                    passed.push(format!("mirror {shown} failed ({e})"));
-                }
-            }
-        }
-        let mut plan = self
-            .resolve_online(reference, hf, revision, filter, cancel)
-            .await?;
-        if !passed.is_empty() {
-            plan.notes.extend(passed);
-            plan.notes.push(format!(
-                "served by the origin {}",
-                redact_url(&self.config().endpoint)
-            ));
-        }
-        Ok(plan)
     }
 }
 

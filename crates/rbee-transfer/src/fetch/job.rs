@@ -10,6 +10,7 @@ use rbee_artifact::{DownloadedFile, FileProgress, lock_unpoisoned};
 use reqwest::header::HeaderMap;
 use tokio_util::sync::CancellationToken;
 
+use super::durable_dirs::DirtyDirs;
 use super::hasher::HashCell;
 use super::ledger::{Book, Shared, Target};
 use super::resume::usable_state;
@@ -35,6 +36,8 @@ pub(super) struct Job<'a> {
     pub(super) resumed: AtomicBool,
     /// `dest` was published by another transfer while this one waited (see `reuse_existing`).
     pub(super) fresh: bool,
+    /// Part of a batch: the folder is synced once for the whole batch, not after this file.
+    pub(super) batch: Option<&'a DirtyDirs>,
 }
 
 impl Drop for Job<'_> {
@@ -106,6 +109,7 @@ impl<'a> Job<'a> {
             }),
             received: AtomicU64::new(0),
             state_path: paths.state.clone(),
+            syncs: inner.syncs.clone(),
             armed: AtomicBool::new(true),
             saving: AtomicBool::new(false),
             syncing: AtomicBool::new(false),
@@ -128,6 +132,7 @@ impl<'a> Job<'a> {
             shared,
             resumed: AtomicBool::new(resumed),
             fresh: false,
+            batch: None,
         })
     }
 

@@ -15,6 +15,7 @@ use url::Url;
 
 use super::hasher::HashCell;
 use super::job::Job;
+use crate::engine::SyncCounts;
 use crate::state::PartState;
 use crate::written::WrittenBoard;
 
@@ -155,6 +156,7 @@ pub(super) struct Shared {
     /// Bytes received by this process (for connection growth).
     pub(super) received: AtomicU64,
     pub(super) state_path: PathBuf,
+    pub(super) syncs: Arc<SyncCounts>,
     /// While set, dropping the job saves the resume state.
     pub(super) armed: AtomicBool,
     /// A save of the written state runs on a blocking thread.
@@ -238,6 +240,7 @@ impl Shared {
                 b.st.mark_durable(synced);
             }
         }
+        self.syncs.states.fetch_add(1, Ordering::Relaxed);
         self.snapshot().save(&self.state_path)
     }
 

@@ -15,6 +15,7 @@
 
 mod connections;
 mod content_range;
+mod durable_dirs;
 mod hasher;
 mod job;
 mod ledger;
@@ -28,6 +29,7 @@ mod stream;
 
 pub(crate) use content_range::parse_unsatisfied_total;
 pub use content_range::{ContentRange, RangeRequest, parse_content_range, parse_range_request};
+pub(crate) use durable_dirs::DirtyDirs;
 pub use pieces::PieceSink;
 pub(crate) use resume::bytes_on_disk;
 
@@ -71,6 +73,7 @@ pub(crate) async fn fetch(
     dest: &Path,
     progress: &FileProgress,
     cancel: &CancellationToken,
+    batch: Option<&DirtyDirs>,
 ) -> Result<DownloadedFile, TransferError> {
     if cancel.is_cancelled() {
         return Err(TransferError::cancelled());
@@ -96,6 +99,10 @@ pub(crate) async fn fetch(
     if let Some(size) = req.expected_size
         && let Some(done) = reuse_existing(req, dest, &paths, size, fresh, progress, cancel).await?
     {
+        // Its name may come from a run that ended before its folder was synced.
+        if let (Some(batch), Some(parent)) = (batch, dest.parent()) {
+            batch.add(parent);
+        }
         return Ok(done);
     }
     if let Some(source) = req.pieces.as_deref() {
@@ -110,6 +117,7 @@ pub(crate) async fn fetch(
                 cancel,
             )?;
             job.fresh = fresh;
+            job.batch = batch;
             match job.run_pieces(source).await {
                 Ok(done) => return Ok(done),
                 Err(e) if e.is_cancelled() => return Err(e),
@@ -131,6 +139,7 @@ pub(crate) async fn fetch(
     }
     let mut job = Job::new(inner, req, dest, paths, headers, progress, cancel)?;
     job.fresh = fresh;
+    job.batch = batch;
     job.run().await
 }
 

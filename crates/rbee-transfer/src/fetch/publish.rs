@@ -1,11 +1,12 @@
 //! The end of a file: verify size and digest, fsync, rename; or discard bytes proven wrong.
 
-use std::fs::File;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use rbee_artifact::{DownloadedFile, Error, Sha256Digest};
 use sha2::Digest;
 
+use super::durable_dirs::sync_dir;
 use super::hasher::HashTask;
 use super::job::Job;
 use super::{Flow, sync_progress};
@@ -87,21 +88,27 @@ impl Job<'_> {
         let part = self.paths.part.clone();
         let state = self.paths.state.clone();
         let dest = self.dest.to_path_buf();
+        let dir = dest.parent().map(Path::to_path_buf);
+        let sync_dir_now = self.batch.is_none();
         let publish = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             shared.file.set_len(total)?;
             shared.file.sync_all()?;
             std::fs::rename(&part, &dest)?;
-            if let Some(dir) = dest.parent()
-                && let Ok(d) = File::open(dir)
-            {
-                let _ = d.sync_all();
+            if sync_dir_now && let Some(dir) = &dir {
+                sync_dir(dir);
             }
             let _ = std::fs::remove_file(&state);
             Ok(())
         });
         self.shared.armed.store(false, Ordering::Release);
         match publish.await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => match (self.batch, self.dest.parent()) {
+                (Some(batch), Some(dir)) => batch.add(dir),
+                (None, Some(_)) => {
+                    self.inner.syncs.dirs.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            },
             Ok(Err(e)) => {
                 self.shared.armed.store(true, Ordering::Release);
                 return Err(Flow::Fail(TransferError::io(
