@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use super::*;
+use crate::listing::listing_id;
 use crate::tests::{add, record, register};
+use rbee_artifact::Sha256Digest;
 
 /// A catalog whose index caches a changed record at once, so the tests need not wait for changes
 /// to settle; each test changes records by renaming new files into place or by changing their
