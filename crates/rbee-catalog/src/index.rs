@@ -88,14 +88,15 @@ fn nanos(secs: i64, nsec: i64) -> i64 {
 // doubles the cost of reading the index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[allow(clippy::large_enum_variant)] // Entries are most nodes; boxing would add an allocation each.
 pub(crate) enum Node {
     /// A folder of folders: its stamp and its sub-folders (not starting with a dot).
     Branch { stamp: Stamp, children: Vec<String> },
     /// An entry: the stamp of its `metadata.json` and the record it held, already checked.
+    /// Boxed: a record is several hundred bytes, and a table of 10,000 nodes is probed, moved
+    /// and grown far faster when its slots are small.
     Entry {
         stamp: Stamp,
-        record: ArtifactRecord,
+        record: Box<ArtifactRecord>,
     },
 }
 
@@ -261,6 +262,8 @@ pub(crate) struct Refresh {
     record_settle: Duration,
     /// Whether `next` holds anything `old` did not (a save is worth it).
     changed: bool,
+    /// Nodes taken out of `old` and not kept: each one is a difference.
+    dropped: usize,
 }
 
 impl Refresh {
@@ -273,19 +276,23 @@ impl Refresh {
             now_ns: now_ns(),
             record_settle,
             changed: false,
+            dropped: 0,
         }
     }
 
-    /// The cached node of a folder, when there is one.
-    pub(crate) fn cached(&self, rel: &str) -> Option<&Node> {
-        self.old.get(rel)
+    /// Takes the cached node of a folder out of the old index, when there is one: the walk
+    /// gives it back with [`keep`](Self::keep) when the disk still agrees with it, else it is
+    /// dropped (and the index has changed). One lookup per folder instead of one per question.
+    pub(crate) fn take(&mut self, rel: &str) -> Option<(String, Node)> {
+        let taken = self.old.remove_entry(rel);
+        self.dropped += usize::from(taken.is_some());
+        taken
     }
 
-    /// Keeps a node unchanged from the old index.
-    pub(crate) fn keep(&mut self, rel: &str) {
-        if let Some((rel, node)) = self.old.remove_entry(rel) {
-            self.next.insert(rel, node);
-        }
+    /// Gives back a node [`take`](Self::take) took, unchanged.
+    pub(crate) fn keep(&mut self, rel: String, node: Node) {
+        self.dropped = self.dropped.saturating_sub(1);
+        self.next.insert(rel, node);
     }
 
     /// How many folders the old index knew (a size hint for a listing).
@@ -309,7 +316,8 @@ impl Refresh {
     /// The next index, and whether it differs from the old one (folders the walk no longer
     /// reached count as a difference: they are dropped).
     pub(crate) fn finish(self) -> (Nodes, bool) {
-        (self.next, self.changed || !self.old.is_empty())
+        let changed = self.changed || self.dropped > 0 || !self.old.is_empty();
+        (self.next, changed)
     }
 }
 

@@ -46,24 +46,36 @@ impl Catalog {
             let is_root = rel.is_empty();
             // The root is read every time: saving the index changes it.
             let mut stamp = None;
-            if let Some(index::Node::Branch {
-                stamp: cached,
-                children,
-            }) = refresh.cached(&rel)
-            {
-                let now = folders.lstat(&rel, None).map(|(stamp, _)| stamp);
-                if now.as_ref().is_ok_and(|now| now == cached) {
-                    // Nothing was added, removed or renamed in it: not even a record.
-                    push_children(&mut stack, &rel, children);
-                    folders.enter(&rel, children.len());
-                    refresh.keep(&rel);
-                    continue;
+            let cached = match refresh.take(&rel) {
+                Some((
+                    key,
+                    index::Node::Branch {
+                        stamp: was,
+                        children,
+                    },
+                )) => {
+                    let now = folders.lstat(&rel, None).map(|(stamp, _)| stamp);
+                    if now.as_ref().is_ok_and(|now| *now == was) {
+                        // Nothing was added, removed or renamed in it: not even a record.
+                        push_children(&mut stack, &rel, &children);
+                        folders.enter(&rel, children.len());
+                        refresh.keep(
+                            key,
+                            index::Node::Branch {
+                                stamp: was,
+                                children,
+                            },
+                        );
+                        continue;
+                    }
+                    stamp = now.ok();
+                    None
                 }
-                stamp = now.ok();
-            }
+                other => other,
+            };
             if !is_root && let Ok(found) = folders.lstat(&rel, Some(layout::METADATA_FILE)) {
                 let dir = index::dir_of(&self.root, &rel);
-                self.visit_entry(&rel, dir, found, refresh, &mut out, &mut dead);
+                self.visit_entry(&rel, dir, found, cached, refresh, &mut out, &mut dead);
                 continue;
             }
             let dir = index::dir_of(&self.root, &rel);
@@ -117,34 +129,36 @@ impl Catalog {
         Ok((out, dead))
     }
 
-    /// One folder holding a record: from the index when its record is unchanged, else read.
+    /// One folder holding a record: from the index (`cached`, taken out of it) when its record
+    /// is unchanged, else read.
+    #[allow(clippy::too_many_arguments)] // The walk's state, passed down rather than bundled.
     fn visit_entry(
         &self,
         rel: &str,
         dir: PathBuf,
         (stamp, is_file): (index::Stamp, bool),
+        cached: Option<(String, index::Node)>,
         refresh: &mut index::Refresh,
         out: &mut Vec<Listing>,
         dead: &mut Vec<CatalogKey>,
     ) {
-        let cached = match refresh.cached(rel) {
+        let cached = match cached {
             // Checked as a record read from disk would be: the index may have been written by
             // another rbee, with other rules.
-            Some(index::Node::Entry { stamp: s, record })
-                if *s == stamp
+            Some((key, index::Node::Entry { stamp: s, record }))
+                if s == stamp
                     && is_file
                     && record.check().is_ok()
-                    && record.id == self.id_of_dir(&dir) =>
+                    && is_id_of_folder(&record.id, rel) =>
             {
-                Some(record.clone())
+                let shown = (*record).clone();
+                refresh.keep(key, index::Node::Entry { stamp, record });
+                Some(shown)
             }
             _ => None,
         };
         let record = match cached {
-            Some(record) => {
-                refresh.keep(rel);
-                record
-            }
+            Some(record) => record,
             None => {
                 let id = self.id_of_dir(&dir);
                 let read = match CatalogKey::from_id(&id) {
@@ -160,7 +174,7 @@ impl Catalog {
                             rel,
                             index::Node::Entry {
                                 stamp,
-                                record: record.clone(),
+                                record: Box::new(record.clone()),
                             },
                         );
                         record
@@ -224,6 +238,12 @@ pub(crate) fn listing_id(listing: &Listing) -> &str {
         Listing::Entry(e) => &e.record.id,
         Listing::Damaged { id, .. } => id,
     }
+}
+
+/// Whether `id` is the id of the folder `rel` (below the root, `/`-separated) implies: its
+/// names joined with `--`, as [`Catalog::id_of`] makes it, without building that string.
+fn is_id_of_folder(id: &str, rel: &str) -> bool {
+    id.split("--").eq(rel.split('/'))
 }
 
 /// Pushes the sub-folders of the folder `rel` for a walk.
