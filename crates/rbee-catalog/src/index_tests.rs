@@ -439,3 +439,46 @@ fn a_record_under_a_name_rbee_never_makes_stays_listed_as_damaged() {
         assert_eq!(damaged, 1, "listing {listing}");
     }
 }
+
+#[test]
+fn the_index_is_saved_when_a_listing_finds_a_change_and_only_then() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join(layout::INDEX_FILE);
+    let held = tmp.path().join(".held-index");
+    // Every save renames a new file into place; a link to the old one keeps its inode from
+    // being reused, so a save always shows as another inode.
+    let hold = || {
+        let _ = fs::remove_file(&held);
+        fs::hard_link(&index, &held).unwrap();
+    };
+    let saved_since_held = || fs::metadata(&index).unwrap().ino() != fs::metadata(&held).unwrap().ino();
+    let cat = eager(tmp.path());
+    fill(&cat, 8);
+    cat.list().unwrap();
+    hold();
+    cat.list().unwrap();
+    eager(tmp.path()).list().unwrap();
+    assert!(!saved_since_held(), "nothing changed, yet the index was written again");
+
+    // A record rewritten: the index learns the new one.
+    let key = CatalogKey::of(&"hf:org/repo-002".parse().unwrap());
+    cat.set_status(&key, ArtifactStatus::Incomplete { bytes: 1, total: 2 })
+        .unwrap();
+    let listed = cat.list().unwrap();
+    assert!(saved_since_held());
+    let next = eager(tmp.path());
+    assert_eq!(next.list().unwrap(), listed);
+    assert_eq!(next.records_read(), 0);
+
+    // A record gone from a folder that stays: the index forgets the entry.
+    hold();
+    let dir = cat.entry_dir(&CatalogKey::of(&"hf:org/repo-005".parse().unwrap()));
+    fs::remove_file(dir.join(layout::METADATA_FILE)).unwrap();
+    let listed = cat.list().unwrap();
+    assert!(saved_since_held(), "the index still holds a record that is gone");
+    assert_eq!(listed.len(), 7);
+    let next = eager(tmp.path());
+    assert_eq!(next.list().unwrap(), listed);
+    assert_eq!(next.records_read(), 0);
+}
