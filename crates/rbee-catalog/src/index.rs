@@ -26,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::ArtifactRecord;
 use crate::layout::INDEX_FILE;
 
-/// Bumped whenever what the index holds changes meaning; another format is rebuilt.
-const FORMAT: u32 = 2;
+/// Bumped whenever what the index holds changes meaning; another format is rebuilt. (3: folders
+/// are saved in the order a walk visits them.)
+const FORMAT: u32 = 3;
 
 /// How old a change must be before the index caches what it saw.
 pub(crate) const SETTLE: Duration = Duration::from_secs(2);
@@ -100,8 +101,10 @@ pub(crate) enum Node {
     },
 }
 
-/// Cached folders by path relative to the root.
-pub(crate) type Nodes = HashMap<String, Node>;
+/// Cached folders by path relative to the root, in the order the last walk visited them: the
+/// next walk visits them in the same order, so finding a folder's node is mostly a comparison
+/// with the node after the last one found, not a hash lookup.
+pub(crate) type Nodes = Vec<(String, Node)>;
 
 /// The index file: its format, how many folders it holds (so the table is sized once rather
 /// than grown and rehashed while 10,000 entries are decoded), and the folders.
@@ -168,8 +171,8 @@ fn decode(bytes: &[u8]) -> serde_json::Result<IndexFile> {
         }
         fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Nodes, A::Error> {
             let mut nodes = Nodes::with_capacity(self.0);
-            while let Some((rel, node)) = map.next_entry::<String, Node>()? {
-                nodes.insert(rel, node);
+            while let Some(node) = map.next_entry::<String, Node>()? {
+                nodes.push(node);
             }
             Ok(nodes)
         }
@@ -222,12 +225,19 @@ pub(crate) fn save(root: &Path, nodes: &Nodes) -> std::io::Result<()> {
     struct IndexRef<'a> {
         format: u32,
         count: usize,
-        nodes: &'a Nodes,
+        nodes: InOrder<'a>,
+    }
+    /// The nodes as one JSON object, in walk order.
+    struct InOrder<'a>(&'a Nodes);
+    impl Serialize for InOrder<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|(rel, node)| (rel, node)))
+        }
     }
     let json = serde_json::to_vec(&IndexRef {
         format: FORMAT,
         count: nodes.len(),
-        nodes,
+        nodes: InOrder(nodes),
     })
     .map_err(std::io::Error::other)?;
     let tmp = root.join(format!(
@@ -256,7 +266,15 @@ fn now_ns() -> i64 {
 
 /// Builds the next index while a walk checks the old one against the disk.
 pub(crate) struct Refresh {
-    old: Nodes,
+    /// The old index; a node the walk took is `None`.
+    old: Vec<Option<(String, Node)>>,
+    /// Where in `old` the walk's next folder is expected.
+    cursor: usize,
+    /// Where each node of `old` is, made at the first folder met out of order (something was
+    /// added, removed, or the index was saved by a walk of other folders).
+    places: Option<HashMap<String, usize>>,
+    /// Nodes of `old` not taken yet.
+    remaining: usize,
     next: Nodes,
     now_ns: i64,
     record_settle: Duration,
@@ -272,7 +290,10 @@ impl Refresh {
     pub(crate) fn new(old: Nodes, record_settle: Duration) -> Self {
         Self {
             next: Nodes::with_capacity(old.len()),
-            old,
+            remaining: old.len(),
+            old: old.into_iter().map(Some).collect(),
+            cursor: 0,
+            places: None,
             now_ns: now_ns(),
             record_settle,
             changed: false,
@@ -282,17 +303,42 @@ impl Refresh {
 
     /// Takes the cached node of a folder out of the old index, when there is one: the walk
     /// gives it back with [`keep`](Self::keep) when the disk still agrees with it, else it is
-    /// dropped (and the index has changed). One lookup per folder instead of one per question.
+    /// dropped (and the index has changed). The walk takes every folder it visits, once.
     pub(crate) fn take(&mut self, rel: &str) -> Option<(String, Node)> {
-        let taken = self.old.remove_entry(rel);
-        self.dropped += usize::from(taken.is_some());
+        let at = self.find(rel)?;
+        let taken = self.old[at].take();
+        self.cursor = at + 1;
+        self.remaining -= 1;
+        self.dropped += 1;
         taken
+    }
+
+    fn find(&mut self, rel: &str) -> Option<usize> {
+        while matches!(self.old.get(self.cursor), Some(None)) {
+            self.cursor += 1;
+        }
+        if let Some(Some((at, _))) = self.old.get(self.cursor)
+            && at == rel
+        {
+            return Some(self.cursor);
+        }
+        let old = &self.old;
+        let places = self.places.get_or_insert_with(|| {
+            old.iter()
+                .enumerate()
+                .filter_map(|(i, node)| node.as_ref().map(|(rel, _)| (rel.clone(), i)))
+                .collect()
+        });
+        places
+            .get(rel)
+            .copied()
+            .filter(|&at| matches!(&self.old[at], Some((r, _)) if r == rel))
     }
 
     /// Gives back a node [`take`](Self::take) took, unchanged.
     pub(crate) fn keep(&mut self, rel: String, node: Node) {
         self.dropped = self.dropped.saturating_sub(1);
-        self.next.insert(rel, node);
+        self.next.push((rel, node));
     }
 
     /// How many folders the old index knew (a size hint for a listing).
@@ -300,23 +346,23 @@ impl Refresh {
         self.old.len()
     }
 
-    /// Records what was just read from disk, unless it changed too recently to be cached.
+    /// Records what was just read from disk (the walk took the folder's old node first),
+    /// unless it changed too recently to be cached.
     pub(crate) fn put(&mut self, rel: &str, node: Node) {
-        self.changed |= self.old.remove(rel).is_some();
         let (stamp, settle) = match &node {
             Node::Branch { stamp, .. } => (*stamp, SETTLE),
             Node::Entry { stamp, .. } => (*stamp, self.record_settle),
         };
         if !stamp.unsettled(self.now_ns, settle) {
             self.changed = true;
-            self.next.insert(rel.to_string(), node);
+            self.next.push((rel.to_string(), node));
         }
     }
 
     /// The next index, and whether it differs from the old one (folders the walk no longer
     /// reached count as a difference: they are dropped).
     pub(crate) fn finish(self) -> (Nodes, bool) {
-        let changed = self.changed || self.dropped > 0 || !self.old.is_empty();
+        let changed = self.changed || self.dropped > 0 || self.remaining > 0;
         (self.next, changed)
     }
 }
