@@ -264,6 +264,12 @@ fn now_ns() -> i64 {
         .unwrap_or_default()
 }
 
+/// How far past the expected node a folder's node is looked for before the table of places.
+const LOOK_AHEAD: usize = 16;
+
+/// How many folders may be met out of order before the table of places is made.
+const MISSES_BEFORE_PLACES: usize = 4;
+
 /// Builds the next index while a walk checks the old one against the disk.
 pub(crate) struct Refresh {
     /// The old index; a node the walk took is `None`.
@@ -275,6 +281,11 @@ pub(crate) struct Refresh {
     places: Option<HashMap<String, usize>>,
     /// Nodes of `old` not taken yet.
     remaining: usize,
+    /// Folders not found near the cursor while there is no table of places.
+    misses: usize,
+    /// Whether a node was found through the table of places: saved in walk order, the next
+    /// walk finds it in order.
+    out_of_order: bool,
     next: Nodes,
     now_ns: i64,
     record_settle: Duration,
@@ -294,6 +305,8 @@ impl Refresh {
             old: old.into_iter().map(Some).collect(),
             cursor: 0,
             places: None,
+            misses: 0,
+            out_of_order: false,
             now_ns: now_ns(),
             record_settle,
             changed: false,
@@ -313,26 +326,40 @@ impl Refresh {
         taken
     }
 
+    /// Where `rel`'s node is in `old`: the next one, or one a little further on (folders were
+    /// removed); else from the table of places, which is made only once a few folders were not
+    /// found that way (the root, an added folder, and a few more are met out of order in any
+    /// walk, and are not worth a table of 10,000 names). Before that, a node further away is
+    /// not found: its folder is read as if it were not cached, which costs a read, never an
+    /// answer.
     fn find(&mut self, rel: &str) -> Option<usize> {
         while matches!(self.old.get(self.cursor), Some(None)) {
             self.cursor += 1;
         }
-        if let Some(Some((at, _))) = self.old.get(self.cursor)
-            && at == rel
-        {
-            return Some(self.cursor);
+        let near = self.cursor..self.old.len().min(self.cursor + LOOK_AHEAD);
+        let is_rel = |node: &Option<(String, Node)>| matches!(node, Some((r, _)) if r == rel);
+        if let Some(at) = near.clone().find(|&at| is_rel(&self.old[at])) {
+            return Some(at);
+        }
+        if self.places.is_none() {
+            self.misses += 1;
+            if self.misses <= MISSES_BEFORE_PLACES {
+                return None;
+            }
         }
         let old = &self.old;
         let places = self.places.get_or_insert_with(|| {
-            old.iter()
-                .enumerate()
-                .filter_map(|(i, node)| node.as_ref().map(|(rel, _)| (rel.clone(), i)))
-                .collect()
+            let mut places = HashMap::with_capacity(old.len());
+            for (at, node) in old.iter().enumerate() {
+                if let Some((rel, _)) = node {
+                    places.insert(rel.clone(), at);
+                }
+            }
+            places
         });
-        places
-            .get(rel)
-            .copied()
-            .filter(|&at| matches!(&self.old[at], Some((r, _)) if r == rel))
+        let found = places.get(rel).copied().filter(|&at| is_rel(&self.old[at]));
+        self.out_of_order |= found.is_some();
+        found
     }
 
     /// Gives back a node [`take`](Self::take) took, unchanged.
@@ -360,9 +387,10 @@ impl Refresh {
     }
 
     /// The next index, and whether it differs from the old one (folders the walk no longer
-    /// reached count as a difference: they are dropped).
+    /// reached count as a difference: they are dropped; so does an order the walk had to look
+    /// folders up in, so that the next walk finds them in order).
     pub(crate) fn finish(self) -> (Nodes, bool) {
-        let changed = self.changed || self.dropped > 0 || self.remaining > 0;
+        let changed = self.changed || self.dropped > 0 || self.remaining > 0 || self.out_of_order;
         (self.next, changed)
     }
 }
