@@ -276,8 +276,8 @@ pub(crate) struct Refresh {
     old: Vec<Option<(String, Node)>>,
     /// Where in `old` the walk's next folder is expected.
     cursor: usize,
-    /// Where each node of `old` is, made at the first folder met out of order (something was
-    /// added, removed, or the index was saved by a walk of other folders).
+    /// Where each node of `old` is, made once a few folders were met out of order (something
+    /// was added or removed, or the index was saved by a walk in another order).
     places: Option<HashMap<String, usize>>,
     /// Nodes of `old` not taken yet.
     remaining: usize,

@@ -240,8 +240,8 @@ pub(crate) fn listing_id(listing: &Listing) -> &str {
     }
 }
 
-/// Whether `id` is the id of the folder `rel` (below the root, `/`-separated) implies: its
-/// names joined with `--`, as [`Catalog::id_of`] makes it, without building that string.
+/// Whether `id` is the id the folder `rel` (below the root, `/`-separated) implies: its names
+/// joined with `--`, as [`Catalog::id_of`] makes it, without building that string.
 fn is_id_of_folder(id: &str, rel: &str) -> bool {
     id.split("--").eq(rel.split('/'))
 }
