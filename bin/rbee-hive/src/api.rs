@@ -1,4 +1,4 @@
-//! The daemon's wire shapes, shared by the server (which writes them) and [`crate::client`]
+//! The daemon's wire shapes, shared by the server (which writes them) and the client
 //! (which reads them): job requests, responses, event-stream data and error bodies. The routes
 //! and fields are described in `docs/http-api.md`.
 

@@ -4,72 +4,18 @@
 //! daemon's GPUs.
 
 use axum::http::StatusCode;
-use rbee_artifact::{ArtifactRef, Error, ResolveOptions};
-use rbee_gguf::{
-    EstimateOptions, GgufError, InspectReport, ReadOptions, RemoteOptions, find_gpus,
-    inspect_remote, kv_cache_type,
-};
+use rbee_artifact::Error;
+use rbee_gguf::{GgufError, InspectReport, ReadOptions, RemoteOptions, find_gpus, inspect_remote};
 use rbee_model_provisioner::{asks_for_fit, choose_fit_with};
-use rbee_transfer::Transfer;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::InspectRequest;
 use crate::error::ApiError;
-use crate::request::{check_globs, check_hive, check_local_access, parse_reference};
+use crate::request::{Inspect, check_local_access};
 use crate::state::HiveState;
 
 /// Headers larger than this are refused by the daemon: the largest real ones (262k-token
 /// vocabularies) are about 16 MiB, and every request may hold one in memory.
 const MAX_HEADER_BYTES: u64 = 32 << 20;
-
-/// A validated inspection request.
-#[derive(Debug, Clone)]
-pub(crate) struct Inspect {
-    pub(crate) reference: ArtifactRef,
-    resolve: ResolveOptions,
-    full: bool,
-    estimate: EstimateOptions,
-    vram: Option<u64>,
-}
-
-/// Checks an inspection request: the reference, globs and estimate settings.
-pub(crate) fn parse(request: InspectRequest, hive_id: &str) -> Result<Inspect, ApiError> {
-    check_hive(request.hive_id.as_deref(), hive_id)?;
-    let reference = parse_reference(&request.model)?;
-    check_globs(&request.include, &request.exclude)?;
-    let kv_type = match &request.kv_type {
-        Some(name) => {
-            kv_cache_type(name).map_err(|e| ApiError::invalid_request(format!("`kv_type`: {e}")))?
-        }
-        None => EstimateOptions::default().kv_type,
-    };
-    if request.parallel == Some(0) {
-        return Err(ApiError::invalid_request("`parallel` must be at least 1"));
-    }
-    if request.ctx == Some(0) {
-        return Err(ApiError::invalid_request("`ctx` must be at least 1"));
-    }
-    if request.vram == Some(0) {
-        return Err(ApiError::invalid_request(
-            "`vram` is GPU memory in bytes and must be above 0, e.g. 25769803776 for 24 GiB",
-        ));
-    }
-    let estimate = EstimateOptions {
-        context: request.ctx,
-        kv_type,
-        gpu_layers: request.ngl,
-        parallel: request.parallel.unwrap_or(1),
-        flash_attention: request.flash_attn.unwrap_or(true),
-        ..EstimateOptions::default()
-    };
-    Ok(Inspect {
-        reference,
-        resolve: ResolveOptions::with_globs(request.include, request.exclude),
-        full: request.full,
-        estimate,
-        vram: request.vram,
-    })
-}
 
 /// Reads the headers of `inspect.reference` and judges them against this machine's GPUs; a
 /// `:fit` reference first becomes the largest quantization that fits them (the report's
@@ -156,18 +102,4 @@ pub(crate) fn header_error(e: GgufError) -> ApiError {
             format!("cannot read the model's header: {other}"),
         ),
     }
-}
-
-/// The engine that reads headers, built once from the daemon's transfer settings.
-pub(crate) fn header_engine(
-    slot: &std::sync::Mutex<Option<Transfer>>,
-    config: &rbee_transfer::TransferConfig,
-) -> Result<Transfer, ApiError> {
-    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(t) = &*slot {
-        return Ok(t.clone());
-    }
-    let t = Transfer::new(config.clone()).map_err(ApiError::from)?;
-    *slot = Some(t.clone());
-    Ok(t)
 }

@@ -34,7 +34,7 @@ pub use config::{
     connection_cap, descriptors_for_downloads, raise_open_files_limit,
 };
 pub use error::ApiError;
-pub use mirror::HubUpstream;
+pub use hub::HubUpstream;
 pub use routes::app;
 pub use serve::serve;
 pub use state::HiveState;
@@ -47,6 +47,7 @@ mod config;
 mod connections;
 mod error;
 mod feed;
+mod hub;
 mod inspect;
 mod jobs;
 mod mirror;

@@ -68,6 +68,39 @@ pub(crate) fn begin_stop(
     }
 }
 
+// The daemon's shutdown is defined beside the job operations it runs, so that the state
+// stays below them and names none.
+impl HiveState {
+    /// Stops taking jobs, cancels every queued, running and paused job (partial files stay on
+    /// disk and their catalog entries become `incomplete`), waits up to
+    /// [`HiveConfig::shutdown_grace`](crate::config::HiveConfig::shutdown_grace) for the
+    /// downloads to record that, then ends every event stream (each job stream has sent its
+    /// final `cancelled` event by then). Safe to call more than once.
+    pub async fn shutdown(&self) {
+        if self.begin_shutdown() {
+            self.streams_end().cancelled().await;
+            return;
+        }
+        let mut stopping = Vec::new();
+        for job in self.jobs().list() {
+            if let Ok(Some(attempt)) = begin_stop(self, &job, Stop::Shutdown) {
+                stopping.push(attempt);
+            }
+        }
+        tracing::info!(jobs = stopping.len(), "shutting down: cancelling jobs");
+        let grace = self.config().shutdown_grace;
+        let all = futures::future::join_all(stopping.iter().map(|a| a.wait_ended(grace)));
+        let ended = all.await.into_iter().filter(|ended| *ended).count();
+        if ended < stopping.len() {
+            tracing::warn!(
+                left = stopping.len() - ended,
+                "some downloads did not stop within the grace period"
+            );
+        }
+        self.streams_end().cancel();
+    }
+}
+
 /// Resumes a paused download under the same job id, from the bytes on disk.
 pub(crate) async fn resume(state: &HiveState, job: &Arc<Job>) -> Result<(), ApiError> {
     if state.is_shutting_down() {

@@ -1,16 +1,15 @@
-//! Request bodies: read with a size limit, parsed as JSON, then validated into typed operations.
+//! Request bodies, parsed as JSON (the routes read them, with a size limit), then validated into
+//! typed operations.
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use rbee_artifact::{ArtifactRef, CatalogKey, Error, ResolveOptions};
+use rbee_gguf::{EstimateOptions, kv_cache_type};
 use rbee_model_provisioner::ProvisionOptions;
 use rbee_vendor_local::{LocalAccess, LocalRef};
 use serde::de::DeserializeOwned;
 
-use crate::api::{JobRequest, ModelDownloadRequest, OperationName};
+use crate::api::{InspectRequest, JobRequest, ModelDownloadRequest, OperationName};
 use crate::error::ApiError;
-use crate::state::HiveState;
 
 /// A JSON request body: `Content-Type: application/json`, at most the configured size.
 ///
@@ -18,42 +17,6 @@ use crate::state::HiveState;
 /// cross-site form or `text/plain` POST to a loopback daemon without asking, but not a JSON one.
 #[derive(Debug)]
 pub(crate) struct JsonBody(pub(crate) serde_json::Value);
-
-impl FromRequest<HiveState> for JsonBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &HiveState) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| {
-                let v = v.trim().to_ascii_lowercase();
-                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
-            });
-        if !is_json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as JSON with `Content-Type: application/json`",
-            ));
-        }
-        let limit = state.config().body_limit;
-        let bytes: Bytes = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("the request body is larger than {limit} bytes"),
-                )
-            })?;
-        let value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::bad_json(format!("the body is not valid JSON: {e}")))?;
-        Ok(JsonBody(value))
-    }
-}
 
 impl JsonBody {
     /// The body as `T`; wrong or missing fields are `invalid_request`.
@@ -86,7 +49,7 @@ pub(crate) enum Operation {
         model: String,
     },
     /// Read a model's headers without downloading it.
-    Inspect(Box<crate::inspect::Inspect>),
+    Inspect(Box<Inspect>),
 }
 
 impl Operation {
@@ -217,7 +180,7 @@ pub(crate) fn job_operation(mut body: JsonBody, hive_id: &str) -> Result<Operati
         JobRequest::ModelDelete { model, .. } => Operation::Delete { model },
         JobRequest::ModelVerify { model, .. } => Operation::Verify { model },
         JobRequest::ModelInspect(request) => {
-            Operation::Inspect(Box::new(crate::inspect::parse(request, hive_id)?))
+            Operation::Inspect(Box::new(inspect(request, hive_id)?))
         }
     })
 }
@@ -314,6 +277,55 @@ pub(crate) fn model_key(model: &str) -> Result<CatalogKey, ApiError> {
         Some(key) => Ok(key),
         None => Ok(CatalogKey::of(&parse_reference(model)?)),
     }
+}
+
+/// A validated inspection request.
+#[derive(Debug, Clone)]
+pub(crate) struct Inspect {
+    pub(crate) reference: ArtifactRef,
+    pub(crate) resolve: ResolveOptions,
+    pub(crate) full: bool,
+    pub(crate) estimate: EstimateOptions,
+    pub(crate) vram: Option<u64>,
+}
+
+/// Checks an inspection request: the reference, globs and estimate settings.
+pub(crate) fn inspect(request: InspectRequest, hive_id: &str) -> Result<Inspect, ApiError> {
+    check_hive(request.hive_id.as_deref(), hive_id)?;
+    let reference = parse_reference(&request.model)?;
+    check_globs(&request.include, &request.exclude)?;
+    let kv_type = match &request.kv_type {
+        Some(name) => {
+            kv_cache_type(name).map_err(|e| ApiError::invalid_request(format!("`kv_type`: {e}")))?
+        }
+        None => EstimateOptions::default().kv_type,
+    };
+    if request.parallel == Some(0) {
+        return Err(ApiError::invalid_request("`parallel` must be at least 1"));
+    }
+    if request.ctx == Some(0) {
+        return Err(ApiError::invalid_request("`ctx` must be at least 1"));
+    }
+    if request.vram == Some(0) {
+        return Err(ApiError::invalid_request(
+            "`vram` is GPU memory in bytes and must be above 0, e.g. 25769803776 for 24 GiB",
+        ));
+    }
+    let estimate = EstimateOptions {
+        context: request.ctx,
+        kv_type,
+        gpu_layers: request.ngl,
+        parallel: request.parallel.unwrap_or(1),
+        flash_attention: request.flash_attn.unwrap_or(true),
+        ..EstimateOptions::default()
+    };
+    Ok(Inspect {
+        reference,
+        resolve: ResolveOptions::with_globs(request.include, request.exclude),
+        full: request.full,
+        estimate,
+        vram: request.vram,
+    })
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -94,6 +95,42 @@ impl<S: Send + Sync> FromRequestParts<S> for Param {
             .map_err(|e| {
                 ApiError::invalid_request(format!("bad path parameter: {}", e.body_text()))
             })
+    }
+}
+
+impl FromRequest<HiveState> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &HiveState) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                let v = v.trim().to_ascii_lowercase();
+                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        let limit = state.config().body_limit;
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the request body is larger than {limit} bytes"),
+                )
+            })?;
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_json(format!("the body is not valid JSON: {e}")))?;
+        Ok(JsonBody(value))
     }
 }
 
@@ -218,7 +255,7 @@ async fn inspect_model(
     State(state): State<HiveState>,
     body: JsonBody,
 ) -> Result<Json<rbee_gguf::InspectReport>, ApiError> {
-    let request = crate::inspect::parse(body.parse()?, &state.config().hive_id)?;
+    let request = request::inspect(body.parse()?, &state.config().hive_id)?;
     // The request timeout ends the read by dropping it; nothing else can cancel it.
     let never = tokio_util::sync::CancellationToken::new();
     Ok(Json(crate::inspect::run(&state, &request, &never).await?))

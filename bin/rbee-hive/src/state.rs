@@ -7,12 +7,14 @@ use std::time::Instant;
 
 use rbee_artifact::TrackerConfig;
 use rbee_model_provisioner::Provisioner;
+use rbee_transfer::Transfer;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HiveConfig;
+use crate::error::ApiError;
 use crate::feed::Feed;
-use crate::jobs::{Jobs, Stop};
-use crate::mirror::Upstream;
+use crate::hub::upstream::Upstream;
+use crate::jobs::Jobs;
 
 /// The daemon's state. Cheap to clone (an `Arc`).
 #[derive(Debug, Clone)]
@@ -87,33 +89,9 @@ impl HiveState {
         self.inner.stopping.load(Ordering::Acquire)
     }
 
-    /// Stops taking jobs, cancels every queued, running and paused job (partial files stay on
-    /// disk and their catalog entries become `incomplete`), waits up to
-    /// [`HiveConfig::shutdown_grace`] for the downloads to record that, then ends every event
-    /// stream (each job stream has sent its final `cancelled` event by then). Safe to call more
-    /// than once.
-    pub async fn shutdown(&self) {
-        if self.inner.stopping.swap(true, Ordering::AcqRel) {
-            self.inner.streams_end.cancelled().await;
-            return;
-        }
-        let mut stopping = Vec::new();
-        for job in self.jobs().list() {
-            if let Ok(Some(attempt)) = crate::ops::begin_stop(self, &job, Stop::Shutdown) {
-                stopping.push(attempt);
-            }
-        }
-        tracing::info!(jobs = stopping.len(), "shutting down: cancelling jobs");
-        let grace = self.config().shutdown_grace;
-        let all = futures::future::join_all(stopping.iter().map(|a| a.wait_ended(grace)));
-        let ended = all.await.into_iter().filter(|ended| *ended).count();
-        if ended < stopping.len() {
-            tracing::warn!(
-                left = stopping.len() - ended,
-                "some downloads did not stop within the grace period"
-            );
-        }
-        self.inner.streams_end.cancel();
+    /// Marks the daemon as stopping; whether it already was.
+    pub(crate) fn begin_shutdown(&self) -> bool {
+        self.inner.stopping.swap(true, Ordering::AcqRel)
     }
 
     /// Cancelled when event streams must end (shutdown).
@@ -134,11 +112,25 @@ impl HiveState {
     }
 
     /// The engine that reads model headers (`POST /v1/inspect`).
-    pub(crate) fn header_engine(&self) -> Result<rbee_transfer::Transfer, crate::ApiError> {
-        crate::inspect::header_engine(&self.inner.header_engine, &self.config().transfer)
+    pub(crate) fn header_engine(&self) -> Result<rbee_transfer::Transfer, ApiError> {
+        header_engine(&self.inner.header_engine, &self.config().transfer)
     }
 
     pub(crate) fn uptime_secs(&self) -> u64 {
         self.inner.started.elapsed().as_secs()
     }
+}
+
+/// The engine that reads headers, built once from the daemon's transfer settings.
+fn header_engine(
+    slot: &std::sync::Mutex<Option<Transfer>>,
+    config: &rbee_transfer::TransferConfig,
+) -> Result<Transfer, ApiError> {
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = &*slot {
+        return Ok(t.clone());
+    }
+    let t = Transfer::new(config.clone()).map_err(ApiError::from)?;
+    *slot = Some(t.clone());
+    Ok(t)
 }

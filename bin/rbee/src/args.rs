@@ -144,7 +144,7 @@ pub(crate) enum ModelCommand {
     },
     /// What a model is and whether it fits this machine, from its headers alone (nothing is
     /// downloaded)
-    Inspect(crate::inspect::InspectArgs),
+    Inspect(InspectArgs),
     /// Show one entry: files, sizes, digests, status, paths, and the model's summary
     Info {
         /// Catalog id or reference
@@ -335,9 +335,72 @@ pub(crate) struct DownloadArgs {
         flatten,
         next_help_heading = "Memory estimate (with --dry-run or --fit)"
     )]
-    pub(crate) estimate: crate::inspect::EstimateArgs,
+    pub(crate) estimate: EstimateArgs,
 }
 
+/// Flags of `rbee model inspect`.
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// What to inspect (see "References" in `rbee --help`); nothing is downloaded
+    pub(crate) reference: String,
+    /// GGUF quantization, e.g. Q4_K_M (same as REF:QUANT)
+    #[arg(long)]
+    pub(crate) quant: Option<String>,
+    /// Branch, tag or commit (hf:), or release tag (gh:) (same as REF@REV)
+    #[arg(long, value_name = "REV")]
+    pub(crate) revision: Option<String>,
+    /// Only files matching this glob (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) include: Vec<String>,
+    /// Leave out files matching this glob (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) exclude: Vec<String>,
+    /// With --json: every array item (token lists, merges) and every tensor, not only lengths
+    #[arg(long)]
+    pub(crate) full: bool,
+    /// Print the chat template and nothing else
+    #[arg(long)]
+    pub(crate) template: bool,
+    #[command(flatten)]
+    pub(crate) estimate: EstimateArgs,
+}
+
+/// Flags of the memory estimate (`inspect`, and `download --dry-run`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct EstimateArgs {
+    /// Context per sequence [default: the model's training context, at most 8192]
+    #[arg(long, value_name = "TOKENS")]
+    pub(crate) ctx: Option<u64>,
+    /// KV cache type: f16, bf16, f32, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl
+    #[arg(long, value_name = "TYPE", default_value = "f16")]
+    pub(crate) kv_type: String,
+    /// Repeating layers on the GPU [default: all, and the output layer]
+    #[arg(long, value_name = "N")]
+    pub(crate) ngl: Option<u64>,
+    /// Parallel sequences, each with --ctx tokens
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub(crate) parallel: u64,
+    /// GPU memory to check the fit against, e.g. 24GiB (instead of asking nvidia-smi)
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) vram: Option<String>,
+    /// Estimate without flash attention (llama.cpp's -fa off)
+    #[arg(long)]
+    pub(crate) no_flash_attn: bool,
+}
+
+/// The values clap gives when no flag is passed.
+impl Default for EstimateArgs {
+    fn default() -> Self {
+        EstimateArgs {
+            ctx: None,
+            kv_type: "f16".into(),
+            ngl: None,
+            parallel: 1,
+            vram: None,
+            no_flash_attn: false,
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;

@@ -1,26 +1,10 @@
 //! How a failure is reported: its stable code, its exit status, and what the person at the
 //! shell is told (what happened and what to do; the whole cause chain only with `-v`).
 
-use std::sync::atomic::{AtomicI32, Ordering};
-
 use rbee_artifact::{Error, RefError};
 
-use crate::hive::RemoteError;
 use crate::setup::{CliError, UsageError};
-
-/// The signal that cancelled this run (SIGINT 2, SIGTERM 15), for the exit status `128 + N`.
-/// SIGINT until told otherwise.
-static SIGNAL: AtomicI32 = AtomicI32::new(2);
-
-/// Records which signal asked this run to stop.
-pub(crate) fn set_signal(signal: i32) {
-    SIGNAL.store(signal, Ordering::Relaxed);
-}
-
-/// The exit status for a run stopped by the recorded signal (130 for Ctrl-C, 143 for SIGTERM).
-pub(crate) fn signal_exit() -> u8 {
-    (128 + SIGNAL.load(Ordering::Relaxed)) as u8
-}
+use crate::signals::signal_exit;
 
 /// A failure, classified.
 #[derive(Debug)]
@@ -93,6 +77,30 @@ impl Failure {
             exit,
             message,
         }
+    }
+}
+
+/// An error the daemon answered: its stable code and its message.
+#[derive(Debug)]
+pub(crate) struct RemoteError {
+    /// The daemon's error code (`not_found`, `busy`, `invalid_reference`, …).
+    pub(crate) code: String,
+    /// What happened and what to do.
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+impl RemoteError {
+    /// Whether the request itself was wrong (exit status 2, as in embedded mode).
+    pub(crate) fn is_usage(&self) -> bool {
+        self.code == "invalid_reference"
     }
 }
 

@@ -10,7 +10,7 @@ use rbee_transfer::Transfer;
 use tokio_util::sync::CancellationToken;
 
 use crate::args::DownloadArgs;
-use crate::inspect;
+use crate::estimate;
 use crate::setup::{self, TransferSettings};
 
 /// Replaces a `:fit` selector by the chosen quantization, with notes saying what was picked
@@ -31,7 +31,7 @@ pub(crate) async fn choose(
         .into());
     }
     let estimate_options = args.estimate.options()?;
-    let (gpus, no_gpu) = inspect::gpus(&args.estimate).await?;
+    let (gpus, no_gpu) = estimate::gpus(&args.estimate).await?;
     if gpus.is_empty() {
         return Err(Error::InvalidRequest(format!(
             "{reference} needs GPUs to fit: {}; pass --vram SIZE (e.g. --vram 24GiB), or name a quantization",

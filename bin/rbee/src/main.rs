@@ -17,6 +17,7 @@ macro_rules! out {
 
 mod args;
 mod commands;
+mod estimate;
 mod failure;
 mod fit;
 mod hive;
@@ -25,6 +26,7 @@ mod logging;
 mod render;
 mod setup;
 mod shared;
+mod signals;
 mod spelling;
 mod terminal;
 mod tidy;

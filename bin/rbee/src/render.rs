@@ -20,6 +20,14 @@ use crate::terminal;
 /// changes meaning or goes away.
 pub(crate) const JSON_VERSION: u32 = 1;
 
+/// A JSON document with the output's version (an object gains a `version` field).
+pub(crate) fn versioned(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("version".into(), JSON_VERSION.into());
+    }
+    value
+}
+
 /// Set once a final event (`completed`, `failed`, `cancelled`) went out as a JSON line, so a
 /// failure is never reported twice.
 static FINAL_PRINTED: AtomicBool = AtomicBool::new(false);

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use rbee_artifact::ArtifactRef;
-use rbee_catalog::Catalog;
+use rbee_artifact::{ArtifactRef, CatalogKey, Error};
+use rbee_catalog::{Catalog, CatalogEntry};
 use rbee_model_provisioner::{Provisioner, ProvisionerConfig, VendorSettings, standard_vendors};
 use rbee_transfer::parse_rate;
 use rbee_vendor_github::GhRef;
@@ -330,4 +330,24 @@ pub(crate) fn reference(args: &DownloadArgs) -> Result<ArtifactRef> {
         reference = pinned.to_string().parse().map_err(anyhow::Error::new)?;
     }
     Ok(reference)
+}
+
+/// An entry by id or by reference (relative `file:` paths count from the current folder).
+pub(crate) fn find(catalog: &Option<Arc<Catalog>>, model: &str) -> Result<CatalogEntry> {
+    let key = match CatalogKey::from_id(model) {
+        Some(key) => key,
+        None => CatalogKey::of(&parse_reference(model)?),
+    };
+    let found = match catalog {
+        Some(catalog) => catalog.read(&key)?,
+        None => None,
+    };
+    found.ok_or_else(|| not_found(model))
+}
+
+pub(crate) fn not_found(model: &str) -> anyhow::Error {
+    Error::NotFound {
+        message: format!("`{model}` is not in the catalog; `rbee ls` shows what is"),
+    }
+    .into()
 }

@@ -88,7 +88,7 @@ async fn required_tier(global: &GlobalArgs) -> Result<SharedTier> {
 pub(crate) async fn push(global: &GlobalArgs, model: &str) -> Result<()> {
     let tier = required_tier(global).await?;
     let catalog = setup::existing_catalog(global)?.1;
-    let entry = crate::commands::find(&catalog, model)?;
+    let entry = crate::setup::find(&catalog, model)?;
     if entry.record.status != ArtifactStatus::Ready {
         return Err(CliError::new(
             "not_ready",

@@ -6,7 +6,7 @@ use rbee_catalog::{PruneReason, PruneReport, parse_age};
 use serde_json::json;
 
 use crate::args::{GlobalArgs, PruneArgs, TidyCommand};
-use crate::commands::versioned;
+use crate::render::versioned;
 use crate::setup::{self, UsageError};
 
 pub(crate) fn run(global: &GlobalArgs, command: &TidyCommand) -> Result<()> {

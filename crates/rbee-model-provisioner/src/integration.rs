@@ -17,7 +17,8 @@ use rbee_artifact::{ArtifactRef, DownloadTracker, Error, JobId, Result, lock_unp
 use rbee_catalog::{ArtifactStatus, Catalog, CatalogEntry, Listing, Removed, VerifyReport};
 use tokio_util::sync::CancellationToken;
 
-use crate::provisioner::{ProvisionOptions, Provisioner, ProvisionerConfig};
+use crate::options::{ProvisionOptions, ProvisionerConfig};
+use crate::provisioner::Provisioner;
 use crate::vendors::{VendorSettings, standard_vendors};
 
 /// The provisioner as a job router calls it. Cheap to share behind an `Arc`.

@@ -30,21 +30,23 @@
 //! ```
 #![deny(missing_docs)]
 
+pub use files::link_or_copy;
 pub use fit::{
     Candidate, Judgement, asks_for_fit, candidates, choose_fit, choose_fit_with, describe, pick,
     worth_reading,
 };
 pub use integration::ModelProvisioner;
-pub use provisioner::{
-    ActiveDownload, Outcome, Plan, PlannedFile, ProvisionOptions, Provisioned, Provisioner,
-    ProvisionerConfig, link_or_copy,
-};
+pub use options::{Outcome, ProvisionOptions, Provisioned, ProvisionerConfig};
+pub use provisioner::{ActiveDownload, Plan, PlannedFile, Provisioner};
 pub use registry::VendorRegistry;
 pub use shared::SharedTier;
 pub use vendors::{VendorSettings, register_references, standard_vendors};
 
+mod files;
 mod fit;
 mod integration;
+mod options;
+mod pin;
 mod provisioner;
 mod registry;
 mod shared;

@@ -46,4 +46,8 @@ pub trait PieceSource: Send + Sync + fmt::Debug {
     /// then starts over or falls back to the URL). A source that keeps what it fetched for
     /// later, such as a cache, should drop what this file took from it.
     async fn digest_mismatch(&self) {}
+
+    /// The file assembled from this source's pieces passed its digest and is at `path`. A
+    /// source that keeps what it fetched may note where those bytes now lie.
+    async fn completed(&self, _path: &std::path::Path) {}
 }

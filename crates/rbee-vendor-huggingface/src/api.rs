@@ -178,7 +178,7 @@ impl Listing {
             // A malformed one only costs the Xet path: the bridge still serves the file.
             xet_hash: xet_hash
                 .map(|h| h.to_ascii_lowercase())
-                .filter(|h| crate::xet::is_xet_hash(h)),
+                .filter(|h| rbee_xet::is_xet_hash(h)),
         });
         Ok(())
     }

@@ -121,6 +121,11 @@ impl<'de> Deserialize<'de> for XetHash {
     }
 }
 
+/// Whether `s` is a Xet hash as the Hub writes it: 64 hex digits.
+pub fn is_xet_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The hash of one chunk's (uncompressed) bytes.
 pub fn chunk_hash(data: &[u8]) -> XetHash {
     XetHash(*blake3::keyed_hash(&DATA_KEY, data).as_bytes())

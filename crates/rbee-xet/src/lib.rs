@@ -34,10 +34,10 @@
 pub use chunking::{Chunker, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, TARGET_CHUNK_SIZE, chunk_boundaries};
 pub use compression::CompressionScheme;
 pub use error::XetError;
-pub use hash::{XetHash, chunk_hash, file_hash, file_hash_with_salt, xorb_hash};
+pub use hash::{XetHash, chunk_hash, file_hash, file_hash_with_salt, is_xet_hash, xorb_hash};
 pub use xorb::{
     ChunkHeader, MAX_ENCODED_CHUNK_SIZE, MAX_XORB_BYTES, MAX_XORB_CHUNKS, Xorb, XorbBuilder,
-    XorbChunk, chunk_byte_range, decode_chunk, decode_chunks, encode_chunk,
+    XorbChunk, chunk_byte_range, decode_chunk, decode_chunk_borrowed, decode_chunks, encode_chunk,
 };
 
 pub mod cas;

@@ -134,6 +134,40 @@ pub fn decode_chunk(input: &[u8], out: &mut Vec<u8>) -> Result<usize, XetError> 
     Ok(ChunkHeader::LEN + stored_len)
 }
 
+/// The decoded bytes of the chunk at the start of `input`, and how many bytes of `input` it
+/// takes; `Ok(None)` while `input` does not hold all of it yet.
+///
+/// A chunk stored as it is comes back borrowed from `input`, so a streaming reader copies
+/// nothing; a compressed one is decoded into `scratch` (cleared first). Checks as
+/// [`decode_chunk`] does.
+pub fn decode_chunk_borrowed<'a>(
+    input: &'a [u8],
+    scratch: &'a mut Vec<u8>,
+) -> Result<Option<(&'a [u8], usize)>, XetError> {
+    let Some((header_bytes, rest)) = input.split_first_chunk::<{ ChunkHeader::LEN }>() else {
+        return Ok(None);
+    };
+    let header = ChunkHeader::parse(*header_bytes)?;
+    let Some(stored) = rest.get(..header.compressed_len as usize) else {
+        return Ok(None);
+    };
+    let used = ChunkHeader::LEN + stored.len();
+    if header.scheme == CompressionScheme::None {
+        if stored.len() != header.uncompressed_len as usize {
+            return Err(XetError::LengthMismatch {
+                declared: header.uncompressed_len as usize,
+                actual: stored.len(),
+            });
+        }
+        return Ok(Some((stored, used)));
+    }
+    scratch.clear();
+    header
+        .scheme
+        .decompress_into(stored, header.uncompressed_len as usize, scratch)?;
+    Ok(Some((&scratch[..], used)))
+}
+
 /// Decodes exactly `chunk_count` chunks filling all of `input` (a xorb byte range as fetched
 /// with a reconstruction's `url_range`), returning each chunk's bytes.
 ///
@@ -340,6 +374,48 @@ mod tests {
         assert_eq!(used, 1008);
         assert_eq!(out[4], 0);
         assert_eq!(&out[8..], &data[..]);
+    }
+
+    #[test]
+    fn borrowed_decoding_copies_stored_chunks_and_waits_for_whole_ones() {
+        let plain: Vec<u8> = (0..1000u32)
+            .flat_map(|i| *chunk_hash(&i.to_le_bytes()).as_bytes())
+            .take(5000)
+            .collect();
+        let mut stored = Vec::new();
+        encode_chunk(&plain, CompressionScheme::Lz4, &mut stored).unwrap();
+        assert_eq!(stored[4], 0, "random bytes are stored as they are");
+        let mut scratch = Vec::new();
+        let (bytes, used) = decode_chunk_borrowed(&stored, &mut scratch)
+            .unwrap()
+            .unwrap();
+        assert_eq!((bytes, used), (&plain[..], stored.len()));
+        assert!(
+            std::ptr::eq(bytes.as_ptr(), stored[8..].as_ptr()),
+            "borrowed, not copied"
+        );
+        for cut in [0, 5, 8, stored.len() - 1] {
+            assert!(
+                decode_chunk_borrowed(&stored[..cut], &mut scratch)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        // A stored chunk whose two lengths disagree is refused, as decoding it would be.
+        let mut lying = stored.clone();
+        lying[5] ^= 1;
+        assert!(matches!(
+            decode_chunk_borrowed(&lying, &mut scratch),
+            Err(XetError::LengthMismatch { .. })
+        ));
+        let zeros = vec![0u8; 20_000];
+        let mut packed = Vec::new();
+        encode_chunk(&zeros, CompressionScheme::ByteGrouping4Lz4, &mut packed).unwrap();
+        packed.extend_from_slice(b"next chunk");
+        let (bytes, used) = decode_chunk_borrowed(&packed, &mut scratch)
+            .unwrap()
+            .unwrap();
+        assert_eq!((bytes, used), (&zeros[..], packed.len() - 10));
     }
 
     #[test]

@@ -12,10 +12,10 @@ use rbee_artifact::Sha256Digest;
 use rbee_vendor_huggingface::{QuantChoice, RepoFile as ListedFile, select_quant};
 use serde_json::{Value, json};
 
-use super::names::{check_name, segments};
-use super::reply::HubError;
-use super::upstream::{RepoFile, RevisionInfo};
 use super::{authenticated, json_response, mirror, refuse_restricted};
+use crate::hub::names::{check_name, segments};
+use crate::hub::reply::HubError;
+use crate::hub::upstream::{RepoFile, RevisionInfo};
 use crate::state::HiveState;
 
 /// The tag that stands for "the default quantization".

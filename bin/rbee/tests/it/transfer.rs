@@ -140,7 +140,9 @@ impl Env {
     }
 
     /// Starts a download, kills it with SIGKILL (no chance to save anything more) once the
-    /// hub has sent `after` bytes, and returns what the hub had sent by then.
+    /// hub has sent `after` bytes, and returns what rbee had received by then: what the hub
+    /// sent, less what still sat unread in socket buffers (printed with `--nocapture`).
+    #[allow(clippy::print_stderr)]
     async fn download_killed_after(&self, after: u64) -> u64 {
         let mut child = self
             .rbee()
@@ -150,14 +152,22 @@ impl Env {
             .spawn()
             .unwrap();
         self.wait_for_bytes(after, &mut child).await;
+        // Stopped first, so the bytes the hub counts as sent but rbee never read (socket
+        // buffers, which a loaded machine fills) can be measured before the kill drops them.
+        signal(&child, "-STOP");
+        let sent = self.settled_sent().await;
+        let unread = [self.hub.url(), self.hub.cdn_url()]
+            .iter()
+            .map(|url| unread_socket_bytes(url.port().unwrap()))
+            .sum::<u64>();
         child.kill().unwrap();
         child.wait().unwrap();
-        let sent = self.settled_sent().await;
         assert!(
             sent < self.data.len() as u64,
             "killed too late to test a resume"
         );
-        sent
+        eprintln!("killed with {unread} B sent by the hub but still in socket buffers");
+        sent.saturating_sub(unread)
     }
 
     /// Runs the download to the end and checks the file and what the server sent for it.
@@ -196,6 +206,45 @@ impl Env {
         assert!(self.files_named(".part").is_empty());
         assert!(self.files_named(".part.state").is_empty());
     }
+}
+
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} failed");
+}
+
+/// Bytes queued on loopback TCP connections to or from `port`: sent by one end, not yet read
+/// by the other. Read from `/proc/net/tcp`, whose queue column is `tx_queue:rx_queue` in hex.
+fn unread_socket_bytes(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let port_of = |address: &str| {
+        address
+            .rsplit(':')
+            .next()
+            .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+    };
+    let mut unread = 0;
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(remote), Some(queues)) =
+            (fields.get(1), fields.get(2), fields.get(4))
+        else {
+            continue;
+        };
+        let Some((tx, rx)) = queues.split_once(':') else {
+            continue;
+        };
+        let queued = |hex: &str| u64::from_str_radix(hex, 16).unwrap_or(0);
+        if port_of(local) == Some(port) {
+            unread += queued(tx);
+        } else if port_of(remote) == Some(port) {
+            unread += queued(rx);
+        }
+    }
+    unread
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -231,6 +231,18 @@ async fn a_second_revision_fetches_only_its_new_chunks_and_says_so_in_json() {
         let done = event(&events, "completed");
         let counters = env.settled().await;
         assert_eq!(counters.bridge_bytes, 0, "{counters:?}");
+        if numbers.is_empty() {
+            // The first file's chunks are linked where the download keeps them, not copied.
+            let packs: u64 = std::fs::read_dir(env.dir.path().join("cache").join(".xet-packs-v1"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.metadata().unwrap().len())
+                .sum();
+            assert!(
+                packs * 10 < size,
+                "the chunk cache holds {packs} bytes after a {size}-byte download"
+            );
+        }
         numbers.push((
             done["fetched_bytes"].as_u64().expect("fetched_bytes"),
             done["reused_bytes"].as_u64().expect("reused_bytes"),

@@ -180,7 +180,10 @@ impl Job<'_> {
                 source.digest_mismatch().await;
             }
             match attempt {
-                Ok(done) => return Ok(done),
+                Ok(done) => {
+                    source.completed(self.dest).await;
+                    return Ok(done);
+                }
                 Err(Flow::Restart(reason, _)) if restarts < max_restarts => {
                     restarts += 1;
                     tracing::info!(path = %self.dest.display(), %reason, "starting the file over");

@@ -1,5 +1,6 @@
 //! How the Hub announces that a file is stored in Xet.
 
+use rbee_xet::is_xet_hash;
 use reqwest::header::HeaderMap;
 use url::Url;
 
@@ -58,11 +59,6 @@ impl XetFile {
             reconstruction_url: target("xet-reconstruction-info"),
         })
     }
-}
-
-/// Whether `s` is a Xet hash as the Hub writes it: 64 hex digits.
-pub fn is_xet_hash(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The `(target, rel)` pairs of one `Link` header value (`<url>; rel="name", …`). A target may

@@ -11,12 +11,15 @@
 
 mod attach;
 mod cache;
+mod decode;
 mod discovery;
+mod plan;
 mod source;
 mod token;
 
 pub(crate) use attach::attach;
-pub use cache::ChunkCache;
-pub use discovery::{XetFile, is_xet_hash};
+pub use cache::{ChunkCache, LinkedChunk};
+pub use discovery::XetFile;
+pub use rbee_xet::is_xet_hash;
 pub use source::XetSource;
 pub use token::{XetToken, XetTokens};

@@ -11,10 +11,8 @@ use rbee_artifact::Error;
 use rbee_transfer::{
     ApiRequest, PieceSink, PieceSource, Transfer, TransferError, parse_content_range, redact_url,
 };
-use rbee_xet::cas::{
-    ChunkRange, ReconstructionTerm, ReconstructionV1, ReconstructionV2, XorbRangeDescriptor,
-};
-use rbee_xet::{ChunkHeader, XetHash, decode_chunk};
+use rbee_xet::XetHash;
+use rbee_xet::cas::{ChunkRange, ReconstructionTerm, XorbRangeDescriptor};
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -22,55 +20,13 @@ use url::Url;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::cache::ChunkCache;
+use super::cache::LinkedChunk;
+use super::decode::{Keep, XorbRangeOf, stream_term};
+use super::plan::{Plan, reconstruct, spans_of};
 use super::token::XetTokens;
-
-/// A reconstruction lists a term per run of chunks: tens of bytes each, so this allows files
-/// far larger than any model while bounding what a broken server can make us hold.
-const MAX_RECONSTRUCTION_BODY: usize = 64 << 20;
 
 /// Chunks read from the cache per blocking task: about 4 MiB at the Hub's chunk size.
 const CACHE_READ_CHUNKS: u32 = 64;
-
-/// The terms of a file and the presigned ranges that hold them, replaced when they expire.
-/// No `Debug`: the presigned URLs carry their credential in the query string.
-struct Plan {
-    terms: Vec<ReconstructionTerm>,
-    /// Per xorb: presigned URLs with the chunk and byte ranges each may be asked for.
-    xorbs: HashMap<XetHash, Vec<(String, XorbRangeDescriptor)>>,
-    generation: u64,
-}
-
-impl Plan {
-    fn new(r: ReconstructionV2) -> Self {
-        let xorbs = r
-            .xorbs
-            .into_iter()
-            .map(|(hash, fetches)| {
-                let ranges = fetches
-                    .into_iter()
-                    .flat_map(|f| {
-                        let url = f.url;
-                        f.ranges.into_iter().map(move |d| (url.clone(), d))
-                    })
-                    .collect();
-                (hash, ranges)
-            })
-            .collect();
-        Self {
-            terms: r.terms,
-            xorbs,
-            generation: 0,
-        }
-    }
-
-    /// The presigned URL and range that hold all of `term`'s chunks.
-    fn fetch_for(&self, term: &ReconstructionTerm) -> Option<(String, XorbRangeDescriptor)> {
-        self.xorbs.get(&term.hash)?.iter().find_map(|(url, d)| {
-            (d.chunks.start <= term.range.start && term.range.end <= d.chunks.end)
-                .then(|| (url.clone(), d.clone()))
-        })
-    }
-}
 
 /// A lock per xorb range (xorb, first byte) being fetched.
 type RangeLocks = HashMap<(XetHash, u64), Arc<tokio::sync::Mutex<()>>>;
@@ -86,6 +42,11 @@ pub struct XetSource {
     /// One fetch at a time per xorb range: terms that share a range wait for the first,
     /// then find its chunks in the cache.
     ranges_in_flight: std::sync::Mutex<RangeLocks>,
+    /// Per xorb, the chunks more than one term of the file uses.
+    shared: HashMap<XetHash, Vec<Range<u32>>>,
+    /// The file's chunks fetched so far, where they lie in it: linked from the cache once
+    /// the file is verified.
+    links: std::sync::Mutex<Vec<LinkedChunk>>,
     /// Bytes of the file rebuilt from the network, and from the chunk cache.
     fetched: AtomicU64,
     reused: AtomicU64,
@@ -112,6 +73,7 @@ impl XetSource {
         }
         let plan = Plan::new(r);
         let spans = spans_of(&plan, hash)?;
+        let shared = shared_chunks(&plan.terms);
         Ok(Self {
             transfer,
             tokens,
@@ -120,6 +82,8 @@ impl XetSource {
             plan: tokio::sync::Mutex::new(plan),
             cache,
             ranges_in_flight: std::sync::Mutex::new(HashMap::new()),
+            shared,
+            links: std::sync::Mutex::new(Vec::new()),
             fetched: AtomicU64::new(0),
             reused: AtomicU64::new(0),
         })
@@ -217,6 +181,32 @@ impl XetSource {
     }
 }
 
+/// Per xorb, the chunk ranges that two or more of `terms` cover.
+fn shared_chunks(terms: &[ReconstructionTerm]) -> HashMap<XetHash, Vec<Range<u32>>> {
+    let mut by_xorb: HashMap<XetHash, Vec<Range<u32>>> = HashMap::new();
+    for t in terms {
+        by_xorb
+            .entry(t.hash)
+            .or_default()
+            .push(t.range.start..t.range.end);
+    }
+    by_xorb
+        .into_iter()
+        .filter_map(|(xorb, mut ranges)| {
+            ranges.sort_by_key(|r| r.start);
+            let mut shared: Vec<Range<u32>> = Vec::new();
+            let mut reach = 0u32;
+            for (i, r) in ranges.iter().enumerate() {
+                if i > 0 && r.start < reach {
+                    shared.push(r.start..r.end.min(reach));
+                }
+                reach = reach.max(r.end);
+            }
+            (!shared.is_empty()).then_some((xorb, shared))
+        })
+        .collect()
+}
+
 /// By hand: the plan's presigned URLs must not reach logs or errors.
 impl std::fmt::Debug for XetSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -285,16 +275,29 @@ impl PieceSource for XetSource {
             };
             match self.get_xorb_range(&url, &range, index).await? {
                 Ok((response, shown)) => {
+                    let no_shared = Vec::new();
+                    let mut keep = Keep {
+                        at: sink.span().start,
+                        shared: self.shared.get(&term.hash).unwrap_or(&no_shared),
+                        links: Vec::new(),
+                    };
+                    let from = XorbRangeOf {
+                        term: &term,
+                        range: &range,
+                        shown: &shown,
+                    };
                     stream_term(
                         response,
-                        &term,
-                        &range,
+                        from,
                         0,
                         self.cache.as_deref(),
+                        Some(&mut keep),
                         sink,
-                        &shown,
                     )
                     .await?;
+                    if self.cache.is_some() {
+                        rbee_artifact::lock_unpoisoned(&self.links).extend(keep.links);
+                    }
                     self.fetched
                         .fetch_add(u64::from(term.unpacked_length), Ordering::Relaxed);
                     return Ok(());
@@ -319,7 +322,19 @@ impl PieceSource for XetSource {
     }
 
     async fn digest_mismatch(&self) {
+        rbee_artifact::lock_unpoisoned(&self.links).clear();
         self.forget_cached_terms().await;
+    }
+
+    async fn completed(&self, path: &std::path::Path) {
+        let links = std::mem::take(&mut *rbee_artifact::lock_unpoisoned(&self.links));
+        if let Some(cache) = &self.cache
+            && !links.is_empty()
+        {
+            // Absolute, so a later process started elsewhere finds the file.
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            cache.link(&path, links).await;
+        }
     }
 }
 
@@ -400,16 +415,12 @@ impl XetSource {
                 }
             };
             let skip = if i == 0 { offset } else { 0 };
-            stream_term(
-                response,
+            let from = XorbRangeOf {
                 term,
-                &range,
-                skip,
-                self.cache.as_deref(),
-                sink,
-                &shown,
-            )
-            .await?;
+                range: &range,
+                shown: &shown,
+            };
+            stream_term(response, from, skip, self.cache.as_deref(), None, sink).await?;
         }
         self.fetched.fetch_add(want, Ordering::Relaxed);
         Ok(())
@@ -475,199 +486,29 @@ impl XetSource {
     }
 }
 
-/// The file's spans, term by term, once every term is non-empty and fetchable and every
-/// byte range is one whose length can be computed.
-fn spans_of(plan: &Plan, hash: &str) -> Result<Vec<Range<u64>>, Error> {
-    let bad = |message: String| Error::Protocol { message };
-    // `HttpRange::len` and the `Content-Range` check add one to the last byte.
-    if let Some(d) = plan
-        .xorbs
-        .values()
-        .flatten()
-        .map(|(_, d)| d)
-        .find(|d| d.bytes.end == u64::MAX || d.bytes.end < d.bytes.start)
-    {
-        return Err(bad(format!(
-            "the reconstruction of {hash} names an impossible xorb byte range {}-{}",
-            d.bytes.start, d.bytes.end
-        )));
-    }
-    let mut spans = Vec::with_capacity(plan.terms.len());
-    let mut at = 0u64;
-    for (i, term) in plan.terms.iter().enumerate() {
-        if term.unpacked_length == 0 || term.range.is_empty() {
-            return Err(bad(format!("term {i} of {hash} is empty")));
-        }
-        if plan.fetch_for(term).is_none() {
-            return Err(bad(format!(
-                "the reconstruction of {hash} says nowhere where term {i} can be fetched"
-            )));
-        }
-        let end = at
-            .checked_add(u64::from(term.unpacked_length))
-            .ok_or_else(|| {
-                bad(format!(
-                    "the terms of {hash} add up to more than 2^64 bytes"
-                ))
-            })?;
-        spans.push(at..end);
-        at = end;
-    }
-    Ok(spans)
-}
-
-/// Decodes the chunks of a xorb range as they arrive, handing over those of `term` past its
-/// first `skip` bytes. Holds at most one encoded chunk and one network read at a time.
-async fn stream_term(
-    mut response: reqwest::Response,
-    term: &ReconstructionTerm,
-    range: &XorbRangeDescriptor,
-    mut skip: u64,
-    cache: Option<&ChunkCache>,
-    sink: &mut PieceSink<'_>,
-    shown: &str,
-) -> Result<(), TransferError> {
-    let expected = range.bytes.len();
-    let mut received = 0u64;
-    let mut pending: Vec<u8> = Vec::new();
-    let mut chunk = range.chunks.start;
-    // With a cache, every chunk of the range is worth keeping: other terms may need them.
-    let last = if cache.is_some() {
-        range.chunks.end
-    } else {
-        term.range.end
-    };
-    while chunk < last {
-        let next = response.chunk().await.map_err(|e| {
-            TransferError::transient(format!("GET {shown}: reading the xorb range failed ({e})"))
-        })?;
-        let Some(bytes) = next else {
-            return Err(TransferError::transient(format!(
-                "GET {shown}: the xorb range ended after {received} of {expected} bytes"
-            )));
-        };
-        received += bytes.len() as u64;
-        if received > expected {
-            return Err(TransferError::protocol(format!(
-                "GET {shown}: more than the {expected} bytes asked for"
-            )));
-        }
-        sink.received(bytes.len() as u64).await?;
-        pending.extend_from_slice(&bytes);
-        let mut used = 0;
-        while chunk < last && pending.len() - used >= ChunkHeader::LEN {
-            let header: [u8; ChunkHeader::LEN] = pending[used..used + ChunkHeader::LEN]
-                .try_into()
-                .expect("a header's length");
-            let header = ChunkHeader::parse(header)
-                .map_err(|e| TransferError::protocol(format!("GET {shown}: chunk {chunk}: {e}")))?;
-            if pending.len() - used < ChunkHeader::LEN + header.compressed_len as usize {
-                break;
-            }
-            let mut decoded = Vec::new();
-            used += decode_chunk(&pending[used..], &mut decoded)
-                .map_err(|e| TransferError::protocol(format!("GET {shown}: chunk {chunk}: {e}")))?;
-            if (term.range.start..term.range.end).contains(&chunk) {
-                let dropped = skip.min(decoded.len() as u64);
-                skip -= dropped;
-                sink.write(&decoded[dropped as usize..]).await?;
-            }
-            if let Some(cache) = cache {
-                cache.put(&term.hash, chunk, decoded).await;
-            }
-            chunk += 1;
-        }
-        pending.drain(..used);
-    }
-    Ok(())
-}
-
-/// `GET {casUrl}/v2/reconstructions/{hash}`, or `/v1/` when V2 is not served (404, 501); a
-/// token the CAS refuses is replaced once. `bytes`: only that part of the file (`Range`).
-async fn reconstruct(
-    transfer: &Transfer,
-    tokens: &XetTokens,
-    hash: &str,
-    bytes: Option<Range<u64>>,
-    cancel: &CancellationToken,
-) -> Result<ReconstructionV2, Error> {
-    let mut refused = false;
-    'token: loop {
-        let token = tokens.get(cancel).await?;
-        for version in ["v2", "v1"] {
-            let mut url = token.cas_url.clone();
-            url.path_segments_mut()
-                .map_err(|()| Error::Protocol {
-                    message: "the CAS URL cannot take a path".into(),
-                })?
-                .pop_if_empty()
-                .extend([version, "reconstructions", hash]);
-            let shown = redact_url(&url);
-            let mut request = ApiRequest::get(url).with_auth(Some(token.access_token.clone()));
-            if let Some(b) = &bytes {
-                request = request.with_header("Range", format!("bytes={}-{}", b.start, b.end - 1));
-            }
-            let response = transfer.send(request, cancel).await?;
-            let status = response.status().as_u16();
-            match status {
-                200 => {
-                    let body =
-                        rbee_transfer::read_body(response, MAX_RECONSTRUCTION_BODY, cancel).await?;
-                    let parsed = if version == "v2" {
-                        serde_json::from_slice::<ReconstructionV2>(&body)
-                    } else {
-                        serde_json::from_slice::<ReconstructionV1>(&body).map(Into::into)
-                    };
-                    return parsed.map_err(|e| Error::Protocol {
-                        message: format!("{shown} answered a reconstruction this client does not understand ({e})"),
-                    });
-                }
-                404 | 501 if version == "v2" => continue,
-                401 if !refused => {
-                    tokens.refused(&token).await;
-                    refused = true;
-                    continue 'token;
-                }
-                _ => {
-                    return Err(Error::Network {
-                        message: format!("GET {shown}: the CAS answered HTTP {status}"),
-                        source: None,
-                    });
-                }
-            }
-        }
-        return Err(Error::Protocol {
-            message: format!("the CAS serves no reconstruction of {hash}"),
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::plan::tests::reconstruction;
     use super::*;
-    use rbee_xet::cas::{ChunkRange, HttpRange, XorbMultiRangeFetch};
 
-    fn reconstruction(end: u64) -> ReconstructionV2 {
-        let xorb = XetHash::from_bytes([4; 32]);
-        let chunks = ChunkRange { start: 0, end: 1 };
-        ReconstructionV2 {
-            offset_into_first_range: 0,
-            terms: vec![ReconstructionTerm {
-                hash: xorb,
-                unpacked_length: 10,
-                range: chunks,
-            }],
-            xorbs: HashMap::from([(
-                xorb,
-                vec![XorbMultiRangeFetch {
-                    url: "http://127.0.0.1:9/xorbs/x?sig=SECRET".into(),
-                    ranges: vec![XorbRangeDescriptor {
-                        chunks,
-                        bytes: HttpRange { start: 0, end },
-                    }],
-                }],
-            )]),
-        }
+    #[test]
+    fn chunks_two_terms_use_are_found_and_no_others() {
+        let (x, y) = (XetHash::from_bytes([1; 32]), XetHash::from_bytes([2; 32]));
+        let term = |hash, start, end| ReconstructionTerm {
+            hash,
+            unpacked_length: 1,
+            range: ChunkRange { start, end },
+        };
+        let shared = shared_chunks(&[
+            term(x, 0, 10),
+            term(y, 0, 10),
+            term(x, 8, 12),
+            term(x, 20, 30),
+            term(x, 2, 4),
+            term(y, 10, 20),
+        ]);
+        assert_eq!(shared.get(&x), Some(&vec![2..4, 8..10]));
+        assert_eq!(shared.get(&y), None, "adjacent ranges share nothing");
     }
 
     #[test]
@@ -686,6 +527,8 @@ mod tests {
             plan: tokio::sync::Mutex::new(Plan::new(reconstruction(99))),
             cache: None,
             ranges_in_flight: std::sync::Mutex::new(HashMap::new()),
+            shared: HashMap::new(),
+            links: std::sync::Mutex::new(Vec::new()),
             fetched: AtomicU64::new(0),
             reused: AtomicU64::new(0),
         };
@@ -693,16 +536,5 @@ mod tests {
         assert!(!shown.contains("sig="), "{shown}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(!shown.contains('?'), "{shown}");
-    }
-
-    #[test]
-    fn a_byte_range_ending_at_the_last_u64_is_refused() {
-        assert!(spans_of(&Plan::new(reconstruction(99)), "h").is_ok());
-        let err = spans_of(&Plan::new(reconstruction(u64::MAX)), "h").unwrap_err();
-        assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
-        assert!(
-            err.to_string().contains("impossible xorb byte range"),
-            "{err}"
-        );
     }
 }

@@ -8,7 +8,7 @@ use rbee_artifact::{
 
 /// Percent-decoded segments of a raw path, without the leading `/`. `None` when a segment is
 /// not UTF-8 once decoded.
-pub(super) fn segments(raw: &str) -> Option<Vec<String>> {
+pub(crate) fn segments(raw: &str) -> Option<Vec<String>> {
     raw.trim_start_matches('/')
         .split('/')
         .map(|s| {
@@ -23,7 +23,7 @@ pub(super) fn segments(raw: &str) -> Option<Vec<String>> {
 /// Splits `rev[/path…]` where the revision is one segment (`refs%2Fpr%2F1` arrives decoded as
 /// `refs/pr/1`), or the three unencoded segments of `refs/pr/N` / `refs/convert/NAME`, as the Hub
 /// also accepts.
-pub(super) fn split_revision(tail: &[String]) -> Option<(String, &[String])> {
+pub(crate) fn split_revision(tail: &[String]) -> Option<(String, &[String])> {
     match tail {
         [refs, kind, n, rest @ ..] if refs == "refs" && (kind == "pr" || kind == "convert") => {
             Some((format!("refs/{kind}/{n}"), rest))
@@ -34,14 +34,14 @@ pub(super) fn split_revision(tail: &[String]) -> Option<(String, &[String])> {
 }
 
 /// A user, organisation or repository name, checked as references check them.
-pub(super) fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     check_ref_name("repository or owner name", name)
         .map_err(|why| format!("{why} (e.g. TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF)"))
 }
 
 /// A branch, tag or commit, checked as references check them (a revision arrives decoded:
 /// `refs%2Fpr%2F1` as `refs/pr/1`).
-pub(super) fn check_revision(rev: &str) -> Result<(), String> {
+pub(crate) fn check_revision(rev: &str) -> Result<(), String> {
     let hint = "a branch, tag or commit such as main, v1.0 or refs/pr/1";
     match check_ref_revision(rev) {
         // The check decodes `%2F`; a `%` left after the path was decoded is not a revision.
@@ -55,7 +55,7 @@ pub(super) fn check_revision(rev: &str) -> Result<(), String> {
 }
 
 /// A file path inside a repository, checked as the catalog checks every path it stores.
-pub(super) fn check_path(path: &str) -> Result<(), String> {
+pub(crate) fn check_path(path: &str) -> Result<(), String> {
     check_file_path(path).map_err(|why| {
         format!(
             "`{}` is not a file path this mirror serves: {why}",
@@ -65,7 +65,7 @@ pub(super) fn check_path(path: &str) -> Result<(), String> {
 }
 
 /// Whether a revision is a full commit id, which never moves.
-pub(super) fn is_commit(rev: &str) -> bool {
+pub(crate) fn is_commit(rev: &str) -> bool {
     rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

@@ -2,9 +2,14 @@
 //! shares chunks with one fetched before takes them from disk.
 //!
 //! ```text
-//! <dir>/<pid>-<nanos>-<n>.pack   append-only records, each:
-//!     "XCR1" | xorb hash (32) | chunk index (u32 LE) | length (u32 LE) | chunk hash (32) | bytes
+//! <dir>/<pid>-<nanos>-<n>.pack   append-only records (see `record`): a chunk's bytes, or a
+//!                                link to where a verified download holds them
 //! ```
+//!
+//! A chunk of a file that was downloaded and verified is not copied: a link records the file,
+//! the offset and the chunk's hash, and a read takes the bytes from that file, checked against
+//! the hash, so a file changed or removed since is noticed and its chunk fetched again. Only
+//! chunks no file keeps (the rest of a xorb range fetched for one term) are copied in.
 //!
 //! A record found wrong after the fact (its file failed its digest) has its magic rewritten
 //! to "XCR0": still walked past, never indexed again, by this process or the next.
@@ -20,7 +25,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,12 +36,13 @@ use rbee_xet::cas::ChunkRange;
 use rbee_xet::{XetHash, chunk_hash};
 use tokio::sync::{mpsc, oneshot};
 
-const MAGIC: &[u8; 4] = b"XCR1";
-/// A forgotten record: same layout, skipped by the walk.
-const MAGIC_FORGOTTEN: &[u8; 4] = b"XCR0";
-const HEADER_LEN: usize = 4 + 32 + 4 + 4 + 32;
-/// Far above any chunk the Hub makes (128 KiB): a length past it is a damaged header.
-const MAX_RECORD: u32 = 16 << 20;
+use record::{
+    HEADER_LEN, Key, Kind, MAGIC_FORGOTTEN, MAX_RECORD, Record, parse_header, walk_pack,
+    write_batch,
+};
+
+mod record;
+
 /// A pack is closed and a new one started past this size (less for small budgets, so that
 /// eviction, which removes whole packs, can still keep the cache near its budget).
 const PACK_BYTES: u64 = 64 << 20;
@@ -52,14 +57,30 @@ const TOUCH_EVERY: Duration = Duration::from_secs(60);
 /// Numbers the packs of this process.
 static PACK_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-type Key = (XetHash, u32);
-
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Loc {
     pack: usize,
     /// Offset of the record's header.
     offset: u64,
+    /// The chunk's length.
     len: u32,
+    /// For a link: the file holding the chunk, and where.
+    file: Option<(Arc<Path>, u64)>,
+}
+
+/// A chunk of a verified download: where it lies in the file, and its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkedChunk {
+    /// The xorb the chunk is in.
+    pub xorb: XetHash,
+    /// The chunk's index in its xorb.
+    pub index: u32,
+    /// Its offset in the file.
+    pub at: u64,
+    /// Its length.
+    pub len: u32,
+    /// The hash of its bytes.
+    pub hash: XetHash,
 }
 
 #[derive(Debug)]
@@ -84,7 +105,7 @@ struct State {
 }
 
 enum Job {
-    Put(Key, Arc<Vec<u8>>),
+    Put(Key, Record),
     Flush(oneshot::Sender<()>),
 }
 
@@ -109,6 +130,7 @@ impl ChunkCache {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
         let mut state = State::default();
+        let mut linked_paths = HashMap::new();
         for entry in std::fs::read_dir(&dir)?.flatten() {
             let path = entry.path();
             if is_old_layout_folder(&entry) {
@@ -127,7 +149,13 @@ impl ChunkCache {
                 continue;
             }
             let pack = state.packs.len();
-            for (key, loc) in walk_pack(&path, meta.len(), pack) {
+            for (key, found) in walk_pack(&path, meta.len(), &mut linked_paths) {
+                let loc = Loc {
+                    pack,
+                    offset: found.offset,
+                    len: found.len,
+                    file: found.file,
+                };
                 state.index.insert(key, loc);
             }
             state.used += meta.len();
@@ -173,7 +201,7 @@ impl ChunkCache {
             if let Some(data) = state.pending.get(&key) {
                 return Some(data.as_ref().clone());
             }
-            let loc = *state.index.get(&key)?;
+            let loc = state.index.get(&key)?.clone();
             let pack = state.packs.get_mut(loc.pack)?.as_mut()?;
             let now = SystemTime::now();
             pack.last_used = now;
@@ -212,16 +240,20 @@ impl ChunkCache {
                 }
             },
         };
+        if let Some((linked, at)) = &loc.file {
+            return self.read_linked(key, &file, &loc, linked, *at);
+        }
         let mut record = vec![0u8; HEADER_LEN + loc.len as usize];
         if let Err(e) = file.read_exact_at(&mut record, loc.offset) {
             self.inner.forget_pack(loc.pack, &path, &e);
             return None;
         }
         let intact = parse_header(record[..HEADER_LEN].try_into().expect("a header's length"))
-            .is_some_and(|(k, len, hash, live)| {
-                live && k == key
-                    && len == loc.len
-                    && chunk_hash(&record[HEADER_LEN..]).as_bytes() == &hash
+            .is_some_and(|h| {
+                h.kind == Kind::Chunk
+                    && h.key == key
+                    && h.len == loc.len
+                    && chunk_hash(&record[HEADER_LEN..]).as_bytes() == &h.hash
             });
         if !intact {
             tracing::warn!(dir = %self.inner.dir.display(), "a cached Xet chunk no longer matches its hash; forgetting it");
@@ -230,6 +262,60 @@ impl ChunkCache {
         }
         record.drain(..HEADER_LEN);
         Some(record)
+    }
+
+    /// A linked chunk: the hash from its record in the pack, the bytes from the file it
+    /// names, served only when they still match. A file changed or gone since costs only
+    /// this chunk, which is forgotten (and fetched again by the caller).
+    fn read_linked(
+        &self,
+        key: Key,
+        pack: &File,
+        loc: &Loc,
+        linked: &Path,
+        at: u64,
+    ) -> Option<Vec<u8>> {
+        let mut header = [0u8; HEADER_LEN];
+        let hash = pack
+            .read_exact_at(&mut header, loc.offset)
+            .ok()
+            .and_then(|()| parse_header(&header))
+            .filter(|h| h.kind == Kind::Link && h.key == key)
+            .map(|h| h.hash);
+        let mut data = vec![0u8; loc.len as usize];
+        let intact = hash.is_some_and(|hash| {
+            File::open(linked)
+                .and_then(|f| f.read_exact_at(&mut data, at))
+                .is_ok()
+                && chunk_hash(&data).as_bytes() == &hash
+        });
+        if !intact {
+            tracing::debug!(file = %linked.display(), "a file the Xet chunk cache links to changed or is gone; forgetting the chunk");
+            lock_unpoisoned(&self.inner.state).index.remove(&key);
+            return None;
+        }
+        Some(data)
+    }
+
+    /// Records where the chunks of a verified download lie in its file `path`, instead of
+    /// copying them: later reads take them from there. Chunks already here are skipped.
+    pub async fn link(&self, path: &Path, chunks: Vec<LinkedChunk>) {
+        let path: Arc<Path> = Arc::from(path);
+        for c in chunks {
+            let key = (c.xorb, c.index);
+            if self.has(&lock_unpoisoned(&self.inner.state), &key) {
+                continue;
+            }
+            let record = Record::Link {
+                path: path.clone(),
+                at: c.at,
+                len: c.len,
+                hash: c.hash,
+            };
+            if self.queue.send(Job::Put(key, record)).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Forgets chunks `range` of `xorb`, here and on disk, for this process and the next: what
@@ -287,7 +373,12 @@ impl ChunkCache {
             }
             state.pending.insert(key, data.clone());
         }
-        if self.queue.send(Job::Put(key, data)).await.is_err() {
+        if self
+            .queue
+            .send(Job::Put(key, Record::Chunk(data)))
+            .await
+            .is_err()
+        {
             lock_unpoisoned(&self.inner.state).pending.remove(&key);
         }
     }
@@ -326,9 +417,12 @@ impl Inner {
             let mut next = Some(first);
             while let Some(job) = next {
                 match job {
-                    Job::Put(key, data) => {
-                        bytes += data.len();
-                        batch.push((key, data));
+                    Job::Put(key, record) => {
+                        bytes += match &record {
+                            Record::Chunk(data) => data.len(),
+                            Record::Link { .. } => HEADER_LEN,
+                        };
+                        batch.push((key, record));
                     }
                     Job::Flush(done) => flushes.push(done),
                 }
@@ -357,9 +451,9 @@ impl Inner {
 
     /// Appends `batch` to the current pack (a new one when there is none or it is full),
     /// then indexes it and evicts when over budget.
-    fn append(&self, out: &mut Option<File>, batch: &[(Key, Arc<Vec<u8>>)]) -> std::io::Result<()> {
+    fn append(&self, out: &mut Option<File>, batch: &[(Key, Record)]) -> std::io::Result<()> {
         let pack_bytes = PACK_BYTES.min((self.max_bytes / 8).max(1));
-        let (pack, start) = {
+        let (pack, batch_start) = {
             let mut state = lock_unpoisoned(&self.state);
             let current = state.current.filter(|&p| {
                 out.is_some() && state.packs[p].as_ref().is_some_and(|p| p.size < pack_bytes)
@@ -390,32 +484,29 @@ impl Inner {
                 }
             }
         };
-        let mut buf = Vec::with_capacity(batch.iter().map(|(_, d)| HEADER_LEN + d.len()).sum());
-        let mut locs = Vec::with_capacity(batch.len());
-        for ((xorb, index), data) in batch {
-            locs.push(Loc {
-                pack,
-                offset: start + buf.len() as u64,
-                len: data.len() as u32,
-            });
-            buf.extend_from_slice(MAGIC);
-            buf.extend_from_slice(xorb.as_bytes());
-            buf.extend_from_slice(&index.to_le_bytes());
-            buf.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            buf.extend_from_slice(chunk_hash(data).as_bytes());
-            buf.extend_from_slice(data);
-        }
-        out.as_mut().expect("a pack is open").write_all(&buf)?;
+        let (starts, written) = write_batch(out.as_mut().expect("a pack is open"), batch)?;
         let doomed = {
             let mut state = lock_unpoisoned(&self.state);
-            for ((key, _), loc) in batch.iter().zip(locs) {
-                state.pending.remove(key);
+            for ((key, record), start) in batch.iter().zip(starts) {
+                let (len, file) = match record {
+                    Record::Chunk(data) => {
+                        state.pending.remove(key);
+                        (data.len() as u32, None)
+                    }
+                    Record::Link { path, at, len, .. } => (*len, Some((path.clone(), *at))),
+                };
+                let loc = Loc {
+                    pack,
+                    offset: batch_start + start,
+                    len,
+                    file,
+                };
                 state.index.insert(*key, loc);
             }
             if let Some(p) = state.packs[pack].as_mut() {
-                p.size += buf.len() as u64;
+                p.size += written;
             }
-            state.used += buf.len() as u64;
+            state.used += written;
             self.choose_evictions(&mut state)
         };
         for path in doomed {
@@ -456,51 +547,6 @@ impl Inner {
         }
         gone.into_iter().map(|(_, path)| path).collect()
     }
-}
-
-/// A record's key, length and chunk hash, and whether it is live (not forgotten).
-fn parse_header(h: &[u8; HEADER_LEN]) -> Option<(Key, u32, [u8; 32], bool)> {
-    let live = &h[..4] == MAGIC;
-    if !live && &h[..4] != MAGIC_FORGOTTEN {
-        return None;
-    }
-    let xorb = XetHash::from_bytes(h[4..36].try_into().ok()?);
-    let index = u32::from_le_bytes(h[36..40].try_into().ok()?);
-    let len = u32::from_le_bytes(h[40..44].try_into().ok()?);
-    let hash: [u8; 32] = h[44..76].try_into().ok()?;
-    (len <= MAX_RECORD).then_some(((xorb, index), len, hash, live))
-}
-
-/// The records of a pack of `size` bytes, up to the first one that is damaged or cut short.
-/// Reads only the headers, each where it is: a buffered reader would pull in most of the
-/// bytes between them.
-fn walk_pack(path: &Path, size: u64, pack: usize) -> Vec<(Key, Loc)> {
-    let mut out = Vec::new();
-    let Ok(file) = File::open(path) else {
-        return out;
-    };
-    let mut offset = 0u64;
-    let mut header = [0u8; HEADER_LEN];
-    while offset + HEADER_LEN as u64 <= size {
-        if file.read_exact_at(&mut header, offset).is_err() {
-            break;
-        }
-        let Some((key, len, _, live)) = parse_header(&header) else {
-            break;
-        };
-        let end = offset + HEADER_LEN as u64 + u64::from(len);
-        if end > size {
-            break;
-        }
-        if live {
-            out.push((key, Loc { pack, offset, len }));
-        }
-        offset = end;
-    }
-    if offset < size {
-        tracing::debug!(pack = %path.display(), valid = offset, size, "a Xet chunk pack ends in a damaged or unfinished record; the rest is ignored");
-    }
-    out
 }
 
 /// A folder of the earlier one-file-per-chunk layout: named by a xorb's 64 hex digits.
@@ -734,6 +780,102 @@ mod tests {
         drop(cache);
         let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(cache.read(&x, 1).unwrap(), vec![9u8; 100]);
+    }
+
+    fn pack_bytes(dir: &Path) -> u64 {
+        packs(dir)
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum()
+    }
+
+    /// Three chunks of `data`, a thousand bytes each, as they lie in a downloaded file.
+    fn linked(x: XetHash, data: &[u8]) -> Vec<LinkedChunk> {
+        (0..3u32)
+            .map(|i| {
+                let at = i as usize * 1000;
+                LinkedChunk {
+                    xorb: x,
+                    index: i,
+                    at: at as u64,
+                    len: 1000,
+                    hash: chunk_hash(&data[at..at + 1000]),
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_linked_chunk_is_read_from_its_file_and_refused_once_the_file_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = tempfile::tempdir().unwrap();
+        let file = files.path().join("model.gguf");
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        std::fs::write(&file, &data).unwrap();
+        let x = XetHash::from_bytes([8; 32]);
+        {
+            let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+            cache.link(&file, linked(x, &data)).await;
+            cache.flush().await;
+            assert!(cache.has_all(&x, range(0, 3)));
+            assert_eq!(cache.read(&x, 1).unwrap(), &data[1000..2000]);
+            assert!(
+                pack_bytes(dir.path()) < 1000,
+                "the chunks were copied into the cache: {} bytes",
+                pack_bytes(dir.path())
+            );
+        }
+        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        assert!(
+            cache.has_all(&x, range(0, 3)),
+            "found again by a new process"
+        );
+        assert_eq!(cache.read(&x, 0).unwrap(), &data[..1000]);
+        // Changed since it was linked (as a file replaced by another revision would be):
+        // that chunk is refused and forgotten, the others still served.
+        let mut changed = data.clone();
+        changed[1500] ^= 1;
+        std::fs::write(&file, &changed).unwrap();
+        assert_eq!(cache.read(&x, 1), None);
+        assert!(!cache.has_all(&x, range(1, 2)));
+        assert_eq!(cache.read(&x, 2).unwrap(), &data[2000..]);
+        // Gone (the model was removed): refused as well.
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(cache.read(&x, 0), None);
+        assert!(!cache.has_all(&x, range(0, 1)));
+    }
+
+    #[tokio::test]
+    async fn forgotten_and_torn_links_are_not_served_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = tempfile::tempdir().unwrap();
+        let file = files.path().join("model.gguf");
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 11) as u8).collect();
+        std::fs::write(&file, &data).unwrap();
+        let x = XetHash::from_bytes([9; 32]);
+        {
+            let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+            cache.link(&file, linked(x, &data)).await;
+            // A chunk of a file that failed its digest, as the source forgets it.
+            cache.forget(&x, range(0, 1)).await;
+            assert!(!cache.has_all(&x, range(0, 1)));
+        }
+        let pack = &packs(dir.path())[0];
+        let len = std::fs::metadata(pack).unwrap().len();
+        // As a kill -9 in the middle of writing the last link leaves it.
+        File::options()
+            .write(true)
+            .open(pack)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        assert!(
+            !cache.has_all(&x, range(0, 1)),
+            "the forgotten link came back"
+        );
+        assert_eq!(cache.read(&x, 1).unwrap(), &data[1000..2000]);
+        assert!(!cache.has_all(&x, range(2, 3)), "the torn link is indexed");
     }
 
     #[test]

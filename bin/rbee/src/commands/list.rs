@@ -1,0 +1,136 @@
+//! `rbee ls`: the catalog as a table, or one JSON document.
+
+use anyhow::Result;
+use rbee_artifact::human_bytes;
+use rbee_catalog::{ArtifactStatus, CatalogEntry, Listing};
+use serde_json::json;
+
+use crate::args::GlobalArgs;
+use crate::render::JSON_VERSION;
+use crate::setup;
+
+pub(crate) fn list(global: &GlobalArgs) -> Result<()> {
+    let (root, catalog) = setup::existing_catalog(global)?;
+    let listing = match &catalog {
+        Some(catalog) => catalog.list()?,
+        None => Vec::new(),
+    };
+    let printed = print_listing(global, &root, &listing);
+    // The process ends next: freeing thousands of records (and the catalog's cached index)
+    // one allocation at a time would only delay the exit.
+    std::mem::forget(listing);
+    std::mem::forget(catalog);
+    printed
+}
+
+/// Prints a catalog listing: a table whose columns fit the longest id (the reference is cut to
+/// the terminal's width, never the id), or one JSON document with `--json`.
+pub(crate) fn print_listing(
+    global: &GlobalArgs,
+    root: &std::path::Path,
+    listing: &[Listing],
+) -> Result<()> {
+    if global.json {
+        let items: Vec<_> = listing.iter().map(listing_json).collect();
+        let doc = json!({"version": JSON_VERSION, "root": root, "models": items});
+        out!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    if listing.is_empty() {
+        eprintln!(
+            "The catalog at {} is empty. Try: rbee pull hf:TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF",
+            root.display()
+        );
+        return Ok(());
+    }
+    let rows: Vec<[String; 4]> = listing
+        .iter()
+        .map(|item| match item {
+            Listing::Entry(e) => [
+                status_text(&e.record.status),
+                human_bytes(e.record.total_size()),
+                e.record.id.clone(),
+                e.record.reference.to_string(),
+            ],
+            Listing::Damaged { id, reason, .. } => [
+                "damaged".into(),
+                "-".into(),
+                id.clone(),
+                format!("({reason})"),
+            ],
+        })
+        .collect();
+    let header = ["STATUS", "SIZE", "ID", "REFERENCE"].map(String::from);
+    let widths: [usize; 3] = std::array::from_fn(|i| {
+        rows.iter()
+            .chain([&header])
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    });
+    let terminal = crate::terminal::stdout_width();
+    // One write for the whole table, not one per line: a catalog can hold thousands of entries.
+    let mut lines = Vec::with_capacity(rows.len() + 1);
+    for row in std::iter::once(&header).chain(&rows) {
+        let line = format!(
+            "{:<w0$} {:>w1$}  {:<w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        // Only the last column gives way, so ids stay whole for copying.
+        let fixed = widths[0] + widths[1] + widths[2] + 5;
+        match terminal {
+            Some(cols) if line.chars().count() > cols && cols > fixed + 8 => lines.push(format!(
+                "{}{}",
+                &line[..line.len() - row[3].len()],
+                crate::terminal::fit(&row[3], cols - fixed)
+            )),
+            _ => lines.push(line),
+        }
+    }
+    out!("{}", lines.join("\n"));
+    Ok(())
+}
+
+pub(super) fn status_text(status: &ArtifactStatus) -> String {
+    match status {
+        ArtifactStatus::Downloading { bytes, total }
+        | ArtifactStatus::Incomplete { bytes, total }
+            if *total > 0 =>
+        {
+            format!(
+                "{} {:.0}%",
+                status.name(),
+                *bytes as f64 * 100.0 / *total as f64
+            )
+        }
+        other => other.name().to_string(),
+    }
+}
+
+fn listing_json(item: &Listing) -> serde_json::Value {
+    match item {
+        Listing::Entry(e) => entry_json(e),
+        Listing::Damaged { id, dir, reason } => json!({
+            "id": id,
+            "status": {"state": "damaged", "error": reason},
+            "dir": dir,
+        }),
+    }
+}
+
+pub(super) fn entry_json(e: &CatalogEntry) -> serde_json::Value {
+    let mut value = serde_json::to_value(&e.record).unwrap_or_default();
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("dir".into(), json!(e.dir));
+        obj.insert("path".into(), json!(e.primary_path()));
+        obj.insert("paths".into(), json!(e.paths()));
+        obj.insert("size".into(), json!(e.record.total_size()));
+    }
+    value
+}
