@@ -26,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::ArtifactRecord;
 use crate::layout::INDEX_FILE;
 
-/// Bumped whenever what the index holds changes meaning; another format is rebuilt.
-const FORMAT: u32 = 2;
+/// Bumped whenever what the index holds changes meaning; another format is rebuilt. (3: folders
+/// are saved in the order a walk visits them.)
+const FORMAT: u32 = 3;
 
 /// How old a change must be before the index caches what it saw.
 pub(crate) const SETTLE: Duration = Duration::from_secs(2);
@@ -88,19 +89,22 @@ fn nanos(secs: i64, nsec: i64) -> i64 {
 // doubles the cost of reading the index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[allow(clippy::large_enum_variant)] // Entries are most nodes; boxing would add an allocation each.
 pub(crate) enum Node {
     /// A folder of folders: its stamp and its sub-folders (not starting with a dot).
     Branch { stamp: Stamp, children: Vec<String> },
     /// An entry: the stamp of its `metadata.json` and the record it held, already checked.
+    /// Boxed: a record is several hundred bytes, and a table of 10,000 nodes is probed, moved
+    /// and grown far faster when its slots are small.
     Entry {
         stamp: Stamp,
-        record: ArtifactRecord,
+        record: Box<ArtifactRecord>,
     },
 }
 
-/// Cached folders by path relative to the root.
-pub(crate) type Nodes = HashMap<String, Node>;
+/// Cached folders by path relative to the root, in the order the last walk visited them: the
+/// next walk visits them in the same order, so finding a folder's node is mostly a comparison
+/// with the node after the last one found, not a hash lookup.
+pub(crate) type Nodes = Vec<(String, Node)>;
 
 /// The index file: its format, how many folders it holds (so the table is sized once rather
 /// than grown and rehashed while 10,000 entries are decoded), and the folders.
@@ -167,8 +171,8 @@ fn decode(bytes: &[u8]) -> serde_json::Result<IndexFile> {
         }
         fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Nodes, A::Error> {
             let mut nodes = Nodes::with_capacity(self.0);
-            while let Some((rel, node)) = map.next_entry::<String, Node>()? {
-                nodes.insert(rel, node);
+            while let Some(node) = map.next_entry::<String, Node>()? {
+                nodes.push(node);
             }
             Ok(nodes)
         }
@@ -221,12 +225,19 @@ pub(crate) fn save(root: &Path, nodes: &Nodes) -> std::io::Result<()> {
     struct IndexRef<'a> {
         format: u32,
         count: usize,
-        nodes: &'a Nodes,
+        nodes: InOrder<'a>,
+    }
+    /// The nodes as one JSON object, in walk order.
+    struct InOrder<'a>(&'a Nodes);
+    impl Serialize for InOrder<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|(rel, node)| (rel, node)))
+        }
     }
     let json = serde_json::to_vec(&IndexRef {
         format: FORMAT,
         count: nodes.len(),
-        nodes,
+        nodes: InOrder(nodes),
     })
     .map_err(std::io::Error::other)?;
     let tmp = root.join(format!(
@@ -253,14 +264,35 @@ fn now_ns() -> i64 {
         .unwrap_or_default()
 }
 
+/// How far past the expected node a folder's node is looked for before the table of places.
+const LOOK_AHEAD: usize = 16;
+
+/// How many folders may be met out of order before the table of places is made.
+const MISSES_BEFORE_PLACES: usize = 4;
+
 /// Builds the next index while a walk checks the old one against the disk.
 pub(crate) struct Refresh {
-    old: Nodes,
+    /// The old index; a node the walk took is `None`.
+    old: Vec<Option<(String, Node)>>,
+    /// Where in `old` the walk's next folder is expected.
+    cursor: usize,
+    /// Where each node of `old` is, made once a few folders were met out of order (something
+    /// was added or removed, or the index was saved by a walk in another order).
+    places: Option<HashMap<String, usize>>,
+    /// Nodes of `old` not taken yet.
+    remaining: usize,
+    /// Folders not found near the cursor while there is no table of places.
+    misses: usize,
+    /// Whether a node was found through the table of places: saved in walk order, the next
+    /// walk finds it in order.
+    out_of_order: bool,
     next: Nodes,
     now_ns: i64,
     record_settle: Duration,
     /// Whether `next` holds anything `old` did not (a save is worth it).
     changed: bool,
+    /// Nodes taken out of `old` and not kept: each one is a difference.
+    dropped: usize,
 }
 
 impl Refresh {
@@ -269,23 +301,71 @@ impl Refresh {
     pub(crate) fn new(old: Nodes, record_settle: Duration) -> Self {
         Self {
             next: Nodes::with_capacity(old.len()),
-            old,
+            remaining: old.len(),
+            old: old.into_iter().map(Some).collect(),
+            cursor: 0,
+            places: None,
+            misses: 0,
+            out_of_order: false,
             now_ns: now_ns(),
             record_settle,
             changed: false,
+            dropped: 0,
         }
     }
 
-    /// The cached node of a folder, when there is one.
-    pub(crate) fn cached(&self, rel: &str) -> Option<&Node> {
-        self.old.get(rel)
+    /// Takes the cached node of a folder out of the old index, when there is one: the walk
+    /// gives it back with [`keep`](Self::keep) when the disk still agrees with it, else it is
+    /// dropped (and the index has changed). The walk takes every folder it visits, once.
+    pub(crate) fn take(&mut self, rel: &str) -> Option<(String, Node)> {
+        let at = self.find(rel)?;
+        let taken = self.old[at].take();
+        self.cursor = at + 1;
+        self.remaining -= 1;
+        self.dropped += 1;
+        taken
     }
 
-    /// Keeps a node unchanged from the old index.
-    pub(crate) fn keep(&mut self, rel: &str) {
-        if let Some((rel, node)) = self.old.remove_entry(rel) {
-            self.next.insert(rel, node);
+    /// Where `rel`'s node is in `old`: the next one, or one a little further on (folders were
+    /// removed); else from the table of places, which is made only once a few folders were not
+    /// found that way (the root, an added folder, and a few more are met out of order in any
+    /// walk, and are not worth a table of 10,000 names). Before that, a node further away is
+    /// not found: its folder is read as if it were not cached, which costs a read, never an
+    /// answer.
+    fn find(&mut self, rel: &str) -> Option<usize> {
+        while matches!(self.old.get(self.cursor), Some(None)) {
+            self.cursor += 1;
         }
+        let near = self.cursor..self.old.len().min(self.cursor + LOOK_AHEAD);
+        let is_rel = |node: &Option<(String, Node)>| matches!(node, Some((r, _)) if r == rel);
+        if let Some(at) = near.clone().find(|&at| is_rel(&self.old[at])) {
+            return Some(at);
+        }
+        if self.places.is_none() {
+            self.misses += 1;
+            if self.misses <= MISSES_BEFORE_PLACES {
+                return None;
+            }
+        }
+        let old = &self.old;
+        let places = self.places.get_or_insert_with(|| {
+            let mut places = HashMap::with_capacity(old.len());
+            for (at, node) in old.iter().enumerate() {
+                if let Some((rel, _)) = node {
+                    places.insert(rel.clone(), at);
+                }
+            }
+            places
+        });
+        let found = places.get(rel).copied().filter(|&at| is_rel(&self.old[at]));
+        self.out_of_order |= found.is_some();
+        found
+    }
+
+    /// Gives back a node [`take`](Self::take) took, unchanged.
+    pub(crate) fn keep(&mut self, rel: String, node: Node) {
+        self.dropped = self.dropped.saturating_sub(1);
+        self.next.push((rel, node));
     }
 
     /// How many folders the old index knew (a size hint for a listing).
@@ -293,23 +373,25 @@ impl Refresh {
         self.old.len()
     }
 
-    /// Records what was just read from disk, unless it changed too recently to be cached.
+    /// Records what was just read from disk (the walk took the folder's old node first),
+    /// unless it changed too recently to be cached.
     pub(crate) fn put(&mut self, rel: &str, node: Node) {
-        self.changed |= self.old.remove(rel).is_some();
         let (stamp, settle) = match &node {
             Node::Branch { stamp, .. } => (*stamp, SETTLE),
             Node::Entry { stamp, .. } => (*stamp, self.record_settle),
         };
         if !stamp.unsettled(self.now_ns, settle) {
             self.changed = true;
-            self.next.insert(rel.to_string(), node);
+            self.next.push((rel.to_string(), node));
         }
     }
 
     /// The next index, and whether it differs from the old one (folders the walk no longer
-    /// reached count as a difference: they are dropped).
+    /// reached count as a difference: they are dropped; so does an order the walk had to look
+    /// folders up in, so that the next walk finds them in order).
     pub(crate) fn finish(self) -> (Nodes, bool) {
-        (self.next, self.changed || !self.old.is_empty())
+        let changed = self.changed || self.dropped > 0 || self.remaining > 0 || self.out_of_order;
+        (self.next, changed)
     }
 }
 

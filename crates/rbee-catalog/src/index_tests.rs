@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use super::*;
+use crate::listing::listing_id;
 use crate::tests::{add, record, register};
+use rbee_artifact::Sha256Digest;
 
 /// A catalog whose index caches a changed record at once, so the tests need not wait for changes
 /// to settle; each test changes records by renaming new files into place or by changing their
@@ -98,15 +100,22 @@ fn a_deleted_truncated_or_garbage_index_is_rebuilt_from_the_records() {
     let expected = cat.list().unwrap();
     let path = tmp.path().join(layout::INDEX_FILE);
     let saved = fs::read(&path).unwrap();
-    let garbage: [&[u8]; 7] = [
+    // The same folders saved by an rbee of the previous format (in another order).
+    let older =
+        String::from_utf8(saved.clone())
+            .unwrap()
+            .replacen(r#""format":3"#, r#""format":2"#, 1);
+    assert_ne!(older.as_bytes(), saved);
+    let garbage: [&[u8]; 8] = [
+        older.as_bytes(),
         b"",
         b"garbage{",
         &saved[..saved.len() / 2],
         br#"{"format": 999, "nodes": {}}"#,
         br#"{"format": 1, "nodes": {"hf": {"kind": "branch", "stamp": 7, "children": 3}}}"#,
         // A count no file of this size could hold reserves nothing.
-        br#"{"format": 2, "count": 18446744073709551615, "nodes": {}}"#,
-        br#"{"nodes": {}, "format": 2}"#,
+        br#"{"format": 3, "count": 18446744073709551615, "nodes": {}}"#,
+        br#"{"nodes": {}, "format": 3}"#,
     ];
     for bad in garbage {
         fs::write(&path, bad).unwrap();
@@ -435,5 +444,150 @@ fn a_record_under_a_name_rbee_never_makes_stays_listed_as_damaged() {
             .filter(|l| matches!(l, Listing::Damaged { .. }))
             .count();
         assert_eq!(damaged, 1, "listing {listing}");
+    }
+}
+
+#[test]
+fn the_index_is_saved_when_a_listing_finds_a_change_and_only_then() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join(layout::INDEX_FILE);
+    let held = tmp.path().join(".held-index");
+    // Every save renames a new file into place; a link to the old one keeps its inode from
+    // being reused, so a save always shows as another inode.
+    let hold = || {
+        let _ = fs::remove_file(&held);
+        fs::hard_link(&index, &held).unwrap();
+    };
+    let saved_since_held =
+        || fs::metadata(&index).unwrap().ino() != fs::metadata(&held).unwrap().ino();
+    let cat = eager(tmp.path());
+    fill(&cat, 8);
+    cat.list().unwrap();
+    hold();
+    cat.list().unwrap();
+    eager(tmp.path()).list().unwrap();
+    assert!(
+        !saved_since_held(),
+        "nothing changed, yet the index was written again"
+    );
+
+    // A record rewritten: the index learns the new one.
+    let key = CatalogKey::of(&"hf:org/repo-002".parse().unwrap());
+    cat.set_status(&key, ArtifactStatus::Incomplete { bytes: 1, total: 2 })
+        .unwrap();
+    let listed = cat.list().unwrap();
+    assert!(saved_since_held());
+    let next = eager(tmp.path());
+    assert_eq!(next.list().unwrap(), listed);
+    assert_eq!(next.records_read(), 0);
+
+    // A record gone from a folder that stays: the index forgets the entry.
+    hold();
+    let dir = cat.entry_dir(&CatalogKey::of(&"hf:org/repo-005".parse().unwrap()));
+    fs::remove_file(dir.join(layout::METADATA_FILE)).unwrap();
+    let listed = cat.list().unwrap();
+    assert!(
+        saved_since_held(),
+        "the index still holds a record that is gone"
+    );
+    assert_eq!(listed.len(), 7);
+    let next = eager(tmp.path());
+    assert_eq!(next.list().unwrap(), listed);
+    assert_eq!(next.records_read(), 0);
+}
+
+mod fuzzed {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A catalog of a few entries, its index saved, and what it lists.
+    fn catalog() -> (tempfile::TempDir, Vec<u8>, Vec<Listing>) {
+        catalog_of(5)
+    }
+
+    fn catalog_of(entries: usize) -> (tempfile::TempDir, Vec<u8>, Vec<Listing>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let cat = eager(tmp.path());
+        fill(&cat, entries);
+        let expected = cat.list().unwrap();
+        let saved = fs::read(tmp.path().join(layout::INDEX_FILE)).unwrap();
+        (tmp, saved, expected)
+    }
+
+    proptest! {
+        // Each case writes a small catalog to a temp folder.
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Cut short anywhere, or with a byte JSON never holds unescaped: rebuilt from the
+        /// records, never a panic.
+        #[test]
+        fn a_damaged_index_is_rebuilt(cut in any::<prop::sample::Index>(), at in any::<prop::sample::Index>(), byte in 1u8..0x09, truncate in any::<bool>()) {
+            let (tmp, saved, expected) = catalog();
+            let damaged = if truncate {
+                saved[..cut.index(saved.len())].to_vec()
+            } else {
+                let at = at.index(saved.len());
+                [&saved[..at], &[byte], &saved[at..]].concat()
+            };
+            fs::write(tmp.path().join(layout::INDEX_FILE), &damaged).unwrap();
+            let fresh = eager(tmp.path());
+            prop_assert_eq!(fresh.list().unwrap(), expected.clone());
+            prop_assert_eq!(fresh.records_read(), 5);
+            let next = eager(tmp.path());
+            prop_assert_eq!(next.list().unwrap(), expected);
+            prop_assert_eq!(next.records_read(), 0);
+        }
+
+        /// Any bytes at all: the listing is the records', never a panic.
+        #[test]
+        fn arbitrary_bytes_as_an_index_never_change_the_listing(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let (tmp, _, expected) = catalog();
+            fs::write(tmp.path().join(layout::INDEX_FILE), &bytes).unwrap();
+            prop_assert_eq!(eager(tmp.path()).list().unwrap(), expected);
+        }
+
+    }
+
+    proptest! {
+        // Each case writes a catalog of 32 entries.
+        #![proptest_config(ProptestConfig::with_cases(8))]
+
+        /// The saved folders in any order (as another walk would leave them): the same listing,
+        /// and only the few records met out of order before the index makes a table of places
+        /// are read again.
+        #[test]
+        fn folders_saved_in_another_order_are_still_found(seed in any::<u64>()) {
+            let (tmp, saved, expected) = catalog_of(32);
+            let doc: serde_json::Value = serde_json::from_slice(&saved).unwrap();
+            let mut nodes: Vec<_> = doc["nodes"].as_object().unwrap().clone().into_iter().collect();
+            // A cheap deterministic shuffle from the seed.
+            let mut state = seed | 1;
+            for i in (1..nodes.len()).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                nodes.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+            let mut text = format!(r#"{{"format":3,"count":{},"nodes":{{"#, nodes.len());
+            for (i, (rel, node)) in nodes.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push_str(&serde_json::to_string(rel).unwrap());
+                text.push(':');
+                text.push_str(&node.to_string());
+            }
+            text.push_str("}}");
+            fs::write(tmp.path().join(layout::INDEX_FILE), text).unwrap();
+            let fresh = eager(tmp.path());
+            prop_assert_eq!(fresh.list().unwrap(), expected.clone());
+            prop_assert!(fresh.records_read() <= 4, "{} records read", fresh.records_read());
+            // Saved again in walk order: the next process reads none.
+            let next = eager(tmp.path());
+            prop_assert_eq!(next.list().unwrap(), expected);
+            prop_assert_eq!(next.records_read(), 0);
+        }
     }
 }

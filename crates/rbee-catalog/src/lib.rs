@@ -31,16 +31,18 @@
 #![deny(missing_docs)]
 
 mod contain;
+mod copies;
 mod hygiene;
 mod index;
 pub mod layout;
+mod lease;
+mod listing;
 mod record;
 mod usage;
+mod verify;
 
-use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,11 +51,15 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 pub use hygiene::{PruneItem, PruneReason, PruneReport, parse_age, parse_cache_size};
+pub use lease::DownloadLease;
+use lease::{lease_held, shown_status};
 pub use record::{
     ArtifactRecord, ArtifactStatus, CatalogEntry, FileRecord, Listing, RECORD_SCHEMA,
 };
+pub use usage::{DiskUsage, EntryUsage};
+pub use verify::{CheckOutcome, FileCheck, VerifyReport};
 
-use rbee_artifact::{ArtifactRef, CatalogKey, Error, Result, Sha256Digest, available_space};
+use rbee_artifact::{ArtifactRef, CatalogKey, Error, Result};
 
 /// The catalog rooted at one folder.
 #[derive(Debug)]
@@ -67,150 +73,6 @@ pub struct Catalog {
     records_read: AtomicU64,
     /// How old a change to a record must be before the index caches it (shorter in tests).
     settle: std::time::Duration,
-}
-
-/// Exclusive right to download one artifact, held across processes; released on drop.
-#[derive(Debug)]
-pub struct DownloadLease {
-    _lock: File,
-    key: CatalogKey,
-    dir: PathBuf,
-}
-
-impl DownloadLease {
-    /// The artifact's key.
-    pub fn key(&self) -> &CatalogKey {
-        &self.key
-    }
-
-    /// The artifact's folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The folder its files go to.
-    pub fn files_dir(&self) -> PathBuf {
-        layout::files_dir(&self.dir)
-    }
-}
-
-/// The outcome of [`Catalog::verify`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VerifyReport {
-    /// The entry id.
-    pub id: String,
-    /// One check per file.
-    pub files: Vec<FileCheck>,
-    /// Why the outcome could not be written to the record (a full disk, say); the report
-    /// itself is still true.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_recorded: Option<String>,
-}
-
-impl VerifyReport {
-    /// Whether every file matched.
-    pub fn ok(&self) -> bool {
-        self.files
-            .iter()
-            .all(|f| matches!(f.outcome, CheckOutcome::Ok | CheckOutcome::NoDigest { .. }))
-    }
-
-    /// One line per failing file, for people.
-    pub fn problems(&self) -> Vec<String> {
-        self.files
-            .iter()
-            .filter_map(|f| {
-                let what = match &f.outcome {
-                    CheckOutcome::Ok | CheckOutcome::NoDigest { .. } => return None,
-                    CheckOutcome::Missing => "is missing".to_string(),
-                    CheckOutcome::SizeMismatch { expected, actual } => {
-                        format!("has {actual} bytes, expected {expected}: it changed on disk")
-                    }
-                    CheckOutcome::DigestMismatch { expected, actual } => {
-                        format!("changed on disk: sha256 is {actual}, expected {expected}")
-                    }
-                    CheckOutcome::Refused { reason } => format!("was not read: {reason}"),
-                };
-                Some(format!("{} {what}", f.path))
-            })
-            .collect()
-    }
-}
-
-/// The check of one file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FileCheck {
-    /// Path within the artifact.
-    pub path: String,
-    /// What was found.
-    pub outcome: CheckOutcome,
-}
-
-/// What verifying one file found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum CheckOutcome {
-    /// Size and digest match.
-    Ok,
-    /// No digest was recorded; the size matches and this digest was computed.
-    NoDigest {
-        /// The digest now.
-        actual: String,
-    },
-    /// The file is gone.
-    Missing,
-    /// The size differs.
-    SizeMismatch {
-        /// Recorded size.
-        expected: u64,
-        /// Size on disk.
-        actual: u64,
-    },
-    /// The bytes differ.
-    DigestMismatch {
-        /// Recorded digest.
-        expected: String,
-        /// Digest on disk.
-        actual: String,
-    },
-    /// The file was not read: it is (or is reached through) a symbolic link, or is not a
-    /// regular file.
-    Refused {
-        /// What was found.
-        reason: String,
-    },
-}
-
-/// Disk use of the catalog.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DiskUsage {
-    /// The catalog root.
-    pub root: PathBuf,
-    /// Bytes of complete files, a file hard-linked into several entries counted once.
-    pub total_bytes: u64,
-    /// Bytes written into partial (`.part`) files kept for resuming.
-    pub partial_bytes: u64,
-    /// Free bytes on the file system holding the root.
-    pub free_bytes: Option<u64>,
-    /// Per entry, largest first.
-    pub entries: Vec<EntryUsage>,
-}
-
-/// Disk use of one entry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EntryUsage {
-    /// Entry id.
-    pub id: String,
-    /// Reference (absent for damaged entries).
-    pub reference: Option<String>,
-    /// Status name.
-    pub status: String,
-    /// Bytes of complete files.
-    pub bytes: u64,
-    /// Of `bytes`, those hard-linked into another entry too (counted once in the total).
-    pub shared_bytes: u64,
-    /// Bytes written into partial files.
-    pub partial_bytes: u64,
 }
 
 /// What [`Catalog::remove`] removed.
@@ -353,221 +215,6 @@ impl Catalog {
         Ok(Some(record))
     }
 
-    /// Every entry, damaged ones included, sorted by id. Entries left `downloading` by a dead
-    /// process are recorded as `incomplete` (best effort, as reads show them so anyway).
-    ///
-    /// Reads only the records that changed since the last listing (in any process): the rest
-    /// come from the index, each checked against its record's file (see `index`).
-    pub fn list(&self) -> Result<Vec<Listing>> {
-        let (mut out, dead) = {
-            let mut cached = rbee_artifact::lock_unpoisoned(&self.index);
-            let old = cached.take().unwrap_or_else(|| index::load(&self.root));
-            let mut refresh = index::Refresh::new(old, self.settle);
-            let walked = self.walk(&mut refresh);
-            let (nodes, changed) = refresh.finish();
-            if walked.is_ok() {
-                if changed {
-                    self.save_index(&nodes);
-                }
-                *cached = Some(nodes);
-            }
-            walked?
-        };
-        out.sort_by(|a, b| listing_id(a).cmp(listing_id(b)));
-        self.recover(&dead);
-        Ok(out)
-    }
-
-    /// Walks the catalog folders, taking from the index what is unchanged on disk and reading
-    /// the rest. Returns the listing and the keys of entries whose record says `downloading`
-    /// while no process holds their lease.
-    fn walk(&self, refresh: &mut index::Refresh) -> Result<(Vec<Listing>, Vec<CatalogKey>)> {
-        let mut out = Vec::with_capacity(refresh.known());
-        let mut dead = Vec::new();
-        let mut folders = index::Folders::new(&self.root);
-        let mut stack = vec![String::new()];
-        while let Some(rel) = stack.pop() {
-            let is_root = rel.is_empty();
-            // The root is read every time: saving the index changes it.
-            let mut stamp = None;
-            if let Some(index::Node::Branch {
-                stamp: cached,
-                children,
-            }) = refresh.cached(&rel)
-            {
-                let now = folders.lstat(&rel, None).map(|(stamp, _)| stamp);
-                if now.as_ref().is_ok_and(|now| now == cached) {
-                    // Nothing was added, removed or renamed in it: not even a record.
-                    push_children(&mut stack, &rel, children);
-                    folders.enter(&rel, children.len());
-                    refresh.keep(&rel);
-                    continue;
-                }
-                stamp = now.ok();
-            }
-            if !is_root && let Ok(found) = folders.lstat(&rel, Some(layout::METADATA_FILE)) {
-                let dir = index::dir_of(&self.root, &rel);
-                self.visit_entry(&rel, dir, found, refresh, &mut out, &mut dead);
-                continue;
-            }
-            let dir = index::dir_of(&self.root, &rel);
-            if !is_root && stamp.is_none() {
-                match folders.lstat(&rel, None) {
-                    Ok((now, _)) => stamp = Some(now),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
-                }
-            }
-            // Stamped before it is read: a change after the stamp shows as a newer one.
-            let read = match fs::read_dir(&dir) {
-                Ok(read) => read,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
-            };
-            let mut children = Vec::new();
-            // A folder listing a damaged name is read again each time: the index keeps only
-            // names it can replay.
-            let mut damaged = false;
-            for item in read.flatten() {
-                // A link is never a folder here: `file_type` does not follow it.
-                let is_dir = item.file_type().is_ok_and(|t| t.is_dir());
-                let name = item.file_name();
-                match name.to_str() {
-                    Some(name) if is_dir && !name.starts_with('.') => {
-                        children.push(name.to_string())
-                    }
-                    // rbee names its folders in ASCII: a record under another name is shown
-                    // as damaged, and there is nothing else to find there.
-                    None if is_dir && item.path().join(layout::METADATA_FILE).exists() => {
-                        damaged = true;
-                        out.push(Listing::Damaged {
-                            id: self.id_of_dir(&item.path()),
-                            dir: item.path(),
-                            reason: format!(
-                                "its folder {} is not one rbee makes",
-                                item.path().display()
-                            ),
-                        })
-                    }
-                    _ => {}
-                }
-            }
-            push_children(&mut stack, &rel, &children);
-            folders.enter(&rel, children.len());
-            if let Some(stamp) = stamp.filter(|_| !damaged) {
-                refresh.put(&rel, index::Node::Branch { stamp, children });
-            }
-        }
-        Ok((out, dead))
-    }
-
-    /// One folder holding a record: from the index when its record is unchanged, else read.
-    fn visit_entry(
-        &self,
-        rel: &str,
-        dir: PathBuf,
-        (stamp, is_file): (index::Stamp, bool),
-        refresh: &mut index::Refresh,
-        out: &mut Vec<Listing>,
-        dead: &mut Vec<CatalogKey>,
-    ) {
-        let cached = match refresh.cached(rel) {
-            // Checked as a record read from disk would be: the index may have been written by
-            // another rbee, with other rules.
-            Some(index::Node::Entry { stamp: s, record })
-                if *s == stamp
-                    && is_file
-                    && record.check().is_ok()
-                    && record.id == self.id_of_dir(&dir) =>
-            {
-                Some(record.clone())
-            }
-            _ => None,
-        };
-        let record = match cached {
-            Some(record) => {
-                refresh.keep(rel);
-                record
-            }
-            None => {
-                let id = self.id_of_dir(&dir);
-                let read = match CatalogKey::from_id(&id) {
-                    Some(key) => self.read_checked(&key, &dir),
-                    None => Err(format!(
-                        "its folder {} is not one rbee makes",
-                        dir.display()
-                    )),
-                };
-                match read {
-                    Ok(Some(record)) => {
-                        refresh.put(
-                            rel,
-                            index::Node::Entry {
-                                stamp,
-                                record: record.clone(),
-                            },
-                        );
-                        record
-                    }
-                    Ok(None) => return,
-                    Err(reason) => {
-                        out.push(Listing::Damaged { id, dir, reason });
-                        return;
-                    }
-                }
-            }
-        };
-        let on_disk_downloading = matches!(record.status, ArtifactStatus::Downloading { .. });
-        let record = shown_status(&dir, record);
-        if on_disk_downloading && !matches!(record.status, ArtifactStatus::Downloading { .. }) {
-            dead.push(record.key());
-        }
-        out.push(Listing::Entry(CatalogEntry { record, dir }));
-    }
-
-    /// Saves the index for the next process. Best effort: a catalog on a read-only or full
-    /// disk still lists, only slower. Under the catalog lock when it is free, so that a save
-    /// never waits for a writer; a save racing another is harmless, since every reader checks
-    /// what it takes from the index against the records.
-    fn save_index(&self, nodes: &index::Nodes) {
-        let path = self.root.join(layout::CATALOG_LOCK_FILE);
-        let Ok(lock) = contain::open_lock(&path) else {
-            return;
-        };
-        if lock.try_lock().is_err() {
-            return;
-        }
-        if let Err(e) = index::save(&self.root, nodes) {
-            tracing::debug!(root = %self.root.display(), error = %e, "could not save the catalog index; the next listing rebuilds it");
-        }
-    }
-
-    /// Takes the download lease of an artifact if no other download holds it.
-    pub fn try_lease(&self, reference: &ArtifactRef) -> Result<Option<DownloadLease>> {
-        self.try_lease_key(CatalogKey::of(reference))
-    }
-
-    /// Takes the download lease of the entry at `key` if no other download holds it. Refused
-    /// (as [`Error::Damaged`]) when the entry's folder is reached through a symbolic link.
-    pub fn try_lease_key(&self, key: CatalogKey) -> Result<Option<DownloadLease>> {
-        let dir = self.entry_dir(&key);
-        self.check_inside(&key, &layout::files_dir(&dir))?;
-        self.check_inside(&key, &dir.join(layout::LOCK_FILE))?;
-        let file = open_lock_file(&dir)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(DownloadLease {
-                _lock: file,
-                key,
-                dir,
-            })),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            // Without the lock nothing proves that no download is writing here.
-            Err(fs::TryLockError::Error(e)) => {
-                Err(Error::io(format!("locking {}", dir.display()), e))
-            }
-        }
-    }
-
     /// Refuses a path of the entry at `key` that is reached through a symbolic link.
     fn check_inside(&self, key: &CatalogKey, path: &Path) -> Result<()> {
         match contain::first_link(&self.root, path) {
@@ -708,216 +355,6 @@ impl Catalog {
         }
     }
 
-    /// Re-hashes every file of an entry against its recorded digest and size. A mismatch marks
-    /// the entry `failed` with the files that failed (so the next provision deletes and fetches
-    /// them again); a clean check of an entry that had failed verification marks it `ready`
-    /// again. When that mark cannot be written (a full disk), the report says so in
-    /// [`VerifyReport::not_recorded`]. `on_bytes` sees hashing progress. Blocking.
-    pub fn verify(
-        &self,
-        id_or_reference: &str,
-        mut on_bytes: impl FnMut(u64),
-    ) -> Result<VerifyReport> {
-        let entry = self.get(id_or_reference)?.ok_or_else(|| Error::NotFound {
-            message: format!(
-                "`{id_or_reference}` is not in the catalog; `rbee model list` shows what is"
-            ),
-        })?;
-        // Holding the lease keeps a download (in any process) from changing the files and the
-        // status while they are checked.
-        let key = entry.record.key();
-        let _lease = self
-            .try_lease_key(key.clone())?
-            .ok_or_else(|| Error::Busy {
-                id: entry.record.id.clone(),
-                reason: "it is being downloaded; verify it once the download ends".into(),
-            })?;
-        let entry = self.read(&key)?.unwrap_or(entry);
-        let mut files = Vec::new();
-        for f in &entry.record.files {
-            let path = layout::file_path(&entry.dir, &f.path);
-            if let Some(link) = contain::first_link(&entry.dir, &path) {
-                files.push(FileCheck {
-                    path: f.path.clone(),
-                    outcome: CheckOutcome::Refused {
-                        reason: contain::link_reason(&link),
-                    },
-                });
-                continue;
-            }
-            let outcome = match fs::symlink_metadata(&path) {
-                Err(_) => CheckOutcome::Missing,
-                Ok(m) if !m.is_file() => CheckOutcome::Refused {
-                    reason: format!("{} is not a regular file", path.display()),
-                },
-                Ok(m) if m.len() != f.size => CheckOutcome::SizeMismatch {
-                    expected: f.size,
-                    actual: m.len(),
-                },
-                Ok(_) => {
-                    let (actual, _) = contain::open_regular(&path)
-                        .and_then(|file| Sha256Digest::of_reader(file, &mut on_bytes))
-                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                    match f.sha256 {
-                        Some(expected) if expected == actual => CheckOutcome::Ok,
-                        Some(expected) => CheckOutcome::DigestMismatch {
-                            expected: expected.to_string(),
-                            actual: actual.to_string(),
-                        },
-                        None => CheckOutcome::NoDigest {
-                            actual: actual.to_string(),
-                        },
-                    }
-                }
-            };
-            files.push(FileCheck {
-                path: f.path.clone(),
-                outcome,
-            });
-        }
-        let mut report = VerifyReport {
-            id: entry.record.id.clone(),
-            files,
-            not_recorded: None,
-        };
-        let status = if !report.ok() {
-            Some(ArtifactStatus::Failed {
-                error: format!("verification failed: {}", report.problems().join("; ")),
-                code: "integrity".into(),
-                suspect: report
-                    .files
-                    .iter()
-                    .filter(|f| {
-                        !matches!(f.outcome, CheckOutcome::Ok | CheckOutcome::NoDigest { .. })
-                    })
-                    .map(|f| f.path.clone())
-                    .collect(),
-            })
-        } else if matches!(&entry.record.status, ArtifactStatus::Failed { code, .. } if code == "integrity")
-        {
-            Some(ArtifactStatus::Ready)
-        } else {
-            None
-        };
-        if let Some(status) = status
-            && let Err(e) = self.set_status(&key, status)
-        {
-            tracing::warn!(id = %report.id, error = %e.report(), "could not record the outcome of a verification");
-            report.not_recorded = Some(e.report());
-        }
-        Ok(report)
-    }
-
-    /// Bytes used per entry, partial bytes, and free space. Hard-linked files are counted once
-    /// in the totals (and shown per entry as shared); partial files count the bytes written.
-    pub fn disk_usage(&self) -> Result<DiskUsage> {
-        let mut scanned = Vec::new();
-        for listing in self.list()? {
-            let (id, reference, status, dir) = match &listing {
-                Listing::Entry(e) => (
-                    e.record.id.clone(),
-                    Some(e.record.reference.to_string()),
-                    e.record.status.name().to_string(),
-                    e.dir.clone(),
-                ),
-                Listing::Damaged { id, dir, .. } => {
-                    (id.clone(), None, "damaged".to_string(), dir.clone())
-                }
-            };
-            scanned.push((id, reference, status, usage::scan(&dir)));
-        }
-        let mut entries_of: HashMap<usage::Inode, usize> = HashMap::new();
-        for (_, _, _, files) in &scanned {
-            let inodes: std::collections::HashSet<_> = files.iter().map(|f| f.inode).collect();
-            for inode in inodes {
-                *entries_of.entry(inode).or_default() += 1;
-            }
-        }
-        let all: Vec<usage::FileUse> = scanned.iter().flat_map(|s| s.3.iter().copied()).collect();
-        let (total_bytes, partial_bytes) = usage::unique_bytes(&all);
-        let mut entries: Vec<EntryUsage> = scanned
-            .into_iter()
-            .map(|(id, reference, status, files)| {
-                let (bytes, partial_bytes) = usage::unique_bytes(&files);
-                let shared: Vec<_> = files
-                    .iter()
-                    .filter(|f| !f.partial && entries_of.get(&f.inode).is_some_and(|n| *n > 1))
-                    .copied()
-                    .collect();
-                EntryUsage {
-                    id,
-                    reference,
-                    status,
-                    bytes,
-                    shared_bytes: usage::unique_bytes(&shared).0,
-                    partial_bytes,
-                }
-            })
-            .collect();
-        entries.sort_by_key(|e| std::cmp::Reverse(e.bytes.saturating_add(e.partial_bytes)));
-        Ok(DiskUsage {
-            root: self.root.clone(),
-            total_bytes,
-            partial_bytes,
-            free_bytes: available_space(&self.root).ok(),
-            entries,
-        })
-    }
-
-    /// A ready file anywhere in the catalog with this digest and size, to link instead of
-    /// downloading the same bytes twice.
-    pub fn find_by_digest(&self, sha256: &Sha256Digest, size: u64) -> Result<Option<PathBuf>> {
-        Ok(self
-            .find_copies(&[(*sha256, size)])?
-            .remove(&(*sha256, size)))
-    }
-
-    /// Every present file of every ready entry, by (digest, size). Files reached through a
-    /// symbolic link are never offered.
-    pub fn digest_index(&self) -> Result<HashMap<(Sha256Digest, u64), PathBuf>> {
-        self.copies(|_| true)
-    }
-
-    /// Of these (digest, size) pairs, those a ready entry holds, with the path of a present
-    /// copy: one listing (which reads only changed records) for a download that wants to reuse
-    /// several files, and a check on disk of the wanted files only.
-    pub fn find_copies(
-        &self,
-        wanted: &[(Sha256Digest, u64)],
-    ) -> Result<HashMap<(Sha256Digest, u64), PathBuf>> {
-        let wanted: std::collections::HashSet<_> = wanted.iter().copied().collect();
-        self.copies(|k| wanted.contains(k))
-    }
-
-    fn copies(
-        &self,
-        wanted: impl Fn(&(Sha256Digest, u64)) -> bool,
-    ) -> Result<HashMap<(Sha256Digest, u64), PathBuf>> {
-        let mut index = HashMap::new();
-        for listing in self.list()? {
-            let Listing::Entry(entry) = listing else {
-                continue;
-            };
-            if entry.record.status != ArtifactStatus::Ready {
-                continue;
-            }
-            for f in &entry.record.files {
-                let Some(sha256) = f.sha256 else { continue };
-                let key = (sha256, f.size);
-                if index.contains_key(&key) || !wanted(&key) {
-                    continue;
-                }
-                let path = layout::file_path(&entry.dir, &f.path);
-                if contain::first_link(&entry.dir, &path).is_none()
-                    && fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == f.size)
-                {
-                    index.insert(key, path);
-                }
-            }
-        }
-        Ok(index)
-    }
-
     fn id_of_dir(&self, dir: &Path) -> String {
         dir.strip_prefix(&self.root)
             .unwrap_or(dir)
@@ -925,26 +362,6 @@ impl Catalog {
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join("--")
-    }
-
-    /// Records downloads left by dead processes as `incomplete`. Best effort: reads already
-    /// show them so, and a catalog on a full disk must still list.
-    fn recover(&self, dead: &[CatalogKey]) {
-        for key in dead {
-            // Holding the lease proves the download is dead and keeps a new one from starting
-            // while the record changes.
-            let Ok(Some(_lease)) = self.try_lease_key(key.clone()) else {
-                continue;
-            };
-            let result = self.update(key, |r| {
-                if let ArtifactStatus::Downloading { bytes, total } = r.status {
-                    r.status = ArtifactStatus::Incomplete { bytes, total };
-                }
-            });
-            if let Err(e) = result {
-                tracing::warn!(id = %key.id(), error = %e.report(), "could not record a dead process's download as incomplete; it is shown so anyway");
-            }
-        }
     }
 
     fn write_guard(&self) -> Result<WriteGuard<'_>> {
@@ -961,71 +378,9 @@ impl Catalog {
     }
 }
 
-fn listing_id(listing: &Listing) -> &str {
-    match listing {
-        Listing::Entry(e) => &e.record.id,
-        Listing::Damaged { id, .. } => id,
-    }
-}
-
-/// Pushes the sub-folders of the folder `rel` for a walk.
-fn push_children(stack: &mut Vec<String>, rel: &str, children: &[String]) {
-    for child in children {
-        stack.push(if rel.is_empty() {
-            child.clone()
-        } else {
-            format!("{rel}/{child}")
-        });
-    }
-}
-
 struct WriteGuard<'a> {
     _file: File,
     _guard: std::sync::MutexGuard<'a, ()>,
-}
-
-/// Opens (creating the artifact's folders if needed) its lock file. Creates nothing when they
-/// exist, so a lease can be taken on a full disk.
-fn open_lock_file(dir: &Path) -> Result<File> {
-    let files = layout::files_dir(dir);
-    if !files.is_dir() {
-        fs::create_dir_all(&files)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    }
-    let path = dir.join(layout::LOCK_FILE);
-    contain::open_lock(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))
-}
-
-/// Whether a download holds the lease of the entry at `dir`. Opens the lock file read-only and
-/// never creates it: an entry without one has no download.
-fn lease_held(dir: &Path) -> bool {
-    let path = dir.join(layout::LOCK_FILE);
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
-        // Cannot tell: do not claim the download is dead.
-        Err(_) => return true,
-    };
-    match file.try_lock_shared() {
-        Ok(()) => false,
-        Err(fs::TryLockError::WouldBlock) => true,
-        Err(fs::TryLockError::Error(_)) => true,
-    }
-}
-
-/// A record as readers should see it: `downloading` without a live download is `incomplete`
-/// (its process died, or could not write its final status).
-fn shown_status(dir: &Path, mut record: ArtifactRecord) -> ArtifactRecord {
-    if let ArtifactStatus::Downloading { bytes, total } = record.status
-        && !lease_held(dir)
-    {
-        record.status = ArtifactStatus::Incomplete { bytes, total };
-    }
-    record
 }
 
 fn read_record(dir: &Path) -> std::result::Result<Option<ArtifactRecord>, String> {

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use super::*;
-use rbee_artifact::{Selection, register_reference};
+use rbee_artifact::{Selection, Sha256Digest, register_reference};
 
 /// Makes the references the tests write parse (binaries register every vendor at start).
 pub(crate) fn register() {
@@ -541,7 +541,7 @@ fn a_preallocated_partial_counts_the_bytes_written() {
 }
 
 fn set_mtime(path: &Path, ago: std::time::Duration) {
-    let f = OpenOptions::new().write(true).open(path).unwrap();
+    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
     f.set_modified(std::time::SystemTime::now() - ago).unwrap();
 }
 
