@@ -10,8 +10,9 @@ use url::Url;
 
 use crate::digest::{GitBlobId, Sha256Digest};
 use crate::error::Result;
+use crate::grammar::Scheme;
 use crate::progress::DownloadTracker;
-use crate::reference::{ArtifactRef, Scheme};
+use crate::reference::ArtifactRef;
 use crate::selection::Selection;
 
 /// A source of artifacts: HuggingFace, GitHub releases, local files, plain URLs, …
