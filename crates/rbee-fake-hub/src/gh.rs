@@ -18,9 +18,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::{encode_segment, redirect, segments};
 use crate::hashes::{HashKind, sha1_hex};
+use crate::reply::redirect;
 use crate::state::HubState;
+use crate::url_path::{encode_segment, segments};
 
 type AppState = Arc<HubState>;
 
@@ -583,7 +584,7 @@ fn asset_redirect(
         "gh/{}/{}/{}/{}",
         repo.owner, repo.name, rel.folder, asset.name
     );
-    let location = state.signed_cdn_url(&file, &crate::app::decode_path(parts.uri.path()));
+    let location = state.signed_cdn_url(&file, &crate::url_path::decode_path(parts.uri.path()));
     redirect(&location)
 }
 

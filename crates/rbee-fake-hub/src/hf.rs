@@ -16,10 +16,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::{encode_segment, redirect, segments};
 use crate::files::{ServeOptions, serve_file};
 use crate::hashes::{HashKind, git_blob_id, sha1_hex};
+use crate::reply::redirect;
 use crate::state::HubState;
+use crate::url_path::{encode_segment, segments};
 
 /// The repo's settings file, at the top of the repo folder.
 const SETTINGS: &str = "fakehub.json";
@@ -791,7 +792,7 @@ async fn xet_read_token(
             authenticated: access.token.is_some(),
         });
     }
-    let path = crate::app::decode_path(req.uri.path());
+    let path = crate::url_path::decode_path(req.uri.path());
     let token = crate::xet::mint_token(state, &repo.id(), &path);
     let mut resp = axum::Json(&token).into_response();
     let h = resp.headers_mut();
@@ -854,7 +855,7 @@ async fn resolve_inner(
     match &file.lfs {
         Some(lfs) => {
             let rel = format!("{}/{}", revision.rel_dir, file.path);
-            let request_path = crate::app::decode_path(req.uri.path());
+            let request_path = crate::url_path::decode_path(req.uri.path());
             let location = state.signed_cdn_url(&rel, &request_path);
             let lies = state.listed_lies(&rel);
             let mut resp = redirect(&location);
