@@ -154,6 +154,7 @@ impl OllamaVendor {
             size: Some(bytes.len() as u64),
             sha256: Some(manifest.digest),
             version: Some(format!("sha256:{}", manifest.digest)),
+            git_blob: None,
             source: FileSource::Http { url: manifest_url },
         }];
         for layer in &manifest.layers {
@@ -162,6 +163,7 @@ impl OllamaVendor {
                 size: Some(layer.size),
                 sha256: Some(layer.digest),
                 version: Some(format!("sha256:{}", layer.digest)),
+                git_blob: None,
                 source: FileSource::Http {
                     url: registry::blob_url(&registry.base, name, &layer.digest)?,
                 },
@@ -186,6 +188,7 @@ impl OllamaVendor {
             size: Some(bytes.len() as u64),
             sha256: Some(manifest.digest),
             version: Some(format!("sha256:{}", manifest.digest)),
+            git_blob: None,
             source: FileSource::Local {
                 path: manifest_path.to_path_buf(),
             },
@@ -196,6 +199,7 @@ impl OllamaVendor {
                 size: Some(layer.size),
                 sha256: Some(layer.digest),
                 version: Some(format!("sha256:{}", layer.digest)),
+                git_blob: None,
                 source: FileSource::Local {
                     path: store.blob_path(&layer.digest),
                 },
