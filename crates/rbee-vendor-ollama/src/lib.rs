@@ -49,6 +49,7 @@ pub use vendor::{OllamaVendor, Resolution};
 mod challenge;
 mod config;
 mod describe;
+mod digest;
 mod manifest;
 mod name;
 mod publish;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::OllamaRef;
 use crate::challenge::Challenge;
 use crate::config::OllamaConfig;
+use crate::digest::BlobDigest;
 use crate::manifest::{LayerKind, MANIFEST_FILE, Manifest};
 use crate::publish::publish;
 use crate::registry::{self, Registry, Tokens};
@@ -149,7 +150,7 @@ impl OllamaVendor {
             path: MANIFEST_FILE.to_string(),
             size: Some(bytes.len() as u64),
             sha256: Some(manifest.digest),
-            version: Some(format!("sha256:{}", manifest.digest)),
+            version: Some(BlobDigest(manifest.digest).to_string()),
             git_blob: None,
             source: FileSource::Http { url: manifest_url },
         }];
@@ -158,7 +159,7 @@ impl OllamaVendor {
                 path: layer.file_name.clone(),
                 size: Some(layer.size),
                 sha256: Some(layer.digest),
-                version: Some(format!("sha256:{}", layer.digest)),
+                version: Some(BlobDigest(layer.digest).to_string()),
                 git_blob: None,
                 source: FileSource::Http {
                     url: registry::blob_url(&registry.base, name, &layer.digest)?,
@@ -168,7 +169,7 @@ impl OllamaVendor {
         notes.push(summary(name, &manifest));
         Ok(Resolution {
             files,
-            revision: format!("sha256:{}", manifest.digest),
+            revision: BlobDigest(manifest.digest).to_string(),
             notes,
         })
     }
@@ -183,7 +184,7 @@ impl OllamaVendor {
             path: MANIFEST_FILE.to_string(),
             size: Some(bytes.len() as u64),
             sha256: Some(manifest.digest),
-            version: Some(format!("sha256:{}", manifest.digest)),
+            version: Some(BlobDigest(manifest.digest).to_string()),
             git_blob: None,
             source: FileSource::Local {
                 path: manifest_path.to_path_buf(),
@@ -194,7 +195,7 @@ impl OllamaVendor {
                 path: layer.file_name.clone(),
                 size: Some(layer.size),
                 sha256: Some(layer.digest),
-                version: Some(format!("sha256:{}", layer.digest)),
+                version: Some(BlobDigest(layer.digest).to_string()),
                 git_blob: None,
                 source: FileSource::Local {
                     path: store.blob_path(&layer.digest),
@@ -203,7 +204,7 @@ impl OllamaVendor {
         }
         Resolution {
             files,
-            revision: format!("sha256:{}", manifest.digest),
+            revision: BlobDigest(manifest.digest).to_string(),
             notes: vec![format!(
                 "found in Ollama's store at {}: nothing to download",
                 store.root().display()
@@ -393,9 +394,9 @@ fn summary(name: &OllamaRef, manifest: &Manifest) -> String {
         })
         .collect();
     let mut note = format!(
-        "{}: manifest sha256:{} ({})",
+        "{}: manifest {} ({})",
         name.short_name(),
-        manifest.digest,
+        BlobDigest(manifest.digest),
         parts.join(", ")
     );
     if !manifest.skipped.is_empty() {
