@@ -78,7 +78,7 @@ pub(super) fn stable_id(kind: &str, name: &str) -> u64 {
 
 /// Compares tags with digit runs as numbers, so `v1.10` sorts after `v1.9`.
 pub(super) fn natural_cmp(a: &str, b: &str) -> Ordering {
-    pub(super) fn runs(s: &str) -> Vec<(bool, &str)> {
+    fn runs(s: &str) -> Vec<(bool, &str)> {
         let mut out = Vec::new();
         let mut start = 0;
         let bytes = s.as_bytes();

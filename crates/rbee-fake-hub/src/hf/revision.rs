@@ -187,7 +187,7 @@ pub(super) type Listed = (String, PathBuf, u64, SystemTime);
 /// Files under `dir`, sorted by path; skips `.git`, and at the top of `main` the settings
 /// file and the revisions folder.
 pub(super) fn walk(dir: &Path, is_main: bool) -> std::io::Result<Vec<Listed>> {
-    pub(super) fn go(
+    fn go(
         base: &Path,
         dir: &Path,
         top: bool,
