@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::reference::RefErrorKind;
+use crate::grammar::RefErrorKind;
 
 /// A revision as written in a reference, with `%2F` decoded to `/`.
 pub fn decode_revision(rev: &str) -> String {

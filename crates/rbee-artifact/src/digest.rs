@@ -247,6 +247,19 @@ impl<'de> Deserialize<'de> for Sha256Digest {
     }
 }
 
+impl Serialize for GitBlobId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for GitBlobId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +320,16 @@ mod tests {
         let back: Sha256Digest = serde_json::from_str(&format!("\"{hex}\"")).unwrap();
         assert_eq!(back, d);
         assert!(serde_json::from_str::<Sha256Digest>("\"abc\"").is_err());
+    }
+
+    #[test]
+    fn a_git_blob_id_serializes_as_its_hex() {
+        let hex = "ce013625030ba8dba906f756967f9e9ca394464a";
+        let id: GitBlobId = hex.parse().unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{hex}\""));
+        let back: GitBlobId = serde_json::from_str(&format!("\"{hex}\"")).unwrap();
+        assert_eq!(back, id);
+        assert!(serde_json::from_str::<GitBlobId>("\"abc\"").is_err());
     }
 
     #[test]

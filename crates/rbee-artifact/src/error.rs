@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::digest::ContentDigest;
-use crate::reference::RefError;
+use crate::grammar::RefError;
 
 /// A cause kept as an error's source. Shared rather than boxed so that an [`Error`] can be cloned
 /// for every caller of one operation without losing its causes.

@@ -25,13 +25,13 @@ use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::reference::{ArtifactRef, RefErrorKind, Scheme};
+use serde::{Deserialize, Serialize};
 
 /// A vendor's typed reference, with the grammar that parses it and the rules that name it.
 ///
 /// A vendor crate implements this for its reference type and registers it once with
 /// [`register_reference`]; from then on `"scheme:…".parse::<ArtifactRef>()` yields it, and the
-/// vendor gets it back with [`ArtifactRef::get`].
+/// vendor gets it back with [`ArtifactRef::get`](crate::ArtifactRef::get).
 ///
 /// [`Display`] writes the canonical spelling, which must parse back to an equal value.
 pub trait VendorReference: Clone + Eq + Hash + Debug + Display + Send + Sync + 'static {
@@ -93,9 +93,9 @@ pub enum Claim {
     Bare,
 }
 
-/// The object-safe face of a [`VendorReference`], held inside an [`ArtifactRef`]. Implemented
+/// The object-safe face of a [`VendorReference`], held inside an [`ArtifactRef`](crate::ArtifactRef). Implemented
 /// once, for every `VendorReference`, so a reference is downcast in one place only
-/// ([`ArtifactRef::get`]).
+/// ([`ArtifactRef::get`](crate::ArtifactRef::get)).
 pub(crate) trait DynReference: Send + Sync + Debug + Display {
     fn as_any(&self) -> &dyn Any;
     fn scheme(&self) -> Scheme;
@@ -150,8 +150,8 @@ pub(crate) trait Grammar: Send + Sync {
     fn example(&self) -> &'static str;
     fn key_depth(&self) -> usize;
     fn claim(&self, input: &str) -> Option<Claim>;
-    fn parse(&self, input: &str, body: &str) -> Result<ArtifactRef, RefErrorKind>;
-    fn parse_claimed(&self, input: &str) -> Result<ArtifactRef, RefErrorKind>;
+    fn parse(&self, input: &str, body: &str) -> Result<Arc<dyn DynReference>, RefErrorKind>;
+    fn parse_claimed(&self, input: &str) -> Result<Arc<dyn DynReference>, RefErrorKind>;
 }
 
 struct GrammarOf<R>(PhantomData<fn() -> R>);
@@ -177,12 +177,12 @@ impl<R: VendorReference> Grammar for GrammarOf<R> {
         R::claim(input)
     }
 
-    fn parse(&self, input: &str, body: &str) -> Result<ArtifactRef, RefErrorKind> {
-        R::parse(input, body).map(ArtifactRef::new)
+    fn parse(&self, input: &str, body: &str) -> Result<Arc<dyn DynReference>, RefErrorKind> {
+        R::parse(input, body).map(|r| Arc::new(r) as Arc<dyn DynReference>)
     }
 
-    fn parse_claimed(&self, input: &str) -> Result<ArtifactRef, RefErrorKind> {
-        R::parse_claimed(input).map(ArtifactRef::new)
+    fn parse_claimed(&self, input: &str) -> Result<Arc<dyn DynReference>, RefErrorKind> {
+        R::parse_claimed(input).map(|r| Arc::new(r) as Arc<dyn DynReference>)
     }
 }
 
@@ -296,10 +296,121 @@ impl Display for KnownPrefixes {
     }
 }
 
+/// The vendor a reference belongs to: its name in catalog ids and folders (`hf`, `gh`, `file`,
+/// `url`, `ollama`), declared by the vendor crate as [`VendorReference::SCHEME`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scheme(&'static str);
+
+impl Scheme {
+    /// A scheme named `name`: lower-case letters and digits, as it appears in catalog ids.
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
+
+    /// The name (`"hf"`, `"gh"`, `"file"`, `"url"`, `"ollama"`).
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+
+    /// The registered scheme with this name, if any.
+    pub fn registered(name: &str) -> Option<Scheme> {
+        with_grammars(|g| g.iter().map(|g| g.scheme()).find(|s| s.0 == name))
+    }
+
+    /// A valid reference of this scheme, shown in error messages; `None` when no vendor of
+    /// this scheme is registered.
+    pub fn example(self) -> Option<&'static str> {
+        with_grammars(|g| g.iter().find(|g| g.scheme() == self).map(|g| g.example()))
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl Serialize for Scheme {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scheme {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Scheme::registered(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "no vendor for the scheme `{name}` is part of this build"
+            ))
+        })
+    }
+}
+
+/// Why a reference did not parse. Names the offending part and shows a valid example.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid reference `{input}`: {kind}\n  a valid example: {example}")]
+pub struct RefError {
+    /// What the user wrote (control characters escaped).
+    pub input: String,
+    /// What is wrong with it.
+    pub kind: RefErrorKind,
+    /// A valid reference of the scheme the user seemed to mean.
+    pub example: &'static str,
+}
+
+/// The specific problem with a reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefErrorKind {
+    /// Nothing was given.
+    #[error("the reference is empty")]
+    Empty,
+    /// A control character (newline, tab, NUL…) appears.
+    #[error("it contains a control character at byte {position}")]
+    ControlCharacter {
+        /// Byte offset in the input.
+        position: usize,
+    },
+    /// A prefix that is not a known vendor.
+    #[error("unknown scheme `{scheme}:` (known: {})", KnownPrefixes)]
+    UnknownScheme {
+        /// The prefix as written.
+        scheme: String,
+    },
+    /// Two vendors claim the same spelling; a scheme prefix settles it.
+    #[error("both the `{first}:` and the `{second}:` vendor read it; write it with a scheme")]
+    Ambiguous {
+        /// One vendor that claims it.
+        first: Scheme,
+        /// Another.
+        second: Scheme,
+    },
+    /// A required part is absent.
+    #[error("the {part} is missing")]
+    Missing {
+        /// Which part (e.g. "repository name").
+        part: &'static str,
+    },
+    /// A part has characters or a shape its vendor does not allow.
+    #[error("the {part} `{value}` is not valid: {reason}")]
+    Invalid {
+        /// Which part (e.g. "organisation", "path segment").
+        part: &'static str,
+        /// The offending text.
+        value: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A well-formed reference to something this tool does not fetch.
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key_segment;
+    use crate::{ArtifactRef, key_segment};
 
     /// `NAME` vendors for the order of the steps: each takes `PREFIX:NAME`, and claims what
     /// its `claim` says.

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+use crate::grammar::Scheme;
 use crate::grammar::with_grammars;
-use crate::reference::{ArtifactRef, Scheme};
+use crate::reference::ArtifactRef;
 use crate::selection::Selection;
 
 /// Where an artifact lives in the catalog.

@@ -78,8 +78,8 @@ pub use digest::{
 };
 pub use error::{Cause, Error, Result};
 pub use grammar::{
-    Claim, VendorReference, register_reference, registered_prefixes, registered_schemes,
-    scheme_for_prefix, split_scheme,
+    Claim, RefError, RefErrorKind, Scheme, VendorReference, register_reference,
+    registered_prefixes, registered_schemes, scheme_for_prefix, split_scheme,
 };
 pub use human::{human_bytes, human_duration};
 pub use key::{CatalogKey, key_segment, key_segment_body, short_hash};
@@ -89,7 +89,7 @@ pub use progress::{
     ProgressSnapshot, TrackerConfig,
 };
 pub use redact::{REDACTED, is_credential_param, lost_credentials, redact_url, redacted_url};
-pub use reference::{ArtifactRef, RefError, RefErrorKind, Scheme};
+pub use reference::ArtifactRef;
 pub use secret::Secret;
 pub use selection::Selection;
 pub use sync::lock_unpoisoned;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::grammar::{self, Claim, DynReference, KnownPrefixes, VendorReference};
+use crate::grammar::{self, Claim, DynReference, RefError, RefErrorKind, Scheme, VendorReference};
 
 /// A parsed reference to an artifact at some vendor: the vendor's typed reference behind one
 /// object-safe face.
@@ -26,117 +26,6 @@ use crate::grammar::{self, Claim, DynReference, KnownPrefixes, VendorReference};
 /// [`get`](Self::get).
 #[derive(Clone)]
 pub struct ArtifactRef(Arc<dyn DynReference>);
-
-/// The vendor a reference belongs to: its name in catalog ids and folders (`hf`, `gh`, `file`,
-/// `url`, `ollama`), declared by the vendor crate as [`VendorReference::SCHEME`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Scheme(&'static str);
-
-impl Scheme {
-    /// A scheme named `name`: lower-case letters and digits, as it appears in catalog ids.
-    pub const fn new(name: &'static str) -> Self {
-        Self(name)
-    }
-
-    /// The name (`"hf"`, `"gh"`, `"file"`, `"url"`, `"ollama"`).
-    pub fn as_str(self) -> &'static str {
-        self.0
-    }
-
-    /// The registered scheme with this name, if any.
-    pub fn registered(name: &str) -> Option<Scheme> {
-        grammar::with_grammars(|g| g.iter().map(|g| g.scheme()).find(|s| s.0 == name))
-    }
-
-    /// A valid reference of this scheme, shown in error messages; `None` when no vendor of
-    /// this scheme is registered.
-    pub fn example(self) -> Option<&'static str> {
-        grammar::with_grammars(|g| g.iter().find(|g| g.scheme() == self).map(|g| g.example()))
-    }
-}
-
-impl fmt::Display for Scheme {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl Serialize for Scheme {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Scheme {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        Scheme::registered(&name).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "no vendor for the scheme `{name}` is part of this build"
-            ))
-        })
-    }
-}
-
-/// Why a reference did not parse. Names the offending part and shows a valid example.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid reference `{input}`: {kind}\n  a valid example: {example}")]
-pub struct RefError {
-    /// What the user wrote (control characters escaped).
-    pub input: String,
-    /// What is wrong with it.
-    pub kind: RefErrorKind,
-    /// A valid reference of the scheme the user seemed to mean.
-    pub example: &'static str,
-}
-
-/// The specific problem with a reference.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RefErrorKind {
-    /// Nothing was given.
-    #[error("the reference is empty")]
-    Empty,
-    /// A control character (newline, tab, NUL…) appears.
-    #[error("it contains a control character at byte {position}")]
-    ControlCharacter {
-        /// Byte offset in the input.
-        position: usize,
-    },
-    /// A prefix that is not a known vendor.
-    #[error("unknown scheme `{scheme}:` (known: {})", KnownPrefixes)]
-    UnknownScheme {
-        /// The prefix as written.
-        scheme: String,
-    },
-    /// Two vendors claim the same spelling; a scheme prefix settles it.
-    #[error("both the `{first}:` and the `{second}:` vendor read it; write it with a scheme")]
-    Ambiguous {
-        /// One vendor that claims it.
-        first: Scheme,
-        /// Another.
-        second: Scheme,
-    },
-    /// A required part is absent.
-    #[error("the {part} is missing")]
-    Missing {
-        /// Which part (e.g. "repository name").
-        part: &'static str,
-    },
-    /// A part has characters or a shape its vendor does not allow.
-    #[error("the {part} `{value}` is not valid: {reason}")]
-    Invalid {
-        /// Which part (e.g. "organisation", "path segment").
-        part: &'static str,
-        /// The offending text.
-        value: String,
-        /// Why.
-        reason: &'static str,
-    },
-    /// A well-formed reference to something this tool does not fetch.
-    #[error("{0}")]
-    Unsupported(&'static str),
-}
 
 impl FromStr for ArtifactRef {
     type Err = RefError;
@@ -271,6 +160,7 @@ fn parse(raw: &str) -> Result<ArtifactRef, RefError> {
             Some(
                 first
                     .parse_claimed(input)
+                    .map(ArtifactRef)
                     .map_err(|k| fail(k, first.example())),
             )
         };
@@ -284,7 +174,10 @@ fn parse(raw: &str) -> Result<ArtifactRef, RefError> {
                 .iter()
                 .find(|g| g.prefixes().contains(&scheme.as_str()))
             {
-                return g.parse(input, body).map_err(|k| fail(k, g.example()));
+                return g
+                    .parse(input, body)
+                    .map(ArtifactRef)
+                    .map_err(|k| fail(k, g.example()));
             }
         }
         if let Some(result) = claimed(Claim::Bare) {

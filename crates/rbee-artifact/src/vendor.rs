@@ -10,8 +10,9 @@ use url::Url;
 
 use crate::digest::{GitBlobId, Sha256Digest};
 use crate::error::Result;
+use crate::grammar::Scheme;
 use crate::progress::DownloadTracker;
-use crate::reference::{ArtifactRef, Scheme};
+use crate::reference::ArtifactRef;
 use crate::selection::Selection;
 
 /// A source of artifacts: HuggingFace, GitHub releases, local files, plain URLs, …
@@ -156,18 +157,23 @@ pub struct ResolvedFile {
     /// tell whether a file changed since it was last fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The git blob id of the content, for a vendor that keeps files in git and says so (the
+    /// Hub, for files outside LFS). Never read from `version`: an opaque identifier that
+    /// happens to be 40 hex digits (an ETag) is not a blob id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_blob: Option<GitBlobId>,
     /// Where the bytes are.
     pub source: FileSource,
 }
 
 impl ResolvedFile {
     /// The git blob id the file must have, for files kept in git rather than LFS (no sha256
-    /// published, a 40-hex-digit `version`).
+    /// published, a [`git_blob`](Self::git_blob) given by the vendor).
     pub fn expected_git_blob(&self) -> Option<GitBlobId> {
         if self.sha256.is_some() {
             return None;
         }
-        self.version.as_deref()?.parse().ok()
+        self.git_blob
     }
 }
 
@@ -197,4 +203,53 @@ pub struct DownloadedFile {
     pub size: u64,
     /// Digest of the bytes on disk.
     pub sha256: Sha256Digest,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BLOB: &str = "ce013625030ba8dba906f756967f9e9ca394464a";
+
+    fn file(version: Option<&str>, git_blob: Option<GitBlobId>) -> ResolvedFile {
+        ResolvedFile {
+            path: "model.gguf".into(),
+            size: Some(3),
+            sha256: None,
+            version: version.map(str::to_string),
+            git_blob,
+            source: FileSource::Http {
+                url: "https://example.com/model.gguf".parse().unwrap(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_version_of_forty_hex_digits_is_not_taken_for_a_git_blob_id() {
+        // An ETag, as a plain-URL vendor records it.
+        assert_eq!(file(Some(BLOB), None).expected_git_blob(), None);
+    }
+
+    #[test]
+    fn the_git_blob_id_is_the_one_the_vendor_gave_unless_a_sha256_is_published() {
+        let id: GitBlobId = BLOB.parse().unwrap();
+        let f = file(None, Some(id));
+        assert_eq!(f.expected_git_blob(), Some(id));
+        let lfs = ResolvedFile {
+            sha256: Some(Sha256Digest::of(b"abc")),
+            ..f
+        };
+        assert_eq!(lfs.expected_git_blob(), None);
+    }
+
+    #[test]
+    fn a_git_blob_id_round_trips_through_json_and_is_left_out_when_absent() {
+        let id: GitBlobId = BLOB.parse().unwrap();
+        let f = file(None, Some(id));
+        let json = serde_json::to_value(&f).unwrap();
+        assert_eq!(json["git_blob"], BLOB);
+        assert_eq!(serde_json::from_value::<ResolvedFile>(json).unwrap(), f);
+        let without = serde_json::to_value(file(None, None)).unwrap();
+        assert!(without.get("git_blob").is_none());
+    }
 }

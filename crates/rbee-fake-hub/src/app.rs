@@ -1,6 +1,5 @@
 //! Routing, the layer every request passes through (counters and faults), and plain files.
 
-use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -11,89 +10,17 @@ use axum::http::{HeaderValue, Method, StatusCode, header, response::Parts};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
-use url::Url;
 
 use crate::body::{BodyPlan, ShapedStream};
+use crate::conn::ConnInfo;
 use crate::fault::{FaultAction, Phase};
 use crate::files::{BodyOrigin, ServeOptions, serve_file};
-use crate::server::ConnInfo;
+use crate::reply::{redirect, s3_denied, s3_error};
 use crate::sign::SignError;
 use crate::state::HubState;
+use crate::url_path::{decode_path, safe_join, segments};
 
 type AppState = Arc<HubState>;
-
-/// Characters escaped in one path segment of a URL this server builds.
-const SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'/')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'[')
-    .add(b'\\')
-    .add(b']')
-    .add(b'^')
-    .add(b'`')
-    .add(b'{')
-    .add(b'|')
-    .add(b'}');
-
-/// Percent-encodes one path segment.
-pub(crate) fn encode_segment(s: &str) -> String {
-    utf8_percent_encode(s, SEGMENT).to_string()
-}
-
-/// `base` + `prefix` + the `/`-separated `rel`, each segment of `rel` percent-encoded.
-pub(crate) fn join_encoded(base: &Url, prefix: &str, rel: &str) -> Url {
-    let encoded: Vec<String> = rel
-        .trim_start_matches('/')
-        .split('/')
-        .map(encode_segment)
-        .collect();
-    let mut url = base.clone();
-    url.set_path(&format!(
-        "{}/{}",
-        prefix.trim_matches('/'),
-        encoded.join("/")
-    ));
-    url
-}
-
-/// Percent-decodes a whole path (for counters and fault matching).
-pub(crate) fn decode_path(raw: &str) -> String {
-    percent_decode_str(raw).decode_utf8_lossy().into_owned()
-}
-
-/// The segments of a raw path, each percent-decoded (`a%2Fb` stays one segment `a/b`).
-pub(crate) fn segments(raw: &str) -> Vec<String> {
-    raw.trim_start_matches('/')
-        .split('/')
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect()
-}
-
-/// Joins decoded segments under `root`, refusing anything that could leave it.
-pub(crate) fn safe_join(root: &Path, segments: &[String]) -> Option<PathBuf> {
-    let mut out = root.to_path_buf();
-    if segments.is_empty() {
-        return None;
-    }
-    for seg in segments {
-        for part in seg.split('/') {
-            let p = Path::new(part);
-            let mut comps = p.components();
-            match (comps.next(), comps.next()) {
-                (Some(Component::Normal(c)), None) if !part.contains('\\') => out.push(c),
-                _ => return None,
-            }
-        }
-    }
-    Some(out)
-}
 
 /// The hub's routes: plain files, redirects, the admin API, HuggingFace and GitHub.
 pub(crate) fn hub_router(state: AppState) -> Router {
@@ -166,18 +93,6 @@ async fn cdn_file(State(state): State<AppState>, req: Request) -> Response {
     }
 }
 
-/// How S3 (behind GitHub's and HuggingFace's download hosts) refuses a signed URL.
-pub(crate) fn s3_denied(message: &str) -> Response {
-    s3_error(StatusCode::FORBIDDEN, "AccessDenied", message)
-}
-
-pub(crate) fn s3_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>\n"
-    );
-    (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
-}
-
 async fn serve_root_file(state: &HubState, req: Request, prefix: &str) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return method_not_allowed();
@@ -212,19 +127,6 @@ async fn redirect_file(State(state): State<AppState>, req: Request) -> Response 
     }
     let location = state.signed_cdn_url(&segs.join("/"), &decode_path(req.uri().path()));
     redirect(&location)
-}
-
-/// A 302 to `location` with an empty body.
-pub(crate) fn redirect(location: &Url) -> Response {
-    redirect_with(StatusCode::FOUND, location)
-}
-
-/// A redirect with `status` (302, the Ollama registry's 307) to `location`, with an empty body.
-pub(crate) fn redirect_with(status: StatusCode, location: &Url) -> Response {
-    match HeaderValue::from_str(location.as_str()) {
-        Ok(v) => (status, [(header::LOCATION, v)]).into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
 }
 
 async fn hub_fallback(State(state): State<AppState>, req: Request) -> Response {
@@ -533,38 +435,5 @@ fn fault_answer(state: &HubState, action: &FaultAction) -> Response {
             resp
         }
         _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn safe_join_refuses_escapes() {
-        let root = Path::new("/srv");
-        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            safe_join(root, &s(&["a", "b.bin"])),
-            Some(PathBuf::from("/srv/a/b.bin"))
-        );
-        assert_eq!(
-            safe_join(root, &s(&["a/b.bin"])),
-            Some(PathBuf::from("/srv/a/b.bin"))
-        );
-        assert_eq!(safe_join(root, &s(&["..", "etc"])), None);
-        assert_eq!(safe_join(root, &s(&["a/../../x"])), None);
-        assert_eq!(safe_join(root, &s(&["/etc"])), None);
-        assert_eq!(safe_join(root, &s(&["."])), None);
-        assert_eq!(safe_join(root, &s(&["a\\..\\b"])), None);
-    }
-
-    #[test]
-    fn encoding_round_trips() {
-        let base = Url::parse("http://127.0.0.2:1/").unwrap();
-        let u = join_encoded(&base, "files", "dir/a b#?.bin");
-        assert_eq!(u.as_str(), "http://127.0.0.2:1/files/dir/a%20b%23%3F.bin");
-        assert_eq!(decode_path(u.path()), "/files/dir/a b#?.bin");
-        assert_eq!(segments("/x/refs%2Fpr%2F1/y"), vec!["x", "refs/pr/1", "y"]);
     }
 }

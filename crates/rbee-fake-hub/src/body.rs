@@ -13,8 +13,8 @@ use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use tokio::time::{Instant, Sleep};
 
+use crate::conn::ConnShared;
 use crate::counters::Meter;
-use crate::server::ConnShared;
 
 /// How long a cut or short end waits for the bytes before it to reach the socket.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(5);

@@ -47,7 +47,7 @@ pub struct FakeHubConfig {
     /// before cutting them. Default 2 s.
     pub shutdown_grace: Duration,
     /// Serve every LFS file of every HuggingFace repo over Xet as well as the LFS bridge
-    /// (a repo's `fakehub.json` can also switch it on; see [`crate::xet`]). Default off.
+    /// (a repo's `fakehub.json` can also switch it on; see the `xet` module). Default off.
     pub xet: bool,
     /// Lifetime of the Xet tokens the `xet-read-token` route issues. Default 1 hour.
     pub xet_token_ttl: Duration,

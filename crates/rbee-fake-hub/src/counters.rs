@@ -72,9 +72,10 @@ pub struct RequestRecord {
     /// Response body bytes written so far.
     pub bytes_sent: u64,
     /// The connection that carried it (numbered from 0 in accept order across the process;
-    /// equal numbers mean one kept-alive connection).
+    /// equal numbers mean one kept-alive connection). `None` when not known, as in a log read
+    /// back from JSON that does not name it: never a made-up connection 0.
     #[serde(default)]
-    pub connection: u64,
+    pub connection: Option<u64>,
 }
 
 fn normalize(path: &str) -> String {
@@ -226,7 +227,7 @@ impl Counters {
                     s => Some(s),
                 },
                 bytes_sent: r.bytes.load(Ordering::Relaxed),
-                connection: r.connection,
+                connection: Some(r.connection),
             })
             .collect()
     }
@@ -264,8 +265,23 @@ mod tests {
         assert_eq!(log.len(), 2);
         assert_eq!(log[1].query.as_deref(), Some("x=1"));
         assert_eq!(log[0].status, Some(206));
+        assert_eq!(log[0].connection, Some(0));
+        assert_eq!(log[1].connection, Some(1));
         c.reset();
         assert_eq!(c.snapshot(), CountersSnapshot::default());
         assert_eq!(c.snapshot().path("/files/a"), PathCounters::default());
+    }
+
+    #[test]
+    fn a_record_that_does_not_name_its_connection_reads_back_as_unknown() {
+        let json = r#"{"seq":3,"host":"hub","method":"GET","path":"/files/a","query":null,
+            "range":null,"status":200,"bytes_sent":10}"#;
+        let record: RequestRecord = serde_json::from_str(json).unwrap();
+        assert_eq!(record.connection, None);
+        let named: RequestRecord = serde_json::from_str(
+            &json.replace("\"bytes_sent\":10", "\"bytes_sent\":10,\"connection\":0"),
+        )
+        .unwrap();
+        assert_eq!(named.connection, Some(0));
     }
 }

@@ -21,9 +21,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::app::{redirect_with, segments};
 use crate::hashes::HashKind;
+use crate::reply::redirect_with;
 use crate::state::HubState;
+use crate::url_path::segments;
 
 type AppState = std::sync::Arc<HubState>;
 

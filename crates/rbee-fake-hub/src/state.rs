@@ -30,7 +30,7 @@ pub(crate) struct HubState {
     /// Numbers the validators a `changing_validators` fault invents.
     lies: AtomicU64,
     /// Files stored as xorbs, for Xet-enabled repos.
-    pub(crate) xet: Arc<crate::xet::XetStore>,
+    pub(crate) xet: Arc<crate::xet_store::XetStore>,
 }
 
 /// What the listing lies say about one file (see [`FaultAction::ListedSize`] and friends).
@@ -57,7 +57,7 @@ impl HubState {
             hashes: HashCache::default(),
             gh_usage: Mutex::new(HashMap::new()),
             lies: AtomicU64::new(0),
-            xet: Arc::new(crate::xet::XetStore::new(
+            xet: Arc::new(crate::xet_store::XetStore::new(
                 config.xet_compression,
                 config.xet_xorb_bytes,
             )?),
@@ -104,7 +104,7 @@ impl HubState {
                 _ => None,
             })
             .unwrap_or(self.config.signed_url_ttl);
-        let mut url = crate::app::join_encoded(&self.cdn_url, "files", rel);
+        let mut url = crate::url_path::join_encoded(&self.cdn_url, "files", rel);
         let signed_path = format!("/files/{}", rel.trim_start_matches('/'));
         url.set_query(Some(&self.signer.query(&signed_path, ttl)));
         url

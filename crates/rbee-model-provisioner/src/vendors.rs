@@ -303,6 +303,7 @@ mod tests {
                     size: Some(1),
                     sha256: None,
                     version: None,
+                    git_blob: None,
                     source: FileSource::Local {
                         path: std::path::PathBuf::from("/nowhere"),
                     },

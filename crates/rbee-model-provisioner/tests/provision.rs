@@ -83,6 +83,7 @@ impl VendorSource for Scripted {
                 size: Some(d.len() as u64),
                 sha256: Some(Sha256Digest::of(d)),
                 version: None,
+                git_blob: None,
                 source: FileSource::Http {
                     url: format!("http://vendor.invalid/{p}").parse().unwrap(),
                 },
@@ -537,6 +538,7 @@ async fn not_enough_space_is_refused_before_any_byte() {
         size: Some(u64::MAX / 4),
         sha256: None,
         version: None,
+        git_blob: None,
         source: FileSource::Http {
             url: "http://vendor.invalid/huge".parse().unwrap(),
         },
@@ -727,6 +729,7 @@ async fn sizes_that_overflow_when_summed_are_refused_before_any_byte() {
                 size: Some(u64::MAX / 2 + 1),
                 sha256: None,
                 version: None,
+                git_blob: None,
                 source: FileSource::Http {
                     url: "http://vendor.invalid/huge".parse().unwrap(),
                 },

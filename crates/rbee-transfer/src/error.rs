@@ -147,7 +147,7 @@ impl TransferError {
             repr: Box::new(Repr::Network {
                 message: format!(
                     "{what}: {}{}; it may be overloaded or not an HTTP server",
-                    crate::http::no_response_text(timeout),
+                    no_response_text(timeout),
                     attempts_suffix(attempts)
                 ),
                 kind: TransferErrorKind::NoResponse,
@@ -410,6 +410,14 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 /// [`rbee_artifact::redact_url`], the one home of that rule).
 pub fn redact_url(url: &Url) -> String {
     rbee_artifact::redact_url(url)
+}
+
+/// What a server that sent no response headers in time did, for messages.
+pub(crate) fn no_response_text(t: Duration) -> String {
+    format!(
+        "the server accepted the request but sent no response within {:.1} s",
+        t.as_secs_f64()
+    )
 }
 
 #[cfg(test)]

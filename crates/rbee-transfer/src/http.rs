@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::config::TransferConfig;
-use crate::error::{TransferError, redact_url};
+use crate::error::{TransferError, no_response_text, redact_url};
 
 /// Redirect hops followed for one request at most.
 const MAX_REDIRECTS: usize = 10;
@@ -159,14 +159,6 @@ impl SendError {
             _ => false,
         }
     }
-}
-
-/// What a server that sent no response headers in time did, for messages.
-pub(crate) fn no_response_text(t: Duration) -> String {
-    format!(
-        "the server accepted the request but sent no response within {:.1} s",
-        t.as_secs_f64()
-    )
 }
 
 /// A response and where it came from.

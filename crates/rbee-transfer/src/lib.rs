@@ -45,10 +45,12 @@ pub use body::read_body;
 pub use config::{TransferConfig, parse_rate};
 pub use dns::NameNotResolved;
 pub use error::{TransferError, TransferErrorKind, redact_url};
-pub use fetch::{ContentRange, PieceSink, RangeRequest, parse_content_range, parse_range_request};
-pub use piece::PieceSource;
+pub use fetch::{
+    ContentRange, FetchRequest, PieceSink, PieceSource, RangeRequest, parse_content_range,
+    parse_range_request,
+};
 pub use ranged::{RangeReader, RangeStats};
-pub use request::{ApiRequest, FetchRequest};
+pub use request::ApiRequest;
 pub use retry::{jitter, parse_retry_after};
 pub use transfer::{RETRY_LOG_TARGET, Transfer};
 pub use written::{Written, watch_written};
@@ -62,7 +64,6 @@ mod fetch;
 mod http;
 mod lock;
 mod nofollow;
-mod piece;
 mod ranged;
 mod ranges;
 mod rate;

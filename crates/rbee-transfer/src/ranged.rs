@@ -10,9 +10,8 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::error::{TransferError, TransferErrorKind, redact_url};
-use crate::fetch::{parse_content_range, parse_unsatisfied_total};
+use crate::fetch::{FetchRequest, parse_content_range, parse_unsatisfied_total};
 use crate::http::{self, Outgoing, SendError};
-use crate::request::FetchRequest;
 use crate::retry::{MAX_SILENT_ANSWERS, is_transient_status};
 use crate::transfer::Transfer;
 

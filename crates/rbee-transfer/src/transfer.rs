@@ -15,8 +15,9 @@ use crate::config::TransferConfig;
 use crate::engine::Inner;
 use crate::error::{TransferError, redact_url};
 use crate::fetch::DirtyDirs;
+use crate::fetch::FetchRequest;
 use crate::http::{self, Outgoing, SendError};
-use crate::request::{ApiRequest, FetchRequest};
+use crate::request::ApiRequest;
 use crate::retry::{MAX_SILENT_ANSWERS, is_transient_status, retry_after};
 
 /// The download engine. Cheap to clone: clones share the HTTP connection pools and the rate

@@ -470,6 +470,7 @@ impl VendorSource for GitHubVendor {
                     Some(at) => format!("{}@{at}", asset.id),
                     None => asset.id.to_string(),
                 }),
+                git_blob: None,
                 source: FileSource::Http {
                     url: self.asset_source(asset)?,
                 },

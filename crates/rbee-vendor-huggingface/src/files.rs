@@ -1,6 +1,6 @@
 //! One file of a repository as the Hub lists it, independent of which API listed it.
 
-use rbee_artifact::Sha256Digest;
+use rbee_artifact::{GitBlobId, Sha256Digest};
 
 /// A file in a repository at one commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,15 @@ impl RepoFile {
             (None, Some(oid)) => Some(oid.clone()),
             (None, None) => None,
         }
+    }
+
+    /// The git blob id of the content, for a file kept in git: an LFS file's `oid` is its
+    /// pointer's, and its content is checked by the sha256 instead.
+    pub fn git_blob(&self) -> Option<GitBlobId> {
+        if self.sha256.is_some() {
+            return None;
+        }
+        self.oid.as_deref()?.parse().ok()
     }
 }
 

@@ -177,6 +177,7 @@ fn check_file(roots: &Roots, path: &Path, relative: String, single: bool) -> Res
         size: Some(meta.len()),
         sha256: None,
         version: Some(version_of(&meta)),
+        git_blob: None,
         source: FileSource::Local {
             path: path.to_path_buf(),
         },

@@ -225,6 +225,7 @@ impl VendorSource for InMemoryVendor {
                 size: Some(f.served.len() as u64),
                 sha256: Some(f.published),
                 version: None,
+                git_blob: None,
                 source: FileSource::Http {
                     url: memory_url(&f.path),
                 },

@@ -4,6 +4,8 @@
 use rbee_artifact::{Error, Result, Sha256Digest};
 use serde::Deserialize;
 
+use crate::digest::{BlobDigest, InvalidBlobDigest, digest_as_written};
+
 /// What Ollama asks the registry for (`Accept`), and the manifest's own `mediaType`.
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
@@ -149,7 +151,8 @@ struct Wire {
 struct WireLayer {
     #[serde(default)]
     media_type: String,
-    digest: String,
+    #[serde(deserialize_with = "digest_as_written")]
+    digest: std::result::Result<BlobDigest, InvalidBlobDigest>,
     size: u64,
 }
 
@@ -177,15 +180,13 @@ impl Manifest {
                 "its mediaType is {media_type:?}, expected {MANIFEST_MEDIA_TYPE}"
             )));
         }
-        let digest_of = |raw: &str| -> Result<Sha256Digest> {
-            raw.strip_prefix("sha256:")
-                .and_then(|hex| hex.parse().ok())
-                .ok_or_else(|| {
-                    bad(format!(
-                        "layer digest {raw:?} is not sha256:<64 hex digits>"
-                    ))
-                })
-        };
+        let digest_of =
+            |digest: &std::result::Result<BlobDigest, InvalidBlobDigest>| -> Result<Sha256Digest> {
+                match digest {
+                    Ok(digest) => Ok(digest.0),
+                    Err(invalid) => Err(bad(format!("layer digest {invalid}"))),
+                }
+            };
         let mut layers = vec![Layer {
             kind: LayerKind::Config,
             media_type: wire.config.media_type.clone(),
@@ -320,6 +321,22 @@ pub(crate) mod tests {
         assert_eq!(m.skipped, ["application/vnd.ollama.image.draft"]);
         assert_eq!(m.digest, Sha256Digest::of(json.as_bytes()));
         assert_eq!(m.total_size(), 6 + 100 + 10 + 5 + 3 + 3 + 2 + 1);
+    }
+
+    #[test]
+    fn a_left_out_layer_with_a_malformed_digest_does_not_refuse_the_manifest() {
+        let d = Sha256Digest::of(b"m");
+        let t = Sha256Digest::of(b"t");
+        let json = manifest_json(&[
+            ("application/vnd.ollama.image.model", d, 1),
+            ("application/vnd.ollama.image.tensor", t, 1),
+        ])
+        .replace(&format!("sha256:{t}"), "sha256:short");
+        let m = Manifest::parse(json.as_bytes(), "test").unwrap();
+        assert_eq!(m.model().digest, d);
+        let tensor = m.blobs.last().unwrap();
+        assert_eq!(tensor.media_type, "application/vnd.ollama.image.tensor");
+        assert_eq!(tensor.digest, None);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use url::Url;
 
 use crate::OllamaRef;
 use crate::challenge::{Challenge, token_from_json};
+use crate::digest::BlobDigest;
 use crate::manifest::{MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
 
 /// Largest error or token answer read.
@@ -76,7 +77,7 @@ pub(crate) fn manifest_url(base: &Url, name: &OllamaRef) -> Result<Url> {
 
 /// `{base}/v2/{ns}/{model}/blobs/sha256:{hex}`.
 pub(crate) fn blob_url(base: &Url, name: &OllamaRef, digest: &Sha256Digest) -> Result<Url> {
-    endpoint(base, name, "blobs", &format!("sha256:{digest}"))
+    endpoint(base, name, "blobs", &BlobDigest(*digest).to_string())
 }
 
 /// The headers a manifest request carries.

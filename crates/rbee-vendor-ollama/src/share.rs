@@ -15,8 +15,8 @@ use rbee_artifact::{
 use tokio_util::sync::CancellationToken;
 
 use crate::OllamaRef;
+use crate::reuse::{FROM_OLLAMA_STORE, reuse};
 use crate::store::{GgufModel, OllamaStore, VerifiedFile};
-use crate::vendor::{FROM_OLLAMA_STORE, reuse};
 
 /// Which files of a plan make an Ollama model, and its name.
 #[derive(Debug, Clone)]
@@ -115,7 +115,7 @@ impl SharedWithOllama {
             store.put_gguf_model(&model).map(drop)
         })
         .await;
-        crate::vendor::report_placed(progress, &root, &shown, outcome);
+        crate::publish::report_placed(progress, &root, &shown, outcome);
     }
 }
 

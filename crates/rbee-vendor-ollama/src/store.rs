@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use rbee_artifact::Sha256Digest;
 
 use crate::OllamaRef;
+use crate::digest::BlobDigest;
 use crate::manifest::{LayerKind, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, Manifest};
 
 /// Ollama's store at one root.
@@ -280,14 +281,14 @@ impl OllamaStore {
             },
             "rootfs": {
                 "type": "layers",
-                "diff_ids": layers.iter().map(|(_, f)| format!("sha256:{}", f.digest)).collect::<Vec<_>>(),
+                "diff_ids": layers.iter().map(|(_, f)| BlobDigest(f.digest)).collect::<Vec<_>>(),
             },
         }))
         .expect("a JSON value serializes");
         let config_digest = Sha256Digest::of(&config);
         self.put_blob_bytes(&config, &config_digest)
             .map_err(|e| rbee_artifact::Error::io("placing the config in Ollama's store", e))?;
-        let layer = |media_type: &str, digest: &Sha256Digest, size: u64| serde_json::json!({"mediaType": media_type, "digest": format!("sha256:{digest}"), "size": size});
+        let layer = |media_type: &str, digest: &Sha256Digest, size: u64| serde_json::json!({"mediaType": media_type, "digest": BlobDigest(*digest), "size": size});
         let manifest = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
             "mediaType": MANIFEST_MEDIA_TYPE,

@@ -222,6 +222,7 @@ impl VendorSource for UrlVendor {
                 size: head.size,
                 sha256: u.sha256,
                 version: head.etag,
+                git_blob: None,
                 source: FileSource::Http { url: u.url.clone() },
             }],
             notes,

@@ -14,12 +14,13 @@ use rbee_xet::cas::{
 };
 use serde_json::json;
 
-use super::store::{StoredFile, Term};
-use crate::app::{decode_path, s3_denied, s3_error};
 use crate::fault::{FaultAction, Host, Phase};
 use crate::files::{RangeAsk, ServeOptions, parse_range, serve_file};
+use crate::reply::{s3_denied, s3_error};
 use crate::sign::SignError;
 use crate::state::HubState;
+use crate::url_path::decode_path;
+use crate::xet_store::{StoredFile, Term};
 
 type AppState = Arc<HubState>;
 

@@ -39,7 +39,6 @@
 //! up.
 
 mod cas;
-mod store;
 
 use std::collections::BTreeMap;
 
@@ -48,7 +47,6 @@ use serde::{Deserialize, Serialize};
 use crate::counters::CountersSnapshot;
 
 pub(crate) use cas::{api as cas_api, cas_url, mint_token, xorb as xorb_route};
-pub(crate) use store::XetStore;
 
 /// The Xet traffic a hub served, summed from its per-path counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -156,6 +156,7 @@ async fn the_request_log_tells_kept_alive_connections_apart() {
     assert!(rest[..] == data[..]);
     let log = fx.hub.requests();
     assert_eq!(log.len(), 3);
+    assert!(log.iter().all(|r| r.connection.is_some()), "{log:?}");
     assert_eq!(log[0].connection, log[1].connection, "kept alive");
     assert_ne!(log[0].connection, log[2].connection);
 }

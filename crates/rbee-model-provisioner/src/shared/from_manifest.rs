@@ -41,6 +41,7 @@ impl SharedTier {
                 size: Some(f.size),
                 sha256: Some(f.sha256),
                 version: None,
+                git_blob: None,
                 source: FileSource::Http {
                     url: self.display_url(&f.sha256),
                 },

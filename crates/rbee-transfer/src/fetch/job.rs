@@ -11,13 +11,13 @@ use reqwest::header::HeaderMap;
 use tokio_util::sync::CancellationToken;
 
 use super::durable_dirs::DirtyDirs;
+use super::fetch_request::FetchRequest;
 use super::hasher::HashCell;
 use super::ledger::{Book, Shared, Target};
 use super::resume::usable_state;
 use super::{Flow, Paths, sync_progress};
 use crate::engine::Inner;
 use crate::error::{TransferError, redact_url};
-use crate::request::FetchRequest;
 use crate::state::{PartState, source_id};
 use crate::written::WrittenBoard;
 

@@ -16,9 +16,11 @@
 mod connections;
 mod content_range;
 mod durable_dirs;
+mod fetch_request;
 mod hasher;
 mod job;
 mod ledger;
+mod piece_source;
 mod pieces;
 mod probe;
 mod publish;
@@ -30,6 +32,8 @@ mod stream;
 pub(crate) use content_range::parse_unsatisfied_total;
 pub use content_range::{ContentRange, RangeRequest, parse_content_range, parse_range_request};
 pub(crate) use durable_dirs::DirtyDirs;
+pub use fetch_request::FetchRequest;
+pub use piece_source::PieceSource;
 pub use pieces::PieceSink;
 pub(crate) use resume::bytes_on_disk;
 
@@ -45,7 +49,6 @@ use crate::engine::Inner;
 use crate::error::{TransferError, redact_url};
 use crate::http;
 use crate::lock::FileLock;
-use crate::request::FetchRequest;
 use hasher::hash_file;
 use job::Job;
 

@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::Flow;
 use super::job::Job;
+use super::piece_source::PieceSource;
 use super::stream::WRITE_BUFFER;
 use crate::error::TransferError;
-use crate::piece::PieceSource;
 
 /// Where a [`PieceSource`] puts the bytes of one piece: positional writes into the partial
 /// file, past the bytes an earlier attempt already wrote.

@@ -5,11 +5,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::Paths;
+use super::fetch_request::FetchRequest;
 use super::hasher::{HashShared, hash_blocking, hash_range};
 use super::job::Job;
 use crate::error::TransferError;
 use crate::ranges::RangeSet;
-use crate::request::FetchRequest;
 use crate::state::{PartState, serialize_hasher, source_id};
 use rbee_artifact::lock_unpoisoned;
 

@@ -21,6 +21,7 @@ impl HuggingFaceVendor {
                 .oid
                 .clone()
                 .or_else(|| file.sha256.map(|s| s.to_string())),
+            git_blob: file.git_blob(),
             source: FileSource::Http {
                 url: api::resolve_url(&self.config.endpoint, &hf.org, &hf.repo, commit, &file.path),
             },
@@ -132,6 +133,7 @@ impl HuggingFaceVendor {
                     size: f.size,
                     sha256: f.sha256,
                     version: f.oid.clone().or_else(|| f.sha256.map(|s| s.to_string())),
+                    git_blob: f.git_blob(),
                     source: FileSource::Local {
                         path: cached.snapshot_file(&commit, &f.path),
                     },

@@ -13,8 +13,8 @@ use std::ops::Range;
 
 use async_trait::async_trait;
 
+use super::PieceSink;
 use crate::error::TransferError;
-use crate::fetch::PieceSink;
 
 /// Where the bytes of one file come from, piece by piece.
 ///
