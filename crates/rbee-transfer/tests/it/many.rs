@@ -181,7 +181,13 @@ async fn small_files_share_kept_alive_connections() {
         .unwrap();
     let log = hub.requests();
     assert_eq!(log.len(), files, "one request per small file");
-    let connections: std::collections::HashSet<u64> = log.iter().map(|r| r.connection).collect();
+    let connections: std::collections::HashSet<u64> = log
+        .iter()
+        .map(|r| {
+            r.connection
+                .expect("the hub knows every request's connection")
+        })
+        .collect();
     assert!(
         connections.len() <= 4,
         "{files} files over a budget of 4 connections used {} connections: they are not kept alive",

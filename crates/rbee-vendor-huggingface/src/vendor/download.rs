@@ -372,11 +372,13 @@ mod tests {
             std::fs::write(dest.path().join(name), text).unwrap();
             let mut h = rbee_artifact::GitBlobHasher::new(5);
             h.update(b"right");
+            let blob = h.finalize();
             plan.push(ResolvedFile {
                 path: name.into(),
                 size: Some(5),
                 sha256: None,
-                version: Some(h.finalize().to_string()),
+                version: Some(blob.to_string()),
+                git_blob: Some(blob),
                 source: FileSource::Local { path: "/x".into() },
             });
             fetched.push(DownloadedFile {

@@ -53,6 +53,7 @@ mod tests {
                 size: None,
                 sha256: None,
                 version: None,
+                git_blob: None,
                 source: rbee_artifact::FileSource::Local { path: "/x".into() },
             })
             .collect();
