@@ -18,6 +18,9 @@ use super::Flow;
 use super::job::Job;
 use super::piece_source::PieceSource;
 use super::stream::WRITE_BUFFER;
+
+/// The most a sink buffers between [`PieceSink::settle`] calls before writing it out anyway.
+const HELD_AT_MOST: usize = 4 * WRITE_BUFFER;
 use crate::error::TransferError;
 
 /// Where a [`PieceSource`] puts the bytes of one piece: positional writes into the partial
@@ -90,6 +93,9 @@ impl PieceSink<'_> {
 
     /// Hands over the next `bytes` of the piece. More bytes than the piece holds are refused
     /// (the source was told wrong lengths): nothing past the piece is written.
+    ///
+    /// Bytes are buffered and written out in large blocks: at [`settle`](Self::settle), or
+    /// here once several blocks are waiting.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), TransferError> {
         if self.stop.is_cancelled() {
             return Err(TransferError::cancelled());
@@ -115,11 +121,22 @@ impl PieceSink<'_> {
             self.buf
                 .extend_from_slice(&bytes[(from - self.at) as usize..]);
             self.job.progress.advance(to - from);
-            if self.buf.len() >= WRITE_BUFFER {
+            if self.buf.len() >= HELD_AT_MOST {
                 self.flush().await?;
             }
         }
         self.at = to;
+        Ok(())
+    }
+
+    /// Writes out what is buffered once it fills a block. A source calls it after letting go
+    /// of the network bytes its writes came from: the HTTP client can then read into the same
+    /// buffer again, where a write made while it is still held makes the client allocate
+    /// (and map, and fault in) a new one for every read.
+    pub async fn settle(&mut self) -> Result<(), TransferError> {
+        if self.buf.len() >= WRITE_BUFFER {
+            self.flush().await?;
+        }
         Ok(())
     }
 

@@ -296,3 +296,87 @@ async fn without_a_digest_pieces_are_not_used() {
     assert_eq!(std::fs::read(&dest).unwrap(), data);
     assert!(source.fetched().is_empty());
 }
+
+/// Writes its one piece in steps and looks at the partial file between them.
+#[derive(Debug)]
+struct Settling {
+    data: Vec<u8>,
+    spans: Vec<Range<u64>>,
+    part: std::path::PathBuf,
+    /// What the partial file held of each step's bytes when the step was over.
+    seen: Mutex<Vec<(&'static str, bool)>>,
+}
+
+impl Settling {
+    fn on_disk(&self, what: &'static str, bytes: Range<usize>) {
+        let held = std::fs::read(&self.part).unwrap_or_default();
+        let there = held.get(bytes.clone()) == Some(&self.data[bytes]);
+        self.seen.lock().unwrap().push((what, there));
+    }
+}
+
+#[async_trait]
+impl PieceSource for Settling {
+    fn pieces(&self) -> &[Range<u64>] {
+        &self.spans
+    }
+
+    async fn fetch_piece(
+        &self,
+        _index: usize,
+        sink: &mut PieceSink<'_>,
+    ) -> Result<(), TransferError> {
+        const SMALL: usize = 300_000;
+        for chunk in self.data[..SMALL].chunks(30_000) {
+            sink.received(chunk.len() as u64).await?;
+            sink.write(chunk).await?;
+        }
+        self.on_disk("written", 0..SMALL);
+        sink.settle().await?;
+        self.on_disk("settled", 0..SMALL);
+        // Far more than a block without a settle: written out anyway, memory stays bounded.
+        let rest = &self.data[SMALL..];
+        for chunk in rest.chunks(30_000) {
+            sink.received(chunk.len() as u64).await?;
+            sink.write(chunk).await?;
+        }
+        self.on_disk("never settled", SMALL..SMALL + 500_000);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_sink_writes_out_at_settle_so_a_source_can_let_go_of_its_network_bytes_first() {
+    let data = body(3_000_000);
+    let fs = FileServer::new(data.clone());
+    let server = serve(&fs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("m.bin");
+    let source = Arc::new(Settling {
+        data: data.clone(),
+        spans: std::iter::once(0..data.len() as u64).collect(),
+        part: dir.path().join("m.bin.part"),
+        seen: Mutex::new(Vec::new()),
+    });
+    let mut req = FetchRequest::new("m.bin", format!("{}/m.bin", server.uri()).parse().unwrap());
+    req.expected_size = Some(data.len() as u64);
+    req.sha256 = Some(digest(&data));
+    req.pieces = Some(source.clone());
+    let t = tracker();
+    let p = progress(&t, req.expected_size);
+    transfer()
+        .fetch(&req, &dest, &p, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+    assert_eq!(
+        *source.seen.lock().unwrap(),
+        vec![
+            ("written", false),
+            ("settled", true),
+            ("never settled", true)
+        ],
+        "bytes wait for settle, but not without bound"
+    );
+    assert_eq!(fs.with(|s| s.requests), 0);
+}

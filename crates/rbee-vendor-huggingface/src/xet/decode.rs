@@ -121,6 +121,9 @@ pub(super) async fn stream_term(
                 }
             }
         }
+        // Written out only once the network read is let go, so the client reuses its buffer.
+        drop(bytes);
+        sink.settle().await?;
     }
     Ok(())
 }

@@ -286,15 +286,9 @@ impl PieceSource for XetSource {
                         range: &range,
                         shown: &shown,
                     };
-                    stream_term(
-                        response,
-                        from,
-                        0,
-                        self.cache.as_deref(),
-                        Some(&mut keep),
-                        sink,
-                    )
-                    .await?;
+                    // Links go to the cache: without one, the chunks are not hashed for them.
+                    let linking = self.cache.is_some().then_some(&mut keep);
+                    stream_term(response, from, 0, self.cache.as_deref(), linking, sink).await?;
                     if self.cache.is_some() {
                         rbee_artifact::lock_unpoisoned(&self.links).extend(keep.links);
                     }
