@@ -27,7 +27,8 @@ use crate::error::TransferError;
 ///   bytes to the sink in order, report network bytes with [`PieceSink::received`] as they
 ///   arrive (rate limit, stall watchdog), and return promptly once the sink returns an error.
 ///   A source that can start mid-piece may call [`PieceSink::skip_held`] first and hand over
-///   only the bytes from [`PieceSink::have_until`] on.
+///   only the bytes from [`PieceSink::have_until`] on. A source reading from the network
+///   calls [`PieceSink::settle`] after dropping each read it handed over.
 /// - An error that is not transient ends the pieces path for the file: the engine falls back
 ///   to the request's URL (see [`FetchRequest::pieces`](crate::FetchRequest::pieces)).
 #[async_trait]

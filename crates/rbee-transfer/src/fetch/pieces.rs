@@ -18,10 +18,10 @@ use super::Flow;
 use super::job::Job;
 use super::piece_source::PieceSource;
 use super::stream::WRITE_BUFFER;
+use crate::error::TransferError;
 
 /// The most a sink buffers between [`PieceSink::settle`] calls before writing it out anyway.
 const HELD_AT_MOST: usize = 4 * WRITE_BUFFER;
-use crate::error::TransferError;
 
 /// Where a [`PieceSource`] puts the bytes of one piece: positional writes into the partial
 /// file, past the bytes an earlier attempt already wrote.
