@@ -304,6 +304,8 @@ fi
 
 CATALOG_NOTE=""
 if want catalog; then
+    # Earlier cases leave gigabytes to write back; timed listings must not share the disk with it.
+    sync
     # One real entry, then ENTRIES copies of it under other repository names (same files,
     # hard-linked): what a catalog of that many downloads looks like on disk.
     CAT=$WORK/catalog
