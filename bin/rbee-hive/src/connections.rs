@@ -96,7 +96,7 @@ impl Connections {
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        rbee_artifact::lock_unpoisoned(&self.inner)
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use rbee_artifact::{
     CatalogKey, DownloadTracker, EventKind, JobId, ProgressEvent, ProgressSnapshot, TrackerConfig,
+    lock_unpoisoned,
 };
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
@@ -77,7 +78,7 @@ impl Attempt {
 
     /// The live tracker (`None` once archived).
     pub(crate) fn tracker(&self) -> Option<DownloadTracker> {
-        match &*lock(&self.tracker) {
+        match &*lock_unpoisoned(&self.tracker) {
             Tracked::Live(t) => Some(t.clone()),
             Tracked::Archived { .. } => None,
         }
@@ -90,7 +91,7 @@ impl Attempt {
         Vec<ProgressEvent>,
         Option<tokio::sync::broadcast::Receiver<ProgressEvent>>,
     ) {
-        match &*lock(&self.tracker) {
+        match &*lock_unpoisoned(&self.tracker) {
             Tracked::Live(t) => {
                 let (replay, rx) = t.subscribe();
                 (replay, Some(rx))
@@ -101,7 +102,7 @@ impl Attempt {
 
     /// Bytes, total, speed and ETA now (or when the attempt ended).
     pub(crate) fn snapshot(&self) -> ProgressSnapshot {
-        match &*lock(&self.tracker) {
+        match &*lock_unpoisoned(&self.tracker) {
             Tracked::Live(t) => t.snapshot(),
             Tracked::Archived { snapshot, .. } => snapshot.clone(),
         }
@@ -109,7 +110,7 @@ impl Attempt {
 
     /// The attempt's final event, once it has one.
     pub(crate) fn final_event(&self) -> Option<ProgressEvent> {
-        match &*lock(&self.tracker) {
+        match &*lock_unpoisoned(&self.tracker) {
             Tracked::Live(t) => t.final_event(),
             Tracked::Archived { replay, .. } => {
                 replay.iter().rev().find(|e| e.kind.is_final()).cloned()
@@ -120,7 +121,7 @@ impl Attempt {
     /// Keeps only the replay of a finished attempt. Subscribers already reading keep their own
     /// receivers (and so the buffer) until they finish.
     fn archive(&self) {
-        let mut tracked = lock(&self.tracker);
+        let mut tracked = lock_unpoisoned(&self.tracker);
         if let Tracked::Live(t) = &*tracked
             && t.is_finished()
         {
@@ -135,7 +136,7 @@ impl Attempt {
 
     /// Why it was stopped, if it was.
     pub(crate) fn stop_reason(&self) -> Option<Stop> {
-        *lock(&self.stop)
+        *lock_unpoisoned(&self.stop)
     }
 
     /// Whether it was stopped by `pause` (and not cancelled since).
@@ -146,7 +147,7 @@ impl Attempt {
     /// Records why, then cancels. A cancel or shutdown overrides a pending pause.
     fn request_stop(&self, why: Stop) {
         {
-            let mut stop = lock(&self.stop);
+            let mut stop = lock_unpoisoned(&self.stop);
             if stop.is_none() || why != Stop::Pause {
                 *stop = Some(why);
             }
@@ -465,7 +466,7 @@ impl Job {
     }
 
     fn lock(&self) -> MutexGuard<'_, JobInner> {
-        lock(&self.inner)
+        lock_unpoisoned(&self.inner)
     }
 }
 
@@ -547,7 +548,7 @@ impl Jobs {
     pub(crate) fn create(&self, operation: Operation) -> Result<Arc<Job>, ApiError> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let job = Job::new(operation, seq, self.tracker.clone());
-        let mut registry = lock(&self.registry);
+        let mut registry = lock_unpoisoned(&self.registry);
         if job.is_download() {
             let unfinished = registry
                 .jobs
@@ -570,19 +571,26 @@ impl Jobs {
 
     /// A job by id.
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Job>> {
-        lock(&self.registry).jobs.get(&JobId::from(id)).cloned()
+        lock_unpoisoned(&self.registry)
+            .jobs
+            .get(&JobId::from(id))
+            .cloned()
     }
 
     /// Every job, oldest first.
     pub(crate) fn list(&self) -> Vec<Arc<Job>> {
-        let mut jobs: Vec<_> = lock(&self.registry).jobs.values().cloned().collect();
+        let mut jobs: Vec<_> = lock_unpoisoned(&self.registry)
+            .jobs
+            .values()
+            .cloned()
+            .collect();
         jobs.sort_by_key(|j| j.seq);
         jobs
     }
 
     /// An unfinished (queued, running or paused) download job writing to `key`.
     pub(crate) fn downloading(&self, key: &CatalogKey) -> Option<Arc<Job>> {
-        lock(&self.registry)
+        lock_unpoisoned(&self.registry)
             .jobs
             .values()
             .filter(|j| j.download_key() == Some(key) && !j.is_final())
@@ -594,7 +602,7 @@ impl Jobs {
     /// limit are forgotten.
     pub(crate) fn retire(&self, job: &Job) {
         job.attempt().archive();
-        let mut registry = lock(&self.registry);
+        let mut registry = lock_unpoisoned(&self.registry);
         if registry.finished.contains(&job.id) {
             return;
         }
@@ -605,11 +613,6 @@ impl Jobs {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded values stay consistent between statements; keep going after a panic elsewhere.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub(crate) fn unix_millis() -> u64 {

@@ -126,7 +126,7 @@ fn header_engine(
     slot: &std::sync::Mutex<Option<Transfer>>,
     config: &rbee_transfer::TransferConfig,
 ) -> Result<Transfer, ApiError> {
-    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    let mut slot = rbee_artifact::lock_unpoisoned(slot);
     if let Some(t) = &*slot {
         return Ok(t.clone());
     }

@@ -73,7 +73,12 @@ async fn read_at(file: Arc<File>, offset: u64, len: u64) -> std::io::Result<Byte
         Ok(Bytes::from_owner(chunk))
     })
     .await
-    .map_err(std::io::Error::other)?
+    .map_err(|e| {
+        std::io::Error::other(rbee_artifact::Error::task_failed(
+            "reading a file to serve",
+            e,
+        ))
+    })?
 }
 
 type Chunks = mpsc::Sender<std::io::Result<Bytes>>;
