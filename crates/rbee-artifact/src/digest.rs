@@ -14,6 +14,9 @@ use sha2::{Digest, Sha256};
 pub struct Sha256Digest([u8; 32]);
 
 impl Sha256Digest {
+    /// The algorithm's name as digests that name it are written: `sha256:`.
+    pub const PREFIX: &'static str = "sha256:";
+
     /// Wraps raw digest bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
@@ -22,6 +25,24 @@ impl Sha256Digest {
     /// The raw digest bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// Reads `sha256:<64 hex digits>`, the spelling that names its algorithm (Ollama manifests,
+    /// GitHub asset digests): bare hex, which [`FromStr`] also takes, is refused here.
+    pub fn from_prefixed(text: &str) -> Result<Self, InvalidDigest> {
+        text.strip_prefix(Self::PREFIX)
+            .and_then(Self::from_hex)
+            .ok_or_else(|| InvalidDigest(text.to_string()))
+    }
+
+    /// Exactly 64 hex digits.
+    fn from_hex(hex: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        if hex.len() != 64 {
+            return None;
+        }
+        hex::decode_to_slice(hex, &mut out).ok()?;
+        Some(Self(out))
     }
 
     /// Hashes a byte slice.
@@ -224,13 +245,8 @@ impl FromStr for Sha256Digest {
 
     /// Accepts 64 hex digits, optionally prefixed with `sha256:` (GitHub's form).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hex_part = s.strip_prefix("sha256:").unwrap_or(s);
-        let mut out = [0u8; 32];
-        if hex_part.len() != 64 {
-            return Err(InvalidDigest(s.to_string()));
-        }
-        hex::decode_to_slice(hex_part, &mut out).map_err(|_| InvalidDigest(s.to_string()))?;
-        Ok(Self(out))
+        Self::from_hex(s.strip_prefix(Self::PREFIX).unwrap_or(s))
+            .ok_or_else(|| InvalidDigest(s.to_string()))
     }
 }
 
@@ -263,6 +279,16 @@ impl<'de> Deserialize<'de> for GitBlobId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefixed_digest_needs_its_prefix_once() {
+        let d = Sha256Digest::of(b"x");
+        assert_eq!(Sha256Digest::from_prefixed(&format!("sha256:{d}")), Ok(d));
+        assert!(Sha256Digest::from_prefixed(&d.to_string()).is_err());
+        assert!(Sha256Digest::from_prefixed(&format!("sha512:{d}")).is_err());
+        assert!(Sha256Digest::from_prefixed(&format!("sha256:sha256:{d}")).is_err());
+        assert!(Sha256Digest::from_prefixed("sha256:abc").is_err());
+    }
 
     #[test]
     fn git_blob_ids_match_git() {

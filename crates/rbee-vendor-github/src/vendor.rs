@@ -397,11 +397,8 @@ fn recent_tags(gh: &GhRef, releases: &[Release]) -> String {
 /// checked), with a note.
 fn asset_digest(asset: &Asset, notes: &mut Vec<String>) -> Option<Sha256Digest> {
     let digest = asset.digest.as_deref()?;
-    match digest
-        .strip_prefix("sha256:")
-        .map(str::parse::<Sha256Digest>)
-    {
-        Some(Ok(d)) => Some(d),
+    match Sha256Digest::from_prefixed(digest) {
+        Ok(d) => Some(d),
         _ => {
             tracing::warn!(asset = %asset.name, digest, "unusable asset digest");
             notes.push(format!(

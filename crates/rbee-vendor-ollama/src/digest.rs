@@ -28,16 +28,15 @@ impl FromStr for BlobDigest {
     type Err = InvalidBlobDigest;
 
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        raw.strip_prefix("sha256:")
-            .and_then(|hex| hex.parse().ok())
+        Sha256Digest::from_prefixed(raw)
             .map(BlobDigest)
-            .ok_or_else(|| InvalidBlobDigest(raw.to_string()))
+            .map_err(|_| InvalidBlobDigest(raw.to_string()))
     }
 }
 
 impl fmt::Display for BlobDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.0)
+        write!(f, "{}{}", Sha256Digest::PREFIX, self.0)
     }
 }
 
@@ -85,7 +84,8 @@ mod tests {
     #[test]
     fn a_malformed_digest_is_refused_saying_what_a_digest_looks_like() {
         let bare = Sha256Digest::of(b"m").to_string();
-        for raw in [bare.as_str(), "sha256:abc", "md5:0123", ""] {
+        let doubled = format!("sha256:sha256:{bare}");
+        for raw in [bare.as_str(), &doubled, "sha256:abc", "md5:0123", ""] {
             let e = raw.parse::<BlobDigest>().unwrap_err();
             assert_eq!(
                 e.to_string(),
