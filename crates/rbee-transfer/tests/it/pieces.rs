@@ -127,7 +127,11 @@ async fn serve(fs: &FileServer) -> MockServer {
     server
 }
 
-fn request(server: &MockServer, data: &[u8], source: &Arc<Pieces>) -> FetchRequest {
+fn request<S: PieceSource + 'static>(
+    server: &MockServer,
+    data: &[u8],
+    source: &Arc<S>,
+) -> FetchRequest {
     let mut r = FetchRequest::new("m.bin", format!("{}/m.bin", server.uri()).parse().unwrap());
     r.expected_size = Some(data.len() as u64);
     r.sha256 = Some(digest(data));
@@ -358,10 +362,7 @@ async fn a_sink_writes_out_at_settle_so_a_source_can_let_go_of_its_network_bytes
         part: dir.path().join("m.bin.part"),
         seen: Mutex::new(Vec::new()),
     });
-    let mut req = FetchRequest::new("m.bin", format!("{}/m.bin", server.uri()).parse().unwrap());
-    req.expected_size = Some(data.len() as u64);
-    req.sha256 = Some(digest(&data));
-    req.pieces = Some(source.clone());
+    let req = request(&server, &data, &source);
     let t = tracker();
     let p = progress(&t, req.expected_size);
     transfer()
