@@ -157,6 +157,8 @@ def main():
     large, cycles = [], []
     for crate, src in crate_roots(repo):
         graph = {}
+        modules = {p.name[:-3] if p.name.endswith(".rs") else p.name for p in src.iterdir()}
+        modules -= {"lib", "main"}
         for path in source_files(src):
             text = path.read_text(encoding="utf-8")
             lines = code_lines(text)
@@ -165,9 +167,8 @@ def main():
             module = top_module(src, path)
             if module is None:
                 continue
-            modules = {p.name[:-3] if p.name.endswith(".rs") else p.name for p in src.iterdir()}
             graph.setdefault(module, set()).update(
-                n for n in named_modules(text) if n != module and n in modules and n not in ("lib", "main")
+                n for n in named_modules(text) if n != module and n in modules
             )
         for component in strongly_connected(graph):
             cycles.append((crate.relative_to(repo), component))
