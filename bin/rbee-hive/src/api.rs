@@ -3,6 +3,7 @@
 //! and fields are described in `docs/http-api.md`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use rbee_artifact::{EventKind, JobId, ProgressEvent, ProgressSnapshot};
 use rbee_catalog::{ArtifactRecord, CatalogEntry, Listing};
@@ -339,7 +340,7 @@ pub struct JobList {
 pub struct ModelView {
     /// The entry's record (`metadata.json`).
     #[serde(flatten)]
-    pub record: ArtifactRecord,
+    pub record: Arc<ArtifactRecord>,
     /// The entry's folder.
     pub dir: PathBuf,
     /// The main file (the one to load).

@@ -15,27 +15,23 @@
 //! whole new one; it is not synced, because a torn index after a crash is only rebuilt.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::{Read, Write};
+#[cfg(test)]
+use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::ArtifactRecord;
-use crate::layout::INDEX_FILE;
 
-/// Bumped whenever what the index holds changes meaning; another format is rebuilt. (3: folders
-/// are saved in the order a walk visits them.)
-const FORMAT: u32 = 3;
+mod file;
+
+pub(crate) use file::{load, look_ahead, save};
 
 /// How old a change must be before the index caches what it saw.
 pub(crate) const SETTLE: Duration = Duration::from_secs(2);
-
-/// The largest index read (a record of a few KiB per entry, for far more entries than fit a
-/// disk's worth of models); anything larger is not an index this build wrote.
-const MAX_INDEX_BYTES: u64 = 1 << 30;
 
 /// The identity of a file or folder as `lstat` sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,11 +89,11 @@ pub(crate) enum Node {
     /// A folder of folders: its stamp and its sub-folders (not starting with a dot).
     Branch { stamp: Stamp, children: Vec<String> },
     /// An entry: the stamp of its `metadata.json` and the record it held, already checked.
-    /// Boxed: a record is several hundred bytes, and a table of 10,000 nodes is probed, moved
-    /// and grown far faster when its slots are small.
+    /// Shared with the listings that showed it: a record is several hundred bytes, and a table
+    /// of 10,000 nodes is probed, moved and grown far faster when its slots are small.
     Entry {
         stamp: Stamp,
-        record: Box<ArtifactRecord>,
+        record: Arc<ArtifactRecord>,
     },
 }
 
@@ -106,155 +102,10 @@ pub(crate) enum Node {
 /// with the node after the last one found, not a hash lookup.
 pub(crate) type Nodes = Vec<(String, Node)>;
 
-/// The index file: its format, how many folders it holds (so the table is sized once rather
-/// than grown and rehashed while 10,000 entries are decoded), and the folders.
-struct IndexFile {
-    format: u32,
-    nodes: Nodes,
-}
-
-/// The most folders a count in the file reserves room for before any is decoded: a count
-/// larger than the file could hold is not believed.
-fn believable_count(count: usize, file_len: usize) -> usize {
-    // Even an empty folder's entry takes more than 32 bytes of JSON.
-    count.min(file_len / 32)
-}
-
-/// Decodes an [`IndexFile`] from `bytes`, reserving room for the folders it announces.
-fn decode(bytes: &[u8]) -> serde_json::Result<IndexFile> {
-    struct FileVisitor(usize);
-    impl<'de> serde::de::Visitor<'de> for FileVisitor {
-        type Value = IndexFile;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a catalog index")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> Result<IndexFile, A::Error> {
-            use serde::de::Error;
-            let (mut format, mut count, mut nodes) = (None, 0, None);
-            while let Some(key) = map.next_key::<String>()? {
-                match key.as_str() {
-                    "format" => format = Some(map.next_value::<u32>()?),
-                    "count" => count = map.next_value::<usize>()?,
-                    "nodes" if format == Some(FORMAT) => {
-                        let room = believable_count(count, self.0);
-                        nodes = Some(map.next_value_seed(NodesSeed(room))?);
-                    }
-                    // Another format's folders are not decoded: it is rebuilt anyway.
-                    _ => {
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                    }
-                }
-            }
-            let format = format.ok_or_else(|| A::Error::missing_field("format"))?;
-            let nodes = match nodes {
-                Some(nodes) => nodes,
-                None if format != FORMAT => Nodes::new(),
-                None => return Err(A::Error::missing_field("nodes")),
-            };
-            Ok(IndexFile { format, nodes })
-        }
-    }
-    struct NodesSeed(usize);
-    impl<'de> serde::de::DeserializeSeed<'de> for NodesSeed {
-        type Value = Nodes;
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Nodes, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-    impl<'de> serde::de::Visitor<'de> for NodesSeed {
-        type Value = Nodes;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("the folders of a catalog index")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Nodes, A::Error> {
-            let mut nodes = Nodes::with_capacity(self.0);
-            while let Some(node) = map.next_entry::<String, Node>()? {
-                nodes.push(node);
-            }
-            Ok(nodes)
-        }
-    }
-    use serde::Deserializer;
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let file = (&mut de).deserialize_map(FileVisitor(bytes.len()))?;
-    de.end()?;
-    Ok(file)
-}
-
-/// The nodes saved at `root`, or none when there is no usable index (it is then rebuilt).
-pub(crate) fn load(root: &Path) -> Nodes {
-    let path = root.join(INDEX_FILE);
-    let read = crate::contain::open_regular(&path).and_then(|file| {
-        // Sized up front: growing a 10 MB buffer by doubling copies it and faults in fresh
-        // pages at every step.
-        let len = file.metadata()?.len().min(MAX_INDEX_BYTES + 1);
-        let mut bytes = Vec::with_capacity(usize::try_from(len + 1).unwrap_or(0));
-        file.take(MAX_INDEX_BYTES + 1).read_to_end(&mut bytes)?;
-        Ok(bytes)
-    });
-    let bytes = match read {
-        Ok(bytes) if bytes.len() as u64 <= MAX_INDEX_BYTES => bytes,
-        Ok(_) => {
-            tracing::debug!(path = %path.display(), "the catalog index is too large; rebuilding it");
-            return Nodes::new();
-        }
-        Err(e) => {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::debug!(path = %path.display(), error = %e, "cannot read the catalog index; rebuilding it");
-            }
-            return Nodes::new();
-        }
-    };
-    match decode(&bytes) {
-        Ok(index) if index.format == FORMAT => index.nodes,
-        Ok(_) => Nodes::new(),
-        Err(e) => {
-            tracing::debug!(path = %path.display(), error = %e, "the catalog index is not readable; rebuilding it");
-            Nodes::new()
-        }
-    }
-}
-
-/// Saves `nodes` at `root` (temporary file, rename). Best effort: the caller logs a failure,
-/// and the next reader rebuilds what is missing.
-pub(crate) fn save(root: &Path, nodes: &Nodes) -> std::io::Result<()> {
-    #[derive(Serialize)]
-    struct IndexRef<'a> {
-        format: u32,
-        count: usize,
-        nodes: InOrder<'a>,
-    }
-    /// The nodes as one JSON object, in walk order.
-    struct InOrder<'a>(&'a Nodes);
-    impl Serialize for InOrder<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.collect_map(self.0.iter().map(|(rel, node)| (rel, node)))
-        }
-    }
-    let json = serde_json::to_vec(&IndexRef {
-        format: FORMAT,
-        count: nodes.len(),
-        nodes: InOrder(nodes),
-    })
-    .map_err(std::io::Error::other)?;
-    let tmp = root.join(format!(
-        "{INDEX_FILE}.tmp-{}-{}",
-        std::process::id(),
-        now_ns()
-    ));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(&json)?;
-        fs::rename(&tmp, root.join(INDEX_FILE))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
+/// What `lstat` said of what a node names (its folder, or an entry's record) just before the
+/// walk: its stamp and whether it is a regular file; `None` when it could not be stat'd, and the
+/// walk tries again.
+pub(crate) type Looked = Option<(Stamp, bool)>;
 
 /// Nanoseconds since the epoch, by the same clock the file system stamps with.
 fn now_ns() -> i64 {
@@ -274,6 +125,8 @@ const MISSES_BEFORE_PLACES: usize = 4;
 pub(crate) struct Refresh {
     /// The old index; a node the walk took is `None`.
     old: Vec<Option<(String, Node)>>,
+    /// What each node of `old` names on disk, stat'd ahead of the walk.
+    looked: Vec<Looked>,
     /// Where in `old` the walk's next folder is expected.
     cursor: usize,
     /// Where each node of `old` is, made once a few folders were met out of order (something
@@ -298,8 +151,10 @@ pub(crate) struct Refresh {
 impl Refresh {
     /// `record_settle`: how old a record's change must be to be cached ([`SETTLE`] but in
     /// tests, whose changes to records are all visible in their inode or size).
-    pub(crate) fn new(old: Nodes, record_settle: Duration) -> Self {
+    /// `looked`: what each node of `old` names, stat'd ahead of the walk (see [`file::load`]).
+    pub(crate) fn new(old: Nodes, looked: Vec<Looked>, record_settle: Duration) -> Self {
         Self {
+            looked,
             next: Nodes::with_capacity(old.len()),
             remaining: old.len(),
             old: old.into_iter().map(Some).collect(),
@@ -317,13 +172,14 @@ impl Refresh {
     /// Takes the cached node of a folder out of the old index, when there is one: the walk
     /// gives it back with [`keep`](Self::keep) when the disk still agrees with it, else it is
     /// dropped (and the index has changed). The walk takes every folder it visits, once.
-    pub(crate) fn take(&mut self, rel: &str) -> Option<(String, Node)> {
+    /// With it comes what its stat ahead of the walk saw, when it could be stat'd.
+    pub(crate) fn take(&mut self, rel: &str) -> Option<(String, Node, Looked)> {
         let at = self.find(rel)?;
-        let taken = self.old[at].take();
+        let (rel, node) = self.old[at].take()?;
         self.cursor = at + 1;
         self.remaining -= 1;
         self.dropped += 1;
-        taken
+        Some((rel, node, self.looked.get_mut(at).and_then(Option::take)))
     }
 
     /// Where `rel`'s node is in `old`: the next one, or one a little further on (folders were
@@ -485,6 +341,14 @@ impl Folders {
             rustix::fs::Mode::empty(),
         ) {
             self.open.push((rel.to_string(), sub));
+        }
+    }
+
+    /// Holds open the folders `rel` is inside, as a walk that reached it would have: a stat
+    /// that starts half way through a walk (see [`look_ahead`]) resolves short names too.
+    pub(crate) fn enter_parents_of(&mut self, rel: &str) {
+        for (at, _) in rel.match_indices('/') {
+            self.enter(&rel[..at], HOLD_OPEN_FROM);
         }
     }
 

@@ -29,6 +29,35 @@ fn truth(root: &Path) -> Vec<Listing> {
     Catalog::open(root).unwrap().list().unwrap()
 }
 
+/// The parts of a saved index, each a JSON object of folders.
+fn parts_of(saved: &[u8]) -> Vec<serde_json::Value> {
+    let line = saved.iter().position(|&b| b == b'\n').unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&saved[..line]).unwrap();
+    let mut at = line + 1;
+    let parts = header["parts"].as_array().unwrap().iter().map(|len| {
+        let len = usize::try_from(len.as_u64().unwrap()).unwrap();
+        let part = serde_json::from_slice(&saved[at..at + len]).unwrap();
+        at += len;
+        part
+    });
+    let parts = parts.collect();
+    assert_eq!(at, saved.len(), "the parts fill the file");
+    parts
+}
+
+/// An index file of `format` holding `parts` (JSON objects of folders, as text: a
+/// `serde_json::Value` keeps no order).
+fn index_of(format: u32, parts: &[String]) -> Vec<u8> {
+    let lens: Vec<usize> = parts.iter().map(String::len).collect();
+    let mut file =
+        serde_json::to_vec(&serde_json::json!({"format": format, "parts": lens})).unwrap();
+    file.push(b'\n');
+    parts
+        .iter()
+        .for_each(|p| file.extend_from_slice(p.as_bytes()));
+    file
+}
+
 fn fill(cat: &Catalog, n: usize) {
     for i in 0..n {
         add(
@@ -81,6 +110,41 @@ fn a_listing_reads_only_the_records_that_changed_since_the_last_one() {
 }
 
 #[test]
+fn a_large_catalog_is_saved_in_parts_read_back_whole_and_checked_in_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = eager(tmp.path());
+    fill(&cat, 600);
+    let listed = cat.list().unwrap();
+    assert_eq!(listed.len(), 600);
+    let saved = fs::read(tmp.path().join(layout::INDEX_FILE)).unwrap();
+    assert!(parts_of(&saved).len() >= 2, "600 entries in one part");
+    let other = eager(tmp.path());
+    assert_eq!(other.list().unwrap(), listed);
+    assert_eq!(other.records_read(), 0);
+
+    // Changes in the first and the last part: each is seen, and only those are read.
+    for (id, status) in [
+        (
+            "hf:org/repo-000",
+            ArtifactStatus::Incomplete { bytes: 1, total: 2 },
+        ),
+        (
+            "hf:org/repo-599",
+            ArtifactStatus::Incomplete { bytes: 1, total: 3 },
+        ),
+    ] {
+        cat.set_status(&CatalogKey::of(&id.parse().unwrap()), status)
+            .unwrap();
+    }
+    let next = eager(tmp.path());
+    let listing = next.list().unwrap();
+    assert_eq!(next.records_read(), 2);
+    assert_eq!(listing, truth(tmp.path()));
+    // The catalog that saved the index holds it in memory, and sees the changes too.
+    assert_eq!(cat.list().unwrap(), listing);
+}
+
+#[test]
 fn opening_and_looking_up_one_entry_read_one_record() {
     let tmp = tempfile::tempdir().unwrap();
     fill(&Catalog::open(tmp.path()).unwrap(), 30);
@@ -100,24 +164,41 @@ fn a_deleted_truncated_or_garbage_index_is_rebuilt_from_the_records() {
     let expected = cat.list().unwrap();
     let path = tmp.path().join(layout::INDEX_FILE);
     let saved = fs::read(&path).unwrap();
-    // The same folders saved by an rbee of the previous format (in another order).
-    let older =
-        String::from_utf8(saved.clone())
-            .unwrap()
-            .replacen(r#""format":3"#, r#""format":2"#, 1);
-    assert_ne!(older.as_bytes(), saved);
-    let garbage: [&[u8]; 8] = [
-        older.as_bytes(),
+    // The same folders saved by an rbee of another format.
+    let parts = parts_of(&saved);
+    let texts: Vec<String> = parts.iter().map(ToString::to_string).collect();
+    let older = index_of(3, &texts);
+    let newer = index_of(999, &texts);
+    // The previous format: one JSON document.
+    let mut nodes = serde_json::Map::new();
+    parts
+        .iter()
+        .for_each(|p| nodes.extend(p.as_object().unwrap().clone()));
+    let one_document =
+        serde_json::to_vec(&serde_json::json!({"format": 3, "count": 21, "nodes": nodes})).unwrap();
+    // Parts whose lengths do not add up to the file, or are not folders.
+    let longer = [&saved[..], b" "].concat();
+    let mut lying = saved.clone();
+    let digit = lying.iter().position(u8::is_ascii_digit).unwrap();
+    lying[digit] = b'1';
+    let garbage: [&[u8]; 14] = [
+        &older,
+        &newer,
+        &one_document,
         b"",
         b"garbage{",
         &saved[..saved.len() / 2],
-        br#"{"format": 999, "nodes": {}}"#,
+        &longer,
+        &saved[..saved.len() - 1],
+        b"{\"format\":4,\"parts\":[18446744073709551615]}\n{}",
+        b"{\"format\":4,\"parts\":[18446744073709551615,3]}\n{}",
+        b"{\"format\":4,\"parts\":[2]}\n[]",
+        b"{\"format\":4,\"parts\":[1,1]}\n{}",
+        b"{\"format\":4}",
         br#"{"format": 1, "nodes": {"hf": {"kind": "branch", "stamp": 7, "children": 3}}}"#,
-        // A count no file of this size could hold reserves nothing.
-        br#"{"format": 3, "count": 18446744073709551615, "nodes": {}}"#,
-        br#"{"nodes": {}, "format": 3}"#,
     ];
-    for bad in garbage {
+    assert_ne!(&lying[..], &saved[..]);
+    for bad in garbage.into_iter().chain([&lying[..]]) {
         fs::write(&path, bad).unwrap();
         let fresh = eager(tmp.path());
         assert_eq!(fresh.list().unwrap(), expected);
@@ -395,7 +476,7 @@ fn a_record_from_the_index_is_checked_as_one_from_disk_would_be() {
     // Another rbee (or a hand) left an index whose record for one entry is of a newer format
     // and names a file outside its folder, under the stamps of the real record.
     let path = tmp.path().join(layout::INDEX_FILE);
-    let mut index: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let mut parts = parts_of(&fs::read(&path).unwrap());
     let mut edited = 0;
     fn edit(v: &mut serde_json::Value, edited: &mut usize) {
         match v {
@@ -415,9 +496,10 @@ fn a_record_from_the_index_is_checked_as_one_from_disk_would_be() {
             _ => {}
         }
     }
-    edit(&mut index, &mut edited);
+    parts.iter_mut().for_each(|part| edit(part, &mut edited));
     assert_eq!(edited, 1, "the index holds the record");
-    fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let texts: Vec<String> = parts.iter().map(ToString::to_string).collect();
+    fs::write(&path, index_of(4, &texts)).unwrap();
     let listing = eager(tmp.path()).list().unwrap();
     assert_eq!(listing, truth(tmp.path()));
 }
@@ -560,8 +642,7 @@ mod fuzzed {
         #[test]
         fn folders_saved_in_another_order_are_still_found(seed in any::<u64>()) {
             let (tmp, saved, expected) = catalog_of(32);
-            let doc: serde_json::Value = serde_json::from_slice(&saved).unwrap();
-            let mut nodes: Vec<_> = doc["nodes"].as_object().unwrap().clone().into_iter().collect();
+            let mut nodes: Vec<_> = parts_of(&saved).into_iter().flat_map(|part| part.as_object().unwrap().clone()).collect();
             // A cheap deterministic shuffle from the seed.
             let mut state = seed | 1;
             for i in (1..nodes.len()).rev() {
@@ -570,17 +651,19 @@ mod fuzzed {
                 state ^= state << 17;
                 nodes.swap(i, (state % (i as u64 + 1)) as usize);
             }
-            let mut text = format!(r#"{{"format":3,"count":{},"nodes":{{"#, nodes.len());
+            // In two parts, so that the folders of one are met while the walk is in the other.
+            let mut text = [String::from("{"), String::from("{")];
             for (i, (rel, node)) in nodes.iter().enumerate() {
-                if i > 0 {
-                    text.push(',');
+                let part = &mut text[usize::from(i >= nodes.len() / 2)];
+                if part.len() > 1 {
+                    part.push(',');
                 }
-                text.push_str(&serde_json::to_string(rel).unwrap());
-                text.push(':');
-                text.push_str(&node.to_string());
+                part.push_str(&serde_json::to_string(rel).unwrap());
+                part.push(':');
+                part.push_str(&node.to_string());
             }
-            text.push_str("}}");
-            fs::write(tmp.path().join(layout::INDEX_FILE), text).unwrap();
+            let parts = text.map(|t| t + "}");
+            fs::write(tmp.path().join(layout::INDEX_FILE), index_of(4, &parts)).unwrap();
             let fresh = eager(tmp.path());
             prop_assert_eq!(fresh.list().unwrap(), expected.clone());
             prop_assert!(fresh.records_read() <= 4, "{} records read", fresh.records_read());

@@ -3,6 +3,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rbee_artifact::{ArtifactRef, CatalogKey, Error, Result};
 
@@ -96,11 +97,11 @@ pub(crate) fn lease_held(dir: &Path) -> bool {
 
 /// A record as readers should see it: `downloading` without a live download is `incomplete`
 /// (its process died, or could not write its final status).
-pub(crate) fn shown_status(dir: &Path, mut record: ArtifactRecord) -> ArtifactRecord {
+pub(crate) fn shown_status(dir: &Path, mut record: Arc<ArtifactRecord>) -> Arc<ArtifactRecord> {
     if let ArtifactStatus::Downloading { bytes, total } = record.status
         && !lease_held(dir)
     {
-        record.status = ArtifactStatus::Incomplete { bytes, total };
+        Arc::make_mut(&mut record).status = ArtifactStatus::Incomplete { bytes, total };
     }
     record
 }

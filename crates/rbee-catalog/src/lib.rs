@@ -44,8 +44,8 @@ mod verify;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -181,7 +181,7 @@ impl Catalog {
         let dir = self.entry_dir(key);
         match self.read_checked(key, &dir) {
             Ok(Some(record)) => Ok(Some(CatalogEntry {
-                record: shown_status(&dir, record),
+                record: shown_status(&dir, Arc::new(record)),
                 dir,
             })),
             Ok(None) => Ok(None),
@@ -259,7 +259,7 @@ impl Catalog {
         let _guard = self.write_guard()?;
         write_record(&dir, record)?;
         Ok(CatalogEntry {
-            record: record.clone(),
+            record: Arc::new(record.clone()),
             dir,
         })
     }
@@ -285,11 +285,17 @@ impl Catalog {
         change(&mut record);
         // Nothing changed: nothing to write (and nothing that can fail on a full disk).
         if record == before {
-            return Ok(CatalogEntry { record, dir });
+            return Ok(CatalogEntry {
+                record: Arc::new(record),
+                dir,
+            });
         }
         record.updated_at = Utc::now();
         write_record(&dir, &record)?;
-        Ok(CatalogEntry { record, dir })
+        Ok(CatalogEntry {
+            record: Arc::new(record),
+            dir,
+        })
     }
 
     /// Sets an entry's status.

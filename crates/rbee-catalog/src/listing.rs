@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use rbee_artifact::{CatalogKey, Error, Result};
 
@@ -17,8 +18,14 @@ impl Catalog {
     pub fn list(&self) -> Result<Vec<Listing>> {
         let (mut out, dead) = {
             let mut cached = rbee_artifact::lock_unpoisoned(&self.index);
-            let old = cached.take().unwrap_or_else(|| index::load(&self.root));
-            let mut refresh = index::Refresh::new(old, self.settle);
+            let (old, looked) = match cached.take() {
+                Some(old) => {
+                    let looked = index::look_ahead(&self.root, &old);
+                    (old, looked)
+                }
+                None => index::load(&self.root),
+            };
+            let mut refresh = index::Refresh::new(old, looked, self.settle);
             let walked = self.walk(&mut refresh);
             let (nodes, changed) = refresh.finish();
             if walked.is_ok() {
@@ -46,15 +53,20 @@ impl Catalog {
             let is_root = rel.is_empty();
             // The root is read every time: saving the index changes it.
             let mut stamp = None;
-            let cached = match refresh.take(&rel) {
+            // What the index holds of the folder, and what a stat ahead of the walk saw of it.
+            let (cached, looked) = match refresh.take(&rel) {
                 Some((
                     key,
                     index::Node::Branch {
                         stamp: was,
                         children,
                     },
+                    looked,
                 )) => {
-                    let now = folders.lstat(&rel, None).map(|(stamp, _)| stamp);
+                    let now = match looked {
+                        Some((stamp, _)) => Ok(stamp),
+                        None => folders.lstat(&rel, None).map(|(stamp, _)| stamp),
+                    };
                     if now.as_ref().is_ok_and(|now| *now == was) {
                         // Nothing was added, removed or renamed in it: not even a record.
                         push_children(&mut stack, &rel, &children);
@@ -69,11 +81,16 @@ impl Catalog {
                         continue;
                     }
                     stamp = now.ok();
-                    None
+                    // What was looked at is the folder, not a record it may hold now.
+                    (None, None)
                 }
-                other => other,
+                Some((key, entry, looked)) => (Some((key, entry)), looked),
+                None => (None, None),
             };
-            if !is_root && let Ok(found) = folders.lstat(&rel, Some(layout::METADATA_FILE)) {
+            if !is_root
+                && let Ok(found) =
+                    looked.map_or_else(|| folders.lstat(&rel, Some(layout::METADATA_FILE)), Ok)
+            {
                 let dir = index::dir_of(&self.root, &rel);
                 self.visit_entry(&rel, dir, found, cached, refresh, &mut out, &mut dead);
                 continue;
@@ -143,15 +160,9 @@ impl Catalog {
         dead: &mut Vec<CatalogKey>,
     ) {
         let cached = match cached {
-            // Checked as a record read from disk would be: the index may have been written by
-            // another rbee, with other rules.
-            Some((key, index::Node::Entry { stamp: s, record }))
-                if s == stamp
-                    && is_file
-                    && record.check().is_ok()
-                    && is_id_of_folder(&record.id, rel) =>
-            {
-                let shown = (*record).clone();
+            // Its record was checked as one read from disk would be when the index was decoded.
+            Some((key, index::Node::Entry { stamp: s, record })) if s == stamp && is_file => {
+                let shown = Arc::clone(&record);
                 refresh.keep(key, index::Node::Entry { stamp, record });
                 Some(shown)
             }
@@ -170,11 +181,12 @@ impl Catalog {
                 };
                 match read {
                     Ok(Some(record)) => {
+                        let record = Arc::new(record);
                         refresh.put(
                             rel,
                             index::Node::Entry {
                                 stamp,
-                                record: Box::new(record.clone()),
+                                record: Arc::clone(&record),
                             },
                         );
                         record
@@ -238,12 +250,6 @@ pub(crate) fn listing_id(listing: &Listing) -> &str {
         Listing::Entry(e) => &e.record.id,
         Listing::Damaged { id, .. } => id,
     }
-}
-
-/// Whether `id` is the id the folder `rel` (below the root, `/`-separated) implies: its names
-/// joined with `--`, as [`Catalog::id_of`] makes it, without building that string.
-fn is_id_of_folder(id: &str, rel: &str) -> bool {
-    id.split("--").eq(rel.split('/'))
 }
 
 /// Pushes the sub-folders of the folder `rel` for a walk.

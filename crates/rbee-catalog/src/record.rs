@@ -1,6 +1,7 @@
 //! The `metadata.json` record of one artifact.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -169,8 +170,8 @@ impl ArtifactStatus {
 /// An artifact in the catalog: its record and where it is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CatalogEntry {
-    /// The record.
-    pub record: ArtifactRecord,
+    /// The record: shared with the catalog's index, which keeps every record it listed.
+    pub record: Arc<ArtifactRecord>,
     /// The artifact's folder.
     pub dir: PathBuf,
 }

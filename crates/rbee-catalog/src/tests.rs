@@ -219,7 +219,7 @@ fn verify_detects_changed_and_missing_files() {
     let report = cat.verify("hf--o--r--default", |_| {}).unwrap();
     assert!(!report.ok());
     assert!(report.problems()[0].starts_with("a.safetensors changed on disk"));
-    let status = cat.get("hf:o/r").unwrap().unwrap().record.status;
+    let status = cat.get("hf:o/r").unwrap().unwrap().record.status.clone();
     assert!(matches!(status, ArtifactStatus::Failed { code, .. } if code == "integrity"));
 
     fs::remove_file(layout::file_path(&e.dir, "b.json")).unwrap();
@@ -282,7 +282,7 @@ fn concurrent_writers_never_lose_updates_or_tear_records() {
         t.join().unwrap();
     }
     let cat = Catalog::open(tmp.path()).unwrap();
-    let notes = cat.get("hf:o/r").unwrap().unwrap().record.notes;
+    let notes = cat.get("hf:o/r").unwrap().unwrap().record.notes.clone();
     assert_eq!(notes.len(), 200);
     let leftovers: Vec<_> = fs::read_dir(cat.entry_dir(&key))
         .unwrap()

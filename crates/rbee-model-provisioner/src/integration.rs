@@ -115,7 +115,7 @@ impl ModelProvisioner {
             }
         };
         self.lock().remove(job_id);
-        Ok(result?.entry.record.id)
+        Ok(result?.entry.record.id.clone())
     }
 
     /// The main file of a ready model named by id or reference — the path a worker loads —

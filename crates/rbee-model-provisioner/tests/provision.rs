@@ -358,14 +358,28 @@ async fn cancelling_keeps_the_catalog_true() {
             .await
     });
     wait_until("the download starts", || vendor.download_count() == 1).await;
-    let status = s.catalog.get("hf:o/r").unwrap().unwrap().record.status;
+    let status = s
+        .catalog
+        .get("hf:o/r")
+        .unwrap()
+        .unwrap()
+        .record
+        .status
+        .clone();
     assert!(matches!(status, ArtifactStatus::Downloading { .. }));
     let started = std::time::Instant::now();
     cancel.cancel();
     let err = task.await.unwrap().unwrap_err();
     assert!(err.is_cancelled());
     assert!(started.elapsed() < Duration::from_secs(2));
-    let status = s.catalog.get("hf:o/r").unwrap().unwrap().record.status;
+    let status = s
+        .catalog
+        .get("hf:o/r")
+        .unwrap()
+        .unwrap()
+        .record
+        .status
+        .clone();
     assert!(
         matches!(
             status,
@@ -431,7 +445,14 @@ async fn failures_are_recorded_and_reported() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "network");
-    let status = s.catalog.get("hf:o/r").unwrap().unwrap().record.status;
+    let status = s
+        .catalog
+        .get("hf:o/r")
+        .unwrap()
+        .unwrap()
+        .record
+        .status
+        .clone();
     assert!(
         matches!(status, ArtifactStatus::Failed { ref code, ref error, .. } if code == "network" && error.contains("8 attempts"))
     );

@@ -1,5 +1,8 @@
 //! `rbee ls`: the catalog as a table, or one JSON document.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
 use anyhow::Result;
 use rbee_artifact::human_bytes;
 use rbee_catalog::{ArtifactStatus, CatalogEntry, Listing};
@@ -43,24 +46,26 @@ pub(crate) fn print_listing(
         );
         return Ok(());
     }
-    let rows: Vec<[String; 4]> = listing
+    // Borrowed where the listing holds the text already: a catalog can hold thousands of
+    // entries, and a copy of each id is most of a table's allocations.
+    let rows: Vec<[Cow<str>; 4]> = listing
         .iter()
         .map(|item| match item {
             Listing::Entry(e) => [
                 status_text(&e.record.status),
-                human_bytes(e.record.total_size()),
-                e.record.id.clone(),
-                e.record.reference.to_string(),
+                human_bytes(e.record.total_size()).into(),
+                e.record.id.as_str().into(),
+                e.record.reference.to_string().into(),
             ],
             Listing::Damaged { id, reason, .. } => [
                 "damaged".into(),
                 "-".into(),
-                id.clone(),
-                format!("({reason})"),
+                id.as_str().into(),
+                format!("({reason})").into(),
             ],
         })
         .collect();
-    let header = ["STATUS", "SIZE", "ID", "REFERENCE"].map(String::from);
+    let header = ["STATUS", "SIZE", "ID", "REFERENCE"].map(Cow::from);
     let widths: [usize; 3] = std::array::from_fn(|i| {
         rows.iter()
             .chain([&header])
@@ -69,35 +74,38 @@ pub(crate) fn print_listing(
             .unwrap_or(0)
     });
     let terminal = crate::terminal::stdout_width();
-    // One write for the whole table, not one per line: a catalog can hold thousands of entries.
-    let mut lines = Vec::with_capacity(rows.len() + 1);
+    // Only the last column gives way, so ids stay whole for copying.
+    let fixed = widths[0] + widths[1] + widths[2] + 5;
+    // One write for the whole table, not one per line.
+    let mut table = String::with_capacity((rows.len() + 1) * (fixed + 48));
     for row in std::iter::once(&header).chain(&rows) {
-        let line = format!(
-            "{:<w0$} {:>w1$}  {:<w2$}  {}",
+        if !table.is_empty() {
+            table.push('\n');
+        }
+        let start = table.len();
+        let _ = write!(
+            table,
+            "{:<w0$} {:>w1$}  {:<w2$}  ",
             row[0],
             row[1],
             row[2],
-            row[3],
             w0 = widths[0],
             w1 = widths[1],
             w2 = widths[2]
         );
-        // Only the last column gives way, so ids stay whole for copying.
-        let fixed = widths[0] + widths[1] + widths[2] + 5;
+        let width = table[start..].chars().count() + row[3].chars().count();
         match terminal {
-            Some(cols) if line.chars().count() > cols && cols > fixed + 8 => lines.push(format!(
-                "{}{}",
-                &line[..line.len() - row[3].len()],
-                crate::terminal::fit(&row[3], cols - fixed)
-            )),
-            _ => lines.push(line),
+            Some(cols) if width > cols && cols > fixed + 8 => {
+                table.push_str(&crate::terminal::fit(&row[3], cols - fixed))
+            }
+            _ => table.push_str(&row[3]),
         }
     }
-    out!("{}", lines.join("\n"));
+    out!("{table}");
     Ok(())
 }
 
-pub(super) fn status_text(status: &ArtifactStatus) -> String {
+pub(super) fn status_text(status: &ArtifactStatus) -> Cow<'static, str> {
     match status {
         ArtifactStatus::Downloading { bytes, total }
         | ArtifactStatus::Incomplete { bytes, total }
@@ -108,8 +116,9 @@ pub(super) fn status_text(status: &ArtifactStatus) -> String {
                 status.name(),
                 *bytes as f64 * 100.0 / *total as f64
             )
+            .into()
         }
-        other => other.name().to_string(),
+        other => other.name().into(),
     }
 }
 

@@ -30,7 +30,7 @@ pub(crate) fn rm(global: &GlobalArgs, models: &[String]) -> Result<()> {
     let mut removed = Vec::new();
     for model in models {
         let id = match find(&catalog, model) {
-            Ok(entry) => entry.record.id,
+            Ok(entry) => entry.record.id.clone(),
             // A damaged entry can still be removed by id.
             Err(e) if CatalogKey::from_id(model).is_some() && is_damaged(&e) => model.clone(),
             Err(e) => return Err(e),

@@ -15,7 +15,7 @@ pub(crate) async fn verify(global: &GlobalArgs, models: &[String]) -> Result<()>
         (Some(catalog), true) => verifiable(catalog.list()?),
         (_, false) => models
             .iter()
-            .map(|m| find(&catalog, m).map(|e| e.record.id))
+            .map(|m| find(&catalog, m).map(|e| e.record.id.clone()))
             .collect::<Result<_>>()?,
     };
     let mut reports = Vec::new();
@@ -38,11 +38,11 @@ pub(crate) fn verifiable(listing: Vec<Listing>) -> Vec<String> {
     listing
         .into_iter()
         .filter_map(|l| match l {
-            Listing::Entry(e) if e.record.status == ArtifactStatus::Ready => Some(e.record.id),
+            Listing::Entry(e) if e.record.status == ArtifactStatus::Ready => Some(e.record.id.clone()),
             Listing::Entry(e)
                 if matches!(&e.record.status, ArtifactStatus::Failed { code, .. } if code == "integrity") =>
             {
-                Some(e.record.id)
+                Some(e.record.id.clone())
             }
             _ => None,
         })

@@ -105,7 +105,7 @@ async fn verify(hive: &Hive, global: &GlobalArgs, models: &[String]) -> Result<(
     } else {
         let mut ids = Vec::new();
         for model in models {
-            ids.push(hive.model(model).await?.record.id);
+            ids.push(hive.model(model).await?.record.id.clone());
         }
         ids
     };
