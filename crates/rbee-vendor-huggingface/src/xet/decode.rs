@@ -6,7 +6,7 @@ use rbee_transfer::{PieceSink, TransferError};
 use rbee_xet::cas::{ReconstructionTerm, XorbRangeDescriptor};
 use std::ops::Range;
 
-use rbee_xet::{ChunkHeader, chunk_hash, decode_chunk_borrowed};
+use rbee_xet::{ChunkHeader, decode_chunk_borrowed};
 
 use super::cache::{ChunkCache, LinkedChunk};
 
@@ -162,7 +162,6 @@ async fn hand_over(
                     index: chunk,
                     at,
                     len: decoded.len() as u32,
-                    hash: chunk_hash(decoded),
                 });
                 return Ok(());
             }

@@ -295,3 +295,52 @@ async fn chunks_of_a_file_that_failed_its_digest_are_not_served_again() {
         }
     }
 }
+
+/// A file the chunk cache links to, changed in place with its size and time put back (nothing a
+/// link can tell apart): the file rebuilt from it fails its digest and comes from the bridge,
+/// nothing wrong is kept, and the chunks are forgotten, so the next download is rebuilt from
+/// Xet alone.
+#[tokio::test]
+async fn a_linked_file_changed_behind_the_caches_back_is_caught_by_the_digest() {
+    let hub = Hub::start(2 * MIB).await;
+    let cache = tempfile::tempdir().unwrap();
+    let vendor = || {
+        let mut c = config(hub.hub.url().as_str(), hub.home.path());
+        c.xet_cache = Some(cache.path().join("chunks"));
+        HuggingFaceVendor::new(c, transfer())
+    };
+    let kept = tempfile::tempdir().unwrap();
+    let v = vendor();
+    let plan = resolve(&v, &format!("hf:{REPO}/{FILE}")).await.unwrap();
+    download_all(&v, &plan, kept.path()).await.0.unwrap();
+    let linked = kept.path().join(FILE);
+    let modified = std::fs::metadata(&linked).unwrap().modified().unwrap();
+    let mut changed = hub.data.clone();
+    changed[MIB] ^= 1;
+    std::fs::write(&linked, &changed).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&linked)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    for caught in [true, false] {
+        let v = vendor();
+        let plan = resolve(&v, &format!("hf:{REPO}/{FILE}")).await.unwrap();
+        hub.hub.reset_counters();
+        let dest = tempfile::tempdir().unwrap();
+        let (out, _) = download_all(&v, &plan, dest.path()).await;
+        assert_eq!(out.unwrap()[0].sha256, sha(&hub.data));
+        assert_eq!(std::fs::read(dest.path().join(FILE)).unwrap(), hub.data);
+        let c = hub.hub.xet_counters();
+        if caught {
+            assert!(c.bridge_bytes > 0, "the digest caught it: {c:?}");
+        } else {
+            assert_eq!(
+                c.bridge_bytes, 0,
+                "a wrong chunk came from the cache: {c:?}"
+            );
+            assert!(c.xorb_requests >= 1, "{c:?}");
+        }
+    }
+}

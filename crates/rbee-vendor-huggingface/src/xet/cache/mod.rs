@@ -7,9 +7,12 @@
 //! ```
 //!
 //! A chunk of a file that was downloaded and verified is not copied: a link records the file,
-//! the offset and the chunk's hash, and a read takes the bytes from that file, checked against
-//! the hash, so a file changed or removed since is noticed and its chunk fetched again. Only
-//! chunks no file keeps (the rest of a xorb range fetched for one term) are copied in.
+//! what it was then (device, inode, size, modification time) and the offset, and a read takes
+//! the bytes from that file while it is still the file it was, so a file replaced or removed
+//! since is noticed and its chunks fetched again. Nothing is hashed for a link: the file was
+//! verified whole, and a file rebuilt from linked chunks is verified whole too (a chunk found
+//! wrong that way is forgotten). Only chunks no file keeps (the rest of a xorb range fetched
+//! for one term) are copied in, and checked by their hash when read.
 //!
 //! A record found wrong after the fact (its file failed its digest) has its magic rewritten
 //! to "XCR0": still walked past, never indexed again, by this process or the next.
@@ -37,8 +40,8 @@ use rbee_xet::{XetHash, chunk_hash};
 use tokio::sync::{mpsc, oneshot};
 
 use record::{
-    HEADER_LEN, Key, Kind, MAGIC_FORGOTTEN, MAX_RECORD, Record, parse_header, walk_pack,
-    write_batch,
+    FileIdentity, HEADER_LEN, Key, Kind, LinkedFile, MAGIC_FORGOTTEN, MAX_RECORD, Record,
+    parse_header, walk_pack, write_batch,
 };
 
 mod record;
@@ -65,10 +68,10 @@ struct Loc {
     /// The chunk's length.
     len: u32,
     /// For a link: the file holding the chunk, and where.
-    file: Option<(Arc<Path>, u64)>,
+    file: Option<(Arc<LinkedFile>, u64)>,
 }
 
-/// A chunk of a verified download: where it lies in the file, and its hash.
+/// A chunk of a verified download: where it lies in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkedChunk {
     /// The xorb the chunk is in.
@@ -79,8 +82,6 @@ pub struct LinkedChunk {
     pub at: u64,
     /// Its length.
     pub len: u32,
-    /// The hash of its bytes.
-    pub hash: XetHash,
 }
 
 #[derive(Debug)]
@@ -130,7 +131,7 @@ impl ChunkCache {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
         let mut state = State::default();
-        let mut linked_paths = HashMap::new();
+        let mut linked_files = HashMap::new();
         for entry in std::fs::read_dir(&dir)?.flatten() {
             let path = entry.path();
             if is_old_layout_folder(&entry) {
@@ -149,7 +150,7 @@ impl ChunkCache {
                 continue;
             }
             let pack = state.packs.len();
-            for (key, found) in walk_pack(&path, meta.len(), &mut linked_paths) {
+            for (key, found) in walk_pack(&path, meta.len(), &mut linked_files) {
                 let loc = Loc {
                     pack,
                     offset: found.offset,
@@ -264,33 +265,44 @@ impl ChunkCache {
         Some(record)
     }
 
-    /// A linked chunk: the hash from its record in the pack, the bytes from the file it
-    /// names, served only when they still match. A file changed or gone since costs only
-    /// this chunk, which is forgotten (and fetched again by the caller).
+    /// A linked chunk: the bytes from the file it names, served only while that file is the
+    /// one that was linked (for an earlier build's link: while they match the hash in its
+    /// record). A file changed or gone since costs only its chunks, each forgotten when read
+    /// (and fetched again by the caller).
     fn read_linked(
         &self,
         key: Key,
         pack: &File,
         loc: &Loc,
-        linked: &Path,
+        linked: &LinkedFile,
         at: u64,
     ) -> Option<Vec<u8>> {
-        let mut header = [0u8; HEADER_LEN];
-        let hash = pack
-            .read_exact_at(&mut header, loc.offset)
-            .ok()
-            .and_then(|()| parse_header(&header))
-            .filter(|h| h.kind == Kind::Link && h.key == key)
-            .map(|h| h.hash);
         let mut data = vec![0u8; loc.len as usize];
-        let intact = hash.is_some_and(|hash| {
-            File::open(linked)
-                .and_then(|f| f.read_exact_at(&mut data, at))
-                .is_ok()
-                && chunk_hash(&data).as_bytes() == &hash
-        });
+        let read = |data: &mut [u8]| {
+            let file = File::open(&linked.path)?;
+            let same = linked.identity.is_none_or(|was| {
+                file.metadata()
+                    .is_ok_and(|now| FileIdentity::of(&now) == was)
+            });
+            if same {
+                file.read_exact_at(data, at)?;
+            }
+            Ok::<_, std::io::Error>(same)
+        };
+        let intact = read(&mut data).unwrap_or(false)
+            && (linked.identity.is_some() || {
+                let mut header = [0u8; HEADER_LEN];
+                pack.read_exact_at(&mut header, loc.offset)
+                    .ok()
+                    .and_then(|()| parse_header(&header))
+                    .is_some_and(|h| {
+                        h.kind == Kind::HashedLink
+                            && h.key == key
+                            && chunk_hash(&data).as_bytes() == &h.hash
+                    })
+            });
         if !intact {
-            tracing::debug!(file = %linked.display(), "a file the Xet chunk cache links to changed or is gone; forgetting the chunk");
+            tracing::debug!(file = %linked.path.display(), "a file the Xet chunk cache links to changed or is gone; forgetting the chunk");
             lock_unpoisoned(&self.inner.state).index.remove(&key);
             return None;
         }
@@ -298,19 +310,27 @@ impl ChunkCache {
     }
 
     /// Records where the chunks of a verified download lie in its file `path`, instead of
-    /// copying them: later reads take them from there. Chunks already here are skipped.
+    /// copying them: later reads take them from there while it is still this file (call it
+    /// once the file was verified, before anything else can change it). Chunks already here
+    /// are skipped.
     pub async fn link(&self, path: &Path, chunks: Vec<LinkedChunk>) {
-        let path: Arc<Path> = Arc::from(path);
+        let identity = match tokio::fs::symlink_metadata(path).await {
+            Ok(meta) if meta.is_file() => FileIdentity::of(&meta),
+            _ => return,
+        };
+        let file = Arc::new(LinkedFile {
+            path: path.to_path_buf(),
+            identity: Some(identity),
+        });
         for c in chunks {
             let key = (c.xorb, c.index);
             if self.has(&lock_unpoisoned(&self.inner.state), &key) {
                 continue;
             }
             let record = Record::Link {
-                path: path.clone(),
+                file: file.clone(),
                 at: c.at,
                 len: c.len,
-                hash: c.hash,
             };
             if self.queue.send(Job::Put(key, record)).await.is_err() {
                 return;
@@ -493,7 +513,7 @@ impl Inner {
                         state.pending.remove(key);
                         (data.len() as u32, None)
                     }
-                    Record::Link { path, at, len, .. } => (*len, Some((path.clone(), *at))),
+                    Record::Link { file, at, len } => (*len, Some((file.clone(), *at))),
                 };
                 let loc = Loc {
                     pack,
@@ -789,18 +809,14 @@ mod tests {
             .sum()
     }
 
-    /// Three chunks of `data`, a thousand bytes each, as they lie in a downloaded file.
-    fn linked(x: XetHash, data: &[u8]) -> Vec<LinkedChunk> {
+    /// Three chunks of a thousand bytes each, as they lie in a downloaded file.
+    fn linked(x: XetHash) -> Vec<LinkedChunk> {
         (0..3u32)
-            .map(|i| {
-                let at = i as usize * 1000;
-                LinkedChunk {
-                    xorb: x,
-                    index: i,
-                    at: at as u64,
-                    len: 1000,
-                    hash: chunk_hash(&data[at..at + 1000]),
-                }
+            .map(|i| LinkedChunk {
+                xorb: x,
+                index: i,
+                at: u64::from(i) * 1000,
+                len: 1000,
             })
             .collect()
     }
@@ -815,7 +831,7 @@ mod tests {
         let x = XetHash::from_bytes([8; 32]);
         {
             let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
-            cache.link(&file, linked(x, &data)).await;
+            cache.link(&file, linked(x)).await;
             cache.flush().await;
             assert!(cache.has_all(&x, range(0, 3)));
             assert_eq!(cache.read(&x, 1).unwrap(), &data[1000..2000]);
@@ -831,18 +847,91 @@ mod tests {
             "found again by a new process"
         );
         assert_eq!(cache.read(&x, 0).unwrap(), &data[..1000]);
-        // Changed since it was linked (as a file replaced by another revision would be):
-        // that chunk is refused and forgotten, the others still served.
+        // Another name for the file (the catalog links a file that is the same into another
+        // entry), and that name gone again: still the same file.
+        let other_name = files.path().join("other.gguf");
+        std::fs::hard_link(&file, &other_name).unwrap();
+        std::fs::remove_file(&other_name).unwrap();
+        assert_eq!(cache.read(&x, 2).unwrap(), &data[2000..]);
+        // Replaced since it was linked, even by a file whose other chunks are the same bytes
+        // (as another revision's file would be): it is no longer the file that was verified,
+        // so none of its chunks is served, and each is forgotten.
         let mut changed = data.clone();
         changed[1500] ^= 1;
-        std::fs::write(&file, &changed).unwrap();
+        let new = files.path().join("model.gguf.new");
+        std::fs::write(&new, &changed).unwrap();
+        std::fs::rename(&new, &file).unwrap();
         assert_eq!(cache.read(&x, 1), None);
         assert!(!cache.has_all(&x, range(1, 2)));
-        assert_eq!(cache.read(&x, 2).unwrap(), &data[2000..]);
+        assert_eq!(cache.read(&x, 2), None);
         // Gone (the model was removed): refused as well.
         std::fs::remove_file(&file).unwrap();
         assert_eq!(cache.read(&x, 0), None);
         assert!(!cache.has_all(&x, range(0, 1)));
+    }
+
+    #[tokio::test]
+    async fn a_linked_file_written_in_place_is_no_longer_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = tempfile::tempdir().unwrap();
+        let file = files.path().join("model.gguf");
+        let data = vec![5u8; 3000];
+        std::fs::write(&file, &data).unwrap();
+        let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+        let x = XetHash::from_bytes([10; 32]);
+        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        cache.link(&file, linked(x)).await;
+        cache.flush().await;
+        // The same size, a time set a second later: another file as far as a link can tell.
+        std::fs::write(&file, vec![6u8; 3000]).unwrap();
+        File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(modified + Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(cache.read(&x, 0), None);
+        // A longer file, even with the old time put back.
+        std::fs::write(&file, vec![5u8; 3001]).unwrap();
+        File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        assert_eq!(cache.read(&x, 1), None);
+    }
+
+    /// A pack written by an earlier build links chunks by their hash: still served while the
+    /// bytes match it, and refused once they do not.
+    #[tokio::test]
+    async fn an_earlier_builds_links_are_checked_by_their_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = tempfile::tempdir().unwrap();
+        let file = files.path().join("model.gguf");
+        let data: Vec<u8> = (0..2000u32).map(|i| (i * 3) as u8).collect();
+        std::fs::write(&file, &data).unwrap();
+        let x = XetHash::from_bytes([11; 32]);
+        let mut pack = Vec::new();
+        for i in 0..2u32 {
+            let chunk = &data[i as usize * 1000..][..1000];
+            let path = file.as_os_str().as_encoded_bytes();
+            pack.extend_from_slice(b"XCL1");
+            pack.extend_from_slice(x.as_bytes());
+            pack.extend_from_slice(&i.to_le_bytes());
+            pack.extend_from_slice(&(12 + path.len() as u32).to_le_bytes());
+            pack.extend_from_slice(chunk_hash(chunk).as_bytes());
+            pack.extend_from_slice(&(u64::from(i) * 1000).to_le_bytes());
+            pack.extend_from_slice(&1000u32.to_le_bytes());
+            pack.extend_from_slice(path);
+        }
+        std::fs::write(dir.path().join("1-1-1.pack"), &pack).unwrap();
+        let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(cache.read(&x, 0).unwrap(), &data[..1000]);
+        let mut changed = data.clone();
+        changed[1500] ^= 1;
+        std::fs::write(&file, &changed).unwrap();
+        assert_eq!(cache.read(&x, 1), None);
     }
 
     #[tokio::test]
@@ -855,7 +944,7 @@ mod tests {
         let x = XetHash::from_bytes([9; 32]);
         {
             let cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
-            cache.link(&file, linked(x, &data)).await;
+            cache.link(&file, linked(x)).await;
             // A chunk of a file that failed its digest, as the source forgets it.
             cache.forget(&x, range(0, 1)).await;
             assert!(!cache.has_all(&x, range(0, 1)));
