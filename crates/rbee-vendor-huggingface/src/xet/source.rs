@@ -115,7 +115,10 @@ impl XetSource {
         if !cache.has_all(&term.hash, term.range) {
             return Ok(false);
         }
-        // Blocking reads, a few MiB at a time, off the async threads.
+        // Blocking reads, a few MiB at a time, off the async threads, into one buffer (a
+        // buffer per chunk was most of the time: fresh pages faulted in, then unmapped).
+        let mut buf = Vec::new();
+        let mut held = None;
         let mut next = term.range.start;
         while next < term.range.end {
             let (from, to) = (
@@ -123,21 +126,23 @@ impl XetSource {
                 next.saturating_add(CACHE_READ_CHUNKS).min(term.range.end),
             );
             let (cache, xorb) = (cache.clone(), term.hash);
-            let chunks = tokio::task::spawn_blocking(move || {
-                (from..to).map(|i| cache.read(&xorb, i)).collect::<Vec<_>>()
+            let (all_there, filled, still_held) = tokio::task::spawn_blocking(move || {
+                let (mut buf, mut held): (Vec<u8>, _) = (buf, held);
+                buf.clear();
+                let all = (from..to).all(|i| cache.read_into(&xorb, i, &mut buf, &mut held));
+                (all, buf, held)
             })
             .await
             .map_err(|e| TransferError::transient(format!("reading the chunk cache: {e}")))?;
-            for data in chunks {
-                let Some(data) = data else {
-                    // Forgotten as damaged or gone from disk: the retry fetches the term.
-                    return Err(TransferError::transient(format!(
-                        "a cached chunk of term {index} of {} was damaged or removed",
-                        self.hash
-                    )));
-                };
-                sink.write(&data).await?;
+            if !all_there {
+                // Forgotten as damaged or gone from disk: the retry fetches the term.
+                return Err(TransferError::transient(format!(
+                    "a cached chunk of term {index} of {} was damaged or removed",
+                    self.hash
+                )));
             }
+            sink.write(&filled).await?;
+            (buf, held) = (filled, still_held);
             next = to;
         }
         self.reused

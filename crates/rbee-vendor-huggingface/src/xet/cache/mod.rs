@@ -191,19 +191,40 @@ impl ChunkCache {
         (range.start..range.end).all(|i| self.has(&state, &(*xorb, i)))
     }
 
-    /// Chunk `index` of `xorb`, when stored and still matching its hash (a damaged record is
-    /// forgotten; a pack that cannot be read any more, as when another process evicted it,
-    /// is forgotten whole). Counts as a use of its pack for eviction. Blocking file I/O,
-    /// done outside the cache's lock.
+    /// Chunk `index` of `xorb`, when stored and still good (see [`read_into`](Self::read_into)).
     pub fn read(&self, xorb: &XetHash, index: u32) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_into(xorb, index, &mut out, &mut None)
+            .then_some(out)
+    }
+
+    /// Appends chunk `index` of `xorb` to `out`, when stored and still good: a record in a pack
+    /// that matches its hash, or a link whose file is still the one linked (a damaged record
+    /// is forgotten; a pack that cannot be read any more, as when another process evicted it,
+    /// is forgotten whole). `out` is left as it was when not. `held` keeps the last linked file
+    /// open between calls, so that reading a run of chunks from one file opens it once.
+    /// Counts as a use of its pack for eviction. Blocking file I/O, done outside the cache's
+    /// lock.
+    pub fn read_into(
+        &self,
+        xorb: &XetHash,
+        index: u32,
+        out: &mut Vec<u8>,
+        held: &mut Option<HeldFile>,
+    ) -> bool {
         let key = (*xorb, index);
-        let (loc, path, file, touch) = {
+        let found = {
             let mut state = lock_unpoisoned(&self.inner.state);
             if let Some(data) = state.pending.get(&key) {
-                return Some(data.as_ref().clone());
+                out.extend_from_slice(data);
+                return true;
             }
-            let loc = state.index.get(&key)?.clone();
-            let pack = state.packs.get_mut(loc.pack)?.as_mut()?;
+            let Some(loc) = state.index.get(&key).cloned() else {
+                return false;
+            };
+            let Some(pack) = state.packs.get_mut(loc.pack).and_then(Option::as_mut) else {
+                return false;
+            };
             let now = SystemTime::now();
             pack.last_used = now;
             let touch = pack
@@ -219,6 +240,7 @@ impl ChunkCache {
                 touch.then_some(now),
             )
         };
+        let (loc, path, file, touch) = found;
         if let Some(now) = touch
             && let Ok(f) = File::options().append(true).open(&path)
         {
@@ -237,76 +259,87 @@ impl ChunkCache {
                 }
                 Err(e) => {
                     self.inner.forget_pack(loc.pack, &path, &e);
-                    return None;
+                    return false;
                 }
             },
         };
-        if let Some((linked, at)) = &loc.file {
-            return self.read_linked(key, &file, &loc, linked, *at);
+        let start = out.len();
+        let intact = match &loc.file {
+            Some((linked, at)) => self.read_linked(key, &file, &loc, linked, *at, out, held),
+            None => self.read_stored(key, &file, &loc, &path, out),
+        };
+        if !intact {
+            out.truncate(start);
         }
-        let mut record = vec![0u8; HEADER_LEN + loc.len as usize];
-        if let Err(e) = file.read_exact_at(&mut record, loc.offset) {
-            self.inner.forget_pack(loc.pack, &path, &e);
-            return None;
+        intact
+    }
+
+    /// A chunk kept in the pack `file`: appended to `out` when it matches its hash.
+    fn read_stored(
+        &self,
+        key: Key,
+        file: &File,
+        loc: &Loc,
+        path: &Path,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let mut header = [0u8; HEADER_LEN];
+        let start = out.len();
+        out.resize(start + loc.len as usize, 0);
+        let read = file
+            .read_exact_at(&mut header, loc.offset)
+            .and_then(|()| file.read_exact_at(&mut out[start..], loc.offset + HEADER_LEN as u64));
+        if let Err(e) = read {
+            self.inner.forget_pack(loc.pack, path, &e);
+            return false;
         }
-        let intact = parse_header(record[..HEADER_LEN].try_into().expect("a header's length"))
-            .is_some_and(|h| {
-                h.kind == Kind::Chunk
-                    && h.key == key
-                    && h.len == loc.len
-                    && chunk_hash(&record[HEADER_LEN..]).as_bytes() == &h.hash
-            });
+        let intact = parse_header(&header).is_some_and(|h| {
+            h.kind == Kind::Chunk
+                && h.key == key
+                && h.len == loc.len
+                && chunk_hash(&out[start..]).as_bytes() == &h.hash
+        });
         if !intact {
             tracing::warn!(dir = %self.inner.dir.display(), "a cached Xet chunk no longer matches its hash; forgetting it");
             lock_unpoisoned(&self.inner.state).index.remove(&key);
-            return None;
         }
-        record.drain(..HEADER_LEN);
-        Some(record)
+        intact
     }
 
-    /// A linked chunk: the bytes from the file it names, served only while that file is the
-    /// one that was linked (for an earlier build's link: while they match the hash in its
+    /// A linked chunk: appended to `out` from the file it names, only while that file is the
+    /// one that was linked (for an earlier build's link: while the bytes match the hash in its
     /// record). A file changed or gone since costs only its chunks, each forgotten when read
     /// (and fetched again by the caller).
+    #[allow(clippy::too_many_arguments)] // One chunk's place, and where it goes.
     fn read_linked(
         &self,
         key: Key,
         pack: &File,
         loc: &Loc,
-        linked: &LinkedFile,
+        linked: &Arc<LinkedFile>,
         at: u64,
-    ) -> Option<Vec<u8>> {
-        let mut data = vec![0u8; loc.len as usize];
-        let read = |data: &mut [u8]| {
-            let file = File::open(&linked.path)?;
-            let same = linked.identity.is_none_or(|was| {
-                file.metadata()
-                    .is_ok_and(|now| FileIdentity::of(&now) == was)
-            });
-            if same {
-                file.read_exact_at(data, at)?;
-            }
-            Ok::<_, std::io::Error>(same)
-        };
-        let intact = read(&mut data).unwrap_or(false)
-            && (linked.identity.is_some() || {
-                let mut header = [0u8; HEADER_LEN];
-                pack.read_exact_at(&mut header, loc.offset)
-                    .ok()
-                    .and_then(|()| parse_header(&header))
-                    .is_some_and(|h| {
-                        h.kind == Kind::HashedLink
-                            && h.key == key
-                            && chunk_hash(&data).as_bytes() == &h.hash
-                    })
-            });
+        out: &mut Vec<u8>,
+        held: &mut Option<HeldFile>,
+    ) -> bool {
+        // The record is read again: another process may have forgotten it since.
+        let mut header = [0u8; HEADER_LEN];
+        let record = pack
+            .read_exact_at(&mut header, loc.offset)
+            .ok()
+            .and_then(|()| parse_header(&header))
+            .filter(|h| h.key == key && matches!(h.kind, Kind::Link | Kind::HashedLink));
+        let start = out.len();
+        let intact = record.is_some_and(|h| {
+            out.resize(start + loc.len as usize, 0);
+            open_linked(linked, held)
+                .is_some_and(|file| file.read_exact_at(&mut out[start..], at).is_ok())
+                && (h.kind == Kind::Link || chunk_hash(&out[start..]).as_bytes() == &h.hash)
+        });
         if !intact {
             tracing::debug!(file = %linked.path.display(), "a file the Xet chunk cache links to changed or is gone; forgetting the chunk");
             lock_unpoisoned(&self.inner.state).index.remove(&key);
-            return None;
         }
-        Some(data)
+        intact
     }
 
     /// Records where the chunks of a verified download lie in its file `path`, instead of
@@ -410,6 +443,35 @@ impl ChunkCache {
             let _ = wait.await;
         }
     }
+}
+
+/// A linked file held open between reads of its chunks (see [`ChunkCache::read_into`]).
+#[derive(Debug)]
+pub struct HeldFile {
+    linked: Arc<LinkedFile>,
+    /// `None`: it is not the file that was linked any more, or it is gone.
+    file: Option<File>,
+}
+
+/// The file `linked` names, opened, when it is still the file that was linked; from `held`
+/// when it holds it already.
+fn open_linked<'a>(linked: &Arc<LinkedFile>, held: &'a mut Option<HeldFile>) -> Option<&'a File> {
+    if !held
+        .as_ref()
+        .is_some_and(|h| Arc::ptr_eq(&h.linked, linked))
+    {
+        let file = File::open(&linked.path).ok().filter(|file| {
+            linked.identity.is_none_or(|was| {
+                file.metadata()
+                    .is_ok_and(|now| FileIdentity::of(&now) == was)
+            })
+        });
+        *held = Some(HeldFile {
+            linked: linked.clone(),
+            file,
+        });
+    }
+    held.as_ref()?.file.as_ref()
 }
 
 impl Inner {
@@ -868,6 +930,24 @@ mod tests {
         std::fs::remove_file(&file).unwrap();
         assert_eq!(cache.read(&x, 0), None);
         assert!(!cache.has_all(&x, range(0, 1)));
+    }
+
+    #[tokio::test]
+    async fn a_link_another_process_forgot_is_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = tempfile::tempdir().unwrap();
+        let file = files.path().join("model.gguf");
+        std::fs::write(&file, vec![4u8; 3000]).unwrap();
+        let x = XetHash::from_bytes([12; 32]);
+        let one = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        one.link(&file, linked(x)).await;
+        one.flush().await;
+        let other = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        assert!(other.has_all(&x, range(0, 3)));
+        // A file rebuilt from chunk 1 failed its digest in the first process.
+        one.forget(&x, range(1, 2)).await;
+        assert_eq!(other.read(&x, 1), None);
+        assert_eq!(other.read(&x, 2).unwrap(), vec![4u8; 1000]);
     }
 
     #[tokio::test]
