@@ -73,6 +73,7 @@ HUB_PID=$!
 trap 'kill $HUB_PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -s "$WORK/hub.json" ] && break; sleep 0.1; done
 HUB=$(sed -n 's/.*"hub":"\([^"]*\)".*/\1/p' "$WORK/hub.json")
+XORBS=$(sed -n 's/.*"xorbs":"\([^"]*\)".*/\1/p' "$WORK/hub.json")
 [ -n "$HUB" ] || { echo "fake-hub did not start: $(cat "$WORK/hub.log")" >&2; exit 1; }
 ENDPOINT=${HUB%/}
 export HF_ENDPOINT=$ENDPOINT HF_HUB_DISABLE_TELEMETRY=1 NO_PROXY='*'
@@ -117,6 +118,15 @@ export -f rbee_get rbee_get_uncached hf_get hf_get_bridge
 export RBEE OUT PY
 
 clear_out() { rm -rf "${OUT:?}"/* "$OUT"/.[!.]* 2>/dev/null || true; }
+# What the fake serves from (xet: its xorbs; bridge: the file), read into the page cache, as a
+# real CAS or CDN keeps it on its own machines: the other tools' gigabytes would otherwise push
+# it out, and the next tool would be timed reading the fake's disk.
+warm() { # xet | bridge
+    case $1 in
+        bridge) cat "$MAIN" >/dev/null ;;
+        *) find "$XORBS" -type f -exec cat {} + >/dev/null ;;
+    esac
+}
 # measure CMD... : prints "wall max_rss_kib cpu_s xorb_bytes bridge_bytes reconstructions";
 # the caller clears $OUT or not.
 measure() {
@@ -150,6 +160,10 @@ if want speed; then
                 "huggingface_hub + hf_xet") cmd=(hf_get main) ;;
                 *) cmd=(hf_get_bridge main) ;;
             esac
+            case $tool in
+                *bridge* | *DISABLE_XET*) warm bridge ;;
+                *) warm xet ;;
+            esac
             read -r t m c x b r < <(measure "${cmd[@]}")
             echo "run $run | $tool | $t s | $((m / 1024)) MiB | xorb $x B, bridge $b B, $r reconstructions" >&2
             T[$tool]+="$t "
@@ -174,7 +188,9 @@ if want revision; then
             "rbee over Xet") first=(rbee_get hf:bench/xet/model.gguf) second=(rbee_get hf:bench/xet@v2/model.gguf) ;;
             *) first=(hf_get main) second=(hf_get v2) ;;
         esac
+        warm xet
         read -r _ _ _ x1 b1 _ < <(measure "${first[@]}")
+        warm xet
         read -r t m _ x b r < <(measure "${second[@]}")
         share=$(python3 -c "print(f'{($x + $b) * 100 / $SIZE:.1f}')")
         echo "revision | $tool | first $x1 + $b1 B | second $x + $b B = $share% | $t s" >&2
@@ -260,7 +276,7 @@ mib() { python3 -c "print(f'{$1 / 1048576:.0f}')"; }
     echo "One $SIZE_MIB MiB file of random bytes (\`bench/xet/model.gguf\`); revision \`v2\` is the same with about 10% of its Xet chunks changed (\`mutate-chunks\`, as the tests make it). Bytes are what the fake sent (\`/_admin/counters/xet\`): xorb bytes for Xet, bridge bytes for the plain resolve URL."
     if [ ${#ROWS[@]} -gt 0 ]; then
         echo
-        echo "Median wall and CPU (user + system) of $RUNS runs, the tools taking turns in each run; peak RSS and bytes: the largest of the runs. rbee verifies SHA-256 and fsyncs; its chunk cache (in its cache folder) is on, as by default."
+        echo "Median wall and CPU (user + system) of $RUNS runs, the tools taking turns in each run; peak RSS and bytes: the largest of the runs. rbee verifies SHA-256 and fsyncs; its chunk cache (in its cache folder) is on, as by default. Before each timed run, what the fake serves it from (its xorbs, or the file for the bridge) is read into the page cache."
         echo
         echo "| tool | wall (s) | MB/s | ÷ rbee bridge wall | peak RSS (MiB) | CPU (s) | xorb MiB | bridge MiB | runs (s) |"
         echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"

@@ -118,6 +118,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             "cdn": hub.cdn_url().as_str(),
             "admin": hub.url().join("_admin/").map(|u| u.to_string()).unwrap_or_default(),
             "root": hub.root(),
+            "xorbs": hub.xorb_dir(),
         });
         #[allow(clippy::print_stdout)]
         {

@@ -84,6 +84,12 @@ impl FakeHub {
         &self.state.config.root
     }
 
+    /// The folder the Xet-stored files' xorbs are kept in (a benchmark reads them into the
+    /// page cache before timing, as a real CAS serves from its own machines).
+    pub fn xorb_dir(&self) -> &Path {
+        self.state.xet.dir()
+    }
+
     /// `GET` this for the file `path` (relative to the root) straight from the hub.
     pub fn file_url(&self, path: &str) -> Url {
         crate::url_path::join_encoded(&self.state.hub_url, "files", path)

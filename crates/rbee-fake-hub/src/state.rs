@@ -25,6 +25,8 @@ pub(crate) struct HubState {
     pub(crate) rate_limit: Arc<AtomicU64>,
     pub(crate) signer: Signer,
     pub(crate) hashes: HashCache,
+    /// The last scan of each revision folder.
+    pub(crate) scans: crate::hf::Scans,
     /// GitHub API use per identity: (window start, requests in the window).
     pub(crate) gh_usage: Mutex<HashMap<String, (u64, u64)>>,
     /// Numbers the validators a `changing_validators` fault invents.
@@ -55,6 +57,7 @@ impl HubState {
             counters: Counters::default(),
             signer: Signer::new(),
             hashes: HashCache::default(),
+            scans: crate::hf::Scans::default(),
             gh_usage: Mutex::new(HashMap::new()),
             lies: AtomicU64::new(0),
             xet: Arc::new(crate::xet_store::XetStore::new(

@@ -73,6 +73,11 @@ impl XetStore {
         })
     }
 
+    /// Where the xorbs are kept.
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }

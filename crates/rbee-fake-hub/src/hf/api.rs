@@ -253,7 +253,8 @@ async fn refs(state: &HubState, req: &Parts, org: &str, name: &str) -> Result<Re
     for (branch, dir, rel) in revision_dirs(&repo).await {
         let sha = scan_revision(state, &repo, &dir, rel, branch == "main")
             .await?
-            .sha;
+            .sha
+            .clone();
         if let Some(n) = branch.strip_prefix("refs/pr/") {
             pulls.push(json!({ "name": n, "ref": branch, "targetCommit": sha }));
         } else if let Some(n) = branch.strip_prefix("refs/convert/") {

@@ -1,7 +1,9 @@
 //! A repo's revisions: `main` and the `.revisions/*` folders, each scanned into files with
 //! their sizes, git blob ids, LFS pointers and Xet hashes, and a commit id over them.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::hashes::{HashKind, git_blob_id, sha1_hex};
@@ -68,6 +70,20 @@ pub(super) struct RepoFile {
     pub(super) xet: Option<rbee_xet::XetHash>,
 }
 
+/// The last scan of each revision folder, used again while a walk finds the same files (paths,
+/// sizes, modification times) under the same Xet settings. Hashes were already kept per file;
+/// building the listing and the commit id again for each request of a 1,000-file snapshot
+/// still cost the fake more CPU than the client it was serving.
+#[derive(Debug, Default)]
+pub(crate) struct Scans(Mutex<HashMap<PathBuf, Scan>>);
+
+#[derive(Debug)]
+struct Scan {
+    listing: Vec<Listed>,
+    xet: serde_json::Value,
+    revision: Arc<Revision>,
+}
+
 #[derive(Debug)]
 pub(super) struct Revision {
     /// Path of the revision's folder relative to the served root (`hf/org/repo[/.revisions/x]`).
@@ -114,14 +130,21 @@ pub(super) async fn scan_revision(
     dir: &Path,
     rel_dir: String,
     is_main: bool,
-) -> Result<Revision, HubError> {
+) -> Result<Arc<Revision>, HubError> {
     let dir_owned = dir.to_path_buf();
     let listing = tokio::task::spawn_blocking(move || walk(&dir_owned, is_main))
         .await
         .map_err(|e| HubError::Internal(e.to_string()))?
         .map_err(|e| HubError::Internal(format!("{}: {e}", dir.display())))?;
+    let scans = || state.scans.0.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(scan) = scans().get(dir)
+        && scan.listing == listing
+        && scan.xet == repo.settings.xet
+    {
+        return Ok(scan.revision.clone());
+    }
     let mut files = Vec::with_capacity(listing.len());
-    for (path, abs, size, mtime) in listing {
+    for (path, abs, size, mtime) in listing.iter().cloned() {
         let file = if is_lfs(&path, size, state.config.lfs_threshold) {
             let sha256 = state
                 .hashes
@@ -171,54 +194,61 @@ pub(super) async fn scan_revision(
         };
         files.push(file);
     }
-    let mut listing = String::from("fakehub commit\n");
+    let mut commit = String::from("fakehub commit\n");
     for f in &files {
-        listing.push_str(&format!("{} {}\n", f.oid, f.path));
+        commit.push_str(&format!("{} {}\n", f.oid, f.path));
     }
-    Ok(Revision {
+    let revision = Arc::new(Revision {
         rel_dir,
-        sha: sha1_hex(listing.as_bytes()),
+        sha: sha1_hex(commit.as_bytes()),
         files,
-    })
+    });
+    scans().insert(
+        dir.to_path_buf(),
+        Scan {
+            listing,
+            xet: repo.settings.xet.clone(),
+            revision: revision.clone(),
+        },
+    );
+    Ok(revision)
 }
 
 pub(super) type Listed = (String, PathBuf, u64, SystemTime);
 
 /// Files under `dir`, sorted by path; skips `.git`, and at the top of `main` the settings
-/// file and the revisions folder.
+/// file and the revisions folder. Each file's size and time come from its folder's entry
+/// (`fstatat` on the folder), a link's from what it points to.
 pub(super) fn walk(dir: &Path, is_main: bool) -> std::io::Result<Vec<Listed>> {
-    fn go(
-        base: &Path,
-        dir: &Path,
-        top: bool,
-        is_main: bool,
-        out: &mut Vec<Listed>,
-    ) -> std::io::Result<()> {
+    fn go(dir: &Path, prefix: &str, is_main: bool, out: &mut Vec<Listed>) -> std::io::Result<()> {
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
+            let top = prefix.is_empty();
             if name == ".git" || (top && is_main && (name == SETTINGS || name == REVISIONS)) {
                 continue;
             }
             let path = entry.path();
-            let meta = std::fs::metadata(&path)?;
+            let meta = if entry.file_type()?.is_symlink() {
+                std::fs::metadata(&path)?
+            } else {
+                entry.metadata()?
+            };
+            let rel = if top {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
             if meta.is_dir() {
-                go(base, &path, false, is_main, out)?;
+                go(&path, &rel, is_main, out)?;
             } else if meta.is_file() {
-                let rel = path
-                    .strip_prefix(base)
-                    .unwrap_or(&path)
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join("/");
                 out.push((rel, path, meta.len(), meta.modified().unwrap_or(UNIX_EPOCH)));
             }
         }
         Ok(())
     }
     let mut out = Vec::new();
-    go(dir, dir, true, is_main, &mut out)?;
+    go(dir, "", is_main, &mut out)?;
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
@@ -228,7 +258,7 @@ pub(super) async fn open_revision(
     state: &HubState,
     repo: &Repo,
     rev: &str,
-) -> Result<Revision, HubError> {
+) -> Result<Arc<Revision>, HubError> {
     let wanted = repo.settings.tags.get(rev).map_or(rev, String::as_str);
     let dirs = revision_dirs(repo).await;
     if let Some((name, dir, rel)) = dirs.iter().find(|(n, _, _)| n == wanted) {

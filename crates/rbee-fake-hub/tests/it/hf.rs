@@ -573,3 +573,45 @@ async fn faults_and_counters_apply_to_hub_paths() {
         1
     );
 }
+
+/// A repo changed between requests (a file rewritten, one added, one removed) is served as it
+/// is now: a new commit, the new file's validators, the added file listed, the removed one gone.
+#[tokio::test]
+async fn a_repo_changed_between_requests_is_served_as_it_is_now() {
+    let (fx, data) = hf_fixture(1000).await;
+    let c = client();
+    let head = |file: &'static str| {
+        let url = fx.hub.hf_resolve_url("org/repo", "main", file);
+        let c = c.clone();
+        async move { c.head(url).send().await.unwrap() }
+    };
+    let before = head("config.json").await;
+    let commit = header(&before, "x-repo-commit").unwrap().to_owned();
+    assert_eq!(
+        header(&before, "etag"),
+        Some(&*format!("\"{}\"", git_oid(&data.config)))
+    );
+    // The same size, other bytes, a later time.
+    let changed = br#"{"model_type": "LLAMA"}"#;
+    assert_eq!(changed.len(), data.config.len());
+    let path = fx.dir.path().join("hf/org/repo/config.json");
+    std::fs::write(&path, changed).unwrap();
+    let later =
+        std::fs::metadata(&path).unwrap().modified().unwrap() + std::time::Duration::from_secs(1);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let after = head("config.json").await;
+    assert_ne!(header(&after, "x-repo-commit").unwrap(), commit);
+    assert_eq!(
+        header(&after, "etag"),
+        Some(&*format!("\"{}\"", git_oid(changed)))
+    );
+    write(fx.dir.path(), "hf/org/repo/added.txt", b"new");
+    std::fs::remove_file(fx.dir.path().join("hf/org/repo/sub/tokenizer.json")).unwrap();
+    assert_eq!(head("added.txt").await.status(), 200);
+    assert_eq!(head("sub/tokenizer.json").await.status(), 404);
+}
