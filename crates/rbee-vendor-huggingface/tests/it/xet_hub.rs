@@ -56,11 +56,16 @@ impl Hub {
 
     /// Downloads the file, checks it, and returns what the hub served.
     async fn download(&self, xet: bool) -> XetCounters {
-        let v = self.vendor(xet);
-        let plan = resolve(&v, &format!("hf:{REPO}/{FILE}")).await.unwrap();
+        self.download_with(&self.vendor(xet)).await
+    }
+
+    /// Downloads the file with `v` into a new folder, checks it, and returns what the hub
+    /// served.
+    async fn download_with(&self, v: &HuggingFaceVendor) -> XetCounters {
+        let plan = resolve(v, &format!("hf:{REPO}/{FILE}")).await.unwrap();
         self.hub.reset_counters();
         let dest = tempfile::tempdir().unwrap();
-        let (out, _) = download_all(&v, &plan, dest.path()).await;
+        let (out, _) = download_all(v, &plan, dest.path()).await;
         let files = out.unwrap();
         assert_eq!(files[0].sha256, sha(&self.data));
         assert_eq!(std::fs::read(dest.path().join(FILE)).unwrap(), self.data);
@@ -273,14 +278,7 @@ async fn chunks_of_a_file_that_failed_its_digest_are_not_served_again() {
         } else {
             hub.hub.clear_faults();
         }
-        let v = vendor();
-        let plan = resolve(&v, &format!("hf:{REPO}/{FILE}")).await.unwrap();
-        hub.hub.reset_counters();
-        let dest = tempfile::tempdir().unwrap();
-        let (out, _) = download_all(&v, &plan, dest.path()).await;
-        assert_eq!(out.unwrap()[0].sha256, sha(&hub.data));
-        assert_eq!(std::fs::read(dest.path().join(FILE)).unwrap(), hub.data);
-        let c = hub.hub.xet_counters();
+        let c = hub.download_with(&vendor()).await;
         if corrupt {
             assert!(c.bridge_bytes > 0, "the bridge filled in: {c:?}");
         } else {
@@ -325,14 +323,7 @@ async fn a_linked_file_changed_behind_the_caches_back_is_caught_by_the_digest() 
         .set_modified(modified)
         .unwrap();
     for caught in [true, false] {
-        let v = vendor();
-        let plan = resolve(&v, &format!("hf:{REPO}/{FILE}")).await.unwrap();
-        hub.hub.reset_counters();
-        let dest = tempfile::tempdir().unwrap();
-        let (out, _) = download_all(&v, &plan, dest.path()).await;
-        assert_eq!(out.unwrap()[0].sha256, sha(&hub.data));
-        assert_eq!(std::fs::read(dest.path().join(FILE)).unwrap(), hub.data);
-        let c = hub.hub.xet_counters();
+        let c = hub.download_with(&vendor()).await;
         if caught {
             assert!(c.bridge_bytes > 0, "the digest caught it: {c:?}");
         } else {
