@@ -108,6 +108,8 @@ impl HfConfig {
             Some(v) if matches!(v.trim(), "off" | "0" | "false" | "no") => {
                 config.xet_cache_max_bytes = 0;
             }
+            // On, where it is by default: not a folder named `on` wherever rbee runs.
+            Some(v) if is_truthy(&v) => {}
             Some(dir) => config.xet_cache = Some(PathBuf::from(dir)),
             None => {}
         }
@@ -206,6 +208,19 @@ mod tests {
         let c = from(&[("XDG_CACHE_HOME", "/xdg"), ("HF_HUB_OFFLINE", "0")], None).unwrap();
         assert_eq!(c.hf_home, Path::new("/xdg/huggingface"));
         assert!(!c.offline);
+    }
+
+    #[test]
+    fn the_xet_cache_is_a_folder_or_off_and_on_means_its_default_place() {
+        let c = |v: &str| from(&[("RBEE_XET_CACHE", v), ("HF_HOME", "/x/hf")], None).unwrap();
+        for on in ["on", "1", "true", "YES"] {
+            assert_eq!(c(on).xet_cache, None, "{on}");
+            assert!(c(on).xet_cache_max_bytes > 0, "{on}");
+        }
+        for off in ["off", "0", "false", "no"] {
+            assert_eq!(c(off).xet_cache_max_bytes, 0, "{off}");
+        }
+        assert_eq!(c("/x/chunks").xet_cache, Some(PathBuf::from("/x/chunks")));
     }
 
     #[test]
