@@ -124,6 +124,7 @@ mod hf;
 mod ollama;
 pub mod python;
 mod reply;
+mod scanned;
 mod server;
 mod sign;
 mod state;

@@ -26,7 +26,7 @@ pub(crate) struct HubState {
     pub(crate) signer: Signer,
     pub(crate) hashes: HashCache,
     /// The last scan of each revision folder.
-    pub(crate) scans: crate::hf::Scans,
+    pub(crate) scans: crate::scanned::Scans,
     /// GitHub API use per identity: (window start, requests in the window).
     pub(crate) gh_usage: Mutex<HashMap<String, (u64, u64)>>,
     /// Numbers the validators a `changing_validators` fault invents.
@@ -57,7 +57,7 @@ impl HubState {
             counters: Counters::default(),
             signer: Signer::new(),
             hashes: HashCache::default(),
-            scans: crate::hf::Scans::default(),
+            scans: crate::scanned::Scans::default(),
             gh_usage: Mutex::new(HashMap::new()),
             lies: AtomicU64::new(0),
             xet: Arc::new(crate::xet_store::XetStore::new(

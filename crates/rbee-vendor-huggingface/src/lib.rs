@@ -40,7 +40,9 @@ pub use quant::{
 pub use reference::{HfRef, HfSelector, SCHEME};
 pub use snapshot::{PathFilter, SnapshotChoice, select_snapshot};
 pub use vendor::HuggingFaceVendor;
-pub use xet::{ChunkCache, LinkedChunk, XetFile, XetSource, XetToken, XetTokens, is_xet_hash};
+pub use xet::{
+    ChunkCache, HeldFile, LinkedChunk, XetFile, XetSource, XetToken, XetTokens, is_xet_hash,
+};
 
 mod api;
 mod cache;

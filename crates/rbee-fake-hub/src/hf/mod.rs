@@ -11,7 +11,6 @@ mod revision;
 
 pub(crate) use api::api;
 pub(crate) use resolve::{resolve, resolve_url};
-pub(crate) use revision::Scans;
 
 #[cfg(test)]
 mod tests {

@@ -1,15 +1,15 @@
 //! A repo's revisions: `main` and the `.revisions/*` folders, each scanned into files with
 //! their sizes, git blob ids, LFS pointers and Xet hashes, and a commit id over them.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
 use crate::hashes::{HashKind, git_blob_id, sha1_hex};
 use crate::state::HubState;
 
 use super::repo::{HubError, Repo, SETTINGS};
+pub(super) use crate::scanned::{Lfs, Listed, RepoFile, Revision};
 
 /// Folder of the non-`main` revisions, at the top of the repo folder.
 pub(super) const REVISIONS: &str = ".revisions";
@@ -49,48 +49,6 @@ pub(super) const LFS_EXTENSIONS: &[&str] = &[
     "zip",
     "zst",
 ];
-
-#[derive(Debug, Clone)]
-pub(super) struct Lfs {
-    pub(super) sha256: String,
-    pub(super) pointer_size: u64,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct RepoFile {
-    /// Path in the repo, `/`-separated.
-    pub(super) path: String,
-    pub(super) abs: PathBuf,
-    pub(super) size: u64,
-    pub(super) mtime: SystemTime,
-    /// Git blob id: of the content, or of the LFS pointer for LFS files.
-    pub(super) oid: String,
-    pub(super) lfs: Option<Lfs>,
-    /// The Xet file hash, for LFS files stored in Xet.
-    pub(super) xet: Option<rbee_xet::XetHash>,
-}
-
-/// The last scan of each revision folder, used again while a walk finds the same files (paths,
-/// sizes, modification times) under the same Xet settings. Hashes were already kept per file;
-/// building the listing and the commit id again for each request of a 1,000-file snapshot
-/// still cost the fake more CPU than the client it was serving.
-#[derive(Debug, Default)]
-pub(crate) struct Scans(Mutex<HashMap<PathBuf, Scan>>);
-
-#[derive(Debug)]
-struct Scan {
-    listing: Vec<Listed>,
-    xet: serde_json::Value,
-    revision: Arc<Revision>,
-}
-
-#[derive(Debug)]
-pub(super) struct Revision {
-    /// Path of the revision's folder relative to the served root (`hf/org/repo[/.revisions/x]`).
-    pub(super) rel_dir: String,
-    pub(super) sha: String,
-    pub(super) files: Vec<RepoFile>,
-}
 
 /// Revision folders: `main` first, then `.revisions/*` by name.
 pub(super) async fn revision_dirs(repo: &Repo) -> Vec<(String, PathBuf, String)> {
@@ -136,12 +94,8 @@ pub(super) async fn scan_revision(
         .await
         .map_err(|e| HubError::Internal(e.to_string()))?
         .map_err(|e| HubError::Internal(format!("{}: {e}", dir.display())))?;
-    let scans = || state.scans.0.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(scan) = scans().get(dir)
-        && scan.listing == listing
-        && scan.xet == repo.settings.xet
-    {
-        return Ok(scan.revision.clone());
+    if let Some(revision) = state.scans.get(dir, &listing, &repo.settings.xet) {
+        return Ok(revision);
     }
     let mut files = Vec::with_capacity(listing.len());
     for (path, abs, size, mtime) in listing.iter().cloned() {
@@ -203,18 +157,11 @@ pub(super) async fn scan_revision(
         sha: sha1_hex(commit.as_bytes()),
         files,
     });
-    scans().insert(
-        dir.to_path_buf(),
-        Scan {
-            listing,
-            xet: repo.settings.xet.clone(),
-            revision: revision.clone(),
-        },
-    );
+    state
+        .scans
+        .put(dir, listing, repo.settings.xet.clone(), revision.clone());
     Ok(revision)
 }
-
-pub(super) type Listed = (String, PathBuf, u64, SystemTime);
 
 /// Files under `dir`, sorted by path; skips `.git`, and at the top of `main` the settings
 /// file and the revisions folder. Each file's size and time come from its folder's entry

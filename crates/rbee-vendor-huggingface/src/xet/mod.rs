@@ -18,7 +18,7 @@ mod source;
 mod token;
 
 pub(crate) use attach::attach;
-pub use cache::{ChunkCache, LinkedChunk};
+pub use cache::{ChunkCache, HeldFile, LinkedChunk};
 pub use discovery::XetFile;
 pub use rbee_xet::is_xet_hash;
 pub use source::XetSource;
