@@ -150,10 +150,12 @@ if want speed; then
     TOOLS=("rbee over Xet" "rbee over Xet, RBEE_XET_CACHE=off" "rbee --no-xet (bridge)" "huggingface_hub + hf_xet" "huggingface_hub, HF_HUB_DISABLE_XET=1")
     declare -A T M C X B
     for run in $(seq "$RUNS"); do
-        # Each run starts with the next tool, so that no tool is always the one timed right
-        # after the Python tools' gigabytes.
+        # Each run starts with the next tool, and every other run goes backwards, so that no
+        # tool is always timed right after the same one (after the Python tools' gigabytes).
+        n=${#TOOLS[@]}
         for k in "${!TOOLS[@]}"; do
-            tool=${TOOLS[$(((k + run - 1) % ${#TOOLS[@]}))]}
+            if ((run % 2)); then at=$(((run - 1 + k) % n)); else at=$(((run - 1 + n - k) % n)); fi
+            tool=${TOOLS[$at]}
             clear_out
             case $tool in
                 "rbee over Xet") cmd=(rbee_get hf:bench/xet/model.gguf) ;;
@@ -279,7 +281,7 @@ mib() { python3 -c "print(f'{$1 / 1048576:.0f}')"; }
     echo "One $SIZE_MIB MiB file of random bytes (\`bench/xet/model.gguf\`); revision \`v2\` is the same with about 10% of its Xet chunks changed (\`mutate-chunks\`, as the tests make it). Bytes are what the fake sent (\`/_admin/counters/xet\`): xorb bytes for Xet, bridge bytes for the plain resolve URL."
     if [ ${#ROWS[@]} -gt 0 ]; then
         echo
-        echo "Median wall and CPU (user + system) of $RUNS runs, the tools taking turns in each run, each run starting with the next; peak RSS and bytes: the largest of the runs. rbee verifies SHA-256 and fsyncs; its chunk cache (in its cache folder) is on, as by default. Before each timed run, what the fake serves it from (its xorbs, or the file for the bridge) is read into the page cache."
+        echo "Median wall and CPU (user + system) of $RUNS runs, the tools taking turns in each run, each run starting with the next and every other run going backwards; peak RSS and bytes: the largest of the runs. rbee verifies SHA-256 and fsyncs; its chunk cache (in its cache folder) is on, as by default. Before each timed run, what the fake serves it from (its xorbs, or the file for the bridge) is read into the page cache."
         echo
         echo "| tool | wall (s) | MB/s | ÷ rbee bridge wall | peak RSS (MiB) | CPU (s) | xorb MiB | bridge MiB | runs (s) |"
         echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
