@@ -82,6 +82,7 @@ pub use grammar::{
     registered_prefixes, registered_schemes, scheme_for_prefix, split_scheme,
 };
 pub use human::{human_bytes, human_duration};
+pub use identity::FileIdentity;
 pub use key::{CatalogKey, key_segment, key_segment_body, short_hash};
 pub use place::{available_space, link_or_copy};
 pub use progress::{
@@ -106,6 +107,7 @@ mod digest;
 mod error;
 mod grammar;
 mod human;
+mod identity;
 mod key;
 mod place;
 mod progress;

@@ -15,7 +15,7 @@ use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rbee_artifact::Sha256Digest;
+use rbee_artifact::{FileIdentity, Sha256Digest};
 
 const ATTRIBUTE: &str = "user.rbee.sha256";
 
@@ -75,7 +75,7 @@ pub(crate) fn note(file: &File, meta: &Metadata, digest: &Sha256Digest) {
 
 /// Whether `a` and `b` are the same inode in the same state (size, modification time).
 pub(crate) fn same_file_unchanged(a: &Metadata, b: &Metadata) -> bool {
-    a.dev() == b.dev() && a.ino() == b.ino() && key(a) == key(b)
+    FileIdentity::of(a) == FileIdentity::of(b)
 }
 
 #[cfg(test)]

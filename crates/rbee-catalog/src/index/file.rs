@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -204,10 +205,7 @@ fn look(folders: &mut Folders, nodes: &[(String, Node)]) -> Vec<Looked> {
     nodes
         .iter()
         .map(|(rel, node)| {
-            let below_root = rel.is_empty()
-                || rel
-                    .split('/')
-                    .all(|name| !name.is_empty() && name != "." && name != "..");
+            let below_root = rel.is_empty() || rbee_artifact::validate_relative_path(rel).is_ok();
             if !below_root {
                 return None;
             }
@@ -230,10 +228,10 @@ fn in_parallel<S, T: Send>(
     start: impl Fn() -> S + Sync,
     job: impl Fn(&mut S, usize) -> T + Sync,
 ) -> Vec<T> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(MAX_THREADS)
-        .min(jobs);
+    // Asked once: on Linux the answer reads the cgroup's files, and a daemon lists often.
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let threads = cores.min(MAX_THREADS).min(jobs);
     if threads <= 1 {
         let mut state = start();
         return (0..jobs).map(|i| job(&mut state, i)).collect();

@@ -24,6 +24,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub(super) use rbee_artifact::FileIdentity;
 use rbee_xet::{XetHash, chunk_hash};
 
 /// A chunk's bytes, kept in the pack.
@@ -64,42 +65,6 @@ pub(super) struct LinkedFile {
     pub path: PathBuf,
     /// `None` for an earlier build's link, whose chunk hash is checked instead.
     pub identity: Option<FileIdentity>,
-}
-
-/// What tells a file apart from the same path holding other bytes: its device and inode, size
-/// and modification time. The change time is left out: it also moves when the file gains or
-/// loses a name (the catalog links files that are the same into other entries).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct FileIdentity([u64; 4]);
-
-impl FileIdentity {
-    pub(super) const LEN: usize = 32;
-
-    pub(super) fn of(meta: &std::fs::Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        let mtime_ns = meta
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(meta.mtime_nsec());
-        Self([meta.dev(), meta.ino(), meta.size(), mtime_ns as u64])
-    }
-
-    fn to_bytes(self) -> [u8; Self::LEN] {
-        let mut out = [0u8; Self::LEN];
-        for (slot, v) in out.chunks_exact_mut(8).zip(self.0) {
-            slot.copy_from_slice(&v.to_le_bytes());
-        }
-        out
-    }
-
-    fn from_bytes(b: &[u8]) -> Option<Self> {
-        let b: &[u8; Self::LEN] = b.get(..Self::LEN)?.try_into().ok()?;
-        let mut v = [0u64; 4];
-        for (v, slot) in v.iter_mut().zip(b.chunks_exact(8)) {
-            *v = u64::from_le_bytes(slot.try_into().ok()?);
-        }
-        Some(Self(v))
-    }
 }
 
 /// A record found at `offset` of a pack: a chunk of `len` bytes, there or (`file`) at an offset
@@ -310,7 +275,9 @@ pub(super) fn walk_pack(
                         let (identity, path) = match kind {
                             Kind::Link => {
                                 let (identity, path) = named.split_at(FileIdentity::LEN);
-                                (FileIdentity::from_bytes(identity), path)
+                                let identity =
+                                    identity.try_into().ok().map(FileIdentity::from_bytes);
+                                (identity, path)
                             }
                             _ => (None, &named[..]),
                         };
