@@ -28,6 +28,10 @@ const READ_URL_LIFETIME: Duration = Duration::from_secs(6 * 3600);
 
 /// How often a waiting hive looks at the store again.
 const WAIT_POLL: Duration = Duration::from_millis(500);
+/// … and once the holder reports this much done, so that it reads the blobs soon after they
+/// are complete.
+const WAIT_POLL_NEARLY_DONE: Duration = Duration::from_millis(100);
+const NEARLY_DONE_PERCENT: u64 = 90;
 
 /// A cluster's shared store, as the provisioner uses it. Cheap to clone.
 #[derive(Debug, Clone)]

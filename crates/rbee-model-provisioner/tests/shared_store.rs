@@ -79,18 +79,29 @@ async fn hive_with_lease(
     required: bool,
     lease: LeaseConfig,
 ) -> rbee_artifact::Result<Hive> {
+    let store = StoreDouble::new(S3Store::new(store).unwrap());
+    hive_with_double(name, origin, store, required, lease).await
+}
+
+/// A hive on the standard vendors, two connections each, and `store`.
+async fn hive_with_double(
+    name: &str,
+    origin: &url::Url,
+    store: StoreDouble,
+    required: bool,
+    lease: LeaseConfig,
+) -> rbee_artifact::Result<Hive> {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = VendorSettings::default();
     settings.transfer.connections = 2;
     settings.transfer.max_connections = 2;
     settings.huggingface = Some(HfConfig::new(origin.clone(), dir.path().join("hf-home")));
-    let store: Arc<dyn SharedStore> = Arc::new(S3Store::new(store).unwrap());
     hive_on_store(
         name,
         dir,
         standard_vendors(&settings).unwrap(),
         &settings,
-        store,
+        Arc::new(store),
         required,
         lease,
     )
@@ -631,22 +642,38 @@ async fn a_download_that_fails_its_check_leaves_no_blob_behind() {
     assert!(store.list("manifests").await.unwrap().is_empty());
 }
 
-/// A store that removes each blob when asked for a URL to read it: a blob deleted (by
-/// `rbee model rm --shared`, by another hive) between the lookup of its size and its read.
+/// A Garage store with one misbehaviour at a time.
 #[derive(Debug)]
-struct DeletesBlobsBeforeTheirRead(S3Store);
+struct StoreDouble {
+    store: S3Store,
+    /// Each blob is removed when a URL to read it is asked for: a blob deleted (by
+    /// `rbee model rm --shared`, by another hive) between the lookup of its size and its read.
+    deletes_blobs_before_their_read: bool,
+    /// Lease writes land this late (a slow hive, a busy store).
+    lease_writes_after: Duration,
+}
+
+impl StoreDouble {
+    fn new(store: S3Store) -> StoreDouble {
+        StoreDouble {
+            store,
+            deletes_blobs_before_their_read: false,
+            lease_writes_after: Duration::ZERO,
+        }
+    }
+}
 
 #[async_trait::async_trait]
-impl SharedStore for DeletesBlobsBeforeTheirRead {
+impl SharedStore for StoreDouble {
     fn describe(&self) -> String {
-        self.0.describe()
+        self.store.describe()
     }
     async fn get(
         &self,
         key: &str,
         limit: u64,
     ) -> Result<Option<bytes::Bytes>, rbee_shared_store::StoreError> {
-        self.0.get(key, limit).await
+        self.store.get(key, limit).await
     }
     async fn put(
         &self,
@@ -654,7 +681,10 @@ impl SharedStore for DeletesBlobsBeforeTheirRead {
         bytes: bytes::Bytes,
         create_only: bool,
     ) -> Result<bool, rbee_shared_store::StoreError> {
-        self.0.put(key, bytes, create_only).await
+        if key.starts_with("leases/") {
+            tokio::time::sleep(self.lease_writes_after).await;
+        }
+        self.store.put(key, bytes, create_only).await
     }
     async fn put_file(
         &self,
@@ -663,7 +693,7 @@ impl SharedStore for DeletesBlobsBeforeTheirRead {
         sha256: &Sha256Digest,
         cancel: &CancellationToken,
     ) -> Result<u64, rbee_shared_store::StoreError> {
-        self.0.put_file(key, file, sha256, cancel).await
+        self.store.put_file(key, file, sha256, cancel).await
     }
     async fn put_growing(
         &self,
@@ -674,28 +704,28 @@ impl SharedStore for DeletesBlobsBeforeTheirRead {
         cancel: &CancellationToken,
         download_ended: &CancellationToken,
     ) -> Result<u64, rbee_shared_store::StoreError> {
-        self.0
+        self.store
             .put_growing(key, dest, size, sha256, cancel, download_ended)
             .await
     }
     async fn size(&self, key: &str) -> Result<Option<u64>, rbee_shared_store::StoreError> {
-        self.0.size(key).await
+        self.store.size(key).await
     }
     async fn delete(&self, key: &str) -> Result<(), rbee_shared_store::StoreError> {
-        self.0.delete(key).await
+        self.store.delete(key).await
     }
     async fn list(&self, dir: &str) -> Result<Vec<String>, rbee_shared_store::StoreError> {
-        self.0.list(dir).await
+        self.store.list(dir).await
     }
     async fn read_url(
         &self,
         key: &str,
         valid_for: Duration,
     ) -> Result<url::Url, rbee_shared_store::StoreError> {
-        if key.starts_with("blobs/") {
-            self.0.delete(key).await?;
+        if self.deletes_blobs_before_their_read && key.starts_with("blobs/") {
+            self.store.delete(key).await?;
         }
-        self.0.read_url(key, valid_for).await
+        self.store.read_url(key, valid_for).await
     }
 }
 
@@ -718,19 +748,12 @@ async fn a_blob_deleted_before_its_read_is_fetched_from_the_origin_even_when_the
     let (got, _) = provision(&a).await;
     assert_exact(&got.unwrap(), &cluster.weights);
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = VendorSettings::default();
-    settings.huggingface = Some(HfConfig::new(
-        cluster.hub.url().clone(),
-        dir.path().join("hf-home"),
-    ));
-    let store = DeletesBlobsBeforeTheirRead(S3Store::new(store_config(garage, prefix)).unwrap());
-    let b = hive_on_store(
+    let mut store = StoreDouble::new(S3Store::new(store_config(garage, prefix)).unwrap());
+    store.deletes_blobs_before_their_read = true;
+    let b = hive_with_double(
         "hive-b",
-        dir,
-        standard_vendors(&settings).unwrap(),
-        &settings,
-        Arc::new(store),
+        cluster.hub.url(),
+        store,
         true,
         LeaseConfig::default(),
     )
@@ -745,6 +768,68 @@ async fn a_blob_deleted_before_its_read_is_fetched_from_the_origin_even_when_the
             .iter()
             .any(|e| e.contains("went away while it was read")),
         "a warning: {events:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_hive_whose_lease_another_overwrote_just_after_it_won_stops_and_reads_the_store() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let cluster = Cluster::start().await;
+    // 4 MiB/s for a hive's two connections: the weights take about six seconds.
+    cluster.hub.set_rate_limit(Some(2 << 20));
+    let prefix = "contested";
+    // Both hives find no lease. A's lease lands at 0.3 s and A starts after its first look
+    // back; B's lands at 0.9 s, after A's first look and before A's second (after 1.5-3 s
+    // more), so B is the holder and A must stop and wait for it.
+    let mut store_a = StoreDouble::new(S3Store::new(store_config(garage, prefix)).unwrap());
+    store_a.lease_writes_after = Duration::from_millis(300);
+    let mut store_b = StoreDouble::new(S3Store::new(store_config(garage, prefix)).unwrap());
+    store_b.lease_writes_after = Duration::from_millis(900);
+    let ttl = Duration::from_secs(30);
+    let a = hive_with_double(
+        "hive-a",
+        cluster.hub.url(),
+        store_a,
+        false,
+        LeaseConfig::new(ttl, Duration::from_millis(1500)),
+    )
+    .await
+    .unwrap();
+    let b = hive_with_double(
+        "hive-b",
+        cluster.hub.url(),
+        store_b,
+        false,
+        LeaseConfig::new(ttl, Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let ((got_a, events_a), (got_b, _)) = tokio::join!(provision(&a), provision(&b));
+    let (got_a, got_b) = (got_a.unwrap(), got_b.unwrap());
+    assert_exact(&got_a, &cluster.weights);
+    assert_exact(&got_b, &cluster.weights);
+    assert!(
+        events_a
+            .iter()
+            .any(|e| e.contains("landed just after this one's")),
+        "hive A said why it stopped: {events_a:#?}"
+    );
+    assert!(
+        source_of(&got_a, "model.safetensors").contains("shared store"),
+        "hive A read the store: {}",
+        source_of(&got_a, "model.safetensors")
+    );
+    assert!(!source_of(&got_b, "model.safetensors").contains("shared store"));
+    let origin = cluster.origin_bytes();
+    eprintln!(
+        "a contested lease: the origin sent {origin} bytes for a {WEIGHTS}-byte model ({:.3}x)",
+        origin as f64 / WEIGHTS as f64
+    );
+    assert!(
+        origin < 2 * WEIGHTS as u64,
+        "hive A stopped part way: the origin sent {origin} bytes"
     );
 }
 

@@ -3,13 +3,18 @@
 //! Stores that refuse a second conditional create (AWS S3, MinIO) elect with it. Stores that
 //! ignore it (Garage answers `200` and overwrites) elect by writing a lease with a random
 //! token, waiting a short jittered moment, and reading it back: a hive proceeds only if its
-//! token is still there. Two hives can both win when one's write lands after the other's read
-//! back; that costs a second origin download, never a wrong file, because blobs are named and
+//! token is still there. It starts after a first, quick read back and reads again once the
+//! full settle has passed: a write of another hive that landed in between means that hive
+//! fetches, and the lease says so ([`Lease::contested`]) so that this one stops at once and
+//! waits. Two hives can still both win when one's write lands after the other's second read;
+//! that costs a second origin download, never a wrong file, because blobs are named and
 //! checked by their digest. The holder refreshes its expiry while it works; a holder that dies
 //! loses the lease at expiry and a waiting hive takes over.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -83,24 +88,33 @@ pub async fn honours_create_only(store: &dyn SharedStore) -> Result<bool, StoreE
 pub struct LeaseConfig {
     /// How long a lease lasts without a refresh (the holder refreshes every third of it).
     pub ttl: Duration,
-    /// How long a hive waits before reading its lease back (plus up to as much again at
-    /// random), on stores without conditional writes.
+    /// How long after writing its lease a hive reads it back for good (plus up to as much
+    /// again at random), on stores without conditional writes: a write of another hive that
+    /// landed by then wins over this one's.
     pub settle: Duration,
+    /// How long after writing its lease a hive first reads it back (plus up to as much again
+    /// at random) and, when it is still its own, starts; at most `settle`.
+    pub start_after: Duration,
 }
 
 impl LeaseConfig {
-    /// Leases of `ttl`, read back after `settle` (plus jitter).
+    /// Leases of `ttl`, read back after `settle` (plus jitter); a hive starts after the
+    /// default first read back, or after `settle` when that is shorter.
     pub fn new(ttl: Duration, settle: Duration) -> Self {
-        LeaseConfig { ttl, settle }
+        LeaseConfig {
+            ttl,
+            settle,
+            start_after: START_AFTER.min(settle),
+        }
     }
 }
 
+/// The first read back of a lease: a few round trips to a store on the LAN.
+const START_AFTER: Duration = Duration::from_millis(100);
+
 impl Default for LeaseConfig {
     fn default() -> Self {
-        LeaseConfig {
-            ttl: Duration::from_secs(30),
-            settle: Duration::from_millis(400),
-        }
+        LeaseConfig::new(Duration::from_secs(30), Duration::from_millis(400))
     }
 }
 
@@ -168,7 +182,7 @@ impl Elector {
         let body = Bytes::from(serde_json::to_vec(&mine).expect("a lease serialises"));
         if self.conditional && existing.is_none() {
             if self.store.put(&key, body, true).await? {
-                return Ok(Election::Won(self.lease(id, mine)));
+                return Ok(Election::Won(self.lease(id, mine, None)));
             }
             return Ok(match read_json::<LeaseRecord>(&*self.store, &key).await? {
                 Some(other) => Election::Held(other),
@@ -177,10 +191,17 @@ impl Elector {
             });
         }
         self.store.put(&key, body, false).await?;
+        let written = Instant::now();
         let settle = self.config.settle;
-        tokio::time::sleep(settle + settle.mul_f64(rbee_transfer::jitter())).await;
+        let settled = written + settle + settle.mul_f64(rbee_transfer::jitter());
+        let start = self.config.start_after.min(settle);
+        let first_look = (written + start + start.mul_f64(rbee_transfer::jitter())).min(settled);
+        tokio::time::sleep_until(first_look).await;
         match read_json::<LeaseRecord>(&*self.store, &key).await? {
-            Some(now) if now.token == mine.token => Ok(Election::Won(self.lease(id, mine))),
+            Some(now) if now.token == mine.token => {
+                let look_again = (first_look < settled).then_some(settled);
+                Ok(Election::Won(self.lease(id, mine, look_again)))
+            }
             Some(other) => Ok(Election::Held(other)),
             None => Ok(Election::Held(mine)),
         }
@@ -194,13 +215,17 @@ impl Elector {
         }
     }
 
-    fn lease(&self, id: &str, record: LeaseRecord) -> Lease {
+    /// The lease won with `record`; `look_again`: when to read it back once more, for a lease
+    /// won at the first look.
+    fn lease(&self, id: &str, record: LeaseRecord, look_again: Option<Instant>) -> Lease {
         let lost = CancellationToken::new();
+        let contested = CancellationToken::new();
         let refresher = tokio::spawn(refresh(
             self.store.clone(),
             layout::lease(id),
             record.clone(),
             self.config.ttl,
+            look_again.map(|at| (at, contested.clone())),
             lost.clone(),
         ));
         Lease {
@@ -208,6 +233,7 @@ impl Elector {
             id: id.to_string(),
             record,
             lost,
+            contested,
             refresher,
         }
     }
@@ -217,14 +243,29 @@ fn expiry(ttl: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(30))
 }
 
-/// Keeps a lease alive; cancels `lost` when another hive took it over.
+/// Keeps a lease alive; cancels `lost` when another hive took it over, and also the token
+/// of `look_again` when that was found at its time.
 async fn refresh(
     store: Arc<dyn SharedStore>,
     key: String,
     mut record: LeaseRecord,
     ttl: Duration,
+    look_again: Option<(Instant, CancellationToken)>,
     lost: CancellationToken,
 ) {
+    if let Some((at, contested)) = look_again {
+        tokio::time::sleep_until(at).await;
+        match read_json::<LeaseRecord>(&*store, &key).await {
+            Ok(Some(now)) if now.token != record.token => {
+                tracing::info!(holder = %now.holder, "another hive's lease landed just after this one's: it fetches from the origin");
+                contested.cancel();
+                lost.cancel();
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "could not read the lease back once more"),
+        }
+    }
     loop {
         tokio::time::sleep(ttl / 3).await;
         match read_json::<LeaseRecord>(&*store, &key).await {
@@ -257,6 +298,7 @@ pub struct Lease {
     id: String,
     record: LeaseRecord,
     lost: CancellationToken,
+    contested: CancellationToken,
     refresher: tokio::task::JoinHandle<()>,
 }
 
@@ -266,9 +308,17 @@ impl Lease {
         &self.record
     }
 
-    /// Fires when another hive took the lease over (this one was thought dead).
+    /// Fires when another hive took the lease over (this one was thought dead, or the lease
+    /// was [contested](Self::contested)).
     pub fn lost(&self) -> &CancellationToken {
         &self.lost
+    }
+
+    /// Fires when, read back once more after the settle, the lease had become another hive's:
+    /// that hive's write landed just after this one's, and it fetches from the origin. This
+    /// hive should stop its own fetch and wait.
+    pub fn contested(&self) -> &CancellationToken {
+        &self.contested
     }
 
     /// Tells waiting hives how far this one is.

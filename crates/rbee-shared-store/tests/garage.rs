@@ -9,9 +9,9 @@ use bytes::Bytes;
 use rbee_artifact::Sha256Digest;
 use rbee_fake_hub::Garage;
 use rbee_shared_store::{
-    Election, Elector, FailureKind, LeaseConfig, MANIFEST_SCHEMA, Manifest, ManifestFile, S3Store,
-    SharedStore, StoreConfig, StoreError, honours_create_only, layout, publish_blob, read_manifest,
-    remove_artifact, write_manifest,
+    Election, Elector, FailureKind, LeaseConfig, LeaseRecord, MANIFEST_SCHEMA, Manifest,
+    ManifestFile, S3Store, SharedStore, StoreConfig, StoreError, honours_create_only, layout,
+    publish_blob, read_manifest, remove_artifact, write_manifest,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -211,7 +211,9 @@ async fn under_contention_one_hive_wins_and_the_double_wins_are_counted() {
     let config = LeaseConfig::default();
     let hives = electors(store.clone(), 4, &config);
     let rounds = 12;
-    let mut double_wins = 0;
+    // Winners at the first look back, and those still winning once the lease was read back
+    // after the whole settle (the others stop: their lease is contested).
+    let (mut early_double_wins, mut double_wins) = (0, 0);
     for round in 0..rounds {
         let id = format!("artifact-{round}");
         let results = futures::future::join_all(hives.iter().map(|h| h.try_acquire(&id))).await;
@@ -223,6 +225,15 @@ async fn under_contention_one_hive_wins_and_the_double_wins_are_counted() {
         }
         assert!(!winners.is_empty(), "round {round}: nobody won");
         if winners.len() > 1 {
+            early_double_wins += 1;
+        }
+        tokio::time::sleep(config.settle * 2 + Duration::from_millis(300)).await;
+        let holders = winners
+            .iter()
+            .filter(|l| !l.contested().is_cancelled())
+            .count();
+        assert!(holders >= 1, "round {round}: every winner was contested");
+        if holders > 1 {
             double_wins += 1;
         }
         for lease in winners {
@@ -230,12 +241,55 @@ async fn under_contention_one_hive_wins_and_the_double_wins_are_counted() {
         }
     }
     eprintln!(
-        "lease contention on Garage: {double_wins} of {rounds} rounds had more than one winner (4 hives)"
+        "lease contention on Garage: {double_wins} of {rounds} rounds had more than one winner (4 hives); \
+         {early_double_wins} had more than one at the first look back"
     );
     assert!(
         double_wins * 2 <= rounds,
         "{double_wins} of {rounds} rounds had several winners"
     );
+}
+
+#[tokio::test]
+async fn a_lease_overwritten_after_the_first_look_back_is_contested_and_one_left_alone_is_not() {
+    let Some(garage) = Garage::shared() else {
+        return;
+    };
+    let store: Arc<dyn SharedStore> = Arc::new(store(garage, "contested"));
+    let config = LeaseConfig::new(Duration::from_secs(30), Duration::from_millis(800));
+    let hive = &electors(store.clone(), 1, &config)[0];
+
+    let Election::Won(lease) = hive.try_acquire("overwritten").await.unwrap() else {
+        panic!("the only hive wins an empty lease");
+    };
+    // Another hive's write lands now, after this one's first look back.
+    let other = LeaseRecord {
+        holder: "hive-late".into(),
+        token: "late".into(),
+        expires_at: chrono::Utc::now() + chrono::Duration::seconds(30),
+    };
+    let body = Bytes::from(serde_json::to_vec(&other).unwrap());
+    store
+        .put(&layout::lease("overwritten"), body, false)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), lease.contested().cancelled())
+        .await
+        .expect("the second look back finds the other hive's lease");
+    assert!(lease.lost().is_cancelled());
+    match hive.try_acquire("overwritten").await.unwrap() {
+        Election::Held(now) => assert_eq!(now.holder, "hive-late"),
+        Election::Won(_) => panic!("won a lease another hive holds"),
+    }
+
+    let Election::Won(kept) = hive.try_acquire("left-alone").await.unwrap() else {
+        panic!("the only hive wins an empty lease");
+    };
+    // Past the second look back (the settle plus at most as much again).
+    tokio::time::sleep(config.settle * 2 + Duration::from_millis(500)).await;
+    assert!(!kept.contested().is_cancelled());
+    assert!(!kept.lost().is_cancelled());
+    kept.release().await.unwrap();
 }
 
 #[tokio::test]

@@ -57,63 +57,29 @@ impl Provisioner {
         }
 
         let shared = self.shared_store().filter(|_| !to_fetch.is_empty());
-        let mut lease = None;
-        if let Some(tier) = shared {
-            let updater = self.spawn_status_updater(key.clone(), tracker.clone());
-            let outcome = tier
-                .fetch(key, resolved, to_fetch, files_dir, tracker, cancel, record)
-                .await;
-            updater.abort();
-            (to_fetch, lease) = outcome?;
-        }
-        let from_origin = !to_fetch.is_empty();
-        if from_origin {
-            let updater = self.spawn_status_updater(key.clone(), tracker.clone());
-            let lease = lease.map(Arc::new);
-            let reporter = match (shared, &lease) {
-                (Some(tier), Some(lease)) => {
-                    Some(tier.spawn_progress(lease.clone(), tracker.clone()))
-                }
-                _ => None,
-            };
-            let followers = match (shared, &lease) {
-                (Some(tier), Some(_)) => Some(tier.follow_uploads(&to_fetch, files_dir, cancel)),
-                _ => None,
-            };
-            let outcome = vendor
-                .download(resolved, &to_fetch, files_dir, tracker, cancel)
-                .await
-                .and_then(|downloaded| {
-                    check_downloaded(&to_fetch, &downloaded, files_dir)?;
-                    Ok(downloaded)
-                });
-            // Only after the check: a vendor that returned Ok without a file must not leave an
-            // upload waiting for it.
-            if let Some(followers) = followers {
-                followers.finish(outcome.is_ok()).await;
+        loop {
+            let mut lease = None;
+            if let Some(tier) = shared {
+                let updater = self.spawn_status_updater(key.clone(), tracker.clone());
+                let outcome = tier
+                    .fetch(key, resolved, to_fetch, files_dir, tracker, cancel, record)
+                    .await;
+                updater.abort();
+                (to_fetch, lease) = outcome?;
             }
-            updater.abort();
-            if let Some(reporter) = reporter {
-                reporter.abort();
-                // Abort only asks; the reporter's clone of the lease is gone once it has ended.
-                let _ = reporter.await;
+            if to_fetch.is_empty() {
+                break;
             }
-            if let Ok(downloaded) = &outcome {
-                for d in downloaded {
-                    set_digest(record, &d.path, d.sha256, d.size);
-                }
-                if let Some(tier) = shared {
-                    tier.publish(record, files_dir, tracker, cancel).await;
-                }
+            let origin = self.fetch_from_origin(
+                vendor, resolved, &to_fetch, files_dir, tracker, cancel, record, key, lease,
+            );
+            if origin.await? == Origin::Fetched {
+                break;
             }
-            // Released whatever the outcome, so that waiting hives take over at once instead
-            // of waiting for the lease to expire.
-            if let Some(lease) = lease.and_then(|l| Arc::try_unwrap(l).ok())
-                && let Err(e) = lease.release().await
-            {
-                tracing::warn!(error = %e, "could not release the shared store's lease; it expires on its own");
-            }
-            outcome?;
+            tracker.message(format!(
+                "another hive's claim on {} landed just after this one's: it fetches from the origin, this hive waits for it",
+                key.id()
+            ));
         }
         // Every file must now be in place at its recorded size, as a regular file.
         for f in &record.files {
@@ -141,6 +107,91 @@ impl Provisioner {
             }
         }
         Ok(())
+    }
+
+    /// Fetches `to_fetch` from the origin; with `lease`, for the cluster: reporting progress,
+    /// uploading as it goes and publishing after the check. Returns [`Origin::Contested`],
+    /// having stopped, when the lease turned out to be another hive's.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_from_origin(
+        &self,
+        vendor: &Arc<dyn rbee_artifact::VendorSource>,
+        resolved: &ResolvedArtifact,
+        to_fetch: &[ResolvedFile],
+        files_dir: &Path,
+        tracker: &DownloadTracker,
+        cancel: &CancellationToken,
+        record: &mut ArtifactRecord,
+        key: &CatalogKey,
+        lease: Option<rbee_shared_store::Lease>,
+    ) -> Result<Origin> {
+        let shared = self.shared_store();
+        let updater = self.spawn_status_updater(key.clone(), tracker.clone());
+        let lease = lease.map(Arc::new);
+        let reporter = match (shared, &lease) {
+            (Some(tier), Some(lease)) => Some(tier.spawn_progress(lease.clone(), tracker.clone())),
+            _ => None,
+        };
+        let followers = match (shared, &lease) {
+            (Some(tier), Some(_)) => Some(tier.follow_uploads(to_fetch, files_dir, cancel)),
+            _ => None,
+        };
+        // A contested lease stops the download (not what it already wrote: the files are
+        // read from the store next, and a .part is only ever kept for bytes that check out).
+        let download_cancel = cancel.child_token();
+        let stop_when_contested = lease.as_ref().map(|lease| {
+            let contested = lease.contested().clone();
+            let download_cancel = download_cancel.clone();
+            tokio::spawn(async move {
+                contested.cancelled().await;
+                download_cancel.cancel();
+            })
+        });
+        let outcome = vendor
+            .download(resolved, to_fetch, files_dir, tracker, &download_cancel)
+            .await
+            .and_then(|downloaded| {
+                check_downloaded(to_fetch, &downloaded, files_dir)?;
+                Ok(downloaded)
+            });
+        if let Some(stop) = stop_when_contested {
+            stop.abort();
+        }
+        let contested = outcome.is_err()
+            && !cancel.is_cancelled()
+            && lease.as_ref().is_some_and(|l| l.contested().is_cancelled());
+        // Only after the check: a vendor that returned Ok without a file must not leave an
+        // upload waiting for it.
+        if let Some(followers) = followers {
+            followers.finish(outcome.is_ok()).await;
+        }
+        updater.abort();
+        if let Some(reporter) = reporter {
+            reporter.abort();
+            // Abort only asks; the reporter's clone of the lease is gone once it has ended.
+            let _ = reporter.await;
+        }
+        if contested {
+            // The lease and the progress it reported are the other hive's now.
+            return Ok(Origin::Contested);
+        }
+        if let Ok(downloaded) = &outcome {
+            for d in downloaded {
+                set_digest(record, &d.path, d.sha256, d.size);
+            }
+            if let Some(tier) = shared {
+                tier.publish(record, files_dir, tracker, cancel).await;
+            }
+        }
+        // Released whatever the outcome, so that waiting hives take over at once instead
+        // of waiting for the lease to expire.
+        if let Some(lease) = lease.and_then(|l| Arc::try_unwrap(l).ok())
+            && let Err(e) = lease.release().await
+        {
+            tracing::warn!(error = %e, "could not release the shared store's lease; it expires on its own");
+        }
+        outcome?;
+        Ok(Origin::Fetched)
     }
 
     /// Links a ready catalog file with the same digest instead of downloading it.
@@ -181,4 +232,12 @@ impl Provisioner {
         tracker.file_reused(&file.path, size, format!("catalog ({})", source.display()));
         Ok(Some(sha))
     }
+}
+
+/// How a fetch from the origin ended, when it did not fail.
+#[derive(Debug, PartialEq, Eq)]
+enum Origin {
+    Fetched,
+    /// Stopped: another hive won the lease just after this one and fetches instead.
+    Contested,
 }

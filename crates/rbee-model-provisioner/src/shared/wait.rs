@@ -9,7 +9,7 @@ use rbee_catalog::ArtifactRecord;
 use rbee_shared_store::{Election, Lease};
 use tokio_util::sync::CancellationToken;
 
-use super::{Fault, SharedTier, WAIT_POLL};
+use super::{Fault, NEARLY_DONE_PERCENT, SharedTier, WAIT_POLL, WAIT_POLL_NEARLY_DONE};
 
 impl SharedTier {
     /// Fetches what it can of `to_fetch` from the store into `files_dir`; when the rest must
@@ -52,6 +52,7 @@ impl SharedTier {
             if to_fetch.is_empty() {
                 return Ok((to_fetch, None));
             }
+            let poll;
             match self.inner.elector.try_acquire(&id).await {
                 Ok(Election::Won(lease)) => {
                     tracing::info!(id, "this hive fetches from the origin for the cluster");
@@ -63,17 +64,23 @@ impl SharedTier {
                     return Ok((to_fetch, None));
                 }
                 Ok(Election::Held(other)) => {
-                    let progress = match self.inner.elector.progress(&id).await {
-                        Ok(Some(p)) if p.holder == other.holder => {
+                    let (progress, look_again) = match self.inner.elector.progress(&id).await {
+                        Ok(Some(p)) if p.holder == other.holder => (
                             format!(
                                 ": {}% ({} of {})",
                                 p.percent(),
                                 human_bytes(p.bytes),
                                 human_bytes(p.total)
-                            )
-                        }
-                        _ => String::new(),
+                            ),
+                            if p.percent() >= NEARLY_DONE_PERCENT {
+                                WAIT_POLL_NEARLY_DONE
+                            } else {
+                                WAIT_POLL
+                            },
+                        ),
+                        _ => (String::new(), WAIT_POLL),
                     };
+                    poll = look_again;
                     let line = format!("waiting for hive {}{progress}", other.holder);
                     if line != told_waiting {
                         tracker.message(line.clone());
@@ -86,7 +93,7 @@ impl SharedTier {
                 }
             }
             tokio::select! {
-                () = tokio::time::sleep(WAIT_POLL) => {}
+                () = tokio::time::sleep(poll) => {}
                 () = cancel.cancelled() => return Err(Error::Cancelled),
             }
         }
