@@ -29,7 +29,8 @@ DATE=$(date -u +%F)
 RESULT_MD=${RESULT_MD:-$ROOT/bench/results/xet-$DATE.md}
 want() { [[ " $CASES " == *" $1 "* ]]; }
 mkdir -p "$WORK/home" "$OUT" "$ROOT/bench/results"
-# Nothing here may touch the real HOME or ~/.cache.
+# Nothing here may touch the real HOME or ~/.cache; the build still finds the toolchain.
+export RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup} CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
 export HOME=$WORK/home XDG_CACHE_HOME=$WORK/home/.cache
 
 [ -x /usr/bin/time ] || {
