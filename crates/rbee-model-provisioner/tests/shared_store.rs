@@ -134,7 +134,14 @@ async fn hive_on_store(
 
 /// Every event of a provision, as JSON lines.
 async fn provision(hive: &Hive) -> (rbee_artifact::Result<Provisioned>, Vec<String>) {
-    let tracker = DownloadTracker::new(JobId::generate());
+    provision_tracked(hive, &DownloadTracker::new(JobId::generate())).await
+}
+
+/// [`provision`], on `tracker`.
+async fn provision_tracked(
+    hive: &Hive,
+    tracker: &DownloadTracker,
+) -> (rbee_artifact::Result<Provisioned>, Vec<String>) {
     let (_, mut rx) = tracker.subscribe();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
@@ -151,7 +158,7 @@ async fn provision(hive: &Hive) -> (rbee_artifact::Result<Provisioned>, Vec<Stri
         hive.provisioner.provision(
             "hf:org/model".parse().unwrap(),
             ProvisionOptions::default(),
-            &tracker,
+            tracker,
             CancellationToken::new(),
         ),
     )
@@ -806,7 +813,9 @@ async fn a_hive_whose_lease_another_overwrote_just_after_it_won_stops_and_reads_
     )
     .await
     .unwrap();
-    let ((got_a, events_a), (got_b, _)) = tokio::join!(provision(&a), provision(&b));
+    let tracker_a = DownloadTracker::new(JobId::generate());
+    let ((got_a, events_a), (got_b, _)) =
+        tokio::join!(provision_tracked(&a, &tracker_a), provision(&b));
     let (got_a, got_b) = (got_a.unwrap(), got_b.unwrap());
     assert_exact(&got_a, &cluster.weights);
     assert_exact(&got_b, &cluster.weights);
@@ -822,6 +831,13 @@ async fn a_hive_whose_lease_another_overwrote_just_after_it_won_stops_and_reads_
         source_of(&got_a, "model.safetensors")
     );
     assert!(!source_of(&got_b, "model.safetensors").contains("shared store"));
+    // What A fetched before it stopped is not counted twice.
+    assert!(
+        tracker_a.bytes() <= tracker_a.total(),
+        "hive A's progress: {} of {} bytes",
+        tracker_a.bytes(),
+        tracker_a.total()
+    );
     let origin = cluster.origin_bytes();
     eprintln!(
         "a contested lease: the origin sent {origin} bytes for a {WEIGHTS}-byte model ({:.3}x)",

@@ -240,6 +240,17 @@ impl DownloadTracker {
         });
     }
 
+    /// `n` bytes counted earlier belong to an attempt that was given up: its files are fetched
+    /// again from elsewhere, and count from there.
+    pub fn discard(&self, n: u64) {
+        let _ = self
+            .inner
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(n))
+            });
+    }
+
     /// Counts bytes rebuilt from a chunk store: `fetched` over the network, `reused` from the
     /// local chunk cache. The `completed` event carries the sums.
     pub fn fetched_and_reused(&self, fetched: u64, reused: u64) {

@@ -147,6 +147,7 @@ impl Provisioner {
                 download_cancel.cancel();
             })
         });
+        let counted_before = tracker.bytes();
         let outcome = vendor
             .download(resolved, to_fetch, files_dir, tracker, &download_cancel)
             .await
@@ -172,7 +173,9 @@ impl Provisioner {
             let _ = reporter.await;
         }
         if contested {
-            // The lease and the progress it reported are the other hive's now.
+            // The lease and the progress it reported are the other hive's now; the bytes this
+            // hive fetched count again when read from the store.
+            tracker.discard(tracker.bytes().saturating_sub(counted_before));
             return Ok(Origin::Contested);
         }
         if let Ok(downloaded) = &outcome {
