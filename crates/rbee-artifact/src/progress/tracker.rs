@@ -407,12 +407,7 @@ impl FileProgress {
     pub fn rewind(&self, n: u64) {
         let n = n.min(self.state.bytes.load(Ordering::Relaxed));
         self.state.bytes.fetch_sub(n, Ordering::Relaxed);
-        let inner = &self.tracker.inner;
-        let _ = inner
-            .bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                Some(b.saturating_sub(n))
-            });
+        self.tracker.discard(n);
     }
 
     /// The file's size became known (or changed).

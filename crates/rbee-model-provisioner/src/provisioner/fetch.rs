@@ -70,10 +70,12 @@ impl Provisioner {
             if to_fetch.is_empty() {
                 break;
             }
-            let origin = self.fetch_from_origin(
-                vendor, resolved, &to_fetch, files_dir, tracker, cancel, record, key, lease,
-            );
-            if origin.await? == Origin::Fetched {
+            let origin = self
+                .fetch_from_origin(
+                    vendor, resolved, &to_fetch, files_dir, tracker, cancel, record, key, lease,
+                )
+                .await?;
+            if origin == Origin::Fetched {
                 break;
             }
             tracker.message(format!(

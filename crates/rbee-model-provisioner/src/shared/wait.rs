@@ -52,8 +52,7 @@ impl SharedTier {
             if to_fetch.is_empty() {
                 return Ok((to_fetch, None));
             }
-            let poll;
-            match self.inner.elector.try_acquire(&id).await {
+            let other = match self.inner.elector.try_acquire(&id).await {
                 Ok(Election::Won(lease)) => {
                     tracing::info!(id, "this hive fetches from the origin for the cluster");
                     return Ok((to_fetch, Some(lease)));
@@ -63,35 +62,34 @@ impl SharedTier {
                     // fetch without one (correctness never depends on it).
                     return Ok((to_fetch, None));
                 }
-                Ok(Election::Held(other)) => {
-                    let (progress, look_again) = match self.inner.elector.progress(&id).await {
-                        Ok(Some(p)) if p.holder == other.holder => (
-                            format!(
-                                ": {}% ({} of {})",
-                                p.percent(),
-                                human_bytes(p.bytes),
-                                human_bytes(p.total)
-                            ),
-                            if p.percent() >= NEARLY_DONE_PERCENT {
-                                WAIT_POLL_NEARLY_DONE
-                            } else {
-                                WAIT_POLL
-                            },
-                        ),
-                        _ => (String::new(), WAIT_POLL),
-                    };
-                    poll = look_again;
-                    let line = format!("waiting for hive {}{progress}", other.holder);
-                    if line != told_waiting {
-                        tracker.message(line.clone());
-                        told_waiting = line;
-                    }
-                }
+                Ok(Election::Held(other)) => other,
                 Err(e) => {
                     self.passed_over(tracker, e)?;
                     return Ok((to_fetch, None));
                 }
+            };
+            // The holder's own report only: a stale one of an earlier holder says nothing.
+            let progress = match self.inner.elector.progress(&id).await {
+                Ok(Some(p)) if p.holder == other.holder => Some(p),
+                _ => None,
+            };
+            let mut line = format!("waiting for hive {}", other.holder);
+            if let Some(p) = &progress {
+                line.push_str(&format!(
+                    ": {}% ({} of {})",
+                    p.percent(),
+                    human_bytes(p.bytes),
+                    human_bytes(p.total)
+                ));
             }
+            if line != told_waiting {
+                tracker.message(line.clone());
+                told_waiting = line;
+            }
+            let poll = match progress {
+                Some(p) if p.percent() >= NEARLY_DONE_PERCENT => WAIT_POLL_NEARLY_DONE,
+                _ => WAIT_POLL,
+            };
             tokio::select! {
                 () = tokio::time::sleep(poll) => {}
                 () = cancel.cancelled() => return Err(Error::Cancelled),
