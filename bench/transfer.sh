@@ -109,9 +109,24 @@ set_faults() { admin faults "$1"; }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# Empties $OUT for the next run. Large files are deleted; the rest is moved aside and deleted
+# by clear_trash after the case. On an ext4 without a journal (this machine's root), an inode
+# freed less than a minute ago is skipped, one by one, by every inode allocation after it: a
+# tool run right after another's thousands of files were deleted would pay for them.
+TRASH=$WORK/trash
+clear_out() {
+    find "${OUT:?}" -type f -size +1M -delete 2>/dev/null || true
+    mkdir -p "$TRASH"
+    local aside
+    aside=$(mktemp -d "$TRASH/run.XXXXXX")
+    find "$OUT" -mindepth 1 -maxdepth 1 -exec mv -t "$aside" {} + 2>/dev/null || true
+}
+clear_trash() { rm -rf "$TRASH"; }
+trap 'kill $HUB_PID 2>/dev/null || true; clear_trash' EXIT
+
 # time_run CMD... : runs CMD after clearing $OUT, prints "wall max_rss_kib cpu_s"
 time_run() {
-    rm -rf "${OUT:?}"/* "$OUT"/.[!.]* 2>/dev/null || true
+    clear_out
     sync
     if ! /usr/bin/time -f "%e %M %U %S" -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/cmd.log"; then
         echo "failed: $* ($(tail -3 "$WORK/cmd.log"))" >&2
@@ -231,7 +246,7 @@ if want tail; then
     # Throughput over time, sampled from the hub's byte counter, one run of each.
     : >"$WORK/tail-samples.tsv"
     for tool in rbee aria2c hf_transfer; do
-        rm -rf "${OUT:?}"/* "$OUT"/.[!.]* 2>/dev/null || true
+        clear_out
         set_faults "$slow"
         curl -sf -X POST "${HUB}_admin/counters/reset" >/dev/null
         case $tool in
@@ -300,6 +315,8 @@ if want snapshot; then
     [ -x "$HFHUB" ] && bench "$case" "$total" "hf-hub 1.0 (crate)" "$HFHUB" "$ENDPOINT" bench/snap --snapshot "$OUT/snap"
     # Every file, as the peers fetch (by default rbee takes only the weights).
     bench "$case" "$total" "rbee (verified, durable)" "$RBEE" --cache-dir "$OUT/cache" --quiet model download hf:bench/snap --include '**'
+    clear_out
+    clear_trash
 fi
 
 CATALOG_NOTE=""
@@ -379,7 +396,7 @@ if want resume; then
     set_cap "$CAP"
     f=file-1g.bin
     size=$((1 << 30))
-    rm -rf "${OUT:?}"/*
+    clear_out
     RESUME=$("$PY" - "$RBEE" "$OUT/cache" "hf:bench/big/$f" "$HUB" "$f" "$size" "$WORK/files/hf/bench/big/$f" <<'PY'
 import glob, json, os, subprocess, sys, time, urllib.request
 rbee, cache, ref, hub, name, size, source = sys.argv[1:8]

@@ -130,5 +130,6 @@ mod sign;
 mod state;
 mod tmpfs;
 mod url_path;
+mod walks;
 pub mod xet;
 mod xet_store;

@@ -41,19 +41,20 @@ impl Scans {
     pub(crate) fn get(
         &self,
         dir: &Path,
-        listing: &[Listed],
+        listing: &Arc<Vec<Listed>>,
         xet: &serde_json::Value,
     ) -> Option<Arc<Revision>> {
         let scans = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let scan = scans.get(dir)?;
-        (scan.listing == listing && scan.xet == *xet).then(|| scan.revision.clone())
+        let same_files = Arc::ptr_eq(&scan.listing, listing) || scan.listing == *listing;
+        (same_files && scan.xet == *xet).then(|| scan.revision.clone())
     }
 
     /// Keeps the scan of `dir`.
     pub(crate) fn put(
         &self,
         dir: &Path,
-        listing: Vec<Listed>,
+        listing: Arc<Vec<Listed>>,
         xet: serde_json::Value,
         revision: Arc<Revision>,
     ) {
@@ -71,7 +72,7 @@ impl Scans {
 
 #[derive(Debug)]
 struct Scan {
-    listing: Vec<Listed>,
+    listing: Arc<Vec<Listed>>,
     xet: serde_json::Value,
     revision: Arc<Revision>,
 }

@@ -27,6 +27,8 @@ pub(crate) struct HubState {
     pub(crate) hashes: HashCache,
     /// The last scan of each revision folder.
     pub(crate) scans: crate::scanned::Scans,
+    /// The last walk of each revision folder, while nothing under it changed.
+    pub(crate) walks: Arc<crate::walks::Walks>,
     /// GitHub API use per identity: (window start, requests in the window).
     pub(crate) gh_usage: Mutex<HashMap<String, (u64, u64)>>,
     /// Numbers the validators a `changing_validators` fault invents.
@@ -58,6 +60,7 @@ impl HubState {
             signer: Signer::new(),
             hashes: HashCache::default(),
             scans: crate::scanned::Scans::default(),
+            walks: Arc::default(),
             gh_usage: Mutex::new(HashMap::new()),
             lies: AtomicU64::new(0),
             xet: Arc::new(crate::xet_store::XetStore::new(

@@ -1,15 +1,17 @@
 //! A repo's revisions: `main` and the `.revisions/*` folders, each scanned into files with
 //! their sizes, git blob ids, LFS pointers and Xet hashes, and a commit id over them.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use crate::hashes::{HashKind, git_blob_id, sha1_hex};
 use crate::state::HubState;
+use crate::walks::Walked;
 
 use super::repo::{HubError, Repo, SETTINGS};
-pub(super) use crate::scanned::{Lfs, Listed, RepoFile, Revision};
+pub(super) use crate::scanned::{Lfs, RepoFile, Revision};
 
 /// Folder of the non-`main` revisions, at the top of the repo folder.
 pub(super) const REVISIONS: &str = ".revisions";
@@ -89,11 +91,12 @@ pub(super) async fn scan_revision(
     rel_dir: String,
     is_main: bool,
 ) -> Result<Arc<Revision>, HubError> {
-    let dir_owned = dir.to_path_buf();
-    let listing = tokio::task::spawn_blocking(move || walk(&dir_owned, is_main))
-        .await
-        .map_err(|e| HubError::Internal(e.to_string()))?
-        .map_err(|e| HubError::Internal(format!("{}: {e}", dir.display())))?;
+    let (dir_owned, walks) = (dir.to_path_buf(), state.walks.clone());
+    let listing =
+        tokio::task::spawn_blocking(move || walks.get(&dir_owned, || walk(&dir_owned, is_main)))
+            .await
+            .map_err(|e| HubError::Internal(e.to_string()))?
+            .map_err(|e| HubError::Internal(format!("{}: {e}", dir.display())))?;
     if let Some(revision) = state.scans.get(dir, &listing, &repo.settings.xet) {
         return Ok(revision);
     }
@@ -166,8 +169,9 @@ pub(super) async fn scan_revision(
 /// Files under `dir`, sorted by path; skips `.git`, and at the top of `main` the settings
 /// file and the revisions folder. Each file's size and time come from its folder's entry
 /// (`fstatat` on the folder), a link's from what it points to.
-pub(super) fn walk(dir: &Path, is_main: bool) -> std::io::Result<Vec<Listed>> {
-    fn go(dir: &Path, prefix: &str, is_main: bool, out: &mut Vec<Listed>) -> std::io::Result<()> {
+pub(super) fn walk(dir: &Path, is_main: bool) -> std::io::Result<Walked> {
+    fn go(dir: &Path, prefix: &str, is_main: bool, out: &mut Walked) -> std::io::Result<()> {
+        out.folders.push(dir.to_path_buf());
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -177,6 +181,7 @@ pub(super) fn walk(dir: &Path, is_main: bool) -> std::io::Result<Vec<Listed>> {
             }
             let path = entry.path();
             let meta = if entry.file_type()?.is_symlink() {
+                out.watchable = false;
                 std::fs::metadata(&path)?
             } else {
                 entry.metadata()?
@@ -189,14 +194,20 @@ pub(super) fn walk(dir: &Path, is_main: bool) -> std::io::Result<Vec<Listed>> {
             if meta.is_dir() {
                 go(&path, &rel, is_main, out)?;
             } else if meta.is_file() {
-                out.push((rel, path, meta.len(), meta.modified().unwrap_or(UNIX_EPOCH)));
+                out.watchable &= meta.nlink() == 1;
+                let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+                out.files.push((rel, path, meta.len(), mtime));
             }
         }
         Ok(())
     }
-    let mut out = Vec::new();
+    let mut out = Walked {
+        files: Vec::new(),
+        folders: Vec::new(),
+        watchable: true,
+    };
     go(dir, "", is_main, &mut out)?;
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.files.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 

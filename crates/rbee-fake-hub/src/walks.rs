@@ -1,0 +1,226 @@
+//! The last walk of each revision folder, kept until inotify reports a change under it.
+//!
+//! The real Hub does not list a repo's folders on every request; a fake that does spends a
+//! `statx` per file per request, and a client fetching a 1,000-file snapshot then shares its
+//! cores with 1,000 walks of 1,000 files. Events are queued by the kernel before the
+//! changing call returns, so a change made before a request is seen by that request.
+//!
+//! A walk is not kept when it cannot be watched whole: a link (its target lies outside the
+//! watched folders), a file with more than one name (written through another folder, no
+//! event reaches this one), or a folder the kernel would not watch. Without inotify every
+//! request walks, as before.
+
+use std::collections::{HashMap, HashSet};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+
+use crate::scanned::Listed;
+
+/// What a walk found, and whether inotify can tell when it goes out of date.
+pub(crate) struct Walked {
+    pub(crate) files: Vec<Listed>,
+    /// Every folder walked, the top one first.
+    pub(crate) folders: Vec<PathBuf>,
+    /// False when a link or a many-named file was found: see the module documentation.
+    pub(crate) watchable: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Walks(Mutex<Option<Watched>>);
+
+#[derive(Debug)]
+struct Watched {
+    inotify: Inotify,
+    /// Each watched folder's walks (the top folders whose walk went through it).
+    tops: HashMap<WatchDescriptor, HashSet<PathBuf>>,
+    kept: HashMap<PathBuf, Arc<Vec<Listed>>>,
+}
+
+const CHANGES: WatchMask = WatchMask::MODIFY
+    .union(WatchMask::ATTRIB)
+    .union(WatchMask::CLOSE_WRITE)
+    .union(WatchMask::CREATE)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE)
+    .union(WatchMask::MOVE_SELF);
+
+impl Walks {
+    /// The files under `top`: the kept walk when nothing under it changed since, else a new
+    /// walk by `walk`, kept when it can be watched.
+    pub(crate) fn get(
+        &self,
+        top: &Path,
+        walk: impl Fn() -> std::io::Result<Walked>,
+    ) -> std::io::Result<Arc<Vec<Listed>>> {
+        let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.is_none() {
+            // Stays None when inotify is unavailable; then every call walks.
+            *guard = Inotify::init().ok().map(|inotify| Watched {
+                inotify,
+                tops: HashMap::new(),
+                kept: HashMap::new(),
+            });
+        }
+        let Some(watched) = guard.as_mut() else {
+            return walk().map(|w| Arc::new(w.files));
+        };
+        watched.forget_changed();
+        if let Some(files) = watched.kept.get(top) {
+            return Ok(files.clone());
+        }
+        // A folder changed between its walk and its watch would go unseen: so watch what the
+        // first walk found, walk again, and keep only when both walks agree.
+        let first = walk()?;
+        let watching = first.watchable && first.folders.iter().all(|f| watched.watch(f, top));
+        let second = walk()?;
+        let files = Arc::new(second.files);
+        if watching && second.watchable && second.folders == first.folders && *files == first.files
+        {
+            watched.kept.insert(top.to_path_buf(), files.clone());
+        }
+        Ok(files)
+    }
+}
+
+impl Watched {
+    /// Watches `folder` for the walk of `top`; false when the kernel refuses.
+    fn watch(&mut self, folder: &Path, top: &Path) -> bool {
+        match self.inotify.watches().add(folder, CHANGES) {
+            Ok(wd) => {
+                self.tops.entry(wd).or_default().insert(top.to_path_buf());
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Drops every kept walk that an event since the last call touches.
+    fn forget_changed(&mut self) {
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            let events = match self.inotify.read_events(&mut buffer) {
+                Ok(events) => events,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.kept.clear();
+                    return;
+                }
+            };
+            let mut any = false;
+            for event in events {
+                any = true;
+                if event.mask.contains(EventMask::Q_OVERFLOW) {
+                    self.kept.clear();
+                    continue;
+                }
+                let tops = if event.mask.contains(EventMask::IGNORED) {
+                    self.tops.remove(&event.wd)
+                } else {
+                    self.tops.get(&event.wd).cloned()
+                };
+                for top in tops.into_iter().flatten() {
+                    self.kept.remove(&top);
+                }
+            }
+            if !any {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn walk_of(dir: &Path, calls: &AtomicUsize) -> std::io::Result<Walked> {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let mut files = Vec::new();
+        let mut folders = vec![dir.to_path_buf()];
+        let mut watchable = true;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d)? {
+                let e = e?;
+                let meta = std::fs::symlink_metadata(e.path())?;
+                if meta.is_symlink() {
+                    watchable = false;
+                } else if meta.is_dir() {
+                    folders.push(e.path());
+                    stack.push(e.path());
+                } else {
+                    let name = e.path().strip_prefix(dir).unwrap().display().to_string();
+                    files.push((name, e.path(), meta.len(), meta.modified()?));
+                }
+            }
+        }
+        files.sort();
+        Ok(Walked {
+            files,
+            folders,
+            watchable,
+        })
+    }
+
+    #[test]
+    fn a_walk_is_reused_until_something_under_it_changes() {
+        let root = tempfile::tempdir().unwrap();
+        let top = root.path().join("repo");
+        std::fs::create_dir_all(top.join("sub")).unwrap();
+        std::fs::write(top.join("sub/a.txt"), b"a").unwrap();
+        let walks = Walks::default();
+        let calls = AtomicUsize::new(0);
+        let get = || walks.get(&top, || walk_of(&top, &calls)).unwrap();
+
+        assert_eq!(get().len(), 1);
+        assert_eq!(get().len(), 1);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "a first walk and its check, then reuse"
+        );
+
+        // A file's content changed in place, in a sub-folder: same name, new size.
+        std::fs::write(top.join("sub/a.txt"), b"longer").unwrap();
+        assert_eq!(get()[0].2, 6);
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+        // A new file, a removed one, a renamed folder: each seen by the very next call.
+        std::fs::write(top.join("b.txt"), b"b").unwrap();
+        assert_eq!(get().len(), 2);
+        std::fs::remove_file(top.join("b.txt")).unwrap();
+        assert_eq!(get().len(), 1);
+        std::fs::rename(top.join("sub"), top.join("moved")).unwrap();
+        assert!(get()[0].0.starts_with("moved"));
+        assert_eq!(calls.load(Ordering::SeqCst), 10);
+
+        // Only a time changed (`touch`).
+        let f = std::fs::File::options()
+            .write(true)
+            .open(top.join("moved/a.txt"))
+            .unwrap();
+        f.set_modified(std::time::UNIX_EPOCH).unwrap();
+        assert_eq!(get()[0].3, std::time::UNIX_EPOCH);
+        assert_eq!(calls.load(Ordering::SeqCst), 12);
+    }
+
+    #[test]
+    fn a_walk_that_found_a_link_is_never_reused() {
+        let root = tempfile::tempdir().unwrap();
+        let top = root.path().join("repo");
+        std::fs::create_dir_all(&top).unwrap();
+        std::fs::write(root.path().join("outside.txt"), b"x").unwrap();
+        std::os::unix::fs::symlink(root.path().join("outside.txt"), top.join("link.txt")).unwrap();
+        let walks = Walks::default();
+        let calls = AtomicUsize::new(0);
+        walks.get(&top, || walk_of(&top, &calls)).unwrap();
+        walks.get(&top, || walk_of(&top, &calls)).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+}
