@@ -17,8 +17,15 @@ use super::ledger::{MIN_CLAIM, Span};
 use crate::error::{TransferError, TransferErrorKind};
 use rbee_artifact::lock_unpoisoned;
 
-/// How long connection growth measures before deciding.
+/// How long connection growth measures before deciding, at most: new connections must have
+/// set up and reached their pace within it. A server that answered the first request
+/// quickly gets a shorter window ([`growth_window`]).
 pub(super) const GROWTH_WINDOW: Duration = Duration::from_millis(500);
+/// The shortest window, so that a rate is still measured over many reads.
+const MIN_GROWTH_WINDOW: Duration = Duration::from_millis(150);
+/// The window in round trips: the first answer's time covers a connection's set-up and one
+/// request, which is what each added connection goes through before it delivers.
+const GROWTH_WINDOW_PER_FIRST_ANSWER: u32 = 4;
 /// How often an idle connection, or the supervisor while none is idle, looks again for a
 /// slow range to help.
 const HEDGE_RECHECK: Duration = Duration::from_millis(50);
@@ -36,6 +43,7 @@ impl Job<'_> {
         first: (Response, (u64, u64), u64),
         stop: &CancellationToken,
         probe_attempts: u32,
+        first_answer: Duration,
     ) -> Result<(), Flow> {
         let config = &self.inner.config;
         let mut workers = FuturesUnordered::new();
@@ -48,7 +56,10 @@ impl Job<'_> {
         let mut hedge_check = tokio::time::interval(HEDGE_RECHECK);
         hedge_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut active = initial;
-        let mut growth = Growth::new(self.shared.received.load(Ordering::Relaxed));
+        let window = growth_window(first_answer);
+        let mut growth = Growth::new(self.shared.received.load(Ordering::Relaxed), window);
+        let mut growth_check = tokio::time::interval_at(Instant::now() + window, window);
+        growth_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticker = tokio::time::interval_at(
             Instant::now() + config.state_interval,
             config.state_interval,
@@ -84,28 +95,26 @@ impl Job<'_> {
                         workers.push(Either::Right(self.helper(span, stop)));
                     }
                 }
-                _ = ticker.tick() => {
-                    self.save_detached();
-                    if failure.is_none() {
-                        let parallel = lock_unpoisoned(&self.shared.book).claim_len != u64::MAX;
-                        let add = growth.decide(
-                            self.shared.received.load(Ordering::Relaxed),
-                            active,
-                            parallel,
-                            config,
-                            self.shared.unclaimed_bytes(),
-                        );
-                        let helpers = lock_unpoisoned(&self.shared.book).helpers;
-                        let add = add.min(
-                            config.max_connections.saturating_sub(active + helpers),
-                        );
-                        if add > 0 {
-                            tracing::debug!(from = active, to = active + add, "adding connections");
-                            active += add;
-                            lock_unpoisoned(&self.shared.book).workers = active;
-                            for _ in 0..add {
-                                workers.push(Either::Left(self.worker(None, stop, 1)));
-                            }
+                _ = ticker.tick() => self.save_detached(),
+                _ = growth_check.tick(), if failure.is_none() && !growth.done => {
+                    let parallel = lock_unpoisoned(&self.shared.book).claim_len != u64::MAX;
+                    let add = growth.decide(
+                        self.shared.received.load(Ordering::Relaxed),
+                        active,
+                        parallel,
+                        config,
+                        self.shared.unclaimed_bytes(),
+                    );
+                    let helpers = lock_unpoisoned(&self.shared.book).helpers;
+                    let add = add.min(
+                        config.max_connections.saturating_sub(active + helpers),
+                    );
+                    if add > 0 {
+                        tracing::debug!(from = active, to = active + add, "adding connections");
+                        active += add;
+                        lock_unpoisoned(&self.shared.book).workers = active;
+                        for _ in 0..add {
+                            workers.push(Either::Left(self.worker(None, stop, 1)));
                         }
                     }
                 }
@@ -227,15 +236,22 @@ pub(super) struct Growth {
     pub(super) last_received: u64,
     pub(super) base_rate: Option<f64>,
     pub(super) done: bool,
+    window: Duration,
+}
+
+/// How long growth measures, from how long the first request took to answer.
+pub(super) fn growth_window(first_answer: Duration) -> Duration {
+    (first_answer * GROWTH_WINDOW_PER_FIRST_ANSWER).clamp(MIN_GROWTH_WINDOW, GROWTH_WINDOW)
 }
 
 impl Growth {
-    pub(super) fn new(received: u64) -> Self {
+    pub(super) fn new(received: u64, window: Duration) -> Self {
         Self {
             last_at: Instant::now(),
             last_received: received,
             base_rate: None,
             done: false,
+            window,
         }
     }
 
@@ -252,7 +268,8 @@ impl Growth {
         }
         let now = Instant::now();
         let dt = now.duration_since(self.last_at);
-        if dt < GROWTH_WINDOW {
+        // Ticks come every window; one served late leaves the next a little short.
+        if dt < self.window / 2 {
             return 0;
         }
         let rate = received.saturating_sub(self.last_received) as f64 / dt.as_secs_f64();
@@ -280,5 +297,45 @@ impl Growth {
         self.base_rate = Some(rate);
         let by_work = (unclaimed / MIN_CLAIM) as usize;
         active.min(config.max_connections - active).min(by_work)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_measures_over_a_few_first_answers_within_bounds() {
+        let ms = Duration::from_millis;
+        // Loopback or a nearby server: the shortest window.
+        assert_eq!(growth_window(ms(1)), MIN_GROWTH_WINDOW);
+        assert_eq!(growth_window(ms(50)), ms(200));
+        // A far server, or one that took long to answer: never longer than before.
+        assert_eq!(growth_window(ms(400)), GROWTH_WINDOW);
+        assert_eq!(growth_window(Duration::from_secs(30)), GROWTH_WINDOW);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_that_rose_with_the_connections_adds_more_and_one_that_did_not_stops() {
+        let config = crate::TransferConfig::default();
+        let window = MIN_GROWTH_WINDOW;
+        let mut growth = Growth::new(0, window);
+        let mib = 1 << 20;
+        let unclaimed = 1 << 30;
+        // Before a window has passed, nothing is decided.
+        assert_eq!(growth.decide(mib, 8, true, &config, unclaimed), 0);
+        // 8 slow connections: doubled.
+        tokio::time::advance(window).await;
+        assert_eq!(growth.decide(3 * mib, 8, true, &config, unclaimed), 8);
+        // 16 brought twice the rate: doubled again, up to the maximum.
+        tokio::time::advance(window).await;
+        assert_eq!(growth.decide(9 * mib, 16, true, &config, unclaimed), 16);
+        // 32 brought nothing more: growth ends for good.
+        let mut growth = Growth::new(0, window);
+        tokio::time::advance(window).await;
+        assert_eq!(growth.decide(3 * mib, 8, true, &config, unclaimed), 8);
+        tokio::time::advance(window).await;
+        assert_eq!(growth.decide(6 * mib, 16, true, &config, unclaimed), 0);
+        assert!(growth.done);
     }
 }

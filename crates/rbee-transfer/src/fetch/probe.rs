@@ -42,9 +42,11 @@ impl Job<'_> {
         };
         let stop = self.cancel.child_token();
         let mut attempt = 1;
+        let asked = tokio::time::Instant::now();
         let got = self
             .open_raw(probe_claim.0, probe_claim.1, &mut attempt, &stop)
             .await?;
+        let first_answer = asked.elapsed();
         let announced = match &got {
             Got::Full(r) => r.content_length(),
             Got::Partial(_, cr) => cr.total,
@@ -177,7 +179,7 @@ impl Job<'_> {
             self.save_state().await;
         }
         let hasher = self.start_hasher();
-        let result = self.run_workers(first, &stop, attempt).await;
+        let result = self.run_workers(first, &stop, attempt, first_answer).await;
         if let Err(flow) = result {
             self.drain_hasher(hasher).await;
             return Err(flow);
