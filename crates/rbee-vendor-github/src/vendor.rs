@@ -306,6 +306,7 @@ impl GitHubVendor {
             headers: access.headers,
             expected_size: file.size,
             sha256: file.sha256,
+            git_blob: None,
             pieces: None,
         })
     }

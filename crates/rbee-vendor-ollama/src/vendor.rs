@@ -311,6 +311,7 @@ impl OllamaVendor {
             url,
             expected_size: file.size,
             sha256: file.sha256,
+            git_blob: None,
             pieces: None,
         })
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rbee_artifact::{Secret, Sha256Digest};
+use rbee_artifact::{GitBlobId, Secret, Sha256Digest};
 use url::Url;
 
 use super::piece_source::PieceSource;
@@ -23,6 +23,10 @@ pub struct FetchRequest {
     pub expected_size: Option<u64>,
     /// The digest the vendor published; a mismatch is [`Error::Integrity`](rbee_artifact::Error::Integrity).
     pub sha256: Option<Sha256Digest>,
+    /// The git blob id the vendor published, for a file it keeps in git rather than with a
+    /// sha256 (the Hub's configs and tokenizers): checked before the file is put in place, a
+    /// mismatch is [`Error::Integrity`](rbee_artifact::Error::Integrity).
+    pub git_blob: Option<GitBlobId>,
     /// Another way to the same bytes, piece by piece (the Hub's Xet store): tried first when
     /// `sha256` is known, with `url` as the fallback for the rest of the file when it fails.
     pub pieces: Option<Arc<dyn PieceSource>>,
@@ -38,6 +42,7 @@ impl FetchRequest {
             headers: Vec::new(),
             expected_size: None,
             sha256: None,
+            git_blob: None,
             pieces: None,
         }
     }

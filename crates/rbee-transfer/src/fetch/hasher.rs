@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use rbee_artifact::{Error, Sha256Digest};
+use rbee_artifact::{Error, GitBlobHasher, GitBlobId, Sha256Digest};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -96,6 +96,20 @@ pub(super) fn hash_range(
         off += n as u64;
     }
     Ok(Some(hasher))
+}
+
+/// The git blob id of the first `size` bytes of `file`. Blocking.
+pub(super) fn git_blob_of(file: &File, size: u64) -> std::io::Result<GitBlobId> {
+    let mut hasher = GitBlobHasher::new(size);
+    let mut buf = vec![0u8; HASH_BLOCK.min(size as usize)];
+    let mut off = 0u64;
+    while off < size {
+        let want = (size - off).min(HASH_BLOCK as u64) as usize;
+        file.read_exact_at(&mut buf[..want], off)?;
+        hasher.update(&buf[..want]);
+        off += want as u64;
+    }
+    Ok(hasher.finalize())
 }
 
 /// The hasher thread's shared state.

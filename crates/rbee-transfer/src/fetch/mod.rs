@@ -10,7 +10,7 @@
 //!         a worker with nothing left to claim takes over the back of the slowest range,
 //!         or races its connection for the rest: each byte is written once, by whichever
 //!         connection delivers it first)
-//!   ─► verify size + sha256 ─► fsync ─► rename to dest
+//!   ─► verify size + sha256 (or the git blob id) ─► fsync ─► rename to dest
 //! ```
 
 mod connections;

@@ -3,11 +3,11 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use rbee_artifact::{DownloadedFile, Error, Sha256Digest};
+use rbee_artifact::{DownloadedFile, Error, GitBlobId, Sha256Digest};
 use sha2::Digest;
 
 use super::durable_dirs::sync_dir;
-use super::hasher::HashTask;
+use super::hasher::{HashTask, git_blob_of};
 use super::job::Job;
 use super::{Flow, sync_progress};
 use crate::error::TransferError;
@@ -84,6 +84,9 @@ impl Job<'_> {
             self.discard();
             return Err(Flow::Fail(error));
         }
+        if let Some(expected) = self.req.git_blob {
+            self.check_git_blob(expected, total).await?;
+        }
         let shared = self.shared.clone();
         let part = self.paths.part.clone();
         let state = self.paths.state.clone();
@@ -129,6 +132,49 @@ impl Job<'_> {
             size: total,
             sha256: digest,
         })
+    }
+
+    /// Checks the partial's `total` bytes against the git blob id the vendor published, as a
+    /// published sha256 is checked: bytes resumed from an earlier attempt get one fresh fetch
+    /// before a mismatch is called one.
+    async fn check_git_blob(&self, expected: GitBlobId, total: u64) -> Result<(), Flow> {
+        let shared = self.shared.clone();
+        let read = tokio::task::spawn_blocking(move || git_blob_of(&shared.file, total));
+        let actual = tokio::select! {
+            r = read => r,
+            _ = self.cancel.cancelled() => return Err(Flow::Fail(TransferError::cancelled())),
+        };
+        let actual = match actual {
+            Ok(Ok(id)) => id,
+            Ok(Err(e)) => {
+                return Err(Flow::Fail(TransferError::io(
+                    format!("reading back {}", self.paths.part.display()),
+                    e,
+                )));
+            }
+            Err(e) => {
+                return Err(Flow::Fail(TransferError::catalog(Error::task_failed(
+                    "hashing", e,
+                ))));
+            }
+        };
+        if actual == expected {
+            return Ok(());
+        }
+        let error = TransferError::catalog(Error::Integrity {
+            path: self.req.path.clone(),
+            expected: expected.into(),
+            actual: actual.into(),
+        });
+        if self.resumed.swap(false, Ordering::AcqRel) {
+            return Err(Flow::Restart(
+                "the file resumed from an earlier attempt does not match its published git blob id"
+                    .to_string(),
+                Some(error),
+            ));
+        }
+        self.discard();
+        Err(Flow::Fail(error))
     }
 
     /// Deletes the partial and its state: its bytes are wrong.

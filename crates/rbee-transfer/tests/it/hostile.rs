@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rbee_artifact::{DownloadedFile, Error};
+use rbee_artifact::{DownloadedFile, Error, GitBlobHasher};
 use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault};
 use rbee_transfer::{
     ApiRequest, FetchRequest, Transfer, TransferConfig, TransferError, TransferErrorKind,
@@ -396,6 +396,43 @@ async fn a_same_size_file_without_digest_is_fetched_again() {
     s.hub.reset_counters();
     s.fetch(&single(), &s.request()).await.unwrap();
     assert_eq!(s.hub.counters_for("/files/m.bin").requests, 0);
+}
+
+#[tokio::test]
+async fn a_file_whose_git_blob_id_differs_is_never_put_in_place() {
+    let s = Setup::new(2 * MIB).await;
+    let blob_of = |bytes: &[u8]| {
+        let mut h = GitBlobHasher::new(bytes.len() as u64);
+        h.update(bytes);
+        h.finalize()
+    };
+    let mut listed = s.data.clone();
+    listed[MIB + 7] ^= 0x01;
+    for t in [single(), parallel()] {
+        // The vendor published the blob id of other bytes of the same size.
+        let mut req = s.sized();
+        req.git_blob = Some(blob_of(&listed));
+        let err = s.fetch(&t, &req).await.unwrap_err();
+        assert_eq!(err.kind(), TransferErrorKind::Integrity, "{err}");
+        match Error::from(err) {
+            Error::Integrity {
+                path,
+                expected,
+                actual,
+            } => {
+                assert_eq!(path, "m.bin");
+                assert_eq!(expected, blob_of(&listed).into());
+                assert_eq!(actual, blob_of(&s.data).into());
+            }
+            other => panic!("{other:?}"),
+        }
+        s.assert_nothing_wrong();
+        // The right one is put in place.
+        req.git_blob = Some(blob_of(&s.data));
+        s.fetch(&t, &req).await.unwrap();
+        assert_eq!(std::fs::read(s.dest()).unwrap(), s.data);
+        std::fs::remove_file(s.dest()).unwrap();
+    }
 }
 
 #[tokio::test]

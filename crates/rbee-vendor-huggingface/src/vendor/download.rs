@@ -108,6 +108,7 @@ impl HuggingFaceVendor {
                         headers: Vec::new(),
                         expected_size: file.size,
                         sha256: file.sha256,
+                        git_blob: expected_git_oid(file),
                         pieces: None,
                     });
                 }
@@ -190,7 +191,6 @@ impl HuggingFaceVendor {
                 ));
                 progress.fetched_and_reused(fetched, reused);
             }
-            check_git_blobs(&by_path, &fetched, dest).await?;
             if self.config.write_hf_cache {
                 let at = Pinned {
                     hf,
@@ -251,48 +251,6 @@ pub(super) async fn keep_if_identical(
         Err(_) if cancel.is_cancelled() => Err(Error::Cancelled),
         Err(e) => Err(Error::io(format!("checking {}", target.display()), e)),
     }
-}
-
-/// Files without a published sha256 (configs, tokenizers: stored in git, not LFS) are checked
-/// against their git blob id; a mismatch removes the file and is [`Error::Integrity`].
-pub(super) async fn check_git_blobs(
-    plan: &PlanIndex<'_>,
-    fetched: &[DownloadedFile],
-    dest: &Path,
-) -> Result<()> {
-    let mut to_check = Vec::new();
-    for done in fetched {
-        if let Some(expected) = plan.get(&done.path).and_then(expected_git_oid) {
-            to_check.push((
-                done.path.clone(),
-                dest.join(safe_path(&done.path)?),
-                expected,
-            ));
-        }
-    }
-    if to_check.is_empty() {
-        return Ok(());
-    }
-    // One blocking task for all of them: a snapshot's many small configs do not each wait
-    // for a thread.
-    tokio::task::spawn_blocking(move || {
-        for (path, local, expected) in to_check {
-            let digest = hash_file(&local, true, None)
-                .map_err(|e| Error::io(format!("checking {}", local.display()), e))?;
-            let actual = digest.git_oid.expect("asked for the git blob id");
-            if actual != expected {
-                let _ = std::fs::remove_file(&local);
-                return Err(Error::Integrity {
-                    path,
-                    expected: expected.into(),
-                    actual: actual.into(),
-                });
-            }
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| Error::task_failed("checking downloaded files", e))?
 }
 
 /// A plan's file path as a relative path, refusing anything that could leave `dest`.
@@ -361,44 +319,5 @@ mod tests {
         let order: Vec<&str> = done.iter().map(|d| d.path.as_str()).collect();
         let planned: Vec<&str> = plan.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(order, planned, "results come in the plan's order");
-    }
-
-    #[tokio::test]
-    async fn a_git_stored_file_that_does_not_match_its_blob_id_is_removed_and_refused() {
-        let dest = tempfile::tempdir().unwrap();
-        let mut plan = Vec::new();
-        let mut fetched = Vec::new();
-        for (name, text) in [("a.txt", "right"), ("b.txt", "wrong")] {
-            std::fs::write(dest.path().join(name), text).unwrap();
-            let mut h = rbee_artifact::GitBlobHasher::new(5);
-            h.update(b"right");
-            let blob = h.finalize();
-            plan.push(ResolvedFile {
-                path: name.into(),
-                size: Some(5),
-                sha256: None,
-                version: Some(blob.to_string()),
-                git_blob: Some(blob),
-                source: FileSource::Local { path: "/x".into() },
-            });
-            fetched.push(DownloadedFile {
-                path: name.into(),
-                size: 5,
-                sha256: rbee_artifact::Sha256Digest::of(text.as_bytes()),
-            });
-        }
-        let index = PlanIndex::new(&plan);
-        let e = check_git_blobs(&index, &fetched, dest.path())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&e, Error::Integrity { path, .. } if path == "b.txt"),
-            "{e}"
-        );
-        assert!(dest.path().join("a.txt").exists());
-        assert!(
-            !dest.path().join("b.txt").exists(),
-            "the wrong file is removed"
-        );
     }
 }

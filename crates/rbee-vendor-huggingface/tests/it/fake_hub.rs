@@ -227,7 +227,8 @@ async fn a_safetensors_repo_arrives_as_a_verified_snapshot() {
             "tokenizer_config.json",
         ]
     );
-    // Git-stored files carry their blob id (checked after download), LFS ones their sha256.
+    // Git-stored files carry their blob id (checked before a file is put in place), LFS ones
+    // their sha256.
     assert_eq!(plan.files[0].sha256, None);
     assert_eq!(
         plan.files[0].version.as_deref(),
