@@ -55,6 +55,7 @@ metadata_dir = "$dir/meta"
 data_dir = "$dir/data"
 db_engine = "sqlite"
 replication_factor = 1
+compression_level = "none"
 rpc_bind_addr = "$host:$rpc_port"
 rpc_public_addr = "$host:$rpc_port"
 rpc_secret = "$secret"
