@@ -111,8 +111,9 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Empties $OUT for the next run. Large files are deleted; the rest is moved aside and deleted
 # by clear_trash after the case. On an ext4 without a journal (this machine's root), an inode
-# freed less than a minute ago is skipped, one by one, by every inode allocation after it: a
-# tool run right after another's thousands of files were deleted would pay for them.
+# freed in the last minute (longer while its inode table block is dirty) is skipped, one by one,
+# by every inode allocation after it: a tool run right after another's thousands of files were
+# deleted would pay for them.
 TRASH=$WORK/trash
 clear_out() {
     find "${OUT:?}" -type f -size +1M -delete 2>/dev/null || true

@@ -330,7 +330,7 @@ mod tests {
         // 16 brought twice the rate: doubled again, up to the maximum.
         tokio::time::advance(window).await;
         assert_eq!(growth.decide(9 * mib, 16, true, &config, unclaimed), 16);
-        // 32 brought nothing more: growth ends for good.
+        // 16 brought no more than 8 did: growth ends for good.
         let mut growth = Growth::new(0, window);
         tokio::time::advance(window).await;
         assert_eq!(growth.decide(3 * mib, 8, true, &config, unclaimed), 8);
