@@ -305,6 +305,7 @@ PY
     TAIL_NOTE="Throughput over time in the slow-tail case: $(basename "$TAIL_PNG")."
 fi
 
+SMALL_NOTE=""
 if want snapshot; then
     set_cap 0
     total=$(du -sb "$SNAP" | cut -f1)
@@ -316,6 +317,12 @@ if want snapshot; then
     [ -x "$HFHUB" ] && bench "$case" "$total" "hf-hub 1.0 (crate)" "$HFHUB" "$ENDPOINT" bench/snap --snapshot "$OUT/snap"
     # Every file, as the peers fetch (by default rbee takes only the weights).
     bench "$case" "$total" "rbee (verified, durable)" "$RBEE" --cache-dir "$OUT/cache" --quiet model download hf:bench/snap --include '**'
+    # The small files alone: rbee's CPU per file, start-up, resolve and catalog included.
+    small="small files of the snapshot: $SMALL_FILES × $SMALL_KB KB"
+    bench "$small" "$(du -sb "$SNAP/small" | cut -f1)" "rbee (verified, durable)" \
+        "$RBEE" --cache-dir "$OUT/cache" --quiet model download hf:bench/snap --include 'small/**'
+    IFS='|' read -r _ _ _ _ _ small_cpu <<<"${RESULTS[-1]}"
+    SMALL_NOTE="rbee's CPU per small file: $(awk -v c="$small_cpu" -v n="$SMALL_FILES" 'BEGIN { printf "%.2f", c * 1000 / n }') ms (the small files alone, median CPU ÷ $SMALL_FILES)."
     clear_out
     clear_trash
 fi
@@ -470,6 +477,7 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
     done
     echo
     [ -n "$TAIL_NOTE" ] && echo "- $TAIL_NOTE"
+    [ -n "$SMALL_NOTE" ] && echo "- $SMALL_NOTE"
     [ -n "$CATALOG_NOTE" ] && echo "- $CATALOG_NOTE"
     [ -n "$RESUME" ] && echo "- Resume: $RESUME"
     true
