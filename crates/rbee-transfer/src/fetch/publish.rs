@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use rbee_artifact::{DownloadedFile, Error, GitBlobId, Sha256Digest};
+use rbee_artifact::{ContentDigest, DownloadedFile, Error, GitBlobId, Sha256Digest};
 use sha2::Digest;
 
 use super::durable_dirs::sync_dir;
@@ -67,22 +67,7 @@ impl Job<'_> {
         if let Some(expected) = self.req.sha256
             && expected != digest
         {
-            let error = TransferError::catalog(Error::Integrity {
-                path: self.req.path.clone(),
-                expected: expected.into(),
-                actual: digest.into(),
-            });
-            if self.resumed.swap(false, Ordering::AcqRel) {
-                // Bytes from an earlier run (another version, or changed on disk) may be
-                // what is wrong: fetch everything afresh once before calling it a mismatch.
-                return Err(Flow::Restart(
-                    "the file resumed from an earlier attempt does not match its published digest"
-                        .to_string(),
-                    Some(error),
-                ));
-            }
-            self.discard();
-            return Err(Flow::Fail(error));
+            return Err(self.mismatch(expected.into(), digest.into(), "digest"));
         }
         if let Some(expected) = self.req.git_blob {
             self.check_git_blob(expected, total).await?;
@@ -135,8 +120,7 @@ impl Job<'_> {
     }
 
     /// Checks the partial's `total` bytes against the git blob id the vendor published, as a
-    /// published sha256 is checked: bytes resumed from an earlier attempt get one fresh fetch
-    /// before a mismatch is called one.
+    /// published sha256 is checked.
     async fn check_git_blob(&self, expected: GitBlobId, total: u64) -> Result<(), Flow> {
         let shared = self.shared.clone();
         let read = tokio::task::spawn_blocking(move || git_blob_of(&shared.file, total));
@@ -161,20 +145,28 @@ impl Job<'_> {
         if actual == expected {
             return Ok(());
         }
+        Err(self.mismatch(expected.into(), actual.into(), "git blob id"))
+    }
+
+    /// The bytes do not match what the vendor published (`what`: which kind of digest). Bytes
+    /// from an earlier run (another version, or changed on disk) may be what is wrong: those
+    /// are fetched afresh once before a mismatch is called one; otherwise the partial goes.
+    fn mismatch(&self, expected: ContentDigest, actual: ContentDigest, what: &str) -> Flow {
         let error = TransferError::catalog(Error::Integrity {
             path: self.req.path.clone(),
-            expected: expected.into(),
-            actual: actual.into(),
+            expected,
+            actual,
         });
         if self.resumed.swap(false, Ordering::AcqRel) {
-            return Err(Flow::Restart(
-                "the file resumed from an earlier attempt does not match its published git blob id"
-                    .to_string(),
+            return Flow::Restart(
+                format!(
+                    "the file resumed from an earlier attempt does not match its published {what}"
+                ),
                 Some(error),
-            ));
+            );
         }
         self.discard();
-        Err(Flow::Fail(error))
+        Flow::Fail(error)
     }
 
     /// Deletes the partial and its state: its bytes are wrong.
