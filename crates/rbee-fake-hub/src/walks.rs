@@ -58,7 +58,8 @@ impl Walks {
     ) -> std::io::Result<Arc<Vec<Listed>>> {
         let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if guard.is_none() {
-            // Stays None when inotify is unavailable; then every call walks.
+            // None when inotify is unavailable (its per-user limit reached, say): this call
+            // walks, and the next tries again.
             *guard = Inotify::init().ok().map(|inotify| Watched {
                 inotify,
                 tops: HashMap::new(),
