@@ -38,20 +38,8 @@ impl Job<'_> {
                 return Err(Flow::Fail(TransferError::cancelled()));
             }
         };
-        let hasher = match hashed {
-            Ok(Ok(Some(h))) => h,
-            Ok(Ok(None)) => return Err(Flow::Fail(TransferError::cancelled())),
-            Ok(Err(e)) => {
-                return Err(Flow::Fail(TransferError::io(
-                    format!("reading back {}", self.paths.part.display()),
-                    e,
-                )));
-            }
-            Err(e) => {
-                return Err(Flow::Fail(TransferError::catalog(Error::task_failed(
-                    "hashing", e,
-                ))));
-            }
+        let Some(hasher) = self.read_back(hashed)? else {
+            return Err(Flow::Fail(TransferError::cancelled()));
         };
         let digest: Sha256Digest = hasher.finalize().into();
         if let Some(expected) = self.req.expected_size
@@ -128,24 +116,28 @@ impl Job<'_> {
             r = read => r,
             _ = self.cancel.cancelled() => return Err(Flow::Fail(TransferError::cancelled())),
         };
-        let actual = match actual {
-            Ok(Ok(id)) => id,
-            Ok(Err(e)) => {
-                return Err(Flow::Fail(TransferError::io(
-                    format!("reading back {}", self.paths.part.display()),
-                    e,
-                )));
-            }
-            Err(e) => {
-                return Err(Flow::Fail(TransferError::catalog(Error::task_failed(
-                    "hashing", e,
-                ))));
-            }
-        };
+        let actual = self.read_back(actual)?;
         if actual == expected {
             return Ok(());
         }
         Err(self.mismatch(expected.into(), actual.into(), "git blob id"))
+    }
+
+    /// What a task hashing the partial answered, or why it could not read it back.
+    fn read_back<T>(
+        &self,
+        answer: Result<std::io::Result<T>, tokio::task::JoinError>,
+    ) -> Result<T, Flow> {
+        match answer {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(Flow::Fail(TransferError::io(
+                format!("reading back {}", self.paths.part.display()),
+                e,
+            ))),
+            Err(e) => Err(Flow::Fail(TransferError::catalog(Error::task_failed(
+                "hashing", e,
+            )))),
+        }
     }
 
     /// The bytes do not match what the vendor published (`what`: which kind of digest). Bytes
