@@ -2,10 +2,13 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
 
 use anyhow::Result;
 use rbee_artifact::human_bytes;
 use rbee_catalog::{ArtifactStatus, CatalogEntry, Listing};
+use serde::{Serialize, Serializer};
 use serde_json::json;
 
 use crate::args::GlobalArgs;
@@ -28,16 +31,9 @@ pub(crate) fn list(global: &GlobalArgs) -> Result<()> {
 
 /// Prints a catalog listing: a table whose columns fit the longest id (the reference is cut to
 /// the terminal's width, never the id), or one JSON document with `--json`.
-pub(crate) fn print_listing(
-    global: &GlobalArgs,
-    root: &std::path::Path,
-    listing: &[Listing],
-) -> Result<()> {
+pub(crate) fn print_listing(global: &GlobalArgs, root: &Path, listing: &[Listing]) -> Result<()> {
     if global.json {
-        let items: Vec<_> = listing.iter().map(listing_json).collect();
-        let doc = json!({"version": JSON_VERSION, "root": root, "models": items});
-        out!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
+        return print_listing_json(root, listing);
     }
     if listing.is_empty() {
         eprintln!(
@@ -119,6 +115,38 @@ pub(super) fn status_text(status: &ArtifactStatus) -> Cow<'static, str> {
             .into()
         }
         other => other.name().into(),
+    }
+}
+
+/// The listing as one JSON document, written as it is serialized: one entry's value at a time
+/// rather than a tree of every entry (a catalog can hold thousands).
+fn print_listing_json(root: &Path, listing: &[Listing]) -> Result<()> {
+    struct Models<'a>(&'a [Listing]);
+    impl Serialize for Models<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.iter().map(listing_json))
+        }
+    }
+    // Keys in the order of every other document's (sorted, as `serde_json::Value` keeps them).
+    #[derive(Serialize)]
+    struct Document<'a> {
+        models: Models<'a>,
+        root: &'a Path,
+        version: u32,
+    }
+    let doc = Document {
+        models: Models(listing),
+        root,
+        version: JSON_VERSION,
+    };
+    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut stdout, &doc)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(stdout))
+        .and_then(|()| stdout.flush());
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => Ok(other?),
     }
 }
 

@@ -160,6 +160,49 @@ fn list_info_verify_du_rm_work_and_speak_json() {
         .stderr(predicate::str::contains("not in the catalog"));
 }
 
+#[test]
+fn a_json_listing_whose_reader_stops_early_ends_quietly() {
+    let env = Env::new();
+    let many = env.dir.path().join("many");
+    std::fs::create_dir(&many).unwrap();
+    // Far more than a pipe's buffer of listing once every file is named with its digest.
+    for i in 0..2000 {
+        std::fs::write(many.join(format!("part-{i:04}.bin")), i.to_string()).unwrap();
+    }
+    env.rbee()
+        .args(["model", "download", "file:many"])
+        .assert()
+        .success();
+    let mut child = env
+        .rbee()
+        .args(["--json", "model", "list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut start = [0u8; 1024];
+    std::io::Read::read_exact(&mut stdout, &mut start).unwrap();
+    assert!(
+        start.starts_with(b"{"),
+        "{}",
+        String::from_utf8_lossy(&start)
+    );
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The digest by the system tool, independent of the code under test.
 fn sha256sum(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
