@@ -117,3 +117,43 @@ pub(crate) async fn interrupt_and_wait(child: &mut Child) -> Option<i32> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Sends `signal` (`-STOP`, …) to `child` with the system's `kill`.
+pub(crate) fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} failed");
+}
+
+/// Bytes queued on loopback TCP connections to or from `port`: sent by one end, not yet read
+/// by the other. Read from `/proc/net/tcp`, whose queue column is `tx_queue:rx_queue` in hex.
+pub(crate) fn unread_socket_bytes(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let port_of = |address: &str| {
+        address
+            .rsplit(':')
+            .next()
+            .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+    };
+    let mut unread = 0;
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(remote), Some(queues)) =
+            (fields.get(1), fields.get(2), fields.get(4))
+        else {
+            continue;
+        };
+        let Some((tx, rx)) = queues.split_once(':') else {
+            continue;
+        };
+        let queued = |hex: &str| u64::from_str_radix(hex, 16).unwrap_or(0);
+        if port_of(local) == Some(port) {
+            unread += queued(tx);
+        } else if port_of(remote) == Some(port) {
+            unread += queued(rx);
+        }
+    }
+    unread
+}

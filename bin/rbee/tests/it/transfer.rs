@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rbee_fake_hub::{FakeHub, FakeHubConfig};
 use rbee_transfer::TransferConfig;
 
-use crate::support::interrupt_and_wait;
+use crate::support::{interrupt_and_wait, signal, unread_socket_bytes};
 
 const MIB: u64 = 1 << 20;
 const FILE: &str = "model.gguf";
@@ -206,45 +206,6 @@ impl Env {
         assert!(self.files_named(".part").is_empty());
         assert!(self.files_named(".part.state").is_empty());
     }
-}
-
-fn signal(child: &Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} failed");
-}
-
-/// Bytes queued on loopback TCP connections to or from `port`: sent by one end, not yet read
-/// by the other. Read from `/proc/net/tcp`, whose queue column is `tx_queue:rx_queue` in hex.
-fn unread_socket_bytes(port: u16) -> u64 {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let port_of = |address: &str| {
-        address
-            .rsplit(':')
-            .next()
-            .and_then(|hex| u16::from_str_radix(hex, 16).ok())
-    };
-    let mut unread = 0;
-    for line in table.lines().skip(1) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (Some(local), Some(remote), Some(queues)) =
-            (fields.get(1), fields.get(2), fields.get(4))
-        else {
-            continue;
-        };
-        let Some((tx, rx)) = queues.split_once(':') else {
-            continue;
-        };
-        let queued = |hex: &str| u64::from_str_radix(hex, 16).unwrap_or(0);
-        if port_of(local) == Some(port) {
-            unread += queued(tx);
-        } else if port_of(remote) == Some(port) {
-            unread += queued(rx);
-        }
-    }
-    unread
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
