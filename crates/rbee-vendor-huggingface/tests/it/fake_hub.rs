@@ -451,6 +451,34 @@ async fn listing_lies_about_size_or_digest_never_leave_a_file() {
     }
 }
 
+/// A file the Hub keeps in git (no sha256 published, only its blob id) whose bytes arrive
+/// other than listed: refused as an integrity failure, and never left in place.
+#[tokio::test]
+async fn a_git_stored_file_whose_bytes_are_not_the_listed_ones_never_leaves_a_file() {
+    let config = br#"{"model_type": "llama", "hidden_size": 4096}"#.to_vec();
+    let hub = Hub::start(&[("org/configs", &[("config.json", config.clone())])]).await;
+    let v = hub.vendor();
+
+    hub.hub
+        .set_faults(vec![Fault::flip_byte(10).path("config.json")]);
+    let plan = resolve(&v, "hf:org/configs/config.json").await.unwrap();
+    assert_eq!(plan.files[0].sha256, None, "stored in git");
+    let dest = tempfile::tempdir().unwrap();
+    let (out, _) = download_all(&v, &plan, dest.path()).await;
+    let err = out.unwrap_err();
+    assert_eq!(err.code(), "integrity", "{err}");
+    assert!(err.to_string().contains("config.json"), "{err}");
+    assert!(!dest.path().join("config.json").exists());
+
+    // Served right, the same plan puts it in place.
+    hub.hub.set_faults(vec![]);
+    fetch(&v, &plan, dest.path()).await;
+    assert_eq!(
+        std::fs::read(dest.path().join("config.json")).unwrap(),
+        config
+    );
+}
+
 /// Names with escapes, `..` or absurd lengths in the listing are refused, shown escaped and
 /// bounded, and never reach the plan or the disk.
 #[tokio::test]
