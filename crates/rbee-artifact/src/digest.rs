@@ -126,28 +126,19 @@ impl GitBlobHasher {
         GitBlobId(self.0.finalize().into())
     }
 
-    /// The blob id of the file at `path`. Blocking.
-    pub fn of_file(path: &std::path::Path) -> std::io::Result<GitBlobId> {
-        let mut file = std::fs::File::open(path)?;
-        let size = file.metadata()?.len();
+    /// The blob id of the first `size` bytes of `file`, read at their offsets (its position
+    /// is left alone, so a file shared with positional writers can be read). Blocking.
+    pub fn of_open_file(file: &std::fs::File, size: u64) -> std::io::Result<GitBlobId> {
+        use std::os::unix::fs::FileExt;
+        const BLOCK: u64 = 1 << 20;
         let mut hasher = Self::new(size);
-        let mut buf = vec![0u8; 1 << 16];
-        let mut read = 0u64;
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
+        let mut buf = vec![0u8; size.min(BLOCK) as usize];
+        let mut off = 0u64;
+        while off < size {
+            let n = (size - off).min(BLOCK) as usize;
+            file.read_exact_at(&mut buf[..n], off)?;
             hasher.update(&buf[..n]);
-            read += n as u64;
-        }
-        if read != size {
-            return Err(std::io::Error::other(format!(
-                "{} changed while it was read",
-                path.display()
-            )));
+            off += n as u64;
         }
         Ok(hasher.finalize())
     }
@@ -302,10 +293,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty");
         std::fs::write(&empty, b"").unwrap();
+        let empty = std::fs::File::open(&empty).unwrap();
         assert_eq!(
-            GitBlobHasher::of_file(&empty).unwrap().to_string(),
+            GitBlobHasher::of_open_file(&empty, 0).unwrap().to_string(),
             "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
         );
+        let hello = dir.path().join("hello");
+        std::fs::write(&hello, b"hello\nand more after the first six bytes").unwrap();
+        let hello = std::fs::File::open(&hello).unwrap();
+        assert_eq!(
+            GitBlobHasher::of_open_file(&hello, 6).unwrap().to_string(),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
+        // Fewer bytes than asked for: an error, not the id of other content.
+        assert!(GitBlobHasher::of_open_file(&hello, 1 << 30).is_err());
     }
 
     #[test]

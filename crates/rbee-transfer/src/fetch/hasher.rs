@@ -42,6 +42,25 @@ pub(super) async fn hash_file(
     Ok(hasher.finalize().into())
 }
 
+/// The git blob id of the first `size` bytes of the file at `path`, on a blocking thread.
+pub(super) async fn git_blob_of(
+    path: &Path,
+    size: u64,
+    cancel: &CancellationToken,
+) -> Result<GitBlobId, TransferError> {
+    let path_buf = path.to_path_buf();
+    let task = tokio::task::spawn_blocking(move || {
+        let file = crate::nofollow::open_read(&path_buf)?;
+        GitBlobHasher::of_open_file(&file, size)
+    });
+    let read = tokio::select! {
+        r = task => r,
+        _ = cancel.cancelled() => return Err(TransferError::cancelled()),
+    };
+    read.map_err(|e| TransferError::catalog(Error::task_failed("hashing", e)))?
+        .map_err(|e| TransferError::io(format!("reading {}", path.display()), e))
+}
+
 /// Runs `work` (hashing) on a blocking thread, telling it to stop when `cancel` fires. A
 /// cancellation is an `Interrupted` I/O error (the callers say what was being read); a task
 /// that panicked is an internal error.
@@ -96,20 +115,6 @@ pub(super) fn hash_range(
         off += n as u64;
     }
     Ok(Some(hasher))
-}
-
-/// The git blob id of the first `size` bytes of `file`. Blocking.
-pub(super) fn git_blob_of(file: &File, size: u64) -> std::io::Result<GitBlobId> {
-    let mut hasher = GitBlobHasher::new(size);
-    let mut buf = vec![0u8; HASH_BLOCK.min(size as usize)];
-    let mut off = 0u64;
-    while off < size {
-        let want = (size - off).min(HASH_BLOCK as u64) as usize;
-        file.read_exact_at(&mut buf[..want], off)?;
-        hasher.update(&buf[..want]);
-        off += want as u64;
-    }
-    Ok(hasher.finalize())
 }
 
 /// The hasher thread's shared state.

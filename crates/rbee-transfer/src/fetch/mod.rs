@@ -49,7 +49,7 @@ use crate::engine::Inner;
 use crate::error::{TransferError, redact_url};
 use crate::http;
 use crate::lock::FileLock;
-use hasher::hash_file;
+use hasher::{git_blob_of, hash_file};
 use job::Job;
 
 /// The files beside `dest`.
@@ -183,6 +183,12 @@ async fn reuse_existing(
         && *expected != digest
     {
         tracing::warn!(path = %dest.display(), "a file with the right size but the wrong digest is in the way; fetching again");
+        return Ok(None);
+    }
+    if let Some(expected) = req.git_blob
+        && git_blob_of(dest, size, cancel).await? != expected
+    {
+        tracing::warn!(path = %dest.display(), "a file with the right size but the wrong git blob id is in the way; fetching again");
         return Ok(None);
     }
     sync_progress(progress, size);

@@ -3,11 +3,11 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use rbee_artifact::{ContentDigest, DownloadedFile, Error, GitBlobId, Sha256Digest};
+use rbee_artifact::{ContentDigest, DownloadedFile, Error, GitBlobHasher, GitBlobId, Sha256Digest};
 use sha2::Digest;
 
 use super::durable_dirs::sync_dir;
-use super::hasher::{HashTask, git_blob_of};
+use super::hasher::HashTask;
 use super::job::Job;
 use super::{Flow, sync_progress};
 use crate::error::TransferError;
@@ -111,7 +111,8 @@ impl Job<'_> {
     /// published sha256 is checked.
     async fn check_git_blob(&self, expected: GitBlobId, total: u64) -> Result<(), Flow> {
         let shared = self.shared.clone();
-        let read = tokio::task::spawn_blocking(move || git_blob_of(&shared.file, total));
+        let read =
+            tokio::task::spawn_blocking(move || GitBlobHasher::of_open_file(&shared.file, total));
         let actual = tokio::select! {
             r = read => r,
             _ = self.cancel.cancelled() => return Err(Flow::Fail(TransferError::cancelled())),

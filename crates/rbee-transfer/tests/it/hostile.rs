@@ -435,6 +435,35 @@ async fn a_file_whose_git_blob_id_differs_is_never_put_in_place() {
     }
 }
 
+/// A complete file in the way is adopted only when every digest the request names agrees:
+/// its sha256 matching is not enough when the git blob id names other bytes.
+#[tokio::test]
+async fn a_file_in_the_way_whose_git_blob_id_differs_is_not_adopted() {
+    let s = Setup::new(MIB).await;
+    let blob_of = |bytes: &[u8]| {
+        let mut h = GitBlobHasher::new(bytes.len() as u64);
+        h.update(bytes);
+        h.finalize()
+    };
+    std::fs::write(s.dest(), &s.data).unwrap();
+    let mut other = s.data.clone();
+    other[4321] ^= 0x01;
+    let mut req = s.request();
+    req.git_blob = Some(blob_of(&other));
+    let err = s.fetch(&single(), &req).await.unwrap_err();
+    assert_eq!(err.kind(), TransferErrorKind::Integrity, "{err}");
+    assert!(
+        s.hub.counters_for("/files/m.bin").requests > 0,
+        "the file in the way was not adopted"
+    );
+    // Both digests agree: adopted without a byte moved.
+    s.hub.reset_counters();
+    req.git_blob = Some(blob_of(&s.data));
+    s.fetch(&single(), &req).await.unwrap();
+    assert_eq!(s.hub.counters_for("/files/m.bin").requests, 0);
+    assert_eq!(std::fs::read(s.dest()).unwrap(), s.data);
+}
+
 #[tokio::test]
 async fn planted_links_are_never_written_through() {
     let s = Setup::new(MIB).await;
