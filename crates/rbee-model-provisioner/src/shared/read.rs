@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use rbee_artifact::{DownloadTracker, Error, GitBlobHasher, ResolvedArtifact, ResolvedFile};
+use rbee_artifact::{ContentDigest, DownloadTracker, Error, ResolvedArtifact, ResolvedFile};
 use rbee_catalog::ArtifactRecord;
 use rbee_shared_store::{ManifestFile, StoreError, diagnose, layout, read_manifest};
 use rbee_transfer::{FetchRequest, TransferErrorKind};
@@ -90,6 +90,9 @@ impl SharedTier {
             let mut request = FetchRequest::new(f.path.clone(), url);
             request.expected_size = Some(size);
             request.sha256 = Some(sha);
+            // The manifest is not trusted: the origin's blob id decides, before the file is
+            // put in place.
+            request.git_blob = f.expected_git_blob();
             match self
                 .inner
                 .transfer
@@ -98,27 +101,6 @@ impl SharedTier {
             {
                 Ok(mut done) => {
                     let d = done.pop().expect("one file in, one out");
-                    if let Some(expected) = f.expected_git_blob() {
-                        let local = files_dir.join(&f.path);
-                        let actual =
-                            tokio::task::spawn_blocking(move || GitBlobHasher::of_file(&local))
-                                .await
-                                .map_err(|e| {
-                                    Fault::Other(Error::task_failed("checking a file", e))
-                                })?
-                                .map_err(|e| {
-                                    Fault::Other(Error::io(format!("checking {}", f.path), e))
-                                })?;
-                        if actual != expected {
-                            tracker.message(format!(
-                                "warning: the shared store's manifest of {id} names other bytes for {} (git blob {actual}, the origin says {expected}); it was not kept and is fetched from the origin",
-                                f.path
-                            ));
-                            crate::files::remove_with_partials(files_dir, &f.path);
-                            rest.push(f);
-                            continue;
-                        }
-                    }
                     if let Some(r) = record.files.iter_mut().find(|r| r.path == f.path) {
                         r.sha256 = Some(d.sha256);
                         r.size = d.size;
@@ -132,12 +114,27 @@ impl SharedTier {
                         TransferErrorKind::Integrity | TransferErrorKind::SizeMismatch
                     ) =>
                 {
-                    tracker.message(format!(
-                        "warning: the shared store's copy of {} ({blob}) is corrupt ({}); it was not kept, is fetched from the origin and will be replaced",
-                        f.path,
-                        e.into_error()
-                    ));
                     crate::files::remove_with_partials(files_dir, &f.path);
+                    let error = e.into_error();
+                    if let Error::Integrity {
+                        expected: ContentDigest::GitBlob(expected),
+                        actual,
+                        ..
+                    } = &error
+                    {
+                        // The object is the one the manifest names (its sha256 is checked
+                        // first), but the manifest names other bytes than the origin.
+                        tracker.message(format!(
+                            "warning: the shared store's manifest of {id} names other bytes for {} ({actual}, the origin says {expected}); it was not kept and is fetched from the origin",
+                            f.path
+                        ));
+                        rest.push(f);
+                        continue;
+                    }
+                    tracker.message(format!(
+                        "warning: the shared store's copy of {} ({blob}) is corrupt ({error}); it was not kept, is fetched from the origin and will be replaced",
+                        f.path,
+                    ));
                     if let Err(e) = store.delete(&blob).await {
                         tracing::warn!(error = %e, "could not remove a corrupt blob");
                     }
