@@ -93,22 +93,6 @@ want snapshot && for s in 1 2; do
     make_file "$SNAP/model-0000$s-of-00002.safetensors" $((SHARD_MIB << 20))
 done
 
-"$HUB_BIN" --root "$WORK/files" >"$WORK/hub.json" 2>"$WORK/hub.log" &
-HUB_PID=$!
-trap 'kill $HUB_PID 2>/dev/null || true' EXIT
-for _ in $(seq 50); do [ -s "$WORK/hub.json" ] && break; sleep 0.1; done
-HUB=$(sed -n 's/.*"hub":"\([^"]*\)".*/\1/p' "$WORK/hub.json")
-[ -n "$HUB" ] || { echo "fake-hub did not start: $(cat "$WORK/hub.log")" >&2; exit 1; }
-ENDPOINT=${HUB%/}
-# Every Hub client here, rbee included, talks to the fake hub and keeps its caches in $OUT.
-export HF_ENDPOINT=$ENDPOINT HF_HOME=$OUT/.hf HF_HUB_DISABLE_TELEMETRY=1
-
-admin() { curl -sf -X POST -d "$2" "${HUB}_admin/$1" >/dev/null; }
-set_cap() { admin rate-limit "{\"bytes_per_sec\": $1}"; }
-set_faults() { admin faults "$1"; }
-
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-
 # Empties $OUT for the next run. Large files are deleted; the rest is moved aside and deleted
 # by clear_trash after the case. On an ext4 without a journal (this machine's root), an inode
 # freed in the last minute (longer while its inode table block is dirty) is skipped, one by one,
@@ -123,7 +107,21 @@ clear_out() {
     find "$OUT" -mindepth 1 -maxdepth 1 -exec mv -t "$aside" {} + 2>/dev/null || true
 }
 clear_trash() { rm -rf "$TRASH"; }
+"$HUB_BIN" --root "$WORK/files" >"$WORK/hub.json" 2>"$WORK/hub.log" &
+HUB_PID=$!
 trap 'kill $HUB_PID 2>/dev/null || true; clear_trash' EXIT
+for _ in $(seq 50); do [ -s "$WORK/hub.json" ] && break; sleep 0.1; done
+HUB=$(sed -n 's/.*"hub":"\([^"]*\)".*/\1/p' "$WORK/hub.json")
+[ -n "$HUB" ] || { echo "fake-hub did not start: $(cat "$WORK/hub.log")" >&2; exit 1; }
+ENDPOINT=${HUB%/}
+# Every Hub client here, rbee included, talks to the fake hub and keeps its caches in $OUT.
+export HF_ENDPOINT=$ENDPOINT HF_HOME=$OUT/.hf HF_HUB_DISABLE_TELEMETRY=1
+
+admin() { curl -sf -X POST -d "$2" "${HUB}_admin/$1" >/dev/null; }
+set_cap() { admin rate-limit "{\"bytes_per_sec\": $1}"; }
+set_faults() { admin faults "$1"; }
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # time_run CMD... : runs CMD after clearing $OUT, prints "wall max_rss_kib cpu_s"
 time_run() {
