@@ -24,8 +24,9 @@ pub struct FetchRequest {
     /// The digest the vendor published; a mismatch is [`Error::Integrity`](rbee_artifact::Error::Integrity).
     pub sha256: Option<Sha256Digest>,
     /// The git blob id the vendor published, for a file it keeps in git rather than with a
-    /// sha256 (the Hub's configs and tokenizers): checked before the file is put in place, a
-    /// mismatch is [`Error::Integrity`](rbee_artifact::Error::Integrity).
+    /// sha256 (the Hub's configs and tokenizers): checked before the file is put in place (a
+    /// mismatch is [`Error::Integrity`](rbee_artifact::Error::Integrity)), and before a
+    /// complete file already there is adopted.
     pub git_blob: Option<GitBlobId>,
     /// Another way to the same bytes, piece by piece (the Hub's Xet store): tried first when
     /// `sha256` is known, with `url` as the fallback for the rest of the file when it fails.
