@@ -466,7 +466,7 @@ async fn a_pull_killed_with_sigkill_resumes_fetching_at_most_one_chunk_again() {
     }
     // Stopped first, so the bytes the hub counts as sent but rbee never read (socket buffers,
     // which a loaded machine fills) can be measured before the kill drops them.
-    signal(&child, "-STOP");
+    signal(child.id(), "-STOP");
     let sent = settled(&hub, served).await;
     let unread = [hub.url(), hub.cdn_url()]
         .iter()

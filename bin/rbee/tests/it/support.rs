@@ -95,11 +95,7 @@ pub(crate) fn file_paths(record: &Value) -> Vec<String> {
 
 /// Sends SIGINT (what Ctrl-C sends).
 pub(crate) fn interrupt(pid: u32) {
-    let sent = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    signal(pid, "-INT");
 }
 
 /// Interrupts `child` and waits (at most 10 s) for it to exit; returns its exit code.
@@ -118,10 +114,10 @@ pub(crate) async fn interrupt_and_wait(child: &mut Child) -> Option<i32> {
     }
 }
 
-/// Sends `signal` (`-STOP`, …) to `child` with the system's `kill`.
-pub(crate) fn signal(child: &Child, signal: &str) {
+/// Sends `signal` (`-INT`, `-STOP`, …) to process `pid` with the system's `kill`.
+pub(crate) fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
+        .args([signal, &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success(), "kill {signal} failed");

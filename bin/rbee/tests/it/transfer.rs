@@ -154,7 +154,7 @@ impl Env {
         self.wait_for_bytes(after, &mut child).await;
         // Stopped first, so the bytes the hub counts as sent but rbee never read (socket
         // buffers, which a loaded machine fills) can be measured before the kill drops them.
-        signal(&child, "-STOP");
+        signal(child.id(), "-STOP");
         let sent = self.settled_sent().await;
         let unread = [self.hub.url(), self.hub.cdn_url()]
             .iter()
