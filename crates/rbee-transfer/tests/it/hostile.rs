@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rbee_artifact::{DownloadedFile, Error, GitBlobHasher};
+use rbee_artifact::{DownloadedFile, Error, GitBlobHasher, GitBlobId};
 use rbee_fake_hub::{FakeHub, FakeHubConfig, Fault};
 use rbee_transfer::{
     ApiRequest, FetchRequest, Transfer, TransferConfig, TransferError, TransferErrorKind,
@@ -139,6 +139,13 @@ impl Setup {
             );
         }
     }
+}
+
+/// The git blob id of `bytes`.
+fn blob_of(bytes: &[u8]) -> GitBlobId {
+    let mut h = GitBlobHasher::new(bytes.len() as u64);
+    h.update(bytes);
+    h.finalize()
 }
 
 fn hashed_in_state(state: &Path) -> u64 {
@@ -401,11 +408,6 @@ async fn a_same_size_file_without_digest_is_fetched_again() {
 #[tokio::test]
 async fn a_file_whose_git_blob_id_differs_is_never_put_in_place() {
     let s = Setup::new(2 * MIB).await;
-    let blob_of = |bytes: &[u8]| {
-        let mut h = GitBlobHasher::new(bytes.len() as u64);
-        h.update(bytes);
-        h.finalize()
-    };
     let mut listed = s.data.clone();
     listed[MIB + 7] ^= 0x01;
     for t in [single(), parallel()] {
@@ -440,11 +442,6 @@ async fn a_file_whose_git_blob_id_differs_is_never_put_in_place() {
 #[tokio::test]
 async fn a_file_in_the_way_whose_git_blob_id_differs_is_not_adopted() {
     let s = Setup::new(MIB).await;
-    let blob_of = |bytes: &[u8]| {
-        let mut h = GitBlobHasher::new(bytes.len() as u64);
-        h.update(bytes);
-        h.finalize()
-    };
     std::fs::write(s.dest(), &s.data).unwrap();
     let mut other = s.data.clone();
     other[4321] ^= 0x01;
